@@ -1,0 +1,62 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tfcompress.keras_compat import check_model, is_keras3_object, keras, tf, tf_keras_is_tf_keras
+
+
+def test_tf_keras_is_the_same_as_tf_keras_module():
+    assert os.environ["TF_USE_LEGACY_KERAS"] == "1"
+    assert tf_keras_is_tf_keras()
+    assert tf.keras.Model is keras.Model
+    assert tf.keras.layers.Dense is keras.layers.Dense
+
+
+@pytest.mark.parametrize(
+    "first_import",
+    [
+        "import tfcompress",
+        "import tensorflow_model_optimization",
+        "import tfcompress.keras_compat; import tensorflow_model_optimization",
+    ],
+)
+def test_same_keras_whichever_is_imported_first(first_import):
+    code = (
+        f"{first_import}\n"
+        "import tensorflow as tf, tf_keras\n"
+        "import tensorflow_model_optimization as tfmot\n"
+        "from tfcompress.keras_compat import keras\n"
+        "print(tf.keras.Model is tf_keras.Model is keras.Model, tf_keras.__version__)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    same, version = out.stdout.split()[-2:]
+    assert same == "True"
+    assert version.startswith("2.")
+
+
+def test_check_model_accepts_tf_keras_model():
+    model = keras.Sequential([keras.layers.Dense(1, input_shape=(3,))])
+    assert check_model(model) is model
+    assert not is_keras3_object(model)
+
+
+def test_check_model_rejects_keras3_model_with_fix():
+    import keras as keras3  # the real Keras 3 package, installed alongside TF
+
+    model3 = keras3.Sequential([keras3.Input((3,)), keras3.layers.Dense(1)])
+    assert is_keras3_object(model3)
+    with pytest.raises(TypeError, match=r"`model` is a Keras 3 model.*import tf_keras as keras"):
+        check_model(model3)
+
+
+@pytest.mark.parametrize("bad", [None, "model.keras", 3, keras.layers.Dense(2)])
+def test_check_model_rejects_non_models_naming_argument(bad):
+    with pytest.raises(TypeError, match=r"`teacher` must be a tf_keras.Model, received"):
+        check_model(bad, "teacher")
