@@ -1,4 +1,4 @@
-"""Tests of tfcompress.data.loaders: CSV, libFM / libFFM and MovieLens files."""
+"""Tests of the file loaders: tfcompress.data.csv_loader, .libfm and .movielens."""
 
 from __future__ import annotations
 

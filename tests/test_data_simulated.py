@@ -5,9 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tfcompress.data import simulated
-from tfcompress.data.schema import TaskData
-from tfcompress.data.simulated import World, ctr, load_task, profile, retrieval, roc_auc
+from tfcompress.data import TaskData, World, ctr, load_task, profile, retrieval, roc_auc, simulated
 from tfcompress.keras_compat import keras, tf
 
 SMALL_WORLD = {"n_users": 300, "n_items": 400, "n_categories": 10, "n_brands": 30}
@@ -153,6 +151,7 @@ def test_ctr_ids_in_vocab_and_padding_rules(ctr_task):
 def test_ctr_split_sizes_base_rate_and_oracle(ctr_task):
     sizes = [len(labels) for _, labels in _all_arrays(ctr_task)]
     assert sizes == [4_000, 500, 500]
+    assert ctr_task.info["rows"] == {"train": 4_000, "validation": 500, "test": 500, "total": 5_000}
     n_batches = sum(1 for _ in ctr_task.train)
     assert n_batches == int(np.ceil(4_000 / 128))  # drop_remainder=False
     rates = ctr_task.info["base_ctr"]
@@ -215,7 +214,7 @@ def test_ctr_accepts_a_world_and_seq_len_one(world):
         ({"split": (0.8, 0.3, 0.1)}, "split", ValueError),
         ({"split": (0.0, 0.5, 0.5)}, "split", ValueError),
         ({"split": (0.8, 0.2)}, "split", ValueError),
-        ({"split": "0.8,0.1,0.1"}, "split", ValueError),
+        ({"split": "0.8,0.1,0.1"}, "split must be three numbers", TypeError),
         ({"base_ctr": 1.5}, "base_ctr", ValueError),
         ({"world": "shop"}, "world", TypeError),
         ({"n_samples": 10.5}, "n_samples", TypeError),
@@ -295,9 +294,39 @@ def test_profile_labels_and_learnable_signal(world):
     assert label.shape == (64,) and label.dtype == np.int32
 
 
-def test_profile_bad_input():
+def test_profile_splits_by_user(world):
+    task = profile(n_samples=3_000, seq_len=8, seed=1, world=world)
+    users = task.info["users"]
+    sets = {name: set(users[name].tolist()) for name in ("train", "validation", "test")}
+    assert not sets["train"] & sets["validation"]
+    assert not sets["train"] & sets["test"]
+    assert not sets["validation"] & sets["test"]
+    # Users have several samples each, so a split by sample would have shared them.
+    assert len(sets["train"]) < len(users["train"])
+    for name, (features, labels) in task.info["arrays"].items():
+        assert len(users[name]) == len(labels) == task.info["rows"][name]
+        # The labels and demographics are those of the recorded users.
+        pref = world.user_pref[users[name]]
+        np.testing.assert_array_equal(labels, pref.argmax(axis=1))
+        np.testing.assert_array_equal(features["user_age"][:, 0], world.user_age[users[name]])
+    rows = task.info["rows"]
+    assert rows["total"] == 3_000
+    # Each split holds about its fraction of the samples.
+    assert 2_200 <= rows["train"] <= 2_600 and 200 <= rows["test"] <= 400
+    # Seeded: the same seed gives the same users per split, another seed other users.
+    again = profile(n_samples=3_000, seq_len=8, seed=1, world=world)
+    other = profile(n_samples=3_000, seq_len=8, seed=2, world=world)
+    np.testing.assert_array_equal(again.info["users"]["test"], users["test"])
+    assert set(other.info["users"]["test"].tolist()) != sets["test"]
+
+
+def test_profile_bad_input(world):
     with pytest.raises(ValueError, match="n_samples"):
         profile(n_samples=0)
+    # Too few users to give every split one of its own.
+    tiny = World.create(seed=0, n_users=2, n_items=20, n_categories=4, n_brands=4)
+    with pytest.raises(ValueError, match="only 2 users"):
+        profile(n_samples=200, world=tiny)
 
 
 # ----------------------------------------------------------------------------- load_task

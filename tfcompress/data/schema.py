@@ -130,12 +130,12 @@ class Schema:
             raise ValueError(f"Label {self.label!r} is also a feature name; rename one of them.")
         if self.task not in TASKS:
             raise ValueError(f"Schema task must be one of {TASKS}, received {self.task!r}.")
-        if self.task in ("multiclass", "retrieval"):
-            if not isinstance(self.num_classes, int) or self.num_classes < 2:
-                raise ValueError(
-                    f"Schema task {self.task!r} needs num_classes >= 2, "
-                    f"received {self.num_classes!r}."
-                )
+        if self.task in ("multiclass", "retrieval") and (
+            not isinstance(self.num_classes, int) or self.num_classes < 2
+        ):
+            raise ValueError(
+                f"Schema task {self.task!r} needs num_classes >= 2, received {self.num_classes!r}."
+            )
         vocab: dict[str, int] = {}
         for f in feats:
             if f.vocab_size is None:

@@ -1,0 +1,304 @@
+"""Helpers shared by the simulated tasks and the file loaders of :mod:`tfcompress.data`.
+
+* argument checks: :func:`check_int`, :func:`check_split`, :func:`check_common`,
+  :func:`check_path`;
+* reading text files with errors that name the file and line: :func:`iter_lines`,
+  :func:`open_text`, :func:`read_error`, :func:`parse_float`;
+* splitting rows: :func:`split_counts`, :func:`random_split`, :func:`group_split`,
+  :func:`gather_splits`;
+* sequence padding (most recent last, front-padded with id 0): :func:`pad_trailing`;
+* numeric standardisation with train statistics: :func:`standardise`;
+* the one place numpy splits become batched ``tf.data`` datasets and a
+  :class:`~tfcompress.data.schema.TaskData`: :func:`build_task`.
+
+Nothing here is public API; the names carry no underscore only because sibling modules import
+them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import math
+import numbers
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from typing import IO, Any
+
+import numpy as np
+
+from tfcompress.data.schema import Schema, TaskData
+from tfcompress.keras_compat import tf
+
+_log = logging.getLogger("tfcompress")
+
+SPLITS = ("train", "validation", "test")
+Arrays = tuple[dict[str, np.ndarray], np.ndarray]  # (features by name, labels) of one split
+MAX_ID = 2**31 - 1  # the largest int32 id
+
+
+# --------------------------------------------------------------------------- argument checks
+
+
+def check_int(value: Any, name: str, minimum: int, example: str) -> int:
+    """``value`` as an int ``>= minimum``; TypeError / ValueError naming ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"{name} must be an int, received {value!r} ({type(value).__name__}); "
+            f"pass e.g. {name}={example}."
+        )
+    if value < minimum:
+        raise ValueError(
+            f"{name} must be >= {minimum}, received {value!r}; pass e.g. {name}={example}."
+        )
+    return int(value)
+
+
+def check_split(split: Any) -> tuple[float, float, float]:
+    """Train / validation / test fractions: three finite numbers >= 0, train > 0, sum 1."""
+    fix = "pass three fractions (train, validation, test) that sum to 1, e.g. split=(0.8, 0.1, 0.1)"
+    if isinstance(split, (str, bytes)) or not isinstance(split, (Sequence, np.ndarray)):
+        raise TypeError(f"split must be three numbers, received {split!r}; {fix}.")
+    if not all(isinstance(s, numbers.Real) and not isinstance(s, bool) for s in split):
+        raise TypeError(f"split must be three numbers, received {split!r}; {fix}.")
+    parts = tuple(float(s) for s in split)
+    if (
+        len(parts) != 3
+        or not all(math.isfinite(s) and s >= 0 for s in parts)
+        or abs(sum(parts) - 1.0) > 1e-6
+        or parts[0] <= 0
+    ):
+        raise ValueError(
+            f"split must be 3 fractions >= 0 summing to 1 with train > 0, received {split!r}; "
+            f"{fix}."
+        )
+    return parts  # type: ignore[return-value]
+
+
+def check_common(batch_size: Any, split: Any, seed: Any) -> tuple[float, float, float]:
+    """Check the arguments every loader takes; return the split fractions."""
+    check_int(batch_size, "batch_size", 1, "256")
+    check_int(seed, "seed", 0, "0")
+    return check_split(split)
+
+
+def check_path(path: Any, what: str) -> str:
+    """``path`` as a str naming an existing regular file (``what`` names the format)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            f"path must be a str or os.PathLike naming a {what} file, received {path!r} "
+            f"({type(path).__name__})."
+        )
+    p = os.fsdecode(os.fspath(path))
+    if not os.path.exists(p):
+        raise ValueError(f"{p}: file not found; pass the path of an existing {what} file.")
+    if not os.path.isfile(p):
+        raise ValueError(f"{p}: not a regular file (a directory?); pass the path of a {what} file.")
+    return p
+
+
+# --------------------------------------------------------------------------- text files
+
+
+def open_text(path: str) -> IO[str]:
+    """Open a UTF-8 text file (BOM accepted), through gzip when it ends in ``.gz``."""
+    if path.endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115 - returned to a with
+
+
+def read_error(path: str, line: int, exc: Exception) -> ValueError:
+    """The ValueError for a file that cannot be read or decoded at ``line``."""
+    if isinstance(exc, UnicodeDecodeError):
+        return ValueError(
+            f"{path} line {line}: not UTF-8 text ({exc.reason}); re-save the file as UTF-8."
+        )
+    return ValueError(f"{path} line {line}: cannot read the file ({exc}).")
+
+
+def iter_lines(path: str) -> Iterator[tuple[int, str]]:
+    """``(line number, stripped line)`` for each line of a text file, blank lines skipped."""
+    number = 0
+    try:
+        with open_text(path) as fh:
+            for number, line in enumerate(fh, start=1):  # noqa: B007 - used in the except
+                text = line.strip()
+                if text:
+                    yield number, text
+    except (UnicodeDecodeError, OSError, EOFError) as exc:
+        raise read_error(path, number + 1, exc) from exc
+
+
+def parse_float(text: str) -> float | None:
+    """The finite float in ``text``, or None."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+# --------------------------------------------------------------------------- splits
+
+
+def split_counts(n: int, fractions: Sequence[float]) -> list[int]:
+    """Rows per split: largest remainder, and one row for every non-empty part when possible."""
+    raw = [n * f for f in fractions]
+    counts = [math.floor(r) for r in raw]
+    order = sorted(range(3), key=lambda i: (counts[i] - raw[i], i))
+    for i in order[: max(0, n - sum(counts))]:
+        counts[i] += 1
+    for i in (1, 2):
+        if fractions[i] > 0 and counts[i] == 0 and counts[0] > 1:
+            counts[i] += 1
+            counts[0] -= 1
+    return counts
+
+
+def random_split(n: int, fractions: Sequence[float], seed: int) -> dict[str, np.ndarray]:
+    """Seeded split of ``range(n)``: train in shuffled order, validation and test in row order."""
+    n_train, n_val, _ = split_counts(n, fractions)
+    perm = np.random.default_rng(seed).permutation(n)
+    return {
+        "train": perm[:n_train],
+        "validation": np.sort(perm[n_train : n_train + n_val]),
+        "test": np.sort(perm[n_train + n_val :]),
+    }
+
+
+def group_split(
+    groups: np.ndarray, sizes: Sequence[int], rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """Split rows so that all rows of a group (e.g. a user) land in ONE split.
+
+    Groups are taken in a random order (from ``rng``) and each goes to the split in which the
+    middle of its rows falls, so the splits hold about ``sizes`` rows each (exactly only when
+    every group has one row).
+
+    Args:
+        groups: the group of each row, shape (n,).
+        sizes: target rows of train, validation and test, summing to n.
+        rng: the generator that orders the groups.
+
+    Returns:
+        ``{split: row indices}``, each in ascending row order; a split may be empty when there
+        are fewer groups than non-empty splits or a group holds more rows than a split.
+    """
+    uniq, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    order = rng.permutation(len(uniq))
+    middle = np.cumsum(counts[order]) - counts[order] / 2.0
+    part_of = np.empty(len(uniq), np.int64)
+    part_of[order] = np.searchsorted(np.cumsum(sizes)[:2], middle, side="right")
+    row_part = part_of[inverse.reshape(-1)]
+    return {name: np.flatnonzero(row_part == i) for i, name in enumerate(SPLITS)}
+
+
+def gather_splits(
+    columns: Mapping[str, np.ndarray],
+    labels: np.ndarray,
+    parts: Mapping[str, np.ndarray | slice],
+) -> dict[str, Arrays]:
+    """``{split: (features, labels)}``: the rows ``parts[split]`` (indices or a slice)."""
+    return {
+        name: ({k: v[rows] for k, v in columns.items()}, labels[rows])
+        for name, rows in parts.items()
+    }
+
+
+def standardise(values: np.ndarray, train_rows: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """``(values - mean) / std`` (float32) with the mean and std of the train rows."""
+    train = values[train_rows]
+    mean = float(train.mean()) if train.size else 0.0
+    std = float(train.std()) if train.size else 1.0
+    if not std > 1e-12:
+        std = 1.0
+    return ((values - mean) / std).astype(np.float32), mean, std
+
+
+# --------------------------------------------------------------------------- sequences
+
+
+def pad_trailing(
+    values: np.ndarray,
+    end: np.ndarray,
+    count: np.ndarray,
+    length: int,
+    reserve: int | np.ndarray = 0,
+) -> np.ndarray:
+    """Fixed-length, front-padded sequences (most recent last) cut from one flat array.
+
+    This is the padding rule of every sequence feature in tfcompress: row ``r`` holds the last
+    values of the run ``values[end[r] - count[r] : end[r]]``, right-aligned so that it ends
+    ``reserve`` columns before the right edge (those columns are left for the caller, e.g. the
+    clicks of the current session), truncated to what fits; every other column is 0 (padding).
+
+    Args:
+        values: the flat array the runs are cut from (e.g. all tokens of a column, or the
+            concatenated histories of all users).
+        end: (n,) index one past the last (most recent) value of each row's run.
+        count: (n,) the run lengths; a row's run must not reach before its own data.
+        length: the padded length.
+        reserve: columns (an int, or one per row) kept free at the right edge.
+
+    Returns:
+        (n, length) array of ``values.dtype``.
+
+    Example:
+        >>> pad_trailing(np.array([5, 6, 7, 8]), np.array([3, 4]), np.array([3, 1]), 4)
+        array([[0, 5, 6, 7],
+               [0, 0, 0, 8]])
+    """
+    values = np.asarray(values).reshape(-1)
+    end = np.asarray(end, np.int64).reshape(-1, 1)
+    count = np.asarray(count, np.int64).reshape(-1, 1)
+    reserve = np.asarray(reserve, np.int64).reshape(-1, 1)
+    back = np.arange(length - 1, -1, -1, dtype=np.int64)[None, :] - reserve  # 0 = most recent
+    keep = (back >= 0) & (back < count)
+    if not values.size:
+        return np.zeros((len(end), length), values.dtype)
+    return np.where(keep, values[np.clip(end - 1 - back, 0, values.size - 1)], 0).astype(
+        values.dtype
+    )
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+def build_task(
+    arrays: dict[str, Arrays],
+    schema: Schema,
+    *,
+    batch_size: int,
+    seed: int,
+    info: dict[str, Any],
+    fractions: Sequence[float] | None = None,
+    shuffle_buffer: int = 100_000,
+) -> TaskData:
+    """Wrap per-split numpy arrays into batched ``tf.data`` datasets and a :class:`TaskData`.
+
+    The training dataset is shuffled with ``seed`` (buffer ``min(rows, shuffle_buffer)``,
+    reshuffled each epoch); validation and test keep their row order. Features are fed in schema
+    order. ``info`` gains ``arrays`` and ``rows`` (per split and ``total``); when ``fractions``
+    is given, an empty split whose fraction is > 0 is logged as a warning.
+    """
+    datasets = {}
+    for name in SPLITS:
+        features, labels = arrays[name]
+        ordered = {f.name: features[f.name] for f in schema}
+        ds = tf.data.Dataset.from_tensor_slices((ordered, labels))
+        if name == "train":
+            buffer = max(1, min(len(labels), shuffle_buffer))
+            ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+        datasets[name] = ds.batch(batch_size, drop_remainder=False).prefetch(tf.data.AUTOTUNE)
+    info["rows"] = {name: int(len(arrays[name][1])) for name in SPLITS}
+    info["rows"]["total"] = sum(info["rows"].values())
+    info["arrays"] = arrays
+    for name, fraction in zip(SPLITS[1:], (fractions or (0.0, 0.0, 0.0))[1:], strict=True):
+        if fraction > 0 and info["rows"][name] == 0:
+            _log.warning(
+                "%s: the %s split is empty (%d rows in all).",
+                info.get("source", schema.metadata.get("source", "data")),
+                name,
+                info["rows"]["total"],
+            )
+    return TaskData(datasets["train"], datasets["validation"], datasets["test"], schema, info)

@@ -1,0 +1,218 @@
+"""Load a libFM / libSVM or libFFM file (public CTR benchmarks): :func:`load_libfm`.
+
+The conventions shared by all loaders are listed in :mod:`tfcompress.data`.
+
+Example:
+    >>> from tfcompress.data import load_libfm
+    >>> task = load_libfm("criteo.libsvm", n_features=1_000_000, max_fields=39)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from tfcompress.data._common import (
+    MAX_ID,
+    build_task,
+    check_common,
+    check_int,
+    check_path,
+    gather_splits,
+    iter_lines,
+    parse_float,
+    random_split,
+    standardise,
+)
+from tfcompress.data.schema import Feature, Schema, TaskData
+
+__all__ = ["load_libfm"]
+
+_log = logging.getLogger("tfcompress")
+
+
+def load_libfm(
+    path: str | os.PathLike[str],
+    *,
+    n_features: int | None = None,
+    batch_size: int = 256,
+    split: Sequence[float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+    max_fields: int | None = None,
+) -> TaskData:
+    """Load a libFM / libSVM or libFFM file (public CTR benchmarks) into a :class:`TaskData`.
+
+    Each line is ``label idx:value idx:value ...`` (libFM / libSVM) or
+    ``label field:idx:value ...`` (libFFM). The label is 0/1 or -1/+1 (-1 becomes 0).
+
+    Design (the one of the DeepFM / FiBiNET reference code): the data has *fields*, the fields of
+    a libFFM file, or the token *positions* of a libFM line (Criteo / Avazu conversions write
+    one token per field, in a fixed order). For each field ``f`` the schema has
+
+    * ``field_{f}``: categorical, id = ``idx + 1`` (0 = the field is absent from the line). All
+      fields share ``vocab_name="feature_index"`` and so ONE embedding table of
+      ``n_features + 1`` rows, indexed by the global feature index;
+    * ``value_{f}``: numeric, only for fields whose values are not all 1: the value (0 when the
+      field is absent, as in sparse libSVM semantics), standardised with train statistics.
+
+    Fields beyond ``max_fields`` (the highest field ids, or the last positions) are dropped.
+    The split is a seeded random split of the lines; blank lines are skipped.
+
+    Args:
+        path: the file (``.gz`` accepted).
+        n_features: size of the feature index space; indices must be ``< n_features``. None:
+            the largest index in the file + 1.
+        batch_size: examples per batch.
+        split: fractions of lines for train, validation and test.
+        seed: seeds the split and the training shuffle.
+        max_fields: keep at most this many fields (None: all).
+
+    Returns:
+        A :class:`TaskData` with label ``"label"`` (task ``"binary"``); ``info`` holds
+        ``source``, ``format`` (``"libfm"`` or ``"libffm"``), ``rows``, ``n_features``,
+        ``fields``, ``numeric_fields``, ``dropped_tokens``, ``numeric_stats`` and ``arrays``.
+
+    Raises:
+        ValueError: a bad argument or file (with file and line): empty file, bad token, label
+            not 0/1/-1, index >= ``n_features``, a field repeated in a libFFM line.
+        TypeError: an argument of the wrong type.
+
+    Example:
+        >>> task = load_libfm("criteo.libsvm", n_features=1_000_000, max_fields=39)
+        >>> task.schema["field_0"].vocab_name
+        'feature_index'
+    """
+    path = check_path(path, "libFM")
+    fractions = check_common(batch_size, split, seed)
+    if n_features is not None:
+        check_int(n_features, "n_features", 1, "1_000_000")
+        if n_features >= MAX_ID:
+            raise ValueError(f"n_features must be < {MAX_ID} (int32 ids), got {n_features}.")
+    if max_fields is not None:
+        check_int(max_fields, "max_fields", 1, "39")
+
+    labels: list[float] = []
+    lines: list[list[tuple[int, int, float]]] = []
+    mode: str | None = None
+    mode_line = 0
+    for number, text in iter_lines(path):
+        tokens = text.split()
+        label = parse_float(tokens[0])
+        if label not in (0.0, 1.0, -1.0):
+            raise ValueError(
+                f"{path} line {number}: label {tokens[0]!r} is not 0/1 or -1/+1; each line must "
+                "start with the label, e.g. '1 3:1 17:0.5'."
+            )
+        entries: list[tuple[int, int, float]] = []
+        seen: set[int] = set()
+        for pos, token in enumerate(tokens[1:]):
+            parts = token.split(":")
+            kind = "libfm" if len(parts) == 2 else "libffm" if len(parts) == 3 else None
+            try:
+                field = pos if len(parts) == 2 else int(parts[0])
+                index, value = int(parts[-2]), float(parts[-1])
+            except (ValueError, IndexError):
+                kind = None
+            if kind is None or field < 0 or index < 0 or not math.isfinite(value):
+                raise ValueError(
+                    f"{path} line {number}: token {token!r} is not idx:value or "
+                    "field:idx:value (non-negative integers, a finite value)."
+                )
+            if mode is None:
+                mode, mode_line = kind, number
+            elif kind != mode:
+                raise ValueError(
+                    f"{path} line {number}: token {token!r} is {kind} but line {mode_line} "
+                    f"was {mode}; a file holds one format."
+                )
+            if n_features is not None and index >= n_features:
+                raise ValueError(
+                    f"{path} line {number}: feature index {index} >= n_features={n_features}; "
+                    "raise n_features or pass n_features=None to infer it."
+                )
+            if field in seen:
+                raise ValueError(
+                    f"{path} line {number}: field {field} appears twice; this loader takes one "
+                    "feature per field."
+                )
+            seen.add(field)
+            entries.append((field, index, value))
+        labels.append(1.0 if label == 1.0 else 0.0)
+        lines.append(entries)
+    if not lines:
+        raise ValueError(
+            f"{path} line 1: file is empty; expected lines like '1 3:1 17:0.5' (libFM) or "
+            "'1 0:3:1 1:17:0.5' (libFFM)."
+        )
+    all_fields = sorted({f for entries in lines for f, _, _ in entries})
+    if not all_fields:
+        raise ValueError(f"{path} line 1: no line has a feature token (only labels).")
+    fields = all_fields[:max_fields] if max_fields is not None else all_fields
+    column = {f: j for j, f in enumerate(fields)}
+    max_index = max(i for entries in lines for _, i, _ in entries)
+    if n_features is None:
+        n_features = max_index + 1
+        if n_features >= MAX_ID:
+            raise ValueError(f"{path}: feature index {max_index} does not fit an int32 id.")
+
+    n, width = len(lines), len(fields)
+    ids = np.zeros((n, width), dtype=np.int32)
+    values = np.zeros((n, width), dtype=np.float64)
+    not_one = np.zeros(width, dtype=bool)
+    dropped = 0
+    for k, entries in enumerate(lines):
+        for field, index, value in entries:
+            j = column.get(field)
+            if j is None:
+                dropped += 1
+                continue
+            ids[k, j] = index + 1
+            values[k, j] = value
+            not_one[j] |= value != 1.0
+    if dropped:
+        _log.info(
+            "%s: dropped %d tokens of fields beyond max_fields=%s.", path, dropped, max_fields
+        )
+
+    parts = random_split(n, fractions, seed)
+    columns: dict[str, np.ndarray] = {}
+    features = []
+    for j, f in enumerate(fields):
+        columns[f"field_{f}"] = ids[:, j : j + 1]
+        features.append(
+            Feature(
+                f"field_{f}", "categorical", vocab_size=n_features + 1, vocab_name="feature_index"
+            )
+        )
+    stats: dict[str, dict[str, float]] = {}
+    for j, f in enumerate(fields):
+        if not_one[j]:
+            standard, mean, std = standardise(values[:, j], parts["train"])
+            columns[f"value_{f}"] = standard.reshape(-1, 1)
+            stats[f"value_{f}"] = {"mean": mean, "std": std}
+            features.append(Feature(f"value_{f}", "numeric"))
+    label_array = np.asarray(labels, dtype=np.float32).reshape(-1, 1)
+    schema = Schema(
+        tuple(features),
+        label="label",
+        task="binary",
+        metadata={"source": path, "format": mode, "numeric_stats": stats, "id": "index + 1"},
+    )
+    arrays = gather_splits(columns, label_array, parts)
+    info: dict[str, Any] = {
+        "source": path,
+        "format": mode,
+        "n_features": n_features,
+        "fields": fields,
+        "numeric_fields": [f for j, f in enumerate(fields) if not_one[j]],
+        "dropped_tokens": dropped,
+        "numeric_stats": stats,
+    }
+    return build_task(
+        arrays, schema, batch_size=batch_size, seed=seed, info=info, fractions=fractions
+    )

@@ -1,0 +1,408 @@
+"""The hidden state of the simulated e-commerce shop: :class:`World`.
+
+No public data set can be downloaded where tfcompress is tested, so it ships a small world:
+users (demographics, a peaked latent preference over categories, an activity level), a catalogue
+(categories, brands nested in categories, price buckets, Zipf-like popularity, latent vectors),
+context (hour of day, platform) and each user's click history. The tasks drawn from it live in
+:mod:`tfcompress.data.simulated`.
+
+Everything is vectorised numpy drawn from ``np.random.default_rng`` and fully determined by the
+seed. Ids are 1-based: id 0 is padding / out-of-vocabulary, so ``vocab_size = count + 1``.
+
+Example:
+    >>> w = World.create(seed=0, n_users=100, n_items=200)
+    >>> w.user_history.shape
+    (101, 50)
+"""
+
+from __future__ import annotations
+
+import logging
+import numbers
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from tfcompress.data._common import check_int, pad_trailing
+
+__all__ = ["World"]
+
+_log = logging.getLogger("tfcompress")
+
+N_HOURS = 24
+_DEMO_SHARE = 0.4  # share of a user's taste set by demographics
+_HOUR_BLOCK = np.repeat(np.arange(4), 6)  # night, morning, afternoon, evening
+
+
+def zscore(x: np.ndarray) -> np.ndarray:
+    """``x`` standardised to mean 0 and std 1."""
+    return (x - x.mean()) / (x.std() + 1e-12)
+
+
+def sample_rows(cum: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One index per row of a row-wise cumulative distribution ``cum`` (n, k)."""
+    u = rng.random(cum.shape[0]) * cum[:, -1]
+    return np.minimum((cum < u[:, None]).sum(axis=1), cum.shape[1] - 1)
+
+
+@dataclass(frozen=True, eq=False)
+class World:
+    """The hidden state of the simulated shop. Build it with :meth:`World.create`.
+
+    Arrays are indexed by id (row 0 is the padding id). Categorical attributes hold 1-based ids:
+    ``item_category[i]`` is in ``1..n_categories``, while ``user_pref[u, c - 1]`` is the
+    preference of user ``u`` for category id ``c``.
+
+    Attributes:
+        seed, n_users, n_items, n_categories, n_brands, n_price_buckets, n_age_buckets,
+        n_genders, n_platforms, latent_dim, history_len, zipf_exponent: the configuration.
+        user_age, user_gender: demographic bucket ids, shape (n_users + 1,).
+        user_pref: (n_users + 1, n_categories) peaked Dirichlet preference over categories.
+        user_activity: (n_users + 1,) positive activity level (impressions, history length).
+        user_latent, item_latent: (n + 1, latent_dim) latent vectors of the affinity term.
+        user_peak_hour, user_platform_pref: when and where the user shops.
+        item_category, item_brand, item_price: item attribute ids, shape (n_items + 1,).
+        brand_category: (n_brands + 1,) the category each brand belongs to.
+        item_popularity: (n_items + 1,) Zipf-like probability of an item (0 for padding).
+        item_quality: (n_items + 1,) per-item click-through bias.
+        age_price_effect: (n_age_buckets, n_price_buckets) click logit of an age x price pair.
+        context_effect: (4, n_platforms, n_categories) click logit of hour block x platform x
+            category.
+        user_history, user_history_hours: (n_users + 1, history_len) past clicks, most recent
+            last, left-padded with 0, and the hour id of each click.
+
+    Example:
+        >>> w = World.create(seed=1, n_users=50, n_items=100)
+        >>> w.vocab_sizes()["item_id"], int(w.item_category.max()) <= w.n_categories
+        (101, True)
+    """
+
+    seed: int
+    n_users: int
+    n_items: int
+    n_categories: int
+    n_brands: int
+    n_price_buckets: int
+    n_age_buckets: int
+    n_genders: int
+    n_platforms: int
+    latent_dim: int
+    history_len: int
+    zipf_exponent: float
+    user_age: np.ndarray
+    user_gender: np.ndarray
+    user_pref: np.ndarray
+    user_activity: np.ndarray
+    user_latent: np.ndarray
+    user_peak_hour: np.ndarray
+    user_platform_pref: np.ndarray
+    item_category: np.ndarray
+    item_brand: np.ndarray
+    item_price: np.ndarray
+    brand_category: np.ndarray
+    item_popularity: np.ndarray
+    item_quality: np.ndarray
+    item_latent: np.ndarray
+    age_price_effect: np.ndarray
+    context_effect: np.ndarray
+    user_history: np.ndarray
+    user_history_hours: np.ndarray
+
+    @classmethod
+    def create(
+        cls,
+        seed: int = 0,
+        *,
+        n_users: int = 2_000,
+        n_items: int = 1_000,
+        n_categories: int = 20,
+        n_brands: int = 100,
+        n_price_buckets: int = 5,
+        n_age_buckets: int = 6,
+        n_genders: int = 2,
+        n_platforms: int = 3,
+        latent_dim: int = 8,
+        history_len: int = 50,
+        zipf_exponent: float = 1.1,
+    ) -> World:
+        """Draw a world from ``seed``.
+
+        Args:
+            seed: the world's random seed (int >= 0).
+            n_users, n_items, n_categories, n_brands: population sizes; brands nest in
+                categories, so ``n_brands >= n_categories`` and ``n_items >= n_categories``.
+            n_price_buckets, n_age_buckets, n_genders, n_platforms: bucket counts.
+            latent_dim: width of the user / item latent vectors.
+            history_len: how many past clicks each user's stored history holds.
+            zipf_exponent: item popularity is ``rank ** -zipf_exponent`` (> 0).
+
+        Returns:
+            A frozen :class:`World`.
+
+        Raises:
+            TypeError, ValueError: an argument has the wrong type or range.
+
+        Example:
+            >>> World.create(seed=0, n_users=10, n_items=40).user_history.shape
+            (11, 50)
+        """
+        seed = check_int(seed, "seed", 0, "0")
+        n_users = check_int(n_users, "n_users", 1, "2_000")
+        n_categories = check_int(n_categories, "n_categories", 2, "20")
+        n_items = check_int(n_items, "n_items", n_categories, "1_000")
+        n_brands = check_int(n_brands, "n_brands", n_categories, "100")
+        n_price = check_int(n_price_buckets, "n_price_buckets", 2, "5")
+        n_age = check_int(n_age_buckets, "n_age_buckets", 1, "6")
+        n_genders = check_int(n_genders, "n_genders", 1, "2")
+        n_platforms = check_int(n_platforms, "n_platforms", 1, "3")
+        latent_dim = check_int(latent_dim, "latent_dim", 1, "8")
+        history_len = check_int(history_len, "history_len", 1, "50")
+        if isinstance(zipf_exponent, bool) or not isinstance(zipf_exponent, numbers.Real):
+            raise TypeError(f"zipf_exponent must be a positive float, received {zipf_exponent!r}.")
+        if not np.isfinite(zipf_exponent) or zipf_exponent <= 0:
+            raise ValueError(
+                f"zipf_exponent must be a finite number > 0 (e.g. 1.1), received {zipf_exponent!r}."
+            )
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
+        n_cat = n_categories
+
+        # Users: demographics, a demographic taste prior, a peaked personal preference.
+        age = rng.integers(1, n_age + 1, n_users + 1)
+        gender = rng.integers(1, n_genders + 1, n_users + 1)
+        # Taste = a demographic prior (learnable from age x gender) mixed with a peaked
+        # personal Dirichlet (visible only through the user's history).
+        demo_prior = rng.dirichlet(np.full(n_cat, 0.5), size=(n_age, n_genders))
+        gam = rng.standard_gamma(np.full((n_users + 1, n_cat), 0.1)) + 1e-12
+        pref = _DEMO_SHARE * demo_prior[age - 1, gender - 1] + (1 - _DEMO_SHARE) * (
+            gam / gam.sum(axis=1, keepdims=True)
+        )
+        activity = rng.lognormal(0.0, 0.6, n_users + 1)
+        demo_latent = rng.normal(0.0, 1.0, (n_age, n_genders, latent_dim))
+        user_latent = demo_latent[age - 1, gender - 1] + 0.5 * rng.normal(
+            0.0, 1.0, (n_users + 1, latent_dim)
+        )
+        peak_hour = rng.choice(N_HOURS, n_users + 1, p=_hour_profile())
+        platform_pref = rng.dirichlet(np.full(n_platforms, 1.0), n_users + 1)
+
+        # Catalogue: categories of uneven size, brands nested in categories, price buckets.
+        cat_share = rng.dirichlet(np.full(n_cat, 3.0))
+        item_cat = np.concatenate(
+            [np.arange(1, n_cat + 1), rng.choice(n_cat, n_items - n_cat, p=cat_share) + 1]
+        )
+        rng.shuffle(item_cat)
+        brand_cat = np.concatenate(
+            [np.arange(1, n_cat + 1), rng.choice(n_cat, n_brands - n_cat, p=cat_share) + 1]
+        )
+        brand_order = np.argsort(brand_cat, kind="stable")  # brands grouped by category
+        brand_count = np.bincount(brand_cat, minlength=n_cat + 1)[1:]
+        brand_start = np.concatenate([[0], np.cumsum(brand_count)[:-1]])
+        pick = (rng.random(n_items) * brand_count[item_cat - 1]).astype(np.int64)
+        item_brand = brand_order[brand_start[item_cat - 1] + pick] + 1
+        price_level = (
+            rng.normal(0, 1, n_cat)[item_cat - 1]
+            + rng.normal(0, 0.7, n_brands)[item_brand - 1]
+            + rng.normal(0, 0.5, n_items)
+        )
+        cuts = np.quantile(price_level, np.linspace(0, 1, n_price + 1)[1:-1])
+        item_price = np.searchsorted(cuts, price_level) + 1
+
+        # Item latent vectors: category + brand structure plus a little item noise.
+        item_latent = (
+            rng.normal(0.0, 0.8, (n_cat, latent_dim))[item_cat - 1]
+            + rng.normal(0.0, 0.5, (n_brands, latent_dim))[item_brand - 1]
+            + rng.normal(0.0, 0.3, (n_items, latent_dim))
+        )
+        ranks = rng.permutation(n_items) + 1.0
+        pop = ranks ** -float(zipf_exponent)
+        pop /= pop.sum()
+
+        def pad(x: np.ndarray, dtype: Any = np.int32) -> np.ndarray:
+            return np.concatenate([np.zeros((1, *x.shape[1:]), x.dtype), x]).astype(dtype)
+
+        world = cls(
+            seed=seed,
+            n_users=n_users,
+            n_items=n_items,
+            n_categories=n_cat,
+            n_brands=n_brands,
+            n_price_buckets=n_price,
+            n_age_buckets=n_age,
+            n_genders=n_genders,
+            n_platforms=n_platforms,
+            latent_dim=latent_dim,
+            history_len=history_len,
+            zipf_exponent=float(zipf_exponent),
+            user_age=age.astype(np.int32),
+            user_gender=gender.astype(np.int32),
+            user_pref=pref,
+            user_activity=activity,
+            user_latent=user_latent,
+            user_peak_hour=peak_hour.astype(np.int32),
+            user_platform_pref=platform_pref,
+            item_category=pad(item_cat),
+            item_brand=pad(item_brand),
+            item_price=pad(item_price),
+            brand_category=pad(brand_cat),
+            item_popularity=pad(pop, np.float64),
+            item_quality=pad(rng.normal(0.0, 0.3, n_items), np.float64),
+            item_latent=pad(item_latent, np.float64),
+            age_price_effect=_interaction_only(rng.normal(0.0, 0.8, (n_age, n_price))),
+            context_effect=_interaction_only(rng.normal(0.0, 0.7, (4, n_platforms, n_cat))),
+            user_history=np.zeros((n_users + 1, history_len), np.int32),
+            user_history_hours=np.zeros((n_users + 1, history_len), np.int32),
+        )
+        # Past clicks: 60 % follow the user's taste, 40 % are popularity-driven noise.
+        users = np.arange(n_users + 1)
+        n_hist = np.clip(np.round(activity / activity.max() * 4 * history_len), 3, history_len)
+        flat_u = np.repeat(users, history_len)
+        items = world._taste_or_popular(flat_u, 0.6, rng).reshape(n_users + 1, history_len)
+        hours = world._hours(flat_u, rng).reshape(n_users + 1, history_len)
+        # Keep the last n_hist clicks of each row, front-padded; the padding user has none.
+        n_hist = np.where(users > 0, n_hist, 0)
+        ends = (users + 1) * history_len
+        world.user_history[...] = pad_trailing(items.reshape(-1), ends, n_hist, history_len)
+        world.user_history_hours[...] = pad_trailing(hours.reshape(-1), ends, n_hist, history_len)
+        for name in [f.name for f in fields(world)]:
+            value = getattr(world, name)
+            if isinstance(value, np.ndarray):
+                value.setflags(write=False)
+        _log.debug("Created simulated world seed=%d (%d users, %d items).", seed, n_users, n_items)
+        return world
+
+    # ----------------------------------------------------------------- public helpers
+    def vocab_sizes(self) -> dict[str, int]:
+        """``vocab_name -> vocab_size`` of every id vocabulary (count + 1 for padding)."""
+        return {
+            "user_id": self.n_users + 1,
+            "user_age": self.n_age_buckets + 1,
+            "user_gender": self.n_genders + 1,
+            "item_id": self.n_items + 1,
+            "item_category": self.n_categories + 1,
+            "item_brand": self.n_brands + 1,
+            "item_price": self.n_price_buckets + 1,
+            "hour": N_HOURS + 1,
+            "platform": self.n_platforms + 1,
+        }
+
+    def catalog(self) -> dict[str, np.ndarray]:
+        """Item features of every item id ``0..n_items`` (row i = item i), each (n_items+1, 1)."""
+        return {
+            "item_id": np.arange(self.n_items + 1, dtype=np.int32)[:, None],
+            "item_category": self.item_category[:, None].copy(),
+            "item_brand": self.item_brand[:, None].copy(),
+            "item_price": self.item_price[:, None].copy(),
+        }
+
+    # ----------------------------------------------------------------- samplers
+    def _popular_items(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        cum = np.cumsum(self.item_popularity)
+        idx = np.searchsorted(cum, rng.random(n) * cum[-1], side="right")
+        return np.clip(idx, 1, self.n_items).astype(np.int32)
+
+    def _items_in(self, cats: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """One item per entry of ``cats`` (1-based category ids), by popularity within it."""
+        order = np.argsort(self.item_category[1:], kind="stable") + 1
+        sorted_cat = self.item_category[order]
+        pop = self.item_popularity[order]
+        totals = np.bincount(sorted_cat, weights=pop, minlength=self.n_categories + 1)
+        within = pop / totals[sorted_cat]
+        start = np.searchsorted(sorted_cat, np.arange(1, self.n_categories + 2))
+        cum = np.cumsum(within) - np.repeat(
+            np.concatenate([[0.0], np.cumsum(within)])[start[:-1]], np.diff(start)
+        )
+        cum[start[1:] - 1] = 1.0  # close every block exactly
+        keys = sorted_cat - 1 + cum
+        cats = np.asarray(cats, np.int64)
+        pos = np.searchsorted(keys, cats - 1 + rng.random(cats.shape), side="right")
+        pos = np.clip(pos, start[cats - 1], start[cats] - 1)
+        return order[pos].astype(np.int32)
+
+    def _taste_or_popular(
+        self, users: np.ndarray, p_taste: float, rng: np.random.Generator
+    ) -> np.ndarray:
+        cats = sample_rows(np.cumsum(self.user_pref[users], axis=1), rng) + 1
+        taste = self._items_in(cats, rng)
+        return np.where(
+            rng.random(len(users)) < p_taste, taste, self._popular_items(len(users), rng)
+        )
+
+    def _hours(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        shift = np.round(rng.normal(0.0, 2.5, len(users))).astype(np.int64)
+        return ((self.user_peak_hour[users] + shift) % N_HOURS + 1).astype(np.int32)
+
+    def _sessions(self, n: int, seq_len: int, rng: np.random.Generator, by_activity: bool):
+        """Users, contexts, a per-sample intent category and the visible behaviour sequence."""
+        p_user = self.user_activity[1:] if by_activity else np.ones(self.n_users)
+        users = rng.choice(self.n_users, n, p=p_user / p_user.sum()) + 1
+        hour = self._hours(users, rng)
+        platform = sample_rows(np.cumsum(self.user_platform_pref[users], axis=1), rng) + 1
+        cat_mass = np.bincount(
+            self.item_category, weights=self.item_popularity, minlength=self.n_categories + 1
+        )[1:]
+        own = sample_rows(np.cumsum(self.user_pref[users], axis=1), rng) + 1
+        other = rng.choice(self.n_categories, n, p=cat_mass / cat_mass.sum()) + 1
+        intent = np.where(rng.random(n) < 0.5, own, other).astype(np.int32)
+        # The last k (1..3) clicks of the sequence belong to the current session's intent.
+        k = np.minimum(rng.integers(1, 4, n), seq_len)
+        h_len = self.history_len
+        n_hist = (self.user_history[users] > 0).sum(axis=1)
+        end = h_len - np.floor(rng.random(n) * (n_hist // 2 + 1)).astype(np.int64)
+        # Before them: the user's stored clicks up to ``end``, front-padded with 0.
+        window = (users * h_len + end, end - (h_len - n_hist), seq_len, k)
+        hist_items = pad_trailing(self.user_history.reshape(-1), *window)
+        hist_hours = pad_trailing(self.user_history_hours.reshape(-1), *window)
+        flat_intent = np.repeat(intent, seq_len)
+        session_items = np.where(
+            rng.random(n * seq_len) < 0.85,
+            self._items_in(flat_intent, rng),
+            self._popular_items(n * seq_len, rng),
+        ).reshape(n, seq_len)
+        in_session = np.arange(seq_len)[None, :] >= seq_len - k[:, None]
+        seq = np.where(in_session, session_items, hist_items)
+        seq_hours = np.where(in_session, hour[:, None], hist_hours)
+        return {
+            "users": users.astype(np.int32),
+            "hour": hour,
+            "platform": platform.astype(np.int32),
+            "intent": intent,
+            "seq": seq.astype(np.int32),
+            "seq_hours": seq_hours.astype(np.int32),
+        }
+
+    def _click_logit(self, s: dict[str, np.ndarray], items: np.ndarray) -> np.ndarray:
+        """The hidden click logit (without intercept) of showing ``items`` in sessions ``s``."""
+        u = s["users"]
+        cat = self.item_category[items]
+        pop_z = zscore(np.log(self.item_popularity[1:]))
+        act_z = zscore(np.log(self.user_activity[1:]))
+        taste = np.log(self.user_pref[u, cat - 1] * self.n_categories + 0.05)
+        affinity = (self.user_latent[u] * self.item_latent[items]).sum(1) / np.sqrt(self.latent_dim)
+        last_brand = self.item_brand[s["seq"][:, -1]]
+        return (
+            0.6 * taste
+            + 0.5 * affinity
+            + 1.6 * (cat == s["intent"])
+            + 0.6 * (self.item_brand[items] == last_brand)
+            + self.age_price_effect[self.user_age[u] - 1, self.item_price[items] - 1]
+            + self.context_effect[_HOUR_BLOCK[s["hour"] - 1], s["platform"] - 1, cat - 1]
+            + 0.3 * pop_z[items - 1]
+            + 0.3 * act_z[u - 1]
+            + self.item_quality[items]
+        )
+
+
+def _interaction_only(table: np.ndarray) -> np.ndarray:
+    """Remove the main effects of ``table`` so only the interaction of its axes is left."""
+    out = table - table.mean()
+    for axis in range(table.ndim):
+        others = tuple(a for a in range(table.ndim) if a != axis)
+        out = out - out.mean(axis=others, keepdims=True)
+    return out
+
+
+def _hour_profile() -> np.ndarray:
+    """Shoppers' peak hours: quiet at night, busy at lunch and in the evening."""
+    h = np.arange(N_HOURS)
+    w = 0.2 + np.exp(-((h - 12.5) ** 2) / 8) + 1.5 * np.exp(-((h - 20.5) ** 2) / 6)
+    return w / w.sum()
