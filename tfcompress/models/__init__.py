@@ -1,4 +1,4 @@
-"""Reference e-commerce models, tf_keras functional models built from a :class:`~tfcompress.data.Schema`.
+"""Reference e-commerce models: tf_keras functional models built from a data ``Schema``.
 
 Example:
     >>> from tfcompress import data, models
