@@ -37,7 +37,9 @@ def _positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer, received {text!r}"
+        ) from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}")
     return value
@@ -70,14 +72,160 @@ def _build_parser() -> argparse.ArgumentParser:
                       help="where the exports go (default: savedmodels/demo)")
     demo.add_argument("--samples", type=_positive_int, default=60_000,
                       help="simulated impressions (default: 60000)")
-    demo.add_argument("--epochs", type=_positive_int, default=3, help="training epochs")
+    demo.add_argument("--epochs", type=_positive_int, default=8,
+                      help="most training epochs; the best by validation AUC is kept (default: 8)")
+    demo.add_argument("--lr", type=float, default=5e-3, help="Adam learning rate (default: 5e-3)")
     demo.add_argument("--model", default="dcn",
                       help="reference model: dcn, wide_deep, lr, transformer (default: dcn)")
     demo.add_argument("--size", default="student", help="model size: student or teacher")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--no-export", action="store_true",
                       help="only train and evaluate; skip export and benchmark")
+
+    def add_data_options(p: argparse.ArgumentParser, required: bool) -> None:
+        p.add_argument(
+            "--data", required=required, metavar="TASK_OR_FILE",
+            help="a simulated task (ctr, retrieval, profile) or a data file (.csv, libFM/libFFM "
+                 "text, MovieLens ratings); the test split is used for parity/benchmark and the "
+                 "validation split for calibration",
+        )
+        p.add_argument("--data-format", default="auto",
+                       choices=("auto", "sim", "csv", "libfm", "movielens"),
+                       help="how to read --data (default: by name / suffix)")
+        p.add_argument("--label", help="label column of a CSV file")
+        p.add_argument("--samples", type=_positive_int, default=20_000,
+                       help="samples of a simulated task (default: 20000)")
+        p.add_argument("--seed", type=int, default=0, help="data seed (default: 0)")
+
+    export = sub.add_parser(
+        "export",
+        help="export a .keras model to TFLite or an XLA SavedModel, with a parity check",
+        description="Export a saved .keras model (loaded with safe_mode=True) to TFLite or an "
+                    "XLA-compiled SavedModel; writes manifest.json beside it.",
+    )
+    export.add_argument("model", type=Path, help="the .keras file to export")
+    export.add_argument("--format", choices=("tflite", "savedmodel"), default="tflite")
+    export.add_argument("--quantization", default="none",
+                        choices=("none", "dynamic", "int8", "float16", "int16x8"),
+                        help="TFLite quantization mode (default: none = float32)")
+    export.add_argument("--integer-io", action="store_true",
+                        help="int8/int16x8: integer float inputs/outputs")
+    export.add_argument("--no-jit", action="store_true",
+                        help="SavedModel: do not XLA-compile the serving function")
+    export.add_argument("-o", "--output", type=Path,
+                        help="target file/directory (default: savedmodels/<model>_<mode>...)")
+    add_data_options(export, required=False)
+
+    bench = sub.add_parser(
+        "bench",
+        help="benchmark models side by side: quality, bytes, latency, memory",
+        description="Measure each VARIANT (a .keras file, a SavedModel directory or a .tflite "
+                    "file, optionally as NAME=PATH) on the same data in one run.",
+    )
+    bench.add_argument("variants", nargs="+", metavar="VARIANT")
+    bench.add_argument("--baseline", help="variant the ratios are against (default: the first)")
+    bench.add_argument("--threads", type=_positive_int, default=1,
+                       help="threads per variant (default: 1)")
+    bench.add_argument("--repeats", type=_positive_int, default=50,
+                       help="timed runs per batch size (default: 50)")
+    bench.add_argument("--json", type=Path, help="also write the report as JSON here")
+    add_data_options(bench, required=True)
     return parser
+
+
+def _load_data(args: argparse.Namespace):
+    """The TaskData named by --data / --data-format."""
+    from tfcompress import data
+
+    spec, kind = args.data, args.data_format
+    if kind == "auto":
+        if spec in data.TASK_NAMES:
+            kind = "sim"
+        else:
+            suffixes = "".join(Path(spec).suffixes[-2:]).lower().removesuffix(".gz")
+            if suffixes.endswith(".csv") and "rating" not in Path(spec).name.lower():
+                kind = "csv"
+            elif Path(spec).suffix.lower() in (".dat", ".data") or "rating" in spec.lower():
+                kind = "movielens"
+            else:
+                kind = "libfm"
+    if kind == "sim":
+        return data.load_task(spec, n_samples=args.samples, seed=args.seed, batch_size=256)
+    if kind == "csv":
+        if not args.label:
+            raise ValueError(f"--data {spec!r} is a CSV file: name its label column with --label.")
+        return data.load_csv(spec, label=args.label, seed=args.seed)
+    if kind == "movielens":
+        return data.load_movielens(spec, seed=args.seed)
+    return data.load_libfm(spec, seed=args.seed)
+
+
+def _load_keras(path: Path):
+    import tfcompress.models  # noqa: F401  (registers the custom layers for safe_mode loading)
+    from tfcompress.keras_compat import keras
+
+    if path.suffix != ".keras" or not path.is_file():
+        raise ValueError(
+            f"MODEL {str(path)!r} must be an existing .keras file (save your model with "
+            "model.save('name.keras'))."
+        )
+    return keras.models.load_model(path, safe_mode=True)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from tfcompress.export import export_saved_model, export_tflite
+
+    model = _load_keras(args.model)
+    task = _load_data(args) if args.data else None
+    parity = task.test if task else None
+    mode = None if args.quantization == "none" else args.quantization
+    stem = args.model.stem
+    if args.format == "savedmodel":
+        if mode is not None:
+            raise ValueError(
+                f"--quantization {args.quantization} applies to --format tflite only; the "
+                "SavedModel is exported in float (use --no-jit to skip XLA)."
+            )
+        out = args.output or Path("savedmodels") / f"{stem}_savedmodel"
+        result = export_saved_model(model, out, jit_compile=not args.no_jit, parity_data=parity)
+    else:
+        if mode in ("int8", "int16x8") and task is None:
+            raise ValueError(
+                f"--quantization {mode} calibrates on data: pass --data (a simulated task name "
+                "or a data file)."
+            )
+        out = args.output or Path("savedmodels") / f"{stem}_{mode or 'float'}.tflite"
+        result = export_tflite(
+            model, out, quantization=mode, integer_io=args.integer_io,
+            representative_data=task.validation if task else None, parity_data=parity,
+        )
+    print(f"Wrote {result.path} ({result.bytes:,} bytes, sha256 {result.sha256[:12]}...)")
+    for key, value in sorted(result.parity.items()):
+        if isinstance(value, float):
+            print(f"  parity {key}: {value:.6g}")
+    print(f"  manifest: {result.manifest_path}")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from tfcompress.benchmark import benchmark
+
+    variants: dict[str, object] = {}
+    for item in args.variants:
+        name, sep, path = item.partition("=")
+        if not sep:
+            name, path = Path(item).name, item
+        if name in variants:
+            raise ValueError(f"variant name {name!r} is given twice; use NAME=PATH to rename one.")
+        variants[name] = _load_keras(Path(path)) if path.endswith(".keras") else path
+    task = _load_data(args)
+    report = benchmark(variants, task.test, baseline=args.baseline, num_threads=args.threads,
+                       repeats=args.repeats)
+    print(report.to_markdown())
+    if args.json:
+        report.to_json(args.json)
+        print(f"Wrote {args.json}")
+    return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -94,9 +242,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print(f"  the simulated world's ceiling (AUC of the true click probability): {oracle:.4f}")
 
     model = models.build(args.model, task.schema, size=args.size)
-    models.compile_for_task(model, task.schema, learning_rate=2e-3)
+    models.compile_for_task(model, task.schema, learning_rate=args.lr)
     print(f"Training {model.name} ({model.count_params():,} parameters) for {args.epochs} epochs")
-    model.fit(task.train, validation_data=task.validation, epochs=args.epochs, verbose=1)
+    best = keras.callbacks.EarlyStopping(
+        monitor="val_auc", mode="max", patience=2, restore_best_weights=True
+    )
+    model.fit(
+        task.train, validation_data=task.validation, epochs=args.epochs, callbacks=[best],
+        verbose=1 if sys.stdout.isatty() else 2,  # one line per epoch when piped
+    )
     results = model.evaluate(task.test, verbose=0, return_dict=True)
     print(
         f"Test AUC {results['auc']:.4f} | logloss {results['logloss']:.4f} | "
@@ -136,7 +290,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"demo": _cmd_demo}
+_COMMANDS = {"demo": _cmd_demo, "export": _cmd_export, "bench": _cmd_bench}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

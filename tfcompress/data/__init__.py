@@ -39,10 +39,11 @@ from tfcompress.data.csv_loader import load_csv
 from tfcompress.data.libfm import load_libfm
 from tfcompress.data.movielens import load_movielens
 from tfcompress.data.schema import Feature, Schema, TaskData
-from tfcompress.data.simulated import ctr, load_task, profile, retrieval, roc_auc
+from tfcompress.data.simulated import TASK_NAMES, ctr, load_task, profile, retrieval, roc_auc
 from tfcompress.data.world import World
 
 __all__ = [
+    "TASK_NAMES",
     "Feature",
     "Schema",
     "TaskData",

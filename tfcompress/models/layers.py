@@ -36,10 +36,25 @@ __all__ = [
 _register = keras.saving.register_keras_serializable(package="tfcompress")
 
 
+def _valid_ids(ids: tf.Tensor) -> tf.Tensor:
+    """int32 1 where ``ids`` (integer ids or a bool mask) marks a real position, 0 for padding.
+
+    Integer ids count as valid when > 0 (0 is padding; negative ids are no embedding row). The
+    mask is ``minimum(maximum(ids, 0), 1)`` rather than ``cast(ids != 0)``: TFLite's int16x8
+    quantizer tries to quantize the integer inputs of a comparison and fails ("Max and min for
+    dynamic tensors should be recorded during calibration"), while MINIMUM/MAXIMUM on int32 stay
+    integer ops in every quantization mode.
+    """
+    if ids.dtype == tf.bool:
+        return tf.cast(ids, tf.int32)
+    ids = tf.cast(ids, tf.int32) if ids.dtype != tf.int32 else ids
+    return tf.minimum(tf.maximum(ids, 0), 1)
+
+
 def _valid_mask(mask: tf.Tensor) -> tf.Tensor:
-    """1.0 where ``mask`` (ids or a 0/1 mask) is non-zero, else 0.0, as float32."""
-    if mask.dtype == tf.bool:
-        return tf.cast(mask, tf.float32)
+    """1.0 where ``mask`` (ids, a bool or a float 0/1 mask) marks a real position, else 0.0."""
+    if mask.dtype == tf.bool or mask.dtype.is_integer:
+        return tf.cast(_valid_ids(mask), tf.float32)
     return tf.cast(tf.not_equal(mask, tf.zeros_like(mask)), tf.float32)
 
 
@@ -50,6 +65,11 @@ class _NothingToPrune:
 
     def get_prunable_weights(self) -> list[tf.Variable]:
         return []
+
+
+def _reciprocal_table(length: int) -> tf.Tensor:
+    """``[1, 1, 1/2, ..., 1/length]``: entry ``k`` is ``1 / max(k, 1)``."""
+    return tf.constant([1.0] + [1.0 / k for k in range(1, length + 1)], tf.float32)
 
 
 @_register
@@ -74,11 +94,22 @@ class MaskedMean(_NothingToPrune, keras.layers.Layer):
                 f"received {inputs!r:.120}."
             )
         values, mask = inputs
-        weights = _valid_mask(mask)
         values = tf.cast(values, tf.float32)
-        total = tf.reduce_sum(values * tf.expand_dims(weights, -1), axis=1)
-        count = tf.reduce_sum(weights, axis=1, keepdims=True)
-        return total / tf.maximum(count, 1.0)
+        length = mask.shape[1]
+        if (mask.dtype == tf.bool or mask.dtype.is_integer) and length is not None:
+            # int8-friendly: count the ids in int32 and look 1/count up in a constant table
+            # instead of dividing (TFLite's int8 DIV kernel loses the mean: per-op RMSE of 34-56
+            # quantization steps on the reference DCN, see tfcompress.export).
+            valid = _valid_ids(mask)
+            count = tf.reduce_sum(valid, axis=1)
+            inverse = tf.gather(_reciprocal_table(int(length)), count)
+            weights = tf.cast(valid, tf.float32) * tf.expand_dims(inverse, -1)
+        else:
+            weights = _valid_mask(mask)
+            weights = weights / tf.maximum(tf.reduce_sum(weights, axis=1, keepdims=True), 1.0)
+        # (batch, 1, length) @ (batch, length, dim): one BATCH_MATMUL, whose int8 / int16x8
+        # kernels keep the mean's own scale (a MUL + SUM would quantize at the sum's range).
+        return tf.squeeze(tf.matmul(tf.expand_dims(weights, 1), values), axis=1)
 
     def compute_output_shape(self, input_shape: Any) -> tf.TensorShape:
         values_shape = tf.TensorShape(input_shape[0])
@@ -87,7 +118,7 @@ class MaskedMean(_NothingToPrune, keras.layers.Layer):
 
 @_register
 class PaddingMask(_NothingToPrune, keras.layers.Layer):
-    """Float 0/1 mask ``ids != 0`` of a ``(batch, length)`` id tensor.
+    """Float 0/1 mask ``ids > 0`` of a ``(batch, length)`` id tensor (0 = padding).
 
     Args:
         append: number of always-valid positions (ones) appended at the end, e.g. 1 for the
