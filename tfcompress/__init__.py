@@ -15,7 +15,7 @@ from tfcompress import (
     keras_compat,  # sets TF_USE_LEGACY_KERAS before TF builds tf.keras
     models,
 )
-from tfcompress.benchmark import benchmark
+from tfcompress.benchmarking import benchmark
 from tfcompress.export import (
     ExportResult,
     ParityError,

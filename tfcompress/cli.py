@@ -208,7 +208,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from tfcompress.benchmark import benchmark
+    from tfcompress.benchmarking import benchmark
 
     variants: dict[str, object] = {}
     for item in args.variants:
@@ -258,7 +258,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
 
     if not args.no_export:
-        from tfcompress.benchmark import benchmark
+        from tfcompress.benchmarking import benchmark
         from tfcompress.export import export_saved_model, export_tflite
 
         out.mkdir(parents=True, exist_ok=True)

@@ -561,7 +561,7 @@ def sequence_transformer(
     if candidate is not None:
         pooled = TokenAt(-1, name="sequence_output")(x)
     else:
-        pooled = MaskedMean(name="sequence_output")([x, mask])
+        pooled = MaskedMean(name="sequence_output")([x, inputs[stream.name]])
 
     others = [f for f in schema.features if f.kind != "sequence" or f in rest]
     parts = [pooled, *_embedded_features(inputs, others, tables)]

@@ -1,0 +1,382 @@
+"""Measure quality, size, latency and memory of model variants side by side, in one process.
+
+A variant is a tf_keras model, a SavedModel directory or a ``.tflite`` file. Every variant is
+measured on the same examples with the same settings; the
+:class:`~tfcompress.report.BenchmarkReport` gives ratios against a baseline (the first variant
+by default).
+
+Threads: TFLite interpreters get ``num_threads``. TensorFlow's intra-op thread pool is
+process-wide and can only be set before TensorFlow runs its first op; :func:`benchmark` sets it
+(and inter-op to 1) when it still can, otherwise logs a warning and records the thread counts
+actually in effect in ``report.settings``. Set it yourself at the top of a benchmark script with
+``tf.config.threading.set_intra_op_parallelism_threads(n)`` for exact control.
+
+Memory: ``peak_memory_mb`` is the peak increase of the process' resident set size (psutil RSS,
+sampled every few ms on a thread) while the variant is loaded and run. It is indicative only:
+TensorFlow and the allocator keep memory they freed, so a variant measured after another may show
+less than it needs alone; files mapped by the TFLite interpreter count only once touched.
+
+Example:
+    >>> from tfcompress.benchmarking import benchmark
+    >>> report = benchmark({"keras": model, "int8": "savedmodels/ctr_int8.tflite"},
+    ...                    task.test)  # doctest: +SKIP
+    >>> print(report.to_markdown())  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import gzip
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tfcompress.keras_compat import keras, tf
+from tfcompress.manifest import library_versions
+from tfcompress.metrics import default_metrics, infer_task, metric_k, quality
+from tfcompress.report import BenchmarkReport, BenchmarkRow
+from tfcompress.runtime import Variant, collect_examples, load_variant
+
+_log = logging.getLogger("tfcompress")
+
+__all__ = ["BenchmarkReport", "BenchmarkRow", "benchmark", "configure_threads"]
+
+TASKS = ("binary", "multiclass", "retrieval")
+
+
+def configure_threads(num_threads: int) -> dict[str, int]:
+    """Set TensorFlow's intra-op threads to ``num_threads`` (inter-op to 1) if still possible.
+
+    The setting is process-wide and fixed once TensorFlow has run an op; afterwards this only
+    logs a warning. Returns the thread counts in effect (0 means TensorFlow's default: all cores).
+
+    Example:
+        >>> configure_threads(1)["intra_op"] in (0, 1)  # doctest: +SKIP
+        True
+    """
+    if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
+        raise ValueError(f"`num_threads` must be an int >= 1, received {num_threads!r}.")
+    threading_cfg = tf.config.threading
+    if threading_cfg.get_intra_op_parallelism_threads() != num_threads:
+        try:
+            threading_cfg.set_intra_op_parallelism_threads(num_threads)
+            threading_cfg.set_inter_op_parallelism_threads(1)
+        except RuntimeError:
+            _log.warning(
+                "TensorFlow is already initialised: its intra-op threads stay at %d (0 = all "
+                "cores); only TFLite uses num_threads=%d. Set "
+                "tf.config.threading.set_intra_op_parallelism_threads(%d) before TensorFlow runs.",
+                threading_cfg.get_intra_op_parallelism_threads(), num_threads, num_threads,
+            )
+    return {
+        "intra_op": threading_cfg.get_intra_op_parallelism_threads(),
+        "inter_op": threading_cfg.get_inter_op_parallelism_threads(),
+    }
+
+
+class _RssSampler:
+    """Peak RSS of this process, sampled on a thread (psutil)."""
+
+    def __init__(self, interval: float = 0.005) -> None:
+        import psutil
+
+        self._proc = psutil.Process()
+        self._interval = interval
+        self._stop = threading.Event()
+        self.start_rss = self._proc.memory_info().rss
+        self.peak = self.start_rss
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+            self._stop.wait(self._interval)
+
+    def __enter__(self) -> _RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._proc.memory_info().rss)
+
+    @property
+    def increase_mb(self) -> float:
+        return (self.peak - self.start_rss) / 2**20
+
+
+def _gzip_size(paths: Sequence[Path]) -> int:
+    total = 0
+    for p in paths:
+        total += len(gzip.compress(p.read_bytes(), compresslevel=6))
+    return total
+
+
+def _files(path: Path) -> list[Path]:
+    return [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+
+
+def _size(variant: Variant) -> tuple[int | None, int | None]:
+    if variant.path is not None:
+        files = _files(Path(variant.path))
+        return sum(p.stat().st_size for p in files), _gzip_size(files)
+    with tempfile.TemporaryDirectory(prefix="tfcompress-bench-") as d:
+        f = Path(d) / "model.keras"
+        try:
+            variant.model.save(str(f))
+        except Exception as e:  # e.g. custom layers without get_config
+            _log.warning("could not save %r to .keras to measure its size: %s", variant.name, e)
+            return None, None
+        return f.stat().st_size, _gzip_size([f])
+
+
+def _params(variant: Variant) -> int | None:
+    if variant.format == "keras":
+        return int(variant.model.count_params())
+    if variant.format == "saved_model":
+        prefix = os.path.join(variant.path, "variables", "variables")
+        try:
+            shapes = tf.train.list_variables(prefix)
+        except Exception:  # no variables file
+            return None
+        return int(sum(int(np.prod(s)) for name, s in shapes if "OBJECT_GRAPH" not in name))
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+
+        buf = Path(variant.path).read_bytes()
+        model = schema.Model.GetRootAs(buf, 0)
+        total = 0
+        for g in range(model.SubgraphsLength()):
+            sub = model.Subgraphs(g)
+            for t in range(sub.TensorsLength()):
+                tensor = sub.Tensors(t)
+                b = tensor.Buffer()
+                if b <= 0 or b >= model.BuffersLength():
+                    continue
+                buffer = model.Buffers(b)
+                if buffer.DataLength() > 0 or buffer.Size() > 0:
+                    total += int(np.prod(tensor.ShapeAsNumpy())) if tensor.ShapeLength() else 1
+        return total
+    except Exception as e:  # pragma: no cover - schema API drift
+        _log.warning("could not count TFLite parameters of %r: %s", variant.name, e)
+        return None
+
+
+def _take(features: Mapping[str, np.ndarray], batch_size: int) -> dict[str, np.ndarray]:
+    n = len(next(iter(features.values())))
+    idx = np.arange(batch_size) % n
+    return {k: np.ascontiguousarray(v[idx]) for k, v in features.items()}
+
+
+def _latency(variant: Variant, features: Mapping[str, np.ndarray], batch_size: int,
+             warmup: int, repeats: int) -> dict[str, float]:
+    batch = _take(features, batch_size)
+    for _ in range(warmup):
+        variant(batch)
+    times = np.empty(repeats)
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        variant(batch)
+        times[i] = (time.perf_counter() - t0) * 1e3
+    return {"median": float(np.median(times)), "p90": float(np.percentile(times, 90))}
+
+
+def _check_int(value: Any, name: str, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"`{name}` must be an int >= {minimum}, received {value!r}.")
+
+
+def _resolve_variant_inputs(variants: Any) -> list[tuple[str, Any]]:
+    if not isinstance(variants, Mapping):
+        raise TypeError(
+            "`variants` must be a dict of name -> tf_keras model / SavedModel dir / .tflite path, "
+            f"received {type(variants).__name__}."
+        )
+    if not variants:
+        raise ValueError("`variants` is empty; pass at least one name -> model/path.")
+    out = []
+    for name, v in variants.items():
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"`variants` keys must be non-empty strings, received {name!r}.")
+        if isinstance(v, (str, os.PathLike)):
+            p = Path(v)
+            if not p.exists():
+                raise ValueError(f"variant {name!r}: path {str(p)!r} does not exist.")
+            if p.is_file() and p.suffix.lower() not in (".tflite", ".keras", ".h5"):
+                raise ValueError(
+                    f"variant {name!r}: unknown file type {p.suffix!r} for {str(p)!r}; expected "
+                    "a SavedModel directory, '.tflite', '.keras' or '.h5'."
+                )
+            if p.is_dir() and not (p / "saved_model.pb").exists():
+                raise ValueError(
+                    f"variant {name!r}: directory {str(p)!r} is not a SavedModel (no "
+                    "saved_model.pb)."
+                )
+        elif not isinstance(v, keras.Model):
+            from tfcompress.keras_compat import check_model
+
+            check_model(v, f"variants[{name!r}]")
+        out.append((name, v))
+    return out
+
+
+def benchmark(
+    variants: Mapping[str, keras.Model | str | os.PathLike],
+    data: Any,
+    *,
+    task: str | None = None,
+    metrics: Sequence[str] | None = None,
+    baseline: str | None = None,
+    batch_sizes: Sequence[int] = (1, 256),
+    warmup: int = 5,
+    repeats: int = 50,
+    num_threads: int = 1,
+    max_examples: int | None = 10_000,
+    measure_memory: bool = True,
+    progress: bool = True,
+) -> BenchmarkReport:
+    """Measure every variant on the same data with the same settings.
+
+    Args:
+        variants: name -> tf_keras model, SavedModel directory or ``.tflite`` file (str/Path).
+        data: ``(features, label)`` data: a ``tf.data.Dataset`` (batched or not), an iterable of
+            such pairs, or one ``(features dict, labels)`` tuple.
+        task: ``"binary"``, ``"multiclass"`` or ``"retrieval"``; default inferred from the first
+            variant's output width (1: binary; <= 100 classes: multiclass; else retrieval).
+        metrics: metric names (``auc``, ``logloss``, ``accuracy``, ``topK_accuracy``,
+            ``recall@K``); default by task: binary AUC/logloss/accuracy, multiclass accuracy and
+            top-5 accuracy, retrieval recall@10 and recall@50.
+        baseline: the variant ratios are computed against; default the first.
+        batch_sizes: batch sizes timed (per batch; batch 1 gives per-example latency).
+        warmup: untimed runs before timing each batch size.
+        repeats: timed runs per batch size (median and p90 reported).
+        num_threads: TFLite threads and (when still possible) TensorFlow intra-op threads.
+        max_examples: examples taken from ``data`` for quality (None: all).
+        measure_memory: sample the RSS increase while loading and running each variant.
+        progress: show a progress bar over the variants.
+
+    Returns:
+        A :class:`~tfcompress.report.BenchmarkReport`.
+
+    Raises:
+        ValueError: empty ``variants``, a missing path, an unknown file type, ``baseline`` not
+            among the variants, ``data`` without labels, bad settings.
+        TypeError: a variant is neither a path nor a tf_keras model.
+
+    Example:
+        >>> report = benchmark({"float": "m.tflite", "int8": "m_int8.tflite"}, task.test,
+        ...                    repeats=20)  # doctest: +SKIP
+        >>> report.ratios()["int8"]["size_x"]  # doctest: +SKIP
+        3.9
+    """
+    items = _resolve_variant_inputs(variants)
+    names = [n for n, _ in items]
+    if baseline is not None and baseline not in names:
+        raise ValueError(f"`baseline` {baseline!r} is not among the variants {names}.")
+    if task is not None and task not in TASKS:
+        raise ValueError(f"`task` must be one of {TASKS} or None, received {task!r}.")
+    if isinstance(batch_sizes, int) or not batch_sizes:
+        raise ValueError(
+            f"`batch_sizes` must be a non-empty sequence of ints, received {batch_sizes!r}."
+        )
+    for b in batch_sizes:
+        _check_int(b, "batch_sizes", 1)
+    _check_int(warmup, "warmup", 0)
+    _check_int(repeats, "repeats", 1)
+    _check_int(num_threads, "num_threads", 1)
+    if max_examples is not None:
+        _check_int(max_examples, "max_examples", 1)
+    if metrics is not None:
+        metrics = list(metrics)
+        for m in metrics:
+            if m not in ("auc", "logloss", "accuracy") and metric_k(m) is None:
+                raise ValueError(
+                    f"`metrics`: unknown metric {m!r}; use auc, logloss, accuracy, topK_accuracy "
+                    "(e.g. top5_accuracy) or recall@K (e.g. recall@10)."
+                )
+    threads = configure_threads(num_threads)
+
+    from tqdm.auto import tqdm
+
+    rows = []
+    examples: tuple[dict[str, np.ndarray], np.ndarray] | None = None
+    for name, source in tqdm(items, desc="benchmark", unit="variant", disable=not progress):
+        sampler = _RssSampler() if measure_memory else None
+        with sampler if sampler is not None else _Null():
+            variant = load_variant(source, name=name, num_threads=num_threads)
+            if examples is None:
+                features, labels = collect_examples(
+                    data, variant.structure, variant.input_specs, max_examples, "data"
+                )
+                if labels is None:
+                    raise ValueError(
+                        "`data` has no labels; pass a dataset of (features, label) pairs so "
+                        "quality can be measured."
+                    )
+                examples = (features, labels)
+            features, labels = examples
+            feats = _for_variant(variant, features)
+            outputs = variant.predict(feats, batch_size=max(batch_sizes))
+            out = outputs[sorted(outputs)[0]] if len(outputs) > 1 else next(iter(outputs.values()))
+            width = out.shape[-1] if out.ndim > 1 else 1
+            row_task = task or infer_task(out, labels)
+            row_metrics = metrics or list(default_metrics(row_task, width))
+            q = quality(out, labels, row_metrics)
+            latency = {b: _latency(variant, feats, b, warmup, repeats) for b in batch_sizes}
+        size, gz = _size(variant)
+        rows.append(BenchmarkRow(
+            name=name,
+            format=variant.format,
+            path=variant.path,
+            task=row_task,
+            quality=q,
+            bytes=size,
+            gzip_bytes=gz,
+            params=_params(variant),
+            latency_ms=latency,
+            throughput={b: b / (lat["median"] / 1e3) if lat["median"] > 0 else float("inf")
+                        for b, lat in latency.items()},
+            peak_memory_mb=sampler.increase_mb if sampler is not None else None,
+            examples=int(len(labels)),
+        ))
+        _log.info("benchmarked %s: %s", name, q)
+        del variant
+    settings = {
+        "batch_sizes": list(batch_sizes),
+        "warmup": warmup,
+        "repeats": repeats,
+        "num_threads": num_threads,
+        "tf_threads": threads,
+        "max_examples": max_examples,
+        "memory": "psutil RSS increase (indicative)" if measure_memory else None,
+        "versions": library_versions(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    return BenchmarkReport(tuple(rows), baseline or names[0], settings)
+
+
+class _Null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _for_variant(variant: Variant, features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The features a variant needs, validated (variants may name/type inputs differently)."""
+    missing = [s.name for s in variant.input_specs if s.name not in features]
+    if missing:
+        raise ValueError(
+            f"variant {variant.name!r} needs inputs {missing} that `data` does not provide "
+            f"(data has {sorted(features)})."
+        )
+    return {s.name: features[s.name].astype(s.dtype, copy=False) for s in variant.input_specs}

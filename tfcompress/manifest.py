@@ -1,0 +1,193 @@
+"""The ``manifest.json`` next to exported artifacts: sha256 of every file, options, versions.
+
+Written atomically by every export; :func:`verify_manifest` recomputes the hashes.
+
+Example:
+    >>> verify_manifest("savedmodels")  # doctest: +SKIP
+    {'ctr.tflite': []}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["MANIFEST_FORMAT_VERSION", "MANIFEST_NAME", "atomic_write_text", "verify_manifest"]
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT_VERSION = 1
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_table(artifact: Path, root: Path) -> dict[str, dict[str, Any]]:
+    """``relative path -> {bytes, sha256}`` for a file or every file under a directory."""
+    files = (
+        [artifact] if artifact.is_file() else sorted(p for p in artifact.rglob("*") if p.is_file())
+    )
+    return {
+        p.relative_to(root).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+        for p in files
+    }
+
+
+def _combined(files: dict[str, dict[str, Any]]) -> tuple[int, str]:
+    if len(files) == 1:
+        (entry,) = files.values()
+        return entry["bytes"], entry["sha256"]
+    h = hashlib.sha256()
+    for rel in sorted(files):
+        h.update(f"{rel}\t{files[rel]['sha256']}\n".encode())
+    return sum(f["bytes"] for f in files.values()), h.hexdigest()
+
+
+def library_versions() -> dict[str, str | None]:
+    """Versions of the libraries an artifact depends on (None when not installed)."""
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for dist in (
+        "tensorflow",
+        "tf-keras",
+        "tensorflow-model-optimization",
+        "ai-edge-litert",
+        "tfcompress",
+    ):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {"format_version": MANIFEST_FORMAT_VERSION, "artifacts": {}}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(
+            f"manifest {str(path)!r} is corrupt ({e}); fix or delete it, then export again."
+        ) from e
+    if not isinstance(data, dict) or not isinstance(data.get("artifacts"), dict):
+        raise ValueError(
+            f"manifest {str(path)!r} is corrupt: expected a JSON object with an 'artifacts' "
+            "object; fix or delete it, then export again."
+        )
+    return data
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (temp file in the same directory + ``os.replace``)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def update_manifest(directory: Path, key: str, entry: dict[str, Any]) -> Path:
+    path = directory / MANIFEST_NAME
+    data = read_manifest(path)
+    data["format_version"] = MANIFEST_FORMAT_VERSION
+    data["artifacts"][key] = entry
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=_json_default))
+    return path
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+def verify_manifest(directory: str | os.PathLike, *, strict: bool = True) -> dict[str, list[str]]:
+    """Recompute the sha256 of every file in ``directory/manifest.json`` and compare.
+
+    Args:
+        directory: the directory holding ``manifest.json`` and the artifacts.
+        strict: raise on any mismatch (default); otherwise only return the problems.
+
+    Returns:
+        ``artifact name -> list of problems`` (empty lists when everything matches).
+
+    Raises:
+        ValueError: no manifest, a corrupt manifest, or (``strict``) a missing/changed/extra file.
+
+    Example:
+        >>> verify_manifest("savedmodels")  # doctest: +SKIP
+        {'ctr.tflite': []}
+    """
+    directory = Path(directory)
+    path = directory / MANIFEST_NAME
+    if not path.is_file():
+        raise ValueError(
+            f"`directory` {str(directory)!r} has no {MANIFEST_NAME}; pass the directory an export "
+            "wrote to."
+        )
+    data = read_manifest(path)
+    problems: dict[str, list[str]] = {}
+    for key, entry in data["artifacts"].items():
+        issues: list[str] = []
+        recorded = entry.get("files", {})
+        artifact = directory / key
+        for rel, info in recorded.items():
+            f = directory / rel
+            if not f.is_file():
+                issues.append(f"missing file {rel}")
+            elif f.stat().st_size != info.get("bytes"):
+                issues.append(f"{rel}: {f.stat().st_size} bytes, manifest says {info.get('bytes')}")
+            elif _sha256(f) != info.get("sha256"):
+                issues.append(f"{rel}: sha256 differs from the manifest")
+        if artifact.is_dir():
+            for f in artifact.rglob("*"):
+                rel = f.relative_to(directory).as_posix()
+                if f.is_file() and rel not in recorded:
+                    issues.append(f"extra file {rel} not in the manifest")
+        problems[key] = issues
+    bad = {k: v for k, v in problems.items() if v}
+    if bad and strict:
+        raise ValueError(f"manifest {str(path)!r} does not match the files on disk: {bad}.")
+    return problems
+
+
+def manifest_entry(
+    model_name: str,
+    fmt: str,
+    options: dict[str, Any],
+    parity: dict[str, Any],
+    files: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    total, digest = _combined(files)
+    return {
+        "source_model": model_name,
+        "format": fmt,
+        "options": options,
+        "parity": parity,
+        "bytes": total,
+        "sha256": digest,
+        "files": files,
+        "versions": library_versions(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
