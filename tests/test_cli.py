@@ -115,11 +115,12 @@ def test_demo_trains_exports_and_benchmarks(tmp_path):
     assert auc > 0.69  # reached: 0.71 (oracle 0.86, logistic regression 0.62)
     assert 0.0 < logloss < 0.6
     for name in ("ctr.keras", "ctr_float.tflite", "ctr_dynamic.tflite", "ctr_int8.tflite",
-                 "ctr_xla_savedmodel", "manifest.json", "benchmark.json"):
+                 "ctr_float16.tflite", "ctr_int16x8.tflite", "ctr_xla_savedmodel",
+                 "manifest.json", "benchmark.json"):
         assert (out_dir / name).exists(), name
     bench = json.loads((out_dir / "benchmark.json").read_text())
     assert bench["baseline"] == "keras"
-    assert len(bench["rows"]) == 5
+    assert len(bench["rows"]) == 7
     assert re.search(r"^\| tflite_int8 \| tflite \|", proc.stdout, re.M)
     rows = {row["name"]: row for row in bench["rows"]}
     keras_auc = rows["keras"]["quality"]["auc"]
@@ -127,3 +128,5 @@ def test_demo_trains_exports_and_benchmarks(tmp_path):
     for exact in ("tflite_float", "savedmodel_xla"):  # float exports keep the model's quality
         assert abs(rows[exact]["quality"]["auc"] - keras_auc) < 1e-4
     assert rows["tflite_dynamic"]["bytes"] * 2.5 < rows["tflite_float"]["bytes"]
+    for quantized in ("tflite_int8", "tflite_int16x8", "tflite_float16"):
+        assert abs(rows[quantized]["quality"]["auc"] - keras_auc) < 0.01, quantized

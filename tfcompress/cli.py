@@ -64,8 +64,8 @@ def _build_parser() -> argparse.ArgumentParser:
         help="train the reference CTR model on the simulated e-commerce world, export, benchmark",
         description=(
             "Train the reference CTR model (DCN-v2) on the simulated e-commerce world, print "
-            "its test AUC and logloss, export it (float and dynamic-range TFLite, XLA "
-            "SavedModel) and print the side-by-side benchmark."
+            "its test AUC and logloss, export it (TFLite float, dynamic-range, int8, float16 and "
+            "int16x8, and an XLA SavedModel) and print the side-by-side benchmark."
         ),
     )
     demo.add_argument("--out", type=Path, default=Path("savedmodels/demo"),
@@ -268,10 +268,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         calibration = task.validation
         variants: dict[str, object] = {"keras": model}
         for name, mode in (("tflite_float", None), ("tflite_dynamic", "dynamic"),
-                           ("tflite_int8", "int8")):
+                           ("tflite_int8", "int8"), ("tflite_float16", "float16"),
+                           ("tflite_int16x8", "int16x8")):
             result = export_tflite(
                 model, out / f"ctr_{name.removeprefix('tflite_')}.tflite", quantization=mode,
-                representative_data=calibration if mode == "int8" else None,
+                representative_data=calibration if mode in ("int8", "int16x8") else None,
                 parity_data=task.test,
             )
             variants[name] = result.path
