@@ -60,3 +60,28 @@ def test_check_model_rejects_keras3_model_with_fix():
 def test_check_model_rejects_non_models_naming_argument(bad):
     with pytest.raises(TypeError, match=r"`teacher` must be a tf_keras.Model, received"):
         check_model(bad, "teacher")
+
+
+def _keras3_model():
+    import keras as keras3
+
+    return keras3.Sequential([keras3.Input((3,)), keras3.layers.Dense(1)])
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda m, tmp: __import__("tfcompress").export_tflite(m, tmp / "m.tflite"),
+        lambda m, tmp: __import__("tfcompress").export_saved_model(m, tmp / "sm"),
+        lambda m, tmp: __import__("tfcompress").load_variant(m),
+        lambda m, tmp: __import__("tfcompress").benchmark({"m": m}, ({"x": [[0.0] * 3]}, [1.0])),
+        lambda m, tmp: __import__("tfcompress").models.compile_for_task(
+            m, __import__("tfcompress").data.load_task("ctr", n_samples=500).schema
+        ),
+    ],
+    ids=["export_tflite", "export_saved_model", "load_variant", "benchmark", "compile_for_task"],
+)
+def test_every_public_model_function_rejects_keras3(call, tmp_path):
+    with pytest.raises(TypeError, match="is a Keras 3 model"):
+        call(_keras3_model(), tmp_path)
+    assert not any(tmp_path.iterdir())  # nothing half-written
