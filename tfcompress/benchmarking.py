@@ -42,7 +42,7 @@ from tfcompress.keras_compat import keras, tf
 from tfcompress.manifest import library_versions
 from tfcompress.metrics import default_metrics, infer_task, metric_k, quality
 from tfcompress.report import BenchmarkReport, BenchmarkRow
-from tfcompress.runtime import Variant, collect_examples, load_variant
+from tfcompress.runtime import Variant, check_int_arg, collect_examples, load_variant
 
 _log = logging.getLogger("tfcompress")
 
@@ -61,8 +61,7 @@ def configure_threads(num_threads: int) -> dict[str, int]:
         >>> configure_threads(1)["intra_op"] in (0, 1)  # doctest: +SKIP
         True
     """
-    if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
-        raise ValueError(f"`num_threads` must be an int >= 1, received {num_threads!r}.")
+    check_int_arg(num_threads, "num_threads", 1)
     threading_cfg = tf.config.threading
     if threading_cfg.get_intra_op_parallelism_threads() != num_threads:
         try:
@@ -189,11 +188,6 @@ def _latency(variant: Variant, features: Mapping[str, np.ndarray], batch_size: i
     return {"median": float(np.median(times)), "p90": float(np.percentile(times, 90))}
 
 
-def _check_int(value: Any, name: str, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"`{name}` must be an int >= {minimum}, received {value!r}.")
-
-
 def _resolve_variant_inputs(variants: Any) -> list[tuple[str, Any]]:
     if not isinstance(variants, Mapping):
         raise TypeError(
@@ -288,12 +282,12 @@ def benchmark(
             f"`batch_sizes` must be a non-empty sequence of ints, received {batch_sizes!r}."
         )
     for b in batch_sizes:
-        _check_int(b, "batch_sizes", 1)
-    _check_int(warmup, "warmup", 0)
-    _check_int(repeats, "repeats", 1)
-    _check_int(num_threads, "num_threads", 1)
+        check_int_arg(b, "batch_sizes", 1)
+    check_int_arg(warmup, "warmup", 0)
+    check_int_arg(repeats, "repeats", 1)
+    check_int_arg(num_threads, "num_threads", 1)
     if max_examples is not None:
-        _check_int(max_examples, "max_examples", 1)
+        check_int_arg(max_examples, "max_examples", 1)
     if metrics is not None:
         metrics = list(metrics)
         for m in metrics:

@@ -59,6 +59,7 @@ from tfcompress.runtime import (
     _KerasVariant,
     _SavedModelVariant,
     _TFLiteVariant,
+    check_int_arg,
     collect_examples,
     load_variant,
     model_input_specs,
@@ -207,14 +208,7 @@ def _check_common(parity_tolerance: float, parity_max_examples: int, overwrite: 
         raise ValueError(
             f"`parity_tolerance` must be a number >= 0, received {parity_tolerance!r}."
         )
-    if (
-        isinstance(parity_max_examples, bool)
-        or not isinstance(parity_max_examples, int)
-        or parity_max_examples < 1
-    ):
-        raise ValueError(
-            f"`parity_max_examples` must be an int >= 1, received {parity_max_examples!r}."
-        )
+    check_int_arg(parity_max_examples, "parity_max_examples", 1)
     if not isinstance(overwrite, bool):
         raise TypeError(f"`overwrite` must be a bool, received {overwrite!r}.")
 
@@ -349,14 +343,7 @@ def export_tflite(
             f"quantization={quantization!r}."
         )
     keep_float = check_float_ops(float_ops, config)
-    if (
-        isinstance(num_calibration_steps, bool)
-        or not isinstance(num_calibration_steps, int)
-        or num_calibration_steps < 1
-    ):
-        raise ValueError(
-            f"`num_calibration_steps` must be an int >= 1, received {num_calibration_steps!r}."
-        )
+    check_int_arg(num_calibration_steps, "num_calibration_steps", 1)
     if target.exists() and not overwrite:
         raise ValueError(f"`path` {str(target)!r} exists; pass overwrite=True to replace it.")
     if target.is_dir():

@@ -534,6 +534,12 @@ class _TFLiteVariant(Variant):
         return self._interpreter
 
 
+def check_int_arg(value: Any, name: str, minimum: int) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is an int ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"`{name}` must be an int >= {minimum}, received {value!r}.")
+
+
 def load_variant(
     path_or_model: keras.Model | str | os.PathLike,
     *,
@@ -557,8 +563,7 @@ def load_variant(
         >>> v({"user_id": ids, "price": prices})["output"].shape  # doctest: +SKIP
         (32, 1)
     """
-    if not isinstance(num_threads, int) or isinstance(num_threads, bool) or num_threads < 1:
-        raise ValueError(f"`num_threads` must be an int >= 1, received {num_threads!r}.")
+    check_int_arg(num_threads, "num_threads", 1)
     if isinstance(path_or_model, (str, os.PathLike)):
         path = Path(path_or_model)
         if not path.exists():
