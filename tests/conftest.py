@@ -10,6 +10,14 @@ import pytest  # noqa: E402
 
 from tfcompress.keras_compat import keras, tf  # noqa: E402
 
+# Two logical CPUs, so MirroredStrategy runs with two replicas on any machine. This must happen
+# before TensorFlow initialises its devices, i.e. before any test runs an op.
+_cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(
+    _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
+)
+VIRTUAL_CPUS = [d.name for d in tf.config.list_logical_devices("CPU")]
+
 
 @pytest.fixture(autouse=True)
 def _seed_everything():
@@ -20,3 +28,18 @@ def _seed_everything():
     tf.random.set_seed(0)
     keras.utils.set_random_seed(0)
     yield
+
+
+@pytest.fixture
+def mirrored():
+    """A MirroredStrategy over two logical CPUs (two replicas)."""
+    assert len(VIRTUAL_CPUS) >= 2, VIRTUAL_CPUS
+    return tf.distribute.MirroredStrategy(VIRTUAL_CPUS[:2])
+
+
+@pytest.fixture(params=["default", "mirrored"])
+def strategy(request):
+    """Runs a test twice: with the default strategy and with MirroredStrategy over 2 CPUs."""
+    if request.param == "default":
+        return tf.distribute.get_strategy()
+    return tf.distribute.MirroredStrategy(VIRTUAL_CPUS[:2])
