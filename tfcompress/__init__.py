@@ -15,6 +15,7 @@ from tfcompress import (
     keras_compat,  # sets TF_USE_LEGACY_KERAS before TF builds tf.keras
     models,
 )
+from tfcompress._selection import CompressionReport, LayerDecision
 from tfcompress.benchmarking import benchmark
 from tfcompress.export import (
     ExportResult,
@@ -25,21 +26,41 @@ from tfcompress.export import (
     verify_manifest,
 )
 from tfcompress.keras_compat import check_model
+from tfcompress.pruning import (
+    PruningCallback,
+    SparsityReport,
+    WeightSparsity,
+    is_pruned,
+    prune,
+    sparsity_report,
+    strip,
+)
 from tfcompress.report import BenchmarkReport
+from tfcompress.shrinking import shrink
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BenchmarkReport",
+    "CompressionReport",
     "ExportResult",
+    "LayerDecision",
     "ParityError",
+    "PruningCallback",
+    "SparsityReport",
+    "WeightSparsity",
     "benchmark",
     "check_model",
     "data",
     "export_saved_model",
     "export_tflite",
+    "is_pruned",
     "keras_compat",
     "load_variant",
     "models",
+    "prune",
+    "shrink",
+    "sparsity_report",
+    "strip",
     "verify_manifest",
 ]
