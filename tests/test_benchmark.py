@@ -83,6 +83,12 @@ def test_benchmark_rows(setup):
     assert float_row.params == pytest.approx(model.count_params(), rel=0.01)
     assert int8_row.bytes * 3 < float_row.bytes
     assert report.settings["num_threads"] == 1 and report.settings["repeats"] == 3
+    # the delegate the interpreter really applied, per TFLite row, and one word for the report
+    runtime = report.settings["tflite_runtime"]
+    assert sorted(runtime) == ["float", "int8"]
+    assert runtime["float"]["delegate"] == "xnnpack" and runtime["float"]["num_threads"] == 1
+    assert runtime["float"]["delegate_partitions"] >= 1 and runtime["float"]["ops"] > 0
+    assert report.settings["tflite_delegate"] in ("xnnpack", "mixed")
 
 
 @pytest.mark.slow
@@ -206,3 +212,27 @@ def test_report_validation():
         BenchmarkReport(())
     with pytest.raises(ValueError, match="no variant 'z'"):
         BenchmarkReport((row,), baseline="z")
+
+
+def test_tflite_runtime_reports_the_applied_delegate(tmp_path):
+    model = _multiclass_model(3)
+    path = tmp_path / "mc.tflite"
+    export.export_tflite(model, path)
+    runtime = bm.tflite_runtime(bm.load_variant(str(path), num_threads=2), 2)
+    assert runtime == {"delegate": "xnnpack", "delegate_partitions": 1, "ops": 2,
+                       "num_threads": 2}  # FULLY_CONNECTED + SOFTMAX, one XNNPACK partition
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    variant = bm.load_variant(str(path))
+    variant._interpreter = Interpreter(  # the same file without the default delegates
+        model_path=str(path), experimental_op_resolver_type=(
+            OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
+    variant._interpreter.allocate_tensors()
+    assert bm.tflite_runtime(variant)["delegate"] == "none"
+    assert bm._summary_delegate({"a": {"delegate": "xnnpack"}, "b": {"delegate": "none"}}) \
+        == "mixed"
+    assert bm._summary_delegate({}) is None
+    with pytest.raises(TypeError, match="must be a TFLite Variant"):
+        bm.tflite_runtime(bm.load_variant(model))
+    with pytest.raises(ValueError, match="`num_threads` must be an int >= 1"):
+        bm.tflite_runtime(bm.load_variant(str(path)), 0)

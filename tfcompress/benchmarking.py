@@ -11,6 +11,11 @@ process-wide and can only be set before TensorFlow runs its first op; :func:`ben
 actually in effect in ``report.settings``. Set it yourself at the top of a benchmark script with
 ``tf.config.threading.set_intra_op_parallelism_threads(n)`` for exact control.
 
+Delegate: ``report.settings["tflite_runtime"]`` records, per TFLite variant, the delegate its
+interpreter actually applied (``"xnnpack"``, LiteRT's default on CPU, or ``"none"``), how many
+graph partitions it took over and the thread count; ``report.settings["tflite_delegate"]``
+summarises it in one word (``"mixed"`` when variants differ).
+
 Memory: ``peak_memory_mb`` is the peak increase of the process' resident set size (psutil RSS,
 sampled every few ms on a thread) while the variant is loaded and run. It is indicative only:
 TensorFlow and the allocator keep memory they freed, so a variant measured after another may show
@@ -46,9 +51,53 @@ from tfcompress.runtime import Variant, check_int_arg, collect_examples, load_va
 
 _log = logging.getLogger("tfcompress")
 
-__all__ = ["BenchmarkReport", "BenchmarkRow", "benchmark", "configure_threads"]
+__all__ = ["BenchmarkReport", "BenchmarkRow", "benchmark", "configure_threads", "tflite_runtime"]
 
 TASKS = ("binary", "multiclass", "retrieval")
+
+
+def tflite_runtime(variant: Variant, num_threads: int | None = None) -> dict[str, Any]:
+    """How a TFLite variant runs: its delegate and thread count, as recorded in reports.
+
+    ``ai_edge_litert`` interpreters built with the default op resolver apply the XNNPACK
+    delegate on CPU; it replaces the ops it supports by ``DELEGATE`` nodes in the interpreter's
+    graph. Those nodes are counted after the tensors are allocated, so ``"delegate"`` says what
+    the interpreter actually does: ``"xnnpack"`` (at least one partition delegated) or
+    ``"none"`` (every op runs on the built-in kernels, e.g. int16x8 models).
+
+    Args:
+        variant: a TFLite :class:`~tfcompress.runtime.Variant`.
+        num_threads: the thread count it was loaded with, recorded as given.
+
+    Returns:
+        ``{"delegate": "xnnpack" | "none" | "unknown", "delegate_partitions": int | None,
+        "ops": int | None, "num_threads": int | None}``.
+
+    Example:
+        >>> tflite_runtime(load_variant("m.tflite", num_threads=2), 2)  # doctest: +SKIP
+        {'delegate': 'xnnpack', 'delegate_partitions': 1, 'ops': 12, 'num_threads': 2}
+    """
+    if not isinstance(variant, Variant) or variant.format != "tflite":
+        raise TypeError(
+            "`variant` must be a TFLite Variant from tfcompress.runtime.load_variant(path), "
+            f"received {variant!r:.80}."
+        )
+    if num_threads is not None:
+        check_int_arg(num_threads, "num_threads", 1)
+    threads = num_threads
+    try:
+        ops = variant.interpreter._get_ops_details()  # private but stable across TF/LiteRT
+    except Exception as e:  # pragma: no cover - interpreter API drift
+        _log.warning("could not inspect the delegates of %r: %s", variant.name, e)
+        return {"delegate": "unknown", "delegate_partitions": None, "ops": None,
+                "num_threads": threads}
+    partitions = sum(1 for op in ops if op.get("op_name") == "DELEGATE")
+    return {
+        "delegate": "xnnpack" if partitions else "none",
+        "delegate_partitions": partitions,
+        "ops": len(ops) - partitions,
+        "num_threads": threads,
+    }
 
 
 def configure_threads(num_threads: int) -> dict[str, int]:
@@ -301,11 +350,14 @@ def benchmark(
     from tqdm.auto import tqdm
 
     rows = []
+    runtimes: dict[str, dict[str, Any]] = {}
     examples: tuple[dict[str, np.ndarray], np.ndarray] | None = None
     for name, source in tqdm(items, desc="benchmark", unit="variant", disable=not progress):
         sampler = _RssSampler() if measure_memory else None
         with sampler if sampler is not None else _Null():
             variant = load_variant(source, name=name, num_threads=num_threads)
+            if variant.format == "tflite":
+                runtimes[name] = tflite_runtime(variant, num_threads)
             if examples is None:
                 features, labels = collect_examples(
                     data, variant.structure, variant.input_specs, max_examples, "data"
@@ -349,12 +401,22 @@ def benchmark(
         "repeats": repeats,
         "num_threads": num_threads,
         "tf_threads": threads,
+        "tflite_delegate": _summary_delegate(runtimes),
+        "tflite_runtime": runtimes,
         "max_examples": max_examples,
         "memory": "psutil RSS increase (indicative)" if measure_memory else None,
         "versions": library_versions(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     return BenchmarkReport(tuple(rows), baseline or names[0], settings)
+
+
+def _summary_delegate(runtimes: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """One word for the report: the delegate every TFLite row used, or "mixed"; None: no row."""
+    kinds = {r["delegate"] for r in runtimes.values()}
+    if not kinds:
+        return None
+    return kinds.pop() if len(kinds) == 1 else "mixed"
 
 
 class _Null:
