@@ -11,8 +11,11 @@ Example:
 """
 
 from tfcompress import (
+    acceleration,
     data,
-    keras_compat,  # sets TF_USE_LEGACY_KERAS before TF builds tf.keras
+    distribute,
+    keras_compat,  # every submodule imports it first: TF_USE_LEGACY_KERAS=1 before TF
+    launch,
     models,
 )
 from tfcompress._selection import CompressionReport, LayerDecision
@@ -51,11 +54,14 @@ __all__ = [
     "WeightSparsity",
     "benchmark",
     "check_model",
+    "acceleration",
     "data",
+    "distribute",
     "export_saved_model",
     "export_tflite",
     "is_pruned",
     "keras_compat",
+    "launch",
     "load_variant",
     "models",
     "prune",
