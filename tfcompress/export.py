@@ -10,7 +10,10 @@ Every export:
    :class:`ParityError` and leaves nothing behind;
 4. moves the artifact into place atomically and records it in ``manifest.json`` next to it.
 
-Exported artifacts are run with :func:`load_variant` (:mod:`tfcompress.runtime`). The quantization
+QAT models (:func:`tfcompress.quantize`) and embedding tables get special care: see
+:func:`tfcompress.embeddings.prepare_for_export` (tables stored int8 in every quantized mode,
+option ``embeddings=``). Exported artifacts are run with :func:`load_variant`
+(:mod:`tfcompress.runtime`). The quantization
 modes and the selective quantization (``float_ops``) live in :mod:`tfcompress.tflite_quant`, the
 manifest in :mod:`tfcompress.manifest`, the quality metrics in :mod:`tfcompress.metrics`; their
 public names are re-exported here.
@@ -41,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from tfcompress.embeddings import check_embeddings_mode, is_qat_model, prepare_for_export
 from tfcompress.keras_compat import check_model, keras, tf
 from tfcompress.manifest import (
     MANIFEST_NAME,
@@ -274,11 +278,19 @@ def export_tflite(
     parity_tolerance: float = DEFAULT_PARITY_TOLERANCE,
     parity_max_examples: int = DEFAULT_PARITY_EXAMPLES,
     overwrite: bool = True,
+    embeddings: str | None = None,
 ) -> ExportResult:
     """Convert ``model`` to a ``.tflite`` file, check parity, and record it in the manifest.
 
     The file has one ``serving_default`` signature whose inputs carry the model's input names
     (dict keys for dict-input models) and a batch dimension resizable at run time.
+
+    QAT models (from :func:`tfcompress.quantize`) convert with the ranges they trained:
+    ``"int8"`` needs no ``representative_data`` (tensors without a trained range are then
+    calibrated on a random batch from the input specs; pass data for better ranges); other
+    modes convert the model with its int8-grid weights (see
+    :func:`tfcompress.embeddings.prepare_for_export`). Parity is always measured against
+    ``model`` itself.
 
     Args:
         model: a built tf_keras model.
@@ -306,6 +318,11 @@ def export_tflite(
         parity_tolerance: max |diff| allowed for a float32 export.
         parity_max_examples: examples taken from ``parity_data``.
         overwrite: replace an existing file at ``path``.
+        embeddings: how embedding tables are stored. None: ``"int8"`` in the ``"dynamic"``,
+            ``"int8"`` and ``"int16x8"`` modes, ``"float"`` otherwise. ``"int8"``: tables of
+            >= 64 rows become int8 with a scale per row (rows of >= 32 values) or per table;
+            ``"int8_row"``/``"int8_tensor"`` force the scale granularity; ``"float"``: the
+            converter's own handling. See :mod:`tfcompress.embeddings`.
 
     Returns:
         The :class:`ExportResult`.
@@ -343,6 +360,8 @@ def export_tflite(
             f"quantization={quantization!r}."
         )
     keep_float = check_float_ops(float_ops, config)
+    check_embeddings_mode(embeddings)
+    qat_int8 = config.name == "int8" and is_qat_model(model)
     check_int_arg(num_calibration_steps, "num_calibration_steps", 1)
     if target.exists() and not overwrite:
         raise ValueError(f"`path` {str(target)!r} exists; pass overwrite=True to replace it.")
@@ -350,7 +369,15 @@ def export_tflite(
         raise ValueError(f"`path` {str(target)!r} is a directory; pass a '.tflite' file path.")
     structure, specs = model_input_specs(model)
     examples = None
-    if config.needs_representative_data:
+    if qat_int8 and representative_data is None:
+        _log.info(
+            "QAT model %r: int8 ranges from training; tensors without one are calibrated on a "
+            "random batch (pass representative_data for better ranges).",
+            model.name,
+        )
+        batch = random_batch(specs)
+        examples = [{k: v[i : i + 1] for k, v in batch.items()} for i in range(RANDOM_BATCH_SIZE)]
+    elif config.needs_representative_data:
         if representative_data is None:
             raise ValueError(
                 f"quantization={config.name!r} calibrates activation ranges: pass "
@@ -366,10 +393,15 @@ def export_tflite(
     if manifest_path.exists():
         read_manifest(manifest_path)  # fail on a corrupt manifest before any work
 
-    concrete = serving_function(model).get_concrete_function()
+    convert_model, prepared = prepare_for_export(model, config.name, embeddings)
+    concrete = serving_function(convert_model).get_concrete_function()
+    # The converter saves its trackable object as a SavedModel first; a plain module holding
+    # the variables spares it re-tracing every Keras layer (seconds for a QAT model).
+    holder = tf.Module()
+    holder.model_variables = list(convert_model.variables)
 
     def make_converter() -> Any:
-        converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], holder)
         if config.optimize:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
         if examples is not None:
@@ -392,6 +424,7 @@ def export_tflite(
         "num_calibration_steps": num_calibration_steps if examples is not None else None,
         "calibration_examples": len(examples) if examples is not None else None,
         "parity_tolerance": parity_tolerance,
+        **prepared,
     }
     with _created_dirs(target.parent):
         try:
@@ -415,7 +448,8 @@ def export_tflite(
             artifact = _TFLiteVariant(str(tmp), target.name)
             parity = _parity(model, artifact, parity_data, parity_labels, parity_max_examples)
             del artifact
-            if config.is_float:
+            if config.is_float and not (prepared["qat"] or prepared["embedding_tables"]):
+                # (QAT models and int8 tables drift by design; the drift is recorded)
                 _check_parity(parity, parity_tolerance, f"TFLite export {str(target)!r}")
             os.replace(tmp, target)
         except BaseException:

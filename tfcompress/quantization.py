@@ -1,0 +1,576 @@
+"""Quantization-aware training (QAT) that works on e-commerce models: :func:`quantize`.
+
+TFMOT's ``quantize_model`` refuses the models e-commerce teams have: it fake-quantizes integer id
+inputs (breaking ``Embedding`` lookups), has no config for ``Embedding``, ``MultiHeadAttention``
+or ``LayerNormalization``, and rejects the whole model for one unknown layer. :func:`quantize`
+annotates layer by layer instead (TFMOT's ``quantize_annotate_layer``/``quantize_apply``
+underneath) with this policy:
+
+============================  ==========================================================
+layer                         what QAT does
+============================  ==========================================================
+integer model input (ids)     nothing: never gets an input quantizer
+float model input             int8 input quantizer (``"int8"`` scheme)
+``Embedding``                 table fake-quantized to int8, per row (rows of >= 32 values)
+                              or per table, like :class:`~tfcompress.embeddings.
+                              QuantizedEmbedding` serves it; output int8; no input quantizer
+``Dense``, ``EinsumDense``    kernel int8 (per tensor) + activation/output int8
+``MultiHeadAttention``        query/key/value/output projection kernels int8 + output int8;
+                              softmax and score arithmetic float
+``Cross`` (DCN)               kernel(s) int8 + output int8
+``PositionEmbedding``         position table int8 + output int8
+``Add``, ``Concatenate``,     TFMOT's default 8-bit configs (output ranges)
+``Activation``, ``Reshape``..
+``LayerNormalization``        kept float (TFMOT has no config); the int8 export calibrates it
+weightless tfcompress layers  pass through (``MaskedMean``, ``PaddingMask``, ``TokenAt``, ...)
+anything else                 kept float, the report says why; ``strict=True`` raises instead
+============================  ==========================================================
+
+The QAT model carries its per-layer report as ``qat_model.compression_report`` and exports with
+:func:`tfcompress.export_tflite` (``quantization="int8"`` for the ``"int8"`` scheme; the tables
+become int8 with the scales QAT trained with).
+
+Starting QAT after some float epochs (the two-phase fit)::
+
+    model = models.compile_for_task(models.dcn(schema), schema)
+    model.fit(train, epochs=N)                          # 1. float
+    qat = tfcompress.quantize(model)                    # 2. weights copied, fake-quant added
+    qat.compile_from_config(model.get_compile_config()) #    same loss/metrics, fresh optimizer
+    qat.fit(train, epochs=N + M, initial_epoch=N,       # 3. QAT, epochs numbered on
+            callbacks=[tfcompress.QuantizationLogger(), keras.callbacks.TensorBoard(logdir)])
+
+:func:`~tfcompress.quantization_callbacks.fit_then_quantize` runs exactly this.
+:class:`~tfcompress.quantization_callbacks.QuantizationLogger` publishes every quantizer's
+range into ``logs`` (``quant/<layer>/min``, ``quant/<layer>/max``, and
+``quant/<layer>/<weight>/min|max``), so ``History`` and ``TensorBoard`` record them.
+
+Example:
+    >>> from tfcompress import data, models
+    >>> task = data.load_task("ctr", n_samples=2_000)
+    >>> qat = quantize(models.dcn(task.schema, size="tiny"))  # doctest: +SKIP
+    >>> qat.compression_report["emb_user_id"].applied  # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tfcompress import _quantize_configs as qc
+from tfcompress._selection import CompressionReport, LayerDecision, LayerFilter, match_layers
+from tfcompress.keras_compat import check_model, keras, tf
+from tfcompress.models import layers as tfc_layers
+
+# TFMOT is imported after keras_compat, which makes it use tf_keras (Keras 2).
+_log = logging.getLogger("tfcompress")
+
+import tensorflow_model_optimization as tfmot  # noqa: E402
+from tensorflow_model_optimization.python.core.quantization.keras import (  # noqa: E402
+    quantize_aware_activation,
+    quantize_layer,
+    quantize_wrapper,
+)
+from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (  # noqa: E402
+    default_8bit_quantize_registry,
+)
+
+QuantizationScheme = qc.QuantizationScheme
+SCHEMES = qc.SCHEMES
+
+__all__ = [
+    "SCHEMES",
+    "QuantizationScheme",
+    "is_quantized",
+    "load_quantized",
+    "quantize",
+    "quantize_scope",
+    "strip_quantization",
+]
+
+_qk = tfmot.quantization.keras
+
+#: tfcompress layers without weights: they run as they are inside a QAT model.
+_PASS_THROUGH = (
+    tfc_layers.MaskedMean,
+    tfc_layers.PaddingMask,
+    tfc_layers.TokenAt,
+    tfc_layers.L2Normalize,
+    tfc_layers.Catalog,
+    tfc_layers.CatalogLogits,
+)
+_WEIGHT = "int8 weights (per tensor)"
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How one layer is quantized: ``kind`` is annotate | registry | multi | pass | float."""
+
+    kind: str
+    detail: str = ""
+    reason: str = ""
+    config: Any = None
+    strict_ok: bool = True
+
+
+def _activation_name(activation: Any) -> str:
+    return getattr(activation, "__name__", type(activation).__name__)
+
+
+def _has_float_weights(layer: Any) -> bool:
+    return any(w.dtype.is_floating for w in layer.trainable_weights)
+
+
+def _plan(layer: Any, scheme: QuantizationScheme, registry: Any) -> _Plan:  # noqa: C901
+    acts = scheme.activations
+    out = " + int8 output" if acts else ""
+    bits = scheme.weight_bits
+    if isinstance(layer, keras.Model):
+        return _Plan(
+            "float",
+            reason="nested model: TFMOT quantizes top-level layers only; build the model flat "
+            "or quantize the inner model separately",
+            strict_ok=False,
+        )
+    if isinstance(layer, keras.layers.Embedding):
+        g = qc.embedding_granularity(scheme, layer.output_dim)
+        cfg = qc.LayerQuantizeConfig(
+            table_attr="embeddings", quantize_output=acts, granularity=g, weight_bits=bits
+        )
+        per = "per row" if g == "row" else "per table"
+        return _Plan("annotate", f"int8 table ({per}){out}; ids not quantized", config=cfg)
+    if isinstance(layer, keras.layers.MultiHeadAttention):
+        kernels = [f"{p}.kernel" for p in ("_query_dense", "_key_dense", "_value_dense")]
+        kernels.append("_output_dense.kernel")
+        cfg = qc.LayerQuantizeConfig(kernels, quantize_output=acts, weight_bits=bits)
+        return _Plan(
+            "multi",
+            f"int8 query/key/value/output kernels (per tensor){out}; softmax float",
+            config=cfg,
+        )
+    if isinstance(layer, (keras.layers.Dense, keras.layers.EinsumDense)):
+        name = _activation_name(layer.activation)
+        fused = acts and name in qc.SUPPORTED_ACTIVATIONS
+        cfg = qc.LayerQuantizeConfig(
+            ["kernel"],
+            ["activation"] if fused else [],
+            quantize_output=acts and not fused,
+            weight_bits=bits,
+        )
+        return _Plan("annotate", f"{_WEIGHT} on kernel{' + int8 activation' if acts else ''}",
+                     config=cfg)
+    if isinstance(layer, tfc_layers.Cross):
+        names = ["kernel"] + (["kernel_v"] if layer.kernel_v is not None else [])
+        cfg = qc.LayerQuantizeConfig(names, quantize_output=acts, weight_bits=bits)
+        return _Plan("annotate", f"{_WEIGHT} on {', '.join(names)}{out}", config=cfg)
+    if isinstance(layer, tfc_layers.PositionEmbedding):
+        cfg = qc.LayerQuantizeConfig(["embeddings"], quantize_output=acts, weight_bits=bits)
+        return _Plan("annotate", f"{_WEIGHT} on the position table{out}", config=cfg)
+    if isinstance(layer, keras.layers.LayerNormalization):
+        return _Plan(
+            "float",
+            reason="kept float: TFMOT has no LayerNormalization config (mean/variance need "
+            "float precision); the int8 export calibrates its ops",
+            strict_ok=False,
+        )
+    if isinstance(layer, _PASS_THROUGH):
+        return _Plan(
+            "pass", reason="pass-through: no weights; its int8 ranges are calibrated at export"
+        )
+    builtin = type(layer).__module__.startswith("tf_keras.")
+    if builtin and registry.supports(layer) and _has_float_weights(layer):
+        return _Plan("registry", "TFMOT default 8-bit config")  # Conv2D, RNNs...
+    if builtin and registry.supports(layer):
+        activation = getattr(layer, "activation", None)
+        name = None if activation is None else _activation_name(activation)
+        if name is not None and name not in qc.SUPPORTED_ACTIVATIONS:
+            return _Plan(
+                "pass", reason=f"activation {name!r} has no TFMOT quantizer; runs in float"
+            )
+        if not acts:  # annotated anyway, or TFMOT adds an output quantizer feeding a kernel
+            return _Plan(
+                "annotate",
+                "no-op (weights-only scheme: activations stay float)",
+                config=qc.LayerQuantizeConfig(),
+            )
+        if isinstance(layer, keras.layers.Activation):  # TFLite fixes sigmoid/softmax ranges
+            quantize_output = name in ("relu", "relu6", "swish", "gelu")
+        else:
+            info = registry._layer_quantize_map.get(type(layer))
+            quantize_output = bool(getattr(info, "quantize_output", False))
+        cfg = qc.LayerQuantizeConfig(quantize_output=quantize_output)
+        detail = "int8 output range" if quantize_output else "no-op (keeps its input's range)"
+        if name in ("sigmoid", "softmax", "tanh"):
+            detail = f"no output quantizer (TFLite fixes the {name} output range)"
+        return _Plan("annotate", detail, config=cfg)
+    if builtin and not _has_float_weights(layer):
+        return _Plan(
+            "pass",
+            reason=f"pass-through: TFMOT has no config for {type(layer).__name__}, which has no "
+            "weights; runs in float",
+        )
+    if builtin:
+        return _Plan(
+            "float",
+            reason=f"kept float: TFMOT has no 8-bit config for {type(layer).__name__}",
+            strict_ok=False,
+        )
+    return _Plan(
+        "float",
+        reason=f"kept float: unknown layer class {type(layer).__module__}."
+        f"{type(layer).__name__} (no QuantizeConfig); its inputs and outputs stay float",
+        strict_ok=False,
+    )
+
+
+@contextlib.contextmanager
+def quantize_scope(custom_objects: dict[str, Any] | None = None) -> Iterator[None]:
+    """TFMOT's ``quantize_scope`` plus tfcompress's quantization classes and ``custom_objects``.
+
+    Example:
+        >>> with quantize_scope():  # doctest: +SKIP
+        ...     model = keras.models.load_model("qat.keras")
+    """
+    objects = {**qc.custom_objects(), **(custom_objects or {})}
+    with _qk.quantize_scope(objects):
+        yield
+
+
+def _model_custom_objects(model: keras.Model) -> dict[str, Any]:
+    """Every layer class of ``model`` by class name and registered name (for re-creation)."""
+    objects: dict[str, Any] = {}
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        cls = type(layer)
+        objects[cls.__name__] = cls
+        objects[keras.saving.get_registered_name(cls)] = cls
+    return objects
+
+
+def _check_functional(model: keras.Model, what: str) -> None:
+    if not isinstance(model, keras.Sequential) and not getattr(model, "_is_graph_network", False):
+        raise ValueError(
+            f"{what}: model {model.name!r} is a subclassed model ({type(model).__name__}); "
+            "TFMOT quantizes functional and Sequential models only. Rebuild it with the "
+            "functional API (keras.Input ... keras.Model(inputs, outputs))."
+        )
+    if not model.built:
+        raise ValueError(
+            f"{what}: model {model.name!r} is not built; give it an input shape or call it "
+            "once on data first."
+        )
+
+
+def _skip_names(skip: Any) -> Any:
+    """Expand SensitivityReport entries (anything with ``most_sensitive()``) into names."""
+    entries = list(skip) if isinstance(skip, (list, tuple, set, frozenset)) else [skip]
+    out: list[Any] = []
+    for entry in entries:
+        if hasattr(entry, "most_sensitive") and callable(entry.most_sensitive):
+            out.extend(entry.most_sensitive())
+        else:
+            out.append(entry)
+    return out
+
+
+def is_quantized(model: keras.Model) -> bool:
+    """True when ``model`` has TFMOT quantization layers (a QAT model from :func:`quantize`).
+
+    Example:
+        >>> is_quantized(keras.Sequential([keras.layers.Dense(1, input_shape=(2,))]))
+        False
+    """
+    check_model(model, "model")
+    return any(
+        isinstance(layer, (quantize_wrapper.QuantizeWrapper, quantize_layer.QuantizeLayer))
+        for layer in model._flatten_layers(include_self=False, recursive=True)
+    )
+
+
+def quantize(
+    model: keras.Model,
+    *,
+    layers: LayerFilter = None,
+    skip: LayerFilter = None,
+    scheme: str | QuantizationScheme = "int8",
+    strict: bool = False,
+) -> keras.Model:
+    """Return a quantization-aware copy of ``model``, ready to compile and fit.
+
+    Weights are copied; ``model`` is left untouched. See the module docstring for what each
+    layer gets. Call it inside the strategy scope the model was built in (it enters the
+    model's own strategy scope when called outside any).
+
+    Args:
+        model: a built functional or Sequential tf_keras model.
+        layers: layer filter (name, regex, class, callable or a list) of the layers to
+            quantize; default: all.
+        skip: layer filter of layers to keep float, or a
+            :class:`~tfcompress.sensitivity.SensitivityReport` (its ``most_sensitive()``
+            layers), or a list mixing both.
+        scheme: ``"int8"`` (weights and activations, exports to full-integer TFLite) or
+            ``"int8_weights"`` (weights only), or a :class:`QuantizationScheme`.
+        strict: raise instead of leaving a selected layer float (layers with float weights
+            and no config, unknown layer classes, nested models).
+
+    Returns:
+        The QAT model, with ``compression_report`` (technique ``"quantize"``): one
+        :class:`~tfcompress._selection.LayerDecision` per layer of ``model``.
+
+    Raises:
+        TypeError: ``model`` is not a tf_keras model (e.g. a Keras 3 model); bad argument types.
+        ValueError: unknown scheme, a filter naming no layer, a subclassed or unbuilt model,
+            nothing left to quantize, or (``strict=True``) a selected layer left float.
+
+    Example:
+        >>> qat = quantize(model, skip=keras.layers.LayerNormalization)  # doctest: +SKIP
+        >>> qat.compile("adam", "binary_crossentropy")  # doctest: +SKIP
+    """
+    check_model(model, "model")
+    scheme = qc.resolve_scheme(scheme)
+    if not isinstance(strict, bool):
+        raise TypeError(f"`strict` must be a bool, received {strict!r}.")
+    _check_functional(model, "quantize")
+    top = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    candidates = [(layer.name, layer) for layer in top]
+    selected = (
+        {name for name, _ in candidates}
+        if layers is None
+        else match_layers(model, layers, argument="layers")
+    )
+    skipped: set[str] = set()
+    if skip is not None:
+        names = _skip_names(skip)
+        skipped = match_layers(model, names, argument="skip") if names else set()
+    registry = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
+    decisions, failures, plans = [], [], {}
+    for layer in top:
+        cls = type(layer).__name__
+        if layer.name not in selected:
+            decisions.append(LayerDecision(layer.name, cls, False, reason="not in `layers`"))
+            continue
+        if layer.name in skipped:
+            decisions.append(LayerDecision(layer.name, cls, False, reason="in `skip`"))
+            continue
+        plan = _plan(layer, scheme, registry)
+        plans[layer.name] = plan
+        applied = plan.kind in ("annotate", "registry", "multi")
+        decisions.append(LayerDecision(layer.name, cls, applied, plan.detail, plan.reason))
+        if not plan.strict_ok:
+            failures.append(f"{layer.name} ({cls}): {plan.reason}")
+    if strict and failures:
+        raise ValueError(
+            f"quantize(strict=True): {len(failures)} selected layer(s) of model {model.name!r} "
+            "would stay float: " + "; ".join(failures) + ". Pass them in `skip` to keep them "
+            "float knowingly, or use strict=False."
+        )
+    if not any(p.kind in ("annotate", "registry", "multi") for p in plans.values()):
+        raise ValueError(
+            f"quantize: no layer of model {model.name!r} can be quantized with the selection "
+            f"layers={layers!r}, skip={skip!r}; select layers with weights (Dense, Embedding, "
+            "Cross, MultiHeadAttention...)."
+        )
+
+    def annotate(layer: Any) -> Any:
+        plan = plans.get(layer.name)
+        if plan is None or plan.kind in ("pass", "float"):
+            if not isinstance(layer, keras.Model) and registry.supports(layer):
+                # a no-op annotation: otherwise TFMOT adds its own output quantizer (range
+                # [-6, 6]) to a layer that feeds an annotated one
+                return _qk.quantize_annotate_layer(layer, qc.LayerQuantizeConfig())
+            return layer
+        if plan.kind == "multi":  # wrap a copy: the wrapper rewires the wrapped layer's kernels
+            copy = type(layer).from_config(layer.get_config())
+            shapes = (layer._query_shape, layer._value_shape, layer._key_shape)
+            copy(*(tf.zeros([1, *s[1:]]) for s in shapes))  # creates the projection weights
+            copy.set_weights(layer.get_weights())
+            return qc.MultiInputQuantizeWrapper(copy, plan.config, name_prefix="")
+        return _qk.quantize_annotate_layer(layer, plan.config)
+
+    objects = _model_custom_objects(model)
+    strategy = model.distribute_strategy
+    scope = (
+        strategy.scope()
+        if not tf.distribute.has_strategy() and strategy is not tf.distribute.get_strategy()
+        else contextlib.nullcontext()
+    )
+    try:
+        with scope, quantize_scope(objects):
+            # annotate a copy: annotation wires the layers into a new graph, and the user's
+            # model must not gain inbound nodes (its layers' `.output` would become ambiguous)
+            base = keras.models.clone_model(model)
+            base.set_weights(model.get_weights())
+            annotated = keras.models.clone_model(base, clone_function=annotate)
+            qat = _qk.quantize_apply(
+                annotated,
+                scheme=qc.IntegerSafeScheme(scheme.activations),
+                quantized_layer_name_prefix="",  # same layer and output names as `model`
+            )
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ValueError(
+            f"quantize: TFMOT could not rebuild model {model.name!r} for QAT ({e}). Make sure "
+            "every custom layer implements get_config() so it can be re-created, or skip it."
+        ) from e
+    _init_weight_ranges(qat)
+    for layer in qat.layers:
+        if type(layer) is quantize_wrapper.QuantizeWrapperV2:
+            layer.__class__ = qc.QATWrapper  # same state; saves/loads and keeps masks (see there)
+            layer._supports_masking = bool(getattr(layer.layer, "supports_masking", False))
+        if isinstance(layer, quantize_wrapper.QuantizeWrapper):
+            qc.own_trainable_weights(layer)
+    qat.compression_report = CompressionReport(  # type: ignore[attr-defined]
+        "quantize",
+        tuple(decisions),
+        {"scheme": scheme.get_config(), "strict": strict, "model": model.name},
+    )
+    _log.info(
+        "quantize %s: %d layer(s) quantized, %d float (scheme %s)",
+        model.name,
+        sum(d.applied for d in decisions),
+        sum(not d.applied for d in decisions),
+        scheme.name,
+    )
+    return qat
+
+
+def _init_weight_ranges(qat: keras.Model) -> None:
+    """Start every weight quantizer at its weight's range.
+
+    TFMOT's ``LastValueQuantizer`` starts at [-6, 6] and only learns the range at the first
+    training step, so a QAT model evaluated or exported before training would quantize its
+    kernels to a handful of levels.
+    """
+    for layer in qat.layers:
+        for weight, quantizer, variables in getattr(layer, "_weight_vars", []):
+            if "min_var" not in variables:
+                continue
+            values = weight.numpy()
+            if getattr(quantizer, "symmetric", True):
+                peak = float(np.abs(values).max())
+                lo, hi = -peak, peak
+            else:
+                lo, hi = min(float(values.min()), 0.0), max(float(values.max()), 0.0)
+            variables["min_var"].assign(tf.fill(variables["min_var"].shape, lo))
+            variables["max_var"].assign(tf.fill(variables["max_var"].shape, hi))
+
+
+def load_quantized(
+    path: str | os.PathLike, *, custom_objects: dict[str, Any] | None = None, compile: bool = True
+) -> keras.Model:
+    """Load a QAT model saved with ``qat_model.save(path)`` (``.keras``), safely.
+
+    Args:
+        path: the ``.keras`` file.
+        custom_objects: extra classes (your own custom layers, if not registered).
+        compile: restore the training configuration.
+
+    Raises:
+        ValueError: ``path`` does not exist.
+
+    Example:
+        >>> qat.save("qat.keras"); again = load_quantized("qat.keras")  # doctest: +SKIP
+    """
+    if not isinstance(path, (str, os.PathLike)) or not os.path.exists(path):
+        raise ValueError(f"`path` {path!r} does not exist; pass the .keras file of a QAT model.")
+    if custom_objects is not None and not isinstance(custom_objects, dict):
+        raise TypeError(
+            f"`custom_objects` must be a dict {{name: class}}, received {custom_objects!r}."
+        )
+    with quantize_scope(custom_objects):
+        return keras.models.load_model(path, compile=compile, safe_mode=True)
+
+
+# --------------------------------------------------------------------------- strip / ranges
+
+
+def _weight_key(layer_name: str, variable: Any) -> str:
+    """``"query/kernel"`` for ``"[wrapper/]block_0_mha/query/kernel:0"`` of ``block_0_mha``."""
+    name = variable.name.split(":")[0]
+    at = name.rfind(layer_name + "/")
+    return name[at + len(layer_name) + 1 :] if at >= 0 else name
+
+
+def _baked_weights(wrapper: Any) -> dict[str, np.ndarray]:
+    """The wrapped layer's weights by name, quantized ones at their fake-quantized value.
+
+    TFMOT replaces each quantized weight attribute by a tensor, which untracks the variable
+    from the wrapped layer; the wrapper's ``_weight_vars`` still holds it.
+    """
+    inner = wrapper.layer
+    values = {}
+    for weight, quantizer, variables in wrapper._weight_vars:
+        values[_weight_key(inner.name, weight)] = quantizer(weight, False, weights=variables)
+    for weight in inner.weights:
+        values.setdefault(_weight_key(inner.name, weight), weight)
+    return {k: np.asarray(v.numpy()) for k, v in values.items()}
+
+
+def _set_baked(layer: Any, values: dict[str, np.ndarray]) -> None:
+    try:
+        layer.set_weights([values[_weight_key(layer.name, w)] for w in layer.weights])
+    except KeyError as e:
+        raise ValueError(
+            f"strip_quantization: weight {e} of layer {layer.name!r} has no counterpart in the "
+            f"QAT model (it has {sorted(values)})."
+        ) from e
+
+
+def _float_config(layer: Any) -> dict[str, Any]:
+    config = layer.get_config()
+    for attr in ("activation",):
+        value = getattr(layer, attr, None)
+        if isinstance(value, quantize_aware_activation.QuantizeAwareActivation):
+            config[attr] = keras.activations.serialize(value.activation)
+        elif isinstance(value, quantize_aware_activation.NoOpActivation):
+            config[attr] = "linear"
+    return config
+
+
+def strip_quantization(model: keras.Model) -> keras.Model:
+    """A float model computing what a QAT model computes minus the activation fake-quant.
+
+    Every wrapped layer becomes its plain layer holding the fake-quantized (int8-grid) weight
+    values, and input quantizers become identities. This is what ``export_tflite`` converts in
+    the non-``"int8"`` modes (``"dynamic"``: the converter then stores exactly these int8
+    values).
+
+    Raises:
+        TypeError: ``model`` is not a tf_keras model.
+        ValueError: ``model`` is not a QAT model.
+
+    Example:
+        >>> plain = strip_quantization(qat)  # doctest: +SKIP
+    """
+    check_model(model, "model")
+    if not is_quantized(model):
+        raise ValueError(
+            f"strip_quantization: model {model.name!r} has no quantization layers; pass the "
+            "model returned by tfcompress.quantize()."
+        )
+    pending: list[tuple[Any, Any]] = []
+
+    def unwrap(layer: Any) -> Any:
+        if isinstance(layer, quantize_layer.QuantizeLayer):
+            return keras.layers.Activation("linear", name=layer.name)
+        if isinstance(layer, quantize_wrapper.QuantizeWrapper):
+            inner = layer.layer
+            new = type(inner).from_config(_float_config(inner))
+            pending.append((new, _baked_weights(layer)))
+        else:
+            new = type(layer).from_config(layer.get_config())
+            pending.append((new, layer.get_weights()))
+        return new
+
+    with quantize_scope(_model_custom_objects(model)):
+        plain = keras.models.clone_model(model, clone_function=unwrap)
+    for new, values in pending:
+        if isinstance(values, dict):
+            _set_baked(new, values)
+        else:
+            new.set_weights(values)
+    return plain
