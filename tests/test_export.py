@@ -617,3 +617,30 @@ def test_float_ops_validation(models, datasets, tmp_path):
                              parity_data=datasets["dense"])
     assert r.options["float_ops_applied"] == ["FULLY_CONNECTED", "FULLY_CONNECTED"]
     assert r.parity["max_abs_diff"] < 0.05
+
+
+def test_pruned_model_is_stripped_and_stored_sparse(tmp_path):
+    import tfcompress
+
+    x = np.random.default_rng(0).normal(size=(64, 32)).astype("float32")
+    model = keras.Sequential(
+        [keras.Input((32,)), keras.layers.Dense(256, name="big"), keras.layers.Dense(1)]
+    )
+    pruned = tfcompress.prune(model, 0.9)
+    pruned.compile("adam", "mse")
+    pruned.fit(x, x[:, :1], epochs=1, batch_size=16, callbacks=[tfcompress.PruningCallback()],
+               verbose=0)
+    dense = export.export_tflite(pruned, tmp_path / "dense.tflite", sparse=False, parity_data=x)
+    auto = export.export_tflite(pruned, tmp_path / "auto.tflite", parity_data=x)
+    assert auto.options["sparse"] is True and dense.options["sparse"] is False
+    assert auto.bytes < 0.5 * dense.bytes, (auto.bytes, dense.bytes)
+    assert auto.parity["max_abs_diff"] < 1e-4
+    # An unpruned model stays dense by default.
+    plain = export.export_tflite(model, tmp_path / "plain.tflite")
+    assert plain.options["sparse"] is False
+
+
+def test_sparse_must_be_bool_or_none(tmp_path):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    with pytest.raises(TypeError, match="`sparse` must be True, False or None"):
+        export.export_tflite(model, tmp_path / "m.tflite", sparse="yes")

@@ -263,6 +263,26 @@ def _convert(make_converter: Any, config: QuantizationConfig) -> bytes:
         raise
 
 
+#: ``sparse=None`` stores weights in TFLite's sparse format from this overall sparsity on.
+AUTO_SPARSE_THRESHOLD = 0.5
+
+
+def _prepare_sparse(model: keras.Model, sparse: bool | None) -> tuple[keras.Model, bool]:
+    """Strip pruning wrappers and decide whether the converter stores weights sparsely."""
+    from tfcompress.pruning import is_pruned, sparsity_report, strip  # pruning imports TFMOT
+
+    if is_pruned(model):
+        _log.info("Model %r holds pruning wrappers: exporting tfcompress.strip(model).", model.name)
+        model = strip(model)
+    if sparse is None:
+        overall = sparsity_report(model).overall
+        sparse = bool(overall is not None and overall >= AUTO_SPARSE_THRESHOLD)
+        if sparse:
+            _log.info("Model %r is %.0f%% sparse: weights stored in TFLite's sparse format.",
+                      model.name, 100 * overall)
+    return model, sparse
+
+
 def export_tflite(
     model: keras.Model,
     path: str | os.PathLike,
@@ -279,6 +299,7 @@ def export_tflite(
     parity_max_examples: int = DEFAULT_PARITY_EXAMPLES,
     overwrite: bool = True,
     embeddings: str | None = None,
+    sparse: bool | None = None,
 ) -> ExportResult:
     """Convert ``model`` to a ``.tflite`` file, check parity, and record it in the manifest.
 
@@ -323,6 +344,10 @@ def export_tflite(
             >= 64 rows become int8 with a scale per row (rows of >= 32 values) or per table;
             ``"int8_row"``/``"int8_tensor"`` force the scale granularity; ``"float"``: the
             converter's own handling. See :mod:`tfcompress.embeddings`.
+        sparse: store pruned weights in TFLite's sparse format
+            (``tf.lite.Optimize.EXPERIMENTAL_SPARSITY``). None: when at least half of the
+            model's prunable weights are zero (see :func:`tfcompress.sparsity_report`). A model
+            still holding pruning wrappers (from :func:`tfcompress.prune`) is stripped first.
 
     Returns:
         The :class:`ExportResult`.
@@ -361,6 +386,9 @@ def export_tflite(
         )
     keep_float = check_float_ops(float_ops, config)
     check_embeddings_mode(embeddings)
+    if sparse is not None and not isinstance(sparse, bool):
+        raise TypeError(f"`sparse` must be True, False or None (auto), received {sparse!r}.")
+    model, sparse = _prepare_sparse(model, sparse)
     qat_int8 = config.name == "int8" and is_qat_model(model)
     check_int_arg(num_calibration_steps, "num_calibration_steps", 1)
     if target.exists() and not overwrite:
@@ -404,6 +432,9 @@ def export_tflite(
         converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], holder)
         if config.optimize:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if sparse:
+            converter.optimizations = [*converter.optimizations,
+                                       tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
         if examples is not None:
             ops = config.ops + (() if strict else config.fallback_ops)
             converter.target_spec.supported_ops = [getattr(tf.lite.OpsSet, o) for o in ops]
@@ -418,6 +449,7 @@ def export_tflite(
 
     options = {
         "mode": config.name,
+        "sparse": sparse,
         "integer_io": integer_io,
         "strict": strict,
         "float_ops": list(keep_float),
