@@ -9,7 +9,7 @@ epochs, best validation AUC kept), then gives every variant the SAME fine-tuning
 - ``2:4``: ``tfcompress.prune(model, structure="2:4")``, stripped;
 - ``shrink50``: ``tfcompress.shrink(model, 0.5)`` (half the units and embedding dimensions);
 - ``shrink50 distilled``: the same shrunk model fine-tuned as the student of a
-  :class:`tfcompress.Distiller` whose teacher is the trained float model (if available).
+  :class:`tfcompress.Distiller` whose teacher is the trained float model.
 
 Each is exported to float TFLite (and shrink50 also to dynamic-range int8) under
 ``savedmodels/bench_prune/`` and measured in ONE :func:`tfcompress.benchmark` run on the test split
@@ -40,7 +40,7 @@ def _fit(model: keras.Model, task: data.TaskData, epochs: int, callbacks=()) -> 
         monitor="val_auc", mode="max", patience=2, restore_best_weights=True
     )
     model.fit(task.train, validation_data=task.validation, epochs=epochs,
-              callbacks=[*callbacks, best], verbose=2)
+              callbacks=[best, *callbacks], verbose=2)  # pruning last: it finalizes masks
 
 
 def _copy(model: keras.Model) -> keras.Model:
@@ -94,15 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     variants["shrink50"] = small
     print(f"   {trained.count_params():,} -> {small.count_params():,} parameters")
 
-    if hasattr(tfcompress, "Distiller"):
-        print(f"\n== shrink50 distilled from the float model: {budget} epoch(s)")
-        student = keras.models.clone_model(small)
-        student.set_weights(init)
-        distiller = tfcompress.Distiller(student, trained, alpha=0.5, temperature=1.0)
-        distiller.compile(optimizer=keras.optimizers.Adam(lr), loss="binary_crossentropy",
-                          metrics=[keras.metrics.AUC(name="auc")])
-        _fit(distiller, task, budget)
-        variants["shrink50 distilled"] = distiller.student
+    print(f"\n== shrink50 distilled from the float model: {budget} epoch(s)")
+    student = keras.models.clone_model(small)
+    student.set_weights(init)
+    distiller = tfcompress.Distiller(student, trained, alpha=0.5, temperature=1.0)
+    distiller.compile(optimizer=keras.optimizers.Adam(lr), loss="binary_crossentropy",
+                      metrics=[keras.metrics.AUC(name="auc")])
+    _fit(distiller, task, budget)
+    variants["shrink50 distilled"] = distiller.student
 
     out: Path = args.out
     files: dict[str, str] = {}

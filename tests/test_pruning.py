@@ -522,3 +522,32 @@ def test_sparsity_report_of_plain_model():
     with pytest.raises(KeyError, match=r"No prunable layer 'flat'"):
         report["flat"]
     assert not is_pruned(toy_model())
+
+
+class _RestoreFirstEpoch(keras.callbacks.Callback):
+    """What EarlyStopping(restore_best_weights=True) does when the first epoch was best."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 0:
+            self.snapshot = self.model.get_weights()
+
+    def on_train_end(self, logs=None):
+        self.model.set_weights(self.snapshot)
+
+
+def test_strip_reaches_target_when_early_stopping_restored_earlier_masks(caplog):
+    x = np.random.default_rng(1).normal(size=(256, 16)).astype("float32")
+    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(32, name="d"),
+                              keras.layers.Dense(1, name="out")])
+    pruned = prune(model, 0.8)
+    pruned.compile("adam", "mse")
+    # Listed after PruningCallback, the restore runs after the final masks: sparsity drops.
+    pruned.fit(x, x[:, :1], epochs=2, batch_size=32, verbose=0,
+               callbacks=[PruningCallback(), _RestoreFirstEpoch()])
+    assert sparsity_report(pruned).overall < 0.75
+    with caplog.at_level(logging.WARNING, logger="tfcompress"):
+        stripped = strip(pruned)
+    assert sparsity_report(stripped).overall == pytest.approx(0.8, abs=0.01)
+    assert "final masks were undone" in caplog.text
+    np.testing.assert_allclose(stripped.predict(x, verbose=0), pruned.predict(x, verbose=0),
+                               atol=1e-6)

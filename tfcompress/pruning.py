@@ -58,7 +58,13 @@ from tfcompress.pruning_report import (
     sparsity_report,
     weight_label,
 )
-from tfcompress.pruning_schedule import FitSizedSchedule, PruneLowMagnitude, PruneWrapper
+from tfcompress.pruning_schedule import (
+    FitSizedSchedule,
+    PruneLowMagnitude,
+    PruneWrapper,
+    finalize_masks,
+    mask_sparsity,
+)
 
 __all__ = [
     "PruningCallback",
@@ -461,11 +467,47 @@ def is_pruned(model: keras.Model) -> bool:
     return bool(find_wrappers(model))
 
 
+def _finish_undone_fits(model: keras.Model) -> None:
+    """Apply the target masks where a completed fit's final masks were undone.
+
+    ``EarlyStopping(restore_best_weights=True)`` listed AFTER :class:`PruningCallback` restores
+    the weights and masks of an earlier epoch, below the target; so does reloading an earlier
+    checkpoint. A fit-sized schedule (``steps=None``) promises the target at the end of every
+    fit, so the masks are recomputed here (pruned weights stay pruned) and a warning says why.
+    """
+    for path, wrapper in find_wrappers(model):
+        schedule = getattr(wrapper, "pruning_schedule", None)
+        if not (
+            isinstance(wrapper, PruneWrapper)
+            and isinstance(schedule, FitSizedSchedule)
+            and schedule.planned_total is None
+            and schedule.started
+        ):
+            continue
+        if wrapper.sparsity_m_by_n:
+            values = [np.asarray(w) * np.asarray(m) for w, m, _ in wrapper.pruning_vars]
+            below = any(is_two_four(v) is False for v in values)
+        else:
+            below = mask_sparsity(wrapper) < schedule.target - 0.005
+        if below:
+            _log.warning(
+                "strip: layer %r is at sparsity %.3f, below its target %.3f%s: its final masks "
+                "were undone (e.g. EarlyStopping(restore_best_weights=True) listed after "
+                "PruningCallback, or an earlier checkpoint was loaded). Applying the target "
+                "masks now; list PruningCallback last, or fine-tune again if quality matters.",
+                path, mask_sparsity(wrapper), schedule.target,
+                " (2:4)" if wrapper.sparsity_m_by_n else "",
+            )
+            finalize_masks(wrapper, schedule.target)
+
+
 def strip(model: keras.Model) -> keras.Model:
     """A plain tf_keras copy of a pruned model: no wrappers (nested models too), sparse weights.
 
-    Each pruned weight is copied as ``weight * mask``, so the copy is sparse even if ``fit`` was
-    stopped early; outputs equal the pruned model's. The result saves as ``.keras`` and loads
+    Each pruned weight is copied as ``weight * mask``; outputs equal the pruned model's. If a
+    fit's final masks were undone (``EarlyStopping(restore_best_weights=True)`` listed after
+    :class:`PruningCallback`), the target masks are applied first, with a warning, so the copy
+    has the sparsity ``prune`` promised. The result saves as ``.keras`` and loads
     back with ``safe_mode=True`` (custom layers must be registered serializable). A model
     without wrappers gives a plain copy.
 
@@ -487,6 +529,7 @@ def strip(model: keras.Model) -> keras.Model:
     """
     check_model(model, "model")
     _check_functional(model, "strip")
+    _finish_undone_fits(model)
     pairs: list[tuple[Any, Any]] = []
     masked_pairs: list[tuple[Any, Any]] = []
 
