@@ -158,7 +158,8 @@ def prunable_weights(layer: Any) -> Candidates:
         elif isinstance(sub, _KERNEL_LAYERS):
             attribute = "embeddings" if isinstance(sub, keras.layers.Embedding) else "kernel"
             weights.append(getattr(sub, attribute, None))
-    weights = [w for w in _dedupe(weights) if w.trainable]
+    # QAT wrappers replace a kernel attribute by its fake-quantized tensor: keep variables only.
+    weights = [w for w in _dedupe(weights) if getattr(w, "trainable", False)]
     if weights:
         return Candidates(weights, "sublayers")
     if not layer.trainable_weights:

@@ -202,7 +202,7 @@ def embed(inputs: Mapping[str, Any], feature: Feature, tables: Tables, prefix: s
     """``(batch, dim)`` vector of a categorical feature or masked mean of a sequence."""
     x = tables(feature)(inputs[feature.name])
     if feature.kind == "categorical":
-        return keras.layers.Reshape((tables.dim,), name=f"{prefix}flat_{feature.name}")(x)
+        return keras.layers.Flatten(name=f"{prefix}flat_{feature.name}")(x)
     return MaskedMean(name=f"{prefix}pool_{feature.name}")([x, inputs[feature.name]])
 
 
