@@ -30,11 +30,23 @@ def _seed_everything():
     yield
 
 
+def _mirrored_strategy():
+    """A MirroredStrategy over two logical CPUs with collective keys of its own.
+
+    TensorFlow starts the collective keys of every MirroredStrategy at the same values
+    (``MirroredStrategy._collective_key_base`` stays 0), so a second strategy in one process
+    reuses the first one's all-reduce keys and fails with "Shape mismatch in the collective
+    instance" once tensor shapes differ (e.g. sparse embedding gradients).
+    """
+    tf.distribute.MirroredStrategy._collective_key_base += 100_000
+    return tf.distribute.MirroredStrategy(VIRTUAL_CPUS[:2])
+
+
 @pytest.fixture
 def mirrored():
     """A MirroredStrategy over two logical CPUs (two replicas)."""
     assert len(VIRTUAL_CPUS) >= 2, VIRTUAL_CPUS
-    return tf.distribute.MirroredStrategy(VIRTUAL_CPUS[:2])
+    return _mirrored_strategy()
 
 
 @pytest.fixture(params=["default", "mirrored"])
@@ -42,4 +54,4 @@ def strategy(request):
     """Runs a test twice: with the default strategy and with MirroredStrategy over 2 CPUs."""
     if request.param == "default":
         return tf.distribute.get_strategy()
-    return tf.distribute.MirroredStrategy(VIRTUAL_CPUS[:2])
+    return _mirrored_strategy()

@@ -20,6 +20,16 @@ from tfcompress import (
 )
 from tfcompress._selection import CompressionReport, LayerDecision
 from tfcompress.benchmarking import benchmark
+from tfcompress.distillation import Distiller, detect_output_kind
+from tfcompress.distillation_losses import (
+    MSEKD,
+    BinaryKD,
+    FeatureDistillation,
+    ListwiseKD,
+    SoftmaxKD,
+    get_distillation_loss,
+)
+from tfcompress.embeddings import QuantizedEmbedding, quantize_embeddings
 from tfcompress.export import (
     ExportResult,
     ParityError,
@@ -28,6 +38,7 @@ from tfcompress.export import (
     load_variant,
     verify_manifest,
 )
+from tfcompress.flops import count_flops
 from tfcompress.keras_compat import check_model
 from tfcompress.pruning import (
     PruningCallback,
@@ -38,35 +49,71 @@ from tfcompress.pruning import (
     sparsity_report,
     strip,
 )
+from tfcompress.quantization import (
+    QuantizationScheme,
+    is_quantized,
+    load_quantized,
+    quantize,
+    quantize_scope,
+    strip_quantization,
+)
+from tfcompress.quantization_callbacks import (
+    QuantizationLogger,
+    fit_then_quantize,
+    quantizer_ranges,
+)
 from tfcompress.report import BenchmarkReport
+from tfcompress.sensitivity import SensitivityReport, sensitivity
 from tfcompress.shrinking import shrink
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BenchmarkReport",
+    "BinaryKD",
     "CompressionReport",
+    "Distiller",
     "ExportResult",
+    "FeatureDistillation",
     "LayerDecision",
+    "ListwiseKD",
+    "MSEKD",
     "ParityError",
     "PruningCallback",
+    "QuantizationLogger",
+    "QuantizationScheme",
+    "QuantizedEmbedding",
+    "SensitivityReport",
+    "SoftmaxKD",
     "SparsityReport",
     "WeightSparsity",
+    "acceleration",
     "benchmark",
     "check_model",
-    "acceleration",
+    "count_flops",
     "data",
+    "detect_output_kind",
     "distribute",
     "export_saved_model",
     "export_tflite",
+    "fit_then_quantize",
+    "get_distillation_loss",
     "is_pruned",
+    "is_quantized",
     "keras_compat",
     "launch",
+    "load_quantized",
     "load_variant",
     "models",
     "prune",
+    "quantize",
+    "quantize_embeddings",
+    "quantize_scope",
+    "quantizer_ranges",
+    "sensitivity",
     "shrink",
     "sparsity_report",
     "strip",
+    "strip_quantization",
     "verify_manifest",
 ]

@@ -1,0 +1,69 @@
+"""Stages compose: a pruned student inside a Distiller, and distill -> prune -> QAT -> export."""
+
+import numpy as np
+import pytest
+
+import tfcompress
+from tfcompress import data, models
+
+
+@pytest.fixture(scope="module")
+def ctr():
+    return data.load_task("ctr", n_samples=600, seed=3, batch_size=64)
+
+
+def _teacher(task):
+    teacher = models.compile_for_task(models.dcn(task.schema, size="tiny"), task.schema)
+    teacher.fit(task.train, epochs=1, verbose=0)
+    return teacher
+
+
+def test_distiller_with_pruned_student_reaches_target_sparsity(ctr):
+    teacher = _teacher(ctr)
+    before = [w.copy() for w in teacher.get_weights()]
+    student = tfcompress.prune(models.dcn(ctr.schema, size="tiny"), sparsity=0.7)
+    distiller = tfcompress.Distiller(student, teacher, alpha=0.5)
+    distiller.compile(optimizer="adam", loss="binary_crossentropy")
+    history = distiller.fit(ctr.train, epochs=2, callbacks=[tfcompress.PruningCallback()],
+                            verbose=0)
+
+    assert history.history["sparsity"][-1] == pytest.approx(0.7, abs=0.01)
+    assert "distillation_loss" in history.history
+    stripped = tfcompress.strip(distiller.student)
+    report = tfcompress.sparsity_report(stripped)
+    assert report.overall == pytest.approx(0.7, abs=0.01)
+    # The teacher kept guiding but never learned.
+    for w0, w1 in zip(before, teacher.get_weights(), strict=True):
+        np.testing.assert_array_equal(w0, w1)
+
+
+def test_distill_then_prune_then_qat_exports_int8(ctr, tmp_path):
+    teacher = _teacher(ctr)
+    distiller = tfcompress.Distiller(models.dcn(ctr.schema, size="tiny"), teacher)
+    distiller.compile(optimizer="adam", loss="binary_crossentropy")
+    distiller.fit(ctr.train, epochs=1, verbose=0)
+
+    pruned = models.compile_for_task(tfcompress.prune(distiller.student, 0.5), ctr.schema)
+    pruned.fit(ctr.train, epochs=1, callbacks=[tfcompress.PruningCallback()], verbose=0)
+    sparse = tfcompress.strip(pruned)
+    assert tfcompress.sparsity_report(sparse).overall == pytest.approx(0.5, abs=0.01)
+
+    qat = models.compile_for_task(tfcompress.quantize(sparse), ctr.schema)
+    qat.fit(ctr.train, epochs=1, verbose=0)
+    result = tfcompress.export_tflite(qat, tmp_path / "chain.tflite", quantization="int8",
+                                      representative_data=ctr.validation,
+                                      parity_data=ctr.test, parity_tolerance=0.05)
+    from ai_edge_litert.interpreter import Interpreter
+
+    # Every constant matrix (Dense/Cross kernels, embedding tables) of the file is int8.
+    interpreter = Interpreter(str(result.path))
+    matrices = {}
+    for d in interpreter.get_tensor_details():
+        if len(d["shape"]) < 2 or int(np.prod(d["shape"])) < 64 or "dequantize" in d["name"]:
+            continue
+        try:
+            interpreter.get_tensor(d["index"])
+        except ValueError:
+            continue  # an activation, not a constant
+        matrices[d["name"]] = np.dtype(d["dtype"]).name
+    assert matrices and set(matrices.values()) == {"int8"}, matrices
