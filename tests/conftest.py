@@ -27,6 +27,8 @@ def _seed_everything():
     np.random.seed(0)
     tf.random.set_seed(0)
     keras.utils.set_random_seed(0)
+    # Strategies built directly in a test get collective keys of their own too.
+    tf.distribute.MirroredStrategy._collective_key_base += 100_000
     yield
 
 

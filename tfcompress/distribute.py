@@ -275,6 +275,10 @@ def get_strategy(
         devs = _mirrored_devices(devices)
         if len(devs) == 1:
             _log.info("MirroredStrategy over one device (%s): no data parallelism.", devs[0])
+        # TF starts every MirroredStrategy's collective keys at the same base, so a second
+        # strategy in one process (a notebook, a test session) reuses the first one's all-reduce
+        # keys and fails with "Shape mismatch in the collective instance". Fresh keys each time.
+        tf.distribute.MirroredStrategy._collective_key_base += 100_000
         strategy = tf.distribute.MirroredStrategy(devs)
     elif resolved == "multi_worker":
         options = _communication(communication)
