@@ -68,19 +68,45 @@ def _keras3_model():
     return keras3.Sequential([keras3.Input((3,)), keras3.layers.Dense(1)])
 
 
-@pytest.mark.parametrize(
-    "call",
-    [
-        lambda m, tmp: __import__("tfcompress").export_tflite(m, tmp / "m.tflite"),
-        lambda m, tmp: __import__("tfcompress").export_saved_model(m, tmp / "sm"),
-        lambda m, tmp: __import__("tfcompress").load_variant(m),
-        lambda m, tmp: __import__("tfcompress").benchmark({"m": m}, ({"x": [[0.0] * 3]}, [1.0])),
-        lambda m, tmp: __import__("tfcompress").models.compile_for_task(
-            m, __import__("tfcompress").data.load_task("ctr", n_samples=500).schema
-        ),
-    ],
-    ids=["export_tflite", "export_saved_model", "load_variant", "benchmark", "compile_for_task"],
-)
+def _tc():
+    import tfcompress
+
+    return tfcompress
+
+
+def _ctr_schema():
+    return _tc().data.load_task("ctr", n_samples=500).schema
+
+
+def _plain():
+    return keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+
+
+_KERAS3_CALLS = {
+    "export_tflite": lambda m, tmp: _tc().export_tflite(m, tmp / "m.tflite"),
+    "export_saved_model": lambda m, tmp: _tc().export_saved_model(m, tmp / "sm"),
+    "load_variant": lambda m, tmp: _tc().load_variant(m),
+    "benchmark": lambda m, tmp: _tc().benchmark({"m": m}, ({"x": [[0.0] * 3]}, [1.0])),
+    "compile_for_task": lambda m, tmp: _tc().models.compile_for_task(m, _ctr_schema()),
+    "prune": lambda m, tmp: _tc().prune(m),
+    "strip": lambda m, tmp: _tc().strip(m),
+    "sparsity_report": lambda m, tmp: _tc().sparsity_report(m),
+    "is_pruned": lambda m, tmp: _tc().is_pruned(m),
+    "shrink": lambda m, tmp: _tc().shrink(m),
+    "quantize": lambda m, tmp: _tc().quantize(m),
+    "quantize_embeddings": lambda m, tmp: _tc().quantize_embeddings(m),
+    "sensitivity": lambda m, tmp: _tc().sensitivity(m, ({"x": [[0.0] * 3]}, [1.0])),
+    "Distiller(student)": lambda m, tmp: _tc().Distiller(m, _plain()),
+    "Distiller(teacher)": lambda m, tmp: _tc().Distiller(_plain(), m),
+    "count_flops": lambda m, tmp: _tc().count_flops(m),
+    "to_local_model": lambda m, tmp: _tc().distribute.to_local_model(m),
+    "set_jit_compile": lambda m, tmp: _tc().acceleration.set_jit_compile(m),
+    "check_float32_outputs": lambda m, tmp: _tc().acceleration.check_float32_outputs(m),
+    "embeddings_on_cpu": lambda m, tmp: _tc().acceleration.embeddings_on_cpu(m),
+}
+
+
+@pytest.mark.parametrize("call", list(_KERAS3_CALLS.values()), ids=list(_KERAS3_CALLS))
 def test_every_public_model_function_rejects_keras3(call, tmp_path):
     with pytest.raises(TypeError, match="is a Keras 3 model"):
         call(_keras3_model(), tmp_path)
