@@ -15,14 +15,11 @@ import sys
 
 import numpy as np
 import pytest
-import tensorflow_model_optimization as tfmot
 
+import tfcompress
 from tfcompress import acceleration, distribute, models
 from tfcompress.data import load_task
 from tfcompress.keras_compat import keras, tf
-from tfcompress.models.layers import Cross
-
-sparsity = tfmot.sparsity.keras
 
 WORKERS2 = {"cluster": {"worker": ["127.0.0.1:20000", "127.0.0.1:20001"]},
             "task": {"type": "worker", "index": 1}}
@@ -298,37 +295,43 @@ class _Interrupt(keras.callbacks.Callback):
 
 
 def _pruned_fit(ctr, train, initial, backup, epochs, interrupt=None):
-    steps = len(list(train))
-    schedule = sparsity.PolynomialDecay(0.0, 0.75, 0, end_step=(epochs - 1) * steps, frequency=1)
-    model = _prune_layers(_dcn(ctr, initial), schedule)
+    """tfcompress.prune (steps=None: sized per fit) + PruningCallback, listed BEFORE
+    BackupAndRestore (whose on_train_begin restores the optimizer step after ours)."""
+    model = tfcompress.prune(_dcn(ctr, initial), 0.75)
     model.compile(keras.optimizers.Adam(1e-2), "binary_crossentropy")
-    callbacks = [sparsity.UpdatePruningStep(), keras.callbacks.BackupAndRestore(str(backup))]
+    callbacks = [tfcompress.PruningCallback(), keras.callbacks.BackupAndRestore(str(backup))]
     if interrupt is not None:
         callbacks.append(_Interrupt(interrupt))
     history = model.fit(train, epochs=epochs, callbacks=callbacks, verbose=0)
-    return model, history.history["loss"], steps
+    return model, history.history
 
 
-def test_backup_and_restore_resumes_pruning_exactly(ctr, train, initial, tmp_path):
-    reference, ref_loss, steps = _pruned_fit(ctr, train, initial, tmp_path / "a", epochs=3)
+def _schedule(model):
+    return model.get_layer("prune_low_magnitude_mlp_0").pruning_schedule
+
+
+def test_backup_and_restore_resumes_pruning_to_the_exact_target(ctr, train, initial, tmp_path):
+    steps = len(list(train))
+    reference, ref_history = _pruned_fit(ctr, train, initial, tmp_path / "a", epochs=3)
     with pytest.raises(RuntimeError, match="interrupted at epoch 2"):
         _pruned_fit(ctr, train, initial, tmp_path / "b", epochs=3, interrupt=2)
     keras.backend.clear_session()
-    resumed, resumed_loss, _ = _pruned_fit(ctr, train, initial, tmp_path / "b", epochs=3)
-    assert len(resumed_loss) == 1 and resumed_loss[0] == pytest.approx(ref_loss[-1], rel=1e-5)
-    # the pruning step is restored (a shared table's wrapper counts each call: 2 per step)
-    counts = sorted({int(w.numpy()) for w in resumed.weights if "pruning_step" in w.name})
-    assert counts == sorted({int(w.numpy()) for w in reference.weights
-                             if "pruning_step" in w.name})
-    assert counts[0] == 3 * steps
-    for a, b in zip(reference.get_weights(), resumed.get_weights(), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    stripped = sparsity.strip_pruning(resumed)
-    pruned = [stripped.get_layer(n).weights[0].numpy()
-              for n in ("cross_0", "mlp_0", "logits", *PRUNED_TABLES)]
-    for k in pruned:
-        assert np.mean(k == 0) == pytest.approx(0.75, abs=0.01)
-    assert np.mean(stripped.get_layer("emb_hour").embeddings.numpy() == 0) == 0
+    resumed, history = _pruned_fit(ctr, train, initial, tmp_path / "b", epochs=3)
+    assert len(history["loss"]) == 1  # resumed at epoch 2, not restarted
+    assert history["loss"][0] == pytest.approx(ref_history["loss"][-1], rel=1e-3)
+    assert int(resumed.optimizer.iterations.numpy()) == 3 * steps  # the step was restored
+    # steps=None: the resumed fit re-sizes the schedule over ITS steps (counted from the
+    # restored optimizer step), starting from the sparsity the masks had reached
+    schedule = _schedule(resumed)
+    assert schedule.steps_done(3 * steps) == steps and schedule.end_step <= steps
+    assert 0.5 < schedule.initial_sparsity < 0.75
+    assert history["sparsity"][0] == pytest.approx(0.75, abs=0.005)  # ramped, not only final
+    report = tfcompress.sparsity_report(tfcompress.strip(resumed))
+    assert report.overall == pytest.approx(0.75, abs=0.005)
+    assert report.overall == pytest.approx(
+        tfcompress.sparsity_report(tfcompress.strip(reference)).overall, abs=1e-6)
+    for layer in ("cross_0", "mlp_0", "emb_user_id", "emb_item_id", "emb_hour"):
+        assert report[layer] == pytest.approx(0.75, abs=0.005), layer
 
 
 # --------------------------------------------------------------------------- acceleration
@@ -363,73 +366,51 @@ def test_mixed_precision_fit_keeps_float32_outputs(ctr):
         acceleration.check_float32_outputs(half)
 
 
-PRUNED_TABLES = ("emb_user_id", "emb_item_id")  # the big tables; emb_item_id is shared
-
-
-def _prune_layers(model, schedule=None, embedding_dtype=None):
-    """Wrap the Dense and Cross layers and PRUNED_TABLES of ``model`` with TFMOT wrappers
-    (raw TFMOT: the weights are copied; fewer wrappers than whole-model pruning keeps the
-    graphs, and the tests, small)."""
-    schedule = schedule or sparsity.ConstantSparsity(0.5, 0, frequency=1)
-
-    def wrap(layer):
-        copy = layer.__class__.from_config(layer.get_config())
-        if layer.name in PRUNED_TABLES:
-            kwargs = {} if embedding_dtype is None else {"dtype": embedding_dtype}
-            return sparsity.prune_low_magnitude(copy, pruning_schedule=schedule, **kwargs)
-        if isinstance(layer, (keras.layers.Dense, Cross)):
-            return sparsity.prune_low_magnitude(copy, pruning_schedule=schedule)
-        return copy
-
-    pruned = keras.models.clone_model(model, clone_function=wrap)
-    for layer in model.layers:
-        if layer.weights:
-            names = {x.name: x for x in pruned.layers}
-            target = names.get(layer.name) or names[f"prune_low_magnitude_{layer.name}"]
-            inner = getattr(target, "layer", target)
-            inner.set_weights(layer.get_weights())
-    return pruned
-
-
-def test_mixed_precision_with_pruning_wrappers(ctr):
+def test_mixed_precision_with_tfcompress_pruning(ctr):
+    """tfcompress.prune under mixed_float16: Embedding wrappers compute in float32 (TFMOT's
+    float16 mask times the float32 table failed), the Dense wrappers in float16."""
+    keras.utils.set_random_seed(0)
     with acceleration.mixed_precision("mixed_float16"):
-        base = models.dcn(ctr.schema, size="tiny")
-        # TFMOT limitation: its mask variable is an AutoCastVariable (float16 in the wrapper's
-        # call) while Embedding tables are never autocast (float32), so weight * mask fails.
-        with pytest.raises(TypeError, match="float16 that does not match type float32"):
-            _prune_layers(base)
-        # Fix: Embedding wrappers compute in float32 (the table is float32 anyway).
-        pruned = _prune_layers(base, embedding_dtype="float32")
+        pruned = tfcompress.prune(models.dcn(ctr.schema, size="tiny"), 0.5)
         pruned.compile(keras.optimizers.Adam(1e-2), "binary_crossentropy")
+    assert type(pruned.optimizer).__name__.startswith("LossScaleOptimizer")
     assert pruned.get_layer("prune_low_magnitude_mlp_0").compute_dtype == "float16"
-    loss = pruned.fit(ctr.train, epochs=2, callbacks=[sparsity.UpdatePruningStep()],
-                      verbose=0).history["loss"]
-    assert np.isfinite(loss).all() and loss[-1] < loss[0]
-    stripped = sparsity.strip_pruning(pruned)
+    assert pruned.get_layer("prune_low_magnitude_emb_item_id").compute_dtype == "float32"
+    assert pruned.get_layer("prune_low_magnitude_emb_item_id").layer.compute_dtype == "float16"
+    assert {w.dtype for w in pruned.weights if w.dtype.is_floating} == {tf.float32}
+    history = pruned.fit(ctr.train, epochs=2, callbacks=[tfcompress.PruningCallback()],
+                         verbose=0).history
+    assert np.isfinite(history["loss"]).all() and history["loss"][-1] < history["loss"][0]
+    assert history["sparsity"][-1] == pytest.approx(0.5, abs=0.005)
+    stripped = tfcompress.strip(pruned)
     assert acceleration.check_float32_outputs(stripped) is stripped
-    for name in ("mlp_0", "cross_0", "emb_item_id"):
-        weight = stripped.get_layer(name).weights[0].numpy()
-        assert np.mean(weight == 0) == pytest.approx(0.5, abs=0.01), name
+    assert stripped.get_layer("mlp_0").compute_dtype == "float16"
+    assert tfcompress.sparsity_report(stripped).overall == pytest.approx(0.5, abs=0.005)
+    features = next(iter(ctr.test))[0]
+    np.testing.assert_allclose(stripped(features), pruned(features), atol=1e-3)
 
 
 @pytest.mark.slow
 def test_jit_compile_fit_of_a_pruned_reference_model(ctr, train, initial):
-    """XLA training of dcn-tiny under TFMOT pruning wrappers (mask updates in tf.cond): the
-    same losses as without XLA (up to fusion round-off) and the exact target sparsity."""
+    """XLA training of dcn-tiny pruned with tfcompress.prune (mask updates in tf.cond, the
+    schedule's steps in variables): the same losses as without XLA (up to fusion round-off)
+    and the exact target sparsity."""
     runs = {}
     for jit in (False, True):
-        pruned = _prune_layers(_dcn(ctr, initial))
+        pruned = tfcompress.prune(_dcn(ctr, initial), 0.5)
         pruned.compile(keras.optimizers.Adam(1e-2), "binary_crossentropy")
         assert acceleration.set_jit_compile(pruned, jit) is jit and pruned.jit_compile is jit
-        loss = pruned.fit(train, epochs=2, callbacks=[sparsity.UpdatePruningStep()],
+        loss = pruned.fit(train, epochs=2, callbacks=[tfcompress.PruningCallback()],
                           verbose=0).history["loss"]
-        runs[jit] = loss, sparsity.strip_pruning(pruned)
+        runs[jit] = loss, tfcompress.strip(pruned)
     (xla_loss, xla), (plain_loss, plain) = runs[True], runs[False]
     np.testing.assert_allclose(xla_loss, plain_loss, rtol=2e-3)
     assert xla_loss[-1] < xla_loss[0]
-    for name in ("cross_0", "mlp_0", "logits", *PRUNED_TABLES):
+    xla_report = tfcompress.sparsity_report(xla)
+    assert xla_report.overall == pytest.approx(0.5, abs=0.005)
+    for name in ("cross_0", "mlp_0", "emb_user_id", "emb_item_id"):
         a, b = xla.get_layer(name).weights[0].numpy(), plain.get_layer(name).weights[0].numpy()
-        assert np.mean(a == 0) == pytest.approx(0.5, abs=0.01), name
+        assert xla_report[name] == pytest.approx(0.5, abs=0.005), name
         assert np.mean((a == 0) == (b == 0)) > 0.95, name  # nearly the same masks
 
 

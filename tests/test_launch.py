@@ -12,14 +12,13 @@ import time
 
 import numpy as np
 import pytest
-import tensorflow_model_optimization as tfmot
 
+import tfcompress
 from tfcompress import distribute, export, models
 from tfcompress.data import load_task
 from tfcompress.keras_compat import keras, tf
 from tfcompress.launch import LaunchTimeoutError, WorkerError, launch_local
 
-sparsity = tfmot.sparsity.keras
 TARGET = 0.5
 EPOCHS = 3
 STEPS = 4  # batches per epoch
@@ -73,44 +72,32 @@ def _ctr(batch_size: int = 64):
     return load_task("ctr", n_samples=1200, seed=0, batch_size=batch_size)
 
 
-PRUNED = ("cross_0", "mlp_0", "logits", "emb_user_id", "emb_item_id")  # item table: shared
-
-
-def _prune_layers(model, schedule):
-    """Raw TFMOT: wrap the PRUNED layers of ``model`` (fewer wrappers, smaller graphs)."""
-    def wrap(layer):
-        copy = layer.__class__.from_config(layer.get_config())
-        if layer.name in PRUNED:
-            return sparsity.prune_low_magnitude(copy, pruning_schedule=schedule)
-        return copy
-
-    return keras.models.clone_model(model, clone_function=wrap)
-
-
 def _prune_fit_worker(strategy, out_dir, backup_dir, kill_epoch=None):
-    """Prune dcn-tiny to TARGET with raw TFMOT under the strategy; the chief exports it."""
+    """Prune dcn-tiny to TARGET with tfcompress.prune (steps=None: sized per fit) +
+    PruningCallback + BackupAndRestore under the strategy; the chief exports the stripped
+    model."""
     task = _ctr()
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     train = task.train.take(STEPS).with_options(options)
-    schedule = sparsity.PolynomialDecay(0.0, TARGET, begin_step=0,
-                                        end_step=(EPOCHS - 1) * STEPS, frequency=1)
     keras.utils.set_random_seed(1)
     with strategy.scope():
-        pruned = _prune_layers(models.dcn(task.schema, size="tiny"), schedule)
+        pruned = tfcompress.prune(models.dcn(task.schema, size="tiny"), TARGET)
         pruned.compile(keras.optimizers.Adam(1e-2), "binary_crossentropy")
-    callbacks = [sparsity.UpdatePruningStep(), keras.callbacks.BackupAndRestore(backup_dir)]
+    callbacks = [tfcompress.PruningCallback(), keras.callbacks.BackupAndRestore(backup_dir)]
     if kill_epoch is not None:
         callbacks.append(_KillWorker(kill_epoch, worker=1))
     history = pruned.fit(train, epochs=EPOCHS, callbacks=callbacks, verbose=0)
-    steps = {int(w.numpy()) for w in pruned.weights if "pruning_step" in w.name}
-    stripped = sparsity.strip_pruning(pruned)
-    kernels = {name: float(np.mean(stripped.get_layer(name).weights[0].numpy() == 0))
-               for name in (*PRUNED, "emb_hour")}
+    schedule = pruned.get_layer("prune_low_magnitude_mlp_0").pruning_schedule
+    iterations = int(pruned.optimizer.iterations.numpy())
+    stripped = tfcompress.strip(pruned)
+    report = tfcompress.sparsity_report(stripped)
     with distribute.chief_only_path(os.path.join(out_dir, "pruned.tflite"), strategy) as path:
         result = export.export_tflite(stripped, path, parity_data=task.test)
-    return {"epochs_run": len(history.history["loss"]), "pruning_steps": steps,
-            "sparsity": kernels, "chief": distribute.is_chief(strategy),
+    return {"epochs_run": len(history.history["loss"]), "iterations": iterations,
+            "schedule_steps": schedule.steps_done(iterations),
+            "epoch_sparsity": history.history["sparsity"], "overall": report.overall,
+            "layers": report.layers, "chief": distribute.is_chief(strategy),
             "replicas": strategy.num_replicas_in_sync, "exported": str(result.path),
             "parity": result.parity["max_abs_diff"], "exists": os.path.exists(result.path)}
 
@@ -231,13 +218,15 @@ def test_multi_worker_prune_killed_worker_resumes_to_exact_target_and_chief_expo
     assert [r["replicas"] for r in results] == [2, 2]
     assert [r["epochs_run"] for r in results] == [EPOCHS - 1] * 2  # resumed, not restarted
     for r in results:
-        # restored, then counted on (the shared item table's wrapper counts 2 calls per step)
-        assert r["pruning_steps"] == {EPOCHS * STEPS, 2 * EPOCHS * STEPS}
-        for name in PRUNED:
-            assert r["sparsity"][name] == pytest.approx(TARGET, abs=0.01), name
-        assert r["sparsity"]["emb_hour"] == 0  # not pruned
+        assert r["iterations"] == EPOCHS * STEPS  # the optimizer step was restored
+        # the resumed fit re-sized the schedule over its own steps and ramped to the target
+        assert r["schedule_steps"] == (EPOCHS - 1) * STEPS
+        assert r["epoch_sparsity"][-1] == pytest.approx(TARGET, abs=0.005)
+        assert r["overall"] == pytest.approx(TARGET, abs=0.005)
+        for name in ("cross_0", "mlp_0", "emb_user_id", "emb_item_id", "emb_hour"):
+            assert r["layers"][name] == pytest.approx(TARGET, abs=0.005), name
     chief, other = results
-    assert chief["sparsity"] == other["sparsity"]  # replicas agree on the masks
+    assert chief["layers"] == other["layers"]  # replicas agree on the masks
     assert chief["chief"] and not other["chief"]
     assert chief["exists"] and chief["exported"] == os.path.join(out, "pruned.tflite")
     assert not other["exists"] and other["exported"] != chief["exported"]

@@ -44,10 +44,11 @@ class PruningCallback(keras.callbacks.Callback):
     - ``set_model``: finds the pruning wrappers, through nested models and the sub-models of
       subclassed models (e.g. a distiller's ``student``); none -> ``ValueError``.
     - train start: arms the schedules (reads ``model.optimizer.iterations``).
-    - first epoch start: sizes the schedule of models pruned with ``steps=None`` from this fit
-      (``(epochs - initial_epoch) * steps_per_epoch``; unknown steps -> ``ValueError`` asking
-      for ``steps_per_epoch`` or ``prune(steps=...)``), and warns when a schedule with
-      explicit ``steps`` cannot reach its target within this fit.
+    - first epoch start: re-reads the optimizer step (``BackupAndRestore`` restores it after
+      train start, so either order works) and sizes the schedule of models pruned with
+      ``steps=None`` from this fit (``(epochs - initial_epoch) * steps_per_epoch``; unknown
+      steps -> ``ValueError`` asking for ``steps_per_epoch`` or ``prune(steps=...)``), and
+      warns when a schedule with explicit ``steps`` cannot reach its target within this fit.
     - epoch end: re-masks the weights (checkpoints are sparse) and publishes
       ``logs["sparsity"]`` (zeros over all pruned weights) and, with ``log_layers``,
       ``logs["sparsity/<layer path>"]``. History always records them; list this callback
@@ -62,7 +63,8 @@ class PruningCallback(keras.callbacks.Callback):
     TFMOT's ``UpdatePruningStep``).
 
     Order in ``callbacks``: after ``EarlyStopping(restore_best_weights=True)`` (so the final
-    masks apply to the restored weights), before ``CSVLogger``/``TensorBoard`` (so they see
+    masks apply to the restored weights; otherwise :func:`tfcompress.strip` re-applies the
+    target masks with a warning), before ``CSVLogger``/``TensorBoard`` (so they see
     the sparsity keys). In a custom training loop, drive it by hand: ``set_model(model)``,
     ``set_params({"epochs": E, "steps": S})``, ``on_train_begin()``, ``on_epoch_begin(0)``,
     ``on_epoch_end(epoch, logs)`` and ``on_train_end()`` (``model.optimizer.iterations`` must
@@ -132,6 +134,9 @@ class PruningCallback(keras.callbacks.Callback):
         if self._sized:
             return
         self._sized = True
+        # read again here: BackupAndRestore (listed after this callback) restores
+        # optimizer.iterations in its on_train_begin, after ours
+        self._start_iteration = int(self._iterations().numpy())
         steps = self.params.get("steps") if self.params else None
         epochs = self.params.get("epochs") if self.params else None
         fit_steps = None if steps is None or epochs is None else (int(epochs) - epoch) * steps

@@ -442,6 +442,11 @@ class PruneWrapper(PruneLowMagnitude):
             layer.get_prunable_weights = get_prunable_weights
         kwargs.pop("block_size", None)
         kwargs.pop("block_pooling_type", None)
+        if not getattr(layer, "_autocast", True):
+            # e.g. Embedding under mixed precision: its table is never autocast (float32), so
+            # the wrapper computes in the variable dtype and its masks are read as float32 too
+            # (weight * mask needs one dtype); the layer still casts its own outputs
+            kwargs.setdefault("dtype", layer.dtype_policy.variable_dtype)
         super().__init__(
             layer,
             pruning_schedule=pruning_schedule,
