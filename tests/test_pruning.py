@@ -255,6 +255,31 @@ def test_mirrored_strategy_reaches_target(mirrored):
         assert sparsity == pytest.approx(0.75, abs=0.01), layer
 
 
+def test_mirrored_strategy_matches_single_device(mirrored):
+    """Same data, same initial weights: two replicas prune and train like one device."""
+    inputs, y = toy_data()
+    initial = toy_model().get_weights()
+
+    def run(scope):
+        with scope:
+            model = toy_model()
+            model.set_weights(initial)
+            pruned = prune(model, 0.6)
+            pruned.compile(optimizer=keras.optimizers.SGD(1e-2), loss="mse")
+        history = pruned.fit(inputs, y, batch_size=BATCH, epochs=2, shuffle=False, verbose=0,
+                             callbacks=[PruningCallback()])
+        return history.history, strip(pruned)
+
+    single_history, single = run(tf.distribute.get_strategy().scope())
+    multi_history, multi = run(mirrored.scope())
+    np.testing.assert_allclose(multi_history["loss"], single_history["loss"], rtol=1e-4)
+    assert sparsity_report(multi).overall == pytest.approx(sparsity_report(single).overall,
+                                                           abs=1e-6)
+    for a, b in zip(single.get_weights(), multi.get_weights(), strict=True):
+        np.testing.assert_allclose(b, a, atol=1e-4)
+        np.testing.assert_array_equal(b == 0, a == 0)  # the same weights were pruned
+
+
 # ------------------------------------------------------------------ reference models
 
 
