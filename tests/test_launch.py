@@ -102,6 +102,27 @@ def _prune_fit_worker(strategy, out_dir, backup_dir, kill_epoch=None):
             "parity": result.parity["max_abs_diff"], "exists": os.path.exists(result.path)}
 
 
+def _qat_student_distill_worker(strategy):
+    """Distillation-aware QAT under the strategy: a tfcompress.quantize student inside a
+    Distiller; returns a checksum of the trained student's weights."""
+    task = _ctr()
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    train = task.train.take(STEPS).with_options(options)
+    keras.utils.set_random_seed(1)
+    with strategy.scope():
+        teacher = models.dcn(task.schema, size="tiny")
+        student = tfcompress.quantize(models.dcn(task.schema, size="tiny"))
+        distiller = tfcompress.Distiller(student, teacher, alpha=0.5)
+        distiller.compile(keras.optimizers.Adam(1e-2), loss="binary_crossentropy")
+    history = distiller.fit(train, epochs=EPOCHS, verbose=0)
+    checksum = sum(float(np.abs(np.asarray(w, np.float64)).sum())
+                   for w in distiller.student.get_weights())
+    return {"replicas": strategy.num_replicas_in_sync, "loss": history.history["loss"],
+            "distillation_loss": history.history["distillation_loss"], "checksum": checksum,
+            "quantized": tfcompress.is_quantized(distiller.student)}
+
+
 def _parameter_server_worker(strategy, out_dir):
     """Fit dcn-tiny with sharded embeddings; export a plain copy from the coordinator."""
     task = _ctr(batch_size=128)
@@ -233,6 +254,19 @@ def test_multi_worker_prune_killed_worker_resumes_to_exact_target_and_chief_expo
     assert sorted(os.listdir(out)) == ["manifest.json", "pruned.tflite"]
     assert chief["parity"] < 1e-4
     assert not os.path.exists(backup) or not os.listdir(backup)  # deleted after success
+
+
+@pytest.mark.multiprocess
+def test_multi_worker_distillation_aware_qat_keeps_workers_in_sync():
+    results = launch_local(_qat_student_distill_worker, 2, timeout=240)
+    assert [r["replicas"] for r in results] == [2, 2]
+    for r in results:
+        assert r["quantized"]
+        assert r["loss"][-1] < r["loss"][0]
+        assert r["distillation_loss"][-1] < r["distillation_loss"][0]
+    chief, other = results
+    assert other["checksum"] == pytest.approx(chief["checksum"], rel=1e-6)  # same weights
+    assert other["loss"] == pytest.approx(chief["loss"], rel=1e-6)
 
 
 @pytest.mark.multiprocess
