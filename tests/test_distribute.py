@@ -334,6 +334,35 @@ def test_backup_and_restore_resumes_pruning_to_the_exact_target(ctr, train, init
         assert report[layer] == pytest.approx(0.75, abs=0.005), layer
 
 
+def _qat_fit(ctr, train, initial, backup, epochs, interrupt=None):
+    model = tfcompress.quantize(_dcn(ctr, initial))
+    model.compile(keras.optimizers.Adam(1e-2), "binary_crossentropy")
+    callbacks = [keras.callbacks.BackupAndRestore(str(backup))]
+    if interrupt is not None:
+        callbacks.append(_Interrupt(interrupt))
+    history = model.fit(train, epochs=epochs, callbacks=callbacks, verbose=0)
+    return model, history.history
+
+
+def test_backup_and_restore_resumes_qat_with_its_quantizer_ranges(ctr, train, initial, tmp_path):
+    reference, ref_history = _qat_fit(ctr, train, initial, tmp_path / "a", epochs=3)
+    with pytest.raises(RuntimeError, match="interrupted at epoch 2"):
+        _qat_fit(ctr, train, initial, tmp_path / "b", epochs=3, interrupt=2)
+    keras.backend.clear_session()
+    resumed, history = _qat_fit(ctr, train, initial, tmp_path / "b", epochs=3)
+    assert len(history["loss"]) == 1  # resumed at epoch 2, not restarted
+    assert history["loss"][0] == pytest.approx(ref_history["loss"][-1], rel=1e-3)
+    # The quantizer ranges (QAT state) came back with the weights and trained on like the
+    # uninterrupted run's.
+    ranges, ref_ranges = tfcompress.quantizer_ranges(resumed), tfcompress.quantizer_ranges(
+        reference)
+    assert ranges and set(ranges) == set(ref_ranges)
+    for key, value in ref_ranges.items():
+        assert ranges[key] == pytest.approx(value, rel=1e-3, abs=1e-4), key
+    batch = next(iter(train))[0]
+    np.testing.assert_allclose(resumed(batch).numpy(), reference(batch).numpy(), atol=2e-3)
+
+
 # --------------------------------------------------------------------------- acceleration
 
 
