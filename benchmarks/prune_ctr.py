@@ -28,19 +28,15 @@ import sys
 import time
 from pathlib import Path
 
+from _common import fit_best, trained_dcn_student
+
 import tfcompress
-from tfcompress import data, models
+from tfcompress import models
 from tfcompress.keras_compat import keras
 
 BASELINE = "float tflite"
 
 
-def _fit(model: keras.Model, task: data.TaskData, epochs: int, callbacks=()) -> None:
-    best = keras.callbacks.EarlyStopping(
-        monitor="val_auc", mode="max", patience=2, restore_best_weights=True
-    )
-    model.fit(task.train, validation_data=task.validation, epochs=epochs,
-              callbacks=[best, *callbacks], verbose=2)  # pruning last: it finalizes masks
 
 
 def _copy(model: keras.Model) -> keras.Model:
@@ -62,26 +58,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     started = time.perf_counter()
-    keras.utils.set_random_seed(args.seed)
-
-    task = data.load_task("ctr", n_samples=args.samples, seed=args.seed, batch_size=512)
+    task, trained = trained_dcn_student(args.samples, args.seed, args.lr, args.epochs)
     schema, budget, lr = task.schema, args.finetune_epochs, args.finetune_lr
-    trained = models.compile_for_task(models.dcn(schema, size="student"), schema,
-                                      learning_rate=args.lr)
-    print(f"Training dcn student ({trained.count_params():,} parameters)")
-    _fit(trained, task, args.epochs)
 
     variants: dict[str, keras.Model] = {}
     print(f"\n== float: {budget} more epoch(s)")
     float_model = models.compile_for_task(_copy(trained), schema, learning_rate=lr)
-    _fit(float_model, task, budget)
+    fit_best(float_model, task, budget)
     variants["float"] = float_model
 
     for name, kwargs in (("prune80", {"sparsity": 0.8}), ("2:4", {"structure": "2:4"})):
         print(f"\n== {name}: prune {kwargs} + {budget} epoch(s)")
         pruned = models.compile_for_task(tfcompress.prune(trained, **kwargs), schema,
                                          learning_rate=lr)
-        _fit(pruned, task, budget, callbacks=[tfcompress.PruningCallback()])
+        fit_best(pruned, task, budget, callbacks=[tfcompress.PruningCallback()])
         stripped = tfcompress.strip(pruned)
         print(tfcompress.sparsity_report(stripped).to_markdown())
         variants[name] = stripped
@@ -90,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     small = tfcompress.shrink(trained, 0.5)
     init = small.get_weights()
     models.compile_for_task(small, schema, learning_rate=lr)
-    _fit(small, task, budget)
+    fit_best(small, task, budget)
     variants["shrink50"] = small
     print(f"   {trained.count_params():,} -> {small.count_params():,} parameters")
 
@@ -100,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     distiller = tfcompress.Distiller(student, trained, alpha=0.5, temperature=1.0)
     distiller.compile(optimizer=keras.optimizers.Adam(lr), loss="binary_crossentropy",
                       metrics=[keras.metrics.AUC(name="auc")])
-    _fit(distiller, task, budget)
+    fit_best(distiller, task, budget)
     variants["shrink50 distilled"] = distiller.student
 
     out: Path = args.out

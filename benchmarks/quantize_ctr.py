@@ -29,11 +29,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import fit_best, trained_dcn_student
 
-from tfcompress import data, models
+from tfcompress import models
 from tfcompress.benchmarking import benchmark
 from tfcompress.export import export_tflite
-from tfcompress.keras_compat import keras
 from tfcompress.quantization import quantize
 
 BASELINE = "float"
@@ -41,12 +41,6 @@ QAT = "QAT int8"
 PTQ_INT8 = "PTQ int8"
 
 
-def _fit(model: keras.Model, task: data.TaskData, epochs: int) -> None:
-    best = keras.callbacks.EarlyStopping(
-        monitor="val_auc", mode="max", patience=2, restore_best_weights=True
-    )
-    model.fit(task.train, validation_data=task.validation, epochs=epochs, callbacks=[best],
-              verbose=2)
 
 
 def _table_bytes(path: Path, vocab_sizes: set[int]) -> tuple[int, list[str]]:
@@ -83,14 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     started = time.perf_counter()
-    keras.utils.set_random_seed(args.seed)
-
-    task = data.load_task("ctr", n_samples=args.samples, seed=args.seed, batch_size=512)
-    model = models.compile_for_task(models.dcn(task.schema, size="student"), task.schema,
-                                    learning_rate=args.lr)
-    print(f"Training dcn (student, {model.count_params():,} parameters), up to {args.epochs} "
-          "epochs")
-    _fit(model, task, args.epochs)
+    task, model = trained_dcn_student(args.samples, args.seed, args.lr, args.epochs)
     trained = model.get_weights()
 
     print(f"\nExtra budget for every variant: {args.extra_epochs} epoch(s), lr "
@@ -99,13 +86,13 @@ def main(argv: list[str] | None = None) -> int:
     qat = quantize(model)
     print(qat.compression_report.to_markdown())
     models.compile_for_task(qat, task.schema, learning_rate=args.finetune_lr)
-    _fit(qat, task, args.extra_epochs)
+    fit_best(qat, task, args.extra_epochs)
 
     print("Float fine-tuning")
     tuned = models.dcn(task.schema, size="student")
     tuned.set_weights(trained)
     models.compile_for_task(tuned, task.schema, learning_rate=args.finetune_lr)
-    _fit(tuned, task, args.extra_epochs)
+    fit_best(tuned, task, args.extra_epochs)
 
     out: Path = args.out
     exports = {

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import fit_best, trained_dcn_student
 
 from tfcompress import data, models
 from tfcompress.benchmarking import benchmark
@@ -35,12 +36,6 @@ BASELINE = "tflite float"
 TARGET = "shrink50 tflite dynamic"
 
 
-def _fit(model: keras.Model, task: data.TaskData, epochs: int) -> None:
-    best = keras.callbacks.EarlyStopping(
-        monitor="val_auc", mode="max", patience=2, restore_best_weights=True
-    )
-    model.fit(task.train, validation_data=task.validation, epochs=epochs, callbacks=[best],
-              verbose=2)
 
 
 def _median_ms(path: Path, features: dict[str, np.ndarray], repeats: int) -> float:
@@ -89,14 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     started = time.perf_counter()
-    keras.utils.set_random_seed(args.seed)
-
-    task = data.load_task("ctr", n_samples=args.samples, seed=args.seed, batch_size=512)
-    model = models.compile_for_task(models.dcn(task.schema, size="student"), task.schema,
-                                    learning_rate=args.lr)
-    print(f"Training dcn (student, {model.count_params():,} parameters), "
-          f"up to {args.epochs} epochs")
-    _fit(model, task, args.epochs)
+    task, model = trained_dcn_student(args.samples, args.seed, args.lr, args.epochs)
 
     small = shrink(model, args.ratio)
     print(small.compression_report.to_markdown())
@@ -104,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     before = small.evaluate(task.test, verbose=0, return_dict=True)["auc"]
     print(f"Shrunk to {small.count_params():,} parameters (test AUC before fine-tuning "
           f"{before:.4f}); fine-tuning {args.finetune_epochs} epoch(s)")
-    _fit(small, task, args.finetune_epochs)
+    fit_best(small, task, args.finetune_epochs)
 
     out: Path = args.out
     exports = {

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from tflite_tensors import constant_matrices
 
 import tfcompress
 from tfcompress import data, models
@@ -53,17 +54,6 @@ def test_distill_then_prune_then_qat_exports_int8(ctr, tmp_path):
     result = tfcompress.export_tflite(qat, tmp_path / "chain.tflite", quantization="int8",
                                       representative_data=ctr.validation,
                                       parity_data=ctr.test, parity_tolerance=0.05)
-    from ai_edge_litert.interpreter import Interpreter
-
     # Every constant matrix (Dense/Cross kernels, embedding tables) of the file is int8.
-    interpreter = Interpreter(str(result.path))
-    matrices = {}
-    for d in interpreter.get_tensor_details():
-        if len(d["shape"]) < 2 or int(np.prod(d["shape"])) < 64 or "dequantize" in d["name"]:
-            continue
-        try:
-            interpreter.get_tensor(d["index"])
-        except ValueError:
-            continue  # an activation, not a constant
-        matrices[d["name"]] = np.dtype(d["dtype"]).name
+    matrices, _ = constant_matrices(result.path)
     assert matrices and set(matrices.values()) == {"int8"}, matrices

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ai_edge_litert.interpreter import Interpreter
+from tflite_tensors import constant_matrices
 
 from tfcompress import data, export, models
 from tfcompress.keras_compat import keras, tf
@@ -51,19 +51,6 @@ def _features(model, task, n=128):
     return collect_examples(task.test, structure, specs, n)
 
 
-def _constant_matrices(path):
-    """dtype name of every constant tensor with >= 2 dims and >= 64 values (weights, tables)."""
-    interpreter = Interpreter(str(path))
-    out = {}
-    for d in interpreter.get_tensor_details():
-        if len(d["shape"]) < 2 or int(np.prod(d["shape"])) < 64 or "dequantize" in d["name"]:
-            continue
-        try:
-            interpreter.get_tensor(d["index"])
-        except ValueError:
-            continue  # an activation, not a constant
-        out[d["name"]] = np.dtype(d["dtype"]).name
-    return out, interpreter
 
 
 # --- quantize(): policy and report -------------------------------------------------------------
@@ -125,7 +112,7 @@ def test_qat_dcn_exports_int8_without_calibration_data(dcn_qat, task, tmp_path):
     assert result.options["qat"] is True
     assert set(result.options["embedding_tables"]) == {"emb_user_id", "emb_item_id",
                                                        "emb_item_brand"}  # >= 64 rows
-    matrices, interpreter = _constant_matrices(result.path)
+    matrices, interpreter = constant_matrices(result.path)
     assert matrices and set(matrices.values()) == {"int8"}, matrices
     shapes = {tuple(int(x) for x in d["shape"]): np.dtype(d["dtype"]).name
               for d in interpreter.get_tensor_details() if d["name"] in matrices}
@@ -151,7 +138,7 @@ def test_transformer_attention_quantized_layernorm_float(task, tmp_path):
     assert np.isfinite(history.history["loss"]).all()
     result = export.export_tflite(qat, tmp_path / "bst.tflite", "int8", parity_data=task.test,
                                   parity_max_examples=128)
-    matrices, _ = _constant_matrices(result.path)
+    matrices, _ = constant_matrices(result.path)
     assert set(matrices.values()) == {"int8"}, matrices
     assert result.parity["max_abs_diff"] < 0.1
 
@@ -190,7 +177,7 @@ def test_unknown_custom_layer_stays_float_trains_and_exports(task, tmp_path):
     assert losses[-1] < losses[0]
     result = export.export_tflite(qat, tmp_path / "custom.tflite", "int8",
                                   representative_data=train, num_calibration_steps=32)
-    matrices, _ = _constant_matrices(result.path)
+    matrices, _ = constant_matrices(result.path)
     assert set(matrices.values()) == {"int8"}, matrices
 
 
@@ -239,7 +226,7 @@ def test_weights_only_scheme_strips_exactly_and_exports_dynamic(task, tmp_path):
     float_out = load_variant(model).predict(features)["output"]
     assert 0 < np.abs(float_out - want).max() < 0.02  # only the int8 weight rounding
     result = export.export_tflite(qat, tmp_path / "w.tflite", "dynamic", parity_data=task.test)
-    matrices, _ = _constant_matrices(result.path)
+    matrices, _ = constant_matrices(result.path)
     assert [dtype for name, dtype in matrices.items() if "cross_0" in name] == ["int8"]
     assert result.parity["max_abs_diff"] < 0.01  # dynamic-range kernels quantize activations
 
