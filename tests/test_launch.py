@@ -72,15 +72,20 @@ def _ctr(batch_size: int = 64):
     return load_task("ctr", n_samples=1200, seed=0, batch_size=batch_size)
 
 
+def _ctr_sharded_by_data():
+    """The ctr task and STEPS training batches, sharded across workers by data; seeds set."""
+    task = _ctr()
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    keras.utils.set_random_seed(1)
+    return task, task.train.take(STEPS).with_options(options)
+
+
 def _prune_fit_worker(strategy, out_dir, backup_dir, kill_epoch=None):
     """Prune dcn-tiny to TARGET with tfcompress.prune (steps=None: sized per fit) +
     PruningCallback + BackupAndRestore under the strategy; the chief exports the stripped
     model."""
-    task = _ctr()
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    train = task.train.take(STEPS).with_options(options)
-    keras.utils.set_random_seed(1)
+    task, train = _ctr_sharded_by_data()
     with strategy.scope():
         pruned = tfcompress.prune(models.dcn(task.schema, size="tiny"), TARGET)
         pruned.compile(keras.optimizers.Adam(1e-2), "binary_crossentropy")
@@ -105,11 +110,7 @@ def _prune_fit_worker(strategy, out_dir, backup_dir, kill_epoch=None):
 def _qat_student_distill_worker(strategy):
     """Distillation-aware QAT under the strategy: a tfcompress.quantize student inside a
     Distiller; returns a checksum of the trained student's weights."""
-    task = _ctr()
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    train = task.train.take(STEPS).with_options(options)
-    keras.utils.set_random_seed(1)
+    task, train = _ctr_sharded_by_data()
     with strategy.scope():
         teacher = models.dcn(task.schema, size="tiny")
         student = tfcompress.quantize(models.dcn(task.schema, size="tiny"))
