@@ -294,16 +294,26 @@ class _Interrupt(keras.callbacks.Callback):
             raise RuntimeError(f"interrupted at epoch {epoch}")
 
 
-def _pruned_fit(ctr, train, initial, backup, epochs, interrupt=None):
-    """tfcompress.prune (steps=None: sized per fit) + PruningCallback, listed BEFORE
-    BackupAndRestore (whose on_train_begin restores the optimizer step after ours)."""
-    model = tfcompress.prune(_dcn(ctr, initial), 0.75)
-    model.compile(keras.optimizers.Adam(1e-2), "binary_crossentropy")
-    callbacks = [tfcompress.PruningCallback(), keras.callbacks.BackupAndRestore(str(backup))]
-    if interrupt is not None:
-        callbacks.append(_Interrupt(interrupt))
-    history = model.fit(train, epochs=epochs, callbacks=callbacks, verbose=0)
-    return model, history.history
+def _interrupted_then_resumed(compress, callbacks, train, tmp_path, epochs=3, at=2):
+    """Fit ``compress()`` uninterrupted, then again interrupted at epoch ``at`` and resumed by
+    BackupAndRestore (listed after ``callbacks()``: its on_train_begin restores the optimizer
+    step after theirs). Returns ``(reference, its history, resumed, the resumed history)``."""
+
+    def run(backup, interrupt=None):
+        model = compress()
+        model.compile(keras.optimizers.Adam(1e-2), "binary_crossentropy")
+        extra = [keras.callbacks.BackupAndRestore(str(backup))]
+        if interrupt is not None:
+            extra.append(_Interrupt(interrupt))
+        history = model.fit(train, epochs=epochs, callbacks=[*callbacks(), *extra], verbose=0)
+        return model, history.history
+
+    reference, ref_history = run(tmp_path / "a")
+    with pytest.raises(RuntimeError, match=f"interrupted at epoch {at}"):
+        run(tmp_path / "b", interrupt=at)
+    keras.backend.clear_session()
+    resumed, history = run(tmp_path / "b")
+    return reference, ref_history, resumed, history
 
 
 def _schedule(model):
@@ -312,11 +322,10 @@ def _schedule(model):
 
 def test_backup_and_restore_resumes_pruning_to_the_exact_target(ctr, train, initial, tmp_path):
     steps = len(list(train))
-    reference, ref_history = _pruned_fit(ctr, train, initial, tmp_path / "a", epochs=3)
-    with pytest.raises(RuntimeError, match="interrupted at epoch 2"):
-        _pruned_fit(ctr, train, initial, tmp_path / "b", epochs=3, interrupt=2)
-    keras.backend.clear_session()
-    resumed, history = _pruned_fit(ctr, train, initial, tmp_path / "b", epochs=3)
+    # tfcompress.prune with steps=None: the schedule is sized per fit.
+    reference, ref_history, resumed, history = _interrupted_then_resumed(
+        lambda: tfcompress.prune(_dcn(ctr, initial), 0.75),
+        lambda: [tfcompress.PruningCallback()], train, tmp_path)
     assert len(history["loss"]) == 1  # resumed at epoch 2, not restarted
     assert history["loss"][0] == pytest.approx(ref_history["loss"][-1], rel=1e-3)
     assert int(resumed.optimizer.iterations.numpy()) == 3 * steps  # the step was restored
@@ -334,22 +343,9 @@ def test_backup_and_restore_resumes_pruning_to_the_exact_target(ctr, train, init
         assert report[layer] == pytest.approx(0.75, abs=0.005), layer
 
 
-def _qat_fit(ctr, train, initial, backup, epochs, interrupt=None):
-    model = tfcompress.quantize(_dcn(ctr, initial))
-    model.compile(keras.optimizers.Adam(1e-2), "binary_crossentropy")
-    callbacks = [keras.callbacks.BackupAndRestore(str(backup))]
-    if interrupt is not None:
-        callbacks.append(_Interrupt(interrupt))
-    history = model.fit(train, epochs=epochs, callbacks=callbacks, verbose=0)
-    return model, history.history
-
-
 def test_backup_and_restore_resumes_qat_with_its_quantizer_ranges(ctr, train, initial, tmp_path):
-    reference, ref_history = _qat_fit(ctr, train, initial, tmp_path / "a", epochs=3)
-    with pytest.raises(RuntimeError, match="interrupted at epoch 2"):
-        _qat_fit(ctr, train, initial, tmp_path / "b", epochs=3, interrupt=2)
-    keras.backend.clear_session()
-    resumed, history = _qat_fit(ctr, train, initial, tmp_path / "b", epochs=3)
+    reference, ref_history, resumed, history = _interrupted_then_resumed(
+        lambda: tfcompress.quantize(_dcn(ctr, initial)), list, train, tmp_path)
     assert len(history["loss"]) == 1  # resumed at epoch 2, not restarted
     assert history["loss"][0] == pytest.approx(ref_history["loss"][-1], rel=1e-3)
     # The quantizer ranges (QAT state) came back with the weights and trained on like the
