@@ -351,3 +351,57 @@ def test_custom_scheme_instance_sets_table_granularity(task):
     assert "per row" in qat.compression_report["emb_user_id"].detail
     assert qat.get_layer("emb_user_id").quantize_config.granularity == "row"
     assert Cross in {type(lyr.layer) for lyr in qat.layers if hasattr(lyr, "quantize_config")}
+
+
+# --- pruning-preserving QAT ----------------------------------------------------------------------
+
+
+def _half_zero_dcn(task):
+    """A tiny DCN whose Dense kernels are exactly 50% zeros (what tfcompress.strip returns)."""
+    model = models.dcn(task.schema, size="tiny")
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Dense):
+            kernel, *rest = layer.get_weights()
+            flat = kernel.reshape(-1).copy()
+            flat[np.argsort(np.abs(flat))[: flat.size // 2]] = 0.0
+            layer.set_weights([flat.reshape(kernel.shape), *rest])
+    return model
+
+
+def _dense_zero_shares(qat):
+    dense = [layer.name for layer in qat.layers
+             if isinstance(getattr(layer, "layer", layer), keras.layers.Dense)]
+    return {w.name: float(np.mean(w.numpy() == 0)) for w in qat.trainable_weights
+            if w.shape.rank == 2 and "kernel" in w.name and w.name.split("/")[0] in dense}
+
+
+@pytest.mark.parametrize("use_mirrored", [False, True])
+def test_qat_keeps_the_zeros_of_pruned_weights(task, mirrored, use_mirrored):
+    scope = mirrored.scope() if use_mirrored else tf.distribute.get_strategy().scope()
+    with scope:
+        model = _half_zero_dcn(task)
+        qat = quantize(model)  # preserve_sparsity=None: auto, the kernels are 50% zeros
+        models.compile_for_task(qat, task.schema, learning_rate=1e-2)
+    kept = qat.compression_report.settings["sparsity_preserved"]
+    assert kept and all(share >= 0.5 for share in kept.values())
+    before = {w.name: w.numpy().copy() for w in qat.trainable_weights}
+    qat.fit(task.train.take(4), epochs=1, verbose=0)
+    shares = _dense_zero_shares(qat)
+    assert shares and all(s >= 0.5 for s in shares.values()), shares
+    changed = [w.name for w in qat.trainable_weights
+               if w.shape.rank == 2 and not np.array_equal(before[w.name], w.numpy())]
+    assert changed  # the non-zero weights still train
+
+
+def test_qat_fills_in_zeros_when_not_preserving(task):
+    model = _half_zero_dcn(task)
+    qat = quantize(model, preserve_sparsity=False)
+    models.compile_for_task(qat, task.schema, learning_rate=1e-2)
+    assert qat.compression_report.settings["sparsity_preserved"] == {}
+    qat.fit(task.train.take(4), epochs=1, verbose=0)
+    assert min(_dense_zero_shares(qat).values()) < 0.5
+
+
+def test_preserve_sparsity_rejects_non_bool(task):
+    with pytest.raises(TypeError, match="preserve_sparsity.*received 'yes'"):
+        quantize(models.dcn(task.schema, size="tiny"), preserve_sparsity="yes")

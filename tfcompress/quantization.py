@@ -299,6 +299,7 @@ def quantize(
     skip: LayerFilter = None,
     scheme: str | QuantizationScheme = "int8",
     strict: bool = False,
+    preserve_sparsity: bool | None = None,
 ) -> keras.Model:
     """Return a quantization-aware copy of ``model``, ready to compile and fit.
 
@@ -317,6 +318,12 @@ def quantize(
             ``"int8_weights"`` (weights only), or a :class:`QuantizationScheme`.
         strict: raise instead of leaving a selected layer float (layers with float weights
             and no config, unknown layer classes, nested models).
+        preserve_sparsity: keep the zeros of pruned weights at zero while QAT fine-tunes
+            (pruning-preserving QAT): each trainable weight's zero pattern becomes a constraint
+            that the optimizer applies after every update, so a pruned model stays as sparse
+            through QAT and its int8 export. ``None`` (default) turns it on for weights that
+            are at least 30% exact zeros (trained dense weights are never that), i.e. for
+            models from :func:`tfcompress.strip`; ``False`` lets QAT fill them in.
 
     Returns:
         The QAT model, with ``compression_report`` (technique ``"quantize"``): one
@@ -335,6 +342,11 @@ def quantize(
     scheme = qc.resolve_scheme(scheme)
     if not isinstance(strict, bool):
         raise TypeError(f"`strict` must be a bool, received {strict!r}.")
+    if preserve_sparsity is not None and not isinstance(preserve_sparsity, bool):
+        raise TypeError(
+            f"quantize: `preserve_sparsity` must be True, False or None (auto), received "
+            f"{preserve_sparsity!r}."
+        )
     _check_functional(model, "quantize")
     top = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
     candidates = [(layer.name, layer) for layer in top]
@@ -423,10 +435,12 @@ def quantize(
             layer._supports_masking = bool(getattr(layer.layer, "supports_masking", False))
         if isinstance(layer, quantize_wrapper.QuantizeWrapper):
             qc.own_trainable_weights(layer)
+    kept = _keep_zeros(qat, preserve_sparsity)
     qat.compression_report = CompressionReport(  # type: ignore[attr-defined]
         "quantize",
         tuple(decisions),
-        {"scheme": scheme.get_config(), "strict": strict, "model": model.name},
+        {"scheme": scheme.get_config(), "strict": strict, "model": model.name,
+         "sparsity_preserved": kept},
     )
     _log.info(
         "quantize %s: %d layer(s) quantized, %d float (scheme %s)",
@@ -457,6 +471,35 @@ def _init_weight_ranges(qat: keras.Model) -> None:
                 lo, hi = min(float(values.min()), 0.0), max(float(values.max()), 0.0)
             variables["min_var"].assign(tf.fill(variables["min_var"].shape, lo))
             variables["max_var"].assign(tf.fill(variables["max_var"].shape, hi))
+
+
+#: a weight with at least this share of exact zeros counts as pruned (preserve_sparsity=None)
+PRUNED_ZERO_SHARE = 0.3
+
+
+def _keep_zeros(qat: keras.Model, preserve: bool | None) -> dict[str, float]:
+    """Constrain the zeros of pruned weights to stay zero; returns {weight: zero share}."""
+    if preserve is False:
+        return {}
+    kept: dict[str, float] = {}
+    for weight in qat.trainable_weights:
+        if weight.shape.rank is None or weight.shape.rank < 2:
+            continue  # biases, quantizer ranges, norms
+        value = weight.numpy()
+        share = float(np.mean(value == 0))
+        if share == 0 or (preserve is None and share < PRUNED_ZERO_SHARE):
+            continue
+        mask = tf.constant((value != 0).astype(value.dtype))
+
+        def constraint(w: Any, mask: Any = mask) -> Any:
+            return w * tf.cast(mask, w.dtype)
+
+        for component in getattr(weight, "values", (weight,)):
+            component._constraint = constraint  # the optimizer applies it after each update
+        kept[weight.name] = round(share, 6)
+    if kept:
+        _log.info("quantize: keeping the zeros of %d pruned weight(s) through QAT", len(kept))
+    return kept
 
 
 def load_quantized(
