@@ -18,8 +18,12 @@ PUBLIC = {
     # export and measurement
     "export_tflite", "export_saved_model", "load_variant", "verify_manifest", "benchmark",
     "check_model",
+    # recipes, runs, reports, TensorBoard
+    "run", "Recipe", "RecipeError", "demo_recipe", "load_recipe", "RunReport", "StageResult",
+    "load_report", "CompressionTensorBoard", "log_hparams", "read_hparams", "read_scalars",
+    "pareto_front", "plot_tradeoff",
     # modules
-    "acceleration", "data", "distribute", "keras_compat", "launch", "models",
+    "acceleration", "data", "distribute", "keras_compat", "launch", "models", "recipe",
 }
 
 

@@ -42,11 +42,23 @@ def test_bad_arguments_are_rejected_with_the_value(bad, capsys):
     assert "expected a positive integer, received" in capsys.readouterr().err
 
 
-def test_unknown_model_is_a_clean_error(capsys):
-    code = main(["demo", "--samples", "2000", "--epochs", "1", "--model", "gpt5", "--no-export"])
-    assert code == 2
+def test_a_bad_recipe_is_a_clean_error_naming_line_and_key(tmp_path, capsys):
+    recipe = tmp_path / "bad.toml"
+    recipe.write_text('name = "x"\n[model]\nname = "gpt5"\nepochs = 1\n')
+    assert main(["run", str(recipe), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "tfcompress demo: error:" in err and "gpt5" in err
+    assert "tfcompress run: error:" in err and "line 3, model.name" in err and "gpt5" in err
+    assert main(["run", str(tmp_path / "missing.toml")]) == 2
+    assert "missing.toml" in capsys.readouterr().err
+    assert main(["report", str(tmp_path)]) == 2
+    assert "not the directory of a finished run" in capsys.readouterr().err
+
+
+def test_demo_prints_its_recipe_which_loads_back(tmp_path, capsys):
+    from tfcompress.recipe import demo_recipe, loads_recipe
+
+    assert main(["demo", "--samples", "5000", "--print-recipe"]) == 0
+    assert loads_recipe(capsys.readouterr().out) == demo_recipe(samples=5000)
 
 
 @pytest.fixture(scope="module")
@@ -105,28 +117,28 @@ def test_export_and_bench_bad_input(argv, message, saved_ctr_model, capsys):
 
 
 @pytest.mark.slow
-def test_demo_trains_exports_and_benchmarks(tmp_path):
-    out_dir = tmp_path / "demo"
-    proc = _run("demo", "--out", str(out_dir))  # the README's demo, default settings
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    match = re.search(r"Test AUC (\d\.\d+) \| logloss (\d\.\d+)", proc.stdout)
-    assert match, proc.stdout[-3000:]
-    auc, logloss = float(match.group(1)), float(match.group(2))
-    assert auc > 0.69  # reached: 0.71 (oracle 0.86, logistic regression 0.62)
-    assert 0.0 < logloss < 0.6
-    for name in ("ctr.keras", "ctr_float.tflite", "ctr_dynamic.tflite", "ctr_int8.tflite",
-                 "ctr_float16.tflite", "ctr_int16x8.tflite", "ctr_xla_savedmodel",
-                 "manifest.json", "benchmark.json"):
-        assert (out_dir / name).exists(), name
-    bench = json.loads((out_dir / "benchmark.json").read_text())
-    assert bench["baseline"] == "keras"
-    assert len(bench["rows"]) == 7
-    assert re.search(r"^\| tflite_int8 \| tflite \|", proc.stdout, re.M)
-    rows = {row["name"]: row for row in bench["rows"]}
-    keras_auc = rows["keras"]["quality"]["auc"]
-    assert abs(keras_auc - auc) < 0.005  # Keras' binned AUC vs the benchmark's exact one
-    for exact in ("tflite_float", "savedmodel_xla"):  # float exports keep the model's quality
-        assert abs(rows[exact]["quality"]["auc"] - keras_auc) < 1e-4
-    assert rows["tflite_dynamic"]["bytes"] * 2.5 < rows["tflite_float"]["bytes"]
-    for quantized in ("tflite_int8", "tflite_int16x8", "tflite_float16"):
-        assert abs(rows[quantized]["quality"]["auc"] - keras_auc) < 0.01, quantized
+def test_demo_runs_the_default_recipe_and_report_rerenders(tmp_path, capsys):
+    # the README's demo with small sizes: teacher -> distill -> prune -> QAT -> export -> bench
+    argv = ["demo", "--samples", "2500", "--teacher-epochs", "1", "--epochs", "1",
+            "--out", str(tmp_path), "--quiet"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    run_dir = tmp_path / "demo"
+    report = json.loads((run_dir / "report.json").read_text())
+    assert [s["name"] for s in report["stages"]] == ["teacher", "distill", "prune", "quantize"]
+    names = {r["name"] for r in report["benchmark"]["rows"]}
+    assert names == {"teacher_float", "distill_float", "distill_alone_float", "prune_float",
+                     "quantize_int8", "quantize_xla"}
+    assert report["benchmark"]["baseline"] == "teacher_float"
+    for name in names:  # every variant is printed with its ratios against the teacher
+        assert re.search(rf"^\| {name}( \(baseline\))? \| (tflite|saved_model) \|", out, re.M)
+    ratios = report["benchmark"]["ratios"]
+    assert ratios["quantize_int8"]["size_x"] > 8  # int8 student vs the float teacher
+    assert ratios["prune_float"]["gzip_size_x"] > ratios["distill_float"]["gzip_size_x"]
+    assert report["stages"][2]["sparsity"] == pytest.approx(0.7, abs=0.02)
+    assert (run_dir / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"
+
+    (run_dir / "tradeoff.png").unlink()
+    assert main(["report", str(run_dir), "--batch-size", "1"]) == 0
+    assert "| quantize_int8 | tflite |" in capsys.readouterr().out
+    assert (run_dir / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"

@@ -17,6 +17,7 @@ from tfcompress import (
     keras_compat,  # every submodule imports it first: TF_USE_LEGACY_KERAS=1 before TF
     launch,
     models,
+    recipe,
 )
 from tfcompress._selection import CompressionReport, LayerDecision
 from tfcompress.benchmarking import benchmark
@@ -40,6 +41,7 @@ from tfcompress.export import (
 )
 from tfcompress.flops import count_flops
 from tfcompress.keras_compat import check_model
+from tfcompress.pipeline import run
 from tfcompress.pruning import (
     PruningCallback,
     SparsityReport,
@@ -62,9 +64,18 @@ from tfcompress.quantization_callbacks import (
     fit_then_quantize,
     quantizer_ranges,
 )
+from tfcompress.recipe import Recipe, RecipeError, demo_recipe, load_recipe
 from tfcompress.report import BenchmarkReport
+from tfcompress.run_report import RunReport, StageResult, load_report
 from tfcompress.sensitivity import SensitivityReport, sensitivity
 from tfcompress.shrinking import shrink
+from tfcompress.tensorboard import (
+    CompressionTensorBoard,
+    log_hparams,
+    read_hparams,
+    read_scalars,
+)
+from tfcompress.tradeoff import pareto_front, plot_tradeoff
 
 __version__ = "0.1.0"
 
@@ -72,6 +83,7 @@ __all__ = [
     "BenchmarkReport",
     "BinaryKD",
     "CompressionReport",
+    "CompressionTensorBoard",
     "Distiller",
     "ExportResult",
     "FeatureDistillation",
@@ -83,15 +95,20 @@ __all__ = [
     "QuantizationLogger",
     "QuantizationScheme",
     "QuantizedEmbedding",
+    "Recipe",
+    "RecipeError",
+    "RunReport",
     "SensitivityReport",
     "SoftmaxKD",
     "SparsityReport",
+    "StageResult",
     "WeightSparsity",
     "acceleration",
     "benchmark",
     "check_model",
     "count_flops",
     "data",
+    "demo_recipe",
     "detect_output_kind",
     "distribute",
     "export_saved_model",
@@ -103,13 +120,22 @@ __all__ = [
     "keras_compat",
     "launch",
     "load_quantized",
+    "load_recipe",
+    "load_report",
     "load_variant",
+    "log_hparams",
     "models",
+    "pareto_front",
+    "plot_tradeoff",
     "prune",
     "quantize",
     "quantize_embeddings",
     "quantize_scope",
     "quantizer_ranges",
+    "read_hparams",
+    "read_scalars",
+    "recipe",
+    "run",
     "sensitivity",
     "shrink",
     "sparsity_report",

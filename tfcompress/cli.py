@@ -4,7 +4,9 @@ TensorFlow is imported only by the subcommands that need it, so ``tfcompress --h
 ``tfcompress --version`` answer at once.
 
 Example:
-    $ tfcompress demo --epochs 2
+    $ tfcompress demo --samples 8000 --epochs 1
+    $ tfcompress run recipes/demo.toml --logdir runs/
+    $ tfcompress report savedmodels/demo
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import argparse
 import logging
 import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -45,6 +46,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, default=Path("savedmodels"),
+                   help="the run goes to OUT/<recipe name>/ (default: savedmodels)")
+    p.add_argument("--logdir", type=Path,
+                   help="TensorBoard log directory (default: OUT/<recipe name>/logs)")
+    p.add_argument("--no-resume", action="store_true",
+                   help="run every stage again instead of reusing finished ones")
+    p.add_argument("--quiet", action="store_true", help="no progress output, only the report")
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tfcompress",
@@ -61,26 +72,47 @@ def _build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
-        help="train the reference CTR model on the simulated e-commerce world, export, benchmark",
+        help="the default recipe on the simulated CTR task: teacher -> distill -> prune -> QAT "
+             "-> export -> benchmark",
         description=(
-            "Train the reference CTR model (DCN-v2) on the simulated e-commerce world, print "
-            "its test AUC and logloss, export it (TFLite float, dynamic-range, int8, float16 and "
-            "int16x8, and an XLA SavedModel) and print the side-by-side benchmark."
+            "Run the default recipe on the simulated e-commerce CTR task: train a "
+            "behaviour-sequence transformer teacher, distill it into a small DCN student, prune "
+            "it, fine-tune it with quantization-aware training, export an int8 TFLite file and an "
+            "XLA-compiled SavedModel, and print the benchmark of every stage against the "
+            "teacher's float TFLite. Finished stages are reused when run again."
         ),
     )
-    demo.add_argument("--out", type=Path, default=Path("savedmodels/demo"),
-                      help="where the exports go (default: savedmodels/demo)")
-    demo.add_argument("--samples", type=_positive_int, default=60_000,
-                      help="simulated impressions (default: 60000)")
-    demo.add_argument("--epochs", type=_positive_int, default=8,
-                      help="most training epochs; the best by validation AUC is kept (default: 8)")
-    demo.add_argument("--lr", type=float, default=5e-3, help="Adam learning rate (default: 5e-3)")
-    demo.add_argument("--model", default="dcn",
-                      help="reference model: dcn, wide_deep, lr, transformer (default: dcn)")
-    demo.add_argument("--size", default="student", help="model size: student or teacher")
+    demo.add_argument("--samples", type=_positive_int, default=None,
+                      help="simulated impressions (default: the demo recipe's, 40000)")
+    demo.add_argument("--teacher-epochs", type=_positive_int, default=None,
+                      help="most epochs of teacher training (default: the recipe's)")
+    demo.add_argument("--epochs", type=_positive_int, default=None,
+                      help="fine-tune epochs of each stage (default: the recipe's)")
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--no-export", action="store_true",
-                      help="only train and evaluate; skip export and benchmark")
+    demo.add_argument("--print-recipe", action="store_true",
+                      help="print the demo recipe as TOML (a starting point for your own) and exit")
+    add_run_options(demo)
+
+    run = sub.add_parser(
+        "run",
+        help="run a recipe (TOML or YAML): stages, exports, benchmark, report",
+        description="Run the stages of RECIPE in order (each cached and resumable under "
+                    "OUT/<recipe name>/), export, benchmark, and write report.md, report.json and "
+                    "tradeoff.png there.",
+    )
+    run.add_argument("recipe", type=Path, metavar="RECIPE", help="a .toml, .yaml or .yml recipe")
+    add_run_options(run)
+
+    report = sub.add_parser(
+        "report",
+        help="re-render the report (Markdown, JSON, trade-off plot) of a finished run",
+        description="Read RUN_DIR/report.json, write report.md and tradeoff.png again, print the "
+                    "Markdown.",
+    )
+    report.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    report.add_argument("--metric", help="quality metric of the plot (default: auc or accuracy)")
+    report.add_argument("--batch-size", type=_positive_int,
+                        help="batch size of the latency panel (default: the largest measured)")
 
     def add_data_options(p: argparse.ArgumentParser, required: bool) -> None:
         p.add_argument(
@@ -228,70 +260,53 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from tfcompress import data, models
-    from tfcompress.keras_compat import keras
+def _run_recipe(recipe, args: argparse.Namespace) -> int:
+    from tfcompress.pipeline import run
 
-    out: Path = args.out
-    started = time.perf_counter()
-    keras.utils.set_random_seed(args.seed)
-    print(f"tfcompress demo: simulating {args.samples:,} CTR impressions (seed {args.seed})")
-    task = data.load_task("ctr", n_samples=args.samples, seed=args.seed, batch_size=512)
-    oracle = task.info.get("oracle_auc")
-    if oracle is not None:
-        print(f"  the simulated world's ceiling (AUC of the true click probability): {oracle:.4f}")
-
-    model = models.build(args.model, task.schema, size=args.size)
-    models.compile_for_task(model, task.schema, learning_rate=args.lr)
-    print(f"Training {model.name} ({model.count_params():,} parameters) for {args.epochs} epochs")
-    best = keras.callbacks.EarlyStopping(
-        monitor="val_auc", mode="max", patience=2, restore_best_weights=True
-    )
-    model.fit(
-        task.train, validation_data=task.validation, epochs=args.epochs, callbacks=[best],
-        verbose=1 if sys.stdout.isatty() else 2,  # one line per epoch when piped
-    )
-    results = model.evaluate(task.test, verbose=0, return_dict=True)
-    print(
-        f"Test AUC {results['auc']:.4f} | logloss {results['logloss']:.4f} | "
-        f"accuracy {results['accuracy']:.4f}"
-    )
-
-    if not args.no_export:
-        from tfcompress.benchmarking import benchmark
-        from tfcompress.export import export_saved_model, export_tflite
-
-        out.mkdir(parents=True, exist_ok=True)
-        keras_path = out / "ctr.keras"
-        model.save(keras_path)
-        print(f"Exporting to {out}/")
-        calibration = task.validation
-        variants: dict[str, object] = {"keras": model}
-        for name, mode in (("tflite_float", None), ("tflite_dynamic", "dynamic"),
-                           ("tflite_int8", "int8"), ("tflite_float16", "float16"),
-                           ("tflite_int16x8", "int16x8")):
-            result = export_tflite(
-                model, out / f"ctr_{name.removeprefix('tflite_')}.tflite", quantization=mode,
-                representative_data=calibration if mode in ("int8", "int16x8") else None,
-                parity_data=task.test,
-            )
-            variants[name] = result.path
-            print(f"  {result.path.name:<22} {result.bytes / 1024:9.1f} KiB  "
-                  f"max |diff| {result.parity.get('max_abs_diff', float('nan')):.2e}")
-        saved = export_saved_model(model, out / "ctr_xla_savedmodel", jit_compile=True,
-                                   parity_data=task.test)
-        variants["savedmodel_xla"] = saved.path
-        print(f"  {saved.path.name:<22} {saved.bytes / 1024:9.1f} KiB  "
-              f"max |diff| {saved.parity.get('max_abs_diff', float('nan')):.2e}")
-        print("Benchmarking (1 thread; latency in ms)")
-        report = benchmark(variants, task.test, baseline="keras")
-        report.to_json(out / "benchmark.json")
-        print(report.to_markdown())
-    print(f"Done in {time.perf_counter() - started:.0f} s")
+    report = run(recipe, out_dir=args.out, logdir=args.logdir, resume=not args.no_resume,
+                 verbose=0 if args.quiet else 1)
+    print()
+    print(report.to_markdown())
+    print()
+    print(f"Artifacts: {report.run_dir}/ (report.md, report.json, {report.plot or 'no plot'}); "
+          f"TensorBoard: tensorboard --logdir {report.logdir}")
     return 0
 
 
-_COMMANDS = {"demo": _cmd_demo, "export": _cmd_export, "bench": _cmd_bench}
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from tfcompress.recipe import demo_recipe
+
+    options = {"seed": args.seed}
+    for name in ("samples", "teacher_epochs", "epochs"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    recipe = demo_recipe(**options)
+    if args.print_recipe:
+        print(recipe.to_toml())
+        return 0
+    return _run_recipe(recipe, args)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from tfcompress.recipe import load_recipe
+
+    return _run_recipe(load_recipe(args.recipe), args)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from tfcompress.run_report import load_report, render_report
+
+    report = render_report(load_report(args.run_dir), args.run_dir, metric=args.metric,
+                           batch_size=args.batch_size)
+    print(report.to_markdown())
+    print()
+    print(f"Wrote {args.run_dir / 'report.md'}"
+          + (f" and {args.run_dir / report.plot}" if report.plot else ""))
+    return 0
+
+
+_COMMANDS = {"demo": _cmd_demo, "run": _cmd_run, "report": _cmd_report, "export": _cmd_export,
+             "bench": _cmd_bench}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -311,6 +326,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TypeError, FileNotFoundError) as err:
         print(f"tfcompress {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if args.command in ("run", "demo"):
+            print(f"tfcompress {args.command}: interrupted; run the same command again to resume "
+                  "at the stage (and epoch) that was running.", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -57,6 +57,7 @@ __all__ = [
     "build",
     "compile_for_task",
     "dcn",
+    "loss_and_metrics",
     "logistic_regression",
     "sequence_transformer",
     "two_tower",
@@ -473,6 +474,28 @@ def compile_for_task(
         )
     if optimizer is None:
         optimizer = keras.optimizers.Adam(learning_rate=float(learning_rate))
+    loss, metrics = loss_and_metrics(schema)
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit_compile)
+    return model
+
+
+def loss_and_metrics(schema: Schema) -> tuple[Any, list[Any]]:
+    """The loss and fresh metric objects :func:`compile_for_task` uses for ``schema.task``.
+
+    For compiling a wrapper model (e.g. a :class:`~tfcompress.Distiller`) the way the reference
+    models are compiled.
+
+    Example:
+        >>> from tfcompress.data import Feature, Schema
+        >>> s = Schema((Feature("item_id", "categorical", vocab_size=5),), label="click")
+        >>> [m.name for m in loss_and_metrics(s)[1]]
+        ['auc', 'logloss', 'accuracy']
+    """
+    if not isinstance(schema, Schema):
+        raise TypeError(
+            f"loss_and_metrics: `schema` must be a tfcompress.data.Schema, received "
+            f"{type(schema).__name__}: {schema!r:.80}."
+        )
     if schema.task == "binary":
         loss: Any = "binary_crossentropy"
         metrics: list[Any] = [
@@ -489,5 +512,4 @@ def compile_for_task(
             keras.metrics.SparseTopKCategoricalAccuracy(k=10, name="recall@10"),
             keras.metrics.SparseTopKCategoricalAccuracy(k=50, name="recall@50"),
         ]
-    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit_compile)
-    return model
+    return loss, metrics
