@@ -119,16 +119,16 @@ def test_rerun_reuses_stages_a_change_reruns_from_there_and_resumes_when_interru
 
 
 def test_a_changed_model_file_invalidates_its_stage(tmp_path):
-    from tfcompress.pipeline import _cached, _finish, _sha256_file
+    from tfcompress._pipeline_io import cached_record, finish_stage, sha256_file
 
     stage = tmp_path / "00_model"
     stage.mkdir()
     (stage / "model.keras").write_bytes(b"weights")
-    _finish(stage, {"key": "k", "files": {"model.keras": _sha256_file(stage / "model.keras")}})
-    assert _cached(stage, "k") is not None
-    assert _cached(stage, "other") is None
+    finish_stage(stage, {"key": "k", "files": {"model.keras": sha256_file(stage / "model.keras")}})
+    assert cached_record(stage, "k") is not None
+    assert cached_record(stage, "other") is None
     (stage / "model.keras").write_bytes(b"tampered")
-    assert _cached(stage, "k") is None
+    assert cached_record(stage, "k") is None
 
 
 def test_load_data_reads_a_csv_file(tmp_path):

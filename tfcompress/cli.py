@@ -166,30 +166,23 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _load_data(args: argparse.Namespace):
-    """The TaskData named by --data / --data-format."""
+    """The TaskData named by --data / --data-format (the same reader as a recipe's [data])."""
     from tfcompress import data
+    from tfcompress.pipeline import load_data
+    from tfcompress.recipe import DataSpec, RecipeError
 
     spec, kind = args.data, args.data_format
-    if kind == "auto":
-        if spec in data.TASK_NAMES:
-            kind = "sim"
-        else:
-            suffixes = "".join(Path(spec).suffixes[-2:]).lower().removesuffix(".gz")
-            if suffixes.endswith(".csv") and "rating" not in Path(spec).name.lower():
-                kind = "csv"
-            elif Path(spec).suffix.lower() in (".dat", ".data") or "rating" in spec.lower():
-                kind = "movielens"
-            else:
-                kind = "libfm"
-    if kind == "sim":
-        return data.load_task(spec, n_samples=args.samples, seed=args.seed, batch_size=256)
-    if kind == "csv":
-        if not args.label:
-            raise ValueError(f"--data {spec!r} is a CSV file: name its label column with --label.")
-        return data.load_csv(spec, label=args.label, seed=args.seed)
-    if kind == "movielens":
-        return data.load_movielens(spec, seed=args.seed)
-    return data.load_libfm(spec, seed=args.seed)
+    if kind == "sim" or (kind == "auto" and spec in data.TASK_NAMES):
+        return load_data(DataSpec(task=spec, samples=args.samples, seed=args.seed))
+    try:
+        file_spec = DataSpec(task=None, path=spec, format=kind, label=args.label, seed=args.seed)
+    except RecipeError as err:
+        if err.key == "label":
+            raise ValueError(
+                f"--data {spec!r} is a CSV file: name its label column with --label."
+            ) from None
+        raise
+    return load_data(file_spec)
 
 
 def _load_keras(path: Path):

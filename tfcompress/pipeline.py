@@ -31,7 +31,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -42,8 +41,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from tfcompress._pipeline_io import (
+    begin_stage,
+    cached_record,
+    finish_stage,
+    load_model,
+    read_json,
+    save_model,
+    say,
+    sha256_file,
+    sha256_text,
+    zero_share,
+)
 from tfcompress.keras_compat import keras
 from tfcompress.manifest import atomic_write_text
 from tfcompress.recipe import DataSpec, ModelSpec, Recipe, load_recipe
@@ -54,32 +63,10 @@ _log = logging.getLogger("tfcompress")
 
 __all__ = ["load_data", "run"]
 
-STAGE_FILE = "stage.json"
 MODEL_FILE = "model.keras"
 EXPORTS = "exports"
 #: strategies ``run`` can drive from one process
 RUN_STRATEGIES = ("default", "auto", "mirrored")
-
-
-def _say(verbose: int, message: str) -> None:
-    """Progress lines, through Keras' own output channel (the one its progress bar uses)."""
-    if verbose:
-        from tf_keras.src.utils import io_utils  # Keras' own output channel (absl-aware)
-
-        io_utils.print_msg(message)
-    _log.info(message)
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _sha256_text(*parts: str) -> str:
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def load_data(spec: DataSpec) -> Any:
@@ -100,19 +87,8 @@ def load_data(spec: DataSpec) -> Any:
     path = Path(spec.path)
     if not path.is_file():
         raise FileNotFoundError(f"data.path {spec.path!r} does not exist.")
-    kind = spec.format
-    if kind == "auto":
-        name = path.name.lower()
-        if name.removesuffix(".gz").endswith(".csv") and "rating" not in name:
-            kind = "csv"
-        elif path.suffix.lower() in (".dat", ".data") or "rating" in name:
-            kind = "movielens"
-        else:
-            kind = "libfm"
+    kind = spec.resolved_format
     if kind == "csv":
-        if not spec.label:
-            raise ValueError(f"data.path {spec.path!r} is a CSV file: set data.label to its "
-                             "label column.")
         return data.load_csv(path, label=spec.label, **common)
     if kind == "movielens":
         return data.load_movielens(path, **common)
@@ -150,23 +126,26 @@ class _Run:
     callbacks: tuple[Any, ...]
 
     def fit(self, fit_model: keras.Model, stage_dir: Path, name: str, epochs: int,
-            compression: Sequence[Any] = ()) -> int | None:
-        """Fit with early stopping on the validation metric, TensorBoard and resume; returns
-        the epoch it resumed at (None for a fresh fit)."""
+            compression: Sequence[Any] = (), early_stopping: bool = True) -> int | None:
+        """Fit with early stopping on the validation metric (keeping the best epoch),
+        TensorBoard and resume; returns the epoch it resumed at (None for a fresh fit)."""
         from tfcompress.tensorboard import CompressionTensorBoard
 
         monitor, mode = _monitor(self.task.schema)
         patience = self.recipe.model.patience
         first = _FirstEpoch()
         callbacks: list[Any] = []
-        if patience:
+        if patience and early_stopping:
             callbacks.append(keras.callbacks.EarlyStopping(
                 monitor=monitor, mode=mode, patience=patience, restore_best_weights=True))
-        callbacks += [*compression, CompressionTensorBoard(str(self.logdir / name)),
-                      *self.callbacks,
+        callbacks += list(compression)
+        if self.verbose:  # before the TensorBoard callback adds every quantizer range to `logs`
+            callbacks.append(keras.callbacks.ProgbarLogger(count_mode="steps"))
+        callbacks += [CompressionTensorBoard(str(self.logdir / name)), *self.callbacks,
                       keras.callbacks.BackupAndRestore(str(stage_dir / "backup")), first]
-        _say(self.verbose, f"[{name}] fitting up to {epochs} epoch(s), keeping the best "
-                           f"{monitor}")
+        say(self.verbose, f"[{name}] fitting up to {epochs} epoch(s)"
+                          + (f", keeping the best {monitor}" if patience and early_stopping
+                             else ""))
         fit_model.fit(self.task.train, validation_data=self.task.validation, epochs=epochs,
                       callbacks=callbacks, verbose=_fit_verbosity(self.verbose))
         return first.first or None
@@ -183,7 +162,7 @@ class _Run:
         from tfcompress import models
 
         if spec.path is not None:
-            return _load_model(Path(spec.path))
+            return load_model(Path(spec.path))
         keras.utils.set_random_seed(seed)
         kwargs = {}
         if spec.name == "two_tower":
@@ -195,71 +174,6 @@ def _fit_verbosity(verbose: int) -> int:
     if not verbose:
         return 0
     return 1 if verbose >= 2 or sys.stdout.isatty() else 2  # one line per epoch when piped
-
-
-def _load_model(path: Path) -> keras.Model:
-    import tfcompress.models  # noqa: F401  (registers the custom layers for safe loading)
-    from tfcompress.quantization import load_quantized
-
-    if path.suffix != ".keras" or not path.is_file():
-        raise FileNotFoundError(
-            f"model file {str(path)!r} does not exist or is not a .keras file (save models "
-            "with model.save('name.keras'))."
-        )
-    # safe_mode loading, with TFMOT's QAT classes in scope; the stages compile what they fit
-    return load_quantized(path, compile=False)
-
-
-def _save_model(model: keras.Model, path: Path) -> str:
-    """Save atomically; returns the file's sha256."""
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
-    return _sha256_file(path)
-
-
-def _zero_share(model: keras.Model) -> float:
-    zeros = total = 0
-    for w in model.weights:
-        if w.shape.rank is not None and w.shape.rank >= 2 and w.dtype.is_floating:
-            value = w.numpy()
-            zeros += int(np.sum(value == 0))
-            total += value.size
-    return round(zeros / total, 6) if total else 0.0
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def _cached(stage_dir: Path, key: str) -> dict[str, Any] | None:
-    """The stage's record when it finished with ``key`` and its files are intact."""
-    record = _read_json(stage_dir / STAGE_FILE)
-    if not record or record.get("status") != "done" or record.get("key") != key:
-        return None
-    for rel, digest in record.get("files", {}).items():
-        f = stage_dir / rel
-        if not f.is_file() or _sha256_file(f) != digest:
-            _log.warning("%s changed since it was written; running the stage again", f)
-            return None
-    return record
-
-
-def _begin(stage_dir: Path, key: str) -> None:
-    """Mark the stage running with ``key``; a backup of a different key is stale."""
-    record = _read_json(stage_dir / STAGE_FILE)
-    if record and record.get("key") != key and (stage_dir / "backup").exists():
-        shutil.rmtree(stage_dir / "backup")
-    stage_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(stage_dir / STAGE_FILE, json.dumps({"status": "running", "key": key}))
-
-
-def _finish(stage_dir: Path, record: dict[str, Any]) -> None:
-    shutil.rmtree(stage_dir / "backup", ignore_errors=True)
-    atomic_write_text(stage_dir / STAGE_FILE, json.dumps({**record, "status": "done"}, indent=2))
 
 
 # --- the stages ------------------------------------------------------------------------------
@@ -274,7 +188,7 @@ def _train_input(r: _Run, name: str, stage_dir: Path) -> tuple[keras.Model, dict
         resumed = None
         if spec.epochs:
             models.compile_for_task(model, r.task.schema, learning_rate=spec.learning_rate)
-            _say(r.verbose, f"[{name}] {model.name}: {model.count_params():,} parameters")
+            say(r.verbose, f"[{name}] {model.name}: {model.count_params():,} parameters")
             resumed = r.fit(model, stage_dir, name, spec.epochs)
     return model, {"resumed_from_epoch": resumed}
 
@@ -290,13 +204,13 @@ def _distill(r: _Run, stage: Any, teacher: keras.Model, stage_dir: Path, seed: i
         if stage.train_alone:
             alone = r.build(stage.student, seed)
             models.compile_for_task(alone, r.task.schema, learning_rate=lr)
-            _say(r.verbose, f"[{stage.name}] the student alone (reference): "
+            say(r.verbose, f"[{stage.name}] the student alone (reference): "
                             f"{alone.count_params():,} parameters")
             r.fit(alone, stage_dir / "alone", f"{stage.name}_alone", stage.epochs)
-            _save_model(alone, stage_dir / "alone.keras")
+            save_model(alone, stage_dir / "alone.keras")
             extra[f"{stage.name}_alone"] = "alone.keras"
         student = r.build(stage.student, seed)
-        _say(r.verbose, f"[{stage.name}] distilling {teacher.name} "
+        say(r.verbose, f"[{stage.name}] distilling {teacher.name} "
                         f"({teacher.count_params():,} parameters) into {student.name} "
                         f"({student.count_params():,})")
         distiller = Distiller(student, teacher, distillation_loss=stage.loss, alpha=stage.alpha,
@@ -319,7 +233,10 @@ def _prune(r: _Run, stage: Any, model: keras.Model, stage_dir: Path
         pruned = prune(model, stage.sparsity, structure=stage.structure,
                        layers=_filter(stage.layers), skip=_filter(stage.skip))
         models.compile_for_task(pruned, r.task.schema, learning_rate=lr)
-        resumed = r.fit(pruned, stage_dir, stage.name, stage.epochs, [PruningCallback()])
+        # no early stopping: the best validation epoch of a pruning fit is an early one, before
+        # the schedule reached the target; its weights would be pruned again untrained by strip
+        resumed = r.fit(pruned, stage_dir, stage.name, stage.epochs, [PruningCallback()],
+                        early_stopping=False)
         stripped = strip(pruned)
         models.compile_for_task(stripped, r.task.schema, learning_rate=lr)
     return stripped, {"resumed_from_epoch": resumed}
@@ -335,7 +252,7 @@ def _shrink(r: _Run, stage: Any, model: keras.Model, stage_dir: Path
         data = r.task.validation if stage.criterion == "activation" else None
         small = shrink(model, stage.ratio, data=data, criterion=stage.criterion,
                        layers=_filter(stage.layers), skip=_filter(stage.skip))
-        _say(r.verbose, f"[{stage.name}] {model.count_params():,} -> "
+        say(r.verbose, f"[{stage.name}] {model.count_params():,} -> "
                         f"{small.count_params():,} parameters")
         models.compile_for_task(small, r.task.schema, learning_rate=lr)
         resumed = r.fit(small, stage_dir, stage.name, stage.epochs)
@@ -398,11 +315,11 @@ def _export(r: _Run, plan: list[_Variant], key: str, resume: bool) -> dict[str, 
     from tfcompress.quantization import is_quantized, strip_quantization
 
     out = r.run_dir / EXPORTS
-    record = _read_json(out / "exports.json")
+    record = read_json(out / "exports.json")
     if resume and record and record.get("key") == key and all(
         (r.run_dir / p).exists() for p in record["variants"].values()
     ):
-        _say(r.verbose, f"[export] reused {len(record['variants'])} export(s) in {out}")
+        say(r.verbose, f"[export] reused {len(record['variants'])} export(s) in {out}")
         return dict(record["variants"])
     if out.exists():
         shutil.rmtree(out)
@@ -412,7 +329,7 @@ def _export(r: _Run, plan: list[_Variant], key: str, resume: bool) -> dict[str, 
     for v in plan:
         if v.source not in loaded:
             with r.strategy.scope():
-                loaded[v.source] = _load_model(v.source)
+                loaded[v.source] = load_model(v.source)
         model = loaded[v.source]
         if v.mode in ("xla", "savedmodel"):
             plain = strip_quantization(model) if is_quantized(model) else model
@@ -420,12 +337,14 @@ def _export(r: _Run, plan: list[_Variant], key: str, resume: bool) -> dict[str, 
                                         parity_data=r.task.test)
         else:
             mode = None if v.mode == "float" else v.mode
-            calibrate = mode in ("int8", "int16x8") and not is_quantized(model)
+            # a QAT model has trained ranges, but tensors outside them (lookups, pooling) are
+            # calibrated on the data: 3x closer to the QAT model than the converter's default
+            calibrate = mode in ("int8", "int16x8")
             result = export_tflite(model, out / f"{v.name}.tflite", quantization=mode,
                                    representative_data=r.task.validation if calibrate else None,
                                    parity_data=r.task.test)
         diff = result.parity.get("max_abs_diff", float("nan"))
-        _say(r.verbose, f"[export] {result.path.name:<28} {result.bytes / 1024:9.1f} KiB  "
+        say(r.verbose, f"[export] {result.path.name:<28} {result.bytes / 1024:9.1f} KiB  "
                         f"parity max |diff| {diff:.2e}")
         variants[v.name] = str(result.path.relative_to(r.run_dir))
     atomic_write_text(out / "exports.json",
@@ -438,11 +357,11 @@ def _benchmark(r: _Run, variants: dict[str, str], key: str, resume: bool) -> Ben
 
     spec = r.recipe.benchmark
     path = r.run_dir / "benchmark.json"
-    record = _read_json(path)
+    record = read_json(path)
     if resume and record and record.get("key") == key:
-        _say(r.verbose, "[benchmark] reused the measurements of the previous run")
+        say(r.verbose, "[benchmark] reused the measurements of the previous run")
         return BenchmarkReport.from_dict(record["report"])
-    _say(r.verbose, f"[benchmark] {len(variants)} variant(s), batch sizes "
+    say(r.verbose, f"[benchmark] {len(variants)} variant(s), batch sizes "
                     f"{list(spec.batch_sizes)}, {spec.threads} thread(s)")
     report = benchmark({n: str(r.run_dir / p) for n, p in variants.items()}, r.task.test,
                        baseline=next(iter(variants)), batch_sizes=spec.batch_sizes,
@@ -542,13 +461,13 @@ def run(
     atomic_write_text(run_dir / "recipe.toml", recipe.to_toml())
     logdir = Path(logdir) if logdir is not None else run_dir / "logs"
     strategy = get_strategy(recipe.strategy)
-    _say(verbose, f"tfcompress run {recipe.name!r} -> {run_dir} (TensorBoard: {logdir}; "
+    say(verbose, f"tfcompress run {recipe.name!r} -> {run_dir} (TensorBoard: {logdir}; "
                   f"{strategy.num_replicas_in_sync} replica(s))")
     task = load_data(recipe.data)
     r = _Run(recipe, run_dir, logdir, task, strategy, verbose, callbacks)
-    input_hash = _sha256_text(
-        _sha256_file(Path(recipe.data.path)) if recipe.data.path else "",
-        _sha256_file(Path(recipe.model.path)) if recipe.model.path else "",
+    input_hash = sha256_text(
+        sha256_file(Path(recipe.data.path)) if recipe.data.path else "",
+        sha256_file(Path(recipe.model.path)) if recipe.model.path else "",
     )
 
     results: list[StageResult] = []
@@ -559,17 +478,17 @@ def run(
         stage = None if index < 0 else recipe.stages[index]
         name, kind = names[index + 1], "model" if stage is None else stage.kind
         stage_dir = run_dir / f"{index + 1:02d}_{name}"
-        key = _sha256_text(recipe.stage_key(index), input_hash)
-        record = _cached(stage_dir, key)
+        key = sha256_text(recipe.stage_key(index), input_hash)
+        record = cached_record(stage_dir, key)
         if record is not None:
-            _say(verbose, f"[{name}] reused: recipe and input unchanged ({stage_dir.name}/)")
+            say(verbose, f"[{name}] reused: recipe and input unchanged ({stage_dir.name}/)")
             model, cached = None, True
         else:
-            _say(verbose, f"[{name}] stage {index + 2}/{len(names)}: {kind}")
-            _begin(stage_dir, key)
+            say(verbose, f"[{name}] stage {index + 2}/{len(names)}: {kind}")
+            begin_stage(stage_dir, key)
             if stage is not None and model is None:
                 with strategy.scope():
-                    model = _load_model(model_path)
+                    model = load_model(model_path)
             t0 = time.perf_counter()
             keras.utils.set_random_seed(recipe.seed + index + 1)
             if stage is None:
@@ -579,21 +498,21 @@ def run(
             else:
                 out, info = _STAGES[kind](r, stage, model, stage_dir)
             quality = r.evaluate(out)
-            files = {MODEL_FILE: _save_model(out, stage_dir / MODEL_FILE)}
+            files = {MODEL_FILE: save_model(out, stage_dir / MODEL_FILE)}
             extra = info.get("extra", {})
-            files.update({rel: _sha256_file(stage_dir / rel) for rel in extra.values()})
+            files.update({rel: sha256_file(stage_dir / rel) for rel in extra.values()})
             record = {"name": name, "kind": kind, "key": key, "quality": quality,
                       "seconds": round(time.perf_counter() - t0, 1),
-                      "params": int(out.count_params()), "sparsity": _zero_share(out),
+                      "params": int(out.count_params()), "sparsity": zero_share(out),
                       "files": files, "resumed_from_epoch": info.get("resumed_from_epoch"),
                       "extra": extra}
-            _finish(stage_dir, record)
+            finish_stage(stage_dir, record)
             log_stage_summary(logdir, name, {
                 **{f"test/{k}": v for k, v in quality.items()},
                 "params": record["params"], "sparsity": record["sparsity"],
                 "seconds": record["seconds"]})
             summary = ", ".join(f"{k} {v:.4f}" for k, v in quality.items())
-            _say(verbose, f"[{name}] done in {record['seconds']:.0f} s: test {summary}; "
+            say(verbose, f"[{name}] done in {record['seconds']:.0f} s: test {summary}; "
                           f"{record['params']:,} parameters, sparsity {record['sparsity']:.3f}")
             model, cached = out, False
         model_path = stage_dir / MODEL_FILE
@@ -607,15 +526,15 @@ def run(
         ))
 
     plan = _plan_exports(recipe, run_dir, results)
-    export_key = _sha256_text(
+    export_key = sha256_text(
         json.dumps(recipe.export.get_config(), sort_keys=True),
-        *(_sha256_file(v.source) for v in plan),
+        *(sha256_file(v.source) for v in plan),
         *(f"{v.name}:{v.mode}" for v in plan),
     )
     exports = _export(r, plan, export_key, resume)
     bench = None
     if recipe.benchmark.enabled:
-        bench_key = _sha256_text(export_key,
+        bench_key = sha256_text(export_key,
                                  json.dumps(recipe.benchmark.get_config(), sort_keys=True))
         bench = _benchmark(r, exports, bench_key, resume)
     report = RunReport(
@@ -632,6 +551,6 @@ def run(
             for n in bench.names
         })
     log_text(logdir, "report", report.to_markdown())
-    _say(verbose, f"Done in {report.seconds:.0f} s: {run_dir / 'report.md'}"
+    say(verbose, f"Done in {report.seconds:.0f} s: {run_dir / 'report.md'}"
                   + (f", {run_dir / report.plot}" if report.plot else ""))
     return report
