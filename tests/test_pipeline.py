@@ -20,6 +20,7 @@ from tfcompress.recipe import (
     PruneStage,
     QuantizeStage,
     Recipe,
+    ShrinkStage,
 )
 from tfcompress.run_report import RunReport, load_report
 from tfcompress.tensorboard import read_hparams, read_scalars
@@ -116,6 +117,31 @@ def test_rerun_reuses_stages_a_change_reruns_from_there_and_resumes_when_interru
     assert report.stage("teacher").quality == first.stage("teacher").quality
     assert not (stage_dir / "backup").exists()
     assert "resumed at epoch 1" in report.to_markdown()
+
+
+@pytest.mark.slow
+def test_saved_model_file_shrunk_and_pruned_under_mirrored_strategy(tmp_path):
+    from tfcompress import data, models
+
+    task = data.load_task("ctr", n_samples=1_200, seed=0, batch_size=128)
+    user_model = models.compile_for_task(models.dcn(task.schema, size="tiny"), task.schema)
+    user_model.save(tmp_path / "mine.keras")
+    recipe = Recipe(
+        name="mirrored",
+        data=DataSpec(task="ctr", samples=1_200, batch_size=128),
+        model=ModelSpec(path=str(tmp_path / "mine.keras")),  # used as is: epochs 0
+        stages=(ShrinkStage(ratio=0.5, epochs=1), PruneStage(sparsity=0.5, epochs=1)),
+        export=ExportSpec(tflite=("float",), saved_model=False),
+        benchmark=BenchmarkSpec(enabled=False),
+        strategy="mirrored",
+    )
+    report = run(recipe, out_dir=tmp_path, verbose=0)
+    model, shrunk, pruned = report.stages
+    assert (model.name, model.seconds >= 0) == ("model", True)
+    assert shrunk.params < 0.8 * model.params
+    assert pruned.sparsity == pytest.approx(0.5, abs=0.02)
+    assert report.benchmark is None and report.plot is None
+    assert set(report.exports) == {"model_float", "shrink_float", "prune_float"}
 
 
 def test_a_changed_model_file_invalidates_its_stage(tmp_path):

@@ -231,6 +231,17 @@ def test_weights_only_scheme_strips_exactly_and_exports_dynamic(task, tmp_path):
     assert result.parity["max_abs_diff"] < 0.01  # dynamic-range kernels quantize activations
 
 
+def test_masking_embedding_into_flatten_quantizes_and_runs():
+    ids = keras.Input((1,), dtype="int32", name="item")
+    x = keras.layers.Embedding(10, 4, mask_zero=True, name="emb")(ids)
+    x = keras.layers.Flatten(name="flat")(x)  # its call takes no mask
+    out = keras.layers.Dense(1, name="out")(x)
+    model = keras.Model(ids, out)
+    qat = quantize(model)
+    x = np.array([[1], [0], [7]], "int32")
+    np.testing.assert_allclose(qat(x).numpy(), model(x).numpy(), atol=0.05)
+
+
 def test_embedding_mask_survives_quantization(tmp_path):
     ids = keras.Input((5,), dtype="int32", name="ids")
     emb = keras.layers.Embedding(100, 8, mask_zero=True, name="emb")(ids)

@@ -374,6 +374,13 @@ class QATWrapper(quantize_wrapper.QuantizeWrapperV2):
         """The wrapped layer's mask (e.g. ``Embedding(mask_zero=True)``), which TFMOT drops."""
         return self.layer.compute_mask(inputs, mask)
 
+    def call(self, inputs: Any, training: Any = None, **kwargs: Any) -> Any:
+        # Keras hands this wrapper the incoming mask (its call takes **kwargs); a wrapped layer
+        # whose call has no `mask` argument (Flatten after a masking Embedding) must not get it
+        if "mask" in kwargs and not self.layer._call_spec.expects_mask_arg:
+            kwargs.pop("mask")
+        return super().call(inputs, training=training, **kwargs)
+
 
 class MultiInputQuantizeWrapper(QATWrapper):
     """A :class:`QATWrapper` for attention layers called as ``layer(query, value, ...)``."""

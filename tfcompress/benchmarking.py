@@ -347,12 +347,15 @@ def benchmark(
                 )
     threads = configure_threads(num_threads)
 
-    from tqdm.auto import tqdm
+    iterate: Any = items
+    if progress:  # tqdm.auto warns in notebooks without ipywidgets: only import it when used
+        from tqdm.auto import tqdm
 
+        iterate = tqdm(items, desc="benchmark", unit="variant")
     rows = []
     runtimes: dict[str, dict[str, Any]] = {}
     examples: tuple[dict[str, np.ndarray], np.ndarray] | None = None
-    for name, source in tqdm(items, desc="benchmark", unit="variant", disable=not progress):
+    for name, source in iterate:
         sampler = _RssSampler() if measure_memory else None
         with sampler if sampler is not None else _Null():
             variant = load_variant(source, name=name, num_threads=num_threads)

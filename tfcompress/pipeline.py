@@ -154,7 +154,8 @@ class _Run:
         from tfcompress import models
 
         if not model.compiled_loss:
-            models.compile_for_task(model, self.task.schema)
+            with self.strategy.scope():
+                models.compile_for_task(model, self.task.schema)
         values = model.evaluate(self.task.test, verbose=0, return_dict=True)
         return {k: round(float(v), 6) for k, v in values.items()}
 
