@@ -7,6 +7,7 @@ import pytest
 
 from tfcompress import __version__
 from tfcompress.cli import main
+from tfcompress.tensorboard import read_hparams, read_scalars
 
 
 def _run(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -120,7 +121,7 @@ def test_export_and_bench_bad_input(argv, message, saved_ctr_model, capsys):
 def test_demo_runs_the_default_recipe_and_report_rerenders(tmp_path, capsys):
     # the README's demo with small sizes: teacher -> distill -> prune -> QAT -> export -> bench
     argv = ["demo", "--samples", "2500", "--teacher-epochs", "1", "--epochs", "1",
-            "--out", str(tmp_path), "--quiet"]
+            "--out", str(tmp_path), "--logdir", str(tmp_path / "tb"), "--quiet"]
     assert main(argv) == 0
     out = capsys.readouterr().out
     run_dir = tmp_path / "demo"
@@ -137,6 +138,10 @@ def test_demo_runs_the_default_recipe_and_report_rerenders(tmp_path, capsys):
     assert ratios["prune_float"]["gzip_size_x"] > ratios["distill_float"]["gzip_size_x"]
     assert report["stages"][2]["sparsity"] == pytest.approx(0.7, abs=0.02)
     assert (run_dir / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"
+    scalars = read_scalars(tmp_path / "tb")  # --logdir: one run per stage, hparams per variant
+    assert scalars["prune/train"]["epoch_sparsity"][-1][1] == pytest.approx(0.7, abs=0.02)
+    assert "epoch_distillation_loss" in scalars["distill/train"]
+    assert {h["variant"] for h in read_hparams(tmp_path / "tb" / "hparams").values()} == names
 
     (run_dir / "tradeoff.png").unlink()
     assert main(["report", str(run_dir), "--batch-size", "1"]) == 0

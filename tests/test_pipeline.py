@@ -157,6 +157,19 @@ def test_a_changed_model_file_invalidates_its_stage(tmp_path):
     assert cached_record(stage, "k") is None
 
 
+def test_begin_stage_keeps_an_interrupted_run_of_the_same_key_only(tmp_path):
+    from tfcompress._pipeline_io import begin_stage
+
+    stage = tmp_path / "01_distill"
+    assert begin_stage(stage, "k") is False
+    (stage / "alone.keras").write_bytes(b"finished before the interruption")
+    assert begin_stage(stage, "k") is True  # resume: keep what the interrupted run finished
+    assert (stage / "alone.keras").is_file()
+    assert begin_stage(stage, "other") is False  # another recipe: stale, removed
+    assert not (stage / "alone.keras").exists()
+    assert json.loads((stage / "stage.json").read_text()) == {"status": "running", "key": "other"}
+
+
 def test_load_data_reads_a_csv_file(tmp_path):
     rng = np.random.default_rng(0)
     lines = ["user,price,click"] + [f"u{rng.integers(5)},{rng.random():.3f},{i % 2}"

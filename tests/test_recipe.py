@@ -112,7 +112,7 @@ def test_demo_toml_is_demo_recipe():
     assert loaded == demo_recipe()
     assert [s.kind for s in loaded.stages] == ["distill", "prune", "quantize"]
     assert loaded.stages[0].student == ModelSpec(name="dcn", size="student")
-    assert loaded.stages[0].epochs == 8 and loaded.stages[1].sparsity == 0.7
+    assert loaded.stages[0].epochs == 6 and loaded.stages[1].sparsity == 0.7
     assert loaded.data.batch_size == 256 and loaded.export.tflite == ("int8",)
     custom = demo_recipe(samples=2_000, teacher_epochs=1, epochs=1, seed=3, name="quick")
     assert (custom.data.samples, custom.data.seed, custom.seed) == (2000, 3, 3)

@@ -97,13 +97,17 @@ def cached_record(stage_dir: Path, key: str) -> dict[str, Any] | None:
     return record
 
 
-def begin_stage(stage_dir: Path, key: str) -> None:
-    """Mark the stage running with ``key``; a backup of a different key is stale."""
+def begin_stage(stage_dir: Path, key: str) -> bool:
+    """Mark the stage running with ``key``. What the directory holds from another key (a
+    finished stage of an older recipe, the backup of an interrupted one) is stale and removed;
+    returns True when it holds an interrupted run of this key (to resume)."""
     record = read_json(stage_dir / STAGE_FILE)
-    if record and record.get("key") != key and (stage_dir / "backup").exists():
-        shutil.rmtree(stage_dir / "backup")
+    resuming = bool(record) and record.get("key") == key and record.get("status") == "running"
+    if stage_dir.exists() and not resuming:
+        shutil.rmtree(stage_dir)
     stage_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(stage_dir / STAGE_FILE, json.dumps({"status": "running", "key": key}))
+    return resuming
 
 
 def finish_stage(stage_dir: Path, record: dict[str, Any]) -> None:

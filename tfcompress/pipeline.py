@@ -202,7 +202,10 @@ def _distill(r: _Run, stage: Any, teacher: keras.Model, stage_dir: Path, seed: i
     lr = stage.learning_rate or r.recipe.model.learning_rate
     extra: dict[str, str] = {}
     with r.strategy.scope():
-        if stage.train_alone:
+        if stage.train_alone and (stage_dir / "alone.keras").is_file():
+            say(r.verbose, f"[{stage.name}] the student alone: reused from the interrupted run")
+            extra[f"{stage.name}_alone"] = "alone.keras"
+        elif stage.train_alone:
             alone = r.build(stage.student, seed)
             models.compile_for_task(alone, r.task.schema, learning_rate=lr)
             say(r.verbose, f"[{stage.name}] the student alone (reference): "
@@ -296,11 +299,11 @@ class _Variant:
 def _plan_exports(recipe: Recipe, run_dir: Path, results: list[StageResult]) -> list[_Variant]:
     spec, final = recipe.export, results[-1]
     plan: list[_Variant] = []
-    for s in results[:-1]:
-        plan.append(_Variant(f"{s.name}_float", s.name, s.kind, run_dir / s.path, "float"))
-    for s in results:
+    for s in results:  # in stage order; a stage's reference models (distill_alone) first
         for extra, rel in s.extra.items():
             plan.append(_Variant(f"{extra}_float", s.name, s.kind, run_dir / rel, "float"))
+        if s is not final:
+            plan.append(_Variant(f"{s.name}_float", s.name, s.kind, run_dir / s.path, "float"))
     for mode in spec.tflite:
         plan.append(_Variant(f"{final.name}_{mode}", final.name, final.kind,
                              run_dir / final.path, mode))
