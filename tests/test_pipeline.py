@@ -34,7 +34,7 @@ def _recipe(name: str = "tiny", sparsity: float = 0.5, prune_epochs: int = 1) ->
         stages=(
             DistillStage(student=ModelSpec(name="dcn", size="tiny"), epochs=1),
             PruneStage(sparsity=sparsity, epochs=prune_epochs),
-            QuantizeStage(epochs=1),
+            QuantizeStage(epochs=1, distill=True),  # distillation-aware QAT
         ),
         export=ExportSpec(tflite=("int8",), saved_model=True, jit_compile=True),
         benchmark=BenchmarkSpec(batch_sizes=(1, 32), repeats=2, max_examples=256),
@@ -81,6 +81,7 @@ def test_small_run_writes_models_exports_report_plot_and_tensorboard(finished):
     assert prune_tags["epoch_sparsity"][-1][1] == pytest.approx(0.5, abs=0.02)
     assert any(t.startswith("epoch_quant/") for t in scalars["quantize/train"])
     assert "epoch_distillation_loss" in scalars["distill/train"]
+    assert "epoch_distillation_loss" in scalars["quantize/train"]  # QAT with the teacher
     hparams = read_hparams(run_dir / "logs" / "hparams")
     assert {h["variant"] for h in hparams.values()} == set(report.exports)
 

@@ -162,7 +162,8 @@ def test_defaults_are_filled_in():
         "epochs": 3, "learning_rate": None,
     }
     assert stages[1] == {"kind": "shrink", "ratio": 0.5, "criterion": "l2", "layers": None,
-                         "skip": None, "name": "shrink", "epochs": 2, "learning_rate": None}
+                         "skip": None, "name": "shrink", "epochs": 2, "learning_rate": None,
+                         "distill": False}
 
 
 def _rich_recipe():
@@ -237,7 +238,7 @@ def test_stage_key_follows_what_determines_each_model():
     assert base.stage_config(-1)["stages"] == []
     assert base.stage_config(0)["stages"] == [
         {"kind": "prune", "sparsity": 0.5, "structure": None, "layers": None, "skip": None,
-         "epochs": 2, "learning_rate": None}
+         "epochs": 2, "learning_rate": None, "distill": False}
     ]
     # An earlier stage's option changes its key and every later key ...
     earlier = dataclasses.replace(base, stages=(PruneStage(sparsity=0.6), *base.stages[1:]))
@@ -294,6 +295,10 @@ MISTAKES = [
     # (id, format, text, key path, line, fragments of the message)
     ("unknown top-level key", "toml", 'name = "run"\nseeed = 1\n[model]\nname = "dcn"\nepochs = 1',
      "seeed", 2, ['unknown key "seeed"', 'did you mean "seed"?', "benchmark, data, export"]),
+    ("distill without a teacher", "toml", HEAD + '[[stages]]\nkind = "prune"\ndistill = true\n',
+     "stages[0].distill", 7, ["there is none before it", "add a distill stage"]),
+    ("distill not a bool", "yaml", YHEAD + "stages:\n  - kind: quantize\n    distill: 1\n",
+     "stages[0].distill", 7, ["expected true or false", "received an integer 1"]),
     ("unknown stage key", "toml", HEAD + '[[stages]]\nkind = "prune"\nsparsty = 0.5\n',
      "stages[0].sparsty", 7, ['unknown key "sparsty"', 'did you mean "sparsity"?',
                               "valid keys for a prune stage"]),

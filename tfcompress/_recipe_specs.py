@@ -332,6 +332,8 @@ class ModelSpec:
 
 
 def _check_stage(stage: Any, default_epochs: int) -> None:
+    if hasattr(stage, "distill"):
+        check_bool(stage.distill, "distill", example="distill = true")
     name = stage.kind if stage.name is None else stage.name
     _set(stage, "name", check_run_name(name, "name", example=f'name = "{stage.kind}_1"'))
     _set(stage, "epochs", check_int(stage.epochs, "epochs", minimum=1,
@@ -426,6 +428,9 @@ class PruneStage(_StageMixin):
         layers: layer names or regexes to prune (None: all).
         skip: layer names or regexes not to prune.
         name, epochs, learning_rate: see :class:`DistillStage`.
+        distill: fine-tune inside a Distiller with the teacher of the recipe's last distill
+            stage before it (distillation-aware pruning / QAT, with that stage's alpha,
+            temperature and loss) instead of on the labels alone.
 
     Example:
         >>> PruneStage(sparsity=0.7, skip=["logits"]).skip
@@ -440,6 +445,7 @@ class PruneStage(_StageMixin):
     name: str | None = None
     epochs: int = 2
     learning_rate: float | None = None
+    distill: bool = False
 
     def __post_init__(self) -> None:
         if self.sparsity is not None:
@@ -469,6 +475,9 @@ class ShrinkStage(_StageMixin):
         criterion: ``"l2"`` (weight norms) or ``"activation"`` (mean activations on data).
         layers, skip: layer names or regexes to shrink / to leave alone.
         name, epochs, learning_rate: see :class:`DistillStage`.
+        distill: fine-tune inside a Distiller with the teacher of the recipe's last distill
+            stage before it (distillation-aware pruning / QAT, with that stage's alpha,
+            temperature and loss) instead of on the labels alone.
 
     Example:
         >>> ShrinkStage(ratio=0.25).criterion
@@ -483,6 +492,7 @@ class ShrinkStage(_StageMixin):
     name: str | None = None
     epochs: int = 2
     learning_rate: float | None = None
+    distill: bool = False
 
     def __post_init__(self) -> None:
         _set(self, "ratio", check_number(self.ratio, "ratio", low=0, high=1,
@@ -501,6 +511,9 @@ class QuantizeStage(_StageMixin):
         scheme: ``"int8"`` (weights and activations) or ``"int8_weights"``.
         layers, skip: layer names or regexes to quantize / to keep float.
         name, epochs, learning_rate: see :class:`DistillStage`.
+        distill: fine-tune inside a Distiller with the teacher of the recipe's last distill
+            stage before it (distillation-aware pruning / QAT, with that stage's alpha,
+            temperature and loss) instead of on the labels alone.
 
     Example:
         >>> QuantizeStage(scheme="int8_weights").get_config()["kind"]
@@ -514,6 +527,7 @@ class QuantizeStage(_StageMixin):
     name: str | None = None
     epochs: int = 2
     learning_rate: float | None = None
+    distill: bool = False
 
     def __post_init__(self) -> None:
         check_choice(self.scheme, "scheme", tuple(sorted(SCHEMES)), example='scheme = "int8"')

@@ -124,6 +124,8 @@ class _Run:
     strategy: Any
     verbose: int
     callbacks: tuple[Any, ...]
+    #: (teacher model file, its distill stage) of the last distill stage run so far
+    teacher: tuple[Path, Any] | None = None
 
     def fit(self, fit_model: keras.Model, stage_dir: Path, name: str, epochs: int,
             compression: Sequence[Any] = (), early_stopping: bool = True) -> int | None:
@@ -149,6 +151,40 @@ class _Run:
         fit_model.fit(self.task.train, validation_data=self.task.validation, epochs=epochs,
                       callbacks=callbacks, verbose=_fit_verbosity(self.verbose))
         return first.first or None
+
+    def distiller(self, student: keras.Model, teacher: keras.Model, distill: Any,
+                  lr: float) -> keras.Model:
+        """``student`` inside a compiled Distiller with ``distill`` (a DistillStage)'s settings."""
+        from tfcompress import models
+        from tfcompress.distillation import Distiller
+
+        temperature = None if distill.loss == "mse" else distill.temperature
+        wrapped = Distiller(student, teacher, distillation_loss=distill.loss,
+                            alpha=distill.alpha, temperature=temperature)
+        loss, metrics = models.loss_and_metrics(self.task.schema)
+        wrapped.compile(keras.optimizers.Adam(lr), loss=loss, metrics=metrics)
+        return wrapped
+
+    def fine_tune(self, model: keras.Model, stage: Any, stage_dir: Path,
+                  compression: Sequence[Any] = (), early_stopping: bool = True) -> int | None:
+        """Fit a compressed ``model`` for the stage's budget: on the labels, or (``distill``)
+        inside a Distiller with the recipe's teacher. Call in the strategy scope."""
+        from tfcompress import models
+
+        lr = stage.learning_rate or self.recipe.model.learning_rate
+        if not getattr(stage, "distill", False):
+            models.compile_for_task(model, self.task.schema, learning_rate=lr)
+            return self.fit(model, stage_dir, stage.name, stage.epochs, compression,
+                            early_stopping)
+        path, distill = self.teacher
+        teacher = load_model(path)
+        say(self.verbose, f"[{stage.name}] fine-tuning with the teacher {teacher.name} "
+                          f"(alpha {distill.alpha}, temperature {distill.temperature})")
+        wrapped = self.distiller(model, teacher, distill, lr)
+        resumed = self.fit(wrapped, stage_dir, stage.name, stage.epochs, compression,
+                           early_stopping)
+        models.compile_for_task(model, self.task.schema, learning_rate=lr)
+        return resumed
 
     def evaluate(self, model: keras.Model) -> dict[str, float]:
         from tfcompress import models
@@ -197,7 +233,6 @@ def _train_input(r: _Run, name: str, stage_dir: Path) -> tuple[keras.Model, dict
 def _distill(r: _Run, stage: Any, teacher: keras.Model, stage_dir: Path, seed: int
              ) -> tuple[keras.Model, dict[str, Any]]:
     from tfcompress import models
-    from tfcompress.distillation import Distiller
 
     lr = stage.learning_rate or r.recipe.model.learning_rate
     extra: dict[str, str] = {}
@@ -217,10 +252,7 @@ def _distill(r: _Run, stage: Any, teacher: keras.Model, stage_dir: Path, seed: i
         say(r.verbose, f"[{stage.name}] distilling {teacher.name} "
                         f"({teacher.count_params():,} parameters) into {student.name} "
                         f"({student.count_params():,})")
-        distiller = Distiller(student, teacher, distillation_loss=stage.loss, alpha=stage.alpha,
-                              temperature=None if stage.loss == "mse" else stage.temperature)
-        loss, metrics = models.loss_and_metrics(r.task.schema)
-        distiller.compile(keras.optimizers.Adam(lr), loss=loss, metrics=metrics)
+        distiller = r.distiller(student, teacher, stage, lr)
         resumed = r.fit(distiller, stage_dir, stage.name, stage.epochs)
         student = distiller.student
         models.compile_for_task(student, r.task.schema, learning_rate=lr)
@@ -232,48 +264,41 @@ def _prune(r: _Run, stage: Any, model: keras.Model, stage_dir: Path
     from tfcompress import models
     from tfcompress.pruning import PruningCallback, prune, strip
 
-    lr = stage.learning_rate or r.recipe.model.learning_rate
     with r.strategy.scope():
         pruned = prune(model, stage.sparsity, structure=stage.structure,
                        layers=_filter(stage.layers), skip=_filter(stage.skip))
-        models.compile_for_task(pruned, r.task.schema, learning_rate=lr)
         # no early stopping: the best validation epoch of a pruning fit is an early one, before
         # the schedule reached the target; its weights would be pruned again untrained by strip
-        resumed = r.fit(pruned, stage_dir, stage.name, stage.epochs, [PruningCallback()],
-                        early_stopping=False)
+        resumed = r.fine_tune(pruned, stage, stage_dir, [PruningCallback()],
+                              early_stopping=False)
         stripped = strip(pruned)
-        models.compile_for_task(stripped, r.task.schema, learning_rate=lr)
+        models.compile_for_task(stripped, r.task.schema,
+                                learning_rate=stage.learning_rate or r.recipe.model.learning_rate)
     return stripped, {"resumed_from_epoch": resumed}
 
 
 def _shrink(r: _Run, stage: Any, model: keras.Model, stage_dir: Path
             ) -> tuple[keras.Model, dict[str, Any]]:
-    from tfcompress import models
     from tfcompress.shrinking import shrink
 
-    lr = stage.learning_rate or r.recipe.model.learning_rate
     with r.strategy.scope():
         data = r.task.validation if stage.criterion == "activation" else None
         small = shrink(model, stage.ratio, data=data, criterion=stage.criterion,
                        layers=_filter(stage.layers), skip=_filter(stage.skip))
         say(r.verbose, f"[{stage.name}] {model.count_params():,} -> "
                         f"{small.count_params():,} parameters")
-        models.compile_for_task(small, r.task.schema, learning_rate=lr)
-        resumed = r.fit(small, stage_dir, stage.name, stage.epochs)
+        resumed = r.fine_tune(small, stage, stage_dir)
     return small, {"resumed_from_epoch": resumed}
 
 
 def _quantize(r: _Run, stage: Any, model: keras.Model, stage_dir: Path
               ) -> tuple[keras.Model, dict[str, Any]]:
-    from tfcompress import models
     from tfcompress.quantization import quantize
 
-    lr = stage.learning_rate or r.recipe.model.learning_rate
     with r.strategy.scope():
         qat = quantize(model, scheme=stage.scheme, layers=_filter(stage.layers),
                        skip=_filter(stage.skip))
-        models.compile_for_task(qat, r.task.schema, learning_rate=lr)
-        resumed = r.fit(qat, stage_dir, stage.name, stage.epochs)
+        resumed = r.fine_tune(qat, stage, stage_dir)
     return qat, {"resumed_from_epoch": resumed}
 
 
@@ -519,6 +544,8 @@ def run(
             say(verbose, f"[{name}] done in {record['seconds']:.0f} s: test {summary}; "
                           f"{record['params']:,} parameters, sparsity {record['sparsity']:.3f}")
             model, cached = out, False
+        if kind == "distill":  # its input model teaches the stages that ask for it
+            r.teacher = (model_path, stage)
         model_path = stage_dir / MODEL_FILE
         input_hash = record["files"][MODEL_FILE]
         results.append(StageResult(

@@ -207,6 +207,15 @@ class Recipe:
         for i, stage in enumerate(built):
             if isinstance(stage, DistillStage):
                 _check_model_task(stage.student, self.data, f"stages[{i}].student")
+            if getattr(stage, "distill", False) and not any(
+                isinstance(s, DistillStage) for s in built[:i]
+            ):
+                raise RecipeError(
+                    f"distill = true fine-tunes the {stage.kind} stage with the teacher of an "
+                    "earlier distill stage, and there is none before it; add a distill stage "
+                    "before it, or remove distill.",
+                    key=f"stages[{i}].distill",
+                )
             if isinstance(stage, QuantizeStage) and i != len(built) - 1:
                 after = ", ".join(s.kind for s in built[i + 1 :])
                 raise RecipeError(
@@ -484,12 +493,15 @@ def demo_recipe(
 ) -> Recipe:
     """The demo run: distill a BST teacher into a DCN student, prune 70 %, QAT, int8 TFLite.
 
+    Pruning and QAT fine-tune with the teacher too (distillation-aware pruning and QAT).
+
     ``recipes/demo.toml`` is this recipe with the default arguments. The learning rates and
     distillation settings: teacher Adam 2e-3 (as ``benchmarks/distill.py``), student 5e-3,
     alpha 0.3, temperature 1 (test AUC of the distilled student 0.7235 vs 0.7177 at alpha 0.5 and
     0.7133 at alpha 0.9 / temperature 2, one run each, same teacher); pruning fine-tunes at 1e-3
     (AUC 0.7046 after 2 epochs, vs 0.7019 at 2e-3 for 3 epochs and 0.6949 at 5e-4 for 3), QAT at
-    5e-4.
+    5e-4; both fine-tune with the teacher (``distill=True``: int8 AUC 0.7100 vs 0.7048 on the
+    labels alone).
 
     Args:
         samples: simulated CTR impressions (>= 100).
@@ -521,8 +533,8 @@ def demo_recipe(
         stages=(
             DistillStage(student=ModelSpec(name="dcn", size="student"), epochs=2 * epochs + 2,
                          learning_rate=5e-3, temperature=1.0, alpha=0.3, train_alone=True),
-            PruneStage(sparsity=0.7, epochs=epochs, learning_rate=1e-3),
-            QuantizeStage(epochs=epochs, learning_rate=5e-4),
+            PruneStage(sparsity=0.7, epochs=epochs, learning_rate=1e-3, distill=True),
+            QuantizeStage(epochs=epochs, learning_rate=5e-4, distill=True),
         ),
         export=ExportSpec(tflite=("int8",), saved_model=True, jit_compile=True),
         benchmark=BenchmarkSpec(batch_sizes=(1, 256), repeats=30),
