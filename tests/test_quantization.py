@@ -104,11 +104,14 @@ def test_qat_trains_and_learns_ranges(dcn_qat):
     )
 
 
-def test_qat_dcn_exports_int8_without_calibration_data(dcn_qat, task, tmp_path):
-    """No representative data: QAT ranges, the rest calibrated on a random batch; int I/O."""
+def test_qat_dcn_exports_int8_without_calibration_data(dcn_qat, task, tmp_path, caplog):
+    """No representative data: QAT ranges, the rest calibrated on a random batch (with a
+    warning that says to pass data); int I/O."""
     _, qat, _ = dcn_qat
-    result = export.export_tflite(qat, tmp_path / "dcn_qat.tflite", "int8", integer_io=True,
-                                  parity_data=task.test, parity_max_examples=256)
+    with caplog.at_level("WARNING", logger="tfcompress"):
+        result = export.export_tflite(qat, tmp_path / "dcn_qat.tflite", "int8", integer_io=True,
+                                      parity_data=task.test, parity_max_examples=256)
+    assert "calibrated on a random batch" in caplog.text and "representative_data" in caplog.text
     assert result.options["qat"] is True
     assert set(result.options["embedding_tables"]) == {"emb_user_id", "emb_item_id",
                                                        "emb_item_brand"}  # >= 64 rows

@@ -398,9 +398,11 @@ def export_tflite(
     structure, specs = model_input_specs(model)
     examples = None
     if qat_int8 and representative_data is None:
-        _log.info(
-            "QAT model %r: int8 ranges from training; tensors without one are calibrated on a "
-            "random batch (pass representative_data for better ranges).",
+        _log.warning(
+            "QAT model %r: int8 ranges from training; tensors without one (embedding lookups, "
+            "pooling, ...) are calibrated on a random batch, which can cost accuracy (0.026 AUC "
+            "on the demo's student vs 0.008 with data): pass representative_data, e.g. the "
+            "validation split.",
             model.name,
         )
         batch = random_batch(specs)
