@@ -15,12 +15,13 @@
     logs/                  TensorBoard (unless ``logdir=`` points elsewhere)
 
 **Caching and resume.** A stage's key is the sha256 of the recipe up to and including it
-(:meth:`Recipe.stage_key`) and of its input: the sha256 of the previous stage's saved model (or of
-the user's ``.keras`` file) and of the data file. Running a recipe again reuses every stage whose
-key matches the ``stage.json`` on disk and whose model file still has the recorded sha256; the first
-stage that differs runs again, and so do all after it (their input changed). A stage interrupted
-while training resumes from its last finished epoch (``keras.callbacks.BackupAndRestore`` under
-the stage's ``backup/``). Exports and the benchmark are cached the same way.
+(:meth:`Recipe.stage_key`), of the tfcompress version and of its input: the sha256 of the
+previous stage's saved model (or of the user's ``.keras`` file) and of the data file. Running a
+recipe again reuses every stage whose key matches the ``stage.json`` on disk and whose model
+file still has the recorded sha256; the first stage that differs runs again, and so do all after
+it (their input changed). A stage interrupted while training resumes from its last finished
+epoch (``keras.callbacks.BackupAndRestore`` under the stage's ``backup/``). Exports and the
+benchmark are cached the same way.
 
 Example:
     >>> import tfcompress
@@ -415,6 +416,13 @@ def _as_recipe(recipe: Any) -> Recipe:
     )
 
 
+def _library_version() -> str:
+    """Part of every stage key: a new tfcompress release re-runs the stages."""
+    from tfcompress import __version__
+
+    return f"tfcompress {__version__}"
+
+
 def _input_name(recipe: Recipe) -> str:
     if any(s.kind == "distill" for s in recipe.stages):
         return "teacher"
@@ -507,7 +515,7 @@ def run(
         stage = None if index < 0 else recipe.stages[index]
         name, kind = names[index + 1], "model" if stage is None else stage.kind
         stage_dir = run_dir / f"{index + 1:02d}_{name}"
-        key = sha256_text(recipe.stage_key(index), input_hash)
+        key = sha256_text(recipe.stage_key(index), input_hash, _library_version())
         record = cached_record(stage_dir, key)
         if record is not None:
             say(verbose, f"[{name}] reused: recipe and input unchanged ({stage_dir.name}/)")
