@@ -16,8 +16,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/tfcompress demo
 
+# test files run in parallel (pytest-xdist), one file per worker: most tests wait on tracing,
+# subprocesses or kernels rather than on the CPU, so 2 workers halve the wall time on 2 cores
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n auto --maxprocesses=4 --dist loadfile
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check tfcompress tests

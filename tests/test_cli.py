@@ -120,7 +120,7 @@ def test_export_and_bench_bad_input(argv, message, saved_ctr_model, capsys):
 @pytest.mark.slow
 def test_demo_runs_the_default_recipe_and_report_rerenders(tmp_path, capsys):
     # the README's demo with small sizes: teacher -> distill -> prune -> QAT -> export -> bench
-    argv = ["demo", "--samples", "2500", "--teacher-epochs", "1", "--epochs", "1",
+    argv = ["demo", "--samples", "1500", "--teacher-epochs", "1", "--epochs", "1",
             "--out", str(tmp_path), "--logdir", str(tmp_path / "tb"), "--quiet"]
     assert main(argv) == 0
     out = capsys.readouterr().out

@@ -124,12 +124,12 @@ def test_rerun_reuses_stages_a_change_reruns_from_there_and_resumes_when_interru
 def test_saved_model_file_shrunk_and_pruned_under_mirrored_strategy(tmp_path):
     from tfcompress import data, models
 
-    task = data.load_task("ctr", n_samples=1_200, seed=0, batch_size=128)
+    task = data.load_task("ctr", n_samples=800, seed=0, batch_size=128)
     user_model = models.compile_for_task(models.dcn(task.schema, size="tiny"), task.schema)
     user_model.save(tmp_path / "mine.keras")
     recipe = Recipe(
         name="mirrored",
-        data=DataSpec(task="ctr", samples=1_200, batch_size=128),
+        data=DataSpec(task="ctr", samples=800, batch_size=128),
         model=ModelSpec(path=str(tmp_path / "mine.keras")),  # used as is: epochs 0
         stages=(ShrinkStage(ratio=0.5, epochs=1), PruneStage(sparsity=0.5, epochs=1)),
         export=ExportSpec(tflite=("float",), saved_model=False),
