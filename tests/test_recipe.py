@@ -123,7 +123,7 @@ def test_demo_toml_is_demo_recipe():
 def test_yaml_example_loads():
     recipe = load_recipe(str(RECIPES / "ctr_prune_quantize.yaml"))
     assert recipe.name == "ctr_prune_quantize"
-    assert recipe.model == ModelSpec(name="dcn", size="student", epochs=3, learning_rate=5e-3)
+    assert recipe.model == ModelSpec(name="dcn", size="student", epochs=6, learning_rate=5e-3)
     prune, quant = recipe.stages
     assert isinstance(prune, PruneStage) and prune.sparsity == 0.5 and prune.skip == ("logits",)
     assert isinstance(quant, QuantizeStage) and quant.learning_rate == 5e-4
