@@ -638,6 +638,14 @@ def test_pruned_model_is_stripped_and_stored_sparse(tmp_path):
     # An unpruned model stays dense by default.
     plain = export.export_tflite(model, tmp_path / "plain.tflite")
     assert plain.options["sparse"] is False
+    # Integer modes stay dense (LiteRT cannot run sparse int8 weights); float16 can be sparse.
+    dynamic = export.export_tflite(pruned, tmp_path / "dynamic.tflite", "dynamic", parity_data=x)
+    assert dynamic.options["sparse"] is False and dynamic.parity["mean_abs_diff"] < 0.05
+    half = export.export_tflite(pruned, tmp_path / "half.tflite", "float16", parity_data=x)
+    assert half.options["sparse"] is True
+    with pytest.raises(ValueError, match="`sparse=True` with quantization='dynamic'.*sparse=False"):
+        export.export_tflite(pruned, tmp_path / "bad.tflite", "dynamic", sparse=True)
+    assert not (tmp_path / "bad.tflite").exists()
 
 
 def test_sparse_must_be_bool_or_none(tmp_path):

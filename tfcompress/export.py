@@ -267,16 +267,30 @@ def _convert(make_converter: Any, config: QuantizationConfig) -> bytes:
 AUTO_SPARSE_THRESHOLD = 0.5
 
 
-def _prepare_sparse(model: keras.Model, sparse: bool | None) -> tuple[keras.Model, bool]:
+#: modes whose files LiteRT can run with sparse weights: in the integer modes the XNNPACK and
+#: built-in FULLY_CONNECTED kernels fail to prepare sparse int8 weights (LiteRT 2.x, measured)
+SPARSE_MODES = ("float32", "float16")
+
+
+def _prepare_sparse(model: keras.Model, sparse: bool | None, mode: str
+                    ) -> tuple[keras.Model, bool]:
     """Strip pruning wrappers and decide whether the converter stores weights sparsely."""
     from tfcompress.pruning import is_pruned, sparsity_report, strip  # pruning imports TFMOT
 
+    if sparse and mode not in SPARSE_MODES:
+        raise ValueError(
+            f"`sparse=True` with quantization={mode!r}: LiteRT cannot run sparse integer "
+            "weights (its FULLY_CONNECTED kernels fail to prepare them). Use sparse=False or "
+            "None: the int8 weights are already 4x smaller, and their zeros still compress "
+            "under gzip; or export in float32/float16 with sparse=True."
+        )
     if is_pruned(model):
         _log.info("Model %r holds pruning wrappers: exporting tfcompress.strip(model).", model.name)
         model = strip(model)
     if sparse is None:
         overall = sparsity_report(model).overall
-        sparse = bool(overall is not None and overall >= AUTO_SPARSE_THRESHOLD)
+        sparse = bool(overall is not None and overall >= AUTO_SPARSE_THRESHOLD
+                      and mode in SPARSE_MODES)
         if sparse:
             _log.info("Model %r is %.0f%% sparse: weights stored in TFLite's sparse format.",
                       model.name, 100 * overall)
@@ -345,9 +359,11 @@ def export_tflite(
             ``"int8_row"``/``"int8_tensor"`` force the scale granularity; ``"float"``: the
             converter's own handling. See :mod:`tfcompress.embeddings`.
         sparse: store pruned weights in TFLite's sparse format
-            (``tf.lite.Optimize.EXPERIMENTAL_SPARSITY``). None: when at least half of the
-            model's prunable weights are zero (see :func:`tfcompress.sparsity_report`). A model
-            still holding pruning wrappers (from :func:`tfcompress.prune`) is stripped first.
+            (``tf.lite.Optimize.EXPERIMENTAL_SPARSITY``); float32 and float16 only (LiteRT
+            cannot run sparse integer weights). None: in those modes, when at least half of
+            the model's prunable weights are zero (see :func:`tfcompress.sparsity_report`). A
+            model still holding pruning wrappers (from :func:`tfcompress.prune`) is stripped
+            first.
 
     Returns:
         The :class:`ExportResult`.
@@ -388,7 +404,7 @@ def export_tflite(
     check_embeddings_mode(embeddings)
     if sparse is not None and not isinstance(sparse, bool):
         raise TypeError(f"`sparse` must be True, False or None (auto), received {sparse!r}.")
-    model, sparse = _prepare_sparse(model, sparse)
+    model, sparse = _prepare_sparse(model, sparse, config.name)
     qat_int8 = config.name == "int8" and is_qat_model(model)
     check_int_arg(num_calibration_steps, "num_calibration_steps", 1)
     if target.exists() and not overwrite:
