@@ -79,6 +79,7 @@ def test_small_run_writes_models_exports_report_plot_and_tensorboard(finished):
     scalars = read_scalars(run_dir / "logs")
     prune_tags = scalars["prune/train"]
     assert prune_tags["epoch_sparsity"][-1][1] == pytest.approx(0.5, abs=0.02)
+    assert any(t.startswith("epoch_sparsity/") for t in prune_tags)  # per layer
     assert any(t.startswith("epoch_quant/") for t in scalars["quantize/train"])
     assert "epoch_distillation_loss" in scalars["distill/train"]
     assert "epoch_distillation_loss" in scalars["quantize/train"]  # QAT with the teacher

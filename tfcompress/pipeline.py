@@ -270,7 +270,9 @@ def _prune(r: _Run, stage: Any, model: keras.Model, stage_dir: Path
                        layers=_filter(stage.layers), skip=_filter(stage.skip))
         # no early stopping: the best validation epoch of a pruning fit is an early one, before
         # the schedule reached the target; its weights would be pruned again untrained by strip
-        resumed = r.fine_tune(pruned, stage, stage_dir, [PruningCallback()],
+        # per-layer sparsity goes to TensorBoard (CompressionTensorBoard adds it after the
+        # progress bar has printed), the progress bar shows the overall figure
+        resumed = r.fine_tune(pruned, stage, stage_dir, [PruningCallback(log_layers=False)],
                               early_stopping=False)
         stripped = strip(pruned)
         models.compile_for_task(stripped, r.task.schema,
