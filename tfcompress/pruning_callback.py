@@ -30,7 +30,7 @@ from tfcompress.pruning_schedule import (
     apply_masks,
     finalize_masks,
     mask_sparsity,
-    masked_counts,
+    sparsity_logs,
 )
 
 __all__ = ["PruningCallback"]
@@ -154,22 +154,7 @@ class PruningCallback(keras.callbacks.Callback):
             schedule.start_fit(self._start_iteration, fit_steps, initial)
 
     def _sparsity_logs(self) -> dict[str, float]:
-        logs: dict[str, float] = {}
-        zeros_total = size_total = 0
-        per_layer: dict[str, list[int]] = {}
-        for path, wrapper in self._wrappers:
-            zeros, size = masked_counts(wrapper)
-            zeros_total += zeros
-            size_total += size
-            entry = per_layer.setdefault(path, [0, 0])
-            entry[0] += zeros
-            entry[1] += size
-        logs["sparsity"] = zeros_total / size_total if size_total else 0.0
-        if self.log_layers:
-            for path, (zeros, size) in per_layer.items():
-                if size:
-                    logs[f"sparsity/{path}"] = zeros / size
-        return logs
+        return sparsity_logs(self._wrappers, per_layer=self.log_layers)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         for _, wrapper in self._wrappers:

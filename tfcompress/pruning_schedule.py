@@ -586,6 +586,25 @@ def masked_counts(wrapper: PruneLowMagnitude) -> tuple[int, int]:
     return zeros, size
 
 
+def sparsity_logs(wrappers: list[tuple[str, PruneLowMagnitude]], per_layer: bool = True
+                  ) -> dict[str, float]:
+    """``{"sparsity": overall, "sparsity/<path>": per layer}`` of ``(path, wrapper)`` pairs, as
+    the callbacks put them into ``logs``."""
+    zeros_total = size_total = 0
+    layers: dict[str, list[int]] = {}
+    for path, wrapper in wrappers:
+        zeros, size = masked_counts(wrapper)
+        zeros_total += zeros
+        size_total += size
+        entry = layers.setdefault(path, [0, 0])
+        entry[0] += zeros
+        entry[1] += size
+    logs = {"sparsity": zeros_total / size_total if size_total else 0.0}
+    if per_layer:
+        logs.update({f"sparsity/{path}": z / n for path, (z, n) in layers.items() if n})
+    return logs
+
+
 def mask_sparsity(wrapper: PruneLowMagnitude) -> float:
     """Fraction of zeros in the masks of ``wrapper`` (what its pruning has reached so far)."""
     zeros = size = 0

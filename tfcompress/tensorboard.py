@@ -37,7 +37,7 @@ from tensorboard.plugins.hparams import api as hp
 
 from tfcompress.keras_compat import check_model, keras, tf
 from tfcompress.pruning_report import find_wrappers, weight_label
-from tfcompress.pruning_schedule import PruneLowMagnitude, masked_counts
+from tfcompress.pruning_schedule import PruneLowMagnitude, sparsity_logs
 from tfcompress.quantization_callbacks import quantizer_ranges
 from tfcompress.report import BenchmarkReport
 from tfcompress.tensorboard_events import (
@@ -170,19 +170,7 @@ class CompressionTensorBoard(keras.callbacks.TensorBoard):
         """
         out: dict[str, float] = {}
         if self.sparsity and self._wrappers:
-            zeros_total = size_total = 0
-            per_layer: dict[str, list[int]] = {}
-            for path, wrapper in self._wrappers:
-                zeros, size = masked_counts(wrapper)
-                zeros_total += zeros
-                size_total += size
-                entry = per_layer.setdefault(path, [0, 0])
-                entry[0] += zeros
-                entry[1] += size
-            out["sparsity"] = zeros_total / size_total if size_total else 0.0
-            for path, (zeros, size) in per_layer.items():
-                if size:
-                    out[f"sparsity/{path}"] = zeros / size
+            out.update(sparsity_logs(self._wrappers))
         if self.quantizer_ranges and self._quant_model is not None:
             out.update(quantizer_ranges(self._quant_model, "quant"))
         return out
