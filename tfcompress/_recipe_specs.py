@@ -40,25 +40,6 @@ from tfcompress.models import SIZES
 from tfcompress.models._blocks import resolve_size
 from tfcompress.models.builders import _BUILDERS
 
-__all__ = [
-    "DATA_FORMATS",
-    "DISTILLATION_LOSSES",
-    "MODEL_NAMES",
-    "RECIPE_STRATEGIES",
-    "STAGE_KINDS",
-    "TFLITE_MODES",
-    "BenchmarkSpec",
-    "DataSpec",
-    "DistillStage",
-    "ExportSpec",
-    "ModelSpec",
-    "PruneStage",
-    "QuantizeStage",
-    "ShrinkStage",
-    "Stage",
-    "stage_from_config",
-]
-
 #: Names accepted by ``ModelSpec.name`` (those of :func:`tfcompress.models.build`).
 MODEL_NAMES: tuple[str, ...] = tuple(sorted(_BUILDERS))
 #: ``DataSpec.format`` values; all but ``"auto"`` need a ``path``.
@@ -130,8 +111,24 @@ def _file_format(path: str, format: str) -> str:
     return "libfm"
 
 
+class _SpecMixin:
+    """``get_config``/``from_config`` of the recipe's tables (``[model]``, ``[export]``, ...)."""
+
+    _WHAT: ClassVar[str]  # how errors name the table, e.g. "a model"
+    _EXAMPLE: ClassVar[str]  # an example line for error messages
+
+    def get_config(self) -> dict[str, Any]:
+        """Every field (defaults included) as plain JSON types."""
+        return _get_config(self)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Any:
+        """Build from a ``get_config()`` dict; unknown keys raise a :class:`RecipeError`."""
+        return _from_config(cls, config, cls._WHAT, cls._EXAMPLE)
+
+
 @dataclass(frozen=True)
-class DataSpec:
+class DataSpec(_SpecMixin):
     """The data of a run: a simulated task or a data file.
 
     Attributes:
@@ -152,6 +149,8 @@ class DataSpec:
         True
     """
 
+    _WHAT: ClassVar[str] = "the data"
+    _EXAMPLE: ClassVar[str] = '[data] task = "ctr"'
     task: str | None = "ctr"
     path: str | None = None
     format: str = "auto"
@@ -225,15 +224,10 @@ class DataSpec:
         """
         return None if self.path is None else _file_format(self.path, self.format)
 
-    def get_config(self) -> dict[str, Any]:
-        """Every field (defaults included) as plain JSON types."""
-        return _get_config(self)
-
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> DataSpec:
         """Build from a ``get_config()`` dict; unknown keys raise a :class:`RecipeError`."""
-        check_keys(config, None, [f.name for f in fields(cls)], "the data",
-                   '[data] task = "ctr"')
+        check_keys(config, None, [f.name for f in fields(cls)], cls._WHAT, cls._EXAMPLE)
         if "path" in config and config.get("task") is not None and config["path"] is not None:
             raise RecipeError(
                 f"give either task (a simulated dataset) or path (a data file), not both; "
@@ -247,7 +241,7 @@ class DataSpec:
 
 
 @dataclass(frozen=True)
-class ModelSpec:
+class ModelSpec(_SpecMixin):
     """A model: a reference model built by name (and trained), or a saved ``.keras`` file.
 
     Attributes:
@@ -266,6 +260,8 @@ class ModelSpec:
         (16,)
     """
 
+    _WHAT: ClassVar[str] = "a model"
+    _EXAMPLE: ClassVar[str] = '[model] name = "dcn"'
     name: str | None = None
     size: str | Mapping[str, Any] = "student"
     path: str | None = None
@@ -318,14 +314,6 @@ class ModelSpec:
         _set(self, "patience", check_int(self.patience, "patience", minimum=0,
                                          example="patience = 2"))
 
-    def get_config(self) -> dict[str, Any]:
-        """Every field (defaults included) as plain JSON types."""
-        return _get_config(self)
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> ModelSpec:
-        """Build from a ``get_config()`` dict; unknown keys raise a :class:`RecipeError`."""
-        return _from_config(cls, config, "a model", '[model] name = "dcn"')
 
 
 # --------------------------------------------------------------------------- stages
@@ -579,7 +567,7 @@ def stage_from_config(config: Mapping[str, Any]) -> Stage:
 
 
 @dataclass(frozen=True)
-class ExportSpec:
+class ExportSpec(_SpecMixin):
     """What the run exports.
 
     Attributes:
@@ -593,6 +581,8 @@ class ExportSpec:
         ('float', 'int8')
     """
 
+    _WHAT: ClassVar[str] = "the export"
+    _EXAMPLE: ClassVar[str] = '[export] tflite = ["int8"]'
     tflite: tuple[str, ...] = ("int8",)
     saved_model: bool = True
     jit_compile: bool = True
@@ -611,18 +601,10 @@ class ExportSpec:
         check_bool(self.saved_model, "saved_model", example="saved_model = true")
         check_bool(self.jit_compile, "jit_compile", example="jit_compile = true")
 
-    def get_config(self) -> dict[str, Any]:
-        """Every field (defaults included) as plain JSON types."""
-        return _get_config(self)
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> ExportSpec:
-        """Build from a ``get_config()`` dict; unknown keys raise a :class:`RecipeError`."""
-        return _from_config(cls, config, "the export", '[export] tflite = ["int8"]')
 
 
 @dataclass(frozen=True)
-class BenchmarkSpec:
+class BenchmarkSpec(_SpecMixin):
     """How the exported variants are compared.
 
     Attributes:
@@ -638,6 +620,8 @@ class BenchmarkSpec:
         (1, 64)
     """
 
+    _WHAT: ClassVar[str] = "the benchmark"
+    _EXAMPLE: ClassVar[str] = "[benchmark] repeats = 30"
     enabled: bool = True
     batch_sizes: tuple[int, ...] = (1, 256)
     repeats: int = 30
@@ -671,11 +655,3 @@ class BenchmarkSpec:
                 self.max_examples, "max_examples", minimum=1,
                 example='max_examples = 4096 (or "all" for every test example)'))
 
-    def get_config(self) -> dict[str, Any]:
-        """Every field (defaults included) as plain JSON types."""
-        return _get_config(self)
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> BenchmarkSpec:
-        """Build from a ``get_config()`` dict; unknown keys raise a :class:`RecipeError`."""
-        return _from_config(cls, config, "the benchmark", "[benchmark] repeats = 30")
