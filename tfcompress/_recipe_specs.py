@@ -463,9 +463,7 @@ class ShrinkStage(_StageMixin):
         criterion: ``"l2"`` (weight norms) or ``"activation"`` (mean activations on data).
         layers, skip: layer names or regexes to shrink / to leave alone.
         name, epochs, learning_rate: see :class:`DistillStage`.
-        distill: fine-tune inside a Distiller with the teacher of the recipe's last distill
-            stage before it (distillation-aware pruning / QAT, with that stage's alpha,
-            temperature and loss) instead of on the labels alone.
+        distill: fine-tune with the teacher; see :class:`PruneStage`.
 
     Example:
         >>> ShrinkStage(ratio=0.25).criterion
@@ -499,9 +497,7 @@ class QuantizeStage(_StageMixin):
         scheme: ``"int8"`` (weights and activations) or ``"int8_weights"``.
         layers, skip: layer names or regexes to quantize / to keep float.
         name, epochs, learning_rate: see :class:`DistillStage`.
-        distill: fine-tune inside a Distiller with the teacher of the recipe's last distill
-            stage before it (distillation-aware pruning / QAT, with that stage's alpha,
-            temperature and loss) instead of on the labels alone.
+        distill: fine-tune with the teacher; see :class:`PruneStage`.
 
     Example:
         >>> QuantizeStage(scheme="int8_weights").get_config()["kind"]
