@@ -98,9 +98,11 @@ class _InterruptPruning(keras.callbacks.Callback):
 @pytest.mark.slow
 def test_rerun_reuses_stages_a_change_reruns_from_there_and_resumes_when_interrupted(finished):
     out, first = finished
+    events = sorted((out / "tiny" / "logs").rglob("events.*"))
     same = run(_recipe(), out_dir=out, verbose=0)
     assert all(s.cached for s in same.stages)
     assert same.benchmark.to_dict() == first.benchmark.to_dict()  # measurements reused too
+    assert sorted((out / "tiny" / "logs").rglob("events.*")) == events  # nothing logged twice
 
     # a changed prune stage, interrupted in its second epoch
     changed = _recipe(sparsity=0.6, prune_epochs=2)

@@ -384,7 +384,9 @@ def _export(r: _Run, plan: list[_Variant], key: str, resume: bool) -> dict[str, 
     return variants
 
 
-def _benchmark(r: _Run, variants: dict[str, str], key: str, resume: bool) -> BenchmarkReport:
+def _benchmark(r: _Run, variants: dict[str, str], key: str, resume: bool
+               ) -> tuple[BenchmarkReport, bool]:
+    """The benchmark of the exports, and whether it was measured now (False: reused)."""
     from tfcompress.benchmarking import benchmark
 
     spec = r.recipe.benchmark
@@ -392,7 +394,7 @@ def _benchmark(r: _Run, variants: dict[str, str], key: str, resume: bool) -> Ben
     record = read_json(path)
     if resume and record and record.get("key") == key:
         say(r.verbose, "[benchmark] reused the measurements of the previous run")
-        return BenchmarkReport.from_dict(record["report"])
+        return BenchmarkReport.from_dict(record["report"]), False
     say(r.verbose, f"[benchmark] {len(variants)} variant(s), batch sizes "
                     f"{list(spec.batch_sizes)}, {spec.threads} thread(s)")
     report = benchmark({n: str(r.run_dir / p) for n, p in variants.items()}, r.task.test,
@@ -401,7 +403,7 @@ def _benchmark(r: _Run, variants: dict[str, str], key: str, resume: bool) -> Ben
                        max_examples=spec.max_examples, measure_memory=False,
                        progress=bool(r.verbose))
     atomic_write_text(path, json.dumps({"key": key, "report": report.to_dict()}, indent=2))
-    return report
+    return report, True
 
 
 # --- run ---------------------------------------------------------------------------------------
@@ -510,6 +512,7 @@ def run(
     )
 
     results: list[StageResult] = []
+    digests: dict[Path, str] = {}  # sha256 of every model file the stages wrote
     model: keras.Model | None = None
     model_path: Path | None = None
     names = [_input_name(recipe), *(s.name for s in recipe.stages)]
@@ -524,7 +527,8 @@ def run(
             model, cached = None, True
         else:
             say(verbose, f"[{name}] stage {index + 2}/{len(names)}: {kind}")
-            begin_stage(stage_dir, key)
+            if begin_stage(stage_dir, key):
+                say(verbose, f"[{name}] resuming the interrupted run of this stage")
             if stage is not None and model is None:
                 with strategy.scope():
                     model = load_model(model_path)
@@ -558,6 +562,7 @@ def run(
             r.teacher = (model_path, stage)
         model_path = stage_dir / MODEL_FILE
         input_hash = record["files"][MODEL_FILE]
+        digests.update({stage_dir / rel: digest for rel, digest in record["files"].items()})
         results.append(StageResult(
             name=name, kind=kind, cached=cached, seconds=float(record["seconds"]),
             quality=dict(record["quality"]), params=int(record["params"]),
@@ -569,29 +574,30 @@ def run(
     plan = _plan_exports(recipe, run_dir, results)
     export_key = sha256_text(
         json.dumps(recipe.export.get_config(), sort_keys=True),
-        *(sha256_file(v.source) for v in plan),
+        *(digests[v.source] for v in plan),
         *(f"{v.name}:{v.mode}" for v in plan),
     )
     exports = _export(r, plan, export_key, resume)
-    bench = None
+    bench, measured = None, False
     if recipe.benchmark.enabled:
         bench_key = sha256_text(export_key,
                                  json.dumps(recipe.benchmark.get_config(), sort_keys=True))
-        bench = _benchmark(r, exports, bench_key, resume)
+        bench, measured = _benchmark(r, exports, bench_key, resume)
     report = RunReport(
         name=recipe.name, run_dir=str(run_dir), stages=tuple(results), benchmark=bench,
         exports=exports, logdir=str(logdir), seconds=round(time.perf_counter() - started, 1),
         recipe=recipe.get_config(),
     )
     report = render_report(report, run_dir)
-    if bench is not None:
+    if measured:  # a reused benchmark is in TensorBoard already: no duplicate sessions
         by_name = {v.name: v for v in plan}
         log_hparams(logdir / "hparams", bench, {
             n: {"variant": n, "stage": by_name[n].stage, "kind": by_name[n].kind,
                 "format": bench.row(n).format, "mode": by_name[n].mode}
             for n in bench.names
         })
-    log_text(logdir, "report", report.to_markdown())
+    if measured or not all(s.cached for s in results):
+        log_text(logdir, "report", report.to_markdown())
     say(verbose, f"Done in {report.seconds:.0f} s: {run_dir / 'report.md'}"
                   + (f", {run_dir / report.plot}" if report.plot else ""))
     return report
