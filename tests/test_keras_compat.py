@@ -111,3 +111,71 @@ def test_every_public_model_function_rejects_keras3(call, tmp_path):
     with pytest.raises(TypeError, match="is a Keras 3 model"):
         call(_keras3_model(), tmp_path)
     assert not any(tmp_path.iterdir())  # nothing half-written
+
+
+# ------------------------------------------------------------------ check_keras_file
+
+
+def _tiny_keras_file(path):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.save(path)
+    return path
+
+
+def test_check_keras_file_accepts_a_tf_keras_file(tmp_path):
+    from tfcompress.keras_compat import check_keras_file
+
+    path = _tiny_keras_file(tmp_path / "m.keras")
+    assert check_keras_file(str(path)) == path
+    assert keras.models.load_model(check_keras_file(path)).count_params() == 4
+
+
+def test_check_keras_file_refuses_a_keras3_file_with_the_fix(tmp_path):
+    from tfcompress.keras_compat import check_keras_file
+
+    path = tmp_path / "k3.keras"
+    code = (
+        "import keras, sys\n"
+        "keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)]).save(sys.argv[1])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    out = subprocess.run([sys.executable, "-c", code, str(path)], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    with pytest.raises(TypeError, match=r"k3\.keras.*Keras 3.*set_weights.*tf_keras") as err:
+        check_keras_file(path, argument="model.path")
+    assert "`model.path`" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("empty", r"is empty \(0 bytes\)"),
+        ("truncated", r"not a Keras archive: it is truncated"),
+        ("not_zip", r"not a Keras archive"),
+        ("missing", r"does not exist"),
+    ],
+)
+def test_check_keras_file_names_a_damaged_file(tmp_path, damage, message):
+    from tfcompress.keras_compat import check_keras_file
+
+    path = _tiny_keras_file(tmp_path / "m.keras")
+    data = path.read_bytes()
+    if damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "not_zip":
+        path.write_text("hello")
+    else:
+        path.unlink()
+    with pytest.raises(ValueError, match=message) as err:
+        check_keras_file(path)
+    assert "m.keras" in str(err.value)
+
+
+def test_check_keras_file_bad_argument():
+    from tfcompress.keras_compat import check_keras_file
+
+    with pytest.raises(TypeError, match="`path` must be a path"):
+        check_keras_file(3)
