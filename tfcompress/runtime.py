@@ -2,9 +2,17 @@
 
 :func:`load_variant` gives Keras models, SavedModel directories and ``.tflite`` files one calling
 convention: a dict of numpy arrays keyed by input name in, a dict of float outputs keyed by output
-name out. :func:`model_input_specs` describes a model's inputs and :func:`collect_examples` takes
-validated examples from a ``tf.data.Dataset``, a dict of arrays or an iterable; the export's
+name out. :func:`model_input_specs` describes a model's inputs; :meth:`Variant.batches` and
+:meth:`Variant.collect` read data in the forms ``model.fit`` takes (``tf.data`` datasets, ``(x,
+y)`` tuples of arrays, lists of arrays or dicts; see :mod:`tfcompress.model_inputs`). The export's
 parity check and the benchmark both run on these.
+
+Input order: a Keras model knows the order of its inputs, so positional data (an array, a list
+of arrays) maps onto them as in ``model.fit``. SavedModel and TFLite signatures take named inputs
+and do not keep the Keras order (TFLite sorts signature inputs by name; its subgraph inputs follow
+the converter's graph order, not the model's). The order is read from the ``"inputs"`` list that
+the export records for the artifact in the ``manifest.json`` beside it; without it, a multi-input
+artifact takes a dict keyed by input names (one-input artifacts take an array either way).
 
 Example:
     >>> from tfcompress.keras_compat import keras
@@ -17,50 +25,41 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tfcompress.keras_compat import check_model, keras, tf
+from tfcompress.manifest import MANIFEST_NAME
+from tfcompress.model_inputs import (
+    RANDOM_BATCH_SIZE,
+    Batch,
+    InputSpec,
+    as_numpy,
+    collect_examples,
+    iter_batches,
+    random_batch,
+)
+
+_log = logging.getLogger("tfcompress")
 
 __all__ = [
+    "RANDOM_BATCH_SIZE",
     "InputSpec",
     "Variant",
     "collect_examples",
     "load_variant",
     "model_input_specs",
+    "random_batch",
 ]
 
-RANDOM_BATCH_SIZE = 16
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """One model input, per example (without the batch dimension).
-
-    Attributes:
-        name: the key of the input in the features dict / the signature input name.
-        shape: per-example shape; None for unknown dims.
-        dtype: numpy dtype name (``"int32"``, ``"float32"``, ...).
-        vocab_size: ``input_dim`` of the embedding that consumes this input, when known.
-    """
-
-    name: str
-    shape: tuple[int | None, ...]
-    dtype: str
-    vocab_size: int | None = None
-
-    @property
-    def is_integer(self) -> bool:
-        return np.issubdtype(np.dtype(self.dtype), np.integer)
-
-    def tensor_spec(self) -> tf.TensorSpec:
-        return tf.TensorSpec((None, *self.shape), tf.as_dtype(self.dtype), name=self.name)
+_as_np = as_numpy  # kept for tfcompress.export, which imports it from here
 
 
 def _embedding_vocab(model: keras.Model) -> dict[str, int]:
@@ -136,195 +135,6 @@ def _tensor_name(t: Any, model: keras.Model, i: int) -> str:
     return str(name).split(":")[0]
 
 
-def _as_np(value: Any) -> np.ndarray:
-    if isinstance(value, (tf.Tensor, tf.Variable)):
-        return value.numpy()
-    return np.asarray(value)
-
-
-def _split_element(element: Any, structure: str) -> tuple[Any, Any]:
-    """Split one data element into (features, label or None)."""
-    if structure == "list":
-        if (
-            isinstance(element, (tuple, list))
-            and element
-            and isinstance(element[0], (tuple, list, Mapping))
-        ):
-            return element[0], (element[1] if len(element) > 1 else None)
-        return element, None
-    if isinstance(element, tuple):
-        if not element:
-            raise ValueError("a data element is an empty tuple; expected features or (x, y).")
-        return element[0], (element[1] if len(element) > 1 else None)
-    return element, None
-
-
-def _conform(
-    features: Any, structure: str, specs: tuple[InputSpec, ...], argument: str
-) -> tuple[dict[str, np.ndarray], bool]:
-    """Validate one element's features against ``specs``.
-
-    Returns a batched dict of arrays and whether the element was a single (unbatched) example.
-    """
-    if structure == "dict":
-        if not isinstance(features, Mapping):
-            raise ValueError(
-                f"`{argument}` must hold dicts of features keyed by the model's input names "
-                f"{[s.name for s in specs]}; received {type(features).__name__}."
-            )
-        missing = [s.name for s in specs if s.name not in features]
-        if missing:
-            raise ValueError(
-                f"`{argument}` has no value for model input(s) {missing}; received keys "
-                f"{sorted(map(str, features))}. Pass every input: {[s.name for s in specs]}."
-            )
-        raw = [features[s.name] for s in specs]
-    elif structure == "single":
-        if isinstance(features, Mapping):
-            if specs[0].name in features and len(features) == 1:
-                features = features[specs[0].name]
-            else:
-                raise ValueError(
-                    f"`{argument}`: the model takes one input {specs[0].name!r}, received a dict "
-                    f"with keys {sorted(map(str, features))}. Pass the array itself."
-                )
-        raw = [features]
-    else:
-        if isinstance(features, Mapping):
-            raw = [features.get(s.name) for s in specs]
-            missing = [s.name for s, v in zip(specs, raw, strict=True) if v is None]
-            if missing:
-                raise ValueError(
-                    f"`{argument}` has no value for model input(s) {missing}; received keys "
-                    f"{sorted(map(str, features))}."
-                )
-        elif isinstance(features, (list, tuple)) and len(features) == len(specs):
-            raw = list(features)
-        else:
-            raise ValueError(
-                f"`{argument}`: the model takes {len(specs)} inputs "
-                f"{[s.name for s in specs]}; pass a list of that many arrays or a dict."
-            )
-    out: dict[str, np.ndarray] = {}
-    out_unbatched = False
-    for spec, value in zip(specs, raw, strict=True):
-        arr = _as_np(value)
-        rank = len(spec.shape)
-        if arr.ndim == rank:
-            arr = arr[None, ...]
-            out_unbatched = True
-        elif arr.ndim != rank + 1:
-            raise ValueError(
-                f"`{argument}`: input {spec.name!r} expects per-example shape {spec.shape} "
-                f"(batched: {(None, *spec.shape)}), received shape {arr.shape}."
-            )
-        for got, want in zip(arr.shape[1:], spec.shape, strict=True):
-            if want is not None and got != want:
-                raise ValueError(
-                    f"`{argument}`: input {spec.name!r} expects shape {(None, *spec.shape)}, "
-                    f"received shape {arr.shape}."
-                )
-        want_dt = np.dtype(spec.dtype)
-        if spec.is_integer:
-            if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_):
-                raise ValueError(
-                    f"`{argument}`: input {spec.name!r} holds integer ids ({spec.dtype}), "
-                    f"received dtype {arr.dtype}. Pass integer ids."
-                )
-        elif np.issubdtype(want_dt, np.floating) and not (
-            np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
-        ):
-            raise ValueError(
-                    f"`{argument}`: input {spec.name!r} expects {spec.dtype}, received dtype "
-                    f"{arr.dtype}."
-                )
-        out[spec.name] = arr.astype(want_dt, copy=False)
-    return out, out_unbatched
-
-
-def _iter_elements(data: Any, argument: str) -> Iterator[Any]:
-    if isinstance(data, tf.data.Dataset):
-        yield from data.as_numpy_iterator()
-    elif isinstance(data, Mapping) or (isinstance(data, tuple) and len(data) in (2, 3)):
-        yield data  # one batch: features dict, or (x, y[, w])
-    elif isinstance(data, (str, bytes)) or not isinstance(data, Iterable):
-        raise TypeError(
-            f"`{argument}` must be a tf.data.Dataset, a dict of arrays, or an iterable of feature "
-            f"dicts / arrays / (features, label) pairs; received {type(data).__name__}."
-        )
-    else:
-        yield from data
-
-
-def collect_examples(
-    data: Any,
-    structure: str,
-    specs: tuple[InputSpec, ...],
-    max_examples: int | None,
-    argument: str = "data",
-) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-    """Take up to ``max_examples`` examples from ``data`` as one batch, validated against specs.
-
-    ``data`` is a ``tf.data.Dataset`` of features or ``(features, label)`` (batched or not), a
-    dict of arrays (one batch), or any iterable of such elements.
-
-    Returns:
-        ``(features, labels)``: a dict of arrays of shape ``(n, ...)`` and the labels (or None).
-
-    Raises:
-        ValueError: an element does not match the model inputs, or ``data`` is empty.
-
-    Example:
-        >>> structure, specs = model_input_specs(model)  # doctest: +SKIP
-        >>> feats, labels = collect_examples(task.test, structure, specs, 512)  # doctest: +SKIP
-    """
-    feats: dict[str, list[np.ndarray]] = {s.name: [] for s in specs}
-    labels: list[np.ndarray] = []
-    n = 0
-    has_label = None
-    for element in _iter_elements(data, argument):
-        x, y = _split_element(element, structure)
-        batch, unbatched = _conform(x, structure, specs, argument)
-        size = len(next(iter(batch.values())))
-        if has_label is None:
-            has_label = y is not None
-        take = size if max_examples is None else min(size, max_examples - n)
-        for k, v in batch.items():
-            feats[k].append(v[:take])
-        if has_label and y is not None:
-            ya = _as_np(y)
-            labels.append((ya[None, ...] if unbatched else ya)[:take])
-        n += take
-        if max_examples is not None and n >= max_examples:
-            break
-    if n == 0:
-        raise ValueError(f"`{argument}` holds no examples; pass at least one.")
-    out = {k: np.concatenate(v, axis=0) for k, v in feats.items()}
-    lab = np.concatenate(labels, axis=0) if has_label and labels else None
-    return out, lab
-
-
-def random_batch(
-    specs: tuple[InputSpec, ...], batch_size: int = RANDOM_BATCH_SIZE, seed: int = 0
-) -> dict[str, np.ndarray]:
-    """A deterministic batch from the input specs: ids in ``[1, vocab)`` (1 when unknown).
-
-    Example:
-        >>> random_batch((InputSpec("x", (2,), "float32"),), batch_size=3)["x"].shape
-        (3, 2)
-    """
-    rng = np.random.default_rng(seed)
-    out = {}
-    for s in specs:
-        shape = (batch_size, *(1 if d is None else d for d in s.shape))
-        if s.is_integer:
-            hi = s.vocab_size if s.vocab_size and s.vocab_size > 1 else 2
-            out[s.name] = rng.integers(1, hi, size=shape).astype(s.dtype)
-        else:
-            out[s.name] = rng.normal(size=shape).astype(s.dtype)
-    return out
-
-
 def _output_names(model: keras.Model) -> list[str]:
     names = list(getattr(model, "output_names", None) or [])
     return [str(n) for n in names]
@@ -389,7 +199,8 @@ class Variant:
         format: ``"keras"``, ``"saved_model"`` or ``"tflite"``.
         path: the file/directory, or None for an in-memory Keras model.
         structure: ``"dict"``, ``"single"`` or ``"list"`` (how the data's features are laid out).
-        input_specs: one :class:`InputSpec` per input.
+        input_specs: one :class:`InputSpec` per input (in the model's input order when
+            :attr:`input_order` is known).
         model: the Keras model (``format == "keras"``), else None.
     """
 
@@ -401,6 +212,8 @@ class Variant:
         structure: str,
         input_specs: tuple[InputSpec, ...],
         model: keras.Model | None = None,
+        *,
+        ordered: bool = False,
     ) -> None:
         self.name = name
         self.format = fmt
@@ -408,6 +221,57 @@ class Variant:
         self.structure = structure
         self.input_specs = input_specs
         self.model = model
+        self._ordered = ordered or structure != "dict" or len(input_specs) == 1
+
+    @property
+    def input_order(self) -> tuple[str, ...] | None:
+        """The input names in the model's positional order; None when the model does not say.
+
+        Positional data (an array, a list of arrays) is accepted only when it is known.
+        """
+        return tuple(s.name for s in self.input_specs) if self._ordered else None
+
+    def adopt_input_order(self, names: tuple[str, ...] | list[str]) -> bool:
+        """Take the positional order of the inputs from elsewhere (e.g. the source Keras model).
+
+        Returns whether it was adopted: False when ``names`` are not exactly this variant's input
+        names, or the variant already knows its order (that order wins).
+
+        Example:
+            >>> variant.adopt_input_order(("user_id", "item_id"))  # doctest: +SKIP
+            True
+        """
+        if self._ordered:
+            return False
+        by_name = {s.name: s for s in self.input_specs}
+        if sorted(names) != sorted(by_name):
+            return False
+        self.input_specs = tuple(by_name[n] for n in names)
+        self._ordered = True
+        return True
+
+    def batches(self, data: Any, argument: str = "data") -> Iterator[Batch]:
+        """Read ``data`` as ``model.fit`` would, one validated batch at a time (one pass).
+
+        See :func:`tfcompress.model_inputs.iter_batches` for the forms accepted.
+
+        Example:
+            >>> sum(len(b) for b in variant.batches(task.test))  # doctest: +SKIP
+            20000
+        """
+        return iter_batches(data, self.structure, self.input_specs, argument,
+                            positional=self.input_order is not None)
+
+    def collect(
+        self, data: Any, max_examples: int | None = None, argument: str = "data"
+    ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+        """Up to ``max_examples`` examples of ``data`` (None: all) as one batch, and the labels.
+
+        Example:
+            >>> features, labels = variant.collect(task.test)  # doctest: +SKIP
+        """
+        return collect_examples(data, self.structure, self.input_specs, max_examples, argument,
+                                positional=self.input_order is not None)
 
     def __call__(self, features: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError  # pragma: no cover - overridden
@@ -426,6 +290,29 @@ class Variant:
 
     def __repr__(self) -> str:
         return f"Variant(name={self.name!r}, format={self.format!r}, path={self.path!r})"
+
+
+def _recorded_input_order(path: str, specs: tuple[InputSpec, ...]) -> tuple[InputSpec, ...] | None:
+    """``specs`` in the Keras input order the manifest beside ``path`` records; None: unknown."""
+    artifact = Path(path)
+    manifest = artifact.parent / MANIFEST_NAME
+    if len(specs) < 2 or not manifest.is_file():
+        return None
+    try:
+        entry = json.loads(manifest.read_text(encoding="utf-8"))["artifacts"][artifact.name]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    names = entry.get("inputs") if isinstance(entry, dict) else None
+    by_name = {s.name: s for s in specs}
+    if names is None:
+        return None
+    if not isinstance(names, list) or sorted(map(str, names)) != sorted(by_name):
+        _log.warning(
+            "%s: the input order %r recorded in %s does not match the inputs %s; ignoring it.",
+            path, names, manifest, sorted(by_name),
+        )
+        return None
+    return tuple(by_name[str(n)] for n in names)
 
 
 class _KerasVariant(Variant):
@@ -460,7 +347,9 @@ class _SavedModelVariant(Variant):
             InputSpec(k, tuple(None if d is None else int(d) for d in v.shape[1:]), v.dtype.name)
             for k, v in kwargs.items()
         )
-        super().__init__(name, "saved_model", path, "dict", specs)
+        recorded = _recorded_input_order(path, specs)
+        super().__init__(name, "saved_model", path, "dict", recorded or specs,
+                         ordered=recorded is not None)
         self._loaded = loaded
         self._fn = fn
 
@@ -493,7 +382,9 @@ class _TFLiteVariant(Variant):
             quantized = d["quantization"][0] != 0.0
             shape = tuple(None if int(x) < 0 else int(x) for x in d["shape_signature"][1:])
             specs.append(InputSpec(k, shape, "float32" if quantized else dt.name))
-        super().__init__(name, "tflite", path, "dict", tuple(specs))
+        recorded = _recorded_input_order(path, tuple(specs))
+        super().__init__(name, "tflite", path, "dict", recorded or tuple(specs),
+                         ordered=recorded is not None)
         self._shapes: dict[str, tuple[int, ...]] = {}
         self._interpreter.allocate_tensors()
 
