@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
-from tensorboard.compat.proto import event_pb2
+from tensorboard.compat.proto import event_pb2, types_pb2
 from tensorboard.plugins.hparams import metadata as hp_metadata
+from tensorboard.plugins.scalar import metadata as scalar_metadata
 
 import tfcompress
 from tfcompress.keras_compat import keras, tf
@@ -42,10 +45,9 @@ def _mlp(width: int, name: str) -> keras.Model:
 def _events(directory) -> list[event_pb2.Event]:
     """Every event of every event file below ``directory`` (read without the module)."""
     events = []
-    for path in sorted(tf.io.gfile.glob(f"{directory}/**/*tfevents*")) + sorted(
-        tf.io.gfile.glob(f"{directory}/*tfevents*")
-    ):
-        events += [event_pb2.Event.FromString(r.numpy()) for r in tf.data.TFRecordDataset(path)]
+    for path in sorted(Path(directory).rglob("*tfevents*")):
+        events += [event_pb2.Event.FromString(r.numpy())
+                   for r in tf.data.TFRecordDataset(str(path))]
     return events
 
 
@@ -254,7 +256,8 @@ def test_log_hparams_writes_every_variant(tmp_path):
     assert set(scalars) == {"keras", "int8", "pruned_int8"}
     assert scalars["keras"]["ratio/size_x"] == [(0, 1.0)]
     assert scalars["keras"]["ratio/speed_x_b256"] == [(0, 1.0)]
-    assert scalars["keras"]["size/bytes"] == [(0, 40_000_123.0)]  # float64: exact
+    # float32, the scalars TensorBoard's default loader reads: 7 significant digits
+    assert scalars["keras"]["size/bytes"] == [(0, 40_000_124.0)]
     assert scalars["int8"]["quality/auc"] == [(0, pytest.approx(0.74))]
     assert "quality/logloss" not in scalars["int8"]  # None is skipped
     assert scalars["int8"]["ratio/size_x"] == [(0, pytest.approx(4.0000123))]
@@ -354,10 +357,15 @@ def test_log_stage_summary_writes_scalars_per_stage(tmp_path):
     log_stage_summary(tmp_path, "prune", {"sparsity": np.float32(0.5)}, step=1)
     scalars = read_scalars(tmp_path)
     assert scalars == {
-        "distill/summary": {"test/auc": [(0, 0.71)], "params": [(0, 12_345.0)],
-                            "seconds": [(0, 3.5)], "test/recall@10": [(0, 0.25)]},
+        "distill/summary": {"test/auc": [(0, pytest.approx(0.71, rel=1e-7))],
+                            "params": [(0, 12_345.0)], "seconds": [(0, 3.5)],
+                            "test/recall@10": [(0, 0.25)]},
         "prune/summary": {"sparsity": [(1, 0.5)]},
     }
+    dtypes = {v.tag: v.tensor.dtype for e in _events(tmp_path) for v in e.summary.value}
+    assert set(dtypes.values()) == {types_pb2.DT_FLOAT}  # not float64: TensorBoard skips those
+    log_stage_summary(tmp_path, "prune", {"sparsity": 0.75}, step=1)  # a stage run again
+    assert read_scalars(tmp_path)["prune/summary"] == {"sparsity": [(1, 0.75)]}
 
 
 def test_text_and_stage_reject_bad_inputs(tmp_path):
@@ -395,3 +403,59 @@ def test_readers_reject_bad_log_dirs(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         read_text(tmp_path / "missing")
     assert read_scalars(tmp_path) == {} and read_hparams(tmp_path) == {}
+
+
+# --------------------------------------------------------------------------- the readers
+
+
+def _float32_and_float64_scalars(directory) -> None:
+    """A float32 scalar and a float64 one (what tfcompress wrote before issue 13)."""
+    writer = tf.summary.create_file_writer(str(directory))
+    with writer.as_default():
+        for tag, dtype, value in (("f32", tf.float32, 0.25), ("f64", tf.float64, 0.5)):
+            tf.summary.write(tag, tf.constant(value, dtype), step=0,
+                             metadata=scalar_metadata.create_summary_metadata(tag, ""))
+    writer.close()
+
+
+def test_readers_see_what_tensorboards_default_loader_sees(tmp_path):
+    _float32_and_float64_scalars(tmp_path)
+    # TensorBoard's default loader (the Rust data server) skips float64 scalars, so do we
+    assert read_scalars(tmp_path) == {".": {"f32": [(0, 0.25)]}}
+
+
+def test_readers_fall_back_to_tensorboards_python_loader(tmp_path, monkeypatch):
+    _float32_and_float64_scalars(tmp_path / "raw")
+    log_hparams(tmp_path / "hparams", _report(), {"int8": {"bits": 8}})
+    log_stage_summary(tmp_path, "prune", {"test/auc": 0.71, "test/recall@10": 0.25})
+    log_text(tmp_path, "notes @ stage 1", "**bold**", step=2)
+    fast = read_scalars(tmp_path), read_hparams(tmp_path), read_text(tmp_path)
+    # no data server for this platform: TensorBoard (--load_fast=auto) loads with Python
+    monkeypatch.setenv("TENSORBOARD_DATA_SERVER_BINARY", str(tmp_path / "missing"))
+    scalars = read_scalars(tmp_path)
+    assert scalars.pop("raw") == {"f32": [(0, 0.25)], "f64": [(0, 0.5)]}  # it reads float64
+    assert fast[0].pop("raw") == {"f32": [(0, 0.25)]}
+    assert scalars == fast[0]  # everything tfcompress writes: the same with either loader
+    assert scalars["hparams/int8"]["ratio/size_x"] == [(0, pytest.approx(4.0000123))]
+    assert (read_hparams(tmp_path), read_text(tmp_path)) == fast[1:]
+    assert fast[1]["hparams/int8"] == {"bits": 8.0, "format": "tflite", "variant": "int8"}
+    assert fast[2] == {".": {"notes @ stage 1": [(2, "**bold**")]}}
+
+
+def test_readers_report_a_data_server_that_fails(tmp_path, monkeypatch):
+    server = tmp_path / "server"
+    server.write_text("#!/bin/sh\necho 'cannot read this logdir' >&2\nexit 8\n")
+    server.chmod(0o755)
+    monkeypatch.setenv("TENSORBOARD_DATA_SERVER_BINARY", str(server))
+    log_text(tmp_path / "logs", "t", "x")
+    with pytest.raises(RuntimeError, match=r"data server \(.*server\) did not load '.*logs': "
+                                           r"it exited with status 8; cannot read this logdir"):
+        read_text(tmp_path / "logs")
+
+
+def test_log_stage_summary_warns_of_float32_overflow(tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="tfcompress"):
+        log_stage_summary(tmp_path, "prune", {"flops": 1e39, "auc": 0.5})
+    assert "scalar 'flops': 1e+39 is out of float32 range; TensorBoard shows inf" in caplog.text
+    assert read_scalars(tmp_path)["prune/summary"] == {"flops": [(0, float("inf"))],
+                                                        "auc": [(0, 0.5)]}

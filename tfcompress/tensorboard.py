@@ -9,8 +9,11 @@
 - :func:`log_text` (a Markdown text summary) and :func:`log_stage_summary` (final per-stage
   figures) are what a pipeline writes after each stage.
 - :func:`read_scalars`, :func:`read_text` and :func:`read_hparams` (from
-  :mod:`tfcompress.tensorboard_events`) read event files back ("does my sparsity show up?")
-  without starting TensorBoard.
+  :mod:`tfcompress.tensorboard_events`) read a log directory back ("does my sparsity show
+  up?") through TensorBoard's own loader, so they return what ``tensorboard --logdir`` shows.
+
+Every scalar is a float32 summary, the kind TensorBoard's default loader reads (it skips
+float64 ones): about 7 significant digits, so byte counts above 2**24 are rounded.
 
 Paths go through ``tf.io.gfile``, so ``gs://`` log directories work like local ones.
 
@@ -46,7 +49,7 @@ from tfcompress.tensorboard_events import (
     _check_step,
     _check_tag,
     _join,
-    _scalar64,
+    _scalar,
     _text,
     _write,
     read_hparams,
@@ -250,7 +253,8 @@ def log_stage_summary(
         stage: the stage name (``"distill"``, ``"prune"``...): letters, digits, ``_.-``.
         scalars: tag -> number, e.g. ``{"test/auc": 0.71, "sparsity": 0.8, "seconds": 12.0}``;
             None values (an undefined metric, e.g. AUC on one class) are skipped. Tags are
-            written exactly as given (``"test/recall@10"`` stays so).
+            written exactly as given (``"test/recall@10"`` stays so); values as float32 (a
+            value beyond its range logs a warning and shows as inf).
         step: the step to record them at.
 
     Raises:
@@ -287,7 +291,7 @@ def log_stage_summary(
 
     def body() -> None:
         for name, value in values.items():
-            _scalar64(name, value, step)
+            _scalar(name, value, step)
 
     _write(_join(path, stage, "summary"), body)
 
@@ -402,8 +406,10 @@ def log_hparams(
     step 0, the scalars ``quality/<metric>`` (None skipped), ``size/bytes``,
     ``size/gzip_bytes``, ``size/params``, ``memory/peak_mb`` (when measured),
     ``latency/b<batch>_ms`` (median), ``ratio/size_x``, ``ratio/gzip_size_x`` and
-    ``ratio/speed_x_b<batch>`` (against ``baseline``). Characters other than letters, digits
-    and ``_.-+=@,`` in a variant name become ``_`` in its directory name.
+    ``ratio/speed_x_b<batch>`` (against ``baseline``), float32 scalars under the metric tags
+    of the config, so the HParams dashboard shows them as metric columns of each session.
+    Characters other than letters, digits and ``_.-+=@,`` in a variant name become ``_`` in
+    its directory name.
 
     Args:
         log_dir: the experiment's log directory.
@@ -476,7 +482,7 @@ def log_hparams(
         def body(name: str = name) -> None:
             hp.hparams(sessions[name], trial_id=name)
             for tag, value in scalars[name].items():
-                _scalar64(tag, value, 0)
+                _scalar(tag, value, 0)
 
         _write(run_dir, body)
         written.append(run_dir)
