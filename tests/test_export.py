@@ -108,8 +108,8 @@ def test_float_tflite_parity(exported, key):
     assert r.format == "tflite" and r.quantization == "float32"
     assert r.parity["examples"] == 256
     assert r.parity["max_abs_diff"] <= 1e-4
-    assert r.parity["quality_delta"] == pytest.approx(0.0, abs=1e-6)
-    assert 0.0 <= r.parity["keras_quality"] <= 1.0
+    assert r.parity["quality_delta"] == {"auc": pytest.approx(0.0, abs=1e-6)}
+    assert 0.0 <= r.parity["keras_quality"] <= 1.0 and r.parity["drift_flag"] is None
     assert Path(r.path).stat().st_size == r.bytes
 
 
@@ -123,7 +123,8 @@ def test_quantized_modes_report_drift(exported, key, mode):
     assert np.isfinite(p["max_abs_diff"]) and p["max_abs_diff"] >= p["mean_abs_diff"] >= 0
     # sigmoid outputs in [0, 1]: a working quantized model stays close to the float one
     assert p["mean_abs_diff"] < 0.05
-    assert p["metric"] == "auc" and abs(p["quality_delta"]) < 0.1
+    assert p["metric"] == "auc" and abs(p["quality_delta"]["auc"]) < 0.1
+    assert p["drift_flag"] is None  # well-behaved exports of untrained models stay quiet
     if mode == "float16":
         assert p["max_abs_diff"] < 1e-2
 
@@ -277,7 +278,13 @@ def test_manifest_contents_and_verification(exported):
     assert entry["source_model"] == "ctr_model" and entry["format"] == "tflite"
     assert entry["options"]["mode"] == "int8" and entry["options"]["integer_io"] is True
     assert entry["options"]["calibration_examples"] == 64
-    assert entry["parity"] == pytest.approx(results[("ctr", "int8_io")].parity)
+    parity = results[("ctr", "int8_io")].parity
+    delta = parity["quality_delta"]["auc"]
+    assert entry["parity"]["quality_delta"] == {"auc": pytest.approx(delta)}
+    assert entry["parity"]["drift_flag"] is None and "drift_flag" in entry["parity"]
+    assert {k: v for k, v in entry["parity"].items() if k != "quality_delta"} == pytest.approx(
+        {k: v for k, v in parity.items() if k != "quality_delta"})
+    assert entry["options"]["drift"] == "warn"
     assert set(entry["versions"]) == {"python", "tensorflow", "tf-keras",
                                       "tensorflow-model-optimization", "ai-edge-litert",
                                       "tfcompress"}
@@ -551,7 +558,8 @@ def test_reference_dcn_full_integer_accuracy(trained_dcn, tmp_path, mode, max_au
                              parity_max_examples=5000)
     p = r.parity
     assert p["examples"] == 2000 and p["keras_quality"] > 0.55  # the model learned something
-    assert abs(p["quality_delta"]) <= max_auc_drop, p
+    assert abs(p["quality_delta"]["auc"]) <= max_auc_drop, p
+    assert p["drift_flag"] is None, p  # a healthy calibrated export is not flagged
     assert p["mean_abs_diff"] <= max_mean_diff and p["max_abs_diff"] <= max_diff, p
     assert r.options["float_ops"] == ([] if mode == "int8" else ["SQUARED_DIFFERENCE"])
     assert r.options["float_ops_applied"] == []  # the DCN has no LayerNormalization
