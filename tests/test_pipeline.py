@@ -207,3 +207,153 @@ def test_bad_inputs_raise_clear_errors(tmp_path):
     with pytest.raises(TypeError, match="DataSpec"):
         load_data("ctr")
     assert isinstance(RunReport("x", str(tmp_path)).to_markdown(), str)
+
+
+# --- honest numbers: exact quality with its counts, drift marks, leak check, file modes -------
+
+
+def _narrow_model_and_data():
+    """A model whose scores all lie in 0.500-0.502: Keras' 200-bucket AUC sees one bucket."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 1)).astype("float32")
+    y = (x[:, 0] + rng.normal(scale=0.8, size=600) > 0).astype("float32")[:, None]
+    inp = keras.Input((1,), name="x")
+    tiny = keras.initializers.Constant(1e-3)
+    out = keras.layers.Dense(1, activation="sigmoid", kernel_initializer=tiny)(inp)
+    model = keras.Model(inp, out)
+    return model, tf.data.Dataset.from_tensor_slices(({"x": x}, y)).batch(64), y
+
+
+def test_stage_quality_is_the_exact_auc_with_its_counts_not_keras_buckets():
+    from tfcompress import metrics
+    from tfcompress._pipeline_quality import exact_quality
+
+    model, data, y = _narrow_model_and_data()
+    approx = keras.metrics.AUC()
+    approx.update_state(y, model.predict(data, verbose=0))
+    measured = exact_quality(model, data)
+    exact = metrics.auc(y, model.predict(data, verbose=0))
+    assert float(approx.result()) == pytest.approx(0.5, abs=0.02)  # one bucket: no ranking
+    assert exact > 0.75
+    assert measured["auc"] == pytest.approx(exact, abs=1e-4)  # float32 ties in the narrow band
+    assert measured["n_examples"] == 600 and measured["n_positives"] == int(y.sum())
+    assert set(measured) == {"auc", "logloss", "accuracy", "n_examples", "n_positives"}
+
+
+def _report_with_drift(tmp_path) -> RunReport:
+    from tfcompress.report import BenchmarkReport, BenchmarkRow
+    from tfcompress.run_report import StageResult
+
+    stage = StageResult("quantize", "quantize", cached=False, seconds=3.0,
+                        quality={"auc": 0.7123, "logloss": 0.45}, params=100, sparsity=0.5,
+                        path="02_quantize/model.keras", n_examples=6000, n_positives=1187)
+    rows = tuple(BenchmarkRow(n, "tflite", f"{n}.tflite", "binary", {"auc": a}, b, b // 2, 100,
+                              {1: {"median": 1.0, "p90": 1.1}}, {1: 1000.0}, None, 4096)
+                 for n, a, b in (("teacher_float", 0.73, 4000), ("quantize_int8", 0.55, 1000)))
+    parity = {"teacher_float": {"max_abs_diff": 2e-7, "metric": "auc", "quality_delta": 0.0,
+                                "examples": 6000, "drift_flag": None},
+              "quantize_int8": {"max_abs_diff": 0.31, "metric": "auc", "quality_delta": -0.16,
+                                "examples": 6000,
+                                "drift_flag": "ΔAUC -0.160 > tolerance 0.005"}}
+    return RunReport("drifty", str(tmp_path), (stage,), BenchmarkReport(rows),
+                     exports={"teacher_float": "exports/teacher_float.tflite",
+                              "quantize_int8": "exports/quantize_int8.tflite"},
+                     parity=parity, benchmark_positives=801,
+                     warnings=("⚠ the test split has only 27 positive example(s)",))
+
+
+def test_report_marks_drifted_exports_and_shows_counts_beside_quality(tmp_path):
+    from tfcompress.run_report import render_report
+
+    report = render_report(_report_with_drift(tmp_path))
+    md = (tmp_path / "report.md").read_text()
+    assert "| auc | logloss | n examples | n positives |" in md
+    assert "| 0.7123 | 0.4500 | 6,000 | 1,187 |" in md
+    assert "| quantize_int8 | 3.10e-01 | auc -0.1600 | 6,000 | ⚠ drift [1] |" in md
+    assert "[1] `quantize_int8`: ΔAUC -0.160 > tolerance 0.005" in md
+    assert "| teacher_float | 2.00e-07 | auc +0.0000 | 6,000 |  |" in md
+    assert "first 4,096 test examples (801 positives)" in md
+    assert "⚠ drift: quantize_int8" in md
+    assert "## Warnings" in md and "only 27 positive" in md
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["drifted"] == {"quantize_int8": "ΔAUC -0.160 > tolerance 0.005"}
+    assert saved["stages"][0]["n_positives"] == 1187
+    assert load_report(tmp_path).to_dict() == report.to_dict()
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_report_files_and_plot_get_the_users_umask(tmp_path, umask, mode):
+    import os
+    import stat
+
+    from tfcompress.run_report import render_report
+
+    old = os.umask(umask)
+    try:
+        render_report(_report_with_drift(tmp_path))
+    finally:
+        os.umask(old)
+    for name in ("report.md", "report.json", "tradeoff.png"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name
+
+
+def test_fit_check_names_the_leak_and_strict_data_makes_it_an_error():
+    from types import SimpleNamespace
+
+    from tfcompress import _pipeline_quality as q
+
+    assert q.fit_check("teacher", {"train_auc": 0.998, "val_auc": 0.74}) is None  # generalises
+    assert q.fit_check("teacher", {"train_auc": 0.97, "val_auc": 0.5}) is None  # not memorised
+    message = q.fit_check("teacher", {"train_auc": 0.995, "val_auc": 0.52}, ["row_id"])
+    assert "train AUC 0.995 but validation AUC 0.520" in message
+    assert "leaky or id-like column" in message and "['row_id']" in message
+    assert '[data] drop = ["row_id"]' in message and "strict = true" in message
+
+    from tfcompress.data.schema import Feature
+
+    schema = SimpleNamespace(features=(Feature("row_id", "categorical", vocab_size=801),
+                                       Feature("city", "categorical", vocab_size=12)))
+    assert q.id_like_columns(schema, {"columns": {"row id": "row_id"}}, 800) == ["row id"]
+    csv_info = {"columns": {"row id": {"feature": "row_id", "kind": "categorical"}}}
+    assert q.id_like_columns(schema, csv_info, 800) == ["row id"]  # load_csv's info
+
+    import tensorflow as tf
+
+    train = tf.data.Dataset.from_tensor_slices(({"x": np.zeros((10, 1))}, np.zeros(10))).batch(5)
+    record = {"fit_check": {"train_auc": 1.0, "val_auc": 0.5}}
+    r = SimpleNamespace(task=SimpleNamespace(train=train, schema=schema, info={}),
+                        recipe=SimpleNamespace(data=SimpleNamespace(strict=True)))
+    with pytest.raises(ValueError, match=r"train AUC 1.000 but validation AUC 0.500.*strict"):
+        q.fit_warning(r, "teacher", record)
+    r.recipe.data.strict = False
+    assert "memorised" in q.fit_warning(r, "teacher", record)
+    assert q.fit_warning(r, "teacher", {"fit_check": {}}) is None
+
+
+@pytest.mark.slow
+def test_an_id_like_column_is_named_after_the_first_stage(tmp_path):
+    # every row has its own id: the model memorises the training rows (train AUC 1.0) and
+    # learns nothing for new rows (their id is unknown), so validation AUC stays near 0.5
+    rng = np.random.default_rng(0)
+    lines = ["row_id,price,click"] + [f"r{i},{rng.random():.3f},{int(rng.random() < 0.3)}"
+                                      for i in range(800)]
+    (tmp_path / "clicks.csv").write_text("\n".join(lines))
+    recipe = Recipe(
+        name="leak",
+        data=DataSpec(task=None, path=str(tmp_path / "clicks.csv"), label="click", batch_size=64),
+        model=ModelSpec(name="dcn", size="tiny", epochs=6, learning_rate=0.05, patience=0),
+        stages=(PruneStage(sparsity=0.5, epochs=1),),
+        export=ExportSpec(tflite=("float",), saved_model=False),
+        benchmark=BenchmarkSpec(enabled=False),
+    )
+    report = run(recipe, out_dir=tmp_path, verbose=0)
+    check = json.loads((tmp_path / "leak" / "00_model" / "stage.json").read_text())["fit_check"]
+    assert check["train_auc"] >= 0.99 and check["val_auc"] <= 0.55
+    leak = [w for w in report.warnings if "memorised" in w]
+    assert len(leak) == 1 and "['row_id']" in leak[0] and '[data] drop = ["row_id"]' in leak[0]
+    assert any("positive example(s)" in w for w in report.warnings)  # 80 test rows: noise
+    assert "## Warnings" in (tmp_path / "leak" / "report.md").read_text()
+    again = run(recipe, out_dir=tmp_path, verbose=0)  # reused stages still warn
+    assert all(s.cached for s in again.stages) and again.warnings == report.warnings

@@ -91,13 +91,43 @@ def read_manifest(path: Path) -> dict[str, Any]:
     return data
 
 
+def default_file_mode() -> int:
+    """The mode ``open()`` gives a new file in this process: ``0o666`` less the umask.
+
+    Read from ``/proc/self/status`` where the kernel reports it (no process-wide change);
+    elsewhere by setting and restoring the umask.
+
+    Example:
+        >>> oct(default_file_mode())  # doctest: +SKIP
+        '0o644'
+    """
+    umask = None
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("Umask:"):
+                umask = int(line.split()[1], 8)
+                break
+    if umask is None:
+        umask = os.umask(0o022)
+        os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temp file in the same directory + ``os.replace``)."""
+    """Write ``text`` to ``path`` atomically (temp file in the same directory + ``os.replace``).
+
+    The file gets the mode a plain ``open()`` would give it (``0o666`` less the umask: 0644
+    under umask 022), not the 0600 of the temp file.
+
+    Example:
+        >>> atomic_write_text("report.md", "# Run")  # doctest: +SKIP
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        os.chmod(tmp, default_file_mode())  # mkstemp creates 0600 whatever the umask
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -42,12 +42,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tfcompress import _pipeline_quality as quality_
+from tfcompress._pipeline_export import benchmark_all, export_all, plan_exports
 from tfcompress._pipeline_io import (
     begin_stage,
     cached_record,
     finish_stage,
     load_model,
-    read_json,
     save_model,
     say,
     sha256_file,
@@ -57,7 +58,6 @@ from tfcompress._pipeline_io import (
 from tfcompress.keras_compat import keras
 from tfcompress.manifest import atomic_write_text
 from tfcompress.recipe import DataSpec, ModelSpec, Recipe, load_recipe
-from tfcompress.report import BenchmarkReport
 from tfcompress.run_report import RunReport, StageResult, render_report
 
 _log = logging.getLogger("tfcompress")
@@ -65,7 +65,6 @@ _log = logging.getLogger("tfcompress")
 __all__ = ["load_data", "run"]
 
 MODEL_FILE = "model.keras"
-EXPORTS = "exports"
 #: strategies ``run`` can drive from one process
 RUN_STRATEGIES = ("default", "auto", "mirrored")
 
@@ -127,6 +126,7 @@ class _Run:
     callbacks: tuple[Any, ...]
     #: (teacher model file, its distill stage) of the last distill stage run so far
     teacher: tuple[Path, Any] | None = None
+    _test_examples: int | None = None
 
     def fit(self, fit_model: keras.Model, stage_dir: Path, name: str, epochs: int,
             compression: Sequence[Any] = (), early_stopping: bool = True) -> int | None:
@@ -187,14 +187,25 @@ class _Run:
         models.compile_for_task(model, self.task.schema, learning_rate=lr)
         return resumed
 
-    def evaluate(self, model: keras.Model) -> dict[str, float]:
-        from tfcompress import models
+    def evaluate(self, model: keras.Model) -> dict[str, Any]:
+        """Exact quality on the whole test split (the definition the export and benchmark
+        tables use), with ``n_examples`` and ``n_positives``."""
+        return quality_.exact_quality(model, self.task.test)
 
-        if not model.compiled_loss:
-            with self.strategy.scope():
-                models.compile_for_task(model, self.task.schema)
-        values = model.evaluate(self.task.test, verbose=0, return_dict=True)
-        return {k: round(float(v), 6) for k, v in values.items()}
+    def test_examples(self) -> int:
+        """Examples in the test split."""
+        if self._test_examples is None:
+            self._test_examples = quality_.count_examples(self.task.test)
+        return self._test_examples
+
+    def check_fit(self, model: keras.Model) -> dict[str, Any]:
+        """Exact train and validation AUC of a stage's model, for :func:`fit_check`."""
+        train, seen = quality_.auc_of(model, self.task.train, quality_.TRAIN_CHECK_EXAMPLES)
+        if train is None:
+            return {}
+        val, _ = quality_.auc_of(model, self.task.validation)
+        return {"train_auc": round(train, 6), "val_auc": None if val is None else round(val, 6),
+                "train_examples": seen}
 
     def build(self, spec: ModelSpec, seed: int) -> keras.Model:
         from tfcompress import models
@@ -312,100 +323,6 @@ def _filter(names: Sequence[str] | None) -> list[str] | None:
     return None if names is None else list(names)
 
 
-# --- exports and benchmark ---------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class _Variant:
-    name: str
-    stage: str
-    kind: str
-    source: Path  # the stage's .keras file
-    mode: str  # a TFLite mode, "xla" or "savedmodel"
-
-
-def _plan_exports(recipe: Recipe, run_dir: Path, results: list[StageResult]) -> list[_Variant]:
-    spec, final = recipe.export, results[-1]
-    plan: list[_Variant] = []
-    for s in results:  # in stage order; a stage's reference models (distill_alone) first
-        for extra, rel in s.extra.items():
-            plan.append(_Variant(f"{extra}_float", s.name, s.kind, run_dir / rel, "float"))
-        if s is not final:
-            plan.append(_Variant(f"{s.name}_float", s.name, s.kind, run_dir / s.path, "float"))
-    for mode in spec.tflite:
-        plan.append(_Variant(f"{final.name}_{mode}", final.name, final.kind,
-                             run_dir / final.path, mode))
-    if spec.saved_model:
-        mode = "xla" if spec.jit_compile else "savedmodel"
-        plan.append(_Variant(f"{final.name}_{mode}", final.name, final.kind,
-                             run_dir / final.path, mode))
-    return plan
-
-
-def _export(r: _Run, plan: list[_Variant], key: str, resume: bool) -> dict[str, str]:
-    from tfcompress.export import export_saved_model, export_tflite
-    from tfcompress.quantization import is_quantized, strip_quantization
-
-    out = r.run_dir / EXPORTS
-    record = read_json(out / "exports.json")
-    if resume and record and record.get("key") == key and all(
-        (r.run_dir / p).exists() for p in record["variants"].values()
-    ):
-        say(r.verbose, f"[export] reused {len(record['variants'])} export(s) in {out}")
-        return dict(record["variants"])
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    variants: dict[str, str] = {}
-    loaded: dict[Path, keras.Model] = {}
-    for v in plan:
-        if v.source not in loaded:
-            with r.strategy.scope():
-                loaded[v.source] = load_model(v.source)
-        model = loaded[v.source]
-        if v.mode in ("xla", "savedmodel"):
-            plain = strip_quantization(model) if is_quantized(model) else model
-            result = export_saved_model(plain, out / v.name, jit_compile=v.mode == "xla",
-                                        parity_data=r.task.test)
-        else:
-            mode = None if v.mode == "float" else v.mode
-            # a QAT model has trained ranges, but tensors outside them (lookups, pooling) are
-            # calibrated on the data: 3x closer to the QAT model than the converter's default
-            calibrate = mode in ("int8", "int16x8")
-            result = export_tflite(model, out / f"{v.name}.tflite", quantization=mode,
-                                   representative_data=r.task.validation if calibrate else None,
-                                   parity_data=r.task.test)
-        diff = result.parity.get("max_abs_diff", float("nan"))
-        say(r.verbose, f"[export] {result.path.name:<28} {result.bytes / 1024:9.1f} KiB  "
-                        f"parity max |diff| {diff:.2e}")
-        variants[v.name] = str(result.path.relative_to(r.run_dir))
-    atomic_write_text(out / "exports.json",
-                      json.dumps({"key": key, "variants": variants}, indent=2))
-    return variants
-
-
-def _benchmark(r: _Run, variants: dict[str, str], key: str, resume: bool
-               ) -> tuple[BenchmarkReport, bool]:
-    """The benchmark of the exports, and whether it was measured now (False: reused)."""
-    from tfcompress.benchmarking import benchmark
-
-    spec = r.recipe.benchmark
-    path = r.run_dir / "benchmark.json"
-    record = read_json(path)
-    if resume and record and record.get("key") == key:
-        say(r.verbose, "[benchmark] reused the measurements of the previous run")
-        return BenchmarkReport.from_dict(record["report"]), False
-    say(r.verbose, f"[benchmark] {len(variants)} variant(s), batch sizes "
-                    f"{list(spec.batch_sizes)}, {spec.threads} thread(s)")
-    report = benchmark({n: str(r.run_dir / p) for n, p in variants.items()}, r.task.test,
-                       baseline=next(iter(variants)), batch_sizes=spec.batch_sizes,
-                       repeats=spec.repeats, num_threads=spec.threads,
-                       max_examples=spec.max_examples, measure_memory=False,
-                       progress=bool(r.verbose))
-    atomic_write_text(path, json.dumps({"key": key, "report": report.to_dict()}, indent=2))
-    return report, True
-
-
 # --- run ---------------------------------------------------------------------------------------
 
 
@@ -493,7 +410,7 @@ def run(
             "tfcompress.launch.launch_local with your own fit (see notebooks/)."
         )
     from tfcompress.distribute import get_strategy
-    from tfcompress.tensorboard import log_hparams, log_stage_summary, log_text
+    from tfcompress.tensorboard import log_hparams, log_text
 
     run_dir = Path(out_dir) / recipe.name
     if not resume and run_dir.exists():
@@ -505,6 +422,9 @@ def run(
     say(verbose, f"tfcompress run {recipe.name!r} -> {run_dir} (TensorBoard: {logdir}; "
                   f"{strategy.num_replicas_in_sync} replica(s))")
     task = load_data(recipe.data)
+    summary = getattr(task, "summary", None)
+    if callable(summary):  # the data summary table (rows, positives, features) of every load
+        say(verbose, str(summary()))
     r = _Run(recipe, run_dir, logdir, task, strategy, verbose, callbacks)
     input_hash = sha256_text(
         sha256_file(Path(recipe.data.path)) if recipe.data.path else "",
@@ -512,18 +432,23 @@ def run(
     )
 
     results: list[StageResult] = []
+    warnings: list[str] = []
     digests: dict[Path, str] = {}  # sha256 of every model file the stages wrote
     model: keras.Model | None = None
     model_path: Path | None = None
     names = [_input_name(recipe), *(s.name for s in recipe.stages)]
+    # the fit check runs after the first stage that trains (the input model when it is trained)
+    first_trained = -1 if recipe.model.epochs else 0
     for index in range(-1, len(recipe.stages)):
         stage = None if index < 0 else recipe.stages[index]
         name, kind = names[index + 1], "model" if stage is None else stage.kind
         stage_dir = run_dir / f"{index + 1:02d}_{name}"
         key = sha256_text(recipe.stage_key(index), input_hash, _library_version())
+        check_fit = index == first_trained
         record = cached_record(stage_dir, key)
         if record is not None:
             say(verbose, f"[{name}] reused: recipe and input unchanged ({stage_dir.name}/)")
+            record = _remeasured(r, record, stage_dir, check_fit)
             model, cached = None, True
         else:
             say(verbose, f"[{name}] stage {index + 2}/{len(names)}: {kind}")
@@ -532,32 +457,13 @@ def run(
             if stage is not None and model is None:
                 with strategy.scope():
                     model = load_model(model_path)
-            t0 = time.perf_counter()
-            keras.utils.set_random_seed(recipe.seed + index + 1)
-            if stage is None:
-                out, info = _train_input(r, name, stage_dir)
-            elif kind == "distill":
-                out, info = _distill(r, stage, model, stage_dir, recipe.seed + index + 1)
-            else:
-                out, info = _STAGES[kind](r, stage, model, stage_dir)
-            quality = r.evaluate(out)
-            files = {MODEL_FILE: save_model(out, stage_dir / MODEL_FILE)}
-            extra = info.get("extra", {})
-            files.update({rel: sha256_file(stage_dir / rel) for rel in extra.values()})
-            record = {"name": name, "kind": kind, "key": key, "quality": quality,
-                      "seconds": round(time.perf_counter() - t0, 1),
-                      "params": int(out.count_params()), "sparsity": zero_share(out),
-                      "files": files, "resumed_from_epoch": info.get("resumed_from_epoch"),
-                      "extra": extra}
-            finish_stage(stage_dir, record)
-            log_stage_summary(logdir, name, {
-                **{f"test/{k}": v for k, v in quality.items()},
-                "params": record["params"], "sparsity": record["sparsity"],
-                "seconds": record["seconds"]})
-            summary = ", ".join(f"{k} {v:.4f}" for k, v in quality.items())
-            say(verbose, f"[{name}] done in {record['seconds']:.0f} s: test {summary}; "
-                          f"{record['params']:,} parameters, sparsity {record['sparsity']:.3f}")
-            model, cached = out, False
+            model, record = _run_stage(r, index, stage, name, kind, model, stage_dir, key,
+                                       check_fit)
+            cached = False
+        if check_fit:
+            warning = quality_.fit_warning(r, name, record)
+            if warning is not None:
+                warnings.append(warning)
         if kind == "distill":  # its input model teaches the stages that ask for it
             r.teacher = (model_path, stage)
         model_path = stage_dir / MODEL_FILE
@@ -569,24 +475,31 @@ def run(
             sparsity=float(record["sparsity"]), path=f"{stage_dir.name}/{MODEL_FILE}",
             resumed_from_epoch=None if cached else record.get("resumed_from_epoch"),
             extra={k: f"{stage_dir.name}/{v}" for k, v in record.get("extra", {}).items()},
+            n_examples=record.get("n_examples"), n_positives=record.get("n_positives"),
         ))
+    noise = quality_.noise_note(results[-1].n_positives, "the test split")
+    if noise is not None:
+        _log.warning("%s", noise)
+        warnings.append(noise)
 
-    plan = _plan_exports(recipe, run_dir, results)
+    plan = plan_exports(recipe, run_dir, results)
     export_key = sha256_text(
         json.dumps(recipe.export.get_config(), sort_keys=True),
         *(digests[v.source] for v in plan),
         *(f"{v.name}:{v.mode}" for v in plan),
+        _EXPORT_FORMAT,
     )
-    exports = _export(r, plan, export_key, resume)
+    exports, parity = export_all(r, plan, export_key, resume)
     bench, measured = None, False
     if recipe.benchmark.enabled:
         bench_key = sha256_text(export_key,
                                  json.dumps(recipe.benchmark.get_config(), sort_keys=True))
-        bench, measured = _benchmark(r, exports, bench_key, resume)
+        bench, measured = benchmark_all(r, exports, bench_key, resume)
     report = RunReport(
         name=recipe.name, run_dir=str(run_dir), stages=tuple(results), benchmark=bench,
         exports=exports, logdir=str(logdir), seconds=round(time.perf_counter() - started, 1),
-        recipe=recipe.get_config(),
+        recipe=recipe.get_config(), parity=parity, warnings=tuple(warnings),
+        benchmark_positives=quality_.benchmark_positives(r.task.test, bench),
     )
     report = render_report(report, run_dir)
     if measured:  # a reused benchmark is in TensorBoard already: no duplicate sessions
@@ -601,3 +514,58 @@ def run(
     say(verbose, f"Done in {report.seconds:.0f} s: {run_dir / 'report.md'}"
                   + (f", {run_dir / report.plot}" if report.plot else ""))
     return report
+
+
+#: part of the export key: exports recorded before exports.json kept the parity run again
+_EXPORT_FORMAT = "exports.json with parity"
+
+
+def _run_stage(r: _Run, index: int, stage: Any, name: str, kind: str, model: keras.Model | None,
+               stage_dir: Path, key: str, check_fit: bool) -> tuple[keras.Model, dict[str, Any]]:
+    """Run one stage (its directory is begun); returns its model and its finished record."""
+    from tfcompress.tensorboard import log_stage_summary
+
+    t0 = time.perf_counter()
+    keras.utils.set_random_seed(r.recipe.seed + index + 1)
+    if stage is None:
+        out, info = _train_input(r, name, stage_dir)
+    elif kind == "distill":
+        out, info = _distill(r, stage, model, stage_dir, r.recipe.seed + index + 1)
+    else:
+        out, info = _STAGES[kind](r, stage, model, stage_dir)
+    seconds = round(time.perf_counter() - t0, 1)
+    measured = r.evaluate(out)
+    files = {MODEL_FILE: save_model(out, stage_dir / MODEL_FILE)}
+    extra = info.get("extra", {})
+    files.update({rel: sha256_file(stage_dir / rel) for rel in extra.values()})
+    record = {"name": name, "kind": kind, "key": key, **quality_.split_quality(measured),
+              "seconds": seconds, "params": int(out.count_params()),
+              "sparsity": zero_share(out), "files": files,
+              "resumed_from_epoch": info.get("resumed_from_epoch"), "extra": extra}
+    if check_fit:
+        record["fit_check"] = r.check_fit(out)
+    finish_stage(stage_dir, record)
+    log_stage_summary(r.logdir, name, {
+        **{f"test/{k}": v for k, v in record["quality"].items() if v is not None},
+        "params": record["params"], "sparsity": record["sparsity"],
+        "seconds": record["seconds"]})
+    say(r.verbose, f"[{name}] done in {seconds:.0f} s: test {quality_.quality_text(record)}; "
+                   f"{record['params']:,} parameters, sparsity {record['sparsity']:.3f}")
+    return out, record
+
+
+def _remeasured(r: _Run, record: dict[str, Any], stage_dir: Path, check_fit: bool
+                ) -> dict[str, Any]:
+    """A reused stage's record, measured again where it predates the exact test quality (the
+    model is loaded and evaluated, not retrained)."""
+    if "n_examples" in record and (not check_fit or "fit_check" in record):
+        return record
+    with r.strategy.scope():
+        model = load_model(stage_dir / MODEL_FILE)
+    record = {**record, **quality_.split_quality(r.evaluate(model))}
+    if check_fit:
+        record["fit_check"] = r.check_fit(model)
+    finish_stage(stage_dir, record)
+    say(r.verbose, f"[{record['name']}] measured again with the exact metrics: "
+                   f"{quality_.quality_text(record)}")
+    return record

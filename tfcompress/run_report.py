@@ -6,9 +6,10 @@
 
 Example:
     >>> stage = StageResult("prune", "prune", cached=False, seconds=12.5,
-    ...                     quality={"auc": 0.71}, params=1000, sparsity=0.7, path="m.keras")
-    >>> print(RunReport("demo", "savedmodels/demo", (stage,)).to_markdown().splitlines()[2])
-    | stage | kind | cached | seconds | params | sparsity | auc |
+    ...                     quality={"auc": 0.71}, params=1000, sparsity=0.7, path="m.keras",
+    ...                     n_examples=6000, n_positives=1200)
+    >>> print(RunReport("demo", "savedmodels/demo", (stage,)).to_markdown().splitlines()[4])
+    | prune | prune | no | 12.5 | 1,000 | 0.700 | 0.7100 | 6,000 | 1,200 |
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tfcompress.manifest import atomic_write_text
+from tfcompress.manifest import atomic_write_text, default_file_mode
 from tfcompress.report import BenchmarkReport
 
 __all__ = ["RunReport", "StageResult", "load_report", "render_report"]
@@ -39,12 +40,15 @@ class StageResult:
         kind: ``"model"``, ``"distill"``, ``"prune"``, ``"shrink"`` or ``"quantize"``.
         cached: True when this run reused the stage's output from an earlier run.
         seconds: how long the stage took when it ran (also when reused: the original time).
-        quality: the Keras model's test metrics after the stage (``auc``, ``logloss``, ...).
+        quality: the Keras model's exact test metrics after the stage (``auc``, ``logloss``,
+            ``accuracy``: the definitions of :mod:`tfcompress.metrics`, on the whole test split).
         params: the model's parameter count.
         sparsity: share of exact zeros in its weight matrices and tables.
         path: the stage's saved model (``.keras``), relative to the run directory.
         resumed_from_epoch: the epoch an interrupted fit of this stage resumed at, else None.
         extra: other models the stage saved (e.g. ``{"distill_alone": "01_distill/alone.keras"}``).
+        n_examples: test examples ``quality`` was measured on (None: not recorded).
+        n_positives: positive examples among them (binary tasks; else None).
     """
 
     name: str
@@ -57,6 +61,8 @@ class StageResult:
     path: str
     resumed_from_epoch: int | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    n_examples: int | None = None
+    n_positives: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -81,6 +87,12 @@ class RunReport:
         logdir: the TensorBoard log directory.
         seconds: wall time of this run.
         recipe: the recipe's configuration.
+        parity: variant -> its export's parity figures (``max_abs_diff``, ``metric``,
+            ``quality_delta`` against the Keras model, ``examples``, ``drift_flag``: None or why
+            the export drifted beyond the tolerance).
+        warnings: what the run found suspicious (a leak after the first stage, too few
+            positives for the AUC differences to mean anything), also in ``report.md``.
+        benchmark_positives: positives among the examples the benchmark measured quality on.
     """
 
     name: str
@@ -92,6 +104,9 @@ class RunReport:
     logdir: str | None = None
     seconds: float = 0.0
     recipe: dict[str, Any] = field(default_factory=dict)
+    parity: dict[str, dict[str, Any]] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    benchmark_positives: int | None = None
 
     def stage(self, name: str) -> StageResult:
         """The result of stage ``name``; ValueError listing the stages when absent."""
@@ -112,6 +127,10 @@ class RunReport:
             "logdir": self.logdir,
             "seconds": self.seconds,
             "recipe": self.recipe,
+            "parity": {k: dict(v) for k, v in self.parity.items()},
+            "drifted": self.drifted(),
+            "warnings": list(self.warnings),
+            "benchmark_positives": self.benchmark_positives,
         }
 
     @classmethod
@@ -127,7 +146,19 @@ class RunReport:
             logdir=data.get("logdir"),
             seconds=float(data.get("seconds", 0.0)),
             recipe=dict(data.get("recipe", {})),
+            parity={k: dict(v) for k, v in (data.get("parity") or {}).items()},
+            warnings=tuple(data.get("warnings") or ()),
+            benchmark_positives=data.get("benchmark_positives"),
         )
+
+    def drifted(self) -> dict[str, str]:
+        """Variant -> its export's drift flag, for the exports that drifted beyond tolerance.
+
+        Example:
+            >>> RunReport("x", ".", parity={"m_int8": {"drift_flag": "ΔAUC -0.16"}}).drifted()
+            {'m_int8': 'ΔAUC -0.16'}
+        """
+        return {n: p["drift_flag"] for n, p in self.parity.items() if p.get("drift_flag")}
 
     def to_json(self, path: str | os.PathLike) -> str:
         """Write the report as JSON atomically; return the path."""
@@ -139,12 +170,14 @@ class RunReport:
         return str(p)
 
     def to_markdown(self) -> str:
-        """The stage table and the benchmark table (ratios against the benchmark's baseline)."""
+        """The stage table, the exports' parity (drift marked ⚠), the benchmark table and the
+        warnings; every quality figure with the examples and positives it rests on."""
         lines = [f"# Run `{self.name}`", ""]
         metrics: list[str] = []
         for s in self.stages:
             metrics += [m for m in s.quality if m not in metrics]
-        head = ["stage", "kind", "cached", "seconds", "params", "sparsity", *metrics]
+        head = ["stage", "kind", "cached", "seconds", "params", "sparsity", *metrics,
+                "n examples", "n positives"]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for s in self.stages:
             cached = "yes" if s.cached else (
@@ -153,15 +186,54 @@ class RunReport:
             cells = [s.name, s.kind, cached, f"{s.seconds:.1f}", f"{s.params:,}",
                      f"{s.sparsity:.3f}"]
             cells += ["—" if s.quality.get(m) is None else f"{s.quality[m]:.4f}" for m in metrics]
+            cells += [_count(s.n_examples), _count(s.n_positives)]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
-        lines.append("Quality of each stage's Keras model on the test split.")
+        lines.append("Quality of each stage's Keras model on the whole test split, with the exact "
+                     "metrics the export and benchmark tables use.")
+        lines += self._parity_markdown()
         if self.benchmark is not None:
             lines += ["", f"## Exported variants (ratios against `{self.benchmark.baseline}`)", ""]
             lines.append(self.benchmark.to_markdown())
+            examples = self.benchmark.rows[0].examples
+            lines += ["", f"Quality of the exported variants on the first {examples:,} test "
+                          "examples" + ("" if self.benchmark_positives is None else
+                                        f" ({self.benchmark_positives:,} positives)") + "."]
+            drifted = [n for n in self.benchmark.names if n in self.drifted()]
+            if drifted:
+                lines.append(f"⚠ drift: {', '.join(drifted)} (see the exports above).")
         if self.plot:
             lines += ["", f"Trade-off plot: `{self.plot}`"]
+        if self.warnings:
+            lines += ["", "## Warnings", ""] + [f"- {w}" for w in self.warnings]
         return "\n".join(lines)
+
+    def _parity_markdown(self) -> list[str]:
+        if not self.parity:
+            return []
+        lines = ["", "## Exports (parity with the Keras model)", "",
+                 "| variant | parity max abs diff | Δ quality | n examples | note |",
+                 "|---|---|---|---|---|"]
+        notes: list[str] = []
+        for name, p in self.parity.items():
+            delta = p.get("quality_delta")
+            shown = "—" if delta is None else f"{p.get('metric') or 'quality'} {delta:+.4f}"
+            diff = p.get("max_abs_diff")
+            note = ""
+            if p.get("drift_flag"):
+                notes.append(f"[{len(notes) + 1}] `{name}`: {p['drift_flag']}")
+                note = f"⚠ drift [{len(notes)}]"
+            lines.append(f"| {name} | {'—' if diff is None else f'{diff:.2e}'} | {shown} | "
+                         f"{_count(p.get('examples'))} | {note} |")
+        lines += ["", "Δ quality: the export's exact quality minus its Keras model's, on the same "
+                      "test examples."]
+        if notes:
+            lines += [""] + notes
+        return lines
+
+
+def _count(value: int | None) -> str:
+    return "—" if value is None else f"{value:,}"
 
 
 def load_report(run_dir: str | os.PathLike) -> RunReport:
@@ -213,6 +285,7 @@ def render_report(report: RunReport, run_dir: str | os.PathLike | None = None, *
 
         plot_tradeoff(report.benchmark, directory / PLOT_FILE, metric=metric,
                       batch_size=batch_size, title=f"tfcompress run {report.name!r}")
+        os.chmod(directory / PLOT_FILE, default_file_mode())  # the user's umask, like report.md
         plot = PLOT_FILE
     report = dataclasses.replace(report, plot=plot)
     atomic_write_text(directory / MARKDOWN_FILE, report.to_markdown() + "\n")
