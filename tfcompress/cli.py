@@ -1,7 +1,12 @@
 """The ``tfcompress`` command.
 
 TensorFlow is imported only by the subcommands that need it, so ``tfcompress --help`` and
-``tfcompress --version`` answer at once.
+``tfcompress --version`` answer at once (this module imports nothing heavy; the defaults of
+``demo --help`` are read from the source of :func:`tfcompress.recipe.demo_recipe`). Before
+TensorFlow loads, the command sets ``TF_CPP_MIN_LOG_LEVEL=2`` unless the user set it.
+
+An error prints one line and the last frames of where it was raised; ``--traceback`` prints the
+whole traceback.
 
 Example:
     $ tfcompress demo --samples 8000 --epochs 1
@@ -12,11 +17,15 @@ Example:
 from __future__ import annotations
 
 import argparse
+import ast
+import importlib.util
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = ["main"]
 
@@ -56,6 +65,33 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress output, only the report")
 
 
+def _add_traceback(p: argparse.ArgumentParser, default: Any) -> None:
+    p.add_argument("--traceback", action="store_true", default=default,
+                   help="on an error, print the full traceback (default: one line and the last "
+                        "frames)")
+
+
+def demo_defaults() -> dict[str, Any]:
+    """The keyword defaults of :func:`tfcompress.recipe.demo_recipe`, read from its source.
+
+    ``demo --help`` shows them without importing the recipe module (which loads TensorFlow).
+
+    Example:
+        >>> demo_defaults()["seed"]
+        0
+    """
+    spec = importlib.util.find_spec("tfcompress.recipe")
+    if spec is None or spec.origin is None:  # pragma: no cover - broken installation
+        return {}
+    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == "demo_recipe":
+            args = node.args
+            return {a.arg: ast.literal_eval(d) for a, d in zip(args.kwonlyargs, args.kw_defaults,
+                                                                 strict=True) if d is not None}
+    return {}  # pragma: no cover - demo_recipe renamed; the test of the defaults catches it
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tfcompress",
@@ -68,7 +104,9 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="log tfcompress' progress at INFO level"
     )
+    _add_traceback(parser, False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    defaults = demo_defaults()
 
     demo = sub.add_parser(
         "demo",
@@ -82,13 +120,17 @@ def _build_parser() -> argparse.ArgumentParser:
             "teacher's float TFLite. Finished stages are reused when run again."
         ),
     )
-    demo.add_argument("--samples", type=_positive_int, default=None,
-                      help="simulated impressions (default: the demo recipe's, 40000)")
-    demo.add_argument("--teacher-epochs", type=_positive_int, default=None,
-                      help="most epochs of teacher training (default: the recipe's)")
-    demo.add_argument("--epochs", type=_positive_int, default=None,
-                      help="fine-tune epochs of each stage (default: the recipe's)")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--samples", type=_positive_int, default=defaults.get("samples"),
+                      help="simulated CTR impressions (default: %(default)s)")
+    demo.add_argument("--teacher-epochs", type=_positive_int,
+                      default=defaults.get("teacher_epochs"),
+                      help="most epochs of teacher training; the best by validation AUC is kept "
+                           "(default: %(default)s)")
+    demo.add_argument("--epochs", type=_positive_int, default=defaults.get("epochs"),
+                      help="fine-tune epochs of the prune and quantize stages; distillation gets "
+                           "2 * EPOCHS + 2 (default: %(default)s)")
+    demo.add_argument("--seed", type=int, default=defaults.get("seed"),
+                      help="data and run seed (default: %(default)s)")
     demo.add_argument("--print-recipe", action="store_true",
                       help="print the demo recipe as TOML (a starting point for your own) and exit")
     add_run_options(demo)
@@ -162,10 +204,21 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="timed runs per batch size (default: 50)")
     bench.add_argument("--json", type=Path, help="also write the report as JSON here")
     add_data_options(bench, required=True)
+    for command in sub.choices.values():  # also after the command: tfcompress run R --traceback
+        _add_traceback(command, argparse.SUPPRESS)
     return parser
 
 
 def _load_data(args: argparse.Namespace):
+    """The TaskData named by --data / --data-format, its summary table printed."""
+    task = _read_data(args)
+    summary = getattr(task, "summary", None)
+    if callable(summary):  # rows, positives and features of what was loaded
+        print(str(summary()))
+    return task
+
+
+def _read_data(args: argparse.Namespace):
     """The TaskData named by --data / --data-format (the same reader as a recipe's [data])."""
     from tfcompress import data
     from tfcompress.pipeline import load_data
@@ -302,28 +355,82 @@ _COMMANDS = {"demo": _cmd_demo, "run": _cmd_run, "report": _cmd_report, "export"
              "bench": _cmd_bench}
 
 
+#: frames shown under a one-line error (``--traceback`` shows them all)
+ERROR_FRAMES = 3
+#: errors in what the user gave (arguments, recipe, files): exit status 2; anything else 1
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError)
+
+
+def _where(frame: traceback.FrameSummary) -> str:
+    path = Path(frame.filename)
+    parts = path.parts
+    if "tfcompress" in parts:  # the package's own files, from the package directory
+        path = Path(*parts[len(parts) - 1 - parts[::-1].index("tfcompress"):])
+    elif "site-packages" in parts:
+        path = Path(*parts[parts.index("site-packages") + 1:])
+    return f"{path.as_posix()}:{frame.lineno} in {frame.name}"
+
+
+def error_lines(err: BaseException, frames: int = ERROR_FRAMES) -> list[str]:
+    """``"  at FILE:LINE in FUNCTION"`` for the last ``frames`` frames of where ``err`` was
+    raised (innermost last), and the innermost tfcompress frame when it is not among them.
+
+    Example:
+        >>> try:
+        ...     int("x")
+        ... except ValueError as e:
+        ...     error_lines(e)[-1].startswith("  at ")
+        True
+    """
+    stack = traceback.extract_tb(err.__traceback__)
+    shown = list(stack[-frames:])
+    ours = [f for f in stack if "tfcompress" in Path(f.filename).parts
+            and Path(f.filename).name != "cli.py"]
+    if ours and ours[-1] not in shown:
+        shown = [ours[-1], *shown]
+    return [f"  at {_where(f)}" for f in shown]
+
+
+def _report_error(command: str, err: BaseException, full: bool) -> None:
+    kind = "" if isinstance(err, USER_ERRORS) else f"{type(err).__name__}: "
+    message = str(err) or type(err).__name__
+    print(f"tfcompress {command}: error: {kind}{message}", file=sys.stderr)
+    if full:
+        traceback.print_exception(err, file=sys.stderr)
+        return
+    for line in error_lines(err):
+        print(line, file=sys.stderr)
+    print("  (run again with --traceback for the full traceback)", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``tfcompress`` command line; returns the exit status."""
+    """Run the ``tfcompress`` command line; returns the exit status.
+
+    Example:
+        >>> main(["demo", "--print-recipe"])  # doctest: +SKIP
+        0
+    """
+    if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:  # before any command loads TensorFlow
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
     parser = _build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.command is None:
         parser.print_help()
         return 2
     try:
         return _COMMANDS[args.command](args)
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        print(f"tfcompress {args.command}: error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         if args.command in ("run", "demo"):
             print(f"tfcompress {args.command}: interrupted; run the same command again to resume "
                   "at the stage (and epoch) that was running.", file=sys.stderr)
         return 130
+    except Exception as err:  # every failure: one line and where it came from
+        _report_error(args.command, err, args.traceback)
+        return 2 if isinstance(err, USER_ERRORS) else 1
 
 
 if __name__ == "__main__":  # pragma: no cover
