@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -72,7 +73,12 @@ def test_benchmark_rows(setup):
             assert 0 < lat["median"] <= lat["p90"]
         assert r.throughput[32] == pytest.approx(32 / (r.latency_ms[32]["median"] / 1e3))
         assert r.bytes > r.gzip_bytes > 0
-        assert r.peak_memory_mb is not None
+        assert r.positives == int(np.concatenate([y for _, y in ds.as_numpy_iterator()]).sum())
+        # a fresh process per variant: the weights and arena, not what another variant freed
+        assert r.peak_memory_mb is not None and r.peak_memory_mb > 0
+    # loading a SavedModel brings TF's function runtime; a TFLite interpreter is lighter
+    assert max(float_row.peak_memory_mb, int8_row.peak_memory_mb) < xla_row.peak_memory_mb
+    assert report.settings["memory"].startswith("peak RSS increase of a fresh process")
     # same predictions -> same quality for the float variants
     assert float_row.quality["auc"] == pytest.approx(keras_row.quality["auc"], abs=1e-6)
     assert xla_row.quality["logloss"] == pytest.approx(keras_row.quality["logloss"], abs=1e-5)
@@ -122,6 +128,14 @@ def test_markdown_and_json_round_trip(setup, tmp_path):
     for col in ("variant", "auc", "gzip bytes", "params", "b1 median ms", "b32 p90 ms",
                 "peak MB", "size x", "speed x b32", "Δ auc"):
         assert col in header
+    assert "| accuracy | n | positives | bytes |" in header
+    columns = [c.strip() for c in header.split("|")[1:-1]]
+    for row, line in zip(report.rows, lines[2:], strict=True):
+        cells = [c.strip() for c in line.split("|")[1:-1]]
+        assert cells[columns.index("n")] == "200"
+        assert cells[columns.index("positives")] == str(row.positives)
+    few = min(report.rows[0].positives, 200 - report.rows[0].positives) < 100
+    assert ("warning: only" in md) == few and ("warning: only" in report.to_text()) == few
     for name, line in zip(report.names, lines[2:], strict=True):
         assert line.startswith(f"| {name}")
         assert line.count("|") == header.count("|")
@@ -156,7 +170,8 @@ def test_benchmark_multiclass_and_retrieval_metrics():
     top5 = np.argsort(-probs, axis=1)[:, :5]
     assert row.quality["top5_accuracy"] == pytest.approx(np.mean((top5 == y[:, None]).any(1)))
     retrieval = bm.benchmark({"mc": model}, [(x, y)], task="retrieval", metrics=["recall@3"],
-                             batch_sizes=(1,), warmup=0, repeats=2, progress=False)
+                             batch_sizes=(1,), warmup=0, repeats=2, progress=False,
+                             measure_memory=False)
     top3 = np.argsort(-probs, axis=1)[:, :3]
     assert retrieval.rows[0].task == "retrieval"
     assert retrieval.rows[0].quality == {
@@ -189,11 +204,36 @@ def test_benchmark_bad_inputs(tmp_path):
         bm.benchmark([model], [(x, y)], **kw)
 
 
-def test_configure_threads():
-    got = bm.configure_threads(1)
-    assert set(got) == {"intra_op", "inter_op"}
-    assert got["intra_op"] == tf.config.threading.get_intra_op_parallelism_threads()
-    with pytest.raises(ValueError, match="num_threads"):
+_THREADS_SCRIPT = """
+import json, logging, sys
+logging.basicConfig(level=logging.WARNING, stream=sys.stdout, format="LOG %(message)s")
+from tfcompress import benchmarking as bm
+from tfcompress.keras_compat import tf
+first = bm.configure_threads(3)
+pool = tf.config.threading.get_intra_op_parallelism_threads()
+float(tf.reduce_sum(tf.ones((64, 64)) @ tf.ones((64, 64))))  # TF initialises with the settings
+later = bm.configure_threads(5)  # too late: stays at 3 and says so
+print("RESULT " + json.dumps({"first": first, "pool": pool, "later": later,
+      "inter": tf.config.threading.get_inter_op_parallelism_threads()}))
+"""
+
+
+@pytest.mark.multiprocess
+def test_configure_threads_sets_tensorflow_before_it_initialises():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _THREADS_SCRIPT], capture_output=True, text=True,
+                         timeout=300, env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(next(ln for ln in out.stdout.splitlines()
+                             if ln.startswith("RESULT "))[7:])
+    # importing tfcompress leaves TF uninitialised, so the first call takes effect ...
+    assert result["first"] == {"intra_op": 3, "inter_op": 1} and result["pool"] == 3
+    # ... and once TF has run an op the setting is fixed: the call reports what is in effect
+    assert result["later"] == {"intra_op": 3, "inter_op": 1} and result["inter"] == 1
+    assert "LOG TensorFlow is already initialised: its intra-op threads stay at 3" in out.stdout
+    with pytest.raises(ValueError, match="`num_threads` must be an int >= 1, received 0"):
         bm.configure_threads(0)
 
 
@@ -206,8 +246,19 @@ def test_report_validation():
     assert report.baseline == "a"
     assert report.ratios()["b"] == {"size_x": 2.0, "gzip_size_x": 2.5, "speed_x": {1: 2.0},
                                     "quality_delta": {"auc": pytest.approx(0.1)}}
-    assert "| b | tflite | 0.6000 | 5 | 2 | 3 | 1.000 | 1.500 | 1.0 | 2.00 | 2.00 | +0.1000 |" \
-        in report.to_markdown()
+    # n and positives sit beside the quality columns (positives unknown for these rows: —)
+    assert "| b | tflite | 0.6000 | 8 | — | 5 | 2 | 3 | 1.000 | 1.500 | 1.0 | 2.00 | 2.00 | " \
+        "+0.1000 |" in report.to_markdown()
+    text = report.to_text().splitlines()
+    assert text[0].split() == ["variant", "format", "auc", "n", "positives", "bytes", "gzip",
+                               "bytes", "params", "b1", "median", "ms", "b1", "p90", "ms",
+                               "peak", "MB", "size", "x", "speed", "x", "b1", "Δ", "auc"]
+    assert text[3].split() == ["b", "tflite", "0.6000", "8", "—", "5", "2", "3", "1.000",
+                               "1.500", "1.0", "2.00", "2.00", "+0.1000"]
+    assert str(report) == report.to_text()
+    # no memory measured anywhere: no always-empty column
+    unmeasured = BenchmarkReport((row, dataclasses.replace(fast, peak_memory_mb=None)))
+    assert "peak MB" not in unmeasured.to_markdown() and "peak" not in unmeasured.to_text()
     with pytest.raises(ValueError, match="at least one row"):
         BenchmarkReport(())
     with pytest.raises(ValueError, match="no variant 'z'"):

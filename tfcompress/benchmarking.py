@@ -16,10 +16,16 @@ interpreter actually applied (``"xnnpack"``, LiteRT's default on CPU, or ``"none
 graph partitions it took over and the thread count; ``report.settings["tflite_delegate"]``
 summarises it in one word (``"mixed"`` when variants differ).
 
-Memory: ``peak_memory_mb`` is the peak increase of the process' resident set size (psutil RSS,
-sampled every few ms on a thread) while the variant is loaded and run. It is indicative only:
-TensorFlow and the allocator keep memory they freed, so a variant measured after another may show
-less than it needs alone; files mapped by the TFLite interpreter count only once touched.
+Quality: one definition everywhere (:mod:`tfcompress.metrics`): exact AUC, logloss and accuracy
+on every example of ``data`` by default (``max_examples=None``); each row records how many
+examples and positives its figures rest on, and the report warns when either class has fewer
+than 100 examples (differences between variants are then noise).
+
+Memory: ``peak_memory_mb`` is the peak increase of the resident set size of a fresh Python
+process that loads the variant and runs it on the largest timed batch, over a baseline taken
+after the libraries are imported and initialised (:mod:`tfcompress.memory_probe`). Measured in
+the benchmark's own process it would depend on the order of the variants (the allocator keeps
+what it freed), so each variant gets its own process: a few seconds each.
 
 Example:
     >>> from tfcompress.benchmarking import benchmark
@@ -35,7 +41,6 @@ import gzip
 import logging
 import os
 import tempfile
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -43,17 +48,23 @@ from typing import Any
 
 import numpy as np
 
-from tfcompress.keras_compat import keras, tf
+from tfcompress.keras_compat import check_keras_file, check_model, keras, tf
 from tfcompress.manifest import library_versions
-from tfcompress.metrics import default_metrics, infer_task, metric_k, quality
+from tfcompress.metrics import (
+    TASKS,
+    check_metric_names,
+    count_positives,
+    default_metrics,
+    few_positives_note,
+    infer_task,
+    quality,
+)
 from tfcompress.report import BenchmarkReport, BenchmarkRow
-from tfcompress.runtime import Variant, check_int_arg, collect_examples, load_variant
+from tfcompress.runtime import Variant, check_int_arg, load_variant, model_input_specs
 
 _log = logging.getLogger("tfcompress")
 
 __all__ = ["BenchmarkReport", "BenchmarkRow", "benchmark", "configure_threads", "tflite_runtime"]
-
-TASKS = ("binary", "multiclass", "retrieval")
 
 
 def tflite_runtime(variant: Variant, num_threads: int | None = None) -> dict[str, Any]:
@@ -129,38 +140,6 @@ def configure_threads(num_threads: int) -> dict[str, int]:
     }
 
 
-class _RssSampler:
-    """Peak RSS of this process, sampled on a thread (psutil)."""
-
-    def __init__(self, interval: float = 0.005) -> None:
-        import psutil
-
-        self._proc = psutil.Process()
-        self._interval = interval
-        self._stop = threading.Event()
-        self.start_rss = self._proc.memory_info().rss
-        self.peak = self.start_rss
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._proc.memory_info().rss)
-            self._stop.wait(self._interval)
-
-    def __enter__(self) -> _RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._proc.memory_info().rss)
-
-    @property
-    def increase_mb(self) -> float:
-        return (self.peak - self.start_rss) / 2**20
-
-
 def _gzip_size(paths: Sequence[Path]) -> int:
     total = 0
     for p in paths:
@@ -172,18 +151,25 @@ def _files(path: Path) -> list[Path]:
     return [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
 
 
-def _size(variant: Variant) -> tuple[int | None, int | None]:
+def _artifact(variant: Variant, directory: str) -> Path | None:
+    """The variant's file or directory; an in-memory Keras model is saved as ``.keras`` first."""
     if variant.path is not None:
-        files = _files(Path(variant.path))
-        return sum(p.stat().st_size for p in files), _gzip_size(files)
-    with tempfile.TemporaryDirectory(prefix="tfcompress-bench-") as d:
-        f = Path(d) / "model.keras"
-        try:
-            variant.model.save(str(f))
-        except Exception as e:  # e.g. custom layers without get_config
-            _log.warning("could not save %r to .keras to measure its size: %s", variant.name, e)
-            return None, None
-        return f.stat().st_size, _gzip_size([f])
+        return Path(variant.path)
+    f = Path(directory) / f"{variant.name or 'model'}.keras".replace(os.sep, "_")
+    try:
+        variant.model.save(str(f))
+    except Exception as e:  # e.g. custom layers without get_config
+        _log.warning("could not save %r to .keras to measure its size and memory: %s",
+                     variant.name, e)
+        return None
+    return f
+
+
+def _size(artifact: Path | None) -> tuple[int | None, int | None]:
+    if artifact is None:
+        return None, None
+    files = _files(artifact)
+    return sum(p.stat().st_size for p in files), _gzip_size(files)
 
 
 def _params(variant: Variant) -> int | None:
@@ -263,12 +249,22 @@ def _resolve_variant_inputs(variants: Any) -> list[tuple[str, Any]]:
                     f"variant {name!r}: directory {str(p)!r} is not a SavedModel (no "
                     "saved_model.pb)."
                 )
-        elif not isinstance(v, keras.Model):
-            from tfcompress.keras_compat import check_model
-
+            if p.is_file() and p.suffix.lower() in (".keras", ".h5"):
+                check_keras_file(p, argument=f"variants[{name!r}]")
+        else:
             check_model(v, f"variants[{name!r}]")
         out.append((name, v))
     return out
+
+
+def _input_order_hint(items: list[tuple[str, Any]]) -> tuple[str, ...] | None:
+    """The positional input order of the first in-memory Keras variant that has one."""
+    for _, source in items:
+        if isinstance(source, keras.Model):
+            structure, specs = model_input_specs(source)
+            if structure != "dict":
+                return tuple(s.name for s in specs)
+    return None
 
 
 def benchmark(
@@ -282,16 +278,22 @@ def benchmark(
     warmup: int = 5,
     repeats: int = 50,
     num_threads: int = 1,
-    max_examples: int | None = 10_000,
+    max_examples: int | None = None,
     measure_memory: bool = True,
     progress: bool = True,
 ) -> BenchmarkReport:
     """Measure every variant on the same data with the same settings.
 
     Args:
-        variants: name -> tf_keras model, SavedModel directory or ``.tflite`` file (str/Path).
-        data: ``(features, label)`` data: a ``tf.data.Dataset`` (batched or not), an iterable of
-            such pairs, or one ``(features dict, labels)`` tuple.
+        variants: name -> tf_keras model, SavedModel directory, ``.tflite`` or ``.keras`` file
+            (str/Path).
+        data: labelled data in any form ``model.evaluate`` takes: a ``tf.data.Dataset`` (batched
+            or not) of ``(x, y)`` / ``(x, y, sample_weight)``, one ``(x, y)`` tuple of numpy
+            arrays, or an iterable of ``(x, y)`` batches; ``x`` is an array (one-input model), a
+            list of arrays in the model's input order, or a dict keyed by input name. For a
+            multi-input SavedModel/TFLite variant, positional ``x`` needs the input order: the
+            one recorded by the export in ``manifest.json``, or that of a Keras model among
+            ``variants``; else pass a dict. Sample weights are ignored.
         task: ``"binary"``, ``"multiclass"`` or ``"retrieval"``; default inferred from the first
             variant's output width (1: binary; <= 100 classes: multiclass; else retrieval).
         metrics: metric names (``auc``, ``logloss``, ``accuracy``, ``topK_accuracy``,
@@ -302,20 +304,23 @@ def benchmark(
         warmup: untimed runs before timing each batch size.
         repeats: timed runs per batch size (median and p90 reported).
         num_threads: TFLite threads and (when still possible) TensorFlow intra-op threads.
-        max_examples: examples taken from ``data`` for quality (None: all).
-        measure_memory: sample the RSS increase while loading and running each variant.
+        max_examples: examples taken from ``data`` for quality (default None: all of them, so
+            the figures match :func:`tfcompress.metrics.evaluate_exact` on the same data).
+        measure_memory: measure each variant's peak memory in a fresh process
+            (:mod:`tfcompress.memory_probe`; a few seconds per variant).
         progress: show a progress bar over the variants.
 
     Returns:
         A :class:`~tfcompress.report.BenchmarkReport`.
 
     Raises:
-        ValueError: empty ``variants``, a missing path, an unknown file type, ``baseline`` not
-            among the variants, ``data`` without labels, bad settings.
-        TypeError: a variant is neither a path nor a tf_keras model.
+        ValueError: empty ``variants``, a missing path, an unknown file type, an empty or
+            truncated ``.keras`` file, ``baseline`` not among the variants, ``data`` without
+            labels or not matching the model's inputs, bad settings.
+        TypeError: a variant is neither a path nor a tf_keras model; a Keras 3 ``.keras`` file.
 
     Example:
-        >>> report = benchmark({"float": "m.tflite", "int8": "m_int8.tflite"}, task.test,
+        >>> report = benchmark({"float": "m.tflite", "int8": "m_int8.tflite"}, (x_test, y_test),
         ...                    repeats=20)  # doctest: +SKIP
         >>> report.ratios()["int8"]["size_x"]  # doctest: +SKIP
         3.9
@@ -337,15 +342,9 @@ def benchmark(
     check_int_arg(num_threads, "num_threads", 1)
     if max_examples is not None:
         check_int_arg(max_examples, "max_examples", 1)
-    if metrics is not None:
-        metrics = list(metrics)
-        for m in metrics:
-            if m not in ("auc", "logloss", "accuracy") and metric_k(m) is None:
-                raise ValueError(
-                    f"`metrics`: unknown metric {m!r}; use auc, logloss, accuracy, topK_accuracy "
-                    "(e.g. top5_accuracy) or recall@K (e.g. recall@10)."
-                )
+    check_metric_names(metrics)
     threads = configure_threads(num_threads)
+    order = _input_order_hint(items)
 
     iterate: Any = items
     if progress:  # tqdm.auto warns in notebooks without ipywidgets: only import it when used
@@ -355,49 +354,52 @@ def benchmark(
     rows = []
     runtimes: dict[str, dict[str, Any]] = {}
     examples: tuple[dict[str, np.ndarray], np.ndarray] | None = None
-    for name, source in iterate:
-        sampler = _RssSampler() if measure_memory else None
-        with sampler if sampler is not None else _Null():
+    with tempfile.TemporaryDirectory(prefix="tfcompress-bench-") as tmp:
+        for name, source in iterate:
             variant = load_variant(source, name=name, num_threads=num_threads)
+            if order is not None and variant.input_order is None:
+                variant.adopt_input_order(order)
             if variant.format == "tflite":
                 runtimes[name] = tflite_runtime(variant, num_threads)
             if examples is None:
-                features, labels = collect_examples(
-                    data, variant.structure, variant.input_specs, max_examples, "data"
-                )
-                if labels is None:
-                    raise ValueError(
-                        "`data` has no labels; pass a dataset of (features, label) pairs so "
-                        "quality can be measured."
-                    )
-                examples = (features, labels)
+                examples = _examples(variant, data, max_examples)
             features, labels = examples
             feats = _for_variant(variant, features)
             outputs = variant.predict(feats, batch_size=max(batch_sizes))
             out = outputs[sorted(outputs)[0]] if len(outputs) > 1 else next(iter(outputs.values()))
             width = out.shape[-1] if out.ndim > 1 else 1
             row_task = task or infer_task(out, labels)
-            row_metrics = metrics or list(default_metrics(row_task, width))
-            q = quality(out, labels, row_metrics)
+            q = quality(out, labels, list(metrics) if metrics else default_metrics(row_task, width))
             latency = {b: _latency(variant, feats, b, warmup, repeats) for b in batch_sizes}
-        size, gz = _size(variant)
-        rows.append(BenchmarkRow(
-            name=name,
-            format=variant.format,
-            path=variant.path,
-            task=row_task,
-            quality=q,
-            bytes=size,
-            gzip_bytes=gz,
-            params=_params(variant),
-            latency_ms=latency,
-            throughput={b: b / (lat["median"] / 1e3) if lat["median"] > 0 else float("inf")
-                        for b, lat in latency.items()},
-            peak_memory_mb=sampler.increase_mb if sampler is not None else None,
-            examples=int(len(labels)),
-        ))
-        _log.info("benchmarked %s: %s", name, q)
-        del variant
+            artifact = _artifact(variant, tmp)
+            size, gz = _size(artifact)
+            memory = None
+            if measure_memory and artifact is not None:
+                from tfcompress.memory_probe import peak_memory_mb
+
+                memory = peak_memory_mb(artifact, _take(feats, max(batch_sizes)),
+                                        runs=max(1, warmup), num_threads=num_threads)
+            rows.append(BenchmarkRow(
+                name=name,
+                format=variant.format,
+                path=variant.path,
+                task=row_task,
+                quality=q,
+                bytes=size,
+                gzip_bytes=gz,
+                params=_params(variant),
+                latency_ms=latency,
+                throughput={b: b / (lat["median"] / 1e3) if lat["median"] > 0 else float("inf")
+                            for b, lat in latency.items()},
+                peak_memory_mb=memory,
+                examples=int(len(labels)),
+                positives=count_positives(labels, row_task),
+            ))
+            _log.info("benchmarked %s: %s", name, q)
+            del variant
+    notes = {n for r in rows if (n := few_positives_note(r.examples, r.positives))}
+    for note in sorted(notes):
+        _log.warning("benchmark: %s.", note)
     settings = {
         "batch_sizes": list(batch_sizes),
         "warmup": warmup,
@@ -407,11 +409,29 @@ def benchmark(
         "tflite_delegate": _summary_delegate(runtimes),
         "tflite_runtime": runtimes,
         "max_examples": max_examples,
-        "memory": "psutil RSS increase (indicative)" if measure_memory else None,
+        "quality": "exact (tfcompress.metrics), unweighted, on every example taken",
+        "memory": ("peak RSS increase of a fresh process loading the variant and running a batch "
+                   f"of {max(batch_sizes)} (psutil)") if measure_memory else None,
         "versions": library_versions(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     return BenchmarkReport(tuple(rows), baseline or names[0], settings)
+
+
+def _examples(variant: Variant, data: Any, max_examples: int | None
+              ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    features, labels = variant.collect(data, max_examples, "data")
+    if labels is None:
+        raise ValueError(
+            "`data` has no labels; pass (x, y) pairs (a tf.data.Dataset of (features, label), or "
+            "an (x, y) tuple of arrays) so quality can be measured."
+        )
+    if len(labels) != len(next(iter(features.values()))):
+        raise ValueError(
+            f"`data` holds {len(next(iter(features.values())))} examples but {len(labels)} "
+            "labels; pass one label per example."
+        )
+    return features, labels
 
 
 def _summary_delegate(runtimes: Mapping[str, Mapping[str, Any]]) -> str | None:
@@ -422,20 +442,13 @@ def _summary_delegate(runtimes: Mapping[str, Mapping[str, Any]]) -> str | None:
     return kinds.pop() if len(kinds) == 1 else "mixed"
 
 
-class _Null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
 def _for_variant(variant: Variant, features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The features a variant needs, validated (variants may name/type inputs differently)."""
     missing = [s.name for s in variant.input_specs if s.name not in features]
     if missing:
         raise ValueError(
             f"variant {variant.name!r} needs inputs {missing} that `data` does not provide "
-            f"(data has {sorted(features)})."
+            f"(data has {sorted(features)}); benchmark variants of the same model, whose inputs "
+            "have the same names."
         )
     return {s.name: features[s.name].astype(s.dtype, copy=False) for s in variant.input_specs}

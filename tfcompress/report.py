@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tfcompress.manifest import atomic_write_text
+from tfcompress.metrics import few_positives_note
 
 __all__ = ["BenchmarkReport", "BenchmarkRow"]
 
@@ -38,8 +39,10 @@ class BenchmarkRow:
             tensors; SavedModel: elements of saved variables); None when unknown.
         latency_ms: batch size -> ``{"median", "p90"}`` milliseconds per batch.
         throughput: batch size -> examples per second at the median latency.
-        peak_memory_mb: peak RSS increase while loading and running (MiB), None if not measured.
+        peak_memory_mb: peak RSS increase of a fresh process loading and running the variant
+            (MiB; :mod:`tfcompress.memory_probe`), None if not measured.
         examples: examples the quality was measured on.
+        positives: positive examples among them (binary tasks), None for other tasks.
     """
 
     name: str
@@ -54,6 +57,7 @@ class BenchmarkRow:
     throughput: dict[int, float]
     peak_memory_mb: float | None
     examples: int
+    positives: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -172,40 +176,95 @@ class BenchmarkReport:
         """Read a report written by :meth:`to_json`."""
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
-    def to_markdown(self) -> str:
-        """A Markdown table: one row per variant, with ratios against the baseline."""
+    def notes(self) -> list[str]:
+        """Warnings that belong under the tables: too few positives (or negatives) to compare.
+
+        Example:
+            >>> report.notes()  # doctest: +SKIP
+            ["only 37 positives among 200 examples: quality differences are noise (...)"]
+        """
+        notes = []
+        for r in self.rows:
+            note = few_positives_note(r.examples, r.positives)
+            if note and note not in notes:
+                notes.append(note)
+        return notes
+
+    def _table(self) -> tuple[list[str], list[list[str]]]:
+        """Header and cells, shared by the Markdown and the text table."""
         metrics: list[str] = []
         for r in self.rows:
             metrics += [m for m in r.quality if m not in metrics]
         batches = sorted({b for r in self.rows for b in r.latency_ms})
         ratios = self.ratios()
         primary = metrics[0] if metrics else None
-        head = ["variant", "format", *metrics, "bytes", "gzip bytes", "params"]
+        memory = any(r.peak_memory_mb is not None for r in self.rows)
+        head = ["variant", "format", *metrics, "n", "positives", "bytes", "gzip bytes", "params"]
         for b in batches:
             head += [f"b{b} median ms", f"b{b} p90 ms"]
-        head += ["peak MB", "size x"] + [f"speed x b{b}" for b in batches]
+        head += (["peak MB"] if memory else []) + ["size x"] + [f"speed x b{b}" for b in batches]
         if primary:
             head.append(f"Δ {primary}")
-        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        body = []
         for r in self.rows:
             rat = ratios[r.name]
             cells = [r.name + (" (baseline)" if r.name == self.baseline else ""), r.format]
             cells += [_fmt(r.quality.get(m), 4) for m in metrics]
+            cells += [_fmt(r.examples), _fmt(r.positives)]
             cells += [_fmt(r.bytes), _fmt(r.gzip_bytes), _fmt(r.params)]
             for b in batches:
                 lat = r.latency_ms.get(b, {})
                 cells += [_fmt(lat.get("median"), 3), _fmt(lat.get("p90"), 3)]
-            cells += [_fmt(r.peak_memory_mb, 1), _fmt(rat["size_x"], 2)]
+            cells += ([_fmt(r.peak_memory_mb, 1)] if memory else []) + [_fmt(rat["size_x"], 2)]
             cells += [_fmt(rat["speed_x"].get(b), 2) for b in batches]
             if primary:
                 d = rat["quality_delta"].get(primary)
                 cells.append("—" if d is None else f"{d:+.4f}")
-            lines.append("| " + " | ".join(cells) + " |")
+            body.append(cells)
+        return head, body
+
+    def _footer(self) -> list[str]:
+        lines = []
         threads = self.settings.get("num_threads")
         if threads is not None:
-            lines.append("")
             lines.append(f"threads: {threads}; latency per batch in ms (median / p90).")
-        return "\n".join(lines)
+        lines.append("quality: exact AUC/logloss/accuracy on the n examples (positives: label 1).")
+        if any(r.peak_memory_mb is not None for r in self.rows):
+            lines.append("peak MB: peak RSS increase of a fresh process loading and running the "
+                         "variant.")
+        lines += [f"warning: {note}." for note in self.notes()]
+        return lines
+
+    def to_markdown(self) -> str:
+        """A Markdown table: one row per variant, with ratios against the baseline, and notes.
+
+        Example:
+            >>> print(report.to_markdown())  # doctest: +SKIP
+        """
+        head, body = self._table()
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(cells) + " |" for cells in body]
+        return "\n".join([*lines, "", *self._footer()])
+
+    def to_text(self) -> str:
+        """The same table as :meth:`to_markdown`, as aligned plain text (for a terminal or log).
+
+        Example:
+            >>> print(report.to_text())  # doctest: +SKIP
+        """
+        head, body = self._table()
+        widths = [max(len(row[i]) for row in (head, *body)) for i in range(len(head))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(head, widths, strict=True)).rstrip()]
+        lines.append("  ".join("-" * w for w in widths))
+        for cells in body:
+            lines.append("  ".join(
+                c.ljust(w) if i < 2 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            ).rstrip())
+        return "\n".join([*lines, "", *self._footer()])
+
+    def __str__(self) -> str:
+        return self.to_text()
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:

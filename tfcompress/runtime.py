@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from tfcompress.keras_compat import check_model, keras, tf
+from tfcompress.keras_compat import check_keras_file, check_model, keras, tf
 from tfcompress.manifest import MANIFEST_NAME
 from tfcompress.model_inputs import (
     RANDOM_BATCH_SIZE,
@@ -446,8 +446,9 @@ def load_variant(
         num_threads: TFLite interpreter threads.
 
     Raises:
-        TypeError: neither a path nor a tf_keras model.
-        ValueError: the path does not exist or has an unknown type.
+        TypeError: neither a path nor a tf_keras model; a ``.keras`` file saved by Keras 3.
+        ValueError: the path does not exist or has an unknown type; an empty or truncated
+            ``.keras`` file.
 
     Example:
         >>> v = load_variant("savedmodels/ctr.tflite")  # doctest: +SKIP
@@ -474,6 +475,7 @@ def load_variant(
         if suffix == ".tflite":
             return _TFLiteVariant(str(path), label, num_threads=num_threads)
         if suffix in (".keras", ".h5"):
+            check_keras_file(path, argument="path_or_model")
             model = keras.models.load_model(str(path), compile=False, safe_mode=True)
             return _KerasVariant(model, label)
         raise ValueError(
