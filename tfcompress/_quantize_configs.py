@@ -9,6 +9,8 @@
   PositionEmbedding). Weight attributes may be dotted paths into sublayers
   (``"_query_dense.kernel"``), which is how the projections inside ``MultiHeadAttention`` are
   fake-quantized while its softmax and score arithmetic stay float.
+- :class:`QATQuantizeLayer`: TFMOT's input ``QuantizeLayer``, built only once, so a QAT model
+  with input quantizers loads from ``.keras`` (TFMOT's builds twice there).
 - :class:`MultiInputQuantizeWrapper`: TFMOT's ``QuantizeWrapperV2`` forwards one positional
   input, so ``MultiHeadAttention(query, value, attention_mask=...)`` would receive ``value``
   as ``training``; this wrapper forwards attention's own signature.
@@ -41,6 +43,7 @@ __all__ = [
     "IntegerSafeScheme",
     "LayerQuantizeConfig",
     "MultiInputQuantizeWrapper",
+    "QATQuantizeLayer",
     "QATWrapper",
     "QuantizationScheme",
     "RowQuantizer",
@@ -382,6 +385,28 @@ class QATWrapper(quantize_wrapper.QuantizeWrapperV2):
         return super().call(inputs, training=training, **kwargs)
 
 
+class QATQuantizeLayer(quantize_layer.QuantizeLayer):
+    """TFMOT's ``QuantizeLayer`` (the input quantizer of a float model input) that builds once.
+
+    TFMOT's ``QuantizeLayer.build`` creates its variables but never calls ``Layer.build``, so
+    the layer stays ``built=False``. Loading a ``.keras`` file first builds every layer from its
+    ``build_config`` (``Layer.build_from_config``), then the functional model calls it, which
+    builds it a second time: the quantizer's min/max/seen variables exist twice and loading
+    fails with "Layer 'quantize_layer' expected 7 variables, but received 4". Only a
+    ``QuantizeLayer`` that keeps its quantizer shows this: TFMOT's concat transforms set the
+    quantizer of an input feeding one ``Concatenate`` of 2-6 inputs to None (its one variable
+    is then ``optimizer_step``, an attribute the second build replaces), so it hit models with
+    7+ numeric inputs, or a float input feeding anything but one small ``Concatenate``.
+    :func:`tfcompress.quantize` gives every ``QuantizeLayer`` this class.
+    """
+
+    def build(self, input_shape: Any) -> None:
+        super().build(input_shape)
+        # TFMOT hook (quantize_layer.QuantizeLayer.build, TFMOT 0.8.1): the Layer.build call it
+        # omits, which records the input shape and sets `built`, so Keras never builds it twice.
+        keras.layers.Layer.build(self, input_shape)
+
+
 class MultiInputQuantizeWrapper(QATWrapper):
     """A :class:`QATWrapper` for attention layers called as ``layer(query, value, ...)``."""
 
@@ -401,19 +426,6 @@ class MultiInputQuantizeWrapper(QATWrapper):
             super().build(input_shape)
         finally:
             del inner.compute_output_shape
-
-
-def own_trainable_weights(wrapper: Any) -> None:
-    """Keep only the quantized weights in a wrapper's own trainable list.
-
-    The wrapped layer's other weights stay trained through ``trainable_weights`` (which adds
-    the layer's own) and are saved with the layer.
-    """
-    quantized = []
-    for weight, _, _ in getattr(wrapper, "_weight_vars", []):
-        if all(weight is not w for w in quantized):
-            quantized.append(weight)
-    wrapper._trainable_weights = quantized
 
     def call(
         self,
@@ -437,6 +449,19 @@ def own_trainable_weights(wrapper: Any) -> None:
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         return self.layer.compute_output_shape(input_shape, input_shape)
+
+
+def own_trainable_weights(wrapper: Any) -> None:
+    """Keep only the quantized weights in a wrapper's own trainable list.
+
+    The wrapped layer's other weights stay trained through ``trainable_weights`` (which adds
+    the layer's own) and are saved with the layer.
+    """
+    quantized = []
+    for weight, _, _ in getattr(wrapper, "_weight_vars", []):
+        if all(weight is not w for w in quantized):
+            quantized.append(weight)
+    wrapper._trainable_weights = quantized
 
 
 class _IntegerSafeInputQuantize(_transforms.InputLayerQuantize):
@@ -500,4 +525,5 @@ def custom_objects() -> dict[str, Any]:
         "ActivationQuantizer": ActivationQuantizer,
         "MultiInputQuantizeWrapper": MultiInputQuantizeWrapper,
         "QATWrapper": QATWrapper,
+        "QATQuantizeLayer": QATQuantizeLayer,
     }

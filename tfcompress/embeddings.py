@@ -497,7 +497,9 @@ def quantize_embeddings(
 def is_qat_model(model: keras.Model) -> bool:
     """True when ``model`` holds TFMOT quantization layers (checked without importing TFMOT)."""
     for layer in model._flatten_layers(include_self=False, recursive=True):
-        if _is_quantize_wrapper(layer) or type(layer).__name__ == "QuantizeLayer":
+        if _is_quantize_wrapper(layer) or any(
+            c.__name__ == "QuantizeLayer" for c in type(layer).__mro__  # or QATQuantizeLayer
+        ):
             return True
     return False
 

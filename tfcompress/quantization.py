@@ -238,7 +238,11 @@ def quantize_scope(custom_objects: dict[str, Any] | None = None) -> Iterator[Non
         ...     model = keras.models.load_model("qat.keras")
     """
     objects = {**qc.custom_objects(), **(custom_objects or {})}
-    with _qk.quantize_scope(objects):
+    # TFMOT's scope registers its own classes last, over ours; a nested scope wins. Files saved
+    # before tfcompress used QATQuantizeLayer name TFMOT's QuantizeLayer, which loads only when
+    # it has no quantizer (see QATQuantizeLayer): they load with the fixed class.
+    fixed = {"QuantizeLayer": qc.QATQuantizeLayer}
+    with _qk.quantize_scope(objects), keras.utils.custom_object_scope({**fixed, **objects}):
         yield
 
 
@@ -430,6 +434,8 @@ def quantize(
         ) from e
     _init_weight_ranges(qat)
     for layer in qat.layers:
+        if type(layer) is quantize_layer.QuantizeLayer:
+            layer.__class__ = qc.QATQuantizeLayer  # same state; builds once when loaded
         if type(layer) is quantize_wrapper.QuantizeWrapperV2:
             layer.__class__ = qc.QATWrapper  # same state; saves/loads and keeps masks (see there)
             layer._supports_masking = bool(getattr(layer.layer, "supports_masking", False))
