@@ -140,9 +140,15 @@ def test_toml_and_yaml_of_the_same_tree_are_equal():
 
 def test_defaults_are_filled_in():
     config = loads_recipe(HEAD).get_config()
+    file_options = ("split", "split_mode", "time_column", "user_column", "drop", "numeric",
+                    "categorical", "sequence", "timestamps", "timestamp_features",
+                    "hash_buckets", "max_vocab", "hash_threshold", "numeric_fill", "delimiter",
+                    "header", "sequence_separator", "sequence_length", "min_rating",
+                    "negatives", "n_features", "max_fields")
     assert config["data"] == {
         "task": "ctr", "path": None, "format": "auto", "label": None,
-        "samples": 20_000, "seed": 0, "batch_size": 256,
+        "samples": 20_000, "seed": 0, "batch_size": 256, "strict": False,
+        **dict.fromkeys(file_options),
     }
     assert config["model"] == {
         "name": "dcn", "size": "student", "path": None, "epochs": 1,

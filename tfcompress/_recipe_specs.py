@@ -19,6 +19,7 @@ from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 from tfcompress._quantize_configs import SCHEMES
+from tfcompress._recipe_data import DATA_FORMATS, DataSpec  # noqa: F401 - the [data] part
 from tfcompress._recipe_files import (
     RecipeError,
     check_bool,
@@ -33,7 +34,6 @@ from tfcompress._recipe_files import (
     plain,
     show,
 )
-from tfcompress.data import TASK_NAMES
 from tfcompress.distillation_losses import _BY_NAME as _DISTILLATION_LOSSES
 from tfcompress.distribute import STRATEGY_NAMES
 from tfcompress.models import SIZES
@@ -42,8 +42,6 @@ from tfcompress.models.builders import _BUILDERS
 
 #: Names accepted by ``ModelSpec.name`` (those of :func:`tfcompress.models.build`).
 MODEL_NAMES: tuple[str, ...] = tuple(sorted(_BUILDERS))
-#: ``DataSpec.format`` values; all but ``"auto"`` need a ``path``.
-DATA_FORMATS = ("auto", "csv", "libfm", "movielens")
 #: ``DistillStage.loss`` values: ``"auto"`` or a :func:`tfcompress.get_distillation_loss` name.
 DISTILLATION_LOSSES: tuple[str, ...] = ("auto", *sorted(_DISTILLATION_LOSSES))
 #: ``ExportSpec.tflite`` modes (``"float"`` is an unquantized float32 model).
@@ -100,17 +98,6 @@ def _set(obj: Any, name: str, value: Any) -> None:
 # --------------------------------------------------------------------------- data and model
 
 
-def _file_format(path: str, format: str) -> str:
-    if format != "auto":
-        return format
-    name = os.path.basename(path).lower()
-    if name.removesuffix(".gz").endswith(".csv") and "rating" not in name:
-        return "csv"
-    if os.path.splitext(name)[1] in (".dat", ".data") or "rating" in name:
-        return "movielens"
-    return "libfm"
-
-
 class _SpecMixin:
     """``get_config``/``from_config`` of the recipe's tables (``[model]``, ``[export]``, ...)."""
 
@@ -125,119 +112,6 @@ class _SpecMixin:
     def from_config(cls, config: Mapping[str, Any]) -> Any:
         """Build from a ``get_config()`` dict; unknown keys raise a :class:`RecipeError`."""
         return _from_config(cls, config, cls._WHAT, cls._EXAMPLE)
-
-
-@dataclass(frozen=True)
-class DataSpec(_SpecMixin):
-    """The data of a run: a simulated task or a data file.
-
-    Attributes:
-        task: a simulated task (``tfcompress.data.TASK_NAMES``: ``"ctr"``, ``"retrieval"``,
-            ``"profile"``), or None with ``path``. The default ``"ctr"`` is dropped when a
-            ``path`` is given.
-        path: a data file (CSV, libFM/libFFM, MovieLens ratings) instead of a task.
-        format: ``"auto"`` (from the file name) or ``"csv"``, ``"libfm"``, ``"movielens"``.
-        label: the label column of a CSV file (required for CSV).
-        samples: the size of a simulated task (>= 100).
-        seed: the data seed (>= 0).
-        batch_size: the training batch size (>= 1).
-
-    Example:
-        >>> DataSpec(task="ctr", samples=5_000).batch_size
-        256
-        >>> DataSpec(path="clicks.csv", label="click").task is None
-        True
-    """
-
-    _WHAT: ClassVar[str] = "the data"
-    _EXAMPLE: ClassVar[str] = '[data] task = "ctr"'
-    task: str | None = "ctr"
-    path: str | None = None
-    format: str = "auto"
-    label: str | None = None
-    samples: int = 20_000
-    seed: int = 0
-    batch_size: int = 256
-
-    def __post_init__(self) -> None:
-        path = self.path
-        if isinstance(path, os.PathLike):
-            path = os.fspath(path)
-        if path is not None and (not isinstance(path, str) or not path):
-            raise fail("path", "a data file path (a string)", path, 'path = "clicks.csv"',
-                       typed=True)
-        task = self.task
-        if path is not None and task == "ctr":
-            task = None  # the default task gives way to a file
-        if path is not None and task is not None:
-            raise RecipeError(
-                f"give either task (a simulated dataset) or path (a data file), not both; "
-                f"received task = {show(task)} and path = {show(path)}. Remove one of them.",
-                key="task",
-            )
-        if path is None:
-            check_choice(task, "task", TASK_NAMES, example='task = "ctr"',
-                         note=" (or set path to a data file)")
-        check_choice(self.format, "format", DATA_FORMATS, example='format = "csv"')
-        if path is None and self.format != "auto":
-            raise RecipeError(
-                f"format = {show(self.format)} applies to data files only; set path to the "
-                'file, or remove format (simulated tasks need none).',
-                key="format",
-            )
-        is_csv = path is not None and _file_format(path, self.format) == "csv"
-        if self.label is not None and (not isinstance(self.label, str) or not self.label):
-            raise fail("label", "the label column name (a string)", self.label,
-                       'label = "click"', typed=True)
-        if is_csv and self.label is None:
-            raise RecipeError(
-                f"the CSV file {show(path)} needs its label column: expected label = "
-                '"<column name>", received nothing; e.g. label = "click"',
-                key="label",
-            )
-        if self.label is not None and not is_csv:
-            raise RecipeError(
-                f"label applies to CSV files only, received label = {show(self.label)} with "
-                f"{'task = ' + show(task) if path is None else 'path = ' + show(path)}; "
-                "remove label (or use a .csv file / format = \"csv\").",
-                key="label",
-            )
-        _set(self, "path", path)
-        _set(self, "task", task)
-        _set(self, "samples", check_int(self.samples, "samples", minimum=100,
-                                        example="samples = 20000"))
-        _set(self, "seed", check_int(self.seed, "seed", minimum=0, example="seed = 0"))
-        _set(self, "batch_size", check_int(self.batch_size, "batch_size", minimum=1,
-                                           example="batch_size = 256"))
-
-    @property
-    def resolved_format(self) -> str | None:
-        """The file format (``format``, or what ``"auto"`` reads from the name); None for a task.
-
-        ``"auto"``: ``*.csv``/``*.csv.gz`` is CSV, unless the name contains ``rating`` (MovieLens
-        ``ratings.csv``); ``*.dat``/``*.data`` or a name with ``rating`` is MovieLens; anything
-        else libFM.
-
-        Example:
-            >>> DataSpec(path="ml/ratings.dat").resolved_format
-            'movielens'
-        """
-        return None if self.path is None else _file_format(self.path, self.format)
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> DataSpec:
-        """Build from a ``get_config()`` dict; unknown keys raise a :class:`RecipeError`."""
-        check_keys(config, None, [f.name for f in fields(cls)], cls._WHAT, cls._EXAMPLE)
-        if "path" in config and config.get("task") is not None and config["path"] is not None:
-            raise RecipeError(
-                f"give either task (a simulated dataset) or path (a data file), not both; "
-                f"received task = {show(config['task'])} and path = {show(config['path'])}. "
-                "Remove one of them.",
-                key="task",
-            )
-        if config.get("path") is not None and "task" not in config:
-            config = {**config, "task": None}
-        return cls(**config)
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,12 @@ Modules (all names users need are re-exported here):
 * ``simulated``: the tasks :func:`ctr`, :func:`retrieval`, :func:`profile`, :func:`load_task`
   and the metric :func:`roc_auc`;
 * ``csv_loader``, ``libfm``, ``movielens``: :func:`load_csv`, :func:`load_libfm`,
-  :func:`load_movielens`;
+  :func:`load_movielens`; ``files``: :func:`load_file` (picks the loader from the file name,
+  passes the options; :data:`LOADER_OPTIONS` lists them per format);
+* ``inference``: the rules that decide a file column's kind and the leak check;
+* ``summary``: :class:`DataSummary`, what ``task.summary()`` returns for every task;
 * ``_common``: the helpers they share (argument checks, file reading, splits, sequence padding,
-  building the datasets).
+  building the datasets); ``_csv_scan`` / ``_csv_build``: the streamed CSV pass.
 
 Conventions shared by the file loaders:
 
@@ -23,8 +26,13 @@ Conventions shared by the file loaders:
   ``float32``, standardised with the mean and std of the TRAIN split (recorded in
   ``schema.metadata["numeric_stats"]`` so that serving code can reuse them).
 * sequences are front-padded with 0 and truncated to their last values (most recent last).
-* the split is deterministic for a ``seed``; the training dataset is shuffled with that seed;
-  validation and test keep file order (MovieLens: user, then time order).
+* the split is deterministic for a ``seed`` (``split_mode``: ``"random"``, ``"time"``,
+  ``"by_user"``; MovieLens also ``"leave_last_out"``, its default); the training dataset is
+  shuffled with that seed; validation and test keep file order (time order for ``"time"``;
+  MovieLens: user, then time order). ``info["split_rows"]`` maps examples to data rows.
+* every file load checks for leaks (a column that alone predicts the label on train with
+  AUC >= 0.99: a WARNING, or ``ValueError`` with ``strict=True``) and ``task.summary()``
+  tells what each column became.
 * bad files raise ``ValueError`` naming the file, the line and the problem.
 * files ending in ``.gz`` are read through gzip; text must be UTF-8 (a BOM is accepted).
 
@@ -36,20 +44,27 @@ Example:
 """
 
 from tfcompress.data.csv_loader import load_csv
+from tfcompress.data.files import FORMATS, LOADER_OPTIONS, file_format, load_file
 from tfcompress.data.libfm import load_libfm
 from tfcompress.data.movielens import load_movielens
 from tfcompress.data.schema import Feature, Schema, TaskData
 from tfcompress.data.simulated import TASK_NAMES, ctr, load_task, profile, retrieval, roc_auc
+from tfcompress.data.summary import DataSummary
 from tfcompress.data.world import World
 
 __all__ = [
+    "FORMATS",
+    "LOADER_OPTIONS",
     "TASK_NAMES",
+    "DataSummary",
     "Feature",
     "Schema",
     "TaskData",
     "World",
     "ctr",
+    "file_format",
     "load_csv",
+    "load_file",
     "load_libfm",
     "load_movielens",
     "load_task",

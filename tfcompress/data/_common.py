@@ -4,12 +4,15 @@
   :func:`check_path`;
 * reading text files with errors that name the file and line: :func:`iter_lines`,
   :func:`open_text`, :func:`read_error`, :func:`parse_float`;
-* splitting rows: :func:`split_counts`, :func:`random_split`, :func:`group_split`,
+* splitting rows: :func:`check_split_mode`, :func:`split_rows` (``"random"``, ``"time"``,
+  ``"by_user"``), :func:`split_counts`, :func:`random_split`, :func:`group_split`,
   :func:`gather_splits`;
 * sequence padding (most recent last, front-padded with id 0): :func:`pad_trailing`;
 * numeric standardisation with train statistics: :func:`standardise`;
 * the one place numpy splits become batched ``tf.data`` datasets and a
-  :class:`~tfcompress.data.schema.TaskData`: :func:`build_task`.
+  :class:`~tfcompress.data.schema.TaskData`: :func:`build_task` (splits larger than
+  :data:`INDEXED_BYTES` are read from the numpy arrays batch by batch instead of being copied
+  into the dataset, so a large file is held in memory once).
 
 Nothing here is public API; the names carry no underscore only because sibling modules import
 them.
@@ -35,6 +38,10 @@ _log = logging.getLogger("tfcompress")
 SPLITS = ("train", "validation", "test")
 Arrays = tuple[dict[str, np.ndarray], np.ndarray]  # (features by name, labels) of one split
 MAX_ID = 2**31 - 1  # the largest int32 id
+#: ``split_mode`` values of the CSV loader (MovieLens adds ``"leave_last_out"``).
+SPLIT_MODES = ("random", "time", "by_user")
+#: A split whose arrays hold more bytes than this is gathered from numpy batch by batch.
+INDEXED_BYTES = 256 * 2**20
 
 
 # --------------------------------------------------------------------------- argument checks
@@ -193,6 +200,62 @@ def group_split(
     return {name: np.flatnonzero(row_part == i) for i, name in enumerate(SPLITS)}
 
 
+def check_split_mode(mode: Any, allowed: Sequence[str], what: str) -> str:
+    """``mode`` if it is one of ``allowed`` (the split modes of the loader ``what``)."""
+    if not isinstance(mode, str) or mode not in allowed:
+        raise ValueError(
+            f"split_mode must be one of {list(allowed)} for {what}, received {mode!r}; pass "
+            f"e.g. split_mode={allowed[0]!r}."
+        )
+    return mode
+
+
+def split_rows(
+    mode: str,
+    n: int,
+    fractions: Sequence[float],
+    seed: int,
+    *,
+    times: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Row indices of train / validation / test; train in a seeded random order.
+
+    * ``"random"``: a seeded random split (:func:`random_split`).
+    * ``"time"``: the oldest rows (by ``times``, ties in row order) train, the next ones
+      validation, the newest test, so every test time is >= every train time; validation and
+      test in time order.
+    * ``"by_user"``: every group (``groups``, e.g. the user column) in exactly one split
+      (:func:`group_split`); validation and test in row order.
+
+    Example:
+        >>> parts = split_rows("time", 4, (0.5, 0.0, 0.5), 0, times=np.array([4, 3, 2, 1]))
+        >>> sorted(parts["train"].tolist()), parts["test"].tolist()
+        ([2, 3], [1, 0])
+    """
+    if mode == "random":
+        return random_split(n, fractions, seed)
+    rng = np.random.default_rng(seed)
+    counts = split_counts(n, fractions)
+    if mode == "time":
+        if times is None:
+            raise ValueError("split_mode='time' needs the times of the rows.")
+        order = np.argsort(times, kind="stable")
+        parts = {
+            "train": order[: counts[0]],
+            "validation": order[counts[0] : counts[0] + counts[1]],
+            "test": order[counts[0] + counts[1] :],
+        }
+    elif mode == "by_user":
+        if groups is None:
+            raise ValueError("split_mode='by_user' needs the user of each row.")
+        parts = group_split(groups, counts, rng)
+    else:
+        raise ValueError(f"split_mode must be one of {SPLIT_MODES}, received {mode!r}.")
+    parts["train"] = rng.permutation(parts["train"])
+    return parts
+
+
 def gather_splits(
     columns: Mapping[str, np.ndarray],
     labels: np.ndarray,
@@ -285,11 +348,8 @@ def build_task(
     for name in SPLITS:
         features, labels = arrays[name]
         ordered = {f.name: features[f.name] for f in schema}
-        ds = tf.data.Dataset.from_tensor_slices((ordered, labels))
-        if name == "train":
-            buffer = max(1, min(len(labels), shuffle_buffer))
-            ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-        datasets[name] = ds.batch(batch_size, drop_remainder=False).prefetch(tf.data.AUTOTUNE)
+        buffer = max(1, min(len(labels), shuffle_buffer)) if name == "train" else None
+        datasets[name] = _dataset(ordered, labels, batch_size, seed, buffer)
     info["rows"] = {name: int(len(arrays[name][1])) for name in SPLITS}
     info["rows"]["total"] = sum(info["rows"].values())
     info["arrays"] = arrays
@@ -302,3 +362,42 @@ def build_task(
                 info["rows"]["total"],
             )
     return TaskData(datasets["train"], datasets["validation"], datasets["test"], schema, info)
+
+
+def _dataset(
+    features: dict[str, np.ndarray],
+    labels: np.ndarray,
+    batch_size: int,
+    seed: int,
+    buffer: int | None,
+) -> tf.data.Dataset:
+    """Batched (and, with a ``buffer``, shuffled) ``(features, labels)`` of one split.
+
+    Up to :data:`INDEXED_BYTES` the arrays become dataset constants. Larger splits are read
+    from the numpy arrays batch by batch (a dataset of row indices and a gather), because
+    ``from_tensor_slices`` copies the data into the graph twice. Both give the same batches:
+    the shuffle only depends on the seed, the buffer and the number of rows.
+    """
+    nbytes = sum(v.nbytes for v in features.values()) + labels.nbytes
+    if nbytes <= INDEXED_BYTES:
+        ds = tf.data.Dataset.from_tensor_slices((features, labels))
+        if buffer is not None:
+            ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+        return ds.batch(batch_size, drop_remainder=False).prefetch(tf.data.AUTOTUNE)
+    names = list(features)
+    columns = [features[k] for k in names] + [labels]
+    ds = tf.data.Dataset.range(len(labels))
+    if buffer is not None:
+        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+
+    def gather(rows: np.ndarray) -> list[np.ndarray]:
+        return [c[rows] for c in columns]
+
+    def fetch(rows: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        out = tf.numpy_function(gather, [rows], [tf.as_dtype(c.dtype) for c in columns])
+        for tensor, column in zip(out, columns, strict=True):
+            tensor.set_shape((None, *column.shape[1:]))
+        return {k: out[i] for i, k in enumerate(names)}, out[-1]
+
+    ds = ds.batch(batch_size, drop_remainder=False)
+    return ds.map(fetch, deterministic=True).prefetch(tf.data.AUTOTUNE)

@@ -17,12 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from tfcompress.data import inference
 from tfcompress.data._common import (
     MAX_ID,
     build_task,
     check_common,
     check_int,
     check_path,
+    check_split_mode,
     gather_splits,
     iter_lines,
     parse_float,
@@ -42,8 +44,10 @@ def load_libfm(
     n_features: int | None = None,
     batch_size: int = 256,
     split: Sequence[float] = (0.8, 0.1, 0.1),
+    split_mode: str = "random",
     seed: int = 0,
     max_fields: int | None = None,
+    strict: bool = False,
 ) -> TaskData:
     """Load a libFM / libSVM or libFFM file (public CTR benchmarks) into a :class:`TaskData`.
 
@@ -61,7 +65,12 @@ def load_libfm(
       field is absent, as in sparse libSVM semantics), standardised with train statistics.
 
     Fields beyond ``max_fields`` (the highest field ids, or the last positions) are dropped.
-    The split is a seeded random split of the lines; blank lines are skipped.
+    The split is a seeded random split of the lines (the only ``split_mode``: the format has
+    no time or user); blank lines are skipped.
+
+    The leak check of :func:`load_csv` runs on the fields: a field whose ids (or values)
+    alone predict the label on the train split with AUC >= 0.99 is logged as a WARNING
+    (``strict=True``: ``ValueError``).
 
     Args:
         path: the file (``.gz`` accepted).
@@ -69,8 +78,10 @@ def load_libfm(
             the largest index in the file + 1.
         batch_size: examples per batch.
         split: fractions of lines for train, validation and test.
+        split_mode: ``"random"`` (the only one for libFM files).
         seed: seeds the split and the training shuffle.
         max_fields: keep at most this many fields (None: all).
+        strict: a leaking field is a ValueError instead of a warning.
 
     Returns:
         A :class:`TaskData` with label ``"label"`` (task ``"binary"``); ``info`` holds
@@ -89,6 +100,9 @@ def load_libfm(
     """
     path = check_path(path, "libFM")
     fractions = check_common(batch_size, split, seed)
+    check_split_mode(split_mode, ("random",), "libFM files (no time or user column)")
+    if not isinstance(strict, bool):
+        raise TypeError(f"strict must be True or False, received {strict!r}.")
     if n_features is not None:
         check_int(n_features, "n_features", 1, "1_000_000")
         if n_features >= MAX_ID:
@@ -197,6 +211,16 @@ def load_libfm(
             stats[f"value_{f}"] = {"mean": mean, "std": std}
             features.append(Feature(f"value_{f}", "numeric"))
     label_array = np.asarray(labels, dtype=np.float32).reshape(-1, 1)
+    sample = inference.sample_rows(parts["train"], seed)
+    scored = {
+        name: (values[sample], "numeric" if name.startswith("value_") else "categorical")
+        for name, values in columns.items()
+    }
+    leaks = inference.find_leaks(scored, label_array[sample])
+    inference.report_leaks(
+        leaks, source=path, strict=strict,
+        fix="remove the field from the file (or keep the fields before it: max_fields=)",
+    )
     schema = Schema(
         tuple(features),
         label="label",
@@ -212,6 +236,9 @@ def load_libfm(
         "numeric_fields": [f for j, f in enumerate(fields) if not_one[j]],
         "dropped_tokens": dropped,
         "numeric_stats": stats,
+        "leaks": {name: score for name, (score, _) in leaks.items()},
+        "split_mode": split_mode,
+        "split_rows": parts,
     }
     return build_task(
         arrays, schema, batch_size=batch_size, seed=seed, info=info, fractions=fractions

@@ -23,16 +23,21 @@ from tfcompress.data._common import (
     check_common,
     check_int,
     check_path,
+    check_split_mode,
     gather_splits,
     iter_lines,
     pad_trailing,
     parse_float,
+    split_rows,
 )
 from tfcompress.data.schema import Feature, Schema, TaskData
 
 __all__ = ["load_movielens"]
 
 _log = logging.getLogger("tfcompress")
+
+#: ``split_mode`` values of :func:`load_movielens`.
+MOVIELENS_SPLITS = ("leave_last_out", "time", "by_user", "random")
 
 
 def _remap(raw: list[str]) -> tuple[np.ndarray, dict[str, int]]:
@@ -76,21 +81,25 @@ def _sample_negatives(
 def load_movielens(
     path: str | os.PathLike[str],
     *,
-    sep: str | None = None,
+    delimiter: str | None = None,
+    header: bool | None = None,
     min_rating: float = 4.0,
     sequence_length: int = 20,
     negatives: int = 4,
     task: str = "ctr",
     batch_size: int = 256,
     split: Sequence[float] = (0.8, 0.1, 0.1),
+    split_mode: str = "leave_last_out",
     seed: int = 0,
+    sep: str | None = None,
 ) -> TaskData:
     """Load MovieLens-style ratings into an implicit-feedback CTR or retrieval :class:`TaskData`.
 
-    Each line is ``user, item, rating, timestamp`` separated by ``sep``: ``ratings.dat``
-    (``"::"``), ``u.data`` (tab) or ``ratings.csv`` (``","``, with a header). ``sep=None``
-    detects the separator from the first line; a first line whose rating and timestamp are not
-    numbers is a header. Users and items get ids ``1..n`` in sorted raw-id order
+    Each line is ``user, item, rating, timestamp`` separated by ``delimiter``: ``ratings.dat``
+    (``"::"``), ``u.data`` (tab) or ``ratings.csv`` (``","``, with a header). ``delimiter=None``
+    detects the separator from the first line; ``header=None`` takes a first line whose rating
+    and timestamp are not numbers for a header (True / False: the file has one / has none).
+    Users and items get ids ``1..n`` in sorted raw-id order
     (``info["vocabularies"]``); every item of the file is in the catalogue.
 
     Ratings ``>= min_rating`` are positives, ordered by timestamp per user (ties: file order).
@@ -106,22 +115,35 @@ def load_movielens(
       ``hist_item_ids`` (group ``"user"``) and ``item_id`` (group ``"item"``);
       ``info["catalog"] = {"item_id": ids 0..n_items as an (n_items + 1, 1) array}``.
 
-    The split is by TIME per user (leave-last-out): of a user's ``k`` positives the last
-    ``max(1, floor(k * split[2]))`` go to test, the ones before them
-    ``max(1, floor(k * split[1]))`` to validation (none where the fraction is 0), the rest to
-    train. Users with fewer than 3 positives stay in train. Train is shuffled with the seed;
-    validation and test are in user, then time order.
+    The split (of the positives; a positive's negatives go with it), by ``split_mode``:
+
+    * ``"leave_last_out"`` (default): by TIME per user: of a user's ``k`` positives the last
+      ``max(1, floor(k * split[2]))`` go to test, the ones before them
+      ``max(1, floor(k * split[1]))`` to validation (none where the fraction is 0), the rest
+      to train. Users with fewer than 3 positives stay in train.
+    * ``"time"``: globally by timestamp: every test positive is at least as recent as every
+      validation one, and those as every train one.
+    * ``"by_user"``: every user's positives in one split (new users in validation and test).
+    * ``"random"``: a seeded random split of the positives.
+
+    Train is shuffled with the seed; validation and test are in user, then time order
+    (``"time"``: time order). ``info["split_rows"][split]`` gives, per example, the data line
+    (0 = the first rating) it comes from.
 
     Args:
         path: the ratings file (``.gz`` accepted).
-        sep: the field separator; None detects ``"::"``, tab or ``","``.
+        delimiter: the field separator; None detects ``"::"``, tab or ``","``.
+        header: whether the first line is a header; None detects it.
         min_rating: the smallest rating that counts as a positive.
         sequence_length: padded length of ``hist_item_ids``.
         negatives: sampled negatives per positive (``task="ctr"``; >= 1).
         task: ``"ctr"`` or ``"retrieval"``.
         batch_size: examples per batch.
-        split: fractions of each user's positives for train, validation and test (by time).
-        seed: seeds the negatives and the training shuffle.
+        split: fractions of the positives (of each user's, for ``"leave_last_out"``) for
+            train, validation and test.
+        split_mode: ``"leave_last_out"``, ``"time"``, ``"by_user"`` or ``"random"``.
+        seed: seeds the negatives, the split and the training shuffle.
+        sep: the former name of ``delimiter`` (still accepted).
 
     Returns:
         A :class:`TaskData`; ``info`` holds ``source``, ``sep``, ``header``, ``rows``,
@@ -140,8 +162,25 @@ def load_movielens(
     """
     path = check_path(path, "MovieLens ratings")
     fractions = check_common(batch_size, split, seed)
+    check_split_mode(split_mode, MOVIELENS_SPLITS, "MovieLens ratings")
     if sep is not None and (not isinstance(sep, str) or not sep):
         raise ValueError(f"sep must be None (detect) or a non-empty string, received {sep!r}.")
+    if delimiter is not None and (not isinstance(delimiter, str) or not delimiter):
+        raise ValueError(
+            f"delimiter must be None (detect) or a non-empty string, received {delimiter!r}; "
+            "pass e.g. delimiter='::'."
+        )
+    if delimiter is not None and sep is not None:
+        raise ValueError(
+            f"pass either delimiter or sep (its former name), not both; received "
+            f"delimiter={delimiter!r} and sep={sep!r}."
+        )
+    sep = delimiter if delimiter is not None else sep
+    if header is not None and not isinstance(header, bool):
+        raise TypeError(
+            f"header must be None (detect), True or False, received {header!r}; pass e.g. "
+            "header=True."
+        )
     if (
         isinstance(min_rating, bool)
         or not isinstance(min_rating, (int, float))
@@ -157,25 +196,29 @@ def load_movielens(
     items: list[str] = []
     ratings: list[float] = []
     times: list[float] = []
-    header = False
+    found_header = False
+    first = True
     for number, text in iter_lines(path):
         if sep is None:
             sep = next((s for s in ("::", "\t", ",") if s in text), None)
             if sep is None:
                 raise ValueError(
                     f"{path} line {number}: cannot tell the separator (no '::', tab or ','); "
-                    "pass sep=."
+                    "pass delimiter=."
                 )
         fields = [f.strip() for f in text.split(sep)]
         if len(fields) != 4:
             raise ValueError(
                 f"{path} line {number}: expected 4 fields (user, item, rating, timestamp) "
-                f"separated by {sep!r}, found {len(fields)}; fix the line or pass sep=."
+                f"separated by {sep!r}, found {len(fields)}; fix the line or pass delimiter=."
             )
+        if first:
+            first = False
+            rating, time = parse_float(fields[2]), parse_float(fields[3])
+            if header or (header is None and rating is None and time is None):
+                found_header = True
+                continue
         rating, time = parse_float(fields[2]), parse_float(fields[3])
-        if not users and not header and rating is None and time is None:
-            header = True
-            continue
         if rating is None:
             raise ValueError(f"{path} line {number}: rating {fields[2]!r} is not a number.")
         if time is None:
@@ -186,8 +229,8 @@ def load_movielens(
         times.append(time)
     if not users:
         raise ValueError(
-            f"{path} line 1: file is empty{' (header only)' if header else ''}; expected lines "
-            "'user::item::rating::timestamp'."
+            f"{path} line 1: file is empty{' (header only)' if found_header else ''}; expected "
+            "lines 'user::item::rating::timestamp'."
         )
     user_ids, user_vocab = _remap(users)
     item_ids, item_vocab = _remap(items)
@@ -213,11 +256,16 @@ def load_movielens(
         n = np.floor(size * fraction).astype(np.int64)
         return np.where(size >= 3, np.maximum(n, 1 if fraction > 0 else 0), 0)
 
-    n_test = np.minimum(part(fractions[2]), np.maximum(size - 1, 0))
-    n_val = np.minimum(part(fractions[1]), np.maximum(size - 1 - n_test, 0))
     role = np.zeros(m, dtype=np.int64)  # 0 train, 1 validation, 2 test
-    role[rank >= size - n_test - n_val] = 1
-    role[rank >= size - n_test] = 2
+    if split_mode == "leave_last_out":
+        n_test = np.minimum(part(fractions[2]), np.maximum(size - 1, 0))
+        n_val = np.minimum(part(fractions[1]), np.maximum(size - 1 - n_test, 0))
+        role[rank >= size - n_test - n_val] = 1
+        role[rank >= size - n_test] = 2
+    else:
+        by = split_rows(split_mode, m, fractions, seed, times=time_arr[order], groups=pu)
+        role[by["validation"]] = 1
+        role[by["test"]] = 2
 
     # each positive's history: the user's earlier positives (``rank`` of them, just before it)
     hist = pad_trailing(pi, np.arange(m), rank, sequence_length).astype(np.int32)
@@ -247,6 +295,7 @@ def load_movielens(
         labels = np.tile(np.r_[1.0, np.zeros(negatives)], m)[keep].astype(np.float32)
         labels = labels.reshape(-1, 1)
         ex_role = np.repeat(role, block)[keep]
+        ex_source = np.repeat(order, block)[keep]
         if not keep.all():
             _log.warning(
                 "%s: %d negatives could not be drawn (users who rated every item).",
@@ -262,13 +311,14 @@ def load_movielens(
                 "format": "movielens",
                 "min_rating": min_rating,
                 "negatives": negatives,
-                "split": "time per user",
+                "split": split_mode,
             },
         )
     else:
         columns = {"user_id": pu, "hist_item_ids": hist, "item_id": pi}
         labels = pi.astype(np.int32)
         ex_role = role
+        ex_source = order
         if n_items + 1 < 2:  # pragma: no cover - n_items >= 1 always
             raise ValueError(f"{path}: retrieval needs at least one item.")
         schema = Schema(
@@ -280,7 +330,7 @@ def load_movielens(
                 "source": path,
                 "format": "movielens",
                 "min_rating": min_rating,
-                "split": "time per user",
+                "split": split_mode,
             },
         )
     columns = {
@@ -289,19 +339,31 @@ def load_movielens(
     }
     parts = {name: np.flatnonzero(ex_role == code) for code, name in enumerate(SPLITS)}
     parts["train"] = rng.permutation(parts["train"])
+    if split_mode == "time":  # validation and test in time order (ties: user order)
+        for name in ("validation", "test"):
+            rows = parts[name]
+            parts[name] = rows[np.argsort(time_arr[ex_source[rows]], kind="stable")]
     arrays = gather_splits(columns, labels, parts)
     info: dict[str, Any] = {
         "source": path,
         "format": "movielens",
         "sep": sep,
-        "header": header,
+        "header": found_header,
         "task": task,
         "n_users": n_users,
         "n_items": n_items,
         "n_interactions": len(users),
         "n_positives": m,
         "vocabularies": {"user_id": user_vocab, "item_id": item_vocab},
-        "split_policy": "time per user: last positives to test, the ones before to validation",
+        "split_mode": split_mode,
+        "split_policy": {
+            "leave_last_out": "time per user: last positives to test, the ones before to "
+            "validation",
+            "time": "time: the oldest positives train, the newest test",
+            "by_user": "by user: each user's positives in one split",
+            "random": "random positives",
+        }[split_mode],
+        "split_rows": {name: ex_source[rows] for name, rows in parts.items()},
     }
     if task == "retrieval":
         info["catalog"] = {"item_id": np.arange(n_items + 1, dtype=np.int32).reshape(-1, 1)}

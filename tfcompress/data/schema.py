@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from tfcompress.data.summary import DataSummary, summarise
 from tfcompress.keras_compat import tf
 
 KINDS = ("categorical", "numeric", "sequence")
@@ -218,6 +219,8 @@ class TaskData:
         test: batched test data, fixed order.
         schema: the features and task.
         info: extra facts, e.g. the item ``catalog`` of a retrieval task or the source file.
+
+    ``summary()`` describes the columns and the label (print it after every load).
     """
 
     train: tf.data.Dataset
@@ -225,3 +228,13 @@ class TaskData:
     test: tf.data.Dataset
     schema: Schema
     info: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> DataSummary:
+        """A table of the columns (kind, encoding, vocabulary or buckets, missing share, why)
+        and the label rate with its positives: a :class:`tfcompress.data.summary.DataSummary`.
+
+        Example:
+            >>> from tfcompress import data
+            >>> print(data.load_task("ctr", n_samples=1_000).summary())  # doctest: +SKIP
+        """
+        return summarise(self)

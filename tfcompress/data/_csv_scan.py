@@ -1,0 +1,365 @@
+"""One streaming pass over a CSV file for :func:`tfcompress.data.load_csv`.
+
+The file is read in chunks of :data:`CHUNK_ROWS` rows; each chunk is turned into numpy
+arrays column by column and dropped, so memory holds the arrays (a few bytes per cell) and at
+most one chunk of text, never every row as Python strings:
+
+* :class:`CsvFile` reads the header and yields ``(line numbers, rows)`` chunks, with errors
+  that name the file and line;
+* :class:`Column` keeps, per column, what the kind decision and the encoding need: missing
+  count, whether every value is a number / an integer / an ISO date-time, the numbers, ids
+  into a vocabulary of the values seen (by first appearance; the loader re-ranks them by train
+  frequency), or stable hashes once more than ``limit`` distinct values appeared;
+* :func:`read_labels` parses the label column.
+
+Nothing here is public API.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import math
+import zlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from tfcompress.data._common import MAX_ID, open_text, parse_float, read_error
+from tfcompress.data.inference import is_iso_time, parse_times
+
+#: Data rows per chunk.
+CHUNK_ROWS = 16_384
+
+
+def stable_hash(token: str, buckets: int) -> int:
+    """``crc32(utf-8 token) % buckets + 1``: the hashed id, stable across runs and machines."""
+    return zlib.crc32(token.encode("utf-8")) % buckets + 1
+
+
+class CsvFile:
+    """A delimited text file read in chunks of rows.
+
+    Args:
+        path: the file (``.gz`` read through gzip).
+        delimiter: the one-character field delimiter.
+        header: True (the first row names the columns), False (no header row; columns are
+            ``col_1`` .. ``col_N``) or the list of column names of a file without a header.
+    """
+
+    def __init__(self, path: str, delimiter: str, header: bool | Sequence[str]) -> None:
+        self.path = path
+        self.delimiter = delimiter
+        self.header = header
+        self.columns: list[str] = []
+        self.header_line = 0
+
+    def _rows(self) -> Iterator[tuple[int, list[str]]]:
+        last = 0
+        try:
+            with open_text(self.path) as fh:
+                reader = csv.reader(fh, delimiter=self.delimiter, strict=True)
+                for fields in reader:
+                    start, last = last + 1, reader.line_num
+                    if len(fields) <= 1 and not "".join(fields).strip():
+                        continue  # a blank line
+                    yield start, fields
+        except csv.Error as exc:
+            raise ValueError(f"{self.path} line {last + 1}: malformed CSV ({exc}).") from exc
+        except (UnicodeDecodeError, OSError, EOFError) as exc:
+            raise read_error(self.path, last + 1, exc) from exc
+
+    def read_header(self) -> list[str]:
+        """The column names (reads the first row of the file)."""
+        first = next(self._rows(), None)
+        if first is None:
+            raise ValueError(
+                f"{self.path} line 1: file is empty; a CSV file needs a header row and data "
+                "rows (or header=[names] and data rows)."
+            )
+        line, fields = first
+        if self.header is True:
+            names = [f.strip() for f in fields]
+            self.header_line = line
+            where = f"{self.path} line {line}"
+        elif self.header is False:
+            names = [f"col_{i + 1}" for i in range(len(fields))]
+            where = f"{self.path} header=False"
+        else:
+            names = [str(h).strip() for h in self.header]
+            where = f"{self.path} header="
+        for i, name in enumerate(names):
+            if not name:
+                raise ValueError(
+                    f"{where}: header column {i + 1} has an empty name; name every column "
+                    f"(header: {names})."
+                )
+        dupes = sorted({h for h in names if names.count(h) > 1})
+        if dupes:
+            raise ValueError(
+                f"{where}: header repeats column(s) {dupes}; give every column a distinct name."
+            )
+        self.columns = names
+        return names
+
+    def chunks(self) -> Iterator[tuple[list[int], list[list[str]]]]:
+        """``(start line of each row, rows)`` of at most :data:`CHUNK_ROWS` data rows."""
+        width = len(self.columns)
+        lines: list[int] = []
+        rows: list[list[str]] = []
+        seen = 0
+        skip = self.header is True
+        for line, fields in self._rows():
+            if skip:
+                skip = False
+                continue
+            if len(fields) != width:
+                raise ValueError(
+                    f"{self.path} line {line}: row has {len(fields)} fields but the header has "
+                    f"{width} (delimiter {self.delimiter!r}); fix the row (quote values that "
+                    "contain the delimiter) or pass the right delimiter= (and header=)."
+                )
+            lines.append(line)
+            rows.append(fields)
+            if len(rows) >= CHUNK_ROWS:
+                seen += len(rows)
+                yield lines, rows
+                lines, rows = [], []
+        if rows:
+            seen += len(rows)
+            yield lines, rows
+        if not seen:
+            raise ValueError(
+                f"{self.path} line {self.header_line + 1}: no data rows after the header "
+                "(header only); add at least one data row."
+            )
+
+
+def read_labels(
+    values: Sequence[str], lines: Sequence[int], path: str, task: str
+) -> np.ndarray:
+    """The labels of one chunk as float64 (binary 0/1, or class ids for multiclass)."""
+    parsed: dict[str, float] = {}
+    for text in set(values):
+        value = parse_float(text)
+        if task == "binary":
+            ok = value in (0.0, 1.0)
+        else:
+            ok = value is not None and value >= 0 and float(value).is_integer() and value <= MAX_ID
+        if not ok:
+            line = lines[values.index(text)]
+            if task == "binary":
+                raise ValueError(
+                    f"{path} line {line}: label {text!r} is not 0 or 1; binary labels must be "
+                    "0 or 1 (for class ids 0..K-1 pass task='multiclass')."
+                )
+            raise ValueError(
+                f"{path} line {line}: label {text!r} is not a class id (an integer >= 0)."
+            )
+        parsed[text] = float(value)  # type: ignore[arg-type]
+    return np.fromiter(map(parsed.__getitem__, values), np.float64, len(values))
+
+
+class Column:
+    """What one pass keeps of one column (see the module docstring).
+
+    Args:
+        name: the column name.
+        role: ``"auto"`` (infer), ``"numeric"``, ``"categorical"``, ``"timestamp"`` or
+            ``"sequence"``.
+        path: the file, for error messages.
+        buckets: hash into ``1..buckets`` from the start (the user's ``hash_buckets``).
+        limit: distinct values kept in a vocabulary before switching to ``limit`` hash
+            buckets (None: no limit).
+        separator: the token separator of a sequence column.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        role: str,
+        path: str,
+        *,
+        buckets: int | None,
+        limit: int | None,
+        separator: str = "|",
+    ) -> None:
+        self.name, self.role, self.path = name, role, path
+        self.limit, self.separator = limit, separator
+        self.rows = 0
+        self.missing = 0
+        self.first_missing: int | None = None
+        self.numeric = role in ("auto", "numeric", "timestamp")
+        self.integer = self.numeric
+        self.low, self.high = math.inf, -math.inf
+        self.iso = role in ("auto", "timestamp")
+        self.floats: list[np.ndarray] | None = [] if self.numeric else None
+        self.times: list[np.ndarray] | None = [] if self.iso else None
+        wants_ids = role in ("auto", "categorical", "sequence")
+        self.ids: list[np.ndarray] | None = [] if wants_ids else None
+        self.lengths: list[np.ndarray] = []
+        self.vocab: dict[str, int] | None = {} if wants_ids and buckets is None else None
+        self.buckets = buckets
+        self.hashed = "hash_buckets" if buckets is not None else None
+        self.not_numeric: tuple[int, str] | None = None
+
+    # ------------------------------------------------------------------ one chunk
+
+    def update(self, values: tuple[str, ...], lines: Sequence[int]) -> None:
+        """Take one chunk of (stripped) cells."""
+        self.rows += len(values)
+        empty = values.count("")
+        if empty:
+            self.missing += empty
+            if self.first_missing is None:
+                self.first_missing = lines[values.index("")]
+        if self.role == "sequence":
+            self._tokens(values)
+            return
+        if self.numeric:
+            self._numbers(values, lines, empty)
+        if self.iso and not self.numeric:
+            self._iso(values, lines)
+        if self.ids is not None:
+            encoded = self._encode(values)  # may replace self.ids (hashing from now on)
+            self.ids.append(encoded)
+
+    def _numbers(self, values: tuple[str, ...], lines: Sequence[int], empty: int) -> None:
+        cells = [v or "nan" for v in values] if empty else values
+        try:
+            numbers = np.fromiter(map(float, cells), np.float64, len(cells))
+            present = numbers if not empty else numbers[[bool(v) for v in values]]
+            bad = not np.isfinite(present).all()
+        except ValueError:
+            bad, present, numbers = True, None, None
+        if bad:
+            k = next(i for i, v in enumerate(values) if v and parse_float(v) is None)
+            self.not_numeric = (lines[k], values[k])
+            self.numeric = self.integer = False
+            self.floats = None
+            if self.role == "numeric":
+                raise ValueError(
+                    f"{self.path} line {lines[k]}: value {values[k]!r} in numeric column "
+                    f"{self.name!r} is not a finite number; fix it or list the column in "
+                    "categorical=."
+                )
+            if self.role == "timestamp" and not self.iso:
+                raise self._not_time(lines[k], values[k])
+            return
+        assert self.floats is not None and present is not None and numbers is not None
+        self.floats.append(numbers)
+        if present.size:
+            self.low = min(self.low, float(present.min()))
+            self.high = max(self.high, float(present.max()))
+            if self.integer and not (
+                np.all(present == np.round(present)) and np.abs(present).max() < 2**53
+            ):
+                self.integer = False
+                if self.role == "auto":  # a float column: no vocabulary needed
+                    self.ids = self.vocab = None
+        if self.iso and present.size:
+            self.iso = False  # numbers are not ISO strings
+            self.times = None
+        elif self.iso and self.times is not None:
+            self.times.append(np.full(len(values), np.nan))  # only empty cells so far
+
+    def _iso(self, values: tuple[str, ...], lines: Sequence[int]) -> None:
+        try:
+            seconds = parse_times(values)
+        except ValueError:
+            self.iso = False
+            self.times = None
+            if self.role == "timestamp":
+                k = next(i for i, v in enumerate(values) if v and not is_iso_time(v))
+                raise self._not_time(lines[k], values[k]) from None
+            return
+        assert self.times is not None
+        self.times.append(seconds)
+
+    def _not_time(self, line: int, value: str) -> ValueError:
+        return ValueError(
+            f"{self.path} line {line}: value {value!r} in timestamp column {self.name!r} is not "
+            "a date/time ('2017-11-07 09:30:38') or epoch number; fix it or remove the column "
+            "from timestamps=."
+        )
+
+    def _tokens(self, values: tuple[str, ...]) -> None:
+        sep = self.separator
+        tokens = [[t.strip() for t in v.split(sep) if t.strip()] if v else [] for v in values]
+        self.lengths.append(np.fromiter(map(len, tokens), np.int64, len(tokens)))
+        flat = tuple(t for row in tokens for t in row)
+        encoded = self._encode(flat)  # may replace self.ids (hashing from now on)
+        assert self.ids is not None
+        self.ids.append(encoded)
+
+    def _encode(self, values: tuple[str, ...]) -> np.ndarray:
+        if self.vocab is not None:
+            vocab = self.vocab
+            for v in set(values):
+                if v and v not in vocab:
+                    vocab[v] = len(vocab) + 1
+            if self.limit is not None and len(vocab) > self.limit:
+                self._overflow()
+            else:
+                ids = map(vocab.get, values, itertools.repeat(0))
+                return np.fromiter(ids, np.int32, len(values))
+        buckets = self.buckets
+        assert buckets is not None
+        hashes = {v: stable_hash(v, buckets) for v in set(values) if v}
+        hashes[""] = 0
+        return np.fromiter(map(hashes.__getitem__, values), np.int32, len(values))
+
+    def _overflow(self) -> None:
+        """More than ``limit`` distinct values: hash the ids kept so far and from now on."""
+        assert self.vocab is not None and self.ids is not None and self.limit is not None
+        self.buckets = self.limit
+        self.hashed = f"more than {self.limit} distinct values"
+        table = np.zeros(len(self.vocab) + 1, np.int32)
+        for value, pid in self.vocab.items():
+            table[pid] = stable_hash(value, self.buckets)
+        self.ids = [table[chunk] for chunk in self.ids]
+        self.vocab = None
+
+    # ------------------------------------------------------------------ after the pass
+
+    def distinct(self) -> int | None:
+        """Distinct non-empty values (None once hashed)."""
+        return None if self.vocab is None else len(self.vocab)
+
+    def float_array(self) -> np.ndarray:
+        """All numbers (NaN for empty cells), one float64 array; frees the chunks."""
+        assert self.floats is not None
+        out = np.concatenate(self.floats) if self.floats else np.zeros(0)
+        self.floats = None
+        return out
+
+    def time_array(self, scale: float | None) -> np.ndarray:
+        """Seconds since 1970 (NaN for empty cells); ``scale`` for epoch numbers."""
+        if scale is not None:
+            return self.float_array() * scale
+        assert self.times is not None
+        out = np.concatenate(self.times) if self.times else np.zeros(0)
+        self.times = None
+        return out
+
+    def id_array(self) -> np.ndarray:
+        """Vocabulary ids (by first appearance) or hashed ids, one int32 array (0 = empty)."""
+        assert self.ids is not None
+        out = np.concatenate(self.ids) if self.ids else np.zeros(0, np.int32)
+        self.ids = None
+        return out
+
+    def length_array(self) -> np.ndarray:
+        """Tokens per row of a sequence column."""
+        return np.concatenate(self.lengths) if self.lengths else np.zeros(0, np.int64)
+
+    def drop_numbers(self) -> None:
+        self.floats = None
+
+    def drop_ids(self) -> None:
+        self.ids = self.vocab = None
+
+    def facts(self) -> dict[str, Any]:
+        """Counts for the summary."""
+        return {"rows": self.rows, "missing": self.missing, "distinct": self.distinct()}
