@@ -55,13 +55,17 @@ from tfcompress.distillation_heads import (
     resolve_head,
     to_logits,
 )
+from tfcompress.distillation_keras_losses import (
+    DistillationTerm,
+    LossFunctionWrapper,
+    ResolvedLoss,
+    get_kd_loss,
+    resolve_loss,
+)
 from tfcompress.distillation_losses import (
     FeatureDistillation,
-    FunctionLoss,
     _check_temperature,
     feature_mse,
-    get_distillation_loss,
-    with_reduction_none,
 )
 from tfcompress.keras_compat import check_model, keras, tf
 
@@ -206,13 +210,15 @@ class Distiller(keras.Model):
                     f"{tuple(teacher.outputs[0].shape)} (logits {tuple(t_ref.shape)}) must match "
                     "except for the batch axis: build both models for the same task/schema."
                 )
+        width = t_ref if t_ref is not None else s_ref
+        width = None if width is None else width.shape[-1]
         if isinstance(distillation_loss, str) and distillation_loss == "auto":
-            width = (t_ref if t_ref is not None else s_ref)
-            width = None if width is None else width.shape[-1]
             loss_cls = auto_loss(student_head, teacher_head, width, teacher)
             loss_obj = loss_cls(temperature)
         else:
-            loss_obj = get_distillation_loss(distillation_loss, temperature)
+            loss_obj = get_kd_loss(distillation_loss, temperature)
+        kd_term = DistillationTerm(loss_obj, student_head.kind, teacher_head.kind, width,
+                                   spec=distillation_loss)
         if features and not (is_functional(student) and is_functional(teacher)):
             raise ValueError(
                 "`feature_distillation` needs functional (or sequential) student and teacher "
@@ -233,7 +239,8 @@ class Distiller(keras.Model):
         self.teacher = teacher
         self.alpha = alpha
         self.distillation_loss = loss_obj
-        self._kd_loss = with_reduction_none(loss_obj)
+        self._distillation_loss_spec = distillation_loss
+        self._kd_loss = kd_term
         self._declared = {"student_outputs": student_outputs, "teacher_outputs": teacher_outputs}
         self.feature_distillation = tuple(features)
         self._student_kind = student_head.kind
@@ -265,8 +272,9 @@ class Distiller(keras.Model):
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
         self.feature_loss_tracker = keras.metrics.Mean(name="feature_loss") if features else None
+        self._student_output_shape = student.outputs[0].shape if is_functional(student) else None
         self._student_loss_spec: Any = None
-        self._student_loss = None
+        self._student_loss: ResolvedLoss | None = None
         self.built = True
 
     # ----------------------------------------------------------------- Keras API
@@ -308,16 +316,10 @@ class Distiller(keras.Model):
             )
         student_loss = None
         if loss is not None:
-            student_loss = keras.losses.get(loss)
-            if not isinstance(student_loss, keras.losses.Loss):
-                if not callable(student_loss):
-                    raise TypeError(
-                        f"Distiller.compile: `loss` must be a loss name, function or "
-                        f"keras.losses.Loss, received {loss!r:.80}."
-                    )
-                student_loss = FunctionLoss(student_loss)
-            else:
-                student_loss = with_reduction_none(student_loss)
+            # Resolved and applied exactly as Model.compile does (distillation_keras_losses).
+            student_loss = resolve_loss(loss, "loss")
+            student_loss.check_output(self._student_output_shape, self._student_kind,
+                                      self.student.name)
         super().compile(optimizer=optimizer, loss=None, metrics=metrics, **kwargs)
         self._student_loss_spec = loss
         self._student_loss = student_loss
@@ -404,6 +406,8 @@ class Distiller(keras.Model):
                     "Distiller: the data has no labels but the student loss needs them; give "
                     "(x, y) data, or use alpha=1.0 and compile(loss=None) for pure distillation."
                 )
+            # Static shapes: raises once, when the step is traced (the first batch).
+            self._student_loss.check_batch(y, y_pred, self._student_kind, self.student.name)
             s_values = per_example(self._student_loss(y, y_pred, sample_weight=sample_weight))
             s_sum = tf.reduce_sum(s_values)
             self.student_loss_tracker.update_state(s_sum / local_n, sample_weight=local_n)
@@ -451,7 +455,12 @@ class Distiller(keras.Model):
             "name": self.name,
             "student": keras.saving.serialize_keras_object(self.student),
             "teacher": keras.saving.serialize_keras_object(self.teacher),
-            "distillation_loss": keras.saving.serialize_keras_object(self.distillation_loss),
+            # A Keras loss given by name/function is saved as given; loss objects as objects.
+            "distillation_loss": keras.saving.serialize_keras_object(
+                self._distillation_loss_spec
+                if type(self.distillation_loss) is LossFunctionWrapper
+                else self.distillation_loss
+            ),
             "alpha": self.alpha,
             "student_outputs": self._declared["student_outputs"],
             "teacher_outputs": self._declared["teacher_outputs"],

@@ -383,6 +383,8 @@ _BY_NAME: dict[str, type[keras.losses.Loss]] = {
     "mse": MSEKD,
     "listwise": ListwiseKD,
 }
+#: The names :func:`get_distillation_loss` knows (tfcompress' own KD losses).
+KD_LOSS_NAMES = frozenset(_BY_NAME)
 
 
 def get_distillation_loss(
