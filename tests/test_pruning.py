@@ -370,16 +370,17 @@ def _dense_model(name: str = "small") -> keras.Model:
     )
 
 
-def test_fit_without_callback_fails_naming_it():
+def test_train_on_batch_without_driver_fails_naming_the_fixes_then_fit_works():
+    """train_on_batch has no callbacks: it fails naming the fixes; the model stays usable."""
     pruned = prune(_dense_model(), 0.5)
+    pruned.compile("adam", "mse")
     inputs, y = toy_data()
-    with pytest.raises(ValueError, match=r"without tfcompress.PruningCallback"):
-        fit(pruned, inputs[0], y, callbacks=[])
-    fit(pruned, inputs[0], y)
+    with pytest.raises(ValueError, match=(
+            r"callbacks=\[tfcompress.PruningCallback\(\)\].*"
+            r"tfcompress.pruning.enable_fit_pruning\(model\)")):
+        pruned.train_on_batch(inputs[0][:BATCH], y[:BATCH])
+    fit(pruned, inputs[0], y, callbacks=[])  # the plain fit drives the pruning itself
     assert sparsity_report(pruned)["dense"] == pytest.approx(0.5, abs=0.01)
-    # the cached train function still refuses to run without the callback
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"tfcompress.PruningCallback"):
-        pruned.fit(inputs[0], y, batch_size=BATCH, epochs=1, verbose=0)
 
 
 def test_callback_on_unpruned_model_raises():

@@ -1,5 +1,6 @@
 """Magnitude and 2:4 pruning that reaches its target: :func:`prune`, :func:`strip`,
-:func:`sparsity_report`, :func:`is_pruned` (and :class:`PruningCallback`, re-exported).
+:func:`sparsity_report`, :func:`is_pruned` (and :class:`PruningCallback` and
+:func:`enable_fit_pruning`, re-exported from :mod:`tfcompress.pruning_callback`).
 
 TFMOT's ``prune_low_magnitude`` is the engine. tfcompress adds what users trip over:
 
@@ -8,8 +9,10 @@ TFMOT's ``prune_low_magnitude`` is the engine. tfcompress adds what users trip o
   pruned (TFMOT masks by assigning ``weight * mask`` to the variable before the layer runs, so
   the layer uses the masked kernel), anything else is skipped and reported;
 - nested functional models (e.g. the towers of a two-tower model) are pruned recursively;
-- the schedule is sized from the fit that actually runs and the exact target (or 2:4) is
-  applied at the end of ``fit`` (see :mod:`tfcompress.pruning_schedule`);
+- the pruned model prunes inside a plain ``model.fit`` (no callback needed): the schedule is
+  sized from the fit that actually runs and the exact target (or 2:4) is applied at the end of
+  ``fit`` (see :mod:`tfcompress.pruning_callback`, :mod:`tfcompress.pruning_schedule`);
+  :class:`PruningCallback` adds the sparsity to the epoch logs;
 - the original model is left untouched: the pruned model is a copy with its own weights.
 
 Typical use::
@@ -17,7 +20,9 @@ Typical use::
     pruned = tfcompress.prune(model, sparsity=0.8)
     print(pruned.compression_report.to_markdown())
     pruned.compile(...)
-    pruned.fit(data, epochs=2, callbacks=[tfcompress.PruningCallback()])
+    pruned.fit(data, epochs=2)                 # prunes to the target during this fit
+    # or, to log logs["sparsity"] to History/CSVLogger/TensorBoard:
+    # pruned.fit(data, epochs=2, callbacks=[tfcompress.PruningCallback()])
     small = tfcompress.strip(pruned)           # plain tf_keras model, sparse weights
     print(tfcompress.sparsity_report(small).to_markdown())
 
@@ -48,7 +53,7 @@ from tfcompress._selection import (
     match_layers,
 )
 from tfcompress.keras_compat import check_model, keras, tf
-from tfcompress.pruning_callback import PruningCallback
+from tfcompress.pruning_callback import PruningCallback, enable_fit_pruning
 from tfcompress.pruning_report import (
     SparsityReport,
     WeightSparsity,
@@ -70,6 +75,7 @@ __all__ = [
     "PruningCallback",
     "SparsityReport",
     "WeightSparsity",
+    "enable_fit_pruning",
     "is_pruned",
     "is_two_four",
     "prune",
@@ -293,8 +299,12 @@ def prune(
 ) -> keras.Model:
     """Return a copy of ``model`` with TFMOT magnitude-pruning wrappers, ready to compile+fit.
 
-    Fit it with :class:`PruningCallback` (without it the first train step fails with an error
-    naming it). The per-layer outcome is attached as ``pruned.compression_report`` (a
+    Compile it and fit it as usual: a plain ``pruned.fit(x, y, epochs=...)`` prunes (the
+    recommended path; see :func:`enable_fit_pruning`). Add :class:`PruningCallback` to
+    ``callbacks`` to log ``sparsity`` and ``sparsity/<layer>`` (History, ``CSVLogger``,
+    ``TensorBoard``); the schedule then still steps once per batch. A pruned model fitted
+    inside another model (a ``Distiller``'s student) needs the callback in that fit. The
+    per-layer outcome is attached as ``pruned.compression_report`` (a
     :class:`~tfcompress._selection.CompressionReport`, technique ``"prune"``): every layer,
     pruned (``detail`` = sparsity and weights) or not (``reason``).
 
@@ -312,11 +322,13 @@ def prune(
     ``frequency``, raises. 2:4 masks are chosen once, at the begin step; the ``schedule``
     argument does not apply to them. Rank-3 weights (attention kernels) cannot be 2:4-pruned.
 
-    Schedule: ``steps=None`` sizes it from each fit (``epochs * steps_per_epoch``, read by the
-    callback at fit start); an int or ``(epochs, steps_per_epoch)`` plans one schedule over
-    all fits. Pruning starts at ``begin * steps``, updates masks every ``frequency`` steps
-    (default ``max(1, span // 10)``) and reaches the target at ``end * steps``; at the end of
-    fit the exact final masks are applied, whatever the frequency.
+    Schedule: ``steps=None`` sizes it from each fit (``epochs * steps_per_epoch``, read at fit
+    start; a fit of unknown length, e.g. a filtered dataset without ``steps_per_epoch``, raises
+    a ``ValueError`` naming both fixes); an int or ``(epochs, steps_per_epoch)`` plans one
+    schedule over all fits. Pruning starts at ``begin * steps``, updates masks every
+    ``frequency`` steps (default ``max(1, span // 10)``) and reaches the target at
+    ``end * steps``; at the end of fit the exact final masks are applied, whatever the
+    frequency.
 
     Args:
         model: a built functional or Sequential tf_keras model (left unchanged).
@@ -337,7 +349,7 @@ def prune(
             ``get_prunable_weights()`` returning none) do not count.
 
     Returns:
-        The pruned copy, with ``compression_report`` attached.
+        The pruned copy, with ``compression_report`` attached; its ``fit`` drives the pruning.
 
     Raises:
         TypeError: ``model`` is not a tf_keras model (e.g. Keras 3), bad argument types.
@@ -354,6 +366,11 @@ def prune(
         >>> pruned = prune(model, 0.75, skip="out")
         >>> [(d.layer, d.applied) for d in pruned.compression_report.decisions]
         [('hidden', True), ('norm', False), ('out', False)]
+        >>> import numpy as np
+        >>> pruned.compile("adam", "mse")
+        >>> _ = pruned.fit(np.ones((64, 16)), np.ones((64, 1)), epochs=2, verbose=0)
+        >>> round(sparsity_report(pruned)["hidden"], 2)
+        0.75
     """
     check_model(model, "model")
     target, m_by_n = _check_args(sparsity, structure, frequency, strict)
@@ -445,6 +462,7 @@ def prune(
     pruned = _clone(base, wrap)
     _copy_weights(pairs, "prune")
     pruned.compression_report = report
+    enable_fit_pruning(pruned)
     _log.info(
         "prune: %d layer(s) pruned to %s, %d not pruned.", len(report.applied),
         "2:4" if m_by_n else f"sparsity {target:.2f}", len(report.skipped),

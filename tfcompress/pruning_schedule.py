@@ -1,28 +1,30 @@
 """The machinery behind :func:`tfcompress.prune`: a schedule sized from the fit that runs, the
-pruning wrapper and the masks. :class:`tfcompress.PruningCallback` drives them in ``fit``.
+pruning wrapper and the masks. The pruned model's own ``fit`` drives them (or
+:class:`tfcompress.PruningCallback`, which adds logs); see :mod:`tfcompress.pruning_callback`.
 
 TFMOT bakes its pruning schedule (python ints) into the traced train function and counts steps
 with a per-layer variable that the ``UpdatePruningStep`` callback must initialise. Hence the
 classic pitfalls: with ``frequency=100`` and a 20-step fit nothing is pruned, a schedule sized
 for the wrong number of steps silently misses its target, and forgetting the callback fails
-with an obscure assertion. Here:
+with an obscure assertion (and, in tfcompress before issue 13, left a train function that could
+not be traced again). Here:
 
 - :class:`FitSizedSchedule` keeps ``begin``/``end``/``frequency`` in ``tf.Variable`` s, so
-  the callback can size them at the start of every ``fit`` (from ``params["epochs"] *
+  the fit's driver can size them at the start of every ``fit`` (from ``params["epochs"] *
   params["steps"]``) even after the train function was traced. Its step is the optimizer's
   ``iterations`` (one per train step, whatever the number of replicas or how often a shared
   layer is called), counted from the start of the schedule.
 - :class:`PruneWrapper` (a TFMOT ``PruneLowMagnitude``) uses that step, checks in its train
-  step that the callback armed the schedule (a clear error naming
+  step that a driver armed the schedule (a clear error naming
   ``tfcompress.PruningCallback`` otherwise), and can prune any list of the wrapped layer's
   variables (e.g. the ``Dense`` kernels inside a custom layer): TFMOT masks by assigning
   ``weight * mask`` to the variable before the layer runs, so the masked kernel is what the
   layer uses.
 - :func:`finalize_masks` computes exact final masks (top-k, or 2:4) at the final sparsity and
-  zeroes the weights; the callback calls it at the end of ``fit``, whatever the frequency.
+  zeroes the weights; the driver calls it at the end of ``fit``, whatever the frequency.
 
 Example:
-    >>> s = FitSizedSchedule(0.8)  # steps=None: sized by PruningCallback at fit start
+    >>> s = FitSizedSchedule(0.8)  # steps=None: sized at the start of every fit
     >>> s.size(20)
     >>> s.begin_step, s.end_step, s.frequency, round(s.sparsity_at(16), 2)
     (1, 16, 1, 0.8)
@@ -61,8 +63,11 @@ _register = keras.saving.register_keras_serializable(package="tfcompress")
 
 MISSING_CALLBACK_MESSAGE = (
     "tfcompress: this model has pruning wrappers (tfcompress.prune) and is being trained "
-    "without tfcompress.PruningCallback. Pass callbacks=[tfcompress.PruningCallback()] to fit: "
-    "it sizes the pruning schedule from the fit, updates the masks and applies the final masks."
+    "without anything driving its pruning schedule: it is nested in another model (e.g. a "
+    "Distiller's student), was loaded from a file, or runs in train_on_batch or a custom loop "
+    "(the model returned by tfcompress.prune drives it in its own fit). Pass "
+    "callbacks=[tfcompress.PruningCallback()] to this fit, or call "
+    "tfcompress.pruning.enable_fit_pruning(model) on the model you fit; it stays usable."
 )
 
 PruneLowMagnitude = pruning_wrapper.PruneLowMagnitude
@@ -115,7 +120,7 @@ class FitSizedSchedule(pruning_schedule.PruningSchedule):
         target: final sparsity in [0, 1) (0.5 for 2:4).
         kind: ``"polynomial"`` (TFMOT's cubic ramp from the initial sparsity) or ``"constant"``.
         structure: None or ``"2:4"``.
-        steps: None (sized by ``PruningCallback`` at every fit start), an int total or
+        steps: None (sized at the start of every fit), an int total or
             ``(epochs, steps_per_epoch)`` (one schedule over all fits).
         begin: fraction of the steps at which pruning starts.
         end: fraction of the steps at which the target is reached.
@@ -175,8 +180,10 @@ class FitSizedSchedule(pruning_schedule.PruningSchedule):
             self._offset = tf.Variable(0, dtype=tf.int64, trainable=False, name="prune_offset")
             self._initial = tf.Variable(0.0, dtype=tf.float32, trainable=False, name="prune_s0")
             self.armed = tf.Variable(False, trainable=False, name="prune_armed")
-        #: the optimizer's ``iterations``; set by ``PruningCallback`` at fit start.
+        #: the optimizer's ``iterations``; set by the fit's driver at fit start.
         self.iterations: tf.Variable | None = None
+        #: a train function was traced without a driver (and failed); see PruningCallback.
+        self.trace_failed = False
         self.started = False
         self.sized = False
         self._graph_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -227,7 +234,7 @@ class FitSizedSchedule(pruning_schedule.PruningSchedule):
             self._offset.assign(start_iteration)
             self.size(fit_steps, initial=initial)
             _log.info(
-                "PruningCallback: %d steps; pruning from step %d to %d every %d step(s), "
+                "prune: this fit runs %d steps; pruning from step %d to %d every %d step(s), "
                 "target sparsity %.2f%s.", fit_steps, self.begin_step, self.end_step,
                 self.frequency, self.target, " (2:4)" if self.structure else "",
             )
@@ -276,6 +283,8 @@ class FitSizedSchedule(pruning_schedule.PruningSchedule):
     def step(self) -> tf.Tensor:
         """The schedule step of the current train step (1 at the first one)."""
         if self.iterations is None:
+            # this trace fails half-way; the next driver rebuilds the train function
+            self.trace_failed = True
             raise ValueError(MISSING_CALLBACK_MESSAGE)
         return tf.cast(self.iterations, tf.int64) + 1 - self._offset
 
