@@ -9,6 +9,7 @@ return what the server shows.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -27,6 +28,7 @@ import pytest
 
 import tfcompress
 from tfcompress.keras_compat import keras
+from tfcompress.recipe import BenchmarkSpec, Recipe, demo_recipe
 from tfcompress.report import BenchmarkReport, BenchmarkRow
 from tfcompress.tensorboard import (
     CompressionTensorBoard,
@@ -321,3 +323,52 @@ def test_readers_return_what_the_server_shows(server, written):
         (session,) = group["sessions"]
         assert hparams[session] == group["hparams"]
     assert read_text(logdir)["."]["report"] == [(0, MARKDOWN)]
+
+
+# --------------------------------------------------------------------------- a whole run
+
+
+def tiny_demo(name: str = "tb") -> Recipe:
+    """``demo_recipe`` at test sizes: teacher, distill (+ student alone), prune, QAT, int8."""
+    return dataclasses.replace(
+        demo_recipe(samples=1_500, teacher_epochs=1, epochs=1, name=name),
+        benchmark=BenchmarkSpec(batch_sizes=(1, 32), repeats=2, max_examples=256))
+
+
+@pytest.mark.slow
+def test_a_run_shows_in_tensorboard(tmp_path_factory, serve):
+    out = tmp_path_factory.mktemp("runs")
+    report = tfcompress.run(tiny_demo(), out_dir=out, logdir=out / "tb", verbose=0)
+    server = serve(out / "tb")
+    summaries = [f"{stage.name}/summary" for stage in report.stages]
+    tags = server.eventually(server.scalar_tags, lambda t: set(summaries) <= set(t))
+    assert summaries == ["teacher/summary", "distill/summary", "prune/summary",
+                         "quantize/summary"]
+    for stage, run in zip(report.stages, summaries, strict=True):  # every stage's final figures
+        expected = {f"test/{k}": v for k, v in stage.quality.items() if v is not None}
+        expected.update(params=stage.params, sparsity=stage.sparsity, seconds=stage.seconds)
+        shown = {tag: server.scalars(run, tag) for tag in tags[run]}
+        assert shown == {k: [(0, pytest.approx(v, rel=1e-6))] for k, v in expected.items()}
+    assert server.scalars("prune/summary", "sparsity")[0][1] == pytest.approx(0.7, abs=0.02)
+    assert server.scalars("prune/train", "epoch_sparsity")[-1][1] == pytest.approx(0.7, abs=0.02)
+    assert any(t.startswith("epoch_quant/") for t in tags["quantize/train"])
+    assert "epoch_distillation_loss" in tags["distill/train"]
+
+    bench = report.benchmark
+    ratios = bench.ratios()
+    experiment = server.experiment()
+    assert {"variant", "stage", "kind", "format", "mode"} <= {
+        h["name"] for h in experiment["hparamInfos"]}
+    groups = server.eventually(lambda: server.session_groups(experiment),
+                               lambda g: all(v["metrics"] for v in g.values()))
+    assert set(groups) == set(bench.names) == set(report.exports)
+    for name, group in groups.items():  # the HParams table: one row per variant, with values
+        row, metrics = bench.row(name), group["metrics"]
+        assert group["hparams"]["variant"] == name
+        assert metrics["quality/auc"] == pytest.approx(row.quality["auc"], rel=1e-6)
+        assert metrics["size/bytes"] == pytest.approx(row.bytes, rel=1e-7)
+        assert metrics["ratio/size_x"] == pytest.approx(ratios[name]["size_x"], rel=1e-6)
+        assert metrics["latency/b1_ms"] == pytest.approx(row.latency_ms[1]["median"], rel=1e-6)
+    assert groups["quantize_int8"]["metrics"]["ratio/size_x"] > 3
+    (step, html), = server.text(".", "report")
+    assert step == 0 and "<table>" in html and "quantize_int8" in html
