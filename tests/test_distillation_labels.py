@@ -98,33 +98,35 @@ LOSSES = {
 
 _BINARY_PROB = ["str_binary_crossentropy", "str_bce", "str_BinaryCrossentropy",
                 "fn_binary_crossentropy", "obj_BinaryCrossentropy", "obj_BinaryFocalCrossentropy"]
+_REGRESSION = ["str_mse", "str_mean_absolute_error", "fn_mean_squared_error",
+               "obj_MeanSquaredError", "obj_Huber"]
 CASES = (
     # binary: a (None, 1) sigmoid student, labels (n,), (n, 1) and int (n,)
-    [("binary", "activation", loss, labels)
-     for loss in _BINARY_PROB for labels in ("flat", "column", "int")]
+    [("binary", "activation", loss, "flat") for loss in _BINARY_PROB]
+    + [("binary", "activation", loss, labels)
+       for loss in ("str_binary_crossentropy", "fn_binary_crossentropy", "obj_BinaryCrossentropy")
+       for labels in ("column", "int")]
     + [("binary", "dense", loss, labels)
-       for loss in ("str_binary_crossentropy", "obj_BinaryCrossentropy") for labels in
-       ("flat", "column")]
+       for loss in ("str_binary_crossentropy", "obj_BinaryCrossentropy")
+       for labels in ("flat", "column")]
     # binary: a (None, 1) logit student
     + [("binary", "logits", loss, labels)
        for loss in ("obj_BinaryCrossentropy_logits", "fn_custom_bce_logits")
        for labels in ("flat", "column", "int")]
-    # multiclass: a (None, 3) softmax / logit student; one-hot and sparse ids
+    # multiclass: a (None, 3) softmax / logit student; one-hot labels and sparse ids
     + [("multiclass", head, loss, "onehot")
        for head in ("activation", "dense")
        for loss in ("str_categorical_crossentropy", "obj_CategoricalCrossentropy")]
-    + [("multiclass", head, loss, labels)
-       for head in ("activation", "dense")
+    + [("multiclass", "activation", loss, labels)
        for loss in ("str_sparse_categorical_crossentropy", "obj_SparseCategoricalCrossentropy")
        for labels in ("ids", "ids_column", "ids_float")]
+    + [("multiclass", "dense", "str_sparse_categorical_crossentropy", "ids")]
     + [("multiclass", "logits", "obj_CategoricalCrossentropy_logits", "onehot")]
     + [("multiclass", "logits", "obj_SparseCategoricalCrossentropy_logits", labels)
        for labels in ("ids", "ids_column")]
     # regression: a (None, 1) linear student
-    + [("regression", "logits", loss, labels)
-       for loss in ("str_mse", "str_mean_absolute_error", "fn_mean_squared_error",
-                    "obj_MeanSquaredError", "obj_Huber")
-       for labels in ("flat", "column")]
+    + [("regression", "logits", loss, "flat") for loss in _REGRESSION]
+    + [("regression", "logits", loss, "column") for loss in ("str_mse", "obj_Huber")]
 )
 
 
@@ -147,23 +149,56 @@ def _metrics(task: str) -> list:
     return ["mae"] if task == "regression" else ["accuracy"]
 
 
+def _plain_keras(student: keras.Model, task: str, loss: str, x, y, **kwargs) -> dict:
+    """What plain ``student.compile(loss=...); student.evaluate`` reports (eager: no tracing)."""
+    student.compile(keras.optimizers.SGD(0.01), loss=LOSSES[loss](), metrics=_metrics(task),
+                    run_eagerly=True)
+    return student.evaluate(x, y, batch_size=N, verbose=0, return_dict=True, **kwargs)
+
+
 @pytest.mark.parametrize(("task", "head", "loss", "labels"), CASES,
                          ids=["-".join(case) for case in CASES])
 def test_student_loss_equals_plain_keras_for_every_loss_and_label_shape(task, head, loss, labels):
     x, y = _data(task, labels)
     distiller, student = _distiller(task, head, LOSSES[loss](), _metrics(task))
-    history = distiller.fit(x, y, batch_size=N, epochs=1, verbose=0).history
-    assert np.isfinite(history["student_loss"][0]) and np.isfinite(history["loss"][0])
-    got = distiller.evaluate(x, y, batch_size=N, verbose=0, return_dict=True)
-
-    student.compile(keras.optimizers.SGD(0.01), loss=LOSSES[loss](), metrics=_metrics(task))
-    expected = student.evaluate(x, y, batch_size=N, verbose=0, return_dict=True)
+    expected = _plain_keras(student, task, loss, x, y)
+    # One training step on the whole data set: its losses and metric are those of the weights
+    # before the update, on the same batch plain Keras evaluated.
+    got = {key: values[0] for key, values in
+           distiller.fit(x, y, batch_size=N, epochs=1, verbose=0).history.items()}
     assert got["student_loss"] == pytest.approx(expected["loss"], rel=1e-5, abs=1e-6)
     metric = _metrics(task)[0]
     assert got[metric] == pytest.approx(expected[metric], rel=1e-5, abs=1e-6)
     assert np.isfinite(got["distillation_loss"]) and got["distillation_loss"] > 1e-4
     combined = 0.5 * got["student_loss"] + 0.5 * got["distillation_loss"]
     assert got["loss"] == pytest.approx(combined, rel=1e-5)
+    trained = distiller.student.get_weights()[0]
+    assert not np.allclose(trained, _model(head, 1 if task != "multiclass" else K, "fresh",
+                                           seed=2).get_weights()[0])  # the step trained
+
+
+EVALUATE_CASES = [
+    ("binary", "activation", "str_binary_crossentropy", "flat"),
+    ("binary", "dense", "obj_BinaryCrossentropy", "int"),
+    ("binary", "logits", "obj_BinaryCrossentropy_logits", "column"),
+    ("multiclass", "activation", "str_categorical_crossentropy", "onehot"),
+    ("multiclass", "activation", "str_sparse_categorical_crossentropy", "ids"),
+    ("multiclass", "logits", "obj_SparseCategoricalCrossentropy_logits", "ids_column"),
+    ("regression", "logits", "str_mse", "flat"),
+]
+
+
+@pytest.mark.parametrize(("task", "head", "loss", "labels"), EVALUATE_CASES,
+                         ids=["-".join(case) for case in EVALUATE_CASES])
+def test_evaluate_and_metrics_equal_plain_keras(task, head, loss, labels):
+    x, y = _data(task, labels)
+    distiller, student = _distiller(task, head, LOSSES[loss](), _metrics(task))
+    got = distiller.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)  # 4 batches
+    expected = _plain_keras(student, task, loss, x, y)
+    assert got["student_loss"] == pytest.approx(expected["loss"], rel=1e-5, abs=1e-6)
+    metric = _metrics(task)[0]
+    assert got[metric] == pytest.approx(expected[metric], rel=1e-5, abs=1e-6)
+    assert np.isfinite(got["distillation_loss"]) and got["distillation_loss"] > 1e-4
 
 
 def test_sample_weights_with_flat_labels_match_plain_keras():
@@ -432,3 +467,27 @@ def test_our_kd_losses_still_take_logits():
                                 distillation_loss="mse").distillation_loss, MSEKD)
     assert isinstance(Distiller(_model("logits", K, "s3", 2), _model("logits", K, "t3", 1))
                       .distillation_loss, SoftmaxKD)
+
+
+# --------------------------------------------------------------------------- docstrings
+
+
+@pytest.mark.parametrize("target", ["distiller", "keras_losses_module"])
+def test_docstring_examples_run(target):
+    """The Distiller's example (``loss="binary_crossentropy"``, 1-D labels) runs as written."""
+    import doctest
+
+    from tfcompress import distillation_keras_losses
+
+    obj = Distiller if target == "distiller" else distillation_keras_losses
+    tests = doctest.DocTestFinder().find(obj, globs={"tf": tf, **vars(distillation_keras_losses)})
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    examples = 0
+    for test in tests:
+        if target == "distiller":
+            test.globs["Distiller"] = Distiller
+        runner.run(test)
+        examples += len(test.examples)
+    result = runner.summarize(verbose=False)
+    assert examples >= 5
+    assert result.failed == 0, result

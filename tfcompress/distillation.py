@@ -23,20 +23,34 @@ declare it (``"logits"``, ``"probabilities"``, ``"sigmoid"`` or ``"softmax"``); 
 probabilities without an activation layer to read the logits from are turned into logits
 (log-odds for sigmoid, log for softmax). A declaration contradicting a detected head raises.
 
+Losses and labels. ``compile(loss=...)`` takes every loss ``Model.compile`` takes (a name such
+as ``"binary_crossentropy"``/``"bce"``, a function, a ``keras.losses.Loss`` object) with every
+label shape plain Keras takes (``(n,)``, ``(n, 1)``, one-hot ``(n, k)``, sparse ids), resolved and
+matched to the student's output exactly as Keras does
+(:mod:`tfcompress.distillation_keras_losses`), so the reported ``student_loss`` equals what
+``student.compile(loss=...); student.evaluate`` reports. Combinations Keras would run silently
+wrong (a categorical loss on a one-unit output, a probability loss on logits) raise a
+``ValueError`` at ``compile``; labels that do not fit the loss raise at the first batch.
+``distillation_loss`` also takes Keras losses: cross-entropies and the KL divergence get the
+teacher's probabilities as soft labels, other losses compare logits.
+
 Distribution. Per-example losses are summed on every replica and divided by the global batch
 size (all-reduced), so the gradients under ``MirroredStrategy`` match a single device. Create
 the student, the teacher and the Distiller under ``strategy.scope()``.
 
 Example:
     >>> from tfcompress import data, models
+    >>> from tfcompress.keras_compat import keras
     >>> task = data.load_task("ctr", n_samples=2_000)
     >>> teacher = models.sequence_transformer(task.schema, size="teacher")  # trained before
     >>> student = models.dcn(task.schema, size="student")
     >>> distiller = Distiller(student, teacher, alpha=0.5)  # BinaryKD on the logits
     >>> distiller.compile("adam", loss="binary_crossentropy", metrics=[keras.metrics.AUC()])
-    >>> history = distiller.fit(task.train, epochs=1, verbose=0)
-    >>> sorted(history.history)[:3]
+    >>> history = distiller.fit(task.train, epochs=1, verbose=0)  # doctest: +SKIP
+    >>> sorted(history.history)[:3]  # doctest: +SKIP
     ['auc', 'distillation_loss', 'loss']
+
+    :class:`Distiller` has a self-contained example with NumPy arrays and 1-D labels.
 """
 
 from __future__ import annotations
@@ -137,8 +151,11 @@ class Distiller(keras.Model):
             with ``training=False``.
         distillation_loss: ``"auto"`` (binary KD for sigmoid outputs, softmax KD for softmax or
             multi-class logits, listwise KD for two-tower catalogue logits), a name
-            (``"binary"``, ``"softmax"``, ``"mse"``, ``"listwise"``) or a loss object taking
-            ``(teacher_logits, student_logits)``.
+            (``"binary"``, ``"softmax"``, ``"mse"``, ``"listwise"``), a loss object taking
+            ``(teacher_logits, student_logits)``, or any Keras loss ``Model.compile`` takes
+            (``"binary_crossentropy"``, ``"kl_divergence"``, ``keras.losses.Huber()``, ...):
+            Keras cross-entropies and the KL divergence get the teacher's probabilities as soft
+            labels and the student's probabilities (logits with ``from_logits=True``).
         alpha: weight of the distillation loss in [0, 1]; the student loss gets ``1 - alpha``.
         temperature: the temperature of a loss chosen by name/"auto" (None: the loss's
             default: 2 for softmax, 1 otherwise).
@@ -155,13 +172,30 @@ class Distiller(keras.Model):
         ValueError: output shapes that differ, temperature <= 0, alpha outside [0, 1], an
             unknown layer name (the message lists the available layers), an output kind that
             cannot be detected or contradicts the declaration, student and teacher sharing
-            weights.
+            weights, a sparse or (on one-unit outputs) categorical Keras distillation loss.
 
     Example:
-        >>> distiller = Distiller(student, teacher, alpha=0.7, temperature=2.0)  # doctest: +SKIP
-        >>> distiller.compile("adam", loss="binary_crossentropy")  # doctest: +SKIP
-        >>> distiller.fit(train, validation_data=val, epochs=3)  # doctest: +SKIP
-        >>> distiller.student.save("student.keras")  # doctest: +SKIP
+        A sigmoid CTR student with 1-D labels and the student loss given by name, as for a
+        plain ``model.compile``:
+
+        >>> import numpy as np
+        >>> from tfcompress.keras_compat import keras
+        >>> x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+        >>> y = (x[:, 0] > 0).astype("float32")  # labels of shape (64,)
+        >>> def mlp(width):
+        ...     return keras.Sequential([keras.Input((4,)),
+        ...                              keras.layers.Dense(width, activation="relu"),
+        ...                              keras.layers.Dense(1, activation="sigmoid")])
+        >>> teacher, student = mlp(16), mlp(4)
+        >>> teacher.compile("adam", loss="binary_crossentropy")
+        >>> _ = teacher.fit(x, y, epochs=2, verbose=0)
+        >>> distiller = Distiller(student, teacher, alpha=0.5, temperature=2.0)
+        >>> distiller.compile("adam", loss="binary_crossentropy", metrics=["accuracy"])
+        >>> history = distiller.fit(x, y, batch_size=16, epochs=2, verbose=0)
+        >>> sorted(history.history)
+        ['accuracy', 'distillation_loss', 'loss', 'student_loss']
+        >>> distiller.student.predict(x[:2], verbose=0).shape  # a plain model, for export
+        (2, 1)
     """
 
     def __init__(
@@ -290,14 +324,22 @@ class Distiller(keras.Model):
 
         Args:
             optimizer: a Keras optimizer (instance or name).
-            loss: the student's loss on its own output (e.g. ``"binary_crossentropy"``). May be
-                None only when ``alpha == 1`` (pure distillation, labels unused).
-            metrics: metrics of the student's output against the labels.
+            loss: the student's loss on its own output: anything ``Model.compile`` takes (a
+                name such as ``"binary_crossentropy"``, a function, a ``keras.losses.Loss``),
+                with the label shapes Keras takes (``(n,)`` or ``(n, 1)`` for a ``(None, 1)``
+                output; one-hot ``(n, k)`` or class ids ``(n,)``/``(n, 1)`` with a sparse loss).
+                May be None only when ``alpha == 1`` (pure distillation, labels unused).
+            metrics: metrics of the student's output against the labels (as in
+                ``Model.compile``).
             **kwargs: other ``keras.Model.compile`` arguments (``loss_weights`` excepted: use
                 ``alpha``).
 
         Raises:
-            ValueError: ``loss`` None with ``alpha < 1``, or ``loss_weights`` given.
+            ValueError: ``loss`` None with ``alpha < 1``, ``loss_weights`` given, an unknown
+                loss name, several losses, or a loss that cannot train the student's output
+                (a categorical loss on a one-unit output, ``from_logits`` contradicting the
+                output). Labels that do not fit the loss raise at the first batch.
+            TypeError: ``loss`` is not a loss name, function or ``keras.losses.Loss``.
 
         Example:
             >>> distiller.compile("adam", loss="binary_crossentropy",

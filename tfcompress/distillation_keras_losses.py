@@ -25,8 +25,8 @@ Example:
     >>> import numpy as np
     >>> loss = resolve_loss("binary_crossentropy", "loss")
     >>> labels = np.array([1.0, 0.0])  # 1-D labels of a (None, 1) sigmoid output
-    >>> np.round(loss(labels, np.array([[0.9], [0.2]])).numpy(), 4)
-    array([0.1054, 0.2231], dtype=float32)
+    >>> np.round(loss(labels, np.array([[0.9], [0.2]])).numpy(), 4).tolist()  # per example
+    [0.1054, 0.2231]
 """
 
 from __future__ import annotations
@@ -174,10 +174,10 @@ class ResolvedLoss:
 
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> tf.Tensor:
         """Per-example loss values (weighted by ``sample_weight``) after :func:`match_labels`."""
-        y_true = tf.convert_to_tensor(y_true)
-        y_pred = tf.convert_to_tensor(y_pred)
-        if sample_weight is not None:
-            sample_weight = tf.convert_to_tensor(sample_weight)
+        y_true, y_pred, sample_weight = (
+            v if v is None or tf.is_tensor(v) else tf.convert_to_tensor(v)
+            for v in (y_true, y_pred, sample_weight)
+        )
         y_true, y_pred, sample_weight = match_labels(y_true, y_pred, sample_weight)
         return self.loss(y_true, y_pred, sample_weight=sample_weight)
 
