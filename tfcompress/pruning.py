@@ -54,6 +54,7 @@ from tfcompress._selection import (
 )
 from tfcompress.keras_compat import check_model, keras, tf
 from tfcompress.pruning_callback import PruningCallback, enable_fit_pruning
+from tfcompress.pruning_masks import finalize_masks, mask_sparsity
 from tfcompress.pruning_report import (
     SparsityReport,
     WeightSparsity,
@@ -63,13 +64,7 @@ from tfcompress.pruning_report import (
     sparsity_report,
     weight_label,
 )
-from tfcompress.pruning_schedule import (
-    FitSizedSchedule,
-    PruneLowMagnitude,
-    PruneWrapper,
-    finalize_masks,
-    mask_sparsity,
-)
+from tfcompress.pruning_schedule import FitSizedSchedule, PruneLowMagnitude, PruneWrapper
 
 __all__ = [
     "PruningCallback",
@@ -505,7 +500,7 @@ def _finish_undone_fits(model: keras.Model) -> None:
         if wrapper.sparsity_m_by_n:
             values = [np.asarray(w) * np.asarray(m) for w, m, _ in wrapper.pruning_vars]
             below = any(is_two_four(v) is False for v in values)
-        else:  # fewer zeros than the exact final mask leaves (see pruning_schedule.exact_mask)
+        else:  # fewer zeros than the exact final mask leaves (see pruning_masks.exact_mask)
             below = False
             for _, mask, _ in wrapper.pruning_vars:
                 values = np.asarray(mask)
@@ -528,8 +523,9 @@ def strip(model: keras.Model) -> keras.Model:
 
     Each pruned weight is copied as ``weight * mask``; outputs equal the pruned model's. If a
     fit's final masks were undone (``EarlyStopping(restore_best_weights=True)`` listed after
-    :class:`PruningCallback`), the target masks are applied first, with a warning, so the copy
-    has the sparsity ``prune`` promised. The result saves as ``.keras`` and loads
+    :class:`PruningCallback`; a plain fit applies its final masks last, so it is not affected),
+    the target masks are applied first, with a warning, so the copy has the sparsity ``prune``
+    promised. The result saves as ``.keras`` and loads
     back with ``safe_mode=True`` (custom layers must be registered serializable). A model
     without wrappers gives a plain copy.
 

@@ -41,16 +41,9 @@ from collections.abc import Callable
 from typing import Any
 
 from tfcompress.keras_compat import check_model, keras, tf
+from tfcompress.pruning_masks import apply_masks, finalize_masks, mask_sparsity, sparsity_logs
 from tfcompress.pruning_report import find_wrappers
-from tfcompress.pruning_schedule import (
-    FitSizedSchedule,
-    PruneLowMagnitude,
-    PruneWrapper,
-    apply_masks,
-    finalize_masks,
-    mask_sparsity,
-    sparsity_logs,
-)
+from tfcompress.pruning_schedule import FitSizedSchedule, PruneLowMagnitude, PruneWrapper
 
 __all__ = ["PruningCallback", "enable_fit_pruning"]
 
