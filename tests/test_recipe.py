@@ -495,3 +495,110 @@ def test_recipe_error_format_and_pickling():
     assert str(RecipeError("bad", key="[2]").under("tflite").under("export")) == (
         "export.tflite[2]: bad")
     assert set(STAGE_KINDS) == {"distill", "prune", "shrink", "quantize"}
+
+
+# --------------------------------------------------------------------------- [data] file options
+
+
+def _click_data(**overrides):
+    options = dict(
+        path="data/train_sample.csv", label="is_attributed", task="multiclass",
+        drop=["attributed_time"], categorical=["hour"], numeric=["price"], numeric_fill="mean",
+        delimiter=";", header=["ip", "app", "hour", "price", "click_time", "attributed_time",
+                               "is_attributed"],
+        timestamps=["click_time"], timestamp_features="drop", hash_buckets={"ip": 100_000},
+        max_vocab={"app": 500}, hash_threshold=50_000, split=[0.7, 0.15, 0.15],
+        split_mode="time", time_column="click_time", strict=True, sequence_length=8,
+    )
+    options.update(overrides)
+    return DataSpec(**options)
+
+
+def test_data_file_options_round_trip_and_become_loader_options():
+    data = _click_data()
+    recipe = _recipe(data=data)
+    assert Recipe.from_config(recipe.get_config()) == recipe
+    text = recipe.to_toml()
+    assert loads_recipe(text) == recipe and loads_recipe(text).to_toml() == text
+    assert DataSpec.from_config(data.get_config()) == data
+    assert data.drop == ("attributed_time",) and data.split == (0.7, 0.15, 0.15)
+    assert data.hash_buckets == {"ip": 100_000} and hash(data)
+    assert data.loader_options() == {
+        "task": "multiclass", "split": [0.7, 0.15, 0.15], "split_mode": "time",
+        "time_column": "click_time", "drop": ["attributed_time"], "numeric": ["price"],
+        "categorical": ["hour"], "timestamps": ["click_time"], "timestamp_features": "drop",
+        "hash_buckets": {"ip": 100_000}, "max_vocab": {"app": 500}, "hash_threshold": 50_000,
+        "numeric_fill": "mean", "delimiter": ";",
+        "header": ["ip", "app", "hour", "price", "click_time", "attributed_time",
+                   "is_attributed"],
+        "sequence_length": 8, "strict": True,
+    }
+    movies = loads_recipe((HEAD + '[data]\npath = "ml-100k/u.data"\ntask = "retrieval"\n'
+                           'min_rating = 3.5\nnegatives = 0\nsplit_mode = "by_user"\n'
+                           'delimiter = "\\t"\nheader = false\n').replace('"dcn"', '"two_tower"'))
+    assert movies.data.loader_options() == {
+        "task": "retrieval", "split_mode": "by_user", "delimiter": "\t", "header": False,
+        "min_rating": 3.5, "negatives": 0,
+    }
+    libfm = DataSpec(path="criteo.ffm", n_features=1_000_000, max_fields=39, strict=True)
+    assert libfm.loader_options() == {"n_features": 1_000_000, "max_fields": 39, "strict": True}
+    assert DataSpec(task="ctr", samples=500).loader_options() == {}
+    assert DataSpec(path="u.data", task="ctr").task is None  # MovieLens' default task
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        ({"split_mode": "weekly"}, r'^split_mode: expected one of "random", "time", "by_user"'
+                                   r' for CSV files, received "weekly"; e.g. split_mode = '),
+        ({"split": [0.5, 0.6, 0.1]}, r"^split: expected three fractions .* sum to 1.*received "
+                                     r"\[0.5, 0.6, 0.1\]; e.g. split = \[0.8, 0.1, 0.1\]"),
+        ({"drop": ["a", 3]}, r"^drop\[1\]: expected a column name .*received an integer 3"),
+        ({"drop": []}, r"^drop: expected a non-empty list of column names, received \[\]"),
+        ({"drop": ["is_attributed"]}, r'^drop: "is_attributed" is the label column'),
+        ({"numeric": ["a"], "categorical": ["a"]},
+         r'^categorical: the column "a" is listed in both numeric and categorical'),
+        ({"numeric_fill": "median"}, r'^numeric_fill: expected "mean" or a number, received '
+                                     r'"median"; e.g. numeric_fill = "mean"'),
+        ({"delimiter": "::"}, r'^delimiter: expected one character, received "::"'),
+        ({"header": "yes"}, r"^header: expected true, false or the list of column names, "
+                            r'received a string "yes"'),
+        ({"timestamp_features": "epoch"}, r'^timestamp_features: .*received "epoch"'),
+        ({"hash_buckets": {"ip": 0}}, r"^hash_buckets\.ip: expected an integer >= 1, received 0"),
+        ({"max_vocab": "many"}, r"^max_vocab: expected an integer >= 1, received a string"),
+        ({"strict": "yes"}, r'^strict: expected true or false, received a string "yes"'),
+        ({"time_column": "click_time"}, r'^time_column: time_column applies to split_mode = '
+                                        r'"time", received .* with split_mode = null'),
+        ({"min_rating": 4}, r"^min_rating: min_rating does not apply to CSV files, received "
+                            r'min_rating = 4.0 with path = "clicks.csv"; remove it \(CSV options:'),
+        ({"task": "retrieval"}, r'^task: give either task .* not both; received task = '
+                                r'"retrieval" .*"binary" or "multiclass" for CSV files'),
+    ],
+)
+def test_data_file_option_errors_name_key_value_and_example(kwargs, pattern):
+    with pytest.raises(RecipeError, match=pattern):
+        DataSpec(path="clicks.csv", label="is_attributed", **kwargs)
+
+
+def test_data_options_apply_to_their_format_and_to_files_only():
+    with pytest.raises(RecipeError, match=r'^drop: drop applies to data files only, received '
+                                          r'drop = \["x"\] with task = "ctr"; remove drop'):
+        DataSpec(drop=["x"])
+    with pytest.raises(RecipeError, match=r"^strict: strict does not apply to MovieLens files"):
+        DataSpec(path="u.data", strict=True)
+    with pytest.raises(RecipeError, match=r'^split_mode: expected one of "random" for libFM '
+                                          r'files, received "time"'):
+        DataSpec(path="criteo.ffm", split_mode="time")
+    with pytest.raises(RecipeError, match=r"^header: expected true or false"):
+        DataSpec(path="u.data", header=["user", "item", "rating", "ts"])
+    with pytest.raises(RecipeError, match=r"^negatives: expected an integer >= 1, received 0"):
+        DataSpec(path="u.data", negatives=0)
+    assert DataSpec(path="u.data", task="retrieval", negatives=0).negatives == 0
+    with pytest.raises(RecipeError, match=r"data\.drop\[0\]: expected a column name"):
+        loads_recipe(HEAD + '[data]\npath = "a.csv"\nlabel = "y"\ndrop = [1]\n')
+    err = None
+    try:
+        loads_recipe(HEAD + '[data]\npath = "a.csv"\nlabel = "y"\n\nsplit_mode = "weekly"\n')
+    except RecipeError as exc:
+        err = exc
+    assert err is not None and (err.key, err.line) == ("data.split_mode", 9)

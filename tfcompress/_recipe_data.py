@@ -234,9 +234,12 @@ class DataSpec:
         _set(self, "split", _split(self.split))
         if self.split_mode is not None:
             modes = SPLIT_MODES_BY_FORMAT[fmt] if fmt else MOVIELENS_SPLITS
-            note = f" for {_FORMAT_NAMES[fmt]} files" if fmt else ""
-            check_choice(self.split_mode, "split_mode", modes, example='split_mode = "time"',
-                         note=note)
+            if self.split_mode not in modes:
+                listed = ", ".join(f'"{m}"' for m in modes)
+                where = f" for {_FORMAT_NAMES[fmt]} files" if fmt else ""
+                raise fail("split_mode", f"one of {listed}{where}", self.split_mode,
+                           f'split_mode = "{modes[min(1, len(modes) - 1)]}"',
+                           typed=not isinstance(self.split_mode, str))
         for key in ("time_column", "user_column"):
             _set(self, key, _name(getattr(self, key), key, f'{key} = "click_time"'))
         for key, mode in (("time_column", "time"), ("user_column", "by_user")):

@@ -30,25 +30,26 @@ def feature_name(column: str) -> str:
 
 
 def rank(
-    vocab: dict[str, int], ids: np.ndarray, counted: np.ndarray, cap: int | None
+    vocab: dict[str, int], counted: np.ndarray, cap: int | None
 ) -> tuple[np.ndarray, dict[str, int], int]:
     """Re-number first-appearance ids by descending count in ``counted`` (ties by value).
 
-    Returns the table old id -> new id (0 for values never counted or beyond ``cap``), the
-    vocabulary ``{value: new id}`` and the number of values left out by the cap.
+    ``vocab`` maps each value to its id in order of first appearance (1, 2, ...), as
+    :class:`~tfcompress.data._csv_scan.Column` builds it. Returns the table old id -> new id (0
+    for values never counted or beyond ``cap``), the vocabulary ``{value: new id}`` and the
+    number of values left out by the cap.
     """
-    counts = np.bincount(counted, minlength=len(vocab) + 1).tolist()
-    ranked = sorted(
-        ((v, i) for v, i in vocab.items() if counts[i] > 0), key=lambda vi: (-counts[vi[1]], vi[0])
-    )
+    size = len(vocab) + 1
+    counts = np.bincount(counted, minlength=size)[1:size]
+    values = np.array(list(vocab), dtype=str) if vocab else np.zeros(0, "U1")
+    keep = np.flatnonzero(counts > 0)
+    order = keep[np.lexsort((values[keep], -counts[keep]))]
     dropped = 0
-    if cap is not None and len(ranked) > cap:
-        dropped, ranked = len(ranked) - cap, ranked[:cap]
-    table = np.zeros(len(vocab) + 1, np.int32)
-    lookup = {}
-    for new, (value, old) in enumerate(ranked, start=1):
-        table[old] = new
-        lookup[value] = new
+    if cap is not None and len(order) > cap:
+        dropped, order = len(order) - cap, order[:cap]
+    table = np.zeros(size, np.int32)
+    table[order + 1] = np.arange(1, len(order) + 1)
+    lookup = dict(zip(values[order].tolist(), range(1, len(order) + 1), strict=True))
     return table, lookup, dropped
 
 
@@ -165,7 +166,7 @@ class Build:
     def _categorical(self, col: Column, name: str, entry: dict[str, Any], cap: int | None) -> None:
         ids = col.id_array()
         if col.vocab is not None:
-            table, lookup, dropped = rank(col.vocab, ids, ids[self.is_train], cap)
+            table, lookup, dropped = rank(col.vocab, ids[self.is_train], cap)
             np.take(table, ids, out=ids)
             self._report_cap(col, lookup, dropped)
             self.vocabularies[name] = lookup
@@ -192,7 +193,7 @@ class Build:
         flat = col.id_array()
         if col.vocab is not None:
             in_train = np.repeat(self.is_train, lengths)
-            table, lookup, dropped = rank(col.vocab, flat, flat[in_train], cap)
+            table, lookup, dropped = rank(col.vocab, flat[in_train], cap)
             np.take(table, flat, out=flat)
             self._report_cap(col, lookup, dropped)
             self.vocabularies[name] = lookup

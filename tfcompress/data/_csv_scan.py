@@ -62,9 +62,8 @@ class CsvFile:
                 reader = csv.reader(fh, delimiter=self.delimiter, strict=True)
                 for fields in reader:
                     start, last = last + 1, reader.line_num
-                    if len(fields) <= 1 and not "".join(fields).strip():
-                        continue  # a blank line
-                    yield start, fields
+                    if not _blank(fields):
+                        yield start, fields
         except csv.Error as exc:
             raise ValueError(f"{self.path} line {last + 1}: malformed CSV ({exc}).") from exc
         except (UnicodeDecodeError, OSError, EOFError) as exc:
@@ -103,42 +102,80 @@ class CsvFile:
         self.columns = names
         return names
 
-    def chunks(self) -> Iterator[tuple[list[int], list[list[str]]]]:
-        """``(start line of each row, rows)`` of at most :data:`CHUNK_ROWS` data rows."""
+    def chunks(self) -> Iterator[tuple[RowLines, list[list[str]]]]:
+        """``(their line numbers, rows)``: chunks of at most :data:`CHUNK_ROWS` data rows.
+
+        Rows are taken from the csv reader in bulk; line numbers are only worked out (by
+        :meth:`line_of`) for a row an error names.
+        """
         width = len(self.columns)
-        lines: list[int] = []
-        rows: list[list[str]] = []
-        seen = 0
-        skip = self.header is True
-        for line, fields in self._rows():
-            if skip:
-                skip = False
-                continue
-            if len(fields) != width:
-                raise ValueError(
-                    f"{self.path} line {line}: row has {len(fields)} fields but the header has "
-                    f"{width} (delimiter {self.delimiter!r}); fix the row (quote values that "
-                    "contain the delimiter) or pass the right delimiter= (and header=)."
-                )
-            lines.append(line)
-            rows.append(fields)
-            if len(rows) >= CHUNK_ROWS:
-                seen += len(rows)
-                yield lines, rows
-                lines, rows = [], []
-        if rows:
-            seen += len(rows)
-            yield lines, rows
-        if not seen:
+        first = 0
+        reader = None
+        try:
+            with open_text(self.path) as fh:
+                reader = csv.reader(fh, delimiter=self.delimiter, strict=True)
+                if self.header is True:
+                    for fields in reader:
+                        if not _blank(fields):
+                            break
+                while True:
+                    rows = list(itertools.islice(reader, CHUNK_ROWS))
+                    if not rows:
+                        break
+                    if set(map(len, rows)) != {width}:
+                        rows = [r for r in rows if not _blank(r)]
+                        bad = next((k for k, r in enumerate(rows) if len(r) != width), None)
+                        if bad is not None:
+                            raise ValueError(
+                                f"{self.path} line {self.line_of(first + bad)}: row has "
+                                f"{len(rows[bad])} fields but the header has {width} (delimiter "
+                                f"{self.delimiter!r}); fix the row (quote values that contain the "
+                                "delimiter) or pass the right delimiter= (and header=)."
+                            )
+                        if not rows:
+                            continue
+                    yield RowLines(self, first), rows
+                    first += len(rows)
+        except (csv.Error, UnicodeDecodeError, OSError, EOFError) as exc:
+            for _ in self._rows():  # the row-by-row reader names the line where the row starts
+                pass
+            line = (reader.line_num if reader is not None else 0) + 1
+            raise read_error(self.path, line, exc) from exc
+        if not first:
             raise ValueError(
                 f"{self.path} line {self.header_line + 1}: no data rows after the header "
                 "(header only); add at least one data row."
             )
 
+    def line_of(self, row: int) -> int:
+        """The line where data row ``row`` (0 = the first) starts; reads the file up to it."""
+        skip = self.header is True
+        k = -1
+        for line, _ in self._rows():
+            if skip:
+                skip = False
+                continue
+            k += 1
+            if k == row:
+                return line
+        return 0
 
-def read_labels(
-    values: Sequence[str], lines: Sequence[int], path: str, task: str
-) -> np.ndarray:
+
+def _blank(fields: list[str]) -> bool:
+    return len(fields) <= 1 and not "".join(fields).strip()
+
+
+class RowLines:
+    """The line numbers of one chunk's rows, worked out only when asked (for an error)."""
+
+    def __init__(self, file: CsvFile, first: int) -> None:
+        self.file, self.first = file, first
+
+    def __getitem__(self, k: int) -> int:
+        return self.file.line_of(self.first + k)
+
+
+def read_labels(values: Sequence[str], lines: RowLines, path: str, task: str) -> np.ndarray:
     """The labels of one chunk as float64 (binary 0/1, or class ids for multiclass)."""
     parsed: dict[str, float] = {}
     for text in set(values):
@@ -189,7 +226,7 @@ class Column:
         self.limit, self.separator = limit, separator
         self.rows = 0
         self.missing = 0
-        self.first_missing: int | None = None
+        self._first_missing: tuple[RowLines, int] | None = None
         self.numeric = role in ("auto", "numeric", "timestamp")
         self.integer = self.numeric
         self.low, self.high = math.inf, -math.inf
@@ -202,18 +239,17 @@ class Column:
         self.vocab: dict[str, int] | None = {} if wants_ids and buckets is None else None
         self.buckets = buckets
         self.hashed = "hash_buckets" if buckets is not None else None
-        self.not_numeric: tuple[int, str] | None = None
 
     # ------------------------------------------------------------------ one chunk
 
-    def update(self, values: tuple[str, ...], lines: Sequence[int]) -> None:
+    def update(self, values: tuple[str, ...], lines: RowLines) -> None:
         """Take one chunk of (stripped) cells."""
         self.rows += len(values)
         empty = values.count("")
         if empty:
             self.missing += empty
-            if self.first_missing is None:
-                self.first_missing = lines[values.index("")]
+            if self._first_missing is None:
+                self._first_missing = (lines, values.index(""))
         if self.role == "sequence":
             self._tokens(values)
             return
@@ -225,7 +261,7 @@ class Column:
             encoded = self._encode(values)  # may replace self.ids (hashing from now on)
             self.ids.append(encoded)
 
-    def _numbers(self, values: tuple[str, ...], lines: Sequence[int], empty: int) -> None:
+    def _numbers(self, values: tuple[str, ...], lines: RowLines, empty: int) -> None:
         cells = [v or "nan" for v in values] if empty else values
         try:
             numbers = np.fromiter(map(float, cells), np.float64, len(cells))
@@ -235,7 +271,6 @@ class Column:
             bad, present, numbers = True, None, None
         if bad:
             k = next(i for i, v in enumerate(values) if v and parse_float(v) is None)
-            self.not_numeric = (lines[k], values[k])
             self.numeric = self.integer = False
             self.floats = None
             if self.role == "numeric":
@@ -264,7 +299,7 @@ class Column:
         elif self.iso and self.times is not None:
             self.times.append(np.full(len(values), np.nan))  # only empty cells so far
 
-    def _iso(self, values: tuple[str, ...], lines: Sequence[int]) -> None:
+    def _iso(self, values: tuple[str, ...], lines: RowLines) -> None:
         try:
             seconds = parse_times(values)
         except ValueError:
@@ -296,9 +331,12 @@ class Column:
     def _encode(self, values: tuple[str, ...]) -> np.ndarray:
         if self.vocab is not None:
             vocab = self.vocab
-            for v in set(values):
-                if v and v not in vocab:
-                    vocab[v] = len(vocab) + 1
+            new = set(values).difference(vocab)
+            new.discard("")
+            if new:  # ids in order of first appearance (the order of a chunk's new values
+                # does not matter: the loader re-ranks by count, ties by value)
+                start = len(vocab) + 1
+                vocab.update(zip(new, range(start, start + len(new)), strict=True))
             if self.limit is not None and len(vocab) > self.limit:
                 self._overflow()
             else:
@@ -322,6 +360,14 @@ class Column:
         self.vocab = None
 
     # ------------------------------------------------------------------ after the pass
+
+    @property
+    def first_missing(self) -> int | None:
+        """The line of the first empty cell (None if none)."""
+        if self._first_missing is None:
+            return None
+        lines, k = self._first_missing
+        return lines[k]
 
     def distinct(self) -> int | None:
         """Distinct non-empty values (None once hashed)."""
