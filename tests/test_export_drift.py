@@ -12,7 +12,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from tfcompress import export, export_parity
+from tfcompress import export, export_convert, export_parity
 from tfcompress.keras_compat import keras
 
 
@@ -146,11 +146,31 @@ def test_float_exports_carry_no_drift_flag(scorer, tmp_path):
     assert r.parity["quality_delta"] == {"auc": pytest.approx(0.0, abs=1e-6)}
 
 
-def test_calibration_progress_bar_only_when_asked(scorer, tmp_path, capfd):
+def test_captured_output_restores_the_descriptors_and_notes_failures(capfd):
+    with export_convert.captured_output() as out:
+        os.write(2, b"from C++\n")
+        os.write(1, b"to stdout\n")
+        out.terminal.write("to the real stderr\n")
+    assert out.active and out.text == "from C++\nto stdout\n"
+    with pytest.raises(RuntimeError) as info, export_convert.captured_output():
+        os.write(1, b"converter said no\n")
+        raise RuntimeError("boom")
+    if hasattr(info.value, "add_note"):  # Python >= 3.11
+        assert "converter said no" in info.value.__notes__[0]
+    os.write(2, b"after\n")
+    captured = capfd.readouterr()
+    assert captured.err == "to the real stderr\nafter\n" and captured.out == ""
+
+
+def test_calibration_progress_bar_only_when_asked(scorer, tmp_path, capfd, caplog):
     model, x, _ = scorer
-    export.export_tflite(model, tmp_path / "quiet.tflite", "int8", representative_data=x[:16])
+    with caplog.at_level(logging.DEBUG, logger="tfcompress"):
+        export.export_tflite(model, tmp_path / "quiet.tflite", "int8", representative_data=x[:16])
     err = capfd.readouterr().err
     assert "calibrating" not in err and "fully_quantize" not in err, err
+    debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert any("TFLite converter output for model 'scorer'" in m and "fully_quantize" in m
+               for m in debug), debug
     export.export_tflite(model, tmp_path / "shown.tflite", "int8", representative_data=x[:16],
                          progress=True)
     err = capfd.readouterr().err
