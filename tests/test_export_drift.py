@@ -49,6 +49,8 @@ def test_drift_flag_and_tolerances():
         {"max_abs_diff": 0.4, "mean_abs_diff": 0.15, "output_scale": 5.0})
     assert export_parity.drift_flag({"max_abs_diff": float("nan"), "mean_abs_diff": 0.0}) == (
         "max |diff| nan > tolerance 0.1")
+    assert export_parity.drift_flag({**p, "quality_delta": {"auc": -0.0053}}).startswith(
+        "ΔAUC -0.0053 > tolerance 0.005")  # small losses keep a 4th decimal
     assert export_parity.drift_flag({**p, "quality_delta": {"auc": None}}) == (
         "max |diff| 0.18 > tolerance 0.1")
     assert export_parity.check_drift_tolerances({"auc": 0.002})["auc"] == 0.002

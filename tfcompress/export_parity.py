@@ -257,7 +257,8 @@ def drift_flag(
     for metric, delta in (parity.get("quality_delta") or {}).items():
         if delta is not None and metric in tol and -delta > tol[metric]:
             label = _METRIC_LABELS.get(metric, f"Δ{metric}")
-            flags.append(f"{label} {delta:+.3f} > tolerance {tol[metric]:g}")
+            shown = f"{delta:+.3f}" if abs(delta) >= 0.01 else f"{delta:+.4f}"
+            flags.append(f"{label} {shown} > tolerance {tol[metric]:g}")
     scale = float(parity.get("output_scale", 1.0))
     unit = "" if scale == 1.0 else f" (outputs up to {scale:.3g}: tolerance x {scale:.3g})"
     for key, label in (("max_abs_diff", "max |diff|"), ("mean_abs_diff", "mean |diff|")):
