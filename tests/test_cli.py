@@ -94,7 +94,9 @@ def test_export_tflite_and_savedmodel_then_bench(saved_ctr_model, tmp_path, caps
     code = main(["bench", f"keras={saved_ctr_model}", f"float={tfl}", f"xla={sm}",
                  "--repeats", "3", "--json", str(report), *data_args])
     assert code == 0
-    table = capsys.readouterr().out
+    captured = capsys.readouterr()
+    table = captured.out
+    assert "\r" not in captured.err  # not a terminal: no redrawn progress bar
     assert table.count("\n| ") >= 3 and "float" in table and "xla" in table
     rows = json.loads(report.read_text())
     assert "keras" in json.dumps(rows) and "float" in json.dumps(rows)

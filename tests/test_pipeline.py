@@ -353,7 +353,7 @@ def test_an_id_like_column_is_named_after_the_first_stage(tmp_path):
     assert check["train_auc"] >= 0.99 and check["val_auc"] <= 0.55
     leak = [w for w in report.warnings if "memorised" in w]
     assert len(leak) == 1 and "['row_id']" in leak[0] and '[data] drop = ["row_id"]' in leak[0]
-    assert any("positive example(s)" in w for w in report.warnings)  # 80 test rows: noise
+    assert any("positives among 80 examples" in w for w in report.warnings)  # noise
     assert "## Warnings" in (tmp_path / "leak" / "report.md").read_text()
     again = run(recipe, out_dir=tmp_path, verbose=0)  # reused stages still warn
     assert all(s.cached for s in again.stages) and again.warnings == report.warnings

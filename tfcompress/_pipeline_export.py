@@ -66,7 +66,13 @@ def plan_exports(recipe: Recipe, run_dir: Path, results: list[StageResult]) -> l
 
 
 def _parity(parity: dict[str, Any]) -> dict[str, Any]:
-    return {k: parity.get(k) for k in PARITY_KEYS}
+    """The report's figures; ``quality_delta`` (``{metric: export - Keras}``) as the number of
+    the parity's metric."""
+    kept = {k: parity.get(k) for k in PARITY_KEYS}
+    delta = kept["quality_delta"]
+    if isinstance(delta, dict):
+        kept["quality_delta"] = delta.get(kept["metric"], next(iter(delta.values()), None))
+    return kept
 
 
 def _export_line(index: int, total: int, v: Variant, size: int, parity: dict[str, Any],

@@ -4,8 +4,8 @@ Every quality figure of a run (the stage table, the export parity, the benchmark
 exact metrics of :mod:`tfcompress.metrics` (Mann-Whitney AUC, mean logloss, accuracy) on
 predictions of the whole split, never Keras' bucketed streaming AUC: on a small split the two
 differ by 0.3 (0.50 against 0.83 for one model). Beside each figure go the number of examples
-and of positives it rests on; with fewer than :data:`MIN_POSITIVES` positives differences
-between models are noise.
+and of positives it rests on; with fewer than :data:`tfcompress.metrics.FEW_POSITIVES`
+positives differences between models are noise.
 
 After the first stage that trains, :func:`fit_check` compares the train and validation AUC: a
 model that fits the training rows perfectly (AUC >= 0.99) and the validation rows not at all
@@ -20,7 +20,6 @@ Example:
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,8 +29,6 @@ from tfcompress import metrics
 
 _log = logging.getLogger("tfcompress")
 
-#: below this many positive examples, AUC differences between models are noise
-MIN_POSITIVES = getattr(metrics, "FEW_POSITIVES", 100)
 #: train AUC at or above this ...
 OVERFIT_TRAIN_AUC = 0.99
 #: ... with validation AUC at or below this: a leak (or id-like column) is the likely cause
@@ -49,86 +46,22 @@ def _split(element: Any) -> tuple[Any, Any]:
     )
 
 
-def predictions(model: Any, data: Any, max_examples: int | None = None
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """``(outputs, labels)`` of ``model`` over a batched ``(features, label)`` dataset.
-
-    The examples are collected first (a shuffled split pairs each output with its own label)
-    and predicted in one ``model.predict`` call (one traced function, no retracing per batch).
-
-    Example:
-        >>> out, y = predictions(model, task.test)  # doctest: +SKIP
-    """
-    columns: dict[str, list[np.ndarray]] | list[list[np.ndarray]] | None = None
-    labels: list[np.ndarray] = []
-    batch, seen = 0, 0
-    for element in data:
-        features, label = _split(element)
-        if isinstance(features, dict):
-            columns = columns or {k: [] for k in features}
-            for k, v in features.items():
-                columns[k].append(np.asarray(v))
-        else:
-            columns = columns or [[]]
-            columns[0].append(np.asarray(features))
-        labels.append(np.asarray(label))
-        batch = max(batch, len(labels[-1]))
-        seen += len(labels[-1])
-        if max_examples is not None and seen >= max_examples:
-            break
-    if not labels:
-        raise ValueError("run: the data split is empty; quality cannot be measured.")
-    stop = seen if max_examples is None else min(seen, max_examples)
-    if isinstance(columns, dict):
-        inputs: Any = {k: np.concatenate(v)[:stop] for k, v in columns.items()}
-    else:
-        inputs = np.concatenate(columns[0])[:stop]
-    out = model.predict(inputs, batch_size=batch, verbose=0)
-    if isinstance(out, dict):
-        out = out[sorted(out)[0]]
-    elif isinstance(out, (list, tuple)):
-        out = out[0]
-    return np.asarray(out), np.concatenate(labels)[:stop]
-
-
 def count_examples(data: Any) -> int:
     """Examples in a batched ``(features, label)`` dataset."""
     return sum(int(np.shape(_split(element)[1])[0]) for element in data)
 
 
-def positives(labels: np.ndarray) -> int | None:
-    """Positive examples of binary labels (None for multiclass/retrieval labels)."""
-    y = np.asarray(labels)
-    if y.ndim > 1 and y.shape[-1] > 1:
-        return None
-    y = y.reshape(-1)
-    if y.size and np.all((y == 0) | (y == 1)):
-        return int((y > 0.5).sum())
-    return None
-
-
 def exact_quality(model: Any, data: Any, max_examples: int | None = None) -> dict[str, Any]:
-    """The exact quality of ``model`` on ``data``: the benchmark's metrics for the task (binary:
-    ``auc``, ``logloss``, ``accuracy``) plus ``n_examples`` and ``n_positives``.
-
-    Uses :func:`tfcompress.metrics.evaluate_exact` where the installed tfcompress has it (the
-    one implementation the benchmark and export share), else the same metrics of
-    :func:`tfcompress.metrics.quality` on :func:`predictions`.
+    """The exact quality of ``model`` on ``data`` (:func:`tfcompress.metrics.evaluate_exact`,
+    the implementation the benchmark and the export share), rounded to 6 digits, with
+    ``n_examples`` and ``n_positives``.
 
     Example:
         >>> exact_quality(model, task.test)  # doctest: +SKIP
         {'auc': 0.7312, 'logloss': 0.4471, 'accuracy': 0.8093, 'n_examples': 6000, ...}
     """
-    evaluate = getattr(metrics, "evaluate_exact", None)
-    if evaluate is not None:
-        values = dict(evaluate(model, data, max_examples=max_examples))
-        n, pos = values.pop("n_examples"), values.pop("n_positives")
-    else:
-        out, y = predictions(model, data, max_examples)
-        width = out.shape[-1] if out.ndim > 1 else 1
-        values = metrics.quality(out, y, metrics.default_metrics(metrics.infer_task(out, y),
-                                                                 width))
-        n, pos = int(len(y)), positives(y)
+    values = dict(metrics.evaluate_exact(model, data, max_examples=max_examples))
+    n, pos = values.pop("n_examples"), values.pop("n_positives")
     result: dict[str, Any] = {k: None if v is None else round(float(v), 6)
                               for k, v in values.items()}
     result["n_examples"] = int(n)
@@ -181,15 +114,14 @@ def fit_check(stage: str, check: dict[str, Any], id_like: Sequence[str] = ()) ->
     )
 
 
-def noise_note(n_positives: int | None, what: str) -> str | None:
-    """A warning when ``n_positives`` is too small for AUC differences to mean anything."""
-    if n_positives is None or n_positives >= MIN_POSITIVES:
+def noise_note(n_examples: int | None, n_positives: int | None, what: str) -> str | None:
+    """A warning when either class of ``what`` is too small for quality differences to mean
+    anything (:func:`tfcompress.metrics.few_positives_note`), else None."""
+    if n_examples is None:
         return None
-    # the standard error of an AUC near 0.7 is about sqrt(0.7 * 0.3 / positives)
-    se = math.sqrt(0.21 / max(n_positives, 1))
-    return (f"⚠ {what} has only {n_positives} positive example(s) (< {MIN_POSITIVES}): AUC "
-            f"differences below about {2 * se:.2f} between these models are noise. Use more "
-            "data (e.g. [data] samples) before comparing them.")
+    note = metrics.few_positives_note(n_examples, n_positives)
+    return None if note is None else (f"⚠ {what}: {note}. Use more data (e.g. [data] samples) "
+                                      "before comparing these models.")
 
 
 def labels_of(data: Any, max_examples: int | None = None) -> np.ndarray:
@@ -209,7 +141,7 @@ def benchmark_positives(test: Any, bench: Any) -> int | None:
     """Positives among the test examples a benchmark measured quality on (its first rows)."""
     if bench is None or not bench.rows:
         return None
-    return positives(labels_of(test, bench.rows[0].examples))
+    return metrics.count_positives(labels_of(test, bench.rows[0].examples), bench.rows[0].task)
 
 
 def split_quality(measured: dict[str, Any]) -> dict[str, Any]:

@@ -298,7 +298,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         variants[name] = _load_keras(Path(path)) if path.endswith(".keras") else path
     task = _load_data(args)
     report = benchmark(variants, task.test, baseline=args.baseline, num_threads=args.threads,
-                       repeats=args.repeats)
+                       repeats=args.repeats, progress=sys.stderr.isatty())  # no \r when piped
     print(report.to_markdown())
     if args.json:
         report.to_json(args.json)

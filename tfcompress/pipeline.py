@@ -81,18 +81,15 @@ def load_data(spec: DataSpec) -> Any:
 
     if not isinstance(spec, DataSpec):
         raise TypeError(f"`spec` must be a tfcompress.recipe.DataSpec, received {spec!r:.80}.")
-    common = {"seed": spec.seed, "batch_size": spec.batch_size}
-    if spec.task is not None:
-        return data.load_task(spec.task, n_samples=spec.samples, **common)
+    if spec.path is None:
+        return data.load_task(spec.task, n_samples=spec.samples, seed=spec.seed,
+                              batch_size=spec.batch_size)
     path = Path(spec.path)
     if not path.is_file():
         raise FileNotFoundError(f"data.path {spec.path!r} does not exist.")
-    kind = spec.resolved_format
-    if kind == "csv":
-        return data.load_csv(path, label=spec.label, **common)
-    if kind == "movielens":
-        return data.load_movielens(path, **common)
-    return data.load_libfm(path, **common)
+    # every [data] option of the file's loader (drop, strict, split_mode, ...)
+    return data.load_file(path, format=spec.resolved_format, label=spec.label, seed=spec.seed,
+                          batch_size=spec.batch_size, **spec.loader_options())
 
 
 def _monitor(schema: Any) -> tuple[str, str]:
@@ -477,7 +474,8 @@ def run(
             extra={k: f"{stage_dir.name}/{v}" for k, v in record.get("extra", {}).items()},
             n_examples=record.get("n_examples"), n_positives=record.get("n_positives"),
         ))
-    noise = quality_.noise_note(results[-1].n_positives, "the test split")
+    noise = quality_.noise_note(results[-1].n_examples, results[-1].n_positives,
+                                "the test split")
     if noise is not None:
         _log.warning("%s", noise)
         warnings.append(noise)
