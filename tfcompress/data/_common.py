@@ -400,4 +400,4 @@ def _dataset(
         return {k: out[i] for i, k in enumerate(names)}, out[-1]
 
     ds = ds.batch(batch_size, drop_remainder=False)
-    return ds.map(fetch, deterministic=True).prefetch(tf.data.AUTOTUNE)
+    return ds.map(fetch).prefetch(tf.data.AUTOTUNE)

@@ -83,7 +83,6 @@ class Build:
         self.stats: dict[str, dict[str, float]] = {}
         self.leaks: dict[str, tuple[float, str]] = {}
         self.ignored: list[str] = []
-        self.split_column: str | None = None
 
     def _leak(self, col: str, values: np.ndarray, kind: str) -> None:
         if not self.binary or len(np.unique(self.y_sample)) < 2:

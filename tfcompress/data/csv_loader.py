@@ -324,8 +324,8 @@ def load_csv(
             raise ValueError(f"{path}: every label is 0; multiclass needs at least 2 classes.")
 
     decided = {col: _decide(c) for col, c in columns.items()}
-    parts = _split(path, split_mode, n, fractions, seed, columns, decided, time_column,
-                   user_column)
+    parts, split_column = _split(path, split_mode, n, fractions, seed, columns, decided,
+                                 time_column, user_column)
     train_rows = parts["train"]
     is_train = np.zeros(n, bool)
     is_train[train_rows] = True
@@ -393,8 +393,8 @@ def load_csv(
         "split_mode": split_mode,
         "split_rows": parts,
     }
-    if split_mode != "random":
-        info["split_column"] = built.split_column
+    if split_column is not None:
+        info["split_column"] = split_column
     return build_task(
         arrays, schema, batch_size=batch_size, seed=seed, info=info, fractions=fractions
     )
@@ -469,9 +469,10 @@ def _split(
     decided: dict[str, tuple[str, str, float | None]],
     time_column: str | None,
     user_column: str | None,
-) -> dict[str, np.ndarray]:
+) -> tuple[dict[str, np.ndarray], str | None]:
+    """The rows of each split, and the column the split followed (None for random)."""
     if mode == "random":
-        return split_rows(mode, n, fractions, seed)
+        return split_rows(mode, n, fractions, seed), None
     if mode == "time":
         col = time_column
         if col is None:
@@ -499,7 +500,7 @@ def _split(
                 "fill the times or pick another time_column=."
             )
         times = _peek_times(column, kind, scale)
-        return split_rows(mode, n, fractions, seed, times=times)
+        return split_rows(mode, n, fractions, seed, times=times), col
     col = user_column
     if col is None:
         found = [c for c in columns if c.lower() in _USER_NAMES]
@@ -517,7 +518,7 @@ def _split(
         groups = np.concatenate(column.floats)
     else:
         groups = np.concatenate(column.times or [np.zeros(0)])
-    return split_rows(mode, n, fractions, seed, groups=groups)
+    return split_rows(mode, n, fractions, seed, groups=groups), col
 
 
 def _peek_times(column: Column, kind: str, scale: float | None) -> np.ndarray:
