@@ -29,8 +29,6 @@ def _cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.multiprocess
-@pytest.mark.xfail(strict=True, reason="`import tfcompress` imports TensorFlow: needs the lazy "
-                                        "tfcompress/__init__.py (PEP 562 __getattr__)")
 def test_help_and_version_do_not_import_tensorflow():
     result = _python("""
         import json, sys

@@ -11,6 +11,7 @@ from tflite_tensors import constant_matrices
 
 from tfcompress import data, export, models
 from tfcompress.keras_compat import keras, tf
+from tfcompress.layer_sensitivity import SensitivityReport, SensitivityRow
 from tfcompress.models.layers import Cross, MaskedMean
 from tfcompress.quantization import (
     SCHEMES,
@@ -26,7 +27,6 @@ from tfcompress.quantization_callbacks import (
     quantizer_ranges,
 )
 from tfcompress.runtime import collect_examples, load_variant, model_input_specs
-from tfcompress.sensitivity import SensitivityReport, SensitivityRow
 
 
 @pytest.fixture(scope="module")

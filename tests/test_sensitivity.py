@@ -7,9 +7,9 @@ import pytest
 
 from tfcompress import data, models
 from tfcompress.keras_compat import keras
+from tfcompress.layer_sensitivity import SensitivityReport, sensitivity
 from tfcompress.metrics import quality
 from tfcompress.runtime import collect_examples, load_variant, model_input_specs
-from tfcompress.sensitivity import SensitivityReport, sensitivity
 
 
 @pytest.fixture(scope="module")
