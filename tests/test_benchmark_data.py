@@ -130,10 +130,8 @@ def test_two_input_artifacts_read_the_order_recorded_in_the_manifest(two_inputs,
     export.export_tflite(model, tmp_path / "m.tflite")
     export.export_saved_model(model, tmp_path / "sm")
     manifest = json.loads((tmp_path / "manifest.json").read_text())
-    for entry in manifest["artifacts"].values():  # what the export records (its own change)
-        entry.setdefault("inputs", ["zeta", "alpha"])
+    for entry in manifest["artifacts"].values():  # the exports record the Keras order
         assert entry["inputs"] == ["zeta", "alpha"]
-    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     for name in ("m.tflite", "sm"):
         variant = bm.load_variant(tmp_path / name)
         assert variant.input_order == ("zeta", "alpha")

@@ -377,6 +377,7 @@ def export_tflite(
             raise
     files = file_table(target, target.parent)
     entry = manifest_entry(model.name, "tflite", options, parity, files)
+    entry["inputs"] = [spec.name for spec in specs]  # the Keras input order (runtime reads it)
     mpath = update_manifest(target.parent, target.name, entry)
     _log.info(
         "exported %s (%s, %d bytes, max |diff| %.3g%s)",

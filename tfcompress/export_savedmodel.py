@@ -150,6 +150,7 @@ def export_saved_model(
             shutil.rmtree(old, ignore_errors=True)
     files = file_table(target, target.parent)
     entry = manifest_entry(model.name, "saved_model", options, parity, files)
+    entry["inputs"] = [spec.name for spec in model_input_specs(model)[1]]  # the Keras order
     mpath = update_manifest(target.parent, target.name, entry)
     _log.info(
         "exported SavedModel %s (jit_compile=%s, %d bytes, max |diff| %.3g)",
