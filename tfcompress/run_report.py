@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tfcompress.manifest import atomic_write_text, default_file_mode
+from tfcompress.manifest import atomic_write_text
 from tfcompress.report import BenchmarkReport
 
 __all__ = ["RunReport", "StageResult", "load_report", "render_report"]
@@ -285,7 +285,6 @@ def render_report(report: RunReport, run_dir: str | os.PathLike | None = None, *
 
         plot_tradeoff(report.benchmark, directory / PLOT_FILE, metric=metric,
                       batch_size=batch_size, title=f"tfcompress run {report.name!r}")
-        os.chmod(directory / PLOT_FILE, default_file_mode())  # the user's umask, like report.md
         plot = PLOT_FILE
     report = dataclasses.replace(report, plot=plot)
     atomic_write_text(directory / MARKDOWN_FILE, report.to_markdown() + "\n")

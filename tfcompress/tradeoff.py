@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tfcompress.manifest import default_file_mode
 from tfcompress.report import BenchmarkReport, BenchmarkRow
 
 __all__ = ["metric_higher_is_better", "pareto_front", "plot_tradeoff", "primary_metric"]
@@ -509,7 +510,7 @@ def plot_tradeoff(
     try:
         with os.fdopen(fd, "wb") as f:
             fig.savefig(f, format="png")
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, default_file_mode())  # mkstemp's 0600 -> the user's umask
         os.replace(tmp, out_path)
     except BaseException:
         with contextlib.suppress(OSError):
