@@ -184,6 +184,10 @@ def _build_parser() -> argparse.ArgumentParser:
                         help="TFLite quantization mode (default: none = float32)")
     export.add_argument("--integer-io", action="store_true",
                         help="int8/int16x8: integer float inputs/outputs")
+    export.add_argument("--drift", choices=("warn", "error", "ignore"), default="warn",
+                        help="quantized TFLite: what to do when the output or quality drifts "
+                             "beyond tolerance (default: warn)")
+    export.add_argument("--quiet", action="store_true", help="no progress bar")
     export.add_argument("--no-jit", action="store_true",
                         help="SavedModel: do not XLA-compile the serving function")
     export.add_argument("-o", "--output", type=Path,
@@ -240,14 +244,16 @@ def _read_data(args: argparse.Namespace):
 
 def _load_keras(path: Path):
     import tfcompress.models  # noqa: F401  (registers the custom layers for safe_mode loading)
-    from tfcompress.keras_compat import keras
+    from tfcompress.keras_compat import check_keras_file
+    from tfcompress.quantization import load_quantized
 
-    if path.suffix != ".keras" or not path.is_file():
+    if path.suffix != ".keras":
         raise ValueError(
-            f"MODEL {str(path)!r} must be an existing .keras file (save your model with "
+            f"MODEL {str(path)!r} must be a .keras file (save your model with "
             "model.save('name.keras'))."
         )
-    return keras.models.load_model(path, safe_mode=True)
+    check_keras_file(path, argument="MODEL")  # a Keras 3 or damaged file: a clear error
+    return load_quantized(path)  # safe_mode, with TFMOT's QAT classes in scope
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -276,13 +282,22 @@ def _cmd_export(args: argparse.Namespace) -> int:
         result = export_tflite(
             model, out, quantization=mode, integer_io=args.integer_io,
             representative_data=task.validation if task else None, parity_data=parity,
+            drift=args.drift, progress=not args.quiet and _interactive(),
         )
     print(f"Wrote {result.path} ({result.bytes:,} bytes, sha256 {result.sha256[:12]}...)")
     for key, value in sorted(result.parity.items()):
         if isinstance(value, float):
             print(f"  parity {key}: {value:.6g}")
+    for metric, delta in sorted((result.parity.get("quality_delta") or {}).items()):
+        print(f"  {metric} change against the Keras model: {delta:+.4f}")
+    if result.parity.get("drift_flag"):
+        print(f"  DRIFT: {result.parity['drift_flag']} (see the warning above for what to try)")
     print(f"  manifest: {result.manifest_path}")
     return 0
+
+
+def _interactive() -> bool:
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
