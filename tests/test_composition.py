@@ -38,6 +38,18 @@ def test_distiller_with_pruned_student_reaches_target_sparsity(ctr):
         np.testing.assert_array_equal(w0, w1)
 
 
+def test_distiller_with_pruned_student_prunes_without_the_callback(ctr):
+    teacher = _teacher(ctr)
+    student = tfcompress.prune(models.dcn(ctr.schema, size="tiny"), sparsity=0.6)
+    distiller = tfcompress.Distiller(student, teacher, alpha=0.5)
+    distiller.compile(optimizer="adam", loss="binary_crossentropy")
+    history = distiller.fit(ctr.train, epochs=2, verbose=0)
+
+    assert "sparsity" not in history.history  # logs are what the callback adds
+    report = tfcompress.sparsity_report(tfcompress.strip(distiller.student))
+    assert report.overall == pytest.approx(0.6, abs=0.01)
+
+
 def test_distill_then_prune_then_qat_exports_int8(ctr, tmp_path):
     teacher = _teacher(ctr)
     distiller = tfcompress.Distiller(models.dcn(ctr.schema, size="tiny"), teacher)

@@ -82,6 +82,7 @@ from tfcompress.distillation_losses import (
     feature_mse,
 )
 from tfcompress.keras_compat import check_model, keras, tf
+from tfcompress.pruning import enable_fit_pruning, is_pruned
 
 __all__ = ["Distiller", "detect_output_kind"]
 
@@ -310,6 +311,8 @@ class Distiller(keras.Model):
         self._student_loss_spec: Any = None
         self._student_loss: ResolvedLoss | None = None
         self.built = True
+        if is_pruned(student):  # distillation-aware pruning: fit prunes, no callback needed
+            enable_fit_pruning(self)
 
     # ----------------------------------------------------------------- Keras API
 
