@@ -157,7 +157,7 @@ def test_defaults_are_filled_in():
     assert config["export"] == {"tflite": ["int8"], "saved_model": True, "jit_compile": True}
     assert config["benchmark"] == {
         "enabled": True, "batch_sizes": [1, 256], "repeats": 30, "threads": 1,
-        "max_examples": 4096,
+        "max_examples": None,
     }
     assert (config["stages"], config["strategy"], config["seed"]) == ([], "default", 0)
     stages = loads_recipe(HEAD + '[[stages]]\nkind = "distill"\nstudent = {name = "lr"}\n'
@@ -470,6 +470,7 @@ def test_python_api_errors_name_the_argument():
     assert (info.value.source, info.value.line) == ("api", None)
     assert info.value.key == "data.samples"
     assert BenchmarkSpec(max_examples="all").max_examples is None
+    assert BenchmarkSpec().max_examples is None  # one quality definition: the whole test split
     assert 'max_examples = "all"' in _rich_recipe().to_toml()
 
 

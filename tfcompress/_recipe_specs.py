@@ -482,8 +482,9 @@ class BenchmarkSpec(_SpecMixin):
         batch_sizes: latency batch sizes (each >= 1, no duplicates).
         repeats: timed runs per batch size (>= 1).
         threads: CPU threads per variant (>= 1).
-        max_examples: quality is measured on at most this many test examples (None, or
-            ``"all"`` in a file since TOML has no null: every test example).
+        max_examples: quality is measured on at most this many test examples; the default
+            None (``"all"`` in a file, since TOML has no null) measures every test example,
+            the same definition as the stage table's.
 
     Example:
         >>> BenchmarkSpec(batch_sizes=[1, 64]).batch_sizes
@@ -496,7 +497,7 @@ class BenchmarkSpec(_SpecMixin):
     batch_sizes: tuple[int, ...] = (1, 256)
     repeats: int = 30
     threads: int = 1
-    max_examples: int | None = 4096
+    max_examples: int | None = None
 
     def __post_init__(self) -> None:
         check_bool(self.enabled, "enabled", example="enabled = true")
