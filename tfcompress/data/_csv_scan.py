@@ -34,6 +34,35 @@ from tfcompress.data.inference import is_iso_time, parse_times
 CHUNK_ROWS = 16_384
 
 
+class Buffer:
+    """A growing 1-D array (capacity doubles; unwritten capacity is never touched).
+
+    One allocation per column instead of one small array per chunk: chunk arrays freed after
+    concatenation leave holes in the heap that the process keeps, so the peak memory was the
+    chunks plus the final arrays; a large ``np.empty`` is mapped memory whose untouched pages
+    cost nothing and which goes back to the system when freed.
+    """
+
+    def __init__(self, dtype: Any) -> None:
+        self.data = np.empty(0, dtype)
+        self.size = 0
+
+    def append(self, chunk: np.ndarray) -> None:
+        """Add ``chunk`` at the end (a wider dtype, e.g. float64 after float32, widens all)."""
+        end = self.size + len(chunk)
+        dtype = np.promote_types(self.data.dtype, chunk.dtype)
+        if end > len(self.data) or dtype != self.data.dtype:
+            grown = np.empty(max(end, 2 * len(self.data)), dtype)
+            grown[: self.size] = self.data[: self.size]
+            self.data = grown
+        self.data[self.size : end] = chunk
+        self.size = end
+
+    def view(self) -> np.ndarray:
+        """The values written so far (a view)."""
+        return self.data[: self.size]
+
+
 def stable_hash(token: str, buckets: int) -> int:
     """``crc32(utf-8 token) % buckets + 1``: the hashed id, stable across runs and machines."""
     return zlib.crc32(token.encode("utf-8")) % buckets + 1
@@ -232,11 +261,11 @@ class Column:
         self.integer = self.numeric
         self.low, self.high = math.inf, -math.inf
         self.iso = role in ("auto", "timestamp")
-        self.floats: list[np.ndarray] | None = [] if self.numeric else None
-        self.times: list[np.ndarray] | None = [] if self.iso else None
+        self.floats: Buffer | None = Buffer(np.float32) if self.numeric else None
+        self.times: Buffer | None = Buffer(np.float64) if self.iso else None
         wants_ids = role in ("auto", "categorical", "sequence")
-        self.ids: list[np.ndarray] | None = [] if wants_ids else None
-        self.lengths: list[np.ndarray] = []
+        self.ids: Buffer | None = Buffer(np.int32) if wants_ids else None
+        self.lengths = Buffer(np.int64)
         self.vocab: dict[str, int] | None = {} if wants_ids and buckets is None else None
         self.buckets = buckets
         self.hashed = "hash_buckets" if buckets is not None else None
@@ -259,8 +288,7 @@ class Column:
         if self.iso and not self.numeric:
             self._iso(values, lines)
         if self.ids is not None:
-            encoded = self._encode(values)  # may replace self.ids (hashing from now on)
-            self.ids.append(encoded)
+            self.ids.append(self._encode(values))
 
     def _numbers(self, values: tuple[str, ...], lines: RowLines, empty: int) -> None:
         cells = [v or "nan" for v in values] if empty else values
@@ -327,9 +355,8 @@ class Column:
         tokens = [[t.strip() for t in v.split(sep) if t.strip()] if v else [] for v in values]
         self.lengths.append(np.fromiter(map(len, tokens), np.int64, len(tokens)))
         flat = tuple(t for row in tokens for t in row)
-        encoded = self._encode(flat)  # may replace self.ids (hashing from now on)
         assert self.ids is not None
-        self.ids.append(encoded)
+        self.ids.append(self._encode(flat))
 
     def _encode(self, values: tuple[str, ...]) -> np.ndarray:
         if self.vocab is not None:
@@ -359,7 +386,8 @@ class Column:
         table = np.zeros(len(self.vocab) + 1, np.int32)
         for value, pid in self.vocab.items():
             table[pid] = stable_hash(value, self.buckets)
-        self.ids = [table[chunk] for chunk in self.ids]
+        ids = self.ids.view()
+        np.take(table, ids, out=ids)
         self.vocab = None
 
     # ------------------------------------------------------------------ after the pass
@@ -383,7 +411,7 @@ class Column:
         else float64.
         """
         assert self.floats is not None
-        out = np.concatenate(self.floats) if self.floats else np.zeros(0)
+        out = self.floats.view()
         self.floats = None
         return out
 
@@ -392,20 +420,20 @@ class Column:
         if scale is not None:
             return self.float_array().astype(np.float64) * scale
         assert self.times is not None
-        out = np.concatenate(self.times) if self.times else np.zeros(0)
+        out = self.times.view()
         self.times = None
         return out
 
     def id_array(self) -> np.ndarray:
         """Vocabulary ids (by first appearance) or hashed ids, one int32 array (0 = empty)."""
         assert self.ids is not None
-        out = np.concatenate(self.ids) if self.ids else np.zeros(0, np.int32)
+        out = self.ids.view()
         self.ids = None
         return out
 
     def length_array(self) -> np.ndarray:
         """Tokens per row of a sequence column."""
-        return np.concatenate(self.lengths) if self.lengths else np.zeros(0, np.int64)
+        return self.lengths.view()
 
     def drop_numbers(self) -> None:
         self.floats = None

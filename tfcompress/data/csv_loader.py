@@ -33,7 +33,7 @@ from tfcompress.data._common import (
     split_rows,
 )
 from tfcompress.data._csv_build import Build, feature_name, gather
-from tfcompress.data._csv_scan import Column, CsvFile, read_labels
+from tfcompress.data._csv_scan import Buffer, Column, CsvFile, read_labels
 from tfcompress.data.schema import Schema, TaskData
 
 __all__ = ["load_csv"]
@@ -305,17 +305,17 @@ def load_csv(
         for col, role in roles.items()
     }
     position = {col: i for i, col in enumerate(names)}
-    label_chunks = []
+    label_buffer = Buffer(np.float64)
     for lines, rows in reader.chunks():
         cells = list(zip(*rows, strict=True))
         del rows
-        label_chunks.append(
+        label_buffer.append(
             read_labels(tuple(map(str.strip, cells[position[label]])), lines, path, task)
         )
         for col, column in columns.items():
             column.update(tuple(map(str.strip, cells[position[col]])), lines)
         del cells
-    label_values = np.concatenate(label_chunks)
+    label_values = label_buffer.view()
     n = len(label_values)
     num_classes = None
     if task == "multiclass":
@@ -512,19 +512,15 @@ def _split(
             )
         col = found[0]
     column = columns[col]
-    if column.ids is not None:
-        groups = np.concatenate(column.ids) if column.ids else np.zeros(0, np.int32)
-    elif column.floats is not None:
-        groups = np.concatenate(column.floats)
-    else:
-        groups = np.concatenate(column.times or [np.zeros(0)])
+    buffer = next(b for b in (column.ids, column.floats, column.times) if b is not None)
+    groups = buffer.view()
     return split_rows(mode, n, fractions, seed, groups=groups), col
 
 
 def _peek_times(column: Column, kind: str, scale: float | None) -> np.ndarray:
     """The time column's values (seconds, or numbers) without freeing the chunks."""
-    if kind == "timestamp" and scale is None:
-        return np.concatenate(column.times or [np.zeros(0)])
-    return np.concatenate(column.floats or [np.zeros(0)])
+    buffer = column.times if kind == "timestamp" and scale is None else column.floats
+    assert buffer is not None
+    return buffer.view()
 
 
