@@ -22,6 +22,8 @@ float model input             int8 input quantizer (``"int8"`` scheme)
 ``Add``, ``Concatenate``,     TFMOT's default 8-bit configs (output ranges)
 ``Activation``, ``Reshape``..
 ``LayerNormalization``        kept float (TFMOT has no config); the int8 export calibrates it
+nested functional/Sequential  quantized on its own by the same policy, called in its place
+model (a tower)               (its layers are reported as ``"tower/layer"``)
 weightless tfcompress layers  pass through (``MaskedMean``, ``PaddingMask``, ``TokenAt``, ...)
 anything else                 kept float, the report says why; ``strict=True`` raises instead
 ============================  ==========================================================
@@ -56,8 +58,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,18 +67,27 @@ from tfcompress import _quantize_configs as qc
 from tfcompress._selection import CompressionReport, LayerDecision, LayerFilter, match_layers
 from tfcompress.keras_compat import check_model, keras, tf
 from tfcompress.models import layers as tfc_layers
+from tfcompress.quantization_io import (
+    is_quantized,
+    load_quantized,
+    model_custom_objects,
+    quantize_scope,
+    strip_quantization,
+)
 
 # TFMOT is imported after keras_compat, which makes it use tf_keras (Keras 2).
 _log = logging.getLogger("tfcompress")
 
 import tensorflow_model_optimization as tfmot  # noqa: E402
 from tensorflow_model_optimization.python.core.quantization.keras import (  # noqa: E402
-    quantize_aware_activation,
     quantize_layer,
     quantize_wrapper,
 )
 from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (  # noqa: E402
     default_8bit_quantize_registry,
+)
+from tensorflow_model_optimization.python.core.quantization.keras.quantize_annotate import (  # noqa: E402,E501
+    QuantizeAnnotate,
 )
 
 QuantizationScheme = qc.QuantizationScheme
@@ -134,8 +143,8 @@ def _plan(layer: Any, scheme: QuantizationScheme, registry: Any) -> _Plan:  # no
     if isinstance(layer, keras.Model):
         return _Plan(
             "float",
-            reason="nested model: TFMOT quantizes top-level layers only; build the model flat "
-            "or quantize the inner model separately",
+            reason="nested subclassed (or unbuilt) model: TFMOT rebuilds functional and "
+            "Sequential models only; build it with the functional API to quantize it",
             strict_ok=False,
         )
     if isinstance(layer, keras.layers.Embedding):
@@ -229,33 +238,6 @@ def _plan(layer: Any, scheme: QuantizationScheme, registry: Any) -> _Plan:  # no
     )
 
 
-@contextlib.contextmanager
-def quantize_scope(custom_objects: dict[str, Any] | None = None) -> Iterator[None]:
-    """TFMOT's ``quantize_scope`` plus tfcompress's quantization classes and ``custom_objects``.
-
-    Example:
-        >>> with quantize_scope():  # doctest: +SKIP
-        ...     model = keras.models.load_model("qat.keras")
-    """
-    objects = {**qc.custom_objects(), **(custom_objects or {})}
-    # TFMOT's scope registers its own classes last, over ours; a nested scope wins. Files saved
-    # before tfcompress used QATQuantizeLayer name TFMOT's QuantizeLayer, which loads only when
-    # it has no quantizer (see QATQuantizeLayer): they load with the fixed class.
-    fixed = {"QuantizeLayer": qc.QATQuantizeLayer}
-    with _qk.quantize_scope(objects), keras.utils.custom_object_scope({**fixed, **objects}):
-        yield
-
-
-def _model_custom_objects(model: keras.Model) -> dict[str, Any]:
-    """Every layer class of ``model`` by class name and registered name (for re-creation)."""
-    objects: dict[str, Any] = {}
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        cls = type(layer)
-        objects[cls.__name__] = cls
-        objects[keras.saving.get_registered_name(cls)] = cls
-    return objects
-
-
 def _check_functional(model: keras.Model, what: str) -> None:
     if not isinstance(model, keras.Sequential) and not getattr(model, "_is_graph_network", False):
         raise ValueError(
@@ -282,20 +264,6 @@ def _skip_names(skip: Any) -> Any:
     return out
 
 
-def is_quantized(model: keras.Model) -> bool:
-    """True when ``model`` has TFMOT quantization layers (a QAT model from :func:`quantize`).
-
-    Example:
-        >>> is_quantized(keras.Sequential([keras.layers.Dense(1, input_shape=(2,))]))
-        False
-    """
-    check_model(model, "model")
-    return any(
-        isinstance(layer, (quantize_wrapper.QuantizeWrapper, quantize_layer.QuantizeLayer))
-        for layer in model._flatten_layers(include_self=False, recursive=True)
-    )
-
-
 def quantize(
     model: keras.Model,
     *,
@@ -316,7 +284,7 @@ def quantize(
         layers: layer filter (name, regex, class, callable or a list) of the layers to
             quantize; default: all.
         skip: layer filter of layers to keep float, or a
-            :class:`~tfcompress.sensitivity.SensitivityReport` (its ``most_sensitive()``
+            :class:`~tfcompress.layer_sensitivity.SensitivityReport` (its ``most_sensitive()``
             layers), or a list mixing both.
         scheme: ``"int8"`` (weights and activations, exports to full-integer TFLite) or
             ``"int8_weights"`` (weights only), or a :class:`QuantizationScheme`.
@@ -352,95 +320,25 @@ def quantize(
             f"{preserve_sparsity!r}."
         )
     _check_functional(model, "quantize")
-    top = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    candidates = [(layer.name, layer) for layer in top]
-    selected = (
-        {name for name, _ in candidates}
-        if layers is None
-        else match_layers(model, layers, argument="layers")
-    )
+    selected = None if layers is None else match_layers(model, layers, argument="layers")
     skipped: set[str] = set()
     if skip is not None:
         names = _skip_names(skip)
         skipped = match_layers(model, names, argument="skip") if names else set()
-    registry = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
-    decisions, failures, plans = [], [], {}
-    for layer in top:
-        cls = type(layer).__name__
-        if layer.name not in selected:
-            decisions.append(LayerDecision(layer.name, cls, False, reason="not in `layers`"))
-            continue
-        if layer.name in skipped:
-            decisions.append(LayerDecision(layer.name, cls, False, reason="in `skip`"))
-            continue
-        plan = _plan(layer, scheme, registry)
-        plans[layer.name] = plan
-        applied = plan.kind in ("annotate", "registry", "multi")
-        decisions.append(LayerDecision(layer.name, cls, applied, plan.detail, plan.reason))
-        if not plan.strict_ok:
-            failures.append(f"{layer.name} ({cls}): {plan.reason}")
-    if strict and failures:
-        raise ValueError(
-            f"quantize(strict=True): {len(failures)} selected layer(s) of model {model.name!r} "
-            "would stay float: " + "; ".join(failures) + ". Pass them in `skip` to keep them "
-            "float knowingly, or use strict=False."
-        )
-    if not any(p.kind in ("annotate", "registry", "multi") for p in plans.values()):
-        raise ValueError(
-            f"quantize: no layer of model {model.name!r} can be quantized with the selection "
-            f"layers={layers!r}, skip={skip!r}; select layers with weights (Dense, Embedding, "
-            "Cross, MultiHeadAttention...)."
-        )
-
-    def annotate(layer: Any) -> Any:
-        plan = plans.get(layer.name)
-        if plan is None or plan.kind in ("pass", "float"):
-            if not isinstance(layer, keras.Model) and registry.supports(layer):
-                # a no-op annotation: otherwise TFMOT adds its own output quantizer (range
-                # [-6, 6]) to a layer that feeds an annotated one
-                return _qk.quantize_annotate_layer(layer, qc.LayerQuantizeConfig())
-            return layer
-        if plan.kind == "multi":  # wrap a copy: the wrapper rewires the wrapped layer's kernels
-            copy = type(layer).from_config(layer.get_config())
-            shapes = (layer._query_shape, layer._value_shape, layer._key_shape)
-            copy(*(tf.zeros([1, *s[1:]]) for s in shapes))  # creates the projection weights
-            copy.set_weights(layer.get_weights())
-            return qc.MultiInputQuantizeWrapper(copy, plan.config, name_prefix="")
-        return _qk.quantize_annotate_layer(layer, plan.config)
-
-    objects = _model_custom_objects(model)
     strategy = model.distribute_strategy
     scope = (
         strategy.scope()
         if not tf.distribute.has_strategy() and strategy is not tf.distribute.get_strategy()
         else contextlib.nullcontext()
     )
-    try:
-        with scope, quantize_scope(objects):
-            # annotate a copy: annotation wires the layers into a new graph, and the user's
-            # model must not gain inbound nodes (its layers' `.output` would become ambiguous)
-            base = keras.models.clone_model(model)
-            base.set_weights(model.get_weights())
-            annotated = keras.models.clone_model(base, clone_function=annotate)
-            qat = _qk.quantize_apply(
-                annotated,
-                scheme=qc.IntegerSafeScheme(scheme.activations),
-                quantized_layer_name_prefix="",  # same layer and output names as `model`
-            )
-    except (TypeError, ValueError, RuntimeError) as e:
+    with scope:
+        qat, decisions, failures = _quantize_graph(model, selected, skipped, scheme, strict)
+    if qat is None:
         raise ValueError(
-            f"quantize: TFMOT could not rebuild model {model.name!r} for QAT ({e}). Make sure "
-            "every custom layer implements get_config() so it can be re-created, or skip it."
-        ) from e
-    _init_weight_ranges(qat)
-    for layer in qat.layers:
-        if type(layer) is quantize_layer.QuantizeLayer:
-            layer.__class__ = qc.QATQuantizeLayer  # same state; builds once when loaded
-        if type(layer) is quantize_wrapper.QuantizeWrapperV2:
-            layer.__class__ = qc.QATWrapper  # same state; saves/loads and keeps masks (see there)
-            layer._supports_masking = bool(getattr(layer.layer, "supports_masking", False))
-        if isinstance(layer, quantize_wrapper.QuantizeWrapper):
-            qc.own_trainable_weights(layer)
+            f"quantize: no layer of model {model.name!r} can be quantized with the selection "
+            f"layers={layers!r}, skip={skip!r}; select layers with weights (Dense, Embedding, "
+            "Cross, MultiHeadAttention...)."
+        )
     kept = _keep_zeros(qat, preserve_sparsity)
     qat.compression_report = CompressionReport(  # type: ignore[attr-defined]
         "quantize",
@@ -456,6 +354,126 @@ def quantize(
         scheme.name,
     )
     return qat
+
+
+def _is_graph_model(layer: Any) -> bool:
+    return isinstance(layer, keras.Model) and (
+        isinstance(layer, keras.Sequential) or getattr(layer, "_is_graph_network", False)
+    ) and layer.built
+
+
+def _quantize_graph(  # noqa: C901
+    model: keras.Model,
+    selected: set[str] | None,
+    skipped: set[str],
+    scheme: QuantizationScheme,
+    strict: bool,
+    prefix: str = "",
+) -> tuple[keras.Model | None, list[LayerDecision], list[str]]:
+    """QAT copy of a functional/Sequential ``model`` (None: nothing in it to quantize).
+
+    ``selected`` (None: all) and ``skipped`` hold layer paths (``"tower/dense"``); ``prefix``
+    is this model's path prefix. A nested functional or Sequential model is quantized on its
+    own, recursively, and called in its place: TFMOT only wraps top-level layers.
+    """
+    registry = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
+    decisions: list[LayerDecision] = []
+    failures: list[str] = []
+    plans: dict[str, _Plan] = {}
+    nested: dict[str, keras.Model] = {}
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        path, cls = prefix + layer.name, type(layer).__name__
+        if path in skipped:
+            decisions.append(LayerDecision(path, cls, False, reason="in `skip`"))
+            continue
+        if _is_graph_model(layer):  # a tower: its own layers are selected by path
+            inner_selected = None if selected is None or path in selected else selected
+            inner, inner_decisions, inner_failures = _quantize_graph(
+                layer, inner_selected, skipped, scheme, strict, prefix=path + "/"
+            )
+            depth = path.count("/") + 1
+            direct = sum(d.applied and d.layer.count("/") == depth for d in inner_decisions)
+            if inner is None:
+                decisions.append(LayerDecision(
+                    path, cls, False, reason="nested model: none of its layers is selected and "
+                    "quantizable"))
+            else:
+                nested[layer.name] = inner
+                decisions.append(LayerDecision(
+                    path, cls, True, f"nested model, quantized layer by layer ({direct} of "
+                    "its layers; see its entries)"))
+            decisions.extend(inner_decisions)
+            failures.extend(inner_failures)
+            continue
+        if selected is not None and path not in selected:
+            decisions.append(LayerDecision(path, cls, False, reason="not in `layers`"))
+            continue
+        plan = _plan(layer, scheme, registry)
+        plans[layer.name] = plan
+        applied = plan.kind in ("annotate", "registry", "multi")
+        decisions.append(LayerDecision(path, cls, applied, plan.detail, plan.reason))
+        if not plan.strict_ok:
+            failures.append(f"{path} ({cls}): {plan.reason}")
+    if strict and failures and not prefix:
+        raise ValueError(
+            f"quantize(strict=True): {len(failures)} selected layer(s) of model {model.name!r} "
+            "would stay float: " + "; ".join(failures) + ". Pass them in `skip` to keep them "
+            "float knowingly, or use strict=False."
+        )
+    if not nested and not any(p.kind in ("annotate", "registry", "multi") for p in plans.values()):
+        return None, decisions, failures
+
+    def annotate(layer: Any) -> Any:
+        if layer.name in nested:
+            return nested[layer.name]
+        plan = plans.get(layer.name)
+        if plan is None or plan.kind in ("pass", "float"):
+            if not isinstance(layer, keras.Model) and registry.supports(layer):
+                # a no-op annotation: otherwise TFMOT adds its own output quantizer (range
+                # [-6, 6]) to a layer that feeds an annotated one
+                return _qk.quantize_annotate_layer(layer, qc.LayerQuantizeConfig())
+            return layer
+        if plan.kind == "multi":  # wrap a copy: the wrapper rewires the wrapped layer's kernels
+            copy = type(layer).from_config(layer.get_config())
+            shapes = (layer._query_shape, layer._value_shape, layer._key_shape)
+            copy(*(tf.zeros([1, *s[1:]]) for s in shapes))  # creates the projection weights
+            copy.set_weights(layer.get_weights())
+            return qc.MultiInputQuantizeWrapper(copy, plan.config, name_prefix="")
+        return _qk.quantize_annotate_layer(layer, plan.config)
+
+    objects = model_custom_objects(model)
+    try:
+        with quantize_scope(objects):
+            # annotate a copy: annotation wires the layers into a new graph, and the user's
+            # model must not gain inbound nodes (its layers' `.output` would become ambiguous)
+            base = keras.models.clone_model(model)
+            base.set_weights(model.get_weights())
+            annotated = keras.models.clone_model(base, clone_function=annotate)
+            if any(isinstance(layer, QuantizeAnnotate) for layer in annotated.layers):
+                qat = _qk.quantize_apply(
+                    annotated,
+                    scheme=qc.IntegerSafeScheme(scheme.activations),
+                    quantized_layer_name_prefix="",  # same layer and output names as `model`
+                )
+            else:  # only nested models are quantized (e.g. two towers)
+                qat = annotated
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ValueError(
+            f"quantize: TFMOT could not rebuild model {model.name!r} for QAT ({e}). Make sure "
+            "every custom layer implements get_config() so it can be re-created, or skip it."
+        ) from e
+    _init_weight_ranges(qat)
+    for layer in qat.layers:
+        if type(layer) is quantize_layer.QuantizeLayer:
+            layer.__class__ = qc.QATQuantizeLayer  # same state; builds once when loaded
+        if type(layer) is quantize_wrapper.QuantizeWrapperV2:
+            layer.__class__ = qc.QATWrapper  # same state; saves/loads and keeps masks (see there)
+            layer._supports_masking = bool(getattr(layer.layer, "supports_masking", False))
+        if isinstance(layer, quantize_wrapper.QuantizeWrapper):
+            qc.own_trainable_weights(layer)
+    return qat, decisions, failures
 
 
 def _init_weight_ranges(qat: keras.Model) -> None:
@@ -506,120 +524,3 @@ def _keep_zeros(qat: keras.Model, preserve: bool | None) -> dict[str, float]:
     if kept:
         _log.info("quantize: keeping the zeros of %d pruned weight(s) through QAT", len(kept))
     return kept
-
-
-def load_quantized(
-    path: str | os.PathLike, *, custom_objects: dict[str, Any] | None = None, compile: bool = True
-) -> keras.Model:
-    """Load a QAT model saved with ``qat_model.save(path)`` (``.keras``), safely.
-
-    Args:
-        path: the ``.keras`` file.
-        custom_objects: extra classes (your own custom layers, if not registered).
-        compile: restore the training configuration.
-
-    Raises:
-        ValueError: ``path`` does not exist.
-
-    Example:
-        >>> qat.save("qat.keras"); again = load_quantized("qat.keras")  # doctest: +SKIP
-    """
-    if not isinstance(path, (str, os.PathLike)) or not os.path.exists(path):
-        raise ValueError(f"`path` {path!r} does not exist; pass the .keras file of a QAT model.")
-    if custom_objects is not None and not isinstance(custom_objects, dict):
-        raise TypeError(
-            f"`custom_objects` must be a dict {{name: class}}, received {custom_objects!r}."
-        )
-    with quantize_scope(custom_objects):
-        return keras.models.load_model(path, compile=compile, safe_mode=True)
-
-
-# --------------------------------------------------------------------------- strip / ranges
-
-
-def _weight_key(layer_name: str, variable: Any) -> str:
-    """``"query/kernel"`` for ``"[wrapper/]block_0_mha/query/kernel:0"`` of ``block_0_mha``."""
-    name = variable.name.split(":")[0]
-    at = name.rfind(layer_name + "/")
-    return name[at + len(layer_name) + 1 :] if at >= 0 else name
-
-
-def _baked_weights(wrapper: Any) -> dict[str, np.ndarray]:
-    """The wrapped layer's weights by name, quantized ones at their fake-quantized value.
-
-    TFMOT replaces each quantized weight attribute by a tensor, which untracks the variable
-    from the wrapped layer; the wrapper's ``_weight_vars`` still holds it.
-    """
-    inner = wrapper.layer
-    values = {}
-    for weight, quantizer, variables in wrapper._weight_vars:
-        values[_weight_key(inner.name, weight)] = quantizer(weight, False, weights=variables)
-    for weight in inner.weights:
-        values.setdefault(_weight_key(inner.name, weight), weight)
-    return {k: np.asarray(v.numpy()) for k, v in values.items()}
-
-
-def _set_baked(layer: Any, values: dict[str, np.ndarray]) -> None:
-    try:
-        layer.set_weights([values[_weight_key(layer.name, w)] for w in layer.weights])
-    except KeyError as e:
-        raise ValueError(
-            f"strip_quantization: weight {e} of layer {layer.name!r} has no counterpart in the "
-            f"QAT model (it has {sorted(values)})."
-        ) from e
-
-
-def _float_config(layer: Any) -> dict[str, Any]:
-    config = layer.get_config()
-    for attr in ("activation",):
-        value = getattr(layer, attr, None)
-        if isinstance(value, quantize_aware_activation.QuantizeAwareActivation):
-            config[attr] = keras.activations.serialize(value.activation)
-        elif isinstance(value, quantize_aware_activation.NoOpActivation):
-            config[attr] = "linear"
-    return config
-
-
-def strip_quantization(model: keras.Model) -> keras.Model:
-    """A float model computing what a QAT model computes minus the activation fake-quant.
-
-    Every wrapped layer becomes its plain layer holding the fake-quantized (int8-grid) weight
-    values, and input quantizers become identities. This is what ``export_tflite`` converts in
-    the non-``"int8"`` modes (``"dynamic"``: the converter then stores exactly these int8
-    values).
-
-    Raises:
-        TypeError: ``model`` is not a tf_keras model.
-        ValueError: ``model`` is not a QAT model.
-
-    Example:
-        >>> plain = strip_quantization(qat)  # doctest: +SKIP
-    """
-    check_model(model, "model")
-    if not is_quantized(model):
-        raise ValueError(
-            f"strip_quantization: model {model.name!r} has no quantization layers; pass the "
-            "model returned by tfcompress.quantize()."
-        )
-    pending: list[tuple[Any, Any]] = []
-
-    def unwrap(layer: Any) -> Any:
-        if isinstance(layer, quantize_layer.QuantizeLayer):
-            return keras.layers.Activation("linear", name=layer.name)
-        if isinstance(layer, quantize_wrapper.QuantizeWrapper):
-            inner = layer.layer
-            new = type(inner).from_config(_float_config(inner))
-            pending.append((new, _baked_weights(layer)))
-        else:
-            new = type(layer).from_config(layer.get_config())
-            pending.append((new, layer.get_weights()))
-        return new
-
-    with quantize_scope(_model_custom_objects(model)):
-        plain = keras.models.clone_model(model, clone_function=unwrap)
-    for new, values in pending:
-        if isinstance(values, dict):
-            _set_baked(new, values)
-        else:
-            new.set_weights(values)
-    return plain
