@@ -193,12 +193,47 @@ def test_strict_raises_naming_the_float_layers(task):
         quantize(_custom_model(task), strict=True)
     qat = quantize(_custom_model(task), strict=True, skip="gate")  # acknowledged: no error
     assert qat.compression_report["gate"].reason == "in `skip`"
+
+    class Sub(keras.Model):  # a nested subclassed model: TFMOT cannot rebuild it
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.dense = keras.layers.Dense(4)
+
+        def call(self, x):
+            return self.dense(x)
+
     x = keras.Input((3,), name="x")
-    tower = keras.Sequential([keras.layers.Dense(4, input_shape=(3,))], name="tower")
-    nested = keras.Model(x, keras.layers.Dense(1, name="out")(tower(x)))
-    assert "nested model" in quantize(nested).compression_report["tower"].reason
-    with pytest.raises(ValueError, match=r"tower \(Sequential\): nested model"):
+    sub = Sub(name="sub")
+    nested = keras.Model(x, keras.layers.Dense(1, name="out")(sub(x)))
+    assert "nested subclassed" in quantize(nested).compression_report["sub"].reason
+    with pytest.raises(ValueError, match=r"sub \(Sub\): nested subclassed \(or unbuilt\) model"):
         quantize(nested, strict=True)
+
+
+def test_nested_functional_and_sequential_towers_are_quantized_layer_by_layer(tmp_path):
+    x = keras.Input((3,), name="x")
+    tower = keras.Sequential([keras.layers.Dense(4, input_shape=(3,), name="d")], name="tower")
+    inner_in = keras.Input((4,), name="inner_in")
+    head = keras.Model(inner_in, keras.layers.Dense(1, name="logit")(inner_in), name="head")
+    model = keras.Model(x, head(keras.layers.Dense(4, name="mid")(tower(x))), name="outer")
+    qat = quantize(model, strict=True)
+    report = qat.compression_report
+    assert [d.layer for d in report.applied] == ["tower", "tower/d", "mid", "head", "head/logit"]
+    assert "quantized layer by layer (1 of its layers" in report["tower"].detail
+    kernels = {k for k in quantizer_ranges(qat) if k.endswith("/kernel/max")}
+    assert kernels == {"quant/d/kernel/max", "quant/mid/kernel/max", "quant/logit/kernel/max"}
+    only_tower = quantize(model, layers="tower/d").compression_report
+    assert [d.layer for d in only_tower.applied] == ["tower", "tower/d"]
+    assert only_tower["mid"].reason == "not in `layers`"
+    assert "none of its layers" in only_tower["head"].reason
+    values = np.random.default_rng(0).normal(size=(16, 3)).astype("float32")
+    weights_only = quantize(model, scheme="int8_weights")
+    plain = strip_quantization(weights_only)  # the towers are stripped too
+    assert not is_quantized(plain) and is_quantized(weights_only.get_layer("tower"))
+    np.testing.assert_allclose(plain(values), weights_only(values), atol=1e-6)
+    qat.save(tmp_path / "nested.keras")
+    again = load_quantized(tmp_path / "nested.keras")
+    np.testing.assert_allclose(again(values), qat(values), atol=1e-6)
 
 
 def test_layers_filter_and_sensitivity_report_skip(task):
