@@ -252,3 +252,26 @@ def test_grid_covers_every_builder_and_loader():
     aliases = {"logistic_regression": "lr", "sequence_transformer": "transformer"}
     assert {aliases.get(n, n) for n in names} == set(MODELS) == {m for m, _ in GRID}
     assert {s for _, s in GRID} == set(SCHEMAS)
+
+
+def test_attention_wrapper_takes_attentions_signature_and_round_trips(tmp_path):
+    tokens = keras.Input((4, 8), name="tokens")
+    mask = keras.Input((1, 4), name="mask")
+    attended = keras.layers.MultiHeadAttention(2, 4, name="mha")(tokens, tokens,
+                                                                 attention_mask=mask)
+    out = keras.layers.Dense(1, name="out")(keras.layers.Flatten(name="flat")(attended))
+    qat = quantize(keras.Model({"tokens": tokens, "mask": mask}, out))
+    wrapper = qat.get_layer("mha")
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=(2, 4, 8)), tf.float32)
+    full, first_only = tf.ones((2, 1, 4)), tf.constant([[[1.0, 0, 0, 0]]] * 2)
+    assert not np.allclose(wrapper(x, x, attention_mask=full),
+                           wrapper(x, x, attention_mask=first_only))  # the mask is used
+    np.testing.assert_allclose(wrapper(x, value=x, key=x), wrapper(x, x), atol=1e-6)
+    with pytest.raises(ValueError, match="Layer 'mha': quantized attention does not return "
+                                         "attention scores"):
+        wrapper(x, x, return_attention_scores=True)
+    qat.save(tmp_path / "mha.keras")
+    again = load_quantized(tmp_path / "mha.keras")
+    features = {"tokens": x, "mask": first_only}
+    np.testing.assert_allclose(again(features), qat(features), atol=1e-6)

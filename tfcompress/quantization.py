@@ -451,6 +451,8 @@ def _quantize_graph(  # noqa: C901
             base = keras.models.clone_model(model)
             base.set_weights(model.get_weights())
             annotated = keras.models.clone_model(base, clone_function=annotate)
+            # TFMOT hook (QuantizeAnnotate, a private path in TFMOT 0.8.1): quantize_apply needs
+            # one annotated top-level layer; with only quantized towers there is none
             if any(isinstance(layer, QuantizeAnnotate) for layer in annotated.layers):
                 qat = _qk.quantize_apply(
                     annotated,
