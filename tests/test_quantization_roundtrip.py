@@ -275,3 +275,22 @@ def test_attention_wrapper_takes_attentions_signature_and_round_trips(tmp_path):
     again = load_quantized(tmp_path / "mha.keras")
     features = {"tokens": x, "mask": first_only}
     np.testing.assert_allclose(again(features), qat(features), atol=1e-6)
+
+
+def test_tfmot_quantize_layer_still_builds_twice_and_the_fixed_one_once():
+    """Pins the TFMOT hook behind QATQuantizeLayer: drop the subclass once TFMOT sets `built`."""
+    from tensorflow_model_optimization.python.core.quantization.keras import quantize_layer
+
+    from tfcompress._quantize_configs import ActivationQuantizer, QATQuantizeLayer
+
+    tfmot_layer = quantize_layer.QuantizeLayer(ActivationQuantizer(), name="tfmot")
+    tfmot_layer.build_from_config({"input_shape": [None, 1]})
+    assert not tfmot_layer.built
+    tfmot_layer(tf.zeros((1, 1)))
+    assert len(tfmot_layer.weights) == 7  # min/max/seen twice + optimizer_step
+    fixed = QATQuantizeLayer(ActivationQuantizer(), name="fixed")
+    fixed.build_from_config({"input_shape": [None, 1]})
+    assert fixed.built and fixed.get_build_config() == {"input_shape": (None, 1)}
+    fixed(tf.zeros((1, 1)))
+    assert sorted(w.name.split("/")[-1] for w in fixed.weights) == [
+        "fixed_max:0", "fixed_min:0", "fixed_seen:0", "optimizer_step:0"]
