@@ -5,10 +5,15 @@ The slow tests execute each notebook in a fresh Jupyter kernel of this interpret
 parity, size ratios), so a silent break fails here with the failing cell and its traceback.
 Artifacts land in ``savedmodels/notebooks/`` (ignored by git). Run one with
 ``pytest -m slow -s tests/test_notebooks.py -k quickstart`` (``-s`` prints the execution time).
+A fast check resolves every ``tfcompress`` name the code cells use, so a renamed or moved name
+fails without executing anything.
 """
 
 from __future__ import annotations
 
+import ast
+import importlib
+import inspect
 import json
 import os
 import re
@@ -64,6 +69,105 @@ def test_notebook_is_clean_with_small_switch(name):
     assert sum(c.source.count("assert ") for c in code) >= 3, name
     # Markdown cells explain; results are printed by the code.
     assert sum(c.cell_type == "markdown" for c in nb.cells) >= 4, name
+
+
+def _library_references(source: str, roots: dict[str, str] | None = None) -> set[str]:
+    """The dotted tfcompress names a code cell uses.
+
+    ``tfcompress.a.b`` attribute chains, ``from tfcompress.x import y`` (``tfcompress.x.y``)
+    and chains on such imported names (``data.load_task`` -> ``tfcompress.data.load_task``).
+    ``roots`` (name in the kernel -> what it stands for) carries the imports of earlier cells
+    of the notebook and is updated with this cell's. Lines of IPython magics (``%...``,
+    ``!...``) are skipped.
+    """
+    code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line
+                     for line in source.splitlines())
+    tree = ast.parse(code)
+    roots = {} if roots is None else roots
+    roots.setdefault("tfcompress", "tfcompress")
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "tfcompress":
+            for alias in node.names:
+                full = f"{node.module}.{alias.name}"
+                roots[alias.asname or alias.name] = full
+                found.add(full)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "tfcompress":
+                    found.add(alias.name)
+    for node in ast.walk(tree):
+        chain = []
+        while isinstance(node, ast.Attribute):
+            chain.append(node.attr)
+            node = node.value
+        if chain and isinstance(node, ast.Name) and node.id in roots:
+            found.add(".".join([roots[node.id], *reversed(chain)]))
+    return found
+
+
+def _unresolved(dotted: str) -> str | None:
+    """None when ``dotted`` names something the library has, else why not.
+
+    A missing attribute of a module falls back to importing it as a submodule (a notebook
+    reaches ``tfcompress.x.y`` once something imported ``tfcompress.x``).
+    """
+    parts = dotted.split(".")
+    obj = importlib.import_module(parts[0])
+    for i, part in enumerate(parts[1:], start=2):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            if not inspect.ismodule(obj):
+                return f"{'.'.join(parts[:i - 1])} ({type(obj).__name__}) has no {part!r}"
+            try:
+                obj = importlib.import_module(".".join(parts[:i]))
+            except ModuleNotFoundError:
+                return f"module {'.'.join(parts[:i - 1])} has no {part!r}"
+    return None
+
+
+def test_notebooks_use_only_names_the_library_has():
+    """A renamed or moved public name breaks a notebook here, without executing it."""
+    missing = {}
+    for name in NOTEBOOKS:
+        roots: dict[str, str] = {}  # the kernel's imports, cell after cell
+        for i, cell in enumerate(_read(name).cells):
+            if cell.cell_type != "code":
+                continue
+            for ref in sorted(_library_references(cell.source, roots)):
+                if (why := _unresolved(ref)) is not None:
+                    missing[f"{name} cell {i}: {ref}"] = why
+    assert not missing, missing
+
+
+def test_library_reference_check_catches_moved_names():
+    source = (
+        "import tfcompress\n"
+        "from tfcompress import data as d, models\n"
+        "from tfcompress.pruning import no_such_name\n"
+        "%load_ext tensorboard\n"
+        "report = tfcompress.sensitivity.layer_sensitivity(model)\n"
+        "task = d.load_task('ctr')\n"
+        "model = models.no_such_builder(task.schema)\n"
+    )
+    roots: dict[str, str] = {}
+    refs = _library_references(source, roots)
+    assert {"tfcompress.sensitivity.layer_sensitivity", "tfcompress.data.load_task",
+            "tfcompress.models.no_such_builder", "tfcompress.pruning.no_such_name"} <= refs, refs
+    assert "task.schema" not in refs and not any(r.startswith("tfcompress.task") for r in refs)
+    # a later cell of the same notebook uses the names an earlier cell imported
+    assert _library_references("x = d.no_such_loader()", roots) == {
+        "tfcompress.data.no_such_loader"}
+    # tfcompress.sensitivity is the function now (the module is tfcompress.layer_sensitivity)
+    assert _unresolved("tfcompress.sensitivity.layer_sensitivity") == (
+        "tfcompress.sensitivity (function) has no 'layer_sensitivity'")
+    assert _unresolved("tfcompress.models.no_such_builder") == (
+        "module tfcompress.models has no 'no_such_builder'")
+    assert _unresolved("tfcompress.pruning.no_such_name") == (
+        "module tfcompress.pruning has no 'no_such_name'")
+    assert _unresolved("tfcompress.data.load_task") is None
+    assert _unresolved("tfcompress.layer_sensitivity.SensitivityReport") is None
 
 
 def _running_cell(nb: nbformat.NotebookNode) -> str:
