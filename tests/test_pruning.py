@@ -377,7 +377,7 @@ def test_train_on_batch_without_driver_fails_naming_the_fixes_then_fit_works():
     inputs, y = toy_data()
     with pytest.raises(ValueError, match=(
             r"callbacks=\[tfcompress.PruningCallback\(\)\].*"
-            r"tfcompress.pruning.enable_fit_pruning\(model\)")):
+            r"from tfcompress.pruning import enable_fit_pruning; enable_fit_pruning\(model\)")):
         pruned.train_on_batch(inputs[0][:BATCH], y[:BATCH])
     fit(pruned, inputs[0], y, callbacks=[])  # the plain fit drives the pruning itself
     assert sparsity_report(pruned)["dense"] == pytest.approx(0.5, abs=0.01)

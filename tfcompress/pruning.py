@@ -298,7 +298,8 @@ def prune(
     recommended path; see :func:`enable_fit_pruning`). Add :class:`PruningCallback` to
     ``callbacks`` to log ``sparsity`` and ``sparsity/<layer>`` (History, ``CSVLogger``,
     ``TensorBoard``); the schedule then still steps once per batch. A pruned model fitted
-    inside another model (a ``Distiller``'s student) needs the callback in that fit. The
+    inside a ``Distiller`` prunes too (the Distiller drives it); one nested in another
+    subclassed model, or loaded from a file, needs the callback or :func:`enable_fit_pruning`. The
     per-layer outcome is attached as ``pruned.compression_report`` (a
     :class:`~tfcompress._selection.CompressionReport`, technique ``"prune"``): every layer,
     pruned (``detail`` = sparsity and weights) or not (``reason``).

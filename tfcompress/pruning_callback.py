@@ -12,7 +12,8 @@ updates themselves run in the train step (TFMOT wrappers), one schedule step per
 ``logs["sparsity/<layer>"]`` for History, ``CSVLogger`` and ``TensorBoard``. When it is in
 ``callbacks``, the model adds no driver of its own (one driver, never two steps per batch). It
 is still needed where the model being fitted cannot drive itself: a pruned model nested in a
-subclassed model (a ``Distiller``'s student), a pruned model loaded from a file, or a custom
+subclassed model of your own (a ``Distiller`` drives its student itself), a pruned model
+loaded from a file, or a custom
 training loop — or call :func:`enable_fit_pruning` on the model you fit. Fitting such a model
 without either fails at the first step with an error naming both fixes, and the model stays
 usable: the next fit with the callback works (its train function is rebuilt).
@@ -177,7 +178,8 @@ class PruningCallback(_FitPruning):
       ``log_layers``, ``logs["sparsity/<layer path>"]``. History always records them; list
       this callback before ``CSVLogger``/``TensorBoard`` so that they do too.
     - it drives the schedule where the model being fitted cannot: a pruned model nested in a
-      subclassed model (e.g. a ``Distiller``'s student), a pruned model loaded from a file,
+      subclassed model of your own (a ``Distiller`` drives its pruned student itself), a
+      pruned model loaded from a file,
       wrappers made by TFMOT's own ``prune_low_magnitude`` (step initialisation, re-masking
       and logs, as TFMOT's ``UpdatePruningStep``), a custom training loop.
 
@@ -271,7 +273,7 @@ def enable_fit_pruning(model: keras.Model) -> keras.Model:
 
     :func:`tfcompress.prune` calls it on the model it returns. Call it yourself on a model
     whose ``fit`` should prune but does not: a pruned model loaded from a file, or a
-    subclassed model holding a pruned one (e.g. a ``Distiller`` whose student is pruned).
+    subclassed model of your own holding a pruned one (``Distiller`` calls it itself).
     Its ``fit`` then adds a driver callback (last in ``callbacks``) unless a
     :class:`PruningCallback` is there: the schedule is sized from the fit (or from
     ``prune(steps=...)``), the masks update during training and the exact final masks apply

@@ -79,11 +79,12 @@ _register = keras.saving.register_keras_serializable(package="tfcompress")
 
 MISSING_CALLBACK_MESSAGE = (
     "tfcompress: this model has pruning wrappers (tfcompress.prune) and is being trained "
-    "without anything driving its pruning schedule: it is nested in another model (e.g. a "
-    "Distiller's student), was loaded from a file, or runs in train_on_batch or a custom loop "
-    "(the model returned by tfcompress.prune drives it in its own fit). Pass "
+    "without anything driving its pruning schedule: it is nested in another model of yours, "
+    "was loaded from a file, or runs in train_on_batch or a custom loop (the model returned by "
+    "tfcompress.prune, and a Distiller holding one, drive it in their own fit). Pass "
     "callbacks=[tfcompress.PruningCallback()] to this fit, or call "
-    "tfcompress.pruning.enable_fit_pruning(model) on the model you fit; it stays usable."
+    "`from tfcompress.pruning import enable_fit_pruning; enable_fit_pruning(model)` on the "
+    "model you fit; it stays usable."
 )
 
 PruneLowMagnitude = pruning_wrapper.PruneLowMagnitude
