@@ -274,13 +274,16 @@ def test_report_marks_drifted_exports_and_shows_counts_beside_quality(tmp_path):
     assert "| quantize_int8 | 3.10e-01 | auc -0.1600 | 6,000 | ⚠ drift [1] |" in md
     assert "[1] `quantize_int8`: ΔAUC -0.160 > tolerance 0.005" in md
     assert "| teacher_float | 2.00e-07 | auc +0.0000 | 6,000 |  |" in md
-    assert "first 4,096 test examples (801 positives)" in md
+    assert "on the first 4,096 test examples (4,096 examples, 801 positives)" in md
     assert "⚠ drift: quantize_int8" in md
     assert "## Warnings" in md and "only 27 positive" in md
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["drifted"] == {"quantize_int8": "ΔAUC -0.160 > tolerance 0.005"}
     assert saved["stages"][0]["n_positives"] == 1187
     assert load_report(tmp_path).to_dict() == report.to_dict()
+    whole = dataclasses.replace(report, stages=(dataclasses.replace(report.stages[0],
+                                                                    n_examples=4096),))
+    assert "on the whole test split (4,096 examples, 801 positives)" in whole.to_markdown()
 
 
 @pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])

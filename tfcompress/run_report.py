@@ -196,9 +196,12 @@ class RunReport:
             lines += ["", f"## Exported variants (ratios against `{self.benchmark.baseline}`)", ""]
             lines.append(self.benchmark.to_markdown())
             examples = self.benchmark.rows[0].examples
-            lines += ["", f"Quality of the exported variants on the first {examples:,} test "
-                          "examples" + ("" if self.benchmark_positives is None else
-                                        f" ({self.benchmark_positives:,} positives)") + "."]
+            split = {s.n_examples for s in self.stages} - {None}
+            where = ("the whole test split" if split == {examples}
+                     else f"the first {examples:,} test examples")
+            lines += ["", f"Quality of the exported variants on {where}" + (
+                "" if self.benchmark_positives is None else
+                f" ({examples:,} examples, {self.benchmark_positives:,} positives)") + "."]
             drifted = [n for n in self.benchmark.names if n in self.drifted()]
             if drifted:
                 lines.append(f"⚠ drift: {', '.join(drifted)} (see the exports above).")
