@@ -120,3 +120,14 @@ def test_few_positives_note():
     assert metrics.few_positives_note(500, None) is None
     assert metrics.count_positives(np.array([1, 0, 1, 1]), "binary") == 3
     assert metrics.count_positives(np.array([1, 0, 3]), "multiclass") is None
+
+
+@pytest.mark.parametrize("n", [2, 37, 2_000])
+def test_auc_equals_the_pairwise_definition_with_ties(n):
+    rng = np.random.default_rng(n)
+    y = rng.integers(0, 2, n)
+    y[:2] = [0, 1]
+    s = np.round(rng.random(n), 1)  # many ties
+    pos, neg = s[y == 1], s[y == 0]
+    pairs = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    assert metrics.auc(y, s) == pytest.approx(pairs / (len(pos) * len(neg)), abs=1e-12)
