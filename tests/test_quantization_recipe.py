@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from test_quantization_roundtrip import _write_criteo
 
+from tfcompress._quantize_configs import QuantizeLayer
 from tfcompress.quantization import load_quantized
 
 RECIPE = """\
@@ -62,5 +63,5 @@ def test_cli_recipe_on_criteo_csv_exports_int8(tmp_path):
     assert parity["max_abs_diff"] < 0.1
     qat = load_quantized(run / "01_quantize" / "model.keras")
     fed = {node.inbound_layers.name for layer in qat.layers
-           if type(layer).__name__ == "QATQuantizeLayer" for node in layer._inbound_nodes}
+           if isinstance(layer, QuantizeLayer) for node in layer._inbound_nodes}
     assert fed == {f"I{i}" for i in range(1, 14)}  # the 13 numeric inputs, each quantized

@@ -10,7 +10,9 @@ received 4 variables during loading".
 from __future__ import annotations
 
 import itertools
+import json
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -277,20 +279,54 @@ def test_attention_wrapper_takes_attentions_signature_and_round_trips(tmp_path):
     np.testing.assert_allclose(again(features), qat(features), atol=1e-6)
 
 
-def test_tfmot_quantize_layer_still_builds_twice_and_the_fixed_one_once():
-    """Pins the TFMOT hook behind QATQuantizeLayer: drop the subclass once TFMOT sets `built`."""
+def test_tfmot_quantize_layer_builds_twice_and_tfcompress_one_once():
+    """Pins the TFMOT hook behind tfcompress's QuantizeLayer: drop it once TFMOT sets `built`."""
     from tensorflow_model_optimization.python.core.quantization.keras import quantize_layer
 
-    from tfcompress._quantize_configs import ActivationQuantizer, QATQuantizeLayer
+    from tfcompress._quantize_configs import ActivationQuantizer, QuantizeLayer
 
     tfmot_layer = quantize_layer.QuantizeLayer(ActivationQuantizer(), name="tfmot")
     tfmot_layer.build_from_config({"input_shape": [None, 1]})
     assert not tfmot_layer.built
     tfmot_layer(tf.zeros((1, 1)))
     assert len(tfmot_layer.weights) == 7  # min/max/seen twice + optimizer_step
-    fixed = QATQuantizeLayer(ActivationQuantizer(), name="fixed")
+    fixed = QuantizeLayer(ActivationQuantizer(), name="fixed")
     fixed.build_from_config({"input_shape": [None, 1]})
     assert fixed.built and fixed.get_build_config() == {"input_shape": (None, 1)}
     fixed(tf.zeros((1, 1)))
     assert sorted(w.name.split("/")[-1] for w in fixed.weights) == [
         "fixed_max:0", "fixed_min:0", "fixed_seen:0", "optimizer_step:0"]
+
+
+def test_files_saved_with_tfmots_quantize_layer_load(tmp_path):
+    """Files written before the fix hold TFMOT's QuantizeLayer (same class name, same weight
+    paths): those without an input quantizer loaded then and still do; those with one, which
+    never loaded, load now."""
+    from tensorflow_model_optimization.python.core.quantization.keras import quantize_layer
+
+    a, b, c = (keras.Input((1,), name=n) for n in "abc")
+    direct = keras.layers.Dense(2, name="direct")(a)  # `a` keeps its input quantizer
+    joined = keras.layers.Concatenate(name="bc")([b, c])  # TFMOT drops b's and c's
+    out = keras.layers.Dense(1, name="out")(keras.layers.Concatenate(name="all")([direct, joined]))
+    qat = quantize(keras.Model({"a": a, "b": b, "c": c}, out))
+    features = {n: tf.constant([[0.5], [-1.0], [2.0]]) for n in "abc"}
+    qat.compile("sgd", "mse")
+    qat.run_eagerly = True
+    qat.fit(features, tf.ones((3, 1)), verbose=0)  # moves the input range of `a`
+    inputs = [lyr for lyr in qat.layers if isinstance(lyr, quantize_layer.QuantizeLayer)]
+    assert len(inputs) == 3 and all(type(lyr) is not quantize_layer.QuantizeLayer for lyr in inputs)
+    assert [lyr.quantizer is not None for lyr in inputs] == [True, False, False]
+    for layer in inputs:
+        layer.__class__ = quantize_layer.QuantizeLayer  # as saved before the fix
+    qat.save(tmp_path / "old.keras")
+    config = json.loads(zipfile.ZipFile(tmp_path / "old.keras").read("config.json"))
+    modules = {lyr["module"] for lyr in config["config"]["layers"]
+               if lyr["class_name"] == "QuantizeLayer"}
+    assert modules == {"tensorflow_model_optimization.python.core.quantization.keras."
+                       "quantize_layer"}
+    again = load_quantized(tmp_path / "old.keras")
+    np.testing.assert_allclose(_outputs(again, features), _outputs(qat, features), atol=1e-6)
+    assert quantizer_ranges(again) == quantizer_ranges(qat)
+    a_range = quantizer_ranges(again)["quant/quantize_layer/min"], quantizer_ranges(again)[
+        "quant/quantize_layer/max"]
+    assert a_range == (-1.0, 2.0)  # the first batch's range of `a`, not TFMOT's [-6, 6]

@@ -9,8 +9,8 @@
   PositionEmbedding). Weight attributes may be dotted paths into sublayers
   (``"_query_dense.kernel"``), which is how the projections inside ``MultiHeadAttention`` are
   fake-quantized while its softmax and score arithmetic stay float.
-- :class:`QATQuantizeLayer`: TFMOT's input ``QuantizeLayer``, built only once, so a QAT model
-  with input quantizers loads from ``.keras`` (TFMOT's builds twice there).
+- :class:`QuantizeLayer`: TFMOT's input ``QuantizeLayer`` (same name), built only once, so a
+  QAT model with input quantizers loads from ``.keras`` (TFMOT's builds twice there).
 - :class:`MultiInputQuantizeWrapper`: TFMOT's ``QuantizeWrapperV2`` forwards one positional
   input, so ``MultiHeadAttention(query, value, attention_mask=...)`` would receive ``value``
   as ``training``; this wrapper forwards attention's own signature.
@@ -43,9 +43,9 @@ __all__ = [
     "IntegerSafeScheme",
     "LayerQuantizeConfig",
     "MultiInputQuantizeWrapper",
-    "QATQuantizeLayer",
     "QATWrapper",
     "QuantizationScheme",
+    "QuantizeLayer",
     "RowQuantizer",
     "custom_objects",
     "own_trainable_weights",
@@ -385,7 +385,7 @@ class QATWrapper(quantize_wrapper.QuantizeWrapperV2):
         return super().call(inputs, training=training, **kwargs)
 
 
-class QATQuantizeLayer(quantize_layer.QuantizeLayer):
+class QuantizeLayer(quantize_layer.QuantizeLayer):
     """TFMOT's ``QuantizeLayer`` (the input quantizer of a float model input) that builds once.
 
     TFMOT's ``QuantizeLayer.build`` creates its variables but never calls ``Layer.build``, so
@@ -398,6 +398,11 @@ class QATQuantizeLayer(quantize_layer.QuantizeLayer):
     is then ``optimizer_step``, an attribute the second build replaces), so it hit models with
     7+ numeric inputs, or a float input feeding anything but one small ``Concatenate``.
     :func:`tfcompress.quantize` gives every ``QuantizeLayer`` this class.
+
+    It keeps TFMOT's class name on purpose: a ``.keras`` file addresses each layer's variables
+    by its class name (``layers/quantize_layer_3/vars``) and its config names the class
+    ``QuantizeLayer``, so files saved with TFMOT's class (before this one existed) load with
+    this one under :func:`tfcompress.quantize_scope`, and new files keep TFMOT's layout.
     """
 
     def build(self, input_shape: Any) -> None:
@@ -525,5 +530,5 @@ def custom_objects() -> dict[str, Any]:
         "ActivationQuantizer": ActivationQuantizer,
         "MultiInputQuantizeWrapper": MultiInputQuantizeWrapper,
         "QATWrapper": QATWrapper,
-        "QATQuantizeLayer": QATQuantizeLayer,
+        "QuantizeLayer": QuantizeLayer,  # over TFMOT's: see QuantizeLayer
     }

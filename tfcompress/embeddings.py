@@ -498,7 +498,7 @@ def is_qat_model(model: keras.Model) -> bool:
     """True when ``model`` holds TFMOT quantization layers (checked without importing TFMOT)."""
     for layer in model._flatten_layers(include_self=False, recursive=True):
         if _is_quantize_wrapper(layer) or any(
-            c.__name__ == "QuantizeLayer" for c in type(layer).__mro__  # or QATQuantizeLayer
+            c.__name__ == "QuantizeLayer" for c in type(layer).__mro__  # TFMOT's or a subclass
         ):
             return True
     return False

@@ -469,7 +469,7 @@ def _quantize_graph(  # noqa: C901
     _init_weight_ranges(qat)
     for layer in qat.layers:
         if type(layer) is quantize_layer.QuantizeLayer:
-            layer.__class__ = qc.QATQuantizeLayer  # same state; builds once when loaded
+            layer.__class__ = qc.QuantizeLayer  # same state; builds once when loaded
         if type(layer) is quantize_wrapper.QuantizeWrapperV2:
             layer.__class__ = qc.QATWrapper  # same state; saves/loads and keeps masks (see there)
             layer._supports_masking = bool(getattr(layer.layer, "supports_masking", False))

@@ -3,8 +3,8 @@
 Split from :mod:`tfcompress.quantization` (which re-exports every name here).
 
 - :func:`quantize_scope`: TFMOT's deserialization scope plus tfcompress's quantization classes,
-  with TFMOT's ``QuantizeLayer`` name mapped to :class:`~tfcompress._quantize_configs.
-  QATQuantizeLayer` (TFMOT's builds twice when loaded).
+  with the name ``QuantizeLayer`` mapped to :class:`tfcompress._quantize_configs.QuantizeLayer`
+  (TFMOT's builds twice when loaded).
 - :func:`load_quantized`: loads a ``.keras`` QAT model after checking the file, so a bad or
   Keras 3 file is an error naming it.
 - :func:`strip_quantization`: the float model a QAT model computes (weights at their int8-grid
@@ -58,11 +58,9 @@ def quantize_scope(custom_objects: dict[str, Any] | None = None) -> Iterator[Non
         ...     model = keras.models.load_model("qat.keras")
     """
     objects = {**qc.custom_objects(), **(custom_objects or {})}
-    # TFMOT's scope registers its own classes last, over ours; a nested scope wins. Files saved
-    # before tfcompress used QATQuantizeLayer name TFMOT's QuantizeLayer, which loads only when
-    # it has no quantizer (see QATQuantizeLayer): they load with the fixed class.
-    fixed = {"QuantizeLayer": qc.QATQuantizeLayer}
-    with _qk.quantize_scope(objects), keras.utils.custom_object_scope({**fixed, **objects}):
+    # TFMOT's scope registers its own classes last, over ours ("QuantizeLayer" included); the
+    # nested scope wins, so every saved QuantizeLayer loads as tfcompress's (see there)
+    with _qk.quantize_scope(objects), keras.utils.custom_object_scope(objects):
         yield
 
 
