@@ -11,6 +11,7 @@ import logging
 
 import numpy as np
 import pytest
+from fit_helpers import RestoreFirstEpoch
 
 from tfcompress import data, models
 from tfcompress._selection import CompressionReport
@@ -550,17 +551,6 @@ def test_sparsity_report_of_plain_model():
     assert not is_pruned(toy_model())
 
 
-class _RestoreFirstEpoch(keras.callbacks.Callback):
-    """What EarlyStopping(restore_best_weights=True) does when the first epoch was best."""
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == 0:
-            self.snapshot = self.model.get_weights()
-
-    def on_train_end(self, logs=None):
-        self.model.set_weights(self.snapshot)
-
-
 def test_strip_reaches_target_when_early_stopping_restored_earlier_masks(caplog):
     x = np.random.default_rng(1).normal(size=(256, 16)).astype("float32")
     model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(32, name="d"),
@@ -569,7 +559,7 @@ def test_strip_reaches_target_when_early_stopping_restored_earlier_masks(caplog)
     pruned.compile("adam", "mse")
     # Listed after PruningCallback, the restore runs after the final masks: sparsity drops.
     pruned.fit(x, x[:, :1], epochs=2, batch_size=32, verbose=0,
-               callbacks=[PruningCallback(), _RestoreFirstEpoch()])
+               callbacks=[PruningCallback(), RestoreFirstEpoch()])
     assert sparsity_report(pruned).overall < 0.75
     with caplog.at_level(logging.WARNING, logger="tfcompress"):
         stripped = strip(pruned)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fit_helpers import RestoreFirstEpoch
 
 from tfcompress.keras_compat import keras, tf
 from tfcompress.pruning import PruningCallback, prune, sparsity_report, strip
@@ -284,22 +285,11 @@ def test_enable_fit_pruning_bad_input():
         enable_fit_pruning("model")
 
 
-class _RestoreFirstEpoch(keras.callbacks.Callback):
-    """What EarlyStopping(restore_best_weights=True) does when the first epoch was best."""
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == 0:
-            self.snapshot = self.model.get_weights()
-
-    def on_train_end(self, logs=None):
-        self.model.set_weights(self.snapshot)
-
-
 def test_plain_fit_applies_the_final_masks_after_early_stopping_restores(caplog):
     """The plain fit's driver runs last, so the final masks apply to the restored weights (a
     PruningCallback listed before the restore leaves them below target until strip)."""
     pm = _compile(prune(_model(), 0.8))
-    _fit(pm, callbacks=[_RestoreFirstEpoch()])
+    _fit(pm, callbacks=[RestoreFirstEpoch()])
     assert sparsity_report(pm)["dense"] == pytest.approx(0.8, abs=0.01)
     with caplog.at_level("WARNING", logger="tfcompress"):
         stripped = strip(pm)

@@ -41,15 +41,7 @@ from typing import Any
 import numpy as np
 
 from tfcompress.keras_compat import keras, tf
-from tfcompress.pruning_masks import (  # re-exported: the masks lived here before
-    apply_masks,
-    exact_mask,
-    finalize_masks,
-    m_by_n_mask,
-    mask_sparsity,
-    masked_counts,
-    sparsity_logs,
-)
+from tfcompress.pruning_masks import m_by_n_mask
 
 # TFMOT is imported after keras_compat, which makes it use tf_keras (Keras 2).
 _log = logging.getLogger("tfcompress")
@@ -66,13 +58,6 @@ __all__ = [
     "MISSING_CALLBACK_MESSAGE",
     "FitSizedSchedule",
     "PruneWrapper",
-    "apply_masks",
-    "exact_mask",
-    "finalize_masks",
-    "m_by_n_mask",
-    "mask_sparsity",
-    "masked_counts",
-    "sparsity_logs",
 ]
 
 _register = keras.saving.register_keras_serializable(package="tfcompress")

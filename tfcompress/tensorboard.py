@@ -39,8 +39,9 @@ import numpy as np
 from tensorboard.plugins.hparams import api as hp
 
 from tfcompress.keras_compat import check_model, keras, tf
+from tfcompress.pruning_masks import sparsity_logs
 from tfcompress.pruning_report import find_wrappers, weight_label
-from tfcompress.pruning_schedule import PruneLowMagnitude, sparsity_logs
+from tfcompress.pruning_schedule import PruneLowMagnitude
 from tfcompress.quantization_callbacks import quantizer_ranges
 from tfcompress.report import BenchmarkReport
 from tfcompress.tensorboard_events import (

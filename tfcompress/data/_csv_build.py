@@ -164,44 +164,37 @@ class Build:
 
     def _categorical(self, col: Column, name: str, entry: dict[str, Any], cap: int | None) -> None:
         ids = col.id_array()
-        if col.vocab is not None:
-            table, lookup, dropped = rank(col.vocab, ids[self.is_train], cap)
-            np.take(table, ids, out=ids)
-            self._report_cap(col, lookup, dropped)
-            self.vocabularies[name] = lookup
-            size = max(2, len(lookup) + 1)
-            entry.update(encoding="vocabulary", vocab_size=size)
-        else:
-            size = int(col.buckets) + 1  # type: ignore[arg-type]
-            self.hashed[name] = int(col.buckets)  # type: ignore[arg-type]
-            entry.update(encoding="hash", vocab_size=size, buckets=int(col.buckets))  # type: ignore[arg-type]
-            if col.hashed != "hash_buckets":
-                entry["reason"] += f"; hashed: {col.hashed}"
+        size = self._encode(col, name, entry, cap, ids, self.is_train)
+        if col.vocab is None and col.hashed != "hash_buckets":
+            entry["reason"] += f"; hashed: {col.hashed}"
         self._leak(col.name, ids, "categorical")
         col.vocab = None
         self._add(entry, Feature(name, "categorical", vocab_size=size), ids.reshape(-1, 1))
 
-    def _report_cap(self, col: Column, lookup: dict[str, int], dropped: int) -> None:
-        if dropped:
-            _log.info("%s: column %r keeps %d of %d values (max_vocab).", self.path, col.name,
-                      len(lookup), len(lookup) + dropped)
+    def _encode(self, col: Column, name: str, entry: dict[str, Any], cap: int | None,
+                ids: np.ndarray, in_train: np.ndarray) -> int:
+        """Map ``ids`` in place to vocabulary ids (ranked on the train rows) or keep the hash
+        buckets; records the encoding in ``entry``; returns the feature's vocab size."""
+        if col.vocab is not None:
+            table, lookup, dropped = rank(col.vocab, ids[in_train], cap)
+            np.take(table, ids, out=ids)
+            if dropped:
+                _log.info("%s: column %r keeps %d of %d values (max_vocab).", self.path,
+                          col.name, len(lookup), len(lookup) + dropped)
+            self.vocabularies[name] = lookup
+            size = max(2, len(lookup) + 1)
+            entry.update(encoding="vocabulary", vocab_size=size)
+            return size
+        buckets = int(col.buckets)  # type: ignore[arg-type]
+        self.hashed[name] = buckets
+        entry.update(encoding="hash", vocab_size=buckets + 1, buckets=buckets)
+        return buckets + 1
 
     def _sequence(self, col: Column, name: str, entry: dict[str, Any], cap: int | None,
                   length: int) -> None:
         lengths = col.length_array()
         flat = col.id_array()
-        if col.vocab is not None:
-            in_train = np.repeat(self.is_train, lengths)
-            table, lookup, dropped = rank(col.vocab, flat[in_train], cap)
-            np.take(table, flat, out=flat)
-            self._report_cap(col, lookup, dropped)
-            self.vocabularies[name] = lookup
-            size = max(2, len(lookup) + 1)
-            entry.update(encoding="vocabulary", vocab_size=size)
-        else:
-            size = int(col.buckets) + 1  # type: ignore[arg-type]
-            self.hashed[name] = int(col.buckets)  # type: ignore[arg-type]
-            entry.update(encoding="hash", vocab_size=size, buckets=int(col.buckets))  # type: ignore[arg-type]
+        size = self._encode(col, name, entry, cap, flat, np.repeat(self.is_train, lengths))
         col.vocab = None
         padded = pad_trailing(flat, np.cumsum(lengths), lengths, length)
         self._add(entry, Feature(name, "sequence", vocab_size=size, length=length), padded)
