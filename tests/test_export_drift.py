@@ -37,22 +37,30 @@ def scorer():
 
 
 def test_drift_flag_and_tolerances():
-    p = {"max_abs_diff": 0.18, "mean_abs_diff": 0.01, "quality_delta": {"auc": -0.16}}
+    p = {"max_abs_diff": 0.3, "p99_abs_diff": 0.18, "mean_abs_diff": 0.01,
+         "quality_delta": {"auc": -0.16}}
     assert export_parity.drift_flag(p) == (
-        "ΔAUC -0.160 > tolerance 0.005; max |diff| 0.18 > tolerance 0.1")
-    assert export_parity.drift_flag({**p, "quality_delta": {"auc": 0.01}, "max_abs_diff": 0.09}) \
+        "ΔAUC -0.160 > tolerance 0.005; p99 |diff| 0.18 > tolerance 0.1")
+    assert export_parity.drift_flag({**p, "quality_delta": {"auc": 0.01}, "p99_abs_diff": 0.09}) \
         is None
+    # one outlier among thousands is not drift: the demo's int8 student (ΔAUC -0.002)
+    assert export_parity.drift_flag({"max_abs_diff": 0.114, "p99_abs_diff": 0.04,
+                                     "mean_abs_diff": 0.0099,
+                                     "quality_delta": {"auc": -0.002}}) is None
+    # figures recorded without the percentile fall back on the maximum
+    assert export_parity.drift_flag({"max_abs_diff": 0.18, "mean_abs_diff": 0.01}) == (
+        "p99 |diff| 0.18 > tolerance 0.1")
     # outputs above 1 (logits, ratings): the |diff| tolerances scale with the largest output
-    assert export_parity.drift_flag({"max_abs_diff": 0.4, "mean_abs_diff": 0.05,
+    assert export_parity.drift_flag({"p99_abs_diff": 0.4, "mean_abs_diff": 0.05,
                                      "output_scale": 5.0}) is None
     assert "mean |diff| 0.15 > tolerance 0.1" in export_parity.drift_flag(
-        {"max_abs_diff": 0.4, "mean_abs_diff": 0.15, "output_scale": 5.0})
-    assert export_parity.drift_flag({"max_abs_diff": float("nan"), "mean_abs_diff": 0.0}) == (
-        "max |diff| nan > tolerance 0.1")
+        {"p99_abs_diff": 0.4, "mean_abs_diff": 0.15, "output_scale": 5.0})
+    assert export_parity.drift_flag({"p99_abs_diff": float("nan"), "mean_abs_diff": 0.0}) == (
+        "p99 |diff| nan > tolerance 0.1")
     assert export_parity.drift_flag({**p, "quality_delta": {"auc": -0.0053}}).startswith(
         "ΔAUC -0.0053 > tolerance 0.005")  # small losses keep a 4th decimal
     assert export_parity.drift_flag({**p, "quality_delta": {"auc": None}}) == (
-        "max |diff| 0.18 > tolerance 0.1")
+        "p99 |diff| 0.18 > tolerance 0.1")
     assert export_parity.check_drift_tolerances({"auc": 0.002})["auc"] == 0.002
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['logloss'\]"):
         export_parity.check_drift_tolerances({"logloss": 0.1})
@@ -80,9 +88,10 @@ def test_badly_calibrated_int8_warns_with_figures(scorer, tmp_path, caplog):
                                  representative_data=x * 0.01, parity_data=x, parity_labels=y)
     p = r.parity
     assert p["keras_quality"] > 0.85 and p["quality_delta"]["auc"] < -0.1, p
-    assert p["max_abs_diff"] > 0.1 and p["mean_abs_diff"] > 0.02, p
+    assert p["p99_abs_diff"] > 0.1 and p["mean_abs_diff"] > 0.02, p
+    assert p["max_abs_diff"] >= p["p99_abs_diff"] >= 0
     assert p["drift_flag"].startswith(f"ΔAUC {p['quality_delta']['auc']:+.3f} > tolerance 0.005")
-    assert "max |diff|" in p["drift_flag"]
+    assert "p99 |diff|" in p["drift_flag"]
     warning = [rec.getMessage() for rec in caplog.records if "drifts from" in rec.getMessage()]
     assert len(warning) == 1, caplog.text
     text = warning[0]
@@ -122,10 +131,10 @@ def test_well_calibrated_int8_is_not_flagged(scorer, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="tfcompress"):
         r = export.export_tflite(model, tmp_path / "tight.tflite", "int8",
                                  representative_data=x, parity_data=x,
-                                 drift_tolerances={"max_abs_diff": 0.0})
-    assert r.parity["drift_flag"].startswith("max |diff|")
+                                 drift_tolerances={"p99_abs_diff": 0.0})
+    assert r.parity["drift_flag"].startswith("p99 |diff|")
     assert "> tolerance 0." in caplog.text and 'embeddings="float"' not in caplog.text
-    assert r.options["drift_tolerances"]["max_abs_diff"] == 0.0
+    assert r.options["drift_tolerances"]["p99_abs_diff"] == 0.0
 
 
 def test_int8_tables_drift_hint_names_embeddings_float(tmp_path, caplog):

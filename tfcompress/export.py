@@ -165,7 +165,7 @@ def export_tflite(
 
     A float32 export must match the Keras model to ``parity_tolerance``. Quantized exports
     (and float32 exports of QAT models or with int8 tables) drift by design: their drift is
-    checked against :data:`DRIFT_TOLERANCES` (max |diff| 0.1, mean |diff| 0.02 for
+    checked against :data:`DRIFT_TOLERANCES` (p99 |diff| 0.1, mean |diff| 0.02 for
     probabilities, scaled by the largest output above 1; a loss of 0.005 AUC or 0.01 accuracy
     with labels; the measurements behind them are in :mod:`tfcompress.export_parity`).
     ``parity["drift_flag"]`` says whether and why it is flagged; ``drift`` says what else
@@ -201,7 +201,7 @@ def export_tflite(
         drift: what a drifting export does: ``"warn"`` (default: a logging WARNING naming the
             file, the figures, the tolerance and what to try; the file is written),
             ``"error"`` (raise :class:`DriftError`; nothing is written) or ``"ignore"``.
-        drift_tolerances: overrides of :data:`DRIFT_TOLERANCES` (keys ``"max_abs_diff"``,
+        drift_tolerances: overrides of :data:`DRIFT_TOLERANCES` (keys ``"p99_abs_diff"``,
             ``"mean_abs_diff"``, ``"auc"``, ``"accuracy"``), e.g. ``{"auc": 0.002}``.
         overwrite: replace an existing file at ``path``.
         embeddings: how embedding tables are stored. None: ``"int8"`` in the ``"dynamic"``,
