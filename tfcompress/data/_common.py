@@ -25,6 +25,7 @@ import logging
 import math
 import numbers
 import os
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from typing import IO, Any
 
@@ -114,11 +115,27 @@ def open_text(path: str) -> IO[str]:
     return open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115 - returned to a with
 
 
+#: What reading a text file can raise: decoding, I/O, and a damaged ``.gz`` file (``zlib.error``
+#: for corrupt compressed data, ``EOFError`` for a truncated one, ``gzip.BadGzipFile``, an
+#: ``OSError``, for a file that is not gzip at all).
+READ_ERRORS = (UnicodeDecodeError, OSError, EOFError, zlib.error)
+
+
 def read_error(path: str, line: int, exc: Exception) -> ValueError:
     """The ValueError for a file that cannot be read or decoded at ``line``."""
     if isinstance(exc, UnicodeDecodeError):
         return ValueError(
             f"{path} line {line}: not UTF-8 text ({exc.reason}); re-save the file as UTF-8."
+        )
+    if path.endswith(".gz") and isinstance(exc, (zlib.error, EOFError, gzip.BadGzipFile)):
+        what = (
+            "is not a gzip file" if isinstance(exc, gzip.BadGzipFile)
+            else "is truncated gzip data (the file was cut short)" if isinstance(exc, EOFError)
+            else "holds corrupt gzip data"
+        )
+        return ValueError(
+            f"{path} line {line}: the file {what} ({exc}); download or compress it again "
+            "(gzip -t checks a file), or drop the .gz suffix of an uncompressed file."
         )
     return ValueError(f"{path} line {line}: cannot read the file ({exc}).")
 
@@ -132,7 +149,7 @@ def iter_lines(path: str) -> Iterator[tuple[int, str]]:
                 text = line.strip()
                 if text:
                     yield number, text
-    except (UnicodeDecodeError, OSError, EOFError) as exc:
+    except READ_ERRORS as exc:
         raise read_error(path, number + 1, exc) from exc
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from tfcompress.data._common import MAX_ID, open_text, parse_float, read_error
+from tfcompress.data._common import MAX_ID, READ_ERRORS, open_text, parse_float, read_error
 from tfcompress.data.inference import is_iso_time, parse_times
 
 #: Data rows per chunk.
@@ -96,7 +96,7 @@ class CsvFile:
                         yield start, fields
         except csv.Error as exc:
             raise ValueError(f"{self.path} line {last + 1}: malformed CSV ({exc}).") from exc
-        except (UnicodeDecodeError, OSError, EOFError) as exc:
+        except READ_ERRORS as exc:
             raise read_error(self.path, last + 1, exc) from exc
 
     def read_header(self) -> list[str]:
@@ -166,7 +166,7 @@ class CsvFile:
                             continue
                     yield RowLines(self, first), rows
                     first += len(rows)
-        except (csv.Error, UnicodeDecodeError, OSError, EOFError) as exc:
+        except (csv.Error, *READ_ERRORS) as exc:
             for _ in self._rows():  # the row-by-row reader names the line where the row starts
                 pass
             line = (reader.line_num if reader is not None else 0) + 1
