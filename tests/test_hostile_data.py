@@ -13,6 +13,20 @@ import pytest
 from tfcompress.data import load_csv, load_libfm, load_movielens
 
 
+def test_movielens_ids_beyond_int64_map_to_1_n(tmp_path):
+    path = tmp_path / "u.data"
+    users = [10**25 + k % 5 for k in range(40)]
+    rows = [f"{u}\t{k % 7 + 1}\t5\t{1000 + k}" for k, u in enumerate(users)]
+    rows.append(f"{2**64}\t3\t5\t2000")
+    path.write_text("\n".join(rows) + "\n")
+    task = load_movielens(str(path), negatives=1)
+    vocab = task.info["vocabularies"]["user_id"]
+    assert task.info["n_users"] == 6
+    expected = sorted({*users, 2**64})
+    assert vocab == {str(u): i + 1 for i, u in enumerate(expected)}
+    assert vocab[str(2**64)] == 1  # 2**64 < 10**25: numeric order, not text order
+
+
 def _damaged(body: bytes, kind: str) -> bytes:
     data = gzip.compress(body)
     return {

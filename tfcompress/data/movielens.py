@@ -41,11 +41,22 @@ MOVIELENS_SPLITS = ("leave_last_out", "time", "by_user", "random")
 
 
 def _remap(raw: list[str]) -> tuple[np.ndarray, dict[str, int]]:
-    """Raw ids -> ids 1..n in sorted order (numeric when every id is an integer)."""
+    """Raw ids -> ids 1..n in sorted order (numeric when every id is an integer).
+
+    Integer ids of any size are ordered as numbers (a 26-digit id does not fit int64: those
+    are sorted as Python ints, so ids never collide or overflow).
+    """
     try:
-        keys: np.ndarray = np.array([int(x) for x in raw], dtype=np.int64)
+        ints = [int(x) for x in raw]
     except ValueError:
-        keys = np.array(raw)
+        keys: np.ndarray = np.array(raw)
+    else:
+        try:
+            keys = np.array(ints, dtype=np.int64)
+        except OverflowError:  # ids beyond int64: order them as Python ints
+            order = {k: i + 1 for i, k in enumerate(sorted(set(ints)))}
+            ids = np.fromiter(map(order.__getitem__, ints), np.int64, len(ints))
+            return ids, {str(k): i for k, i in order.items()}
     uniq, inverse = np.unique(keys, return_inverse=True)
     return inverse.astype(np.int64) + 1, {str(k): i + 1 for i, k in enumerate(uniq.tolist())}
 
@@ -99,8 +110,9 @@ def load_movielens(
     (``"::"``), ``u.data`` (tab) or ``ratings.csv`` (``","``, with a header). ``delimiter=None``
     detects the separator from the first line; ``header=None`` takes a first line whose rating
     and timestamp are not numbers for a header (True / False: the file has one / has none).
-    Users and items get ids ``1..n`` in sorted raw-id order
-    (``info["vocabularies"]``); every item of the file is in the catalogue.
+    Users and items get ids ``1..n`` in sorted raw-id order (numeric order when every id is
+    an integer, of any size: a 26-digit id is an id like any other; ``info["vocabularies"]``
+    maps the raw id text to it); every item of the file is in the catalogue.
 
     Ratings ``>= min_rating`` are positives, ordered by timestamp per user (ties: file order).
     Each positive gets the user's previous positives as ``hist_item_ids`` (the last
