@@ -13,6 +13,24 @@ import pytest
 from tfcompress.data import load_csv, load_libfm, load_movielens
 
 
+def test_stray_libfm_index_raises_naming_line_before_allocating(tmp_path):
+    path = tmp_path / "stray.libfm"
+    lines = [f"{k % 2} 0:1 {k + 2}:0.5" for k in range(20)]
+    lines.insert(7, "1 0:1 2000000000:1")
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError) as err:
+        load_libfm(str(path))
+    msg = str(err.value)
+    assert f"{path} line 8" in msg and "2000000000" in msg
+    assert "n_features=" in msg and "hash" in msg
+    # an explicit n_features is the user's decision and is honoured
+    task = load_libfm(str(path), n_features=2_000_000_001)
+    assert task.info["n_features"] == 2_000_000_001
+    # a normal index space is still inferred
+    path.write_text("\n".join(lines[:7] + lines[8:]) + "\n")
+    assert load_libfm(str(path)).info["n_features"] == 22
+
+
 def test_movielens_ids_beyond_int64_map_to_1_n(tmp_path):
     path = tmp_path / "u.data"
     users = [10**25 + k % 5 for k in range(40)]

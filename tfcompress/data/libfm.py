@@ -37,6 +37,12 @@ __all__ = ["load_libfm"]
 
 _log = logging.getLogger("tfcompress")
 
+#: The largest feature index space ``n_features=None`` infers (2**24 = 16,777,216 rows of the
+#: shared embedding table). A larger index is far more often one stray or unhashed token than
+#: a real index space, and it would size an embedding table that cannot be allocated; pass
+#: ``n_features=`` explicitly to go beyond it.
+MAX_INFERRED_FEATURES = 2**24
+
 
 def load_libfm(
     path: str | os.PathLike[str],
@@ -75,7 +81,10 @@ def load_libfm(
     Args:
         path: the file (``.gz`` accepted).
         n_features: size of the feature index space; indices must be ``< n_features``. None:
-            the largest index in the file + 1.
+            the largest index in the file + 1, at most :data:`MAX_INFERRED_FEATURES`
+            (2**24): a larger index raises ``ValueError`` naming its line before anything
+            large is allocated (pass ``n_features=`` explicitly for a larger space, or hash
+            the indices into a smaller one).
         batch_size: examples per batch.
         split: fractions of lines for train, validation and test.
         split_mode: ``"random"`` (the only one for libFM files).
@@ -114,6 +123,7 @@ def load_libfm(
     lines: list[list[tuple[int, int, float]]] = []
     mode: str | None = None
     mode_line = 0
+    top = (-1, 0, "")  # the largest index, its line and token
     for number, text in iter_lines(path):
         tokens = text.split()
         label = parse_float(tokens[0])
@@ -156,6 +166,8 @@ def load_libfm(
                 )
             seen.add(field)
             entries.append((field, index, value))
+            if index > top[0]:
+                top = (index, number, token)
         labels.append(1.0 if label == 1.0 else 0.0)
         lines.append(entries)
     if not lines:
@@ -168,11 +180,19 @@ def load_libfm(
         raise ValueError(f"{path} line 1: no line has a feature token (only labels).")
     fields = all_fields[:max_fields] if max_fields is not None else all_fields
     column = {f: j for j, f in enumerate(fields)}
-    max_index = max(i for entries in lines for _, i, _ in entries)
+    max_index, max_line, max_token = top
     if n_features is None:
         n_features = max_index + 1
-        if n_features >= MAX_ID:
-            raise ValueError(f"{path}: feature index {max_index} does not fit an int32 id.")
+        if n_features > MAX_INFERRED_FEATURES:
+            fits = "does not fit an int32 id; " if n_features >= MAX_ID else ""
+            raise ValueError(
+                f"{path} line {max_line}: feature index {max_index} (token {max_token!r}) "
+                f"{fits}inferring n_features would size an embedding table of "
+                f"{n_features + 1:,} rows (the limit for an inferred size is "
+                f"{MAX_INFERRED_FEATURES:,}); fix the line if the index is a stray, hash the "
+                "indices into a smaller range (e.g. index % 1_000_000) before loading, or pass "
+                "n_features= explicitly if the index space really is this large."
+            )
 
     n, width = len(lines), len(fields)
     ids = np.zeros((n, width), dtype=np.int32)
