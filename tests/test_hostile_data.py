@@ -7,10 +7,47 @@ One test per hostile-input class; every file is generated in ``tmp_path``.
 from __future__ import annotations
 
 import gzip
+import logging
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tfcompress.data import load_csv, load_libfm, load_movielens
+
+
+def _csv(path: Path, xs: list[str], n: int = 100) -> str:
+    """``click,x,y`` rows: ``xs`` in column x (padded with 0.5, 1.5, ...), y a number."""
+    xs = xs + [f"{k}.5" for k in range(n - len(xs))]
+    rows = [f"{k % 2},{x},{(k * 7) % 11}.25" for k, x in enumerate(xs)]
+    path.write_text("click,x,y\n" + "\n".join(rows) + "\n")
+    return str(path)
+
+
+def _all(task, name: str) -> np.ndarray:
+    return np.concatenate([task.info["arrays"][s][0][name].ravel() for s in task.info["arrays"]])
+
+
+def test_integer_ids_beyond_float_precision_stay_distinct(tmp_path, caplog):
+    # 10**30 + i (and 19-digit ids) were parsed as floats: all rows one value, numeric.
+    for base in (10**30, 2**53 + 10**6, 9 * 10**18):
+        ids = [str(base + i) for i in range(100)]
+        path = tmp_path / "ids.csv"
+        path.write_text("click,x\n" + "\n".join(f"{i % 2},{v}" for i, v in enumerate(ids)) + "\n")
+        with caplog.at_level(logging.INFO, logger="tfcompress"):
+            task = load_csv(str(path), label="click", split=(1.0, 0.0, 0.0))
+        col = task.info["columns"]["x"]
+        assert col["kind"] == "categorical", col
+        assert "2^53" in col["reason"]
+        vocab = task.info["vocabularies"]["x"]
+        assert len(vocab) == 100 and set(vocab) == set(ids)
+        x = task.info["arrays"]["train"][0]["x"].ravel()
+        assert len(np.unique(x)) == 100
+        assert f"{path} line 2: column 'x' holds integer ids beyond 2^53" in caplog.text
+        caplog.clear()
+    # integers written as floats ('1e30') are numbers, not ids
+    task = load_csv(_csv(tmp_path / "f.csv", ["1e18", "3e18"]), label="click")
+    assert task.info["columns"]["x"]["kind"] == "numeric"
 
 
 def test_stray_libfm_index_raises_naming_line_before_allocating(tmp_path):

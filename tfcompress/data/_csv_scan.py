@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import itertools
 import math
+import re
 import zlib
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -32,6 +33,9 @@ from tfcompress.data.inference import is_iso_time, parse_times
 
 #: Data rows per chunk.
 CHUNK_ROWS = 16_384
+#: Integers from here on are not all exact in a float64: distinct ids would collapse.
+EXACT_INTEGERS = 2**53
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
 class Buffer:
@@ -269,6 +273,9 @@ class Column:
         self.vocab: dict[str, int] | None = {} if wants_ids and buckets is None else None
         self.buckets = buckets
         self.hashed = "hash_buckets" if buckets is not None else None
+        #: ``(lines, row in chunk)`` of the first integer id beyond :data:`EXACT_INTEGERS` of an
+        #: ``auto`` column of integers: such a column is kept as text (categorical).
+        self._big_id: tuple[RowLines, int, str] | None = None
 
     # ------------------------------------------------------------------ one chunk
 
@@ -312,15 +319,23 @@ class Column:
                 raise self._not_time(lines[k], values[k])
             return
         assert self.floats is not None and present is not None and numbers is not None
-        narrow = numbers.astype(np.float32)  # half the memory where that loses nothing
+        with np.errstate(over="ignore"):  # beyond float32 -> inf, and so not equal below
+            narrow = numbers.astype(np.float32)  # half the memory where that loses nothing
         exact = np.array_equal(narrow, numbers, equal_nan=True)
         self.floats.append(narrow if exact else numbers)
         if present.size:
             self.low = min(self.low, float(present.min()))
             self.high = max(self.high, float(present.max()))
-            if self.integer and not (
-                np.all(present == np.round(present)) and np.abs(present).max() < 2**53
-            ):
+            whole = self.integer and np.all(present == np.round(present))
+            if whole and self.role == "auto" and np.abs(present).max() >= EXACT_INTEGERS:
+                big = np.flatnonzero(np.abs(numbers) >= EXACT_INTEGERS)
+                if all(_INTEGER.fullmatch(values[k]) for k in big):
+                    # integer ids a float cannot tell apart: keep the text (the ids) instead
+                    self._big_id = (lines, int(big[0]), values[big[0]])
+                    self.numeric = self.integer = self.iso = False
+                    self.floats = self.times = None
+                    return
+            if self.integer and not (whole and np.abs(present).max() < EXACT_INTEGERS):
                 self.integer = False
                 if self.role == "auto":  # a float column: no vocabulary needed
                     self.ids = self.vocab = None
@@ -399,6 +414,14 @@ class Column:
             return None
         lines, k = self._first_missing
         return lines[k]
+
+    @property
+    def big_id(self) -> tuple[int, str] | None:
+        """``(line, value)`` of the first integer id beyond 2**53 that made the column text."""
+        if self._big_id is None:
+            return None
+        lines, k, value = self._big_id
+        return lines[k], value
 
     def distinct(self) -> int | None:
         """Distinct non-empty values (None once hashed)."""

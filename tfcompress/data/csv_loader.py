@@ -154,6 +154,14 @@ def _decide(col: Column) -> tuple[str, str, float | None]:
         if present >= 50 and many >= 0.5 * present:
             return "categorical", f"integer ids ({many}+ distinct in {present} rows)", None
         return "undecided", "", None
+    if col.big_id is not None:
+        line, value = col.big_id
+        _log.info(
+            "%s line %d: column %r holds integer ids beyond 2^53 (%s) that a float cannot tell "
+            "apart; kept as categorical text so they stay distinct (numeric= makes them "
+            "rounded numbers).", col.path, line, name, value,
+        )
+        return "categorical", "integer ids beyond 2^53 (kept as text, distinct)", None
     if col.iso:
         return "timestamp", "ISO date-times", None
     return "categorical", "text", None
@@ -201,7 +209,9 @@ def load_csv(
       ``app``, ``device``, ``os``, ``channel``, ...), when nearly every value is distinct, or
       when the values act as codes: on the train split, the label rate per value (cross-fitted)
       predicts the label clearly better than the value order (:mod:`.inference`). Other
-      integers (counts, amounts) are numeric.
+      integers (counts, amounts) are numeric. Integers written as digits beyond 2**53 (e.g.
+      19- or 30-digit ids), which a float cannot tell apart, are **categorical** text, so
+      every id stays distinct (logged at INFO; ``numeric=`` makes them rounded numbers).
     * ISO date-times (``2017-11-07 09:30:38``), or epoch numbers in a column with a time-like
       name, are **timestamps**: ``timestamp_features="hour_weekday"`` makes two categorical
       features ``<col>_hour`` (ids 1..24) and ``<col>_weekday`` (1 = Monday .. 7), UTC, 0 when
