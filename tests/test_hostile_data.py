@@ -28,6 +28,53 @@ def _all(task, name: str) -> np.ndarray:
     return np.concatenate([task.info["arrays"][s][0][name].ravel() for s in task.info["arrays"]])
 
 
+def test_huge_numeric_value_raises_naming_file_line_column_value(tmp_path):
+    # 1e300 overflowed the standard deviation to inf: the column became all zeros, silently.
+    for value in ("1e300", "-3e200", "1.7e308"):
+        path = _csv(tmp_path / "big.csv", ["0.5", "2.5", value])
+        with pytest.raises(ValueError) as err:
+            load_csv(path, label="click", split_mode="random")
+        msg = str(err.value)
+        assert f"{path} line 4" in msg
+        assert "'x'" in msg and value in msg
+        assert "log" in msg and "categorical=" in msg  # the fix
+    # large but standardisable values still load, finite and distinct
+    task = load_csv(_csv(tmp_path / "ok.csv", ["1e30", "2.5"]), label="click")
+    assert task.info["columns"]["x"]["kind"] == "numeric"
+    xs = _all(task, "x")
+    assert np.isfinite(xs).all() and xs.max() > 8.0  # the outlier: sqrt(79) std
+
+
+def test_nonfinite_text_in_a_numeric_column_raises_instead_of_going_categorical(
+    tmp_path, monkeypatch
+):
+    # One 'inf' or 'nan' among numbers turned the whole column into a categorical of text.
+    for bad in ("inf", "-inf", "nan", "NaN", "Infinity"):
+        path = _csv(tmp_path / f"c_{bad}.csv", ["1.5", bad])
+        with pytest.raises(ValueError) as err:
+            load_csv(path, label="click")
+        msg = str(err.value)
+        assert f"{path} line 3" in msg and f"{bad!r}" in msg and "'x'" in msg
+        assert "numeric_fill" in msg and "categorical=" in msg
+    # across chunks: an 'inf' in a later chunk still names its line; text after an 'inf'
+    # (a later chunk) makes the column categorical as before
+    monkeypatch.setattr("tfcompress.data._csv_scan.CHUNK_ROWS", 4)
+    path = _csv(tmp_path / "late.csv", ["1.5"] * 9 + ["inf"])
+    with pytest.raises(ValueError, match=f"{path} line 11: value 'inf' in column 'x'"):
+        load_csv(path, label="click")
+    task = load_csv(_csv(tmp_path / "late_text.csv", ["inf"] + ["1.5"] * 10 + ["red"]),
+                    label="click")
+    assert task.info["columns"]["x"]["kind"] == "categorical"
+    monkeypatch.undo()
+    # the documented way out: list the column in categorical=
+    task = load_csv(_csv(tmp_path / "cat.csv", ["1.5", "inf"]), label="click",
+                    categorical=["x"])
+    assert task.info["columns"]["x"]["kind"] == "categorical"
+    # real text in the column still makes it categorical, whatever came first
+    task = load_csv(_csv(tmp_path / "text.csv", ["inf", "red"]), label="click")
+    assert task.info["columns"]["x"]["kind"] == "categorical"
+
+
 def test_integer_ids_beyond_float_precision_stay_distinct(tmp_path, caplog):
     # 10**30 + i (and 19-digit ids) were parsed as floats: all rows one value, numeric.
     for base in (10**30, 2**53 + 10**6, 9 * 10**18):

@@ -156,7 +156,16 @@ class Build:
                 fill = float(known.mean()) if known.size else 0.0
             values[missing] = float(fill)
         train = np.flatnonzero(self.is_train)
-        standard, mean, std = standardise(values, train)
+        with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+            standard, mean, std = standardise(values, train)
+        if not (np.isfinite(mean) and np.isfinite(std) and np.isfinite(standard).all()):
+            line, value = col.extreme or (0, "?")
+            raise ValueError(
+                f"{self.path} line {line}: value {value!r} in numeric column {col.name!r} is "
+                f"too large to standardise (train mean {mean:g}, std {std:g}: the result is "
+                "not a finite float32); fix the value, scale the column before loading (e.g. "
+                "log10 of it), or list the column in categorical=."
+            )
         del values
         self.stats[name] = {"mean": mean, "std": std}
         entry["encoding"] = "standardised"

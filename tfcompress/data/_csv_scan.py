@@ -276,6 +276,14 @@ class Column:
         #: ``(lines, row in chunk)`` of the first integer id beyond :data:`EXACT_INTEGERS` of an
         #: ``auto`` column of integers: such a column is kept as text (categorical).
         self._big_id: tuple[RowLines, int, str] | None = None
+        #: every non-empty value so far parses with ``float()`` (``inf`` and ``nan`` included),
+        #: and where the first non-finite one is: an ``auto`` column of numbers with an ``inf``
+        #: or ``nan`` raises instead of silently becoming categorical text.
+        self.floaty = self.numeric
+        self._nonfinite: tuple[RowLines, int, str] | None = None
+        #: ``(|value|, lines, row in chunk, text)`` of the largest number, for the error of a
+        #: value too large to standardise.
+        self._extreme: tuple[float, RowLines, int, str] | None = None
 
     # ------------------------------------------------------------------ one chunk
 
@@ -292,6 +300,13 @@ class Column:
             return
         if self.numeric:
             self._numbers(values, lines, empty)
+        elif self.floaty and self._nonfinite is not None:
+            try:
+                for v in values:
+                    if v:
+                        float(v)
+            except ValueError:
+                self.floaty = False  # real text: a categorical column after all
         if self.iso and not self.numeric:
             self._iso(values, lines)
         if self.ids is not None:
@@ -309,6 +324,10 @@ class Column:
             k = next(i for i, v in enumerate(values) if v and parse_float(v) is None)
             self.numeric = self.integer = False
             self.floats = None
+            if numbers is None:
+                self.floaty = False
+            elif self._nonfinite is None:
+                self._nonfinite = (lines, k, values[k])
             if self.role == "numeric":
                 raise ValueError(
                     f"{self.path} line {lines[k]}: value {values[k]!r} in numeric column "
@@ -324,6 +343,9 @@ class Column:
         exact = np.array_equal(narrow, numbers, equal_nan=True)
         self.floats.append(narrow if exact else numbers)
         if present.size:
+            j = int(np.nanargmax(np.abs(numbers)))
+            if self._extreme is None or abs(numbers[j]) > self._extreme[0]:
+                self._extreme = (abs(float(numbers[j])), lines, j, values[j])
             self.low = min(self.low, float(present.min()))
             self.high = max(self.high, float(present.max()))
             whole = self.integer and np.all(present == np.round(present))
@@ -332,7 +354,7 @@ class Column:
                 if all(_INTEGER.fullmatch(values[k]) for k in big):
                     # integer ids a float cannot tell apart: keep the text (the ids) instead
                     self._big_id = (lines, int(big[0]), values[big[0]])
-                    self.numeric = self.integer = self.iso = False
+                    self.numeric = self.integer = self.iso = self.floaty = False
                     self.floats = self.times = None
                     return
             if self.integer and not (whole and np.abs(present).max() < EXACT_INTEGERS):
@@ -421,6 +443,23 @@ class Column:
         if self._big_id is None:
             return None
         lines, k, value = self._big_id
+        return lines[k], value
+
+    @property
+    def nonfinite(self) -> tuple[int, str] | None:
+        """``(line, value)`` of the first ``inf`` / ``nan`` of a column whose every value is
+        otherwise a number (None if the column holds text or no such value)."""
+        if self._nonfinite is None or not self.floaty:
+            return None
+        lines, k, value = self._nonfinite
+        return lines[k], value
+
+    @property
+    def extreme(self) -> tuple[int, str] | None:
+        """``(line, value)`` of the number of largest magnitude (None if none)."""
+        if self._extreme is None:
+            return None
+        _, lines, k, value = self._extreme
         return lines[k], value
 
     def distinct(self) -> int | None:

@@ -154,6 +154,15 @@ def _decide(col: Column) -> tuple[str, str, float | None]:
         if present >= 50 and many >= 0.5 * present:
             return "categorical", f"integer ids ({many}+ distinct in {present} rows)", None
         return "undecided", "", None
+    if col.nonfinite is not None:
+        line, value = col.nonfinite
+        raise ValueError(
+            f"{col.path} line {line}: value {value!r} in column {name!r} is not a finite number, "
+            "but every other value of the column is a number (it would silently become a "
+            "categorical column of text); replace it with an empty cell and pass "
+            "numeric_fill= (or a finite number), or list the column in categorical= to read "
+            "its values as categories."
+        )
     if col.big_id is not None:
         line, value = col.big_id
         _log.info(
@@ -212,6 +221,10 @@ def load_csv(
       integers (counts, amounts) are numeric. Integers written as digits beyond 2**53 (e.g.
       19- or 30-digit ids), which a float cannot tell apart, are **categorical** text, so
       every id stays distinct (logged at INFO; ``numeric=`` makes them rounded numbers).
+    * a column of numbers with an ``inf`` / ``nan`` / ``Infinity`` cell raises ``ValueError``
+      (file, line, value): empty the cell (``numeric_fill``) or list the column in
+      ``categorical=``; a numeric value too large to standardise (e.g. ``1e300``: the train
+      std overflows) raises ``ValueError`` naming its line: scale the column (log) first.
     * ISO date-times (``2017-11-07 09:30:38``), or epoch numbers in a column with a time-like
       name, are **timestamps**: ``timestamp_features="hour_weekday"`` makes two categorical
       features ``<col>_hour`` (ids 1..24) and ``<col>_weekday`` (1 = Monday .. 7), UTC, 0 when
