@@ -545,7 +545,8 @@ def yaml_tree(text: str) -> tuple[Any, dict[str, int]]:
     """Parse YAML ``text`` safely: ``(data, {key path: 1-based line})``.
 
     Raises:
-        RecipeError: a syntax error (with its line) or a key given twice in one table.
+        RecipeError: a syntax error (with its line), a key given twice in one table, or a
+            document past the limits of ``_recipe_limits`` (depth, alias expansion).
 
     Example:
         >>> yaml_tree("name: x\\nstages:\\n  - kind: prune\\n")[1]["stages[0].kind"]
@@ -553,7 +554,9 @@ def yaml_tree(text: str) -> tuple[Any, dict[str, int]]:
     """
     import yaml
 
-    loader = yaml.SafeLoader(text)
+    from tfcompress._recipe_limits import bounded_yaml_loader  # imports this module
+
+    loader = bounded_yaml_loader()(text)  # a SafeLoader bounding depth and alias expansion
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None

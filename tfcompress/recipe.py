@@ -56,6 +56,13 @@ from tfcompress._recipe_files import (
     toml_syntax_line,
     yaml_tree,
 )
+from tfcompress._recipe_limits import (
+    check_data_depth,
+    check_size,
+    check_toml_depth,
+    read_text,
+    strip_bom,
+)
 from tfcompress._recipe_specs import (
     DATA_FORMATS,
     DISTILLATION_LOSSES,
@@ -394,8 +401,10 @@ def loads_recipe(text: str, format: str = "toml", *, source: str | None = None) 
         The validated recipe.
 
     Raises:
-        RecipeError: a syntax error (with its line) or an invalid recipe (with the line, key
-            path and received value).
+        RecipeError: a syntax error (with its line), an invalid recipe (with the line, key
+            path and received value), or a text past the loader's limits: over 1 MiB, values
+            nested more than 32 deep, YAML aliases expanding to over 100,000 values or
+            referring to themselves. A leading UTF-8 BOM is dropped.
         TypeError: ``text`` is not a string.
 
     Example:
@@ -407,6 +416,23 @@ def loads_recipe(text: str, format: str = "toml", *, source: str | None = None) 
     fmt = format.lower() if isinstance(format, str) else format
     if fmt not in ("toml", "yaml", "yml"):
         raise ValueError(f"`format` must be 'toml' or 'yaml', received {format!r}.")
+    config, lines = _parse(strip_bom(text), fmt, source)
+    try:
+        recipe = Recipe.from_config(config, source=source)
+    except RecipeError as err:
+        raise err.at(line_for(lines, err.key), source) from None
+    _log.debug("Loaded recipe %r from %s.", recipe.name, source or f"{fmt} text")
+    return recipe
+
+
+def _parse(text: str, fmt: str, source: str | None) -> tuple[Any, dict[str, int]]:
+    """The config tree of a recipe text and its key-path -> line map, within the limits."""
+    try:
+        check_size(text)
+        if fmt == "toml":
+            check_toml_depth(text)
+    except RecipeError as err:
+        raise err.at(source=source) from None
     if fmt == "toml":
         if sys.version_info >= (3, 11):
             import tomllib
@@ -430,11 +456,10 @@ def loads_recipe(text: str, format: str = "toml", *, source: str | None = None) 
         if config is None:
             config = {}
     try:
-        recipe = Recipe.from_config(config, source=source)
+        check_data_depth(config)  # a long dotted TOML key nests without brackets
     except RecipeError as err:
         raise err.at(line_for(lines, err.key), source) from None
-    _log.debug("Loaded recipe %r from %s.", recipe.name, source or f"{fmt} text")
-    return recipe
+    return config, lines
 
 
 def load_recipe(path: str | os.PathLike[str]) -> Recipe:
@@ -476,10 +501,9 @@ def load_recipe(path: str | os.PathLike[str]) -> Recipe:
             source=source,
         )
     try:
-        text = file.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise RecipeError(f"the file is not UTF-8 text ({err}); save it as UTF-8.",
-                          source=source) from None
+        text = read_text(file)  # at most 1 MiB, a UTF-8 BOM dropped
+    except RecipeError as err:
+        raise err.at(source=source) from None
     return loads_recipe(text, fmt, source=source)
 
 

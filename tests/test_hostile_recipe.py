@@ -1,0 +1,127 @@
+"""Hostile recipe files: loading is bounded (size, depth, alias expansion) and never hangs;
+relative paths resolve against the recipe's folder; a UTF-8 BOM is accepted.
+
+The bounded-work tests load the recipe in a child process with a timeout, so a regression shows
+as a failed test (the child is killed) rather than a hung suite.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tfcompress.recipe import RecipeError, load_recipe, loads_recipe
+
+HEAD = 'name = "run"\n[model]\nname = "dcn"\nepochs = 1\n'
+YAML_HEAD = "name: run\nmodel: {name: dcn, epochs: 1}\n"
+
+# Loads the recipe file argv[1] and prints the error type and text (or "loaded").
+_CHILD = textwrap.dedent(
+    """
+    import sys
+    from tfcompress.recipe import load_recipe
+    try:
+        load_recipe(sys.argv[1])
+    except Exception as err:
+        print(type(err).__name__ + ": " + str(err))
+    else:
+        print("loaded")
+    """
+)
+
+
+def _load_in_child(path: Path, timeout: float = 60.0) -> str:
+    """The first line the child prints: ``"<ErrorType>: <message>"`` or ``"loaded"``.
+
+    Fails the test when the child does not return within ``timeout`` seconds (a hang).
+    """
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _CHILD, str(path)],
+            capture_output=True, text=True, timeout=timeout, env=env,
+            cwd=Path(__file__).resolve().parents[1],
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"loading {path.name} did not return within {timeout:.0f} s (a hang)")
+    lines = done.stdout.strip().splitlines()
+    assert lines, done.stderr[-2000:]
+    return lines[-1]
+
+
+def _alias_bomb(levels: int = 9, width: int = 9) -> str:
+    rows = ["a0: &a0 [" + ", ".join(["x"] * width) + "]"]
+    for i in range(1, levels):
+        rows.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * width) + "]")
+    return YAML_HEAD + "\n".join(rows) + "\n"
+
+
+@pytest.mark.multiprocess
+def test_yaml_alias_bomb_is_refused_quickly(tmp_path):
+    path = tmp_path / "bomb.yaml"
+    path.write_text(_alias_bomb(), encoding="utf-8")
+    line = _load_in_child(path)
+    assert line.startswith(f"RecipeError: {path} line "), line
+    assert "aliases expand to more than 100000 values" in line, line
+    assert "Remove the aliases (write the values out)" in line, line
+
+
+@pytest.mark.multiprocess
+def test_yaml_self_referential_alias_is_refused(tmp_path):
+    path = tmp_path / "loop.yaml"
+    path.write_text(YAML_HEAD + "loop: &a [1, *a]\n", encoding="utf-8")
+    line = _load_in_child(path)
+    assert line.startswith(f"RecipeError: {path} line 3: "), line
+    assert 'alias *a refers to the value that contains it' in line, line
+
+
+@pytest.mark.multiprocess
+@pytest.mark.parametrize("fmt", ["toml", "yaml"])
+def test_deep_nesting_is_refused_without_recursion_error(tmp_path, fmt):
+    depth = 10_000
+    nested = "[" * depth + "]" * depth
+    text = (HEAD + f"deep = {nested}\n") if fmt == "toml" else (YAML_HEAD + f"deep: {nested}\n")
+    path = tmp_path / f"deep.{fmt}"
+    path.write_text(text, encoding="utf-8")
+    line = _load_in_child(path)
+    assert line.startswith(f"RecipeError: {path} line 5: " if fmt == "toml"
+                           else f"RecipeError: {path} line 3: "), line
+    assert "values nested more than 32 deep" in line, line
+    assert "RecursionError" not in line
+
+
+@pytest.mark.multiprocess
+def test_oversized_file_is_refused_before_reading_it_all(tmp_path):
+    path = tmp_path / "huge.toml"
+    path.write_text(HEAD + "# " + "x" * (2 << 20) + "\n", encoding="utf-8")
+    line = _load_in_child(path)
+    assert line.startswith(f"RecipeError: {path}: "), line
+    assert "larger than the 1 MiB limit for recipe files" in line, line
+    with pytest.raises(RecipeError, match=r"^the recipe text is larger than the 1 MiB limit"):
+        loads_recipe(HEAD + "#" * (1 << 20))
+
+
+def test_bounds_leave_ordinary_recipes_alone(tmp_path):
+    # nesting up to the limit and a few aliases are fine
+    yaml_text = (YAML_HEAD + "stages:\n  - &p {kind: prune, sparsity: 0.5}\n"
+                 "  - {kind: prune, sparsity: 0.7}\n")
+    assert [s.sparsity for s in loads_recipe(yaml_text, "yaml").stages] == [0.5, 0.7]
+    with pytest.raises(RecipeError, match=r'unknown key "deep"'):
+        loads_recipe(HEAD + "deep = " + "[" * 30 + "]" * 30 + "\n")
+
+
+@pytest.mark.parametrize("fmt, text", [
+    ("toml", HEAD + '[[stages]]\nkind = "prune"\nsparsity = 0.6\n'),
+    ("yaml", YAML_HEAD + "stages:\n  - {kind: prune, sparsity: 0.6}\n"),
+])
+def test_utf8_bom_is_accepted(tmp_path, fmt, text):
+    path = tmp_path / f"bom.{fmt}"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    recipe = load_recipe(path)
+    assert (recipe.name, recipe.stages[0].sparsity) == ("run", 0.6)
+    assert loads_recipe("\ufeff" + text, fmt).stages[0].sparsity == 0.6
