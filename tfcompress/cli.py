@@ -372,8 +372,20 @@ _COMMANDS = {"demo": _cmd_demo, "run": _cmd_run, "report": _cmd_report, "export"
 
 #: frames shown under a one-line error (``--traceback`` shows them all)
 ERROR_FRAMES = 3
-#: errors in what the user gave (arguments, recipe, files): exit status 2; anything else 1
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError)
+#: errors in what the user gave (arguments, recipe, files, sizes, the output path): exit status
+#: 2; anything else 1
+USER_ERRORS = (ValueError, TypeError, OSError, MemoryError, OverflowError, RecursionError)
+#: errors printed without their type name (their message says it all)
+_PLAIN_ERRORS = (ValueError, TypeError, FileNotFoundError)
+#: what to try, after the message of an error that rarely says it
+_HINTS = (
+    (MemoryError, "out of memory: reduce the sizes asked for (samples, batch size, vocabulary, "
+                  "model size)"),
+    (RecursionError, "the input is nested too deeply (or refers to itself): simplify it"),
+    (OverflowError, "a number is too large: check the sizes and ids in the input"),
+    (OSError, "check the path exists, is of the right kind and is readable (or writable for "
+              "an output)"),
+)
 
 
 def _where(frame: traceback.FrameSummary) -> str:
@@ -407,8 +419,13 @@ def error_lines(err: BaseException, frames: int = ERROR_FRAMES) -> list[str]:
 
 
 def _report_error(command: str, err: BaseException, full: bool) -> None:
-    kind = "" if isinstance(err, USER_ERRORS) else f"{type(err).__name__}: "
+    kind = "" if isinstance(err, _PLAIN_ERRORS) or not str(err) else f"{type(err).__name__}: "
     message = str(err) or type(err).__name__
+    if not isinstance(err, _PLAIN_ERRORS):  # one bounded line, and what to try
+        message = " ".join(message.split())[:2000]
+        hint = next((h for t, h in _HINTS if isinstance(err, t)), None)
+        if hint:
+            message = f"{message} ({hint})"
     print(f"tfcompress {command}: error: {kind}{message}", file=sys.stderr)
     if full:
         traceback.print_exception(err, file=sys.stderr)
