@@ -76,6 +76,7 @@ from tfcompress.export_savedmodel import export_saved_model
 from tfcompress.keras_compat import check_model, keras, tf
 from tfcompress.manifest import (
     MANIFEST_NAME,
+    default_file_mode,
     file_table,
     manifest_entry,
     read_manifest,
@@ -370,6 +371,7 @@ def export_tflite(
                 parity["drift_flag"] = None
             else:  # quantized, QAT or int8 tables: drift by design, flagged beyond tolerance
                 report_drift(parity, what, drift, options, tolerances)
+            os.chmod(tmp, default_file_mode())  # mkstemp creates 0600 whatever the umask
             os.replace(tmp, target)
         except BaseException:
             with contextlib.suppress(OSError):

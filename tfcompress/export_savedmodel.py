@@ -26,6 +26,7 @@ from tfcompress.export_parity import check_float_parity, measure_parity
 from tfcompress.keras_compat import check_model, keras, tf
 from tfcompress.manifest import (
     MANIFEST_NAME,
+    default_dir_mode,
     file_table,
     manifest_entry,
     read_manifest,
@@ -138,6 +139,7 @@ def export_saved_model(
                     tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent)
                 )
                 os.replace(target, old / "x")
+            os.chmod(tmp, default_dir_mode())  # mkdtemp creates 0700 whatever the umask
             os.replace(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

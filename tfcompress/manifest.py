@@ -14,6 +14,7 @@ import datetime as _dt
 import hashlib
 import importlib.metadata
 import json
+import logging
 import os
 import platform
 import tempfile
@@ -22,9 +23,18 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MANIFEST_FORMAT_VERSION", "MANIFEST_NAME", "atomic_write_text", "verify_manifest"]
+__all__ = [
+    "MANIFEST_FORMAT_VERSION",
+    "MANIFEST_NAME",
+    "atomic_write_text",
+    "check_artifact",
+    "default_dir_mode",
+    "default_file_mode",
+    "verify_manifest",
+]
 
 MANIFEST_NAME = "manifest.json"
+_log = logging.getLogger("tfcompress")
 MANIFEST_FORMAT_VERSION = 1
 
 
@@ -91,26 +101,39 @@ def read_manifest(path: Path) -> dict[str, Any]:
     return data
 
 
+def _umask() -> int:
+    """This process's umask, read from ``/proc/self/status`` where the kernel reports it (no
+    process-wide change); elsewhere by setting and restoring it."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
 def default_file_mode() -> int:
     """The mode ``open()`` gives a new file in this process: ``0o666`` less the umask.
-
-    Read from ``/proc/self/status`` where the kernel reports it (no process-wide change);
-    elsewhere by setting and restoring the umask.
 
     Example:
         >>> oct(default_file_mode())  # doctest: +SKIP
         '0o644'
     """
-    umask = None
-    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("Umask:"):
-                umask = int(line.split()[1], 8)
-                break
-    if umask is None:
-        umask = os.umask(0o022)
-        os.umask(umask)
-    return 0o666 & ~umask
+    return 0o666 & ~_umask()
+
+
+def default_dir_mode() -> int:
+    """The mode ``os.mkdir()`` gives a new directory in this process: ``0o777`` less the umask.
+
+    ``tempfile.mkdtemp`` creates ``0o700`` whatever the umask; an export renamed from one gets
+    this mode instead, like any other directory the user creates.
+
+    Example:
+        >>> oct(default_dir_mode())  # doctest: +SKIP
+        '0o755'
+    """
+    return 0o777 & ~_umask()
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -152,18 +175,65 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(obj).__name__}")
 
 
+def _entry_problems(directory: Path, key: str, entry: Any) -> list[str]:
+    """What is wrong with the files of one manifest entry (malformed entries included)."""
+    if not isinstance(entry, dict):
+        return [f"malformed entry: expected an object, found {type(entry).__name__}"]
+    recorded = entry.get("files")
+    if not isinstance(recorded, dict) or not recorded:
+        return [f"malformed entry: 'files' must be a non-empty object, found {recorded!r:.80}"]
+    issues: list[str] = []
+    for rel, info in recorded.items():
+        if not isinstance(info, dict) or not isinstance(info.get("sha256"), str):
+            issues.append(f"malformed entry for file {rel}: expected {{bytes, sha256}}, found "
+                          f"{info!r:.80}")
+            continue
+        f = directory / rel
+        if not f.is_file():
+            issues.append(f"missing file {rel}")
+        elif f.stat().st_size != info.get("bytes"):
+            issues.append(f"{rel}: {f.stat().st_size} bytes, manifest says {info.get('bytes')}")
+        elif _sha256(f) != info["sha256"]:
+            issues.append(f"{rel}: sha256 differs from the manifest")
+    artifact = directory / key
+    if artifact.is_dir():
+        for f in sorted(artifact.rglob("*")):
+            rel = f.relative_to(directory).as_posix()
+            if f.is_file() and rel not in recorded:
+                issues.append(f"extra file {rel} not in the manifest")
+    return issues
+
+
+def _unlisted_artifacts(directory: Path, listed: set[str]) -> list[str]:
+    """``.tflite`` files and SavedModel directories in ``directory`` the manifest does not list
+    (hidden names, the exports' temporary files, are left out)."""
+    out = []
+    for p in sorted(directory.iterdir()):
+        if p.name.startswith(".") or p.name in listed:
+            continue
+        if (p.is_file() and p.suffix.lower() == ".tflite") or (
+            p.is_dir() and (p / "saved_model.pb").is_file()
+        ):
+            out.append(p.name)
+    return out
+
+
 def verify_manifest(directory: str | os.PathLike, *, strict: bool = True) -> dict[str, list[str]]:
     """Recompute the sha256 of every file in ``directory/manifest.json`` and compare.
 
+    Also reports, as findings, malformed manifest entries and ``.tflite`` files or SavedModel
+    directories in ``directory`` that the manifest does not list.
+
     Args:
         directory: the directory holding ``manifest.json`` and the artifacts.
-        strict: raise on any mismatch (default); otherwise only return the problems.
+        strict: raise on any finding (default); otherwise only return them.
 
     Returns:
-        ``artifact name -> list of problems`` (empty lists when everything matches).
+        ``artifact name -> list of problems`` (empty lists when everything matches); an
+        unlisted artifact appears under its name with ``"not listed in the manifest"``.
 
     Raises:
-        ValueError: no manifest, a corrupt manifest, or (``strict``) a missing/changed/extra file.
+        ValueError: no manifest, a corrupt manifest, or (``strict``) any finding.
 
     Example:
         >>> verify_manifest("savedmodels")  # doctest: +SKIP
@@ -177,29 +247,76 @@ def verify_manifest(directory: str | os.PathLike, *, strict: bool = True) -> dic
             "wrote to."
         )
     data = read_manifest(path)
-    problems: dict[str, list[str]] = {}
-    for key, entry in data["artifacts"].items():
-        issues: list[str] = []
-        recorded = entry.get("files", {})
-        artifact = directory / key
-        for rel, info in recorded.items():
-            f = directory / rel
-            if not f.is_file():
-                issues.append(f"missing file {rel}")
-            elif f.stat().st_size != info.get("bytes"):
-                issues.append(f"{rel}: {f.stat().st_size} bytes, manifest says {info.get('bytes')}")
-            elif _sha256(f) != info.get("sha256"):
-                issues.append(f"{rel}: sha256 differs from the manifest")
-        if artifact.is_dir():
-            for f in artifact.rglob("*"):
-                rel = f.relative_to(directory).as_posix()
-                if f.is_file() and rel not in recorded:
-                    issues.append(f"extra file {rel} not in the manifest")
-        problems[key] = issues
+    problems: dict[str, list[str]] = {
+        str(key): _entry_problems(directory, str(key), entry)
+        for key, entry in data["artifacts"].items()
+    }
+    for name in _unlisted_artifacts(directory, set(problems)):
+        problems[name] = [
+            f"{name} is not listed in the manifest (export it again, or remove it)"
+        ]
     bad = {k: v for k, v in problems.items() if v}
     if bad and strict:
         raise ValueError(f"manifest {str(path)!r} does not match the files on disk: {bad}.")
     return problems
+
+
+def check_artifact(path: str | os.PathLike, *, verify: bool = True) -> bool:
+    """Check a ``.tflite`` file or SavedModel directory against the ``manifest.json`` beside it.
+
+    Nothing to check (no manifest, or the manifest does not list ``path``) returns False.
+
+    Args:
+        path: the artifact about to be loaded.
+        verify: False skips the check with a WARNING.
+
+    Returns:
+        True when the manifest lists ``path`` and every file's sha256 matches.
+
+    Raises:
+        ValueError: the manifest is corrupt, its entry for ``path`` is malformed, or a file is
+            missing, extra or has other bytes than the manifest records; the message names the
+            file, both hashes and the fix.
+
+    Example:
+        >>> check_artifact("savedmodels/ctr.tflite")  # doctest: +SKIP
+        True
+    """
+    artifact = Path(path)
+    directory = artifact.parent
+    manifest = directory / MANIFEST_NAME
+    if not manifest.is_file():
+        return False
+    if not verify:
+        _log.warning("%s: not checked against %s (verify=False).", artifact, manifest)
+        return False
+    fix = ("re-export it (or restore the file), or pass verify=False to load it unchecked")
+    try:
+        data = read_manifest(manifest)
+    except ValueError as e:
+        raise ValueError(f"cannot check {str(artifact)!r}: {e} Or pass verify=False to load it "
+                         "unchecked.") from e
+    entry = data["artifacts"].get(artifact.name)
+    if entry is None:
+        return False
+    issues = _entry_problems(directory, artifact.name, entry)
+    if not issues:
+        return True
+    files = entry.get("files") if isinstance(entry, dict) else None
+    details = []
+    for issue in issues:
+        rel = issue.split(":", 1)[0]
+        info = files.get(rel) if isinstance(files, dict) else None
+        if isinstance(info, dict) and (directory / rel).is_file():
+            f = directory / rel
+            details.append(f"{rel}: sha256 {_sha256(f)} ({f.stat().st_size} bytes) on disk, "
+                           f"{info.get('sha256')} ({info.get('bytes')} bytes) in the manifest")
+        else:
+            details.append(issue)
+    raise ValueError(
+        f"{str(artifact)!r} does not match {str(manifest)!r}: {'; '.join(details)}. The file "
+        f"changed after the export (corrupted, or replaced); {fix}."
+    )
 
 
 def manifest_entry(

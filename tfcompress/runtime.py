@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from tfcompress.keras_compat import check_keras_file, check_model, keras, tf
-from tfcompress.manifest import MANIFEST_NAME
+from tfcompress.manifest import MANIFEST_NAME, check_artifact
 from tfcompress.model_inputs import (
     RANDOM_BATCH_SIZE,
     Batch,
@@ -364,8 +364,15 @@ class _TFLiteVariant(Variant):
     def __init__(self, path: str, name: str, num_threads: int = 1) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        self._interpreter = Interpreter(model_path=path, num_threads=num_threads)
-        sigs = self._interpreter.get_signature_list()
+        size = os.path.getsize(path)
+        try:
+            self._interpreter = Interpreter(model_path=path, num_threads=num_threads)
+            sigs = self._interpreter.get_signature_list()
+        except (ValueError, RuntimeError) as e:
+            raise ValueError(
+                f"`path_or_model` {path!r} ({size} bytes) is not a valid TFLite model ({e}); the "
+                "file is empty, truncated or corrupt: export it again."
+            ) from e
         if not sigs:
             raise ValueError(
                 f"TFLite model {path!r} has no signature; export it with "
@@ -436,6 +443,7 @@ def load_variant(
     *,
     name: str | None = None,
     num_threads: int = 1,
+    verify: bool = True,
 ) -> Variant:
     """Load a Keras model, SavedModel directory or ``.tflite`` file as a runnable :class:`Variant`.
 
@@ -444,11 +452,14 @@ def load_variant(
             ``.keras`` / ``.h5`` file (loaded with ``safe_mode=True``).
         name: display name; defaults to the model name or the file name.
         num_threads: TFLite interpreter threads.
+        verify: check a ``.tflite`` file or SavedModel directory against the sha256 recorded in
+            the ``manifest.json`` beside it, when the manifest lists it (False: skip, with a
+            WARNING).
 
     Raises:
         TypeError: neither a path nor a tf_keras model; a ``.keras`` file saved by Keras 3.
         ValueError: the path does not exist or has an unknown type; an empty or truncated
-            ``.keras`` file.
+            ``.keras`` or ``.tflite`` file; an artifact whose bytes differ from its manifest.
 
     Example:
         >>> v = load_variant("savedmodels/ctr.tflite")  # doctest: +SKIP
@@ -470,9 +481,11 @@ def load_variant(
                     f"`path_or_model` {str(path)!r} is a directory without saved_model.pb; pass a "
                     "SavedModel directory."
                 )
+            check_artifact(path, verify=verify)
             return _SavedModelVariant(str(path), label)
         suffix = path.suffix.lower()
         if suffix == ".tflite":
+            check_artifact(path, verify=verify)
             return _TFLiteVariant(str(path), label, num_threads=num_threads)
         if suffix in (".keras", ".h5"):
             check_keras_file(path, argument="path_or_model")
