@@ -38,6 +38,11 @@ def test_huge_numeric_value_raises_naming_file_line_column_value(tmp_path):
         assert f"{path} line 4" in msg
         assert "'x'" in msg and value in msg
         assert "log" in msg and "categorical=" in msg  # the fix
+    # the same in a libFM value (field 1 of line 3)
+    libfm = tmp_path / "big.libfm"
+    libfm.write_text("".join(f"{k % 2} 0:1 1:{v}\n" for k, v in enumerate(["0.5", "2", "1e300"])))
+    with pytest.raises(ValueError, match=f"{libfm} line 3: value 1e[+]?300 of field 1 is too"):
+        load_libfm(str(libfm))
     # large but standardisable values still load, finite and distinct
     task = load_csv(_csv(tmp_path / "ok.csv", ["1e30", "2.5"]), label="click")
     assert task.info["columns"]["x"]["kind"] == "numeric"

@@ -121,6 +121,7 @@ def load_libfm(
 
     labels: list[float] = []
     lines: list[list[tuple[int, int, float]]] = []
+    numbers: list[int] = []  # the file line of each entry of ``lines``
     mode: str | None = None
     mode_line = 0
     top = (-1, 0, "")  # the largest index, its line and token
@@ -170,6 +171,7 @@ def load_libfm(
                 top = (index, number, token)
         labels.append(1.0 if label == 1.0 else 0.0)
         lines.append(entries)
+        numbers.append(number)
     if not lines:
         raise ValueError(
             f"{path} line 1: file is empty; expected lines like '1 3:1 17:0.5' (libFM) or "
@@ -226,7 +228,16 @@ def load_libfm(
     stats: dict[str, dict[str, float]] = {}
     for j, f in enumerate(fields):
         if not_one[j]:
-            standard, mean, std = standardise(values[:, j], parts["train"])
+            with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+                standard, mean, std = standardise(values[:, j], parts["train"])
+            if not (np.isfinite(mean) and np.isfinite(std) and np.isfinite(standard).all()):
+                k = int(np.argmax(np.abs(values[:, j])))
+                raise ValueError(
+                    f"{path} line {numbers[k]}: value {float(values[k, j])!r} of field {f} is too "
+                    f"large to standardise (train mean {mean:g}, std {std:g}: the result is "
+                    "not a finite float32); fix the value or scale the field's values before "
+                    "loading (e.g. log10 of them)."
+                )
             columns[f"value_{f}"] = standard.reshape(-1, 1)
             stats[f"value_{f}"] = {"mean": mean, "std": std}
             features.append(Feature(f"value_{f}", "numeric"))
