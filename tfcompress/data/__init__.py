@@ -34,6 +34,12 @@ Conventions shared by the file loaders:
   AUC >= 0.99: a WARNING, or ``ValueError`` with ``strict=True``) and ``task.summary()``
   tells what each column became.
 * bad files raise ``ValueError`` naming the file, the line and the problem.
+* hostile values never load as silently wrong data (``tests/test_hostile_data.py``): a value
+  too large to standardise (``1e300``) and an ``inf`` / ``nan`` cell in a column of numbers
+  raise naming the line, column and value; integer ids beyond float or int64 precision stay
+  distinct (CSV: categorical text, logged; MovieLens: ids 1..n in numeric order); an inferred
+  libFM index space above 2**24 raises naming the line of the largest index (pass
+  ``n_features=``); a corrupt, truncated or non-gzip ``.gz`` file raises naming the file.
 * files ending in ``.gz`` are read through gzip; text must be UTF-8 (a BOM is accepted).
 
 Example:

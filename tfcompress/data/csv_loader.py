@@ -286,7 +286,8 @@ def load_csv(
         ValueError: a bad argument, a leak with ``strict=True``, or a bad file (named with the
             line): missing, empty or header only, unknown column, ragged row, bad label, a
             non-numeric value in a numeric column, an empty numeric cell without
-            ``numeric_fill``.
+            ``numeric_fill``, an ``inf`` / ``nan`` cell in a column of numbers, a value too
+            large to standardise, a corrupt ``.gz`` file.
         TypeError: an argument of the wrong type.
 
     Example:

@@ -99,7 +99,9 @@ def load_libfm(
 
     Raises:
         ValueError: a bad argument or file (with file and line): empty file, bad token, label
-            not 0/1/-1, index >= ``n_features``, a field repeated in a libFFM line.
+            not 0/1/-1, index >= ``n_features`` (or above :data:`MAX_INFERRED_FEATURES` with
+            ``n_features=None``), a field repeated in a libFFM line, a value too large to
+            standardise, a corrupt ``.gz`` file.
         TypeError: an argument of the wrong type.
 
     Example:
