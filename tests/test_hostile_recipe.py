@@ -7,6 +7,7 @@ as a failed test (the child is killed) rather than a hung suite.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tfcompress.recipe import RecipeError, load_recipe, loads_recipe
+from tfcompress.recipe import DataSpec, ModelSpec, Recipe, RecipeError, load_recipe, loads_recipe
 
 HEAD = 'name = "run"\n[model]\nname = "dcn"\nepochs = 1\n'
 YAML_HEAD = "name: run\nmodel: {name: dcn, epochs: 1}\n"
@@ -125,3 +126,45 @@ def test_utf8_bom_is_accepted(tmp_path, fmt, text):
     recipe = load_recipe(path)
     assert (recipe.name, recipe.stages[0].sparsity) == ("run", 0.6)
     assert loads_recipe("\ufeff" + text, fmt).stages[0].sparsity == 0.6
+
+
+def test_relative_paths_resolve_against_the_recipe_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "project" / "recipes"
+    folder.mkdir(parents=True)
+    (folder / "clicks.csv").write_text("y,x\n1,2\n", encoding="utf-8")
+    (folder / "teacher.keras").write_bytes(b"")
+    path = folder / "r.toml"
+    path.write_text('name = "run"\n[model]\npath = "teacher.keras"\n'
+                    '[data]\npath = "clicks.csv"\nlabel = "y"\n', encoding="utf-8")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    recipe = load_recipe(path)
+    assert recipe.data.path == str(folder / "clicks.csv")
+    assert recipe.model.path == str(folder / "teacher.keras")
+    # a relative recipe path too: the folder is made absolute
+    monkeypatch.chdir(tmp_path / "project")
+    assert load_recipe("recipes/r.toml").data.path == str(folder / "clicks.csv")
+    # absolute paths are kept; recipes built in Python stay relative to the working directory
+    path.write_text(f'name = "run"\n[model]\nname = "dcn"\nepochs = 1\n'
+                    f'[data]\npath = "{elsewhere / "d.csv"}"\nlabel = "y"\n', encoding="utf-8")
+    assert load_recipe(path).data.path == str(elsewhere / "d.csv")
+    assert Recipe("r", ModelSpec(name="dcn", epochs=1),
+                  DataSpec(path="d.csv", label="y")).data.path == "d.csv"
+    assert loads_recipe(HEAD + '[data]\npath = "d.csv"\nlabel = "y"\n').data.path == "d.csv"
+
+
+def test_missing_relative_data_file_names_the_folder_tried(tmp_path, caplog):
+    folder = tmp_path / "recipes"
+    folder.mkdir()
+    path = folder / "r.yaml"
+    path.write_text(YAML_HEAD + "data: {path: data/nope.csv, label: y}\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="tfcompress"):
+        recipe = load_recipe(path)
+    assert recipe.data.path == str(folder / "data" / "nope.csv")
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(
+        f"{path} line 3, data.path: no file {str(folder / 'data' / 'nope.csv')!r}" in m
+        and f"relative paths are read from the recipe's folder {str(folder)!r}" in m
+        for m in messages
+    ), messages

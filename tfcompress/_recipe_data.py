@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Mapping
@@ -411,3 +412,70 @@ def _check_file_task(task: Any, path: str, fmt: str) -> None:
 
 def _set(obj: Any, name: str, value: Any) -> None:
     object.__setattr__(obj, name, value)
+
+
+# --------------------------------------------------------------------------- file paths
+
+_log = logging.getLogger("tfcompress")
+
+
+def resolve_recipe_paths(
+    config: Any, recipe_file: str, lines: Mapping[str, int] | None = None
+) -> bool:
+    """Make the relative ``path`` keys of a recipe file's config relative to the file's folder.
+
+    ``data.path``, ``model.path`` and ``stages[i].student.path`` written as relative paths
+    (``"clicks.csv"``, ``"../data/u.data"``) become absolute paths in the folder of
+    ``recipe_file``, so a run reads the same files from any working directory (``~`` is
+    expanded; absolute paths are kept). A relative path whose file does not exist logs a
+    warning that names the key, its line, the file tried and the folder, since the run will
+    fail on it. Values that are not non-empty strings are left to validation. Recipes built in
+    Python (no file) are not touched: their paths stay relative to the working directory.
+
+    Args:
+        config: the parsed recipe tree (changed in place).
+        recipe_file: the recipe file the config was read from.
+        lines: key path -> line in the file, for the warning.
+
+    Returns:
+        Whether any path was changed.
+
+    Example:
+        >>> config = {"data": {"path": "clicks.csv"}}
+        >>> resolve_recipe_paths(config, "/project/recipes/r.toml")  # doctest: +SKIP
+        >>> config["data"]["path"]  # doctest: +SKIP
+        '/project/recipes/clicks.csv'
+    """
+    if not isinstance(config, Mapping):
+        return False
+    changed = False
+    folder = os.path.dirname(os.path.abspath(recipe_file))
+    tables: list[tuple[str, Any]] = [("data", config.get("data")), ("model", config.get("model"))]
+    stages = config.get("stages")
+    if isinstance(stages, list):
+        for i, stage in enumerate(stages):
+            if isinstance(stage, Mapping):
+                tables.append((f"stages[{i}].student", stage.get("student")))
+    for key, table in tables:
+        written = table.get("path") if isinstance(table, dict) else None
+        if not isinstance(written, str) or not written:
+            continue
+        expanded = os.path.expanduser(written)
+        if os.path.isabs(expanded):
+            changed |= expanded != written
+            table["path"] = expanded
+            continue
+        resolved = os.path.normpath(os.path.join(folder, expanded))
+        table["path"] = resolved
+        changed = True
+        if not os.path.exists(resolved):
+            where = RecipeError(
+                f"no file {resolved!r} (written {written!r}); relative paths are read from the "
+                f"recipe's folder {folder!r}, not the working directory {os.getcwd()!r}. Fix "
+                "the path (relative to the recipe file) or give an absolute one.",
+                key=f"{key}.path",
+                line=(lines or {}).get(f"{key}.path"),
+                source=recipe_file,
+            )
+            _log.warning("%s", where)
+    return changed

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tfcompress._recipe_data import resolve_recipe_paths
 from tfcompress._recipe_files import (
     RecipeError,
     check_choice,
@@ -417,6 +418,11 @@ def loads_recipe(text: str, format: str = "toml", *, source: str | None = None) 
     if fmt not in ("toml", "yaml", "yml"):
         raise ValueError(f"`format` must be 'toml' or 'yaml', received {format!r}.")
     config, lines = _parse(strip_bom(text), fmt, source)
+    return _build(config, lines, source, fmt)
+
+
+def _build(config: Any, lines: dict[str, int], source: str | None, fmt: str) -> Recipe:
+    """The validated recipe of a parsed config; errors get their line and source."""
     try:
         recipe = Recipe.from_config(config, source=source)
     except RecipeError as err:
@@ -475,6 +481,10 @@ def load_recipe(path: str | os.PathLike[str]) -> Recipe:
         FileNotFoundError: no file at ``path``.
         RecipeError: unsupported suffix, unreadable text, a syntax error or an invalid recipe;
             the message names the file, the line and the key path.
+
+    Relative ``data.path``, ``model.path`` and ``stages[i].student.path`` are read from the
+    recipe file's folder (not the working directory) and become absolute paths in the
+    returned recipe; a missing one logs a warning naming the folder it tried.
         TypeError: ``path`` is not a path.
 
     Example:
@@ -504,7 +514,11 @@ def load_recipe(path: str | os.PathLike[str]) -> Recipe:
         text = read_text(file)  # at most 1 MiB, a UTF-8 BOM dropped
     except RecipeError as err:
         raise err.at(source=source) from None
-    return loads_recipe(text, fmt, source=source)
+    config, lines = _parse(text, fmt, source)
+    recipe = _build(config, lines, source, fmt)  # errors quote the paths as written
+    if resolve_recipe_paths(config, source, lines):  # relative paths: from the recipe's folder
+        recipe = _build(config, lines, source, fmt)
+    return recipe
 
 
 def demo_recipe(
