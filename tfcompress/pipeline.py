@@ -86,7 +86,11 @@ def load_data(spec: DataSpec) -> Any:
                               batch_size=spec.batch_size)
     path = Path(spec.path)
     if not path.is_file():
-        raise FileNotFoundError(f"data.path {spec.path!r} does not exist.")
+        raise FileNotFoundError(
+            f"data.path {spec.path!r} does not exist (a relative path in a recipe file is read "
+            "from the recipe's folder; in a Recipe built in Python, from the working directory "
+            f"{os.getcwd()!r}); fix the path or give an absolute one."
+        )
     # every [data] option of the file's loader (drop, strict, split_mode, ...)
     return data.load_file(path, format=spec.resolved_format, label=spec.label, seed=spec.seed,
                           batch_size=spec.batch_size, **spec.loader_options())
