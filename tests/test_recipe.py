@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tfcompress._recipe_files import toml_lines, yaml_tree
+from tfcompress._recipe_files import toml_lines
+from tfcompress._recipe_limits import yaml_tree
 from tfcompress.recipe import (
     STAGE_KINDS,
     BenchmarkSpec,

@@ -3,7 +3,7 @@
 - :class:`RecipeError`: a ``ValueError`` that knows the file, line and key path it is about.
 - ``check_*``: strict value checks that raise a :class:`RecipeError` naming the key, the
   received value (and its type when the type is wrong), what was expected and an example.
-- :func:`toml_lines` / :func:`yaml_tree`: parse a recipe text and map every key path
+- :func:`toml_lines` (and ``_recipe_limits.yaml_tree``): parse a recipe text and map every key path
   (``"stages[1].sparsity"``) to its line, so validation errors can point into the file.
 
 Example:
@@ -28,7 +28,6 @@ __all__ = [
     "line_for",
     "plain",
     "toml_lines",
-    "yaml_tree",
 ]
 
 
@@ -539,64 +538,3 @@ def toml_syntax_line(err: Exception) -> int | None:
         return line
     match = re.search(r"at line (\d+)", str(err))
     return int(match.group(1)) if match else None
-
-
-def yaml_tree(text: str) -> tuple[Any, dict[str, int]]:
-    """Parse YAML ``text`` safely: ``(data, {key path: 1-based line})``.
-
-    Raises:
-        RecipeError: a syntax error (with its line), a key given twice in one table, or a
-            document past the limits of ``_recipe_limits`` (depth, alias expansion).
-
-    Example:
-        >>> yaml_tree("name: x\\nstages:\\n  - kind: prune\\n")[1]["stages[0].kind"]
-        3
-    """
-    import yaml
-
-    from tfcompress._recipe_limits import bounded_yaml_loader  # imports this module
-
-    loader = bounded_yaml_loader()(text)  # a SafeLoader bounding depth and alias expansion
-    try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        detail = " ".join(str(p) for p in (err.context, err.problem) if p)
-        raise RecipeError(
-            f"YAML syntax error: {detail}; fix the YAML (indent nested keys consistently, "
-            "put a space after ':' and quote strings that contain ':' or '#').",
-            line=mark.line + 1 if mark is not None else None,
-        ) from None
-    except yaml.YAMLError as err:
-        raise RecipeError(f"YAML error: {err}") from None
-    finally:
-        loader.dispose()
-    lines: dict[str, int] = {}
-    if node is not None:
-        _yaml_walk(node, "", lines)
-    return data, lines
-
-
-def _yaml_walk(node: Any, path: str, lines: dict[str, int]) -> None:
-    import yaml
-
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key_node, value_node in node.value:
-            name = str(key_node.value)
-            sub = _join(path, name)
-            if name in seen:
-                raise RecipeError(
-                    f"key {json.dumps(name)} is given twice; keep one of them.",
-                    key=sub,
-                    line=key_node.start_mark.line + 1,
-                )
-            seen.add(name)
-            lines.setdefault(sub, key_node.start_mark.line + 1)
-            _yaml_walk(value_node, sub, lines)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            sub = f"{path}[{i}]"
-            lines.setdefault(sub, item.start_mark.line + 1)
-            _yaml_walk(item, sub, lines)

@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,6 +37,7 @@ __all__ = [
     "check_size",
     "check_toml_depth",
     "read_text",
+    "yaml_tree",
     "strip_bom",
 ]
 
@@ -237,3 +239,62 @@ def _make_loader() -> Any:
             return node
 
     return BoundedSafeLoader
+
+
+def yaml_tree(text: str) -> tuple[Any, dict[str, int]]:
+    """Parse YAML ``text`` safely: ``(data, {key path: 1-based line})``.
+
+    Raises:
+        RecipeError: a syntax error (with its line), a key given twice in one table, or a
+            document past the limits of ``_recipe_limits`` (depth, alias expansion).
+
+    Example:
+        >>> yaml_tree("name: x\\nstages:\\n  - kind: prune\\n")[1]["stages[0].kind"]
+        3
+    """
+    import yaml
+
+    loader = bounded_yaml_loader()(text)  # a SafeLoader bounding depth and alias expansion
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        detail = " ".join(str(p) for p in (err.context, err.problem) if p)
+        raise RecipeError(
+            f"YAML syntax error: {detail}; fix the YAML (indent nested keys consistently, "
+            "put a space after ':' and quote strings that contain ':' or '#').",
+            line=mark.line + 1 if mark is not None else None,
+        ) from None
+    except yaml.YAMLError as err:
+        raise RecipeError(f"YAML error: {err}") from None
+    finally:
+        loader.dispose()
+    lines: dict[str, int] = {}
+    if node is not None:
+        _yaml_walk(node, "", lines)
+    return data, lines
+
+
+def _yaml_walk(node: Any, path: str, lines: dict[str, int]) -> None:
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            name = str(key_node.value)
+            sub = f"{path}.{name}" if path else name
+            if name in seen:
+                raise RecipeError(
+                    f"key {json.dumps(name)} is given twice; keep one of them.",
+                    key=sub,
+                    line=key_node.start_mark.line + 1,
+                )
+            seen.add(name)
+            lines.setdefault(sub, key_node.start_mark.line + 1)
+            _yaml_walk(value_node, sub, lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            sub = f"{path}[{i}]"
+            lines.setdefault(sub, item.start_mark.line + 1)
+            _yaml_walk(item, sub, lines)

@@ -55,7 +55,6 @@ from tfcompress._recipe_files import (
     show,
     toml_lines,
     toml_syntax_line,
-    yaml_tree,
 )
 from tfcompress._recipe_limits import (
     check_data_depth,
@@ -63,6 +62,7 @@ from tfcompress._recipe_limits import (
     check_toml_depth,
     read_text,
     strip_bom,
+    yaml_tree,
 )
 from tfcompress._recipe_specs import (
     DATA_FORMATS,
