@@ -129,6 +129,19 @@ def test_export_refuses_a_keras3_file(tmp_path, capsys):
     assert "saved by Keras 3" in capsys.readouterr().err
 
 
+def test_bench_refuses_a_changed_file_unless_no_verify(saved_ctr_model, tmp_path, capsys):
+    tfl = tmp_path / "m.tflite"
+    data_args = ["--data", "ctr", "--samples", "2000"]
+    assert main(["export", str(saved_ctr_model), "-o", str(tfl), *data_args]) == 0
+    with open(tfl, "ab") as f:  # changed after the export, still a valid model
+        f.write(b"\0" * 16)
+    capsys.readouterr()
+    assert main(["bench", f"m={tfl}", "--repeats", "2", *data_args]) == 2
+    assert "does not match" in capsys.readouterr().err
+    assert main(["bench", f"m={tfl}", "--repeats", "2", "--no-verify", *data_args]) == 0
+    assert "| m (baseline) |" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -76,6 +76,12 @@ def test_a_changed_artifact_is_refused_on_load_and_bench_unless_verify_false(cop
         variant = export.load_variant(tfl, verify=False)
     assert variant({"x": x[:2]})["prob"].shape == (2, 1)
     assert "not checked" in caplog.text and "verify=False" in caplog.text
+    report = benchmarking.benchmark({"m": str(tfl)}, (x, y), batch_sizes=(8,), warmup=0,
+                                    repeats=1, measure_memory=False, progress=False,
+                                    verify=False)
+    assert report.rows[0].examples == len(y)
+    with pytest.raises(TypeError, match="`verify` must be True or False, received 'no'"):
+        benchmarking.benchmark({"m": str(tfl)}, (x, y), verify="no")
 
     # a file replaced after the manifest (another model's bytes, a valid model)
     shutil.copyfile(copy / "other.tflite", tfl)

@@ -281,6 +281,7 @@ def benchmark(
     max_examples: int | None = None,
     measure_memory: bool = True,
     progress: bool = True,
+    verify: bool = True,
 ) -> BenchmarkReport:
     """Measure every variant on the same data with the same settings.
 
@@ -309,6 +310,9 @@ def benchmark(
         measure_memory: measure each variant's peak memory in a fresh process
             (:mod:`tfcompress.memory_probe`; a few seconds per variant).
         progress: show a progress bar over the variants.
+        verify: check each ``.tflite``/SavedModel against the sha256 in the ``manifest.json``
+            beside it, refusing a changed file (see :func:`tfcompress.load_variant`); False
+            loads it anyway with a WARNING.
 
     Returns:
         A :class:`~tfcompress.report.BenchmarkReport`.
@@ -340,6 +344,8 @@ def benchmark(
     check_int_arg(warmup, "warmup", 0)
     check_int_arg(repeats, "repeats", 1)
     check_int_arg(num_threads, "num_threads", 1)
+    if not isinstance(verify, bool):
+        raise TypeError(f"`verify` must be True or False, received {verify!r}.")
     if max_examples is not None:
         check_int_arg(max_examples, "max_examples", 1)
     check_metric_names(metrics)
@@ -356,7 +362,7 @@ def benchmark(
     examples: tuple[dict[str, np.ndarray], np.ndarray] | None = None
     with tempfile.TemporaryDirectory(prefix="tfcompress-bench-") as tmp:
         for name, source in iterate:
-            variant = load_variant(source, name=name, num_threads=num_threads)
+            variant = load_variant(source, name=name, num_threads=num_threads, verify=verify)
             if order is not None and variant.input_order is None:
                 variant.adopt_input_order(order)
             if variant.format == "tflite":

@@ -206,6 +206,9 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="threads per variant (default: 1)")
     bench.add_argument("--repeats", type=_positive_int, default=50,
                        help="timed runs per batch size (default: 50)")
+    bench.add_argument("--no-verify", action="store_true",
+                       help="load .tflite/SavedModel files whose sha256 no longer matches their "
+                            "manifest.json (with a warning) instead of refusing them")
     bench.add_argument("--json", type=Path, help="also write the report as JSON here")
     add_data_options(bench, required=True)
     for command in sub.choices.values():  # also after the command: tfcompress run R --traceback
@@ -313,7 +316,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         variants[name] = _load_keras(Path(path)) if path.endswith(".keras") else path
     task = _load_data(args)
     report = benchmark(variants, task.test, baseline=args.baseline, num_threads=args.threads,
-                       repeats=args.repeats, progress=sys.stderr.isatty())  # no \r when piped
+                       repeats=args.repeats, progress=sys.stderr.isatty(),  # no \r when piped
+                       verify=not args.no_verify)
     print(report.to_markdown())
     if args.json:
         report.to_json(args.json)
