@@ -287,3 +287,19 @@ def test_tflite_runtime_reports_the_applied_delegate(tmp_path):
         bm.tflite_runtime(bm.load_variant(model))
     with pytest.raises(ValueError, match="`num_threads` must be an int >= 1"):
         bm.tflite_runtime(bm.load_variant(str(path)), 0)
+
+
+def test_report_states_tensorflows_pool_when_it_differs_from_num_threads():
+    keras_row = BenchmarkRow("k", "keras", None, "binary", {"auc": 0.5}, 10, 5, 3,
+                             {1: {"median": 2.0, "p90": 3.0}}, {1: 500.0}, None, 8)
+    tflite_row = BenchmarkRow("t", "tflite", "t.tflite", "binary", {"auc": 0.5}, 10, 5, 3,
+                              {1: {"median": 1.0, "p90": 1.5}}, {1: 1000.0}, 1.0, 8)
+    fixed = {"num_threads": 1, "tf_threads": {"intra_op": 0, "inter_op": 0}}
+    text = BenchmarkReport((keras_row, tflite_row), settings=fixed).to_markdown()
+    assert "Keras/SavedModel variants ran on TensorFlow's pool of all intra-op thread(s)" in text
+    # TFLite only, or the pool set as asked: nothing to say
+    assert "TensorFlow's pool" not in BenchmarkReport((tflite_row,), settings=fixed).to_markdown()
+    equal = {"num_threads": 1, "tf_threads": {"intra_op": 1, "inter_op": 1}}
+    assert "TensorFlow's pool" not in BenchmarkReport((keras_row,), settings=equal).to_markdown()
+    with pytest.raises(TypeError, match="`warn` must be True or False, received 'no'"):
+        bm.configure_threads(1, warn="no")

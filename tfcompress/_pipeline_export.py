@@ -140,18 +140,6 @@ def export_all(r: Any, plan: list[Variant], key: str, resume: bool
     return variants, parities
 
 
-class _KnownThreadsNote(logging.Filter):
-    """Drops the benchmark's "TensorFlow is already initialised" warning inside ``run``.
-
-    ``run`` trains before it benchmarks, so TensorFlow's thread pool is always fixed by then;
-    the warning's advice (set the threads before TensorFlow runs) cannot be followed there.
-    ``run`` states the thread counts in its own progress line instead.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("TensorFlow is already initialised")
-
-
 def interactive() -> bool:
     """True when progress bars can redraw in place (stderr is a terminal)."""
     return bool(getattr(sys.stderr, "isatty", lambda: False)())
@@ -174,15 +162,10 @@ def benchmark_all(r: Any, variants: dict[str, str], key: str, resume: bool
                     f"{list(spec.batch_sizes)}; TFLite with {spec.threads} thread(s), SavedModels "
                     f"with TensorFlow's pool as training left it ("
                     f"{tf_threads or 'all'} intra-op thread(s))")
-    note = _KnownThreadsNote()
-    _log.addFilter(note)
-    try:
-        report = benchmark({n: str(r.run_dir / p) for n, p in variants.items()}, r.task.test,
-                           baseline=next(iter(variants)), batch_sizes=spec.batch_sizes,
-                           repeats=spec.repeats, num_threads=spec.threads,
-                           max_examples=spec.max_examples, measure_memory=False,
-                           progress=bool(r.verbose) and interactive())
-    finally:
-        _log.removeFilter(note)
+    report = benchmark({n: str(r.run_dir / p) for n, p in variants.items()}, r.task.test,
+                       baseline=next(iter(variants)), batch_sizes=spec.batch_sizes,
+                       repeats=spec.repeats, num_threads=spec.threads,
+                       max_examples=spec.max_examples, measure_memory=False,
+                       progress=bool(r.verbose) and interactive())
     atomic_write_text(path, json.dumps({"key": key, "report": report.to_dict()}, indent=2))
     return report, True

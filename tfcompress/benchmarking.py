@@ -111,24 +111,28 @@ def tflite_runtime(variant: Variant, num_threads: int | None = None) -> dict[str
     }
 
 
-def configure_threads(num_threads: int) -> dict[str, int]:
+def configure_threads(num_threads: int, *, warn: bool = True) -> dict[str, int]:
     """Set TensorFlow's intra-op threads to ``num_threads`` (inter-op to 1) if still possible.
 
     The setting is process-wide and fixed once TensorFlow has run an op; afterwards this only
-    logs a warning. Returns the thread counts in effect (0 means TensorFlow's default: all cores).
+    logs a warning (``warn=False``: at INFO, for callers that report the counts themselves).
+    Returns the thread counts in effect (0 means TensorFlow's default: all cores).
 
     Example:
         >>> configure_threads(1)["intra_op"] in (0, 1)  # doctest: +SKIP
         True
     """
     check_int_arg(num_threads, "num_threads", 1)
+    if not isinstance(warn, bool):
+        raise TypeError(f"`warn` must be True or False, received {warn!r}.")
     threading_cfg = tf.config.threading
     if threading_cfg.get_intra_op_parallelism_threads() != num_threads:
         try:
             threading_cfg.set_intra_op_parallelism_threads(num_threads)
             threading_cfg.set_inter_op_parallelism_threads(1)
         except RuntimeError:
-            _log.warning(
+            _log.log(
+                logging.WARNING if warn else logging.INFO,
                 "TensorFlow is already initialised: its intra-op threads stay at %d (0 = all "
                 "cores); only TFLite uses num_threads=%d. Set "
                 "tf.config.threading.set_intra_op_parallelism_threads(%d) before TensorFlow runs.",
@@ -349,7 +353,8 @@ def benchmark(
     if max_examples is not None:
         check_int_arg(max_examples, "max_examples", 1)
     check_metric_names(metrics)
-    threads = configure_threads(num_threads)
+    # the report states TensorFlow's pool under its table when it differs (see _footer)
+    threads = configure_threads(num_threads, warn=False)
     order = _input_order_hint(items)
 
     iterate: Any = items

@@ -135,8 +135,10 @@ def _main(argv: list[str]) -> int:
         stop.set()
         sampler.join()
     peak[0] = max(peak[0], _rss())
-    print(_MARK + json.dumps({"baseline_mb": start / 2**20,
-                              "increase_mb": (peak[0] - start) / 2**20}), flush=True)
+    # the child's answer to its parent on stdout (the protocol, not a log line)
+    sys.stdout.write(_MARK + json.dumps({"baseline_mb": start / 2**20,
+                                         "increase_mb": (peak[0] - start) / 2**20}) + "\n")
+    sys.stdout.flush()
     return 0
 
 

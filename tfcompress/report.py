@@ -228,6 +228,13 @@ class BenchmarkReport:
         threads = self.settings.get("num_threads")
         if threads is not None:
             lines.append(f"threads: {threads}; latency per batch in ms (median / p90).")
+            pool = (self.settings.get("tf_threads") or {}).get("intra_op")
+            in_tf = any(r.format != "tflite" for r in self.rows)
+            if pool is not None and pool != threads and in_tf:
+                lines.append(f"Keras/SavedModel variants ran on TensorFlow's pool of "
+                             f"{pool or 'all'} intra-op thread(s): it was fixed before the "
+                             "benchmark (set tf.config.threading before TensorFlow runs for "
+                             "equal threads).")
         lines.append("quality: exact AUC/logloss/accuracy on the n examples (positives: label 1).")
         if any(r.peak_memory_mb is not None for r in self.rows):
             lines.append("peak MB: peak RSS increase of a fresh process loading and running the "

@@ -337,7 +337,6 @@ class Column:
             if self.role == "timestamp" and not self.iso:
                 raise self._not_time(lines[k], values[k])
             return
-        assert self.floats is not None and present is not None and numbers is not None
         with np.errstate(over="ignore"):  # beyond float32 -> inf, and so not equal below
             narrow = numbers.astype(np.float32)  # half the memory where that loses nothing
         exact = np.array_equal(narrow, numbers, equal_nan=True)
@@ -377,8 +376,7 @@ class Column:
                 k = next(i for i, v in enumerate(values) if v and not is_iso_time(v))
                 raise self._not_time(lines[k], values[k]) from None
             return
-        assert self.times is not None
-        self.times.append(seconds)
+        self.times.append(seconds)  # type: ignore[union-attr]  (set while iso)
 
     def _not_time(self, line: int, value: str) -> ValueError:
         return ValueError(
@@ -392,8 +390,7 @@ class Column:
         tokens = [[t.strip() for t in v.split(sep) if t.strip()] if v else [] for v in values]
         self.lengths.append(np.fromiter(map(len, tokens), np.int64, len(tokens)))
         flat = tuple(t for row in tokens for t in row)
-        assert self.ids is not None
-        self.ids.append(self._encode(flat))
+        self.ids.append(self._encode(flat))  # type: ignore[union-attr]  (set for tokens)
 
     def _encode(self, values: tuple[str, ...]) -> np.ndarray:
         if self.vocab is not None:
