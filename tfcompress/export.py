@@ -76,8 +76,10 @@ from tfcompress.export_savedmodel import export_saved_model
 from tfcompress.keras_compat import check_model, keras, tf
 from tfcompress.manifest import (
     MANIFEST_NAME,
+    clean_stale_temps,
     default_file_mode,
     file_table,
+    held,
     manifest_entry,
     read_manifest,
     update_manifest,
@@ -304,6 +306,7 @@ def export_tflite(
     manifest_path = target.parent / MANIFEST_NAME
     if manifest_path.exists():
         read_manifest(manifest_path)  # fail on a corrupt manifest before any work
+    clean_stale_temps(target.parent)  # what an interrupted export left there (logged)
 
     convert_model, prepared = prepare_for_export(model, config.name, embeddings)
     concrete = serving_function(convert_model).get_concrete_function()
@@ -356,23 +359,24 @@ def export_tflite(
         )
         tmp = Path(tmp_name)
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(flatbuffer)
-            with captured_output() as out:  # LiteRT's "Created ... XNNPACK delegate" line
-                artifact = load_variant(tmp, name=target.name)
-                parity = measure_parity(
-                    model, artifact, parity_data, parity_labels, parity_max_examples
-                )
-                del artifact
-            if out.text.strip():
-                _log.debug("LiteRT output while checking %s:\n%s", target, out.text.rstrip())
-            if config.is_float and not (prepared["qat"] or prepared["embedding_tables"]):
-                check_float_parity(parity, parity_tolerance, what)
-                parity["drift_flag"] = None
-            else:  # quantized, QAT or int8 tables: drift by design, flagged beyond tolerance
-                report_drift(parity, what, drift, options, tolerances)
-            os.chmod(tmp, default_file_mode())  # mkstemp creates 0600 whatever the umask
-            os.replace(tmp, target)
+            with held(tmp):  # a cleaner in another process leaves it alone
+                with os.fdopen(fd, "wb") as f:
+                    f.write(flatbuffer)
+                with captured_output() as out:  # LiteRT's "Created ... XNNPACK delegate" line
+                    artifact = load_variant(tmp, name=target.name)
+                    parity = measure_parity(
+                        model, artifact, parity_data, parity_labels, parity_max_examples
+                    )
+                    del artifact
+                if out.text.strip():
+                    _log.debug("LiteRT output while checking %s:\n%s", target, out.text.rstrip())
+                if config.is_float and not (prepared["qat"] or prepared["embedding_tables"]):
+                    check_float_parity(parity, parity_tolerance, what)
+                    parity["drift_flag"] = None
+                else:  # quantized, QAT or int8 tables: drift by design, flagged beyond tolerance
+                    report_drift(parity, what, drift, options, tolerances)
+                os.chmod(tmp, default_file_mode())  # mkstemp creates 0600 whatever the umask
+                os.replace(tmp, target)
         except BaseException:
             with contextlib.suppress(OSError):
                 tmp.unlink()

@@ -26,8 +26,10 @@ from tfcompress.export_parity import check_float_parity, measure_parity
 from tfcompress.keras_compat import check_model, keras, tf
 from tfcompress.manifest import (
     MANIFEST_NAME,
+    clean_stale_temps,
     default_dir_mode,
     file_table,
+    held,
     manifest_entry,
     read_manifest,
     update_manifest,
@@ -100,6 +102,7 @@ def export_saved_model(
     manifest_path = target.parent / MANIFEST_NAME
     if manifest_path.exists():
         read_manifest(manifest_path)
+    clean_stale_temps(target.parent)  # what an interrupted export left there (logged)
     if parity_data is not None:  # validate before the (slow) save
         structure, specs = model_input_specs(model)
         collect_examples(parity_data, structure, specs, 1, "parity_data")
@@ -114,42 +117,43 @@ def export_saved_model(
     }
     with created_dirs(target.parent):
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-        old = None
-        try:
-            tf.saved_model.save(
-                module,
-                str(tmp),
-                signatures={"serving_default": module.serve.get_concrete_function()},
-            )
+        with held(tmp):  # a cleaner in another process leaves it alone while we write
+            old = None
             try:
-                artifact = load_variant(tmp, name=target.name)
-                parity = measure_parity(
-                    model, artifact, parity_data, parity_labels, parity_max_examples
+                tf.saved_model.save(
+                    module,
+                    str(tmp),
+                    signatures={"serving_default": module.serve.get_concrete_function()},
                 )
-            except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as e:
-                raise ValueError(
-                    f"SavedModel export of {model.name!r}: running the serving function "
-                    f"(jit_compile={jit_compile}) failed: {e}. Try jit_compile=False."
-                ) from e
-            del artifact
-            check_float_parity(parity, parity_tolerance, f"SavedModel export {str(target)!r}")
-            parity["drift_flag"] = None
-            if target.exists():
-                old = Path(
-                    tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent)
-                )
-                os.replace(target, old / "x")
-            os.chmod(tmp, default_dir_mode())  # mkdtemp creates 0700 whatever the umask
-            os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if old is not None and (old / "x").exists() and not target.exists():
-                os.replace(old / "x", target)
+                try:
+                    artifact = load_variant(tmp, name=target.name)
+                    parity = measure_parity(
+                        model, artifact, parity_data, parity_labels, parity_max_examples
+                    )
+                except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as e:
+                    raise ValueError(
+                        f"SavedModel export of {model.name!r}: running the serving function "
+                        f"(jit_compile={jit_compile}) failed: {e}. Try jit_compile=False."
+                    ) from e
+                del artifact
+                check_float_parity(parity, parity_tolerance, f"SavedModel export {str(target)!r}")
+                parity["drift_flag"] = None
+                if target.exists():
+                    old = Path(tempfile.mkdtemp(
+                        prefix=f".{target.name}.", suffix=".old", dir=target.parent
+                    ))
+                    os.replace(target, old / "x")
+                os.chmod(tmp, default_dir_mode())  # mkdtemp creates 0700 whatever the umask
+                os.replace(tmp, target)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                if old is not None and (old / "x").exists() and not target.exists():
+                    os.replace(old / "x", target)
+                if old is not None:
+                    shutil.rmtree(old, ignore_errors=True)
+                raise
             if old is not None:
                 shutil.rmtree(old, ignore_errors=True)
-            raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
     files = file_table(target, target.parent)
     entry = manifest_entry(model.name, "saved_model", options, parity, files)
     entry["inputs"] = [spec.name for spec in model_input_specs(model)[1]]  # the Keras order

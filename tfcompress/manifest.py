@@ -17,7 +17,11 @@ import json
 import logging
 import os
 import platform
+import re
+import shutil
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +32,7 @@ __all__ = [
     "MANIFEST_NAME",
     "atomic_write_text",
     "check_artifact",
+    "clean_stale_temps",
     "default_dir_mode",
     "default_file_mode",
     "verify_manifest",
@@ -36,6 +41,22 @@ __all__ = [
 MANIFEST_NAME = "manifest.json"
 _log = logging.getLogger("tfcompress")
 MANIFEST_FORMAT_VERSION = 1
+
+try:  # POSIX: writers hold an flock on their temporary file or directory while they work
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: the age rule alone
+    fcntl = None  # type: ignore[assignment]
+
+#: seconds a temporary file must be left untouched before :func:`clean_stale_temps` removes it
+STALE_TEMP_AGE = 60.0
+#: the hidden temporary names our writers use (``XXXXXXXX``: ``tempfile``'s 8 random characters)
+_MKSTEMP = r"[a-z0-9_]{8}"
+_TEMP_FILE_PATTERNS = (
+    re.compile(rf"^\..+\.{_MKSTEMP}\.tmp\.tflite$"),  # export_tflite
+    re.compile(rf"^\..+\.{_MKSTEMP}\.tmp$"),  # atomic_write_text
+    re.compile(r"^\..+\.tmp\.keras$"),  # tfcompress.run's save_model
+)
+_TEMP_DIR_PATTERN = re.compile(rf"^\..+\.{_MKSTEMP}\.(tmp|old)$")  # export_saved_model
 
 
 def _sha256(path: Path) -> str:
@@ -134,6 +155,176 @@ def default_dir_mode() -> int:
         '0o755'
     """
     return 0o777 & ~_umask()
+
+
+@contextlib.contextmanager
+def held(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on a temporary file or directory while writing it, so that
+    :func:`clean_stale_temps` in another process leaves it alone however long the work takes.
+
+    Example:
+        >>> with held(tmp_dir):  # doctest: +SKIP
+        ...     tf.saved_model.save(module, tmp_dir)
+    """
+    fd = None
+    if fcntl is not None:
+        with contextlib.suppress(OSError):
+            fd = os.open(path, os.O_RDONLY)
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # a cleaner's probe this instant: the age rule still protects it
+                os.close(fd)
+                fd = None
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # releases the lock
+
+
+def _is_held(path: Path) -> bool:
+    """True when a live writer holds ``path`` (see :func:`held`)."""
+    if fcntl is None:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # also releases our probe lock
+    return False
+
+
+def newest_mtime(path: Path) -> float:
+    """The latest mtime of ``path`` and (for a directory) of everything under it."""
+    newest = path.lstat().st_mtime
+    if path.is_dir() and not path.is_symlink():
+        for p in path.rglob("*"):
+            with contextlib.suppress(OSError):
+                newest = max(newest, p.lstat().st_mtime)
+    return newest
+
+
+def _is_temp(p: Path) -> bool:
+    if p.is_symlink():
+        return False
+    if p.is_dir():
+        return bool(_TEMP_DIR_PATTERN.match(p.name))
+    return p.is_file() and any(pattern.match(p.name) for pattern in _TEMP_FILE_PATTERNS)
+
+
+def check_min_age(min_age: float) -> float:
+    """``min_age`` as a float; a ``ValueError`` naming it unless it is a number >= 0."""
+    if isinstance(min_age, bool) or not isinstance(min_age, (int, float)) or not min_age >= 0:
+        raise ValueError(
+            f"`min_age` must be a number of seconds >= 0, received {min_age!r}; e.g. "
+            f"{STALE_TEMP_AGE} (the default)."
+        )
+    return float(min_age)
+
+
+def stale_temps(directory: Path, min_age: float = STALE_TEMP_AGE) -> list[Path]:
+    """The temporary files and directories our writers left in ``directory`` (not recursive)
+    that are older than ``min_age`` seconds and that no live writer holds; nothing else."""
+    if not directory.is_dir():
+        return []
+    now = time.time()
+    out = []
+    for p in sorted(directory.iterdir()):
+        try:
+            if _is_temp(p) and now - newest_mtime(p) >= min_age and not _is_held(p):
+                out.append(p)
+        except OSError:  # gone meanwhile (its writer finished)
+            continue
+    return out
+
+
+def _restore_moved_aside(old: Path) -> str | None:
+    """An export killed between its two renames left the previous SavedModel in
+    ``.<name>.XXXXXXXX.old/x`` and nothing at ``<name>``: move it back. Returns ``<name>``."""
+    match = _TEMP_DIR_PATTERN.match(old.name)
+    if match is None or match.group(1) != "old" or not (old / "x").is_dir():
+        return None
+    name = old.name[1 : -len(".XXXXXXXX.old")]
+    target = old.parent / name
+    if target.exists() or target.is_symlink():
+        return None
+    try:
+        os.replace(old / "x", target)
+    except OSError as e:
+        _log.debug("could not restore %s from %s: %s", target, old, e)
+        return None
+    return name
+
+
+def remove_temps(paths: list[Path]) -> tuple[list[Path], list[str]]:
+    """Remove stale temporaries (a SavedModel moved aside by a killed export is first moved
+    back into place). Returns the paths removed and one phrase per path for the log line;
+    what cannot be removed is logged at DEBUG."""
+    removed, said = [], []
+    for p in paths:
+        try:
+            if p.is_dir() and not p.is_symlink():
+                restored = _restore_moved_aside(p)
+                shutil.rmtree(p)
+                said.append(p.name if restored is None else f"{p.name} (after moving the "
+                            f"previous export back to {restored})")
+            else:
+                p.unlink()
+                said.append(p.name)
+            removed.append(p)
+        except OSError as e:
+            _log.debug("could not remove %s: %s", p, e)
+    return removed, said
+
+
+def clean_stale_temps(
+    directory: str | os.PathLike, *, min_age: float = STALE_TEMP_AGE
+) -> list[Path]:
+    """Remove the hidden temporary files and directories an interrupted export left behind.
+
+    Only the names tfcompress's own writers use are touched, in ``directory`` itself (not
+    below): ``.<stem>.XXXXXXXX.tmp.tflite`` (:func:`tfcompress.export_tflite`),
+    ``.<name>.XXXXXXXX.tmp`` / ``.old`` directories (:func:`tfcompress.export_saved_model`),
+    ``.<name>.XXXXXXXX.tmp`` files (:func:`atomic_write_text`) and ``.<stem>.tmp.keras``
+    (:func:`tfcompress.run`). One is removed only when nothing under it changed for
+    ``min_age`` seconds and no live writer holds its lock (:func:`held`); a user's own hidden
+    files stay. A SavedModel that a killed export had moved aside (``.old``) while ``<name>``
+    is missing is moved back first. What was done is logged as one WARNING line.
+
+    Args:
+        directory: the folder to clean (a missing folder is nothing to clean).
+        min_age: seconds a temporary must be left untouched before it counts as stale.
+
+    Returns:
+        The paths removed.
+
+    Raises:
+        TypeError: ``directory`` is not a path.
+        ValueError: ``min_age`` is not a number >= 0.
+
+    Example:
+        >>> clean_stale_temps("savedmodels")  # doctest: +SKIP
+        [PosixPath('savedmodels/.ctr.k2j4_x9a.tmp.tflite')]
+    """
+    if not isinstance(directory, (str, os.PathLike)) or not str(directory):
+        raise TypeError(f"`directory` must be a folder path (str or Path), received {directory!r}.")
+    min_age = check_min_age(min_age)
+    directory = Path(directory)
+    removed, said = remove_temps(stale_temps(directory, min_age))
+    if removed:
+        _log.warning(
+            "removed %d temporary file(s) left by an interrupted export in %s: %s",
+            len(removed),
+            directory,
+            ", ".join(said),
+        )
+    return removed
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
