@@ -51,6 +51,7 @@ _LAUNCH_STRATEGIES = ("auto", "multi_worker", "parameter_server", None)
 _WORKER_RUN_NAME = "__tfcompress_worker__"
 _BOOT = f"import runpy, sys; runpy.run_path(sys.argv[1], run_name={_WORKER_RUN_NAME!r})"
 _TAIL_CHARS = 4000
+_GONE_TIMEOUT = 10.0  # seconds to wait for killed process groups to be gone
 
 
 class WorkerError(RuntimeError):
@@ -158,16 +159,90 @@ def _status(returncode: int) -> str:
     return f"exited with code {returncode}"
 
 
-def _kill(task: _Task) -> None:
+def _exit_status(task: _Task) -> int | None:
+    """The task's exit status (negative: killed by that signal), None while it runs.
+
+    The task is not reaped (``WNOWAIT``): its zombie keeps its pid, which is also its process
+    group id, reserved until :func:`_kill` has signalled that group, so the signal can never
+    reach an unrelated process that got the pid after it.
+    """
     proc = task.proc
-    if proc is None or proc.poll() is not None:
+    if proc.returncode is not None:
+        return proc.returncode
+    waitid = getattr(os, "waitid", None)
+    if waitid is None:  # pragma: no cover - POSIX without waitid
+        return proc.poll()
+    try:
+        info = waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:  # reaped elsewhere (e.g. SIGCHLD ignored)
+        return proc.poll()
+    if info is None:
+        return None
+    return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+
+
+def _kill(task: _Task) -> None:
+    """SIGKILL the task's process group (the task and every process it started), then reap it.
+
+    Runs whether or not the task has exited: processes a finished task started still belong to
+    its group. A task already reaped is left alone (its group id may have been reused).
+    """
+    proc = task.proc
+    if proc is None or proc.returncode is not None:
         return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)  # the task's own session: it and its children
     with contextlib.suppress(ProcessLookupError):
-        proc.kill()
+        proc.kill()  # in case it left its group
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=30)
+
+
+def _group_members(pgids: set[int]) -> list[int]:
+    """Pids of live (not zombie) processes in the process groups ``pgids``."""
+    members: list[int] = []
+    if not os.path.exists("/proc/self/stat"):  # no procfs: ask the kernel per group
+        for pgid in pgids:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                continue
+            except PermissionError:
+                pass
+            members.append(pgid)
+        return members
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return members
+    for name in entries:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                fields = f.read().rpartition(b")")[2].split()  # after "pid (comm)"
+        except OSError:
+            continue
+        if len(fields) > 2 and int(fields[2]) in pgids and fields[0] not in (b"Z", b"X"):
+            members.append(int(name))
+    return members
+
+
+def _wait_gone(tasks: list[_Task], timeout: float = _GONE_TIMEOUT) -> None:
+    """Wait until every killed task's process group has no live process left."""
+    pgids = {t.proc.pid for t in tasks if t.proc is not None}
+    deadline = time.monotonic() + timeout
+    while pgids:
+        left = _group_members(pgids)
+        if not left:
+            return
+        if time.monotonic() > deadline:
+            _log.warning(
+                "launch_local: processes %s of the killed tasks were sent SIGKILL but are still "
+                "running after %g s (uninterruptible sleep?)", left, timeout,
+            )
+            return
+        time.sleep(0.01)
 
 
 def launch_local(
@@ -193,8 +268,22 @@ def launch_local(
     ``[its return value]``.
 
     If any task fails, the others are killed and :class:`WorkerError` is raised with the failing
-    task's traceback (or the end of its output). Every process is killed on return, error,
-    timeout and ``KeyboardInterrupt``.
+    task's traceback (or the end of its output).
+
+    Process lifetime: each task runs in its own session (process group). Whenever
+    ``launch_local`` exits (it returns, raises :class:`WorkerError` or
+    :class:`LaunchTimeoutError`, or is interrupted by ``KeyboardInterrupt`` or another
+    exception) it SIGKILLs every task's whole process group, whether the task is still running
+    or has already exited, reaps the tasks and waits (up to 10 s, then logs a warning) until no
+    live process is left in those groups. So nothing ``fn`` started (subprocesses, servers)
+    outlives the call, except processes that moved themselves to another process group or
+    session (``setsid``, ``start_new_session=True``, daemons). If the calling process dies
+    without running that cleanup (SIGKILL, a crash), each task notices within moments through
+    a pipe it inherited from the caller (end of file once no caller holds the other end) and
+    SIGKILLs its own process group (a small watchdog process in each group does this, so it
+    also covers tasks that already returned). A process forked from the caller (``os.fork``,
+    not ``subprocess``) while the call runs holds the pipe open, which delays this until it
+    exits.
 
     Args:
         fn: a module-level function ``fn(strategy, *args, **kwargs) -> picklable``.
@@ -276,6 +365,8 @@ def launch_local(
         tasks = [_Task("worker", i, "run", run_dir, logs) for i in range(workers)]
     sys_path = [os.path.abspath(p or os.curdir) for p in sys.path]
     here = os.path.abspath(__file__)
+    # Each task's watchdog reads this pipe; end of file means no caller holds the write end.
+    watch_r, watch_w = os.pipe()  # both non-inheritable; pass_fds hands watch_r to the tasks
     _log.info("launching %s on loopback: %s", strategy or "no strategy",
               ", ".join(t.name for t in tasks))
     try:
@@ -297,9 +388,10 @@ def launch_local(
             )
             with open(t.log, "wb") as log:
                 t.proc = subprocess.Popen(
-                    [python or sys.executable, "-c", _BOOT, here, t.payload, t.result],
+                    [python or sys.executable, "-c", _BOOT, here, t.payload, t.result,
+                     str(watch_r)],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    env=task_env, start_new_session=True,
+                    env=task_env, start_new_session=True, pass_fds=(watch_r,),
                 )
             t.started = time.monotonic()
         _wait(tasks, timeout, log_dir is not None)
@@ -320,6 +412,9 @@ def launch_local(
     finally:
         for t in tasks:
             _kill(t)
+        os.close(watch_r)
+        os.close(watch_w)  # any task still running kills its own group on end of file
+        _wait_gone(tasks)
         shutil.rmtree(run_dir, ignore_errors=True)  # payloads and results; logs too by default
 
 
@@ -328,15 +423,15 @@ def _wait(tasks: list[_Task], timeout: float, keep_logs: bool) -> None:
     runners = [t for t in tasks if t.role == "run"]
     while True:
         for t in tasks:
-            rc = t.proc.poll()
+            rc = _exit_status(t)
             if rc is None or (rc == 0 and t.role == "run"):
                 continue
             _kill_all_but(tasks, t)
             raise _failure(t, rc, tasks, keep_logs)
-        if all(t.proc.poll() == 0 for t in runners):
+        if all(_exit_status(t) == 0 for t in runners):
             return
         if time.monotonic() > deadline:
-            running = [t.name for t in tasks if t.proc.poll() is None]
+            running = [t.name for t in tasks if _exit_status(t) is None]
             tails = "\n".join(
                 f"--- {t.name} output (end) ---\n{_tail(t.log, 1500).strip()}" for t in runners
             )
@@ -396,9 +491,36 @@ def _atomic_write(path: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _watch_caller(fd: int) -> None:
+    """Fork a watchdog that SIGKILLs this task's process group once the caller is gone.
+
+    The watchdog is a child process in the task's group; it blocks reading the pipe ``fd``,
+    which the caller never writes, so the read returns end of file only when no process holds
+    the write end any more: the caller exited or died. It then SIGKILLs the group: the task (if
+    it still runs), every process the task started, and itself. Being a process of its own, it
+    outlives a task that already returned and fires even while the task's main thread holds the
+    GIL. It only kills a group the task leads (:func:`launch_local` starts each task in its own
+    session), never the caller's; elsewhere it does nothing.
+    """
+    pgid = os.getpgid(0)
+    if pgid != os.getpid():
+        os.close(fd)
+        return
+    if os.fork() == 0:  # the watchdog: system calls only, never returns
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            while os.read(fd, 512):
+                pass
+            os.killpg(pgid, signal.SIGKILL)
+        finally:
+            os._exit(0)
+    os.close(fd)  # the task itself keeps no end of the pipe
+
+
 def _worker_main(argv: list[str]) -> int:
     """Entry point of a task process started by :func:`launch_local`."""
-    payload_path, result_path = argv
+    payload_path, result_path, watch_fd = argv
+    _watch_caller(int(watch_fd))
     with open(payload_path, "rb") as f:
         payload = pickle.load(f)
     for p in reversed(payload["sys_path"]):
