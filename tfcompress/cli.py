@@ -5,8 +5,8 @@ TensorFlow is imported only by the subcommands that need it, so ``tfcompress --h
 ``demo --help`` are read from the source of :func:`tfcompress.recipe.demo_recipe`). Before
 TensorFlow loads, the command sets ``TF_CPP_MIN_LOG_LEVEL=2`` unless the user set it.
 
-An error prints one line and the last frames of where it was raised; ``--traceback`` prints the
-whole traceback.
+An error prints one line (a message of several lines: each under the first, indented) and the
+last frames of where it was raised; ``--traceback`` prints the whole traceback.
 
 Example:
     $ tfcompress demo --samples 8000 --epochs 1
@@ -422,15 +422,47 @@ def error_lines(err: BaseException, frames: int = ERROR_FRAMES) -> list[str]:
     return [f"  at {_where(f)}" for f in shown]
 
 
-def _report_error(command: str, err: BaseException, full: bool) -> None:
+#: lines and characters of an error message printed (``--traceback`` shows all of it)
+ERROR_LINES, ERROR_CHARS = 40, 4000
+
+
+def message_lines(err: BaseException) -> list[str]:
+    """The message of ``err`` as the lines ``tfcompress`` prints under ``error:``.
+
+    A one-line message stays one line; a message of several lines (a recipe listing several
+    problems, a worker's log tail) keeps its lines, blank ones dropped, each line and the whole
+    bounded (:data:`ERROR_LINES`, :data:`ERROR_CHARS`) with a note of what was left out. The
+    type name leads unless the error is a plain ``ValueError`` / ``TypeError`` /
+    ``FileNotFoundError``; a hint of what to try follows the first line of a resource error.
+
+    Example:
+        >>> message_lines(RuntimeError("2 workers failed:\\n- worker 0\\n- worker 1"))
+        ['RuntimeError: 2 workers failed:', '- worker 0', '- worker 1']
+    """
     kind = "" if isinstance(err, _PLAIN_ERRORS) or not str(err) else f"{type(err).__name__}: "
-    message = str(err) or type(err).__name__
-    if not isinstance(err, _PLAIN_ERRORS):  # one bounded line, and what to try
-        message = " ".join(message.split())[:2000]
-        hint = next((h for t, h in _HINTS if isinstance(err, t)), None)
-        if hint:
-            message = f"{message} ({hint})"
-    print(f"tfcompress {command}: error: {kind}{message}", file=sys.stderr)
+    lines = [ln.rstrip() for ln in (str(err) or type(err).__name__).splitlines() if ln.strip()]
+    lines = lines or [type(err).__name__]
+    shown, size = [], 0
+    for line in lines[:ERROR_LINES]:
+        if size + len(line) > ERROR_CHARS and shown:
+            break
+        shown.append(line[:ERROR_CHARS])
+        size += len(shown[-1])
+    if len(shown) < len(lines):
+        shown.append(f"... {len(lines) - len(shown):,} more lines (--traceback shows them all)")
+    if len(lines[0]) > ERROR_CHARS:
+        shown[0] += " ... (cut; --traceback shows all of it)"
+    hint = None if isinstance(err, _PLAIN_ERRORS) else next(
+        (h for t, h in _HINTS if isinstance(err, t)), None)
+    shown[0] = f"{kind}{shown[0]}" + (f" ({hint})" if hint else "")
+    return shown
+
+
+def _report_error(command: str, err: BaseException, full: bool) -> None:
+    first, *more = message_lines(err)
+    print(f"tfcompress {command}: error: {first}", file=sys.stderr)
+    for line in more:  # indented under the first line, deeper than the "  at" frames below
+        print(f"    {line}", file=sys.stderr)
     if full:
         traceback.print_exception(err, file=sys.stderr)
         return
