@@ -35,8 +35,10 @@ from tfcompress._recipe_files import (
     show,
 )
 from tfcompress.data import LOADER_OPTIONS, TASK_NAMES, file_format
+from tfcompress.data._common import check_memory
 from tfcompress.data.csv_loader import TIMESTAMP_FEATURES
 from tfcompress.data.movielens import MOVIELENS_SPLITS
+from tfcompress.data.simulated import task_memory_bytes
 
 #: ``DataSpec.format`` values; all but ``"auto"`` need a ``path``.
 DATA_FORMATS = ("auto", "csv", "libfm", "movielens")
@@ -112,7 +114,9 @@ class DataSpec:
         path: a data file (CSV, libFM/libFFM, MovieLens ratings) instead of a task.
         format: ``"auto"`` (from the file name) or ``"csv"``, ``"libfm"``, ``"movielens"``.
         label: the label column of a CSV file (required for CSV).
-        samples: the size of a simulated task (>= 100).
+        samples: the size of a simulated task (>= 100, and small enough to fit in this
+            machine's memory: about 1.4 KB a sample; a larger one is refused here, before
+            anything is drawn).
         seed: the data seed (>= 0).
         batch_size: the training batch size (>= 1).
         split: train / validation / test fractions (None: 0.8, 0.1, 0.1).
@@ -194,6 +198,8 @@ class DataSpec:
         _set(self, "task", task)
         _set(self, "samples", check_int(self.samples, "samples", minimum=100,
                                         example="samples = 20000"))
+        if path is None:  # a simulated task: refuse a size that cannot fit before drawing it
+            _check_fits(task, self.samples)  # type: ignore[arg-type]
         _set(self, "seed", check_int(self.seed, "seed", minimum=0, example="seed = 0"))
         _set(self, "batch_size", check_int(self.batch_size, "batch_size", minimum=1,
                                            example="batch_size = 256"))
@@ -408,6 +414,16 @@ def _check_file_task(task: Any, path: str, fmt: str) -> None:
         f"names the file's task: {tasks} for {_FORMAT_NAMES[fmt]} files).",
         key="task",
     )
+
+
+def _check_fits(task: str, samples: int) -> None:
+    """``samples`` of the simulated ``task`` must fit in this machine's memory."""
+    fixed = task_memory_bytes(task, 0)
+    try:
+        check_memory(f"samples = {samples}", samples, task_memory_bytes(task, 1) - fixed, fixed,
+                     f"the simulated {task} task", "samples")
+    except ValueError as err:
+        raise RecipeError(str(err), key="samples") from None
 
 
 def _set(obj: Any, name: str, value: Any) -> None:

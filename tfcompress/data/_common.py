@@ -1,7 +1,8 @@
 """Helpers shared by the simulated tasks and the file loaders of :mod:`tfcompress.data`.
 
 * argument checks: :func:`check_int`, :func:`check_split`, :func:`check_common`,
-  :func:`check_path`;
+  :func:`check_path`; sizes against the machine's memory: :func:`check_memory`
+  (:func:`physical_memory`, :func:`format_bytes`);
 * reading text files with errors that name the file and line: :func:`iter_lines`,
   :func:`open_text`, :func:`read_error`, :func:`parse_float`;
 * splitting rows: :func:`check_split_mode`, :func:`split_rows` (``"random"``, ``"time"``,
@@ -103,6 +104,62 @@ def check_path(path: Any, what: str) -> str:
     if not os.path.isfile(p):
         raise ValueError(f"{p}: not a regular file (a directory?); pass the path of a {what} file.")
     return p
+
+
+def physical_memory() -> int | None:
+    """The machine's physical memory in bytes, or None where the system does not tell.
+
+    Read from ``os.sysconf`` (``SC_PAGE_SIZE * SC_PHYS_PAGES``; Linux, macOS, BSD).
+
+    Example:
+        >>> physical_memory() is None or physical_memory() > 0
+        True
+    """
+    try:
+        total = int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError, TypeError):  # no sysconf, or no such name
+        return None
+    return total if total > 0 else None
+
+
+def format_bytes(n: float) -> str:
+    """``n`` bytes in binary units with one decimal: ``"1.0 GiB"``, ``"7.3 TiB"``."""
+    units = ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+    value, unit = float(n), 0
+    while value >= 1024 and unit < len(units) - 1:
+        value, unit = value / 1024, unit + 1
+    return f"{int(value)} bytes" if unit == 0 else f"{value:,.1f} {units[unit]}"
+
+
+#: the memory assumed where the system does not tell its own
+UNKNOWN_MEMORY = 2**40
+
+
+def check_memory(argument: str, count: int, per_item: int, fixed: int, what: str,
+                 unit: str) -> None:
+    """Refuse ``count`` items of ``per_item`` bytes (+ ``fixed``) that exceed physical memory.
+
+    Args:
+        argument: the size as the caller wrote it (``"n_samples=10"``, ``"samples = 10"``).
+        count, per_item, fixed: the estimate is ``fixed + count * per_item`` bytes.
+        what: what is sized (``"the simulated ctr task"``).
+        unit: what ``count`` counts, as the fix words it (``"samples"``).
+
+    Raises:
+        ValueError: naming the size, the estimate, the machine's memory (1 TiB assumed where
+            the system does not tell) and the largest count that fits.
+    """
+    need, total = fixed + count * per_item, physical_memory()
+    have = (f"this machine's {format_bytes(total)}" if total else
+            f"{format_bytes(UNKNOWN_MEMORY)} (this machine's memory is unknown)")
+    total = total or UNKNOWN_MEMORY
+    if need > total:
+        most = max(0, (total - fixed) // max(per_item, 1))
+        raise ValueError(
+            f"{argument} needs about {format_bytes(need)} of memory for {what} (about "
+            f"{per_item:,} bytes each), more than {have}; use at most {most:,} {unit} or load "
+            "your own file (tfcompress.data.load_file reads it from disk)."
+        )
 
 
 # --------------------------------------------------------------------------- text files

@@ -29,6 +29,7 @@ from tfcompress.data._common import (
     SPLITS,
     build_task,
     check_int,
+    check_memory,
     check_split,
     gather_splits,
     group_split,
@@ -43,6 +44,14 @@ _log = logging.getLogger("tfcompress")
 TASK_NAMES = ("ctr", "retrieval", "profile")
 _TASK_STREAM = {"ctr": 1, "retrieval": 2, "profile": 3}
 _SHUFFLE_BUFFER = 10_000  # training-shuffle buffer of the simulated tasks
+#: Peak bytes of drawing one sample, measured (tracemalloc and RSS, seq_len 5 to 50): the
+#: session arrays (int64 / float64 per sequence position) dominate; per-sample rows of the
+#: category preferences add 8 bytes a category. ``tests/test_hostile_sizes.py`` holds the
+#: estimate within [measured peak, 2 x measured peak].
+_BYTES_PER_SAMPLE, _BYTES_PER_POSITION, _BYTES_PER_CATEGORY = 160, 56, 8
+#: retrieval scores the catalogue 2,048 samples at a time (a few float64 arrays of that width)
+_RETRIEVAL_CHUNK_BYTES = 32 * 2048
+_WORLD_DEFAULTS = {"n_categories": 20, "n_items": 1_000}
 
 
 # --------------------------------------------------------------------------- metrics
@@ -81,8 +90,32 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
+# --------------------------------------------------------------------------- sizes
+def task_memory_bytes(
+    name: str, n_samples: int, *, seq_len: int = 20, world: World | None = None, **world_kwargs: Any
+) -> int:
+    """About the peak bytes drawing ``n_samples`` of the task ``name`` takes (nothing is drawn).
+
+    Per sample ``160 + 56 * seq_len + 8 * n_categories``, plus ``32 * 2048 * n_items`` for the
+    catalogue chunk of ``retrieval``; ``world`` (or ``world_kwargs``) gives the sizes.
+
+    Example:
+        >>> task_memory_bytes("ctr", 1_000_000) // 2**20
+        1373
+    """
+    sizes = {k: getattr(world, k) if isinstance(world, World) else world_kwargs.get(k, v)
+             for k, v in _WORLD_DEFAULTS.items()}
+    sizes = {k: int(v) if isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0
+             else _WORLD_DEFAULTS[k] for k, v in sizes.items()}  # a bad value: World.create says
+    per_sample = (_BYTES_PER_SAMPLE + _BYTES_PER_POSITION * seq_len
+                  + _BYTES_PER_CATEGORY * sizes["n_categories"])
+    fixed = _RETRIEVAL_CHUNK_BYTES * sizes["n_items"] if name == "retrieval" else 0
+    return fixed + per_sample * n_samples
+
+
 # --------------------------------------------------------------------------- tasks
 def _prepare(
+    task: str,
     n_samples: Any,
     seq_len: Any,
     batch_size: Any,
@@ -93,10 +126,15 @@ def _prepare(
 ) -> tuple[World, tuple[int, int, int], tuple[float, float, float]]:
     """Check the arguments every task takes; return the world, rows per split, fractions."""
     n_samples = check_int(n_samples, "n_samples", 1, "20_000")
-    check_int(seq_len, "seq_len", 1, "20")
+    seq_len = check_int(seq_len, "seq_len", 1, "20")
     check_int(batch_size, "batch_size", 1, "256")
     seed = check_int(seed, "seed", 0, "0")
     fractions = check_split(split)
+    fixed = task_memory_bytes(task, 0, seq_len=seq_len, world=world, **world_kwargs)
+    check_memory(f"n_samples={n_samples}" + ("" if seq_len == 20 else f" with seq_len={seq_len}"),
+                 n_samples, task_memory_bytes(task, 1, seq_len=seq_len, world=world,
+                                              **world_kwargs) - fixed, fixed,
+                 f"the simulated {task} task", "samples (or a shorter seq_len)")
     n_val = int(round(n_samples * fractions[1]))
     n_test = int(round(n_samples * fractions[2]))
     n_train = n_samples - n_val - n_test
@@ -195,7 +233,7 @@ def ctr(
         ((5,), 'item_id')
     """
     world, sizes, fractions = _prepare(
-        n_samples, seq_len, batch_size, seed, world, split, world_kwargs
+        "ctr", n_samples, seq_len, batch_size, seed, world, split, world_kwargs
     )
     if (
         isinstance(base_ctr, bool)
@@ -334,7 +372,7 @@ def retrieval(
         ((201, 1), 201)
     """
     world, sizes, fractions = _prepare(
-        n_samples, seq_len, batch_size, seed, world, split, world_kwargs
+        "retrieval", n_samples, seq_len, batch_size, seed, world, split, world_kwargs
     )
     rng = _rng(world, "retrieval", seed)
     s = world._sessions(n_samples, seq_len, rng, by_activity=True)
@@ -460,7 +498,7 @@ def profile(
         20
     """
     world, sizes, fractions = _prepare(
-        n_samples, seq_len, batch_size, seed, world, split, world_kwargs
+        "profile", n_samples, seq_len, batch_size, seed, world, split, world_kwargs
     )
     rng = _rng(world, "profile", seed)
     s = world._sessions(n_samples, seq_len, rng, by_activity=False)
