@@ -421,7 +421,8 @@ def _check_fits(task: str, samples: int) -> None:
     fixed = task_memory_bytes(task, 0)
     try:
         check_memory(f"samples = {samples}", samples, task_memory_bytes(task, 1) - fixed, fixed,
-                     f"the simulated {task} task", "samples")
+                     f"the simulated {task} task", "samples",
+                     'path = "clicks.csv" in [data], read from disk')
     except ValueError as err:
         raise RecipeError(str(err), key="samples") from None
 

@@ -136,7 +136,8 @@ UNKNOWN_MEMORY = 2**40
 
 
 def check_memory(argument: str, count: int, per_item: int, fixed: int, what: str,
-                 unit: str) -> None:
+                 unit: str, own_file: str = "tfcompress.data.load_file reads it from disk"
+                 ) -> None:
     """Refuse ``count`` items of ``per_item`` bytes (+ ``fixed``) that exceed physical memory.
 
     Args:
@@ -144,6 +145,7 @@ def check_memory(argument: str, count: int, per_item: int, fixed: int, what: str
         count, per_item, fixed: the estimate is ``fixed + count * per_item`` bytes.
         what: what is sized (``"the simulated ctr task"``).
         unit: what ``count`` counts, as the fix words it (``"samples"``).
+        own_file: how to load one's own file instead (in parentheses after the fix).
 
     Raises:
         ValueError: naming the size, the estimate, the machine's memory (1 TiB assumed where
@@ -158,7 +160,7 @@ def check_memory(argument: str, count: int, per_item: int, fixed: int, what: str
         raise ValueError(
             f"{argument} needs about {format_bytes(need)} of memory for {what} (about "
             f"{per_item:,} bytes each), more than {have}; use at most {most:,} {unit} or load "
-            "your own file (tfcompress.data.load_file reads it from disk)."
+            f"your own file ({own_file})."
         )
 
 
