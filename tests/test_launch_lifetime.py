@@ -162,8 +162,11 @@ def test_workers_and_their_children_die_with_the_caller(tmp_path, sig):
         f"launch_local(_grandchild_then, 2, args=({str(pid_dir)!r}, ('return', 'sleep')),\n"
         "             strategy=None, timeout=300)\n"
     )
+    tmp = tmp_path / "tmp"  # where launch_local makes its run folder (payloads, logs)
+    tmp.mkdir()
     caller = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              env={**os.environ, "TMPDIR": str(tmp)})
     try:
         with _cleanup(pid_dir):
             names = ["worker-0", "worker-1", "grandchild-0", "grandchild-1"]
@@ -177,6 +180,10 @@ def test_workers_and_their_children_die_with_the_caller(tmp_path, sig):
             caller.communicate(timeout=60)
             assert caller.returncode != 0
             assert _survivors(pids, within=10) == {}
+            deadline = time.monotonic() + 10
+            while any(tmp.iterdir()) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert list(tmp.iterdir()) == []  # no run folder left behind
     finally:
         if caller.poll() is None:
             caller.kill()

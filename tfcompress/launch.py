@@ -279,11 +279,11 @@ def launch_local(
     outlives the call, except processes that moved themselves to another process group or
     session (``setsid``, ``start_new_session=True``, daemons). If the calling process dies
     without running that cleanup (SIGKILL, a crash), each task notices within moments through
-    a pipe it inherited from the caller (end of file once no caller holds the other end) and
-    SIGKILLs its own process group (a small watchdog process in each group does this, so it
-    also covers tasks that already returned). A process forked from the caller (``os.fork``,
-    not ``subprocess``) while the call runs holds the pipe open, which delays this until it
-    exits.
+    a pipe it inherited from the caller (end of file once no caller holds the other end): a
+    small watchdog process in each task's group removes the temporary run folder and SIGKILLs
+    the group, so this also covers tasks that already returned. A process forked from the
+    caller (``os.fork``, not ``subprocess``) while the call runs holds the pipe open, which
+    delays this until it exits.
 
     Args:
         fn: a module-level function ``fn(strategy, *args, **kwargs) -> picklable``.
@@ -491,16 +491,17 @@ def _atomic_write(path: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _watch_caller(fd: int) -> None:
+def _watch_caller(fd: int, run_dir: str) -> None:
     """Fork a watchdog that SIGKILLs this task's process group once the caller is gone.
 
     The watchdog is a child process in the task's group; it blocks reading the pipe ``fd``,
     which the caller never writes, so the read returns end of file only when no process holds
-    the write end any more: the caller exited or died. It then SIGKILLs the group: the task (if
-    it still runs), every process the task started, and itself. Being a process of its own, it
-    outlives a task that already returned and fires even while the task's main thread holds the
-    GIL. It only kills a group the task leads (:func:`launch_local` starts each task in its own
-    session), never the caller's; elsewhere it does nothing.
+    the write end any more: the caller exited or died. It then removes the caller's ``run_dir``
+    (payloads, results and default logs, which nobody will read) and SIGKILLs the group: the
+    task (if it still runs), every process the task started, and itself. Being a process of its
+    own, it outlives a task that already returned and fires even while the task's main thread
+    holds the GIL. It only kills a group the task leads (:func:`launch_local` starts each task
+    in its own session), never the caller's; elsewhere it does nothing.
     """
     pgid = os.getpgid(0)
     if pgid != os.getpid():
@@ -511,6 +512,7 @@ def _watch_caller(fd: int) -> None:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             while os.read(fd, 512):
                 pass
+            shutil.rmtree(run_dir, ignore_errors=True)
             os.killpg(pgid, signal.SIGKILL)
         finally:
             os._exit(0)
@@ -520,7 +522,7 @@ def _watch_caller(fd: int) -> None:
 def _worker_main(argv: list[str]) -> int:
     """Entry point of a task process started by :func:`launch_local`."""
     payload_path, result_path, watch_fd = argv
-    _watch_caller(int(watch_fd))
+    _watch_caller(int(watch_fd), os.path.dirname(os.path.abspath(payload_path)))
     with open(payload_path, "rb") as f:
         payload = pickle.load(f)
     for p in reversed(payload["sys_path"]):
