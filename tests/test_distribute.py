@@ -329,11 +329,15 @@ def test_backup_and_restore_resumes_pruning_to_the_exact_target(ctr, train, init
     assert len(history["loss"]) == 1  # resumed at epoch 2, not restarted
     assert history["loss"][0] == pytest.approx(ref_history["loss"][-1], rel=1e-3)
     assert int(resumed.optimizer.iterations.numpy()) == 3 * steps  # the step was restored
-    # steps=None: the resumed fit re-sizes the schedule over ITS steps (counted from the
-    # restored optimizer step), starting from the sparsity the masks had reached
+    # steps=None: the resumed fit continues the interrupted fit's schedule, sized over all its
+    # steps from step 0 and from the sparsity it started at (restored with the checkpoint), so
+    # it prunes exactly as the uninterrupted fit did (issue 14)
     schedule = _schedule(resumed)
-    assert schedule.steps_done(3 * steps) == steps and schedule.end_step <= steps
-    assert 0.5 < schedule.initial_sparsity < 0.75
+    assert schedule.steps_done(3 * steps) == 3 * steps
+    assert schedule.end_step == _schedule(reference).end_step
+    assert schedule.initial_sparsity == 0.0
+    for a, b in zip(resumed.get_weights(), reference.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
     assert history["sparsity"][0] == pytest.approx(0.75, abs=0.005)  # ramped, not only final
     report = tfcompress.sparsity_report(tfcompress.strip(resumed))
     assert report.overall == pytest.approx(0.75, abs=0.005)

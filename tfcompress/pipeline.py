@@ -47,6 +47,7 @@ from tfcompress._pipeline_export import benchmark_all, export_all, plan_exports
 from tfcompress._pipeline_io import (
     begin_stage,
     cached_record,
+    clean_run_dir,
     finish_stage,
     load_model,
     save_model,
@@ -55,6 +56,8 @@ from tfcompress._pipeline_io import (
     sha256_text,
     zero_share,
 )
+from tfcompress._pipeline_seeds import EpochSeeds, stage_seed
+from tfcompress.data.epochs import epoch_batches
 from tfcompress.keras_compat import keras
 from tfcompress.manifest import atomic_write_text
 from tfcompress.recipe import DataSpec, ModelSpec, Recipe, load_recipe
@@ -127,6 +130,8 @@ class _Run:
     callbacks: tuple[Any, ...]
     #: (teacher model file, its distill stage) of the last distill stage run so far
     teacher: tuple[Path, Any] | None = None
+    #: the seed of the stage running now (the data order and dropout of its fits derive from it)
+    seed: int = 0
     _test_examples: int | None = None
 
     def fit(self, fit_model: keras.Model, stage_dir: Path, name: str, epochs: int,
@@ -146,11 +151,16 @@ class _Run:
         if self.verbose:  # before the TensorBoard callback adds every quantizer range to `logs`
             callbacks.append(keras.callbacks.ProgbarLogger(count_mode="steps"))
         callbacks += [CompressionTensorBoard(str(self.logdir / name)), *self.callbacks,
-                      keras.callbacks.BackupAndRestore(str(stage_dir / "backup")), first]
+                      keras.callbacks.BackupAndRestore(str(stage_dir / "backup")), first,
+                      EpochSeeds(self.seed)]
+        # the order of each epoch: a function of the stage seed and the step it starts at
+        # (restored by BackupAndRestore), not of how often this process iterated the data
+        train = epoch_batches(self.task, batch_size=self.recipe.data.batch_size, seed=self.seed,
+                              position=lambda: int(fit_model.optimizer.iterations.numpy()))
         say(self.verbose, f"[{name}] fitting up to {epochs} epoch(s)"
                           + (f", keeping the best {monitor}" if patience and early_stopping
                              else ""))
-        fit_model.fit(self.task.train, validation_data=self.task.validation, epochs=epochs,
+        fit_model.fit(train, validation_data=self.task.validation, epochs=epochs,
                       callbacks=callbacks, verbose=_fit_verbosity(self.verbose))
         return first.first or None
 
@@ -234,7 +244,7 @@ def _train_input(r: _Run, name: str, stage_dir: Path) -> tuple[keras.Model, dict
 
     spec = r.recipe.model
     with r.strategy.scope():
-        model = r.build(spec, r.recipe.seed)
+        model = r.build(spec, r.seed)
         resumed = None
         if spec.epochs:
             models.compile_for_task(model, r.task.schema, learning_rate=spec.learning_rate)
@@ -417,6 +427,9 @@ def run(
     if not resume and run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    # a crashed stage the recipe no longer has, temporaries of killed writers: removed, logged
+    clean_run_dir(run_dir, [f"00_{_input_name(recipe)}",
+                            *(f"{i:02d}_{s.name}" for i, s in enumerate(recipe.stages, 1))])
     atomic_write_text(run_dir / "recipe.toml", recipe.to_toml())
     logdir = Path(logdir) if logdir is not None else run_dir / "logs"
     strategy = get_strategy(recipe.strategy)
@@ -528,11 +541,12 @@ def _run_stage(r: _Run, index: int, stage: Any, name: str, kind: str, model: ker
     from tfcompress.tensorboard import log_stage_summary
 
     t0 = time.perf_counter()
-    keras.utils.set_random_seed(r.recipe.seed + index + 1)
+    r.seed = stage_seed(r.recipe.seed, index)
+    keras.utils.set_random_seed(r.seed)
     if stage is None:
         out, info = _train_input(r, name, stage_dir)
     elif kind == "distill":
-        out, info = _distill(r, stage, model, stage_dir, r.recipe.seed + index + 1)
+        out, info = _distill(r, stage, model, stage_dir, r.seed)
     else:
         out, info = _STAGES[kind](r, stage, model, stage_dir)
     seconds = round(time.perf_counter() - t0, 1)

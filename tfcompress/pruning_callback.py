@@ -83,6 +83,9 @@ class _FitPruning(keras.callbacks.Callback):
         for _, wrapper in wrappers:
             if isinstance(wrapper.pruning_schedule, FitSizedSchedule):
                 schedules[id(wrapper.pruning_schedule)] = wrapper.pruning_schedule
+                # a checkpoint dependency of the wrapper (not a weight): BackupAndRestore
+                # saves and restores the schedule's sizing with the masks
+                wrapper.tfcompress_schedule = wrapper.pruning_schedule.checkpoint_state
         self._schedules = list(schedules.values())
 
     def _wrappers_of(self, schedule: FitSizedSchedule) -> list[PruneLowMagnitude]:
@@ -128,6 +131,13 @@ class _FitPruning(keras.callbacks.Callback):
         steps = self.params.get("steps") if self.params else None
         epochs = self.params.get("epochs") if self.params else None
         fit_steps = None if steps is None or epochs is None else (int(epochs) - epoch) * steps
+        # a fit starting at epoch k > 0 (BackupAndRestore resumed it, or initial_epoch=k)
+        # continues the fit that started at epoch 0: the schedule spans all its epochs from
+        # the sparsity it started from, exactly as if it had not been interrupted
+        resumed = epoch > 0 and steps is not None and epochs is not None
+        if resumed:
+            self._start_iteration -= epoch * int(steps)
+            fit_steps = int(epochs) * int(steps)
         for schedule in self._schedules:
             if schedule.planned_total is None and fit_steps is None:
                 schedule.armed.assign(False)
@@ -138,7 +148,9 @@ class _FitPruning(keras.callbacks.Callback):
                     "steps_per_epoch= to fit, or size the schedule yourself with "
                     "tfcompress.prune(..., steps=total_steps or (epochs, steps_per_epoch))."
                 )
-            initial = min((mask_sparsity(w) for w in self._wrappers_of(schedule)), default=0.0)
+            initial = (schedule.initial_sparsity if resumed and schedule.planned_total is None
+                       else min((mask_sparsity(w) for w in self._wrappers_of(schedule)),
+                                default=0.0))
             schedule.start_fit(self._start_iteration, fit_steps, initial)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:

@@ -182,6 +182,9 @@ class FitSizedSchedule(pruning_schedule.PruningSchedule):
             self._offset = tf.Variable(0, dtype=tf.int64, trainable=False, name="prune_offset")
             self._initial = tf.Variable(0.0, dtype=tf.float32, trainable=False, name="prune_s0")
             self.armed = tf.Variable(False, trainable=False, name="prune_armed")
+            #: the sizing a fit resumed by ``BackupAndRestore`` needs again: the driver hangs it
+            #: on each wrapper, so the model's checkpoints carry it (not a weight)
+            self.checkpoint_state = tf.train.Checkpoint(initial=self._initial)
         #: the optimizer's ``iterations``; set by the fit's driver at fit start.
         self.iterations: tf.Variable | None = None
         #: a train function was traced without a driver (and failed); see PruningCallback.

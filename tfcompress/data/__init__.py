@@ -17,6 +17,9 @@ Modules (all names users need are re-exported here):
   passes the options; :data:`LOADER_OPTIONS` lists them per format);
 * ``inference``: the rules that decide a file column's kind and the leak check;
 * ``summary``: :class:`DataSummary`, what ``task.summary()`` returns for every task;
+* ``epochs``: ``epoch_batches``, the training split in an order that is a function of a seed and
+  the training step (what ``tfcompress run`` trains on, so that a resumed run equals an
+  uninterrupted one);
 * ``_common``: the helpers they share (argument checks, file reading, splits, sequence padding,
   building the datasets); ``_csv_scan`` / ``_csv_build``: the streamed CSV pass.
 
