@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint clean
+.PHONY: demo test test-fast lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ demo: $(STAMP)
 # subprocesses or kernels rather than on the CPU, so 2 workers halve the wall time on 2 cores
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -n auto --maxprocesses=4 --dist loadfile
+
+# the quick loop while coding: no slow (training) and no multi-process tests
+test-fast: $(STAMP)
+	$(VENV)/bin/python -m pytest -n auto --maxprocesses=4 --dist loadfile -m "not slow and not multiprocess"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check tfcompress tests

@@ -8,7 +8,7 @@ import random  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from tfcompress.keras_compat import keras, tf  # noqa: E402
+from tfcompress._keras import keras, tf  # noqa: E402
 
 # Two logical CPUs, so MirroredStrategy runs with two replicas on any machine. This must happen
 # before TensorFlow initialises its devices, i.e. before any test runs an op.

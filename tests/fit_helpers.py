@@ -1,6 +1,6 @@
 """Test helper callbacks (imported by name: pytest puts tests/ on sys.path)."""
 
-from tfcompress.keras_compat import keras
+from tfcompress._keras import keras
 
 
 class RestoreFirstEpoch(keras.callbacks.Callback):

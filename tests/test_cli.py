@@ -7,7 +7,6 @@ import pytest
 
 from tfcompress import __version__
 from tfcompress.cli import main
-from tfcompress.tensorboard import read_hparams, read_scalars
 
 
 def _run(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -158,35 +157,3 @@ def test_export_and_bench_bad_input(argv, message, saved_ctr_model, capsys):
     argv = [a.replace("{model}", str(saved_ctr_model)) for a in argv]
     assert main(argv) == 2
     assert message in capsys.readouterr().err
-
-
-@pytest.mark.slow
-def test_demo_runs_the_default_recipe_and_report_rerenders(tmp_path, capsys):
-    # the README's demo with small sizes: teacher -> distill -> prune -> QAT -> export -> bench
-    argv = ["demo", "--samples", "1500", "--teacher-epochs", "1", "--epochs", "1",
-            "--out", str(tmp_path), "--logdir", str(tmp_path / "tb"), "--quiet"]
-    assert main(argv) == 0
-    out = capsys.readouterr().out
-    run_dir = tmp_path / "demo"
-    report = json.loads((run_dir / "report.json").read_text())
-    assert [s["name"] for s in report["stages"]] == ["teacher", "distill", "prune", "quantize"]
-    names = {r["name"] for r in report["benchmark"]["rows"]}
-    assert names == {"teacher_float", "distill_float", "distill_alone_float", "prune_float",
-                     "quantize_int8", "quantize_xla"}
-    assert report["benchmark"]["baseline"] == "teacher_float"
-    for name in names:  # every variant is printed with its ratios against the teacher
-        assert re.search(rf"^\| {name}( \(baseline\))? \| (tflite|saved_model) \|", out, re.M)
-    ratios = report["benchmark"]["ratios"]
-    assert ratios["quantize_int8"]["size_x"] > 8  # int8 student vs the float teacher
-    assert ratios["prune_float"]["gzip_size_x"] > ratios["distill_float"]["gzip_size_x"]
-    assert report["stages"][2]["sparsity"] == pytest.approx(0.7, abs=0.02)
-    assert (run_dir / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"
-    scalars = read_scalars(tmp_path / "tb")  # --logdir: one run per stage, hparams per variant
-    assert scalars["prune/train"]["epoch_sparsity"][-1][1] == pytest.approx(0.7, abs=0.02)
-    assert "epoch_distillation_loss" in scalars["distill/train"]
-    assert {h["variant"] for h in read_hparams(tmp_path / "tb" / "hparams").values()} == names
-
-    (run_dir / "tradeoff.png").unlink()
-    assert main(["report", str(run_dir), "--batch-size", "1"]) == 0
-    assert "| quantize_int8 | tflite |" in capsys.readouterr().out
-    assert (run_dir / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"

@@ -12,6 +12,7 @@ import textwrap
 
 import pytest
 
+from tfcompress.callbacks.tensorboard import read_hparams, read_scalars
 from tfcompress.cli import demo_defaults, main
 
 
@@ -117,16 +118,19 @@ def test_an_error_inside_a_stage_prints_one_line_and_where_it_was_raised(tmp_pat
     full = _cli("run", str(recipe), "--out", str(tmp_path), "--quiet", "--traceback")
     assert full.returncode == 2
     assert "Traceback (most recent call last)" in full.stderr
-    assert re.search(r'pipeline\.py", line \d+, in _prune', full.stderr)  # every frame
+    assert re.search(r'runner\.py", line \d+, in _prune', full.stderr)  # every frame
     assert "no_such_layer" in full.stderr.strip().splitlines()[-1]
 
 
 @pytest.mark.slow
 @pytest.mark.multiprocess
 def test_piped_demo_output_has_no_carriage_returns_and_a_line_per_export(tmp_path):
+    """The README's demo with small sizes, piped (what a CI log shows): teacher -> distill ->
+    prune -> QAT -> export -> bench; its report, TensorBoard logs and `report` re-rendering."""
     result = _cli("demo", "--samples", "1500", "--teacher-epochs", "1", "--epochs", "1",
-                  "--out", str(tmp_path))
+                  "--out", str(tmp_path), "--logdir", str(tmp_path / "tb"))
     assert result.returncode == 0, result.stderr[-3000:]
+    _check_demo_report(tmp_path, result.stdout)
     assert "\r" not in result.stdout and "\r" not in result.stderr  # no redrawn progress bars
     exports = re.findall(r"^\[export\] (\d)/(\d) (\w+) \((\w+)\): [\d.]+ KiB, parity max "
                          r"\|diff\| \S+", result.stdout, re.M)
@@ -135,3 +139,30 @@ def test_piped_demo_output_has_no_carriage_returns_and_a_line_per_export(tmp_pat
     assert "TensorFlow is already initialised" not in result.stdout + result.stderr
     assert re.search(r"^\| teacher \| model \| no \| .* \| 150 \| \d+ \|$", result.stdout, re.M)
     assert "n examples | n positives" in result.stdout
+
+
+def _check_demo_report(tmp_path, out: str) -> None:
+    run_dir = tmp_path / "demo"
+    report = json.loads((run_dir / "report.json").read_text())
+    assert [s["name"] for s in report["stages"]] == ["teacher", "distill", "prune", "quantize"]
+    names = {r["name"] for r in report["benchmark"]["rows"]}
+    assert names == {"teacher_float", "distill_float", "distill_alone_float", "prune_float",
+                     "quantize_int8", "quantize_xla"}
+    assert report["benchmark"]["baseline"] == "teacher_float"
+    for name in names:  # every variant is printed with its ratios against the teacher
+        assert re.search(rf"^\| {name}( \(baseline\))? \| (tflite|saved_model) \|", out, re.M)
+    ratios = report["benchmark"]["ratios"]
+    assert ratios["quantize_int8"]["size_x"] > 8  # int8 student vs the float teacher
+    assert ratios["prune_float"]["gzip_size_x"] > ratios["distill_float"]["gzip_size_x"]
+    assert report["stages"][2]["sparsity"] == pytest.approx(0.7, abs=0.02)
+    assert (run_dir / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"
+    scalars = read_scalars(tmp_path / "tb")  # --logdir: one run per stage, hparams per variant
+    assert scalars["prune/train"]["epoch_sparsity"][-1][1] == pytest.approx(0.7, abs=0.02)
+    assert "epoch_distillation_loss" in scalars["distill/train"]
+    assert {h["variant"] for h in read_hparams(tmp_path / "tb" / "hparams").values()} == names
+
+    (run_dir / "tradeoff.png").unlink()
+    again = _cli("report", str(run_dir), "--batch-size", "1")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "| quantize_int8 | tflite |" in again.stdout
+    assert (run_dir / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"

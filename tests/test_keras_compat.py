@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from tfcompress.keras_compat import check_model, is_keras3_object, keras, tf, tf_keras_is_tf_keras
+from tfcompress._keras import check_model, is_keras3_object, keras, tf, tf_keras_is_tf_keras
 
 
 def test_tf_keras_is_the_same_as_tf_keras_module():
@@ -19,7 +19,7 @@ def test_tf_keras_is_the_same_as_tf_keras_module():
     [
         "import tfcompress",
         "import tensorflow_model_optimization",
-        "import tfcompress.keras_compat; import tensorflow_model_optimization",
+        "import tfcompress._keras; import tensorflow_model_optimization",
     ],
 )
 def test_same_keras_whichever_is_imported_first(first_import):
@@ -27,7 +27,7 @@ def test_same_keras_whichever_is_imported_first(first_import):
         f"{first_import}\n"
         "import tensorflow as tf, tf_keras\n"
         "import tensorflow_model_optimization as tfmot\n"
-        "from tfcompress.keras_compat import keras\n"
+        "from tfcompress._keras import keras\n"
         "print(tf.keras.Model is tf_keras.Model is keras.Model, tf_keras.__version__)\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
@@ -123,7 +123,7 @@ def _tiny_keras_file(path):
 
 
 def test_check_keras_file_accepts_a_tf_keras_file(tmp_path):
-    from tfcompress.keras_compat import check_keras_file
+    from tfcompress._keras import check_keras_file
 
     path = _tiny_keras_file(tmp_path / "m.keras")
     assert check_keras_file(str(path)) == path
@@ -131,7 +131,7 @@ def test_check_keras_file_accepts_a_tf_keras_file(tmp_path):
 
 
 def test_check_keras_file_refuses_a_keras3_file_with_the_fix(tmp_path):
-    from tfcompress.keras_compat import check_keras_file
+    from tfcompress._keras import check_keras_file
 
     path = tmp_path / "k3.keras"
     code = (
@@ -157,7 +157,7 @@ def test_check_keras_file_refuses_a_keras3_file_with_the_fix(tmp_path):
     ],
 )
 def test_check_keras_file_names_a_damaged_file(tmp_path, damage, message):
-    from tfcompress.keras_compat import check_keras_file
+    from tfcompress._keras import check_keras_file
 
     path = _tiny_keras_file(tmp_path / "m.keras")
     data = path.read_bytes()
@@ -175,7 +175,7 @@ def test_check_keras_file_names_a_damaged_file(tmp_path, damage, message):
 
 
 def test_check_keras_file_bad_argument():
-    from tfcompress.keras_compat import check_keras_file
+    from tfcompress._keras import check_keras_file
 
     with pytest.raises(TypeError, match="`path` must be a path"):
         check_keras_file(3)

@@ -159,7 +159,8 @@ def test_library_reference_check_catches_moved_names():
     # a later cell of the same notebook uses the names an earlier cell imported
     assert _library_references("x = d.no_such_loader()", roots) == {
         "tfcompress.data.no_such_loader"}
-    # tfcompress.sensitivity is the function now (the module is tfcompress.layer_sensitivity)
+    # tfcompress.sensitivity is the function now (the module is
+    # tfcompress.evaluation.layer_sensitivity)
     assert _unresolved("tfcompress.sensitivity.layer_sensitivity") == (
         "tfcompress.sensitivity (function) has no 'layer_sensitivity'")
     assert _unresolved("tfcompress.models.no_such_builder") == (
@@ -167,7 +168,7 @@ def test_library_reference_check_catches_moved_names():
     assert _unresolved("tfcompress.pruning.no_such_name") == (
         "module tfcompress.pruning has no 'no_such_name'")
     assert _unresolved("tfcompress.data.load_task") is None
-    assert _unresolved("tfcompress.layer_sensitivity.SensitivityReport") is None
+    assert _unresolved("tfcompress.evaluation.layer_sensitivity.SensitivityReport") is None
 
 
 def _running_cell(nb: nbformat.NotebookNode) -> str:

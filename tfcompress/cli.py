@@ -38,7 +38,7 @@ def _version() -> str:
     try:
         return version("tfcompress")
     except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        from tfcompress import __version__
+        from tfcompress._version import __version__
 
         return __version__
 
@@ -80,10 +80,12 @@ def demo_defaults() -> dict[str, Any]:
         >>> demo_defaults()["seed"]
         0
     """
-    spec = importlib.util.find_spec("tfcompress.recipe")
-    if spec is None or spec.origin is None:  # pragma: no cover - broken installation
+    # the file, found without importing tfcompress.recipe (its package imports TensorFlow)
+    spec = importlib.util.find_spec("tfcompress")
+    if spec is None or not spec.submodule_search_locations:  # pragma: no cover - broken install
         return {}
-    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    source = Path(list(spec.submodule_search_locations)[0]) / "recipe" / "recipes.py"
+    tree = ast.parse(source.read_text(encoding="utf-8"))
     for node in tree.body:
         if isinstance(node, ast.FunctionDef) and node.name == "demo_recipe":
             args = node.args
@@ -228,8 +230,8 @@ def _load_data(args: argparse.Namespace):
 def _read_data(args: argparse.Namespace):
     """The TaskData named by --data / --data-format (the same reader as a recipe's [data])."""
     from tfcompress import data
-    from tfcompress.pipeline import load_data
-    from tfcompress.recipe import DataSpec, RecipeError
+    from tfcompress.recipe.recipes import DataSpec, RecipeError
+    from tfcompress.recipe.runner import load_data
 
     spec, kind = args.data, args.data_format
     if kind == "sim" or (kind == "auto" and spec in data.TASK_NAMES):
@@ -247,8 +249,8 @@ def _read_data(args: argparse.Namespace):
 
 def _load_keras(path: Path):
     import tfcompress.models  # noqa: F401  (registers the custom layers for safe_mode loading)
-    from tfcompress.keras_compat import check_keras_file
-    from tfcompress.quantization import load_quantized
+    from tfcompress._keras import check_keras_file
+    from tfcompress.quantization.qat import load_quantized
 
     if path.suffix != ".keras":
         raise ValueError(
@@ -260,7 +262,7 @@ def _load_keras(path: Path):
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from tfcompress.export import export_saved_model, export_tflite
+    from tfcompress.export.tflite import export_saved_model, export_tflite
 
     model = _load_keras(args.model)
     task = _load_data(args) if args.data else None
@@ -304,7 +306,7 @@ def _interactive() -> bool:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from tfcompress.benchmarking import benchmark
+    from tfcompress.evaluation.benchmarking import benchmark
 
     variants: dict[str, object] = {}
     for item in args.variants:
@@ -326,7 +328,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _run_recipe(recipe, args: argparse.Namespace) -> int:
-    from tfcompress.pipeline import run
+    from tfcompress.recipe.runner import run
 
     report = run(recipe, out_dir=args.out, logdir=args.logdir, resume=not args.no_resume,
                  verbose=0 if args.quiet else 1)
@@ -339,7 +341,7 @@ def _run_recipe(recipe, args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from tfcompress.recipe import demo_recipe
+    from tfcompress.recipe.recipes import demo_recipe
 
     options = {"seed": args.seed}
     for name in ("samples", "teacher_epochs", "epochs"):
@@ -353,13 +355,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from tfcompress.recipe import load_recipe
+    from tfcompress.recipe.recipes import load_recipe
 
     return _run_recipe(load_recipe(args.recipe), args)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from tfcompress.run_report import load_report, render_report
+    from tfcompress.recipe.report import load_report, render_report
 
     report = render_report(load_report(args.run_dir), args.run_dir, metric=args.metric,
                            batch_size=args.batch_size)

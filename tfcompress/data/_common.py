@@ -32,8 +32,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from tfcompress._keras import tf
 from tfcompress.data.schema import Schema, TaskData
-from tfcompress.keras_compat import tf
 
 _log = logging.getLogger("tfcompress")
 

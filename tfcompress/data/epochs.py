@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from tfcompress._keras import tf
 from tfcompress.data.schema import TaskData
-from tfcompress.keras_compat import tf
 
 _log = logging.getLogger("tfcompress")
 

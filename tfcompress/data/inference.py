@@ -9,7 +9,7 @@
 * leaks: :func:`leak_auc` (how well one column alone predicts the label on the train split)
   and :func:`report_leaks` (warning or, with ``strict=True``, a ValueError).
 
-Every AUC here is the exact one of :func:`tfcompress.metrics.auc`. Columns are scored on at
+Every AUC here is the exact one of :func:`tfcompress.export.metrics.auc`. Columns are scored on at
 most :data:`SAMPLE_ROWS` train rows (a seeded sample), so the checks cost the same on any file.
 
 Example:
@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from tfcompress.metrics import auc
+from tfcompress.export.metrics import auc
 
 _log = logging.getLogger("tfcompress")
 

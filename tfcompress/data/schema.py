@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from tfcompress._keras import tf
 from tfcompress.data.summary import DataSummary, summarise
-from tfcompress.keras_compat import tf
 
 KINDS = ("categorical", "numeric", "sequence")
 TASKS = ("binary", "multiclass", "retrieval")

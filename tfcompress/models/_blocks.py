@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from tfcompress._keras import keras
 from tfcompress.data.schema import Feature, Schema
-from tfcompress.keras_compat import keras
 from tfcompress.models.layers import MaskedMean
 
 #: Hyper-parameters of each named model size. A ``size`` argument takes one of these names or a

@@ -20,8 +20,8 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from tfcompress._keras import check_model, keras
 from tfcompress.data.schema import Feature, Schema
-from tfcompress.keras_compat import check_model, keras
 from tfcompress.models._blocks import (
     CLASSIFICATION,
     SIZES,

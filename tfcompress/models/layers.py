@@ -7,7 +7,7 @@ is imported. They use only standard TensorFlow ops (no ragged tensors, no Python
 models convert to TFLite and run with integer id inputs.
 
 Example:
-    >>> from tfcompress.keras_compat import tf
+    >>> from tfcompress._keras import tf
     >>> from tfcompress.models.layers import MaskedMean
     >>> x = tf.ones((1, 3, 2))
     >>> MaskedMean()([x, tf.constant([[0, 4, 9]])]).numpy().tolist()
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from tfcompress.keras_compat import keras, tf
+from tfcompress._keras import keras, tf
 
 __all__ = [
     "Catalog",

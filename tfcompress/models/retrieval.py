@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from tfcompress._keras import keras
 from tfcompress.data.schema import Feature, Schema
-from tfcompress.keras_compat import keras
 from tfcompress.models._blocks import (
     Tables,
     check_schema,

@@ -1,0 +1,191 @@
+"""Lifetime of :func:`tfcompress.distribute.launch.launch_local` workers (issue 14): none outlives
+the caller.
+
+Every test uses real processes: worker functions (module level, so the workers import this
+module by name; it imports nothing heavy) start a grandchild ``sleep 300`` in the worker's
+process group and write the pids; the test then checks that every one of them is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.multiprocess
+
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(os.path.dirname(TESTS_DIR))
+
+
+# --------------------------------------------------------------------------- worker function
+
+
+def _grandchild_then(strategy, pid_dir: str, modes: tuple[str, ...]) -> int:
+    """Start ``sleep 300``, record pids, then do ``modes[task index]``: return/sleep/raise."""
+    index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+    child = subprocess.Popen(["sleep", "300"])  # same process group as this worker
+    for name, pid in (("worker", os.getpid()), ("grandchild", child.pid)):
+        tmp = os.path.join(pid_dir, f".{name}-{index}.tmp")
+        with open(tmp, "w") as f:
+            f.write(str(pid))
+        os.replace(tmp, os.path.join(pid_dir, f"{name}-{index}"))
+    mode = modes[index]
+    if mode == "sleep":
+        time.sleep(300)
+    elif mode == "raise":
+        time.sleep(0.3)
+        raise ValueError(f"worker {index} fails on purpose")
+    return child.pid
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _state(pid: int) -> str | None:
+    """The /proc state letter of ``pid``, None if it does not exist."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie (``Z``, about to be reaped) counts as dead."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return _state(pid) not in (None, "Z", "X")
+
+
+def _wait_for_pids(pid_dir: Path, names: list[str], timeout: float = 60.0) -> dict[str, int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all((pid_dir / n).exists() for n in names):
+            return {n: int((pid_dir / n).read_text()) for n in names}
+        time.sleep(0.05)
+    raise AssertionError(f"pid files {names} not all written in {timeout} s: "
+                         f"{sorted(p.name for p in pid_dir.iterdir())}")
+
+
+def _read_pids(pid_dir: Path) -> dict[str, int]:
+    return {p.name: int(p.read_text()) for p in pid_dir.iterdir() if not p.name.startswith(".")}
+
+
+def _survivors(pids: dict[str, int], within: float) -> dict[str, int]:
+    """The pids still alive after waiting up to ``within`` seconds for them to go."""
+    deadline = time.monotonic() + within
+    while True:
+        alive = {n: p for n, p in pids.items() if _alive(p)}
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def _cleanup(pid_dir: Path):
+    """Kill whatever a failing run leaves behind: only the recorded pids, still ours."""
+    try:
+        yield
+    finally:
+        for pid in _read_pids(pid_dir).values():
+            with contextlib.suppress(OSError):
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmd = f.read()
+                if b"sleep" in cmd or b"__tfcompress_worker__" in cmd:
+                    os.kill(pid, signal.SIGKILL)
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_normal_return_kills_what_the_workers_started(tmp_path):
+    from tfcompress.distribute.launch import launch_local
+
+    with _cleanup(tmp_path):
+        results = launch_local(_grandchild_then, 2, args=(str(tmp_path), ("return", "return")),
+                               strategy=None, timeout=60)
+        pids = _read_pids(tmp_path)
+        assert sorted(pids) == ["grandchild-0", "grandchild-1", "worker-0", "worker-1"]
+        assert results == [pids["grandchild-0"], pids["grandchild-1"]]
+        # Gone when launch_local returns, not merely signalled: no grace period here.
+        assert _survivors(pids, within=0) == {}
+
+
+def test_failing_worker_kills_every_group_including_finished_workers(tmp_path):
+    from tfcompress.distribute.launch import WorkerError, launch_local
+
+    with _cleanup(tmp_path):
+        with pytest.raises(WorkerError, match="worker 1 fails on purpose") as err:
+            launch_local(_grandchild_then, 3,
+                         args=(str(tmp_path), ("return", "raise", "sleep")),
+                         strategy=None, timeout=60)
+        assert err.value.task == "worker:1" and err.value.returncode == 1
+        pids = _read_pids(tmp_path)
+        assert len(pids) == 6
+        assert _survivors(pids, within=0) == {}
+
+
+def test_timeout_kills_every_group_including_finished_workers(tmp_path):
+    from tfcompress.distribute.launch import LaunchTimeoutError, launch_local
+
+    with _cleanup(tmp_path):
+        with pytest.raises(LaunchTimeoutError, match="did not finish within 3 s"):
+            launch_local(_grandchild_then, 2, args=(str(tmp_path), ("return", "sleep")),
+                         strategy=None, timeout=3)
+        pids = _read_pids(tmp_path)
+        assert len(pids) == 4
+        assert _survivors(pids, within=0) == {}
+
+
+@pytest.mark.slow  # the caller process imports TensorFlow (tfcompress.distribute.cluster): ~6 s
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+def test_workers_and_their_children_die_with_the_caller(tmp_path, sig):
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+    script = tmp_path / "caller.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path[:0] = [{TESTS_DIR!r}, {REPO_ROOT!r}]\n"
+        "from tfcompress.distribute.launch import launch_local\n"
+        "from test_launch_lifetime import _grandchild_then\n"
+        f"launch_local(_grandchild_then, 2, args=({str(pid_dir)!r}, ('return', 'sleep')),\n"
+        "             strategy=None, timeout=300)\n"
+    )
+    tmp = tmp_path / "tmp"  # where launch_local makes its run folder (payloads, logs)
+    tmp.mkdir()
+    caller = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              env={**os.environ, "TMPDIR": str(tmp)})
+    try:
+        with _cleanup(pid_dir):
+            names = ["worker-0", "worker-1", "grandchild-0", "grandchild-1"]
+            try:
+                pids = _wait_for_pids(pid_dir, names)
+            except AssertionError:
+                caller.kill()
+                raise AssertionError(caller.communicate(timeout=30)[0].decode()) from None
+            time.sleep(0.3)  # worker 0 has returned; worker 1 sleeps
+            caller.send_signal(sig)
+            caller.communicate(timeout=60)
+            assert caller.returncode != 0
+            assert _survivors(pids, within=10) == {}
+            deadline = time.monotonic() + 10
+            while any(tmp.iterdir()) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert list(tmp.iterdir()) == []  # no run folder left behind
+    finally:
+        if caller.poll() is None:
+            caller.kill()
+            caller.wait()

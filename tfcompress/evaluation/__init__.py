@@ -1,0 +1,35 @@
+"""Evaluation: the side-by-side benchmark, layer sensitivity, FLOPs and the trade-off plot."""
+
+from tfcompress.evaluation.benchmarking import (
+    benchmark,
+    configure_threads,
+)
+from tfcompress.evaluation.flops import (
+    count_flops,
+)
+from tfcompress.evaluation.layer_sensitivity import (
+    SensitivityReport,
+    SensitivityRow,
+    sensitivity,
+)
+from tfcompress.evaluation.report import (
+    BenchmarkReport,
+    BenchmarkRow,
+)
+from tfcompress.evaluation.tradeoff import (
+    pareto_front,
+    plot_tradeoff,
+)
+
+__all__ = [
+    "BenchmarkReport",
+    "BenchmarkRow",
+    "SensitivityReport",
+    "SensitivityRow",
+    "benchmark",
+    "configure_threads",
+    "count_flops",
+    "pareto_front",
+    "plot_tradeoff",
+    "sensitivity",
+]

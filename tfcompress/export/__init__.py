@@ -1,0 +1,46 @@
+"""Export: TFLite (dynamic range, int8, float16, 16x8) and XLA-compiled SavedModels, each with
+a parity check and a manifest, and the runtime that loads them back."""
+
+from tfcompress.export.tflite import (
+    DRIFT_MODES,
+    DRIFT_TOLERANCES,
+    QUANTIZATION_MODES,
+    ConversionError,
+    DriftError,
+    ExportResult,
+    InputSpec,
+    ParityError,
+    QuantizationConfig,
+    Variant,
+    auc,
+    collect_examples,
+    export_saved_model,
+    export_tflite,
+    load_variant,
+    model_input_specs,
+    quality,
+    resolve_quantization,
+    verify_manifest,
+)
+
+__all__ = [
+    "DRIFT_MODES",
+    "DRIFT_TOLERANCES",
+    "QUANTIZATION_MODES",
+    "ConversionError",
+    "DriftError",
+    "ExportResult",
+    "InputSpec",
+    "ParityError",
+    "QuantizationConfig",
+    "Variant",
+    "auc",
+    "collect_examples",
+    "export_saved_model",
+    "export_tflite",
+    "load_variant",
+    "model_input_specs",
+    "quality",
+    "resolve_quantization",
+    "verify_manifest",
+]
