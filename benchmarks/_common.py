@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tfcompress import data, models
-from tfcompress.keras_compat import keras
+from tfcompress._keras import keras
 
 
 def fit_best(model: keras.Model, task: data.TaskData, epochs: int, callbacks=()) -> None:

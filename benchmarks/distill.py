@@ -8,8 +8,9 @@ architecture, the initial weights, the optimizer, the epochs and the batch size;
 the epoch with the best validation quality (AUC for ctr, accuracy for profile). Reported: test
 quality, the share of the teacher's gain over a trivial model kept (``(q - trivial) /
 (q_teacher - trivial)``, trivial = AUC 0.5 or the majority-class accuracy), parameters, FLOPs per
-example (:func:`tfcompress.flops.count_flops`) and batch-256 latency side by side
-(:func:`tfcompress.benchmarking.benchmark`, one run: the Keras models, and float TFLite exports
+example (:func:`tfcompress.evaluation.flops.count_flops`) and batch-256 latency side by side
+(:func:`tfcompress.evaluation.benchmarking.benchmark`, one run: the Keras models, and float TFLite
+exports
 of the teacher and the distilled student on 1 thread).
 
 Run (about 10-20 minutes on 2 CPU cores):
@@ -33,11 +34,11 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tfcompress import data, models  # noqa: E402
-from tfcompress.benchmarking import benchmark  # noqa: E402
-from tfcompress.distillation import Distiller  # noqa: E402
-from tfcompress.export import export_tflite  # noqa: E402
-from tfcompress.flops import count_flops  # noqa: E402
-from tfcompress.keras_compat import keras  # noqa: E402
+from tfcompress._keras import keras  # noqa: E402
+from tfcompress.distillation.distiller import Distiller  # noqa: E402
+from tfcompress.evaluation.benchmarking import benchmark  # noqa: E402
+from tfcompress.evaluation.flops import count_flops  # noqa: E402
+from tfcompress.export.tflite import export_tflite  # noqa: E402
 
 _log = logging.getLogger("tfcompress")
 

@@ -2,7 +2,8 @@
 workers, each with and without XLA (issue 7).
 
 Every configuration runs in fresh processes started by
-:func:`tfcompress.launch.launch_local` (so none inherits another's TensorFlow state), fits the
+:func:`tfcompress.distribute.launch.launch_local` (so none inherits another's TensorFlow state),
+fits the
 reference DCN-v2 (``models.dcn(schema, size="student")``, Adam 5e-3) on the simulated ``ctr``
 task with the same global batch and the same number of steps, and times every epoch. The first
 epoch includes tracing and, with XLA, compilation; throughput (examples/s, global) is measured
@@ -28,8 +29,8 @@ from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tfcompress.launch import launch_local  # noqa: E402
-from tfcompress.manifest import atomic_write_text, library_versions  # noqa: E402
+from tfcompress.distribute.launch import launch_local  # noqa: E402
+from tfcompress.export.manifest import atomic_write_text, library_versions  # noqa: E402
 
 _log = logging.getLogger("tfcompress")
 
@@ -49,8 +50,8 @@ def fit_worker(strategy: Any, samples: int, batch_size: int, epochs: int,
     """One process of one configuration: fit dcn-student, time each epoch (module level, so
     the worker processes can import it)."""
     from tfcompress import data, distribute, models
-    from tfcompress.acceleration import set_jit_compile
-    from tfcompress.keras_compat import keras, tf
+    from tfcompress._keras import keras, tf
+    from tfcompress.distribute.acceleration import set_jit_compile
 
     task = data.load_task("ctr", n_samples=samples, seed=0, batch_size=batch_size)
     steps = steps or task.info["rows"]["train"] // batch_size

@@ -32,7 +32,7 @@ from _common import fit_best, trained_dcn_student
 
 import tfcompress
 from tfcompress import models
-from tfcompress.keras_compat import keras
+from tfcompress._keras import keras
 
 BASELINE = "float tflite"
 

@@ -32,7 +32,7 @@ import numpy as np
 from _common import fit_best, trained_dcn_student
 
 from tfcompress import models
-from tfcompress.benchmarking import benchmark
+from tfcompress.evaluation.benchmarking import benchmark
 from tfcompress.export import export_tflite
 from tfcompress.quantization import quantize
 

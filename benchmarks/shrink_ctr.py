@@ -1,7 +1,8 @@
 """Benchmark structured shrinking on the simulated CTR task with the reference DCN-v2 model.
 
 Trains ``models.dcn(schema, size="student")`` (Adam 5e-3, up to ``--epochs`` epochs, keeping the
-epoch with the best validation AUC), shrinks it with ``tfcompress.shrinking.shrink(ratio=0.5)``,
+epoch with the best validation AUC), shrinks it with
+``tfcompress.pruning.shrinking.shrink(ratio=0.5)``,
 fine-tunes the shrunk model for ``--finetune-epochs`` epochs, exports float TFLite files of both
 and dynamic-range int8 TFLite files of both into ``savedmodels/bench_shrink/``, and benchmarks
 them side by side on the test split (baseline: the float TFLite model; batch sizes 1 and 256).
@@ -26,11 +27,11 @@ import numpy as np
 from _common import fit_best, trained_dcn_student
 
 from tfcompress import data, models
-from tfcompress.benchmarking import benchmark
+from tfcompress._keras import keras
+from tfcompress.evaluation.benchmarking import benchmark
 from tfcompress.export import export_tflite
-from tfcompress.keras_compat import keras
-from tfcompress.runtime import collect_examples, load_variant, model_input_specs
-from tfcompress.shrinking import shrink
+from tfcompress.export.runtime import collect_examples, load_variant, model_input_specs
+from tfcompress.pruning.shrinking import shrink
 
 BASELINE = "tflite float"
 TARGET = "shrink50 tflite dynamic"
