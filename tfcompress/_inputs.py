@@ -1,17 +1,6 @@
-"""Model inputs: per-input specs, and validated examples taken from what ``model.fit`` accepts.
+"""Model inputs: per-input specs, and validated examples read from what ``model.fit`` accepts.
 
-:class:`InputSpec` describes one model input. :func:`iter_batches` and :func:`collect_examples`
-read data in the forms ``model.fit`` / ``model.evaluate`` take and hand back dicts of numpy
-arrays keyed by input name, checked against the specs:
-
-- a ``tf.data.Dataset`` (batched or not) of features, ``(x, y)`` or ``(x, y, sample_weight)``;
-- one ``(x, y)`` / ``(x, y, sample_weight)`` tuple, one dict of arrays or one array (one batch);
-- any other iterable of such elements (e.g. a list of ``(x, y)`` batches).
-
-``x`` is an array (one-input model), a list/tuple of arrays in the model's input order
-(multi-input model) or a dict keyed by input name. Positional ``x`` for a model called with a
-dict (SavedModel and TFLite signatures take named inputs) needs the model's input order; pass
-``positional=True`` only when ``specs`` are in that order.
+The accepted forms and the input-order rule: docs/export.md (running artifacts back).
 
 Example:
     >>> specs = (InputSpec("x", (2,), "float32"),)

@@ -1,11 +1,7 @@
-"""The one place tfcompress imports Keras.
+"""The one place tfcompress imports Keras: tf_keras (Keras 2, which TFMOT 0.8 needs).
 
-TFMOT 0.8 only works with Keras 2, shipped as the ``tf_keras`` package. TensorFlow 2.16+ resolves
-``tf.keras`` lazily, on first attribute access, to Keras 3 unless ``TF_USE_LEGACY_KERAS=1`` is
-set by then. This module sets it before TensorFlow is imported, so for a user who imports
-tfcompress (or TFMOT) first, ``tf.keras`` and ``tf_keras`` are the same objects.
-
-Every other module of the package does ``from tfcompress._keras import keras, tf``.
+It sets ``TF_USE_LEGACY_KERAS=1`` before TensorFlow builds ``tf.keras``, so ``tf.keras`` and
+``tf_keras`` are the same objects; every other module imports ``keras`` and ``tf`` from here.
 
 Example:
     >>> from tfcompress._keras import keras, tf

@@ -1,18 +1,5 @@
-"""Choosing layers by filter, and reporting what a technique did to each layer.
-
-Shared by :func:`tfcompress.prune`, :func:`tfcompress.quantize` and
-:func:`tfcompress.sensitivity`. A *layer filter* is what users pass as ``layers=`` or
-``skip=``:
-
-- ``None``: no filter (every layer for ``layers=``, none for ``skip=``);
-- a ``str``: an exact layer name or path (``"tower/dense_1"``) if one exists, otherwise a
-  regular expression matched with :func:`re.fullmatch` against names and paths;
-- a layer class (``keras.layers.Embedding``): every instance of it;
-- a callable ``layer -> bool``;
-- a list or tuple mixing any of these (a layer matches if any entry matches).
-
-Every string or class entry must match at least one layer, so a typo fails loudly instead of
-silently compressing nothing; the error lists the available layer names.
+"""Layer filters (the ``layers=`` / ``skip=`` of prune, quantize and sensitivity) and the
+per-layer :class:`CompressionReport`. What a filter may be: docs/pruning.md.
 """
 
 from __future__ import annotations

@@ -1,12 +1,4 @@
-"""The ``tfcompress`` command.
-
-TensorFlow is imported only by the subcommands that need it, so ``tfcompress --help`` and
-``tfcompress --version`` answer at once (this module imports nothing heavy; the defaults of
-``demo --help`` are read from the source of :func:`tfcompress.recipe.demo_recipe`). Before
-TensorFlow loads, the command sets ``TF_CPP_MIN_LOG_LEVEL=2`` unless the user set it.
-
-An error prints one line (a message of several lines: each under the first, indented) and the
-last frames of where it was raised; ``--traceback`` prints the whole traceback.
+"""The ``tfcompress`` command; it imports TensorFlow only in the subcommands that need it.
 
 Example:
     $ tfcompress demo --samples 8000 --epochs 1

@@ -1,11 +1,5 @@
-"""TensorBoard event files: argument checks and writers shared by
-:mod:`tfcompress.callbacks.tensorboard`,
-and the readers :func:`read_scalars`, :func:`read_text` and :func:`read_hparams`.
-
-The readers load a log directory back ("does my sparsity show up?") with TensorBoard's own
-loader, the one ``tensorboard --logdir`` uses by default, so they return what TensorBoard
-shows; they are re-exported by :mod:`tfcompress.callbacks.tensorboard`. Paths go through
-``tf.io.gfile``, so ``gs://`` log directories work like local ones.
+"""TensorBoard event files: the writers of :mod:`tfcompress.callbacks.tensorboard` and the readers
+:func:`read_scalars`, :func:`read_text`, :func:`read_hparams` (through TensorBoard's own loader).
 
 Example:
     >>> import tempfile

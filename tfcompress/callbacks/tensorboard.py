@@ -1,21 +1,7 @@
-"""TensorBoard for compression runs: training curves, sparsity, quantizer ranges, trade-offs.
+"""TensorBoard for compression runs: :class:`CompressionTensorBoard` (sparsity and quantizer ranges
+beside the loss), :func:`log_hparams`, :func:`log_text`, :func:`log_stage_summary`, and readers.
 
-- :class:`CompressionTensorBoard` is Keras' ``TensorBoard`` callback plus the compression
-  figures of the model being fitted (plain, pruned, QAT or a :class:`~tfcompress.Distiller`):
-  ``epoch_sparsity``, ``epoch_sparsity/<layer>`` and ``epoch_quant/<layer>/min|max`` appear as
-  epoch scalars of the ``train`` run next to the loss and metrics.
-- :func:`log_hparams` writes a :class:`~tfcompress.BenchmarkReport` to the HParams dashboard:
-  one session per variant with its quality, bytes, latency and ratios, side by side.
-- :func:`log_text` (a Markdown text summary) and :func:`log_stage_summary` (final per-stage
-  figures) are what a pipeline writes after each stage.
-- :func:`read_scalars`, :func:`read_text` and :func:`read_hparams` (from
-  :mod:`tfcompress.callbacks._events`) read a log directory back ("does my sparsity show
-  up?") through TensorBoard's own loader, so they return what ``tensorboard --logdir`` shows.
-
-Every scalar is a float32 summary, the kind TensorBoard's default loader reads (it skips
-float64 ones): about 7 significant digits, so byte counts above 2**24 are rounded.
-
-Paths go through ``tf.io.gfile``, so ``gs://`` log directories work like local ones.
+Scalars are float32 summaries (what TensorBoard's default loader reads); ``gs://`` paths work.
 
 Example:
     >>> import tempfile

@@ -1,22 +1,5 @@
-"""Helpers shared by the simulated tasks and the file loaders of :mod:`tfcompress.data`.
-
-* argument checks: :func:`check_int`, :func:`check_split`, :func:`check_common`,
-  :func:`check_path`; sizes against the machine's memory: :func:`check_memory`
-  (:func:`physical_memory`, :func:`format_bytes`);
-* reading text files with errors that name the file and line: :func:`iter_lines`,
-  :func:`open_text`, :func:`read_error`, :func:`parse_float`;
-* splitting rows: :func:`check_split_mode`, :func:`split_rows` (``"random"``, ``"time"``,
-  ``"by_user"``), :func:`split_counts`, :func:`random_split`, :func:`group_split`,
-  :func:`gather_splits`;
-* sequence padding (most recent last, front-padded with id 0): :func:`pad_trailing`;
-* numeric standardisation with train statistics: :func:`standardise`;
-* the one place numpy splits become batched ``tf.data`` datasets and a
-  :class:`~tfcompress.data.schema.TaskData`: :func:`build_task` (splits larger than
-  :data:`INDEXED_BYTES` are read from the numpy arrays batch by batch instead of being copied
-  into the dataset, so a large file is held in memory once).
-
-Nothing here is public API; the names carry no underscore only because sibling modules import
-them.
+"""Helpers shared by the simulated tasks and the file loaders: argument and memory checks, file
+reading, splits, padding, standardisation, and :func:`build_task`. Not public API.
 """
 
 from __future__ import annotations

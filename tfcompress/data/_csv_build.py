@@ -1,8 +1,5 @@
 """Turn the columns of one CSV pass into features: :class:`Build` (for :mod:`.csv_loader`).
-
-Per column kind: numeric values filled and standardised with train statistics, categorical ids
-re-ranked by train frequency (or kept as hashes), timestamps as hour and weekday ids, token
-sequences padded; every column is also scored for the leak check. Nothing here is public API.
+Not public API.
 """
 
 from __future__ import annotations

@@ -1,19 +1,5 @@
-"""One streaming pass over a CSV file for :func:`tfcompress.data.load_csv`.
-
-The file is read in chunks of :data:`CHUNK_ROWS` rows; each chunk is turned into numpy
-arrays column by column and dropped, so memory holds the arrays (a few bytes per cell) and at
-most one chunk of text, never every row as Python strings:
-
-* :class:`CsvFile` reads the header and yields ``(line numbers, rows)`` chunks, with errors
-  that name the file and line;
-* :class:`Column` keeps, per column, what the kind decision and the encoding need: missing
-  count, whether every value is a number / an integer / an ISO date-time, the numbers
-  (float32 where exact, else float64), ids
-  into a vocabulary of the values seen (by first appearance; the loader re-ranks them by train
-  frequency), or stable hashes once more than ``limit`` distinct values appeared;
-* :func:`read_labels` parses the label column.
-
-Nothing here is public API.
+"""One streaming pass over a CSV file for :func:`tfcompress.data.load_csv`, in chunks of
+:data:`CHUNK_ROWS` rows (see docs/data.md). Not public API.
 """
 
 from __future__ import annotations

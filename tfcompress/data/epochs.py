@@ -1,13 +1,5 @@
-"""Training batches whose order is a function of a seed and the training position.
-
-``TaskData.train`` is shuffled by ``tf.data`` with ``reshuffle_each_iteration``: its order for
-an epoch depends on how many times that dataset object was iterated before, in this process.
-That is fine for one fit, but a run whose stages may be resumed in a new process (after a kill,
-or with the earlier stages reused from disk) must not depend on it: :func:`epoch_batches` draws
-each epoch's order from ``(seed, position())``, where ``position`` is read when the epoch's
-iteration starts (the pipeline passes the optimizer's step counter, which
-``BackupAndRestore`` restores with the weights). A fit resumed at epoch k therefore sees exactly
-the batches the uninterrupted fit saw at epoch k.
+"""Training batches whose order is a function of a seed and the training step: :func:`epoch_batches`
+(so a resumed run sees the batches an uninterrupted one saw; see docs/recipes.md).
 
 Example:
     >>> from tfcompress import data

@@ -3,8 +3,8 @@
 Example:
     >>> from tfcompress.data import load_file
     >>> task = load_file("train_sample.csv", label="is_attributed", drop=["attributed_time"],
-    ...                  split_mode="time")
-    >>> print(task.summary())
+    ...                  split_mode="time")  # doctest: +SKIP
+    >>> print(task.summary())  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -1,16 +1,5 @@
-"""Rules that decide what a file's column is, and the leak check every file load runs.
-
-* names: :func:`is_id_name` (``user_id``, ``ip``, ``app``, ``device``, ``os``, ``channel``,
-  ...), :func:`is_time_name` (``click_time``, ``timestamp``, ``created_at``, ...);
-* timestamps: :func:`is_iso_time`, :func:`parse_times` (ISO strings or epoch numbers to
-  seconds), :func:`epoch_scale`, :func:`hour_weekday`;
-* integer columns: :func:`looks_unordered` (do the values act as codes rather than
-  quantities?);
-* leaks: :func:`leak_auc` (how well one column alone predicts the label on the train split)
-  and :func:`report_leaks` (warning or, with ``strict=True``, a ValueError).
-
-Every AUC here is the exact one of :func:`tfcompress.export.metrics.auc`. Columns are scored on at
-most :data:`SAMPLE_ROWS` train rows (a seeded sample), so the checks cost the same on any file.
+"""Rules that decide what a file's column is (id, time, code or quantity), and the leak check
+every file load runs.
 
 Example:
     >>> is_id_name("user_id"), is_id_name("paid"), is_time_name("click_time")

@@ -1,10 +1,8 @@
 """Load a libFM / libSVM or libFFM file (public CTR benchmarks): :func:`load_libfm`.
 
-The conventions shared by all loaders are listed in :mod:`tfcompress.data`.
-
 Example:
     >>> from tfcompress.data import load_libfm
-    >>> task = load_libfm("criteo.libsvm", n_features=1_000_000, max_fields=39)
+    >>> task = load_libfm("criteo.libsvm", n_features=1_000_000, max_fields=39)  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """Load MovieLens-style ratings as implicit-feedback CTR or retrieval data: :func:`load_movielens`.
 
-The conventions shared by all loaders are listed in :mod:`tfcompress.data`.
-
 Example:
     >>> from tfcompress.data import load_movielens
-    >>> task = load_movielens("ml-1m/ratings.dat", task="retrieval")
+    >>> task = load_movielens("ml-1m/ratings.dat", task="retrieval")  # doctest: +SKIP
 """
 
 from __future__ import annotations

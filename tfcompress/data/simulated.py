@@ -1,14 +1,5 @@
-"""Three tasks drawn from the simulated e-commerce :class:`~tfcompress.data.world.World`.
-
-- :func:`ctr`: click / no click of an impression. The hidden click model has feature
-  interactions (user preference x category, age x price, hour x platform x category, user x item
-  latent affinity) and a session intent visible only through the last history items.
-- :func:`retrieval`: the next item a user clicks, with the whole item catalogue for recall@k.
-- :func:`profile`: the user's dominant interest category from a noisy behaviour sequence, split
-  by user so that it measures generalisation to unseen users.
-
-Everything is vectorised numpy drawn from ``np.random.default_rng`` and fully determined by the
-seeds. Ids are 1-based: id 0 is padding / out-of-vocabulary, so ``vocab_size = count + 1``.
+"""Three tasks drawn from the simulated :class:`~tfcompress.data.world.World`: :func:`ctr`,
+:func:`retrieval`, :func:`profile` (and :func:`load_task` by name). What they model: docs/data.md.
 
 Example:
     >>> task = ctr(n_samples=2_000, seed=0)

@@ -1,9 +1,4 @@
-"""What a load produced, as a table a user can check: :class:`DataSummary`.
-
-``task.summary()`` (:meth:`tfcompress.data.TaskData.summary`) returns one for every task, the
-simulated ones and every file loader: a row per column (its kind, encoding, vocabulary size or
-hash buckets, share of empty cells, and why it got that kind) and the label's rate with the
-count of positives per split.
+"""What a load produced, as a table a user can check: :class:`DataSummary` (``task.summary()``).
 
 Example:
     >>> from tfcompress import data

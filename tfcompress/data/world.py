@@ -1,13 +1,5 @@
-"""The hidden state of the simulated e-commerce shop: :class:`World`.
-
-No public data set can be downloaded where tfcompress is tested, so it ships a small world:
-users (demographics, a peaked latent preference over categories, an activity level), a catalogue
-(categories, brands nested in categories, price buckets, Zipf-like popularity, latent vectors),
-context (hour of day, platform) and each user's click history. The tasks drawn from it live in
-:mod:`tfcompress.data.simulated`.
-
-Everything is vectorised numpy drawn from ``np.random.default_rng`` and fully determined by the
-seed. Ids are 1-based: id 0 is padding / out-of-vocabulary, so ``vocab_size = count + 1``.
+"""The hidden state of the simulated e-commerce shop: :class:`World` (users, a catalogue, context
+and click histories; seeded numpy, ids 1-based with 0 as padding).
 
 Example:
     >>> w = World.create(seed=0, n_users=100, n_items=200)

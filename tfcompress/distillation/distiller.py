@@ -1,42 +1,7 @@
 """Knowledge distillation as a Keras model: ``Distiller(student, teacher)``.
 
-The Distiller is a ``keras.Model``: compile it with the student's own loss and metrics, then
-``fit``/``evaluate``/``predict`` it like any model. Each step runs the student (training) and
-the frozen teacher (inference mode) on the same batch and minimises
-
-    ``(1 - alpha) * student_loss(y, student(x)) + alpha * distillation_loss(teacher, student)``
-    ``+ sum(weight * hint MSE)`` ``+ the student's regularization losses``
-
-where the distillation loss compares *logits*. ``distiller.student`` is the trained student, a
-plain model that goes on to pruning, quantization and export (the Distiller is only the training
-harness). Wrapping the student with TFMOT (``prune_low_magnitude``, ``quantize_model``) before
-distilling gives distillation-aware pruning or QAT: the Distiller calls the whole (wrapped)
-student once per step and never rebuilds it.
-
-Output kinds. The reference models (:mod:`tfcompress.models`) end with an ``Activation`` layer
-(sigmoid or softmax) named ``"output"`` after a ``"logits"`` layer. ``student_outputs="auto"``
-(and ``teacher_outputs``) detects such a head, also through TFMOT wrappers, and takes the
-logits from the Activation's input (a sub-model sharing the student's layers and weights). A
-``Dense``/``Activation`` output with a linear activation, or a two-tower ``CatalogLogits``
-output, is taken as logits. When the kind cannot be detected the Distiller raises and asks to
-declare it (``"logits"``, ``"probabilities"``, ``"sigmoid"`` or ``"softmax"``); declared
-probabilities without an activation layer to read the logits from are turned into logits
-(log-odds for sigmoid, log for softmax). A declaration contradicting a detected head raises.
-
-Losses and labels. ``compile(loss=...)`` takes every loss ``Model.compile`` takes (a name such
-as ``"binary_crossentropy"``/``"bce"``, a function, a ``keras.losses.Loss`` object) with every
-label shape plain Keras takes (``(n,)``, ``(n, 1)``, one-hot ``(n, k)``, sparse ids), resolved and
-matched to the student's output exactly as Keras does
-(:mod:`tfcompress.distillation.keras_losses`), so the reported ``student_loss`` equals what
-``student.compile(loss=...); student.evaluate`` reports. Combinations Keras would run silently
-wrong (a categorical loss on a one-unit output, a probability loss on logits) raise a
-``ValueError`` at ``compile``; labels that do not fit the loss raise at the first batch.
-``distillation_loss`` also takes Keras losses: cross-entropies and the KL divergence get the
-teacher's probabilities as soft labels, other losses compare logits.
-
-Distribution. Per-example losses are summed on every replica and divided by the global batch
-size (all-reduced), so the gradients under ``MirroredStrategy`` match a single device. Create
-the student, the teacher and the Distiller under ``strategy.scope()``.
+Compile it with the student's loss and metrics and ``fit`` it like any model; ``.student`` is
+the trained student. The objective, output kinds and losses: docs/distillation.md.
 
 Example:
     >>> from tfcompress import data, models
@@ -44,13 +9,11 @@ Example:
     >>> task = data.load_task("ctr", n_samples=2_000)
     >>> teacher = models.sequence_transformer(task.schema, size="teacher")  # trained before
     >>> student = models.dcn(task.schema, size="student")
-    >>> distiller = Distiller(student, teacher, alpha=0.5)  # BinaryKD on the logits
+    >>> distiller = Distiller(student, teacher, alpha=0.5)  # distils on the logits
     >>> distiller.compile("adam", loss="binary_crossentropy", metrics=[keras.metrics.AUC()])
     >>> history = distiller.fit(task.train, epochs=1, verbose=0)  # doctest: +SKIP
     >>> sorted(history.history)[:3]  # doctest: +SKIP
     ['auc', 'distillation_loss', 'loss']
-
-    :class:`Distiller` has a self-contained example with NumPy arrays and 1-D labels.
 """
 
 from __future__ import annotations

@@ -1,9 +1,5 @@
-"""Which part of a model's output the Distiller distils: detecting probabilities vs logits.
-
-The reference models (:mod:`tfcompress.models`) end with an ``Activation`` (sigmoid/softmax)
-layer named ``"output"`` after a ``"logits"`` layer. :func:`detect_output_kind` recognises such
-heads, also through TFMOT pruning/QAT wrappers; the Distiller then reads the logits from the
-Activation's input, in a sub-model sharing the model's layers and weights.
+"""Which part of a model's output the Distiller distils: :func:`detect_output_kind` tells
+probabilities (a sigmoid/softmax head, also through TFMOT wrappers) from logits.
 
 Example:
     >>> from tfcompress._keras import keras

@@ -1,25 +1,6 @@
-"""Keras losses in the Distiller, resolved and applied the way ``Model.compile`` does.
-
-:func:`resolve_loss` turns whatever ``Model.compile(loss=...)`` accepts (a name such as
-``"binary_crossentropy"``/``"bce"``/``"BinaryCrossentropy"``, a function such as
-``keras.losses.binary_crossentropy``, a ``keras.losses.Loss`` object, a serialized loss) into a
-:class:`ResolvedLoss` returning per-example values. Like Keras' ``LossesContainer`` it wraps
-functions in ``LossFunctionWrapper`` (which squeezes or expands ``y_pred``/``y_true`` by one
-axis) and first matches the labels to the predictions with :func:`match_labels` (1-D labels of
-a ``(None, 1)`` output become ``(n, 1)``, labels are cast to the prediction's dtype), so labels
-of shape ``(n,)``, ``(n, 1)``, one-hot ``(n, k)`` and sparse ids ``(n,)``/``(n, 1)`` give the
-same values as a plain ``model.compile(loss=...)``.
-
-It also checks what plain Keras lets through silently or reports deep in the graph: a
-categorical loss on a one-unit output (always 0), a probability loss on logits and vice versa
-(at ``compile``), and labels whose shape does not fit the loss and the output (at the first
-batch), each with a ``ValueError`` naming the loss, the output shape, the label shape and the
-fix.
-
-:class:`DistillationTerm` applies a distillation loss to the teacher's and the student's
-logits. tfcompress' own KD losses and losses comparing values (MSE, Huber, user losses) get
-logits; a Keras cross-entropy or KL divergence gets the teacher's probabilities as its soft
-labels and the student's probabilities (or its logits when ``from_logits=True``).
+"""Keras losses in the Distiller, resolved, matched to the labels and checked the way
+``Model.compile`` does (:func:`resolve_loss`), and the distillation term
+(:class:`DistillationTerm`).
 
 Example:
     >>> import numpy as np

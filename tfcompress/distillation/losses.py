@@ -1,21 +1,5 @@
-"""Knowledge-distillation losses for e-commerce models, and the feature (hint) term's spec.
-
-Every loss is a ``keras.losses.Loss`` taking ``(teacher, student)`` as ``(y_true, y_pred)``,
-by default as *logits* (the values before the final sigmoid/softmax); ``from_logits=False``
-takes probabilities instead. They are registered (package ``"tfcompress"``), serialize with
-``get_config``/``from_config`` and can be used on their own, in a custom loop, or by
-:class:`tfcompress.distillation.Distiller`, which always hands them logits.
-
-- :class:`SoftmaxKD`: classification (the ``profile`` task): ``KL(softmax(t/T) || softmax(s/T))
-  * T^2`` (Hinton et al. 2015).
-- :class:`BinaryKD`: CTR models with a sigmoid output: cross-entropy of ``sigmoid(s/T)``
-  against the teacher's softened click probability ``sigmoid(t/T)``, times ``T^2``.
-- :class:`MSEKD`: score/regression models: mean squared error between the raw outputs.
-- :class:`ListwiseKD`: candidate lists and retrieval (logits over the catalogue, e.g.
-  :func:`tfcompress.models.two_tower`): cross-entropy of the student's log-softmax over the list
-  against the teacher's softmax over it (ListNet-style), optionally on the teacher's top-k.
-- :class:`FeatureDistillation`: which student layer mimics which teacher layer (MSE, through a
-  learned projection when the widths differ; the Distiller owns the projection).
+"""Knowledge-distillation losses (teacher and student logits as ``(y_true, y_pred)``) for
+classification, CTR, scores and candidate lists, and :class:`FeatureDistillation` (hints).
 
 Example:
     >>> import numpy as np

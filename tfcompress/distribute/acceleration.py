@@ -1,15 +1,5 @@
-"""Acceleration options of a compression fit: XLA, mixed precision, embedding placement.
-
-- :func:`set_jit_compile` turns XLA on (or off) for ``fit``/``evaluate``/``predict`` of a
-  compiled model (``model.compile(jit_compile=True)`` does the same at compile time), and
-  refuses the combinations TensorFlow cannot compile (several replicas on CPUs). TFMOT's
-  pruning wrappers compile under XLA (tested on the reference models).
-- :func:`mixed_precision` sets the Keras global dtype policy for the models built inside a
-  ``with`` block and restores the previous one; :func:`check_float32_outputs` checks that the
-  model's outputs stay float32 (the reference models end in a float32 ``Activation``).
-- :func:`embeddings_on_cpu` keeps embedding tables and their lookups on the host CPU while the
-  dense towers run on the accelerator, the usual split for recommenders whose tables do not fit
-  (or are too sparse to pay) on a GPU.
+"""Acceleration options of a compression fit: XLA (:func:`set_jit_compile`), mixed precision
+(:func:`mixed_precision`) and embedding tables on the host CPU (:func:`embeddings_on_cpu`).
 
 Example:
     >>> from tfcompress.distribute.acceleration import embeddings_on_cpu, mixed_precision

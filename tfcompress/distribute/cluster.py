@@ -1,14 +1,5 @@
-"""``TF_CONFIG``: validate it, write one for a local cluster, and decide who writes artifacts.
-
-Every process of a ``tf.distribute`` cluster reads its role from the ``TF_CONFIG`` environment
-variable (``{"cluster": {job: ["host:port", ...]}, "task": {"type": job, "index": i}}``).
-
-- :func:`parse_tf_config` validates one and says which key is wrong.
-- :func:`local_tf_config` writes one for a cluster on this host (free loopback ports).
-- :func:`is_chief` / :func:`chief_only_path`: every worker runs the same code, but only the chief
-  leaves artifacts (the others write to a temporary directory that is removed).
-
-All of them are also available from :mod:`tfcompress.distribute`.
+"""``TF_CONFIG``: validate it, write one for a local cluster, and decide who writes artifacts
+(:func:`is_chief`, :func:`chief_only_path`).
 
 Example:
     >>> cfg = local_tf_config(workers=2, task=("worker", 1))

@@ -1,18 +1,6 @@
-"""Run a function on a local ``tf.distribute`` cluster: one subprocess per task, loopback ports.
-
-:func:`launch_local` is how tfcompress tests and demonstrates multi-worker compression on one
-host: it writes a ``TF_CONFIG`` per task (``127.0.0.1`` ports), starts each task as a fresh
-Python process, builds the strategy there and calls ``fn(strategy, *args, **kwargs)``; it
-returns what ``fn`` returned in every process that ran it. On a real cluster the same ``fn`` runs
-unchanged: each host sets its ``TF_CONFIG`` and calls
-``fn(tfcompress.distribute.get_strategy("auto"), ...)``.
-
-The worker-function contract: ``fn`` is a module-level function (importable by module and
-name, or defined in the ``__main__`` script guarded by ``if __name__ == "__main__":``) taking
-the strategy first. It builds the model in ``strategy.scope()`` (any compression wrapper:
-pruning, QAT, a distiller), fits, writes artifacts through
-:func:`tfcompress.distribute.chief_only_path` and returns something picklable (metrics, paths,
-sparsities).
+"""Run a function on a local ``tf.distribute`` cluster: :func:`launch_local` starts one subprocess
+per task on loopback ports and returns what ``fn(strategy, ...)`` returned in each (contract:
+docs/distribute.md).
 
 Example:
     >>> def fit_worker(strategy, epochs):  # module level  # doctest: +SKIP

@@ -1,23 +1,5 @@
-"""Strategies for distributed compression fits, and the ``TF_CONFIG`` helpers with them.
-
-tfcompress trains with ``tf.distribute``: ``MirroredStrategy`` over the devices of one host,
-``MultiWorkerMirroredStrategy`` across hosts, ``ParameterServerStrategy`` for recommenders whose
-embedding tables outgrow one machine (the tables are sharded over the parameter servers by a
-variable partitioner). This module builds them:
-
-- :func:`get_strategy` builds a strategy from its name and ``TF_CONFIG`` (``"auto"`` picks one).
-- :func:`parse_tf_config` validates a ``TF_CONFIG`` and says which key is wrong;
-  :func:`local_tf_config` writes one for a cluster on this host (free loopback ports); both
-  live in :mod:`tfcompress.distribute.cluster` and are re-exported here.
-- :func:`split_cpu` splits the CPU into N logical devices (MirroredStrategy without GPUs).
-- :func:`is_chief` / :func:`chief_only_path`: every worker runs the same code, but only the chief
-  leaves artifacts (the others write to a temporary directory that is removed).
-- :func:`run_server` runs the ``worker`` / ``ps`` tasks of a parameter-server cluster;
-  :func:`to_local_model` turns a model trained with sharded variables into a plain model that
-  saves and exports like any other.
-
-:func:`tfcompress.distribute.launch.launch_local` starts a whole cluster on this host in
-subprocesses.
+"""Strategies for distributed compression fits: :func:`get_strategy` (mirrored, multi-worker,
+parameter server, TPU), :func:`split_cpu`, :func:`run_server`, :func:`to_local_model`.
 
 Example:
     >>> from tfcompress.distribute import get_strategy

@@ -1,34 +1,5 @@
-"""Measure quality, size, latency and memory of model variants side by side, in one process.
-
-A variant is a tf_keras model, a SavedModel directory or a ``.tflite`` file. Every variant is
-measured on the same examples with the same settings; the
-:class:`~tfcompress.evaluation.report.BenchmarkReport` gives ratios against a baseline (the first
-variant
-by default).
-
-Threads: TFLite interpreters get ``num_threads``. TensorFlow's intra-op thread pool is
-process-wide and can only be set before TensorFlow runs its first op; :func:`benchmark` sets it
-(and inter-op to 1) when it still can, otherwise logs a warning and records the thread counts
-actually in effect in ``report.settings``. Set it yourself at the top of a benchmark script with
-``tf.config.threading.set_intra_op_parallelism_threads(n)`` for exact control.
-
-Delegate: ``report.settings["tflite_runtime"]`` records, per TFLite variant, the delegate its
-interpreter actually applied (``"xnnpack"``, LiteRT's default on CPU, or ``"none"``), how many
-graph partitions it took over and the thread count; ``report.settings["tflite_delegate"]``
-summarises it in one word (``"mixed"`` when variants differ).
-
-Quality: one definition everywhere (:mod:`tfcompress.export.metrics`): exact AUC, logloss and
-accuracy
-on every example of ``data`` by default (``max_examples=None``); each row records how many
-examples and positives its figures rest on, and the report warns when either class has fewer
-than 100 examples (differences between variants are then noise).
-
-Memory: ``peak_memory_mb`` is the peak increase of the resident set size of a fresh Python
-process that loads the variant and runs it on the largest timed batch, over a baseline taken
-after the libraries are imported and initialised (:mod:`tfcompress.evaluation.memory_probe`).
-Measured in
-the benchmark's own process it would depend on the order of the variants (the allocator keeps
-what it freed), so each variant gets its own process: a few seconds each.
+"""Measure quality, size, latency and memory of model variants side by side, in one run:
+:func:`benchmark`. Threads, delegate, quality and memory rules: docs/evaluation.md.
 
 Example:
     >>> from tfcompress.evaluation.benchmarking import benchmark

@@ -1,11 +1,5 @@
-"""Count the floating-point operations of a model's inference pass, per example.
-
-The model is traced at a fixed batch size into a concrete function, its variables are frozen
-into constants, and every op of the graph is counted: TensorFlow's own FLOP statistics
-(``tf.compat.v1.profiler``'s registry: MatMul, BatchMatMul, Conv, element-wise ops, reductions,
-Softmax, ...) plus ``Einsum`` (which the registry does not know and which Keras'
-``MultiHeadAttention``/``EinsumDense`` use), counted as ``2 * product of all index sizes``.
-A multiply-add counts as 2 FLOPs; embedding lookups (gathers) and data movement count 0.
+"""Count the floating-point operations of a model's inference pass, per example: :func:`count_flops`
+(a multiply-add is 2 FLOPs; gathers count 0).
 
 Example:
     >>> from tfcompress._keras import keras

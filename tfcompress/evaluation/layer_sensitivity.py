@@ -1,30 +1,9 @@
-"""Which layer is to blame? Per-layer sensitivity to quantization or pruning.
-
-:func:`sensitivity` perturbs ONE layer at a time, measures a quality metric on held-out data
-and restores the layer, then ranks the layers by harm:
-
-- ``technique="quantize"``: the layer's weights go through a symmetric int8
-  quantize-dequantize, per output channel (the last axis) for kernels and per row for embedding
-  tables (exactly how :class:`~tfcompress.quantization.embedding.QuantizedEmbedding` stores them).
-  Only
-  weights are simulated: activations stay float, so the drop is the cost of that layer's weight
-  rounding alone (activation ranges depend on the whole quantized graph and are the job of QAT
-  and the export's calibration).
-- ``technique="prune"``: the smallest-magnitude ``sparsity`` fraction of the layer's prunable
-  weights (``get_prunable_weights()`` when the layer defines it, e.g. ``Cross``; else its
-  kernels/tables) is zeroed.
-
-Biases and normalization parameters (1-D weights) are never perturbed; layers without 2-D+
-float weights get no row. The result feeds :func:`tfcompress.quantize`::
-
-    report = tfcompress.sensitivity(model, task.validation, metric="auc")
-    print(report.to_markdown())
-    qat = tfcompress.quantize(model, skip=report.most_sensitive(2))   # or skip=report
+"""Which layer is to blame? :func:`sensitivity` quantizes (int8 weights) or prunes ONE layer at a
+time, measures the quality on held-out data and ranks the layers by harm.
 
 Example:
     >>> report = sensitivity(model, task.validation, metric="auc")  # doctest: +SKIP
-    >>> report.most_sensitive(1)  # doctest: +SKIP
-    ['emb_item_id']
+    >>> qat = tfcompress.quantize(model, skip=report.most_sensitive(2))  # doctest: +SKIP
 """
 
 from __future__ import annotations

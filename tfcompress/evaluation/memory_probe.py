@@ -1,20 +1,5 @@
-"""Peak memory of one model variant, measured in a fresh Python process.
-
-Memory measured inside the benchmark's own process says little: TensorFlow and the allocator
-keep what they freed, so each variant measured after another shows less than it needs (a 0.3 MB
-TFLite file read 0.6 MB first and 0.1 MB second, a SavedModel 2.3 MB first and 0.1 MB third, in
-one measured run). :func:`peak_memory_mb` therefore starts a fresh interpreter per variant:
-
-1. it imports tfcompress, TensorFlow and LiteRT's interpreter, sets the thread counts, loads
-   the batch and runs one TensorFlow op, so the libraries and the TF runtime are in memory
-   before the baseline;
-2. it records the resident set size (RSS, psutil), then loads the variant and runs it ``runs``
-   times on the batch while a thread samples the RSS every 2 ms;
-3. it reports the peak RSS minus the baseline, in MiB: what the variant itself costs (weights,
-   arena, graph, compiled kernels) on top of a process that already has the libraries.
-
-The child prints one JSON line; any failure (a model that cannot be loaded from its file, a
-timeout) gives None and a warning, never a wrong number.
+"""Peak memory of one model variant, measured in a fresh Python process over a baseline taken
+after the libraries are loaded (why and how: docs/evaluation.md).
 
 Example:
     >>> peak_memory_mb("savedmodels/ctr_int8.tflite", batch)  # doctest: +SKIP

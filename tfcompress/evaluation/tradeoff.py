@@ -1,17 +1,5 @@
-"""The trade-off plot: quality against bytes and against latency, with the Pareto front marked.
-
-After a compression run every variant (teacher, student, pruned, QAT int8 TFLite, XLA
-SavedModel, ...) becomes one point: quality on the y axis, size on disk (left panel) and median
-latency at one batch size (right panel) on log x axes. The Pareto-optimal variants of each panel
-(nothing else is both at most as costly and at least as good) are highlighted and joined by a
-step line, the baseline is ringed, and every point carries its name::
-
-    report = tfcompress.benchmark({...}, data, baseline="teacher")
-    info = tfcompress.plot_tradeoff(report, "savedmodels/run/tradeoff.png")
-    info["pareto_bytes"]      # ['int8', 'student', 'teacher']
-
-Drawing uses ``matplotlib.figure.Figure`` with the Agg canvas directly, never ``pyplot``, so the
-global backend is left alone (works headless, in scripts and in notebooks).
+"""The trade-off plot: quality against bytes and against latency, the Pareto front marked
+(:func:`plot_tradeoff`, :func:`pareto_front`); drawn without ``pyplot``.
 
 Example:
     >>> pareto_front([(1.0, 0.70), (2.0, 0.75), (3.0, 0.72)])

@@ -1,17 +1,5 @@
-"""Running the TFLite converter quietly, through a SavedModel signature, with calibration progress.
-
-- :func:`captured_output` redirects the process' stdout and stderr file descriptors (1 and 2)
-  into a temporary file. TF's MLIR converter and LiteRT print from C++ straight to fd 2
-  ("fully_quantize: 0, inference_type: 6, ...", "Created TensorFlow Lite XNNPACK delegate ..."),
-  bypassing Python logging, so an export silences them there; the text is logged at DEBUG, or
-  carried by the error when the conversion fails (:class:`ConversionError`).
-- :func:`saved_model_for_conversion` writes the serving function as a SavedModel with one
-  ``serving_default`` signature for ``TFLiteConverter.from_saved_model``. The converter's own
-  ``from_concrete_functions`` path does the same but, when the save fails (a variable the model
-  does not track, e.g. in a subclassed model), silently falls back to a frozen graph without
-  signatures, whose int8 calibration then fails with "SignatureDef signature_key is None".
-- :func:`calibration_dataset` feeds the calibrator and, with ``progress=True``, shows a tqdm bar
-  on the real stderr while fd 2 is captured.
+"""Running the TFLite converter quietly (its C++ output captured), through a SavedModel signature,
+with calibration progress; :class:`ConversionError` carries the output when it fails.
 
 Example:
     >>> with captured_output() as out:  # doctest: +SKIP

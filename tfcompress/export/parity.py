@@ -1,35 +1,6 @@
-"""Parity of an exported artifact with its Keras model: figures, the float check, the drift flag.
-
-Every export runs the exported file and the Keras model on the same examples
-(:func:`measure_parity`) and records max/mean |diff| and, with labels, the quality of both and
-``quality_delta`` (``{metric: export minus Keras}``). Then:
-
-- a float export (a float32 TFLite file or a SavedModel) must match the Keras model to
-  ``parity_tolerance``; :func:`check_float_parity` raises :class:`ParityError` otherwise;
-- a quantized export drifts by design, so :func:`drift_flag` compares its figures with
-  :data:`DRIFT_TOLERANCES` and :func:`report_drift` warns (``drift="warn"``, the default), raises
-  :class:`DriftError` (``drift="error"``) or stays silent (``drift="ignore"``). The flag is
-  recorded as ``parity["drift_flag"]``: None within tolerance, else a short string such as
-  ``"ΔAUC -0.160 > tolerance 0.005"``.
-
-Why these tolerances (:data:`DRIFT_TOLERANCES`), measured on the reference DCN trained on the
-simulated CTR task and exported against 2,000 test examples:
-
-- a healthy int8 export (calibrated on 100 training examples) reaches max |diff| 0.070, mean
-  |diff| 0.0084 and ΔAUC +0.0001 (dynamic: 0.006 / 0.0010, int16x8: 0.021 / 0.0014);
-- the same model calibrated on unrepresentative data (one batch with its float features zeroed)
-  reaches max |diff| 0.199, mean |diff| 0.046 and ΔAUC -0.0053; the MovieLens int8 export of
-  issue 13 had max |diff| 0.18; an ad-click int8 export lost 0.16 AUC.
-
-So ``p99 |diff| > 0.1`` and ``mean |diff| > 0.02`` (probabilities; for other outputs scaled by
-their largest magnitude when above 1) sit above healthy int8 and below the failures, and a
-quality loss above 0.005 AUC (0.01 accuracy, which moves in steps of one example) is the size
-that CTR teams treat as a real regression, well above the paired noise of the int8 rounding.
-A |diff| of 0.05, a common rule of thumb, would flag the healthy DCN export.
-
-The |diff| test uses the 99th percentile, not the maximum (which is still reported): the
-maximum grows with the number of parity examples, so one outlier among thousands flagged the
-demo's int8 student (max |diff| 0.114 over 6,000 examples, mean 0.0099, ΔAUC -0.002).
+"""Parity of an exported artifact with its Keras model: :func:`measure_parity`, the float check
+(:class:`ParityError`) and the drift flag of quantized exports (:data:`DRIFT_TOLERANCES`; why these
+values: docs/export.md).
 
 Example:
     >>> drift_flag({"max_abs_diff": 0.3, "p99_abs_diff": 0.2, "mean_abs_diff": 0.01,

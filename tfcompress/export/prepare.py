@@ -1,13 +1,5 @@
-"""What ``export_tflite`` converts: pruning stripped, sparse storage, subclassed models, examples.
-
-- :func:`prepare_sparse` strips pruning wrappers and decides whether the converter stores the
-  weights in TFLite's sparse format (float32/float16 only: LiteRT cannot run sparse int8 weights).
-- :func:`resolve_subclassed` adapts the export options to a subclassed model, whose layers
-  cannot be swapped (``keras.models.clone_model`` only rewrites functional and Sequential
-  models): its embedding tables are left to the converter (``embeddings="float"``; the
-  ``"dynamic"`` and ``"int8"`` converters still store them int8, with one scale per table), and a
-  subclassed model holding QAT layers converts in ``"int8"`` only.
-- :func:`representative_examples` turns calibration data into one-example batches.
+"""What ``export_tflite`` converts: pruning stripped, sparse storage (float only), subclassed
+models, calibration examples.
 
 Example:
     >>> model, sparse = prepare_sparse(model, None, "float32")  # doctest: +SKIP

@@ -1,17 +1,5 @@
-"""TFLite quantization modes and selective quantization (ops kept in float).
-
-:func:`resolve_quantization` maps a mode name (None, ``"dynamic"``, ``"int8"``, ``"float16"``,
-``"int16x8"``) to the :class:`QuantizationConfig` that configures the TFLite converter.
-:func:`keep_ops_in_float` rewrites a converted full-integer model so that chosen op types run in
-float between a DEQUANTIZE and a QUANTIZE (their calibrated ranges are kept), the selective
-quantization behind ``export_tflite(float_ops=...)``.
-
-Why the int16x8 default keeps ``SQUARED_DIFFERENCE`` in float: TF 2.21's int16x8 quantizer emits
-an int16 SQUARED_DIFFERENCE (the variance of ``LayerNormalization``) for which LiteRT has no
-int16 kernel, so the file converts but fails at run time ("SquaredDifference only supports
-FLOAT32 and INT32 now, got 7"; google-ai-edge/LiteRT#4383). TF's own op deny-list
-(``QuantizationDebugOptions`` / ``mlir_quantize``) cannot help there: it only serves the int8
-quantizer, and the MLIR int16 quantizer rejects the Keras attention softmax.
+"""TFLite quantization modes (:func:`resolve_quantization`) and selective quantization: op types
+kept in float (:func:`keep_ops_in_float`, ``export_tflite(float_ops=...)``).
 
 Example:
     >>> resolve_quantization("int16x8").default_float_ops

@@ -1,18 +1,5 @@
-"""Run Keras models, SavedModels and ``.tflite`` files behind one interface, and feed them data.
-
-:func:`load_variant` gives Keras models, SavedModel directories and ``.tflite`` files one calling
-convention: a dict of numpy arrays keyed by input name in, a dict of float outputs keyed by output
-name out. :func:`model_input_specs` describes a model's inputs; :meth:`Variant.batches` and
-:meth:`Variant.collect` read data in the forms ``model.fit`` takes (``tf.data`` datasets, ``(x,
-y)`` tuples of arrays, lists of arrays or dicts; see :mod:`tfcompress._inputs`). The export's
-parity check and the benchmark both run on these.
-
-Input order: a Keras model knows the order of its inputs, so positional data (an array, a list
-of arrays) maps onto them as in ``model.fit``. SavedModel and TFLite signatures take named inputs
-and do not keep the Keras order (TFLite sorts signature inputs by name; its subgraph inputs follow
-the converter's graph order, not the model's). The order is read from the ``"inputs"`` list that
-the export records for the artifact in the ``manifest.json`` beside it; without it, a multi-input
-artifact takes a dict keyed by input names (one-input artifacts take an array either way).
+"""Run Keras models, SavedModels and ``.tflite`` files behind one interface (:func:`load_variant`):
+a dict of arrays keyed by input name in, a dict of outputs out.
 
 Example:
     >>> from tfcompress._keras import keras

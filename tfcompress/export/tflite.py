@@ -1,30 +1,6 @@
-"""Export tf_keras models to TFLite and XLA-compiled SavedModels, with a parity check and manifest.
-
-Every export:
-
-1. validates its arguments (model, path, quantization mode, representative data) before any work;
-2. converts into a temporary file / directory next to the target;
-3. runs the exported artifact and the Keras model on the same batch (``parity_data`` or a small
-   deterministic random batch built from the model's input specs) and records the drift and,
-   with labels, the quality change (:mod:`tfcompress.export.parity`): a float export
-   (``quantization=None`` or a SavedModel) that drifts beyond ``parity_tolerance`` raises
-   :class:`ParityError` and leaves nothing behind; a quantized one beyond
-   :data:`DRIFT_TOLERANCES` is flagged (``parity["drift_flag"]``) and warns, or raises
-   :class:`DriftError` with ``drift="error"``;
-4. moves the artifact into place atomically and records it in ``manifest.json`` next to it.
-
-The converter runs quietly (:mod:`tfcompress.export.converter`: its C++ output is captured and
-logged at DEBUG, or carried by :class:`ConversionError`) from a SavedModel with one
-``serving_default`` signature, which subclassed models get too. QAT models
-(:func:`tfcompress.quantize`) and embedding tables get special care: see
-:func:`tfcompress.quantization.embedding.prepare_for_export` (tables stored int8 in every quantized
-mode,
-option ``embeddings=``) and :mod:`tfcompress.export.prepare`. Exported artifacts are run with
-:func:`load_variant` (:mod:`tfcompress.export.runtime`). The quantization modes and the selective
-quantization (``float_ops``) live in :mod:`tfcompress.export.ptq`, the manifest in
-:mod:`tfcompress.export.manifest`, the quality metrics in :mod:`tfcompress.export.metrics`, the
-SavedModel
-export in :mod:`tfcompress.export.saved_model`; their public names are re-exported here.
+"""Export tf_keras models to TFLite (:func:`export_tflite`): validated, converted next to the
+target, checked for parity against the Keras model, moved into place atomically, recorded in
+``manifest.json``. What each step does: docs/export.md.
 
 Example:
     >>> from tfcompress._keras import keras

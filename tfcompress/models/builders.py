@@ -1,10 +1,5 @@
-"""Builders of the reference e-commerce models, from a :class:`~tfcompress.data.Schema`.
-
-Every builder returns a tf_keras *functional* model with one ``keras.Input`` per feature it uses,
-named by the feature name, so it takes the features dict of the datasets straight. Embedding
-tables are shared by ``vocab_name`` (``hist_item_ids`` and ``item_id`` use ``emb_item_id``).
-The last layer is named ``"output"``: a sigmoid probability ``(None, 1)`` for binary tasks, a
-softmax over ``schema.num_classes`` for multiclass, logits over the catalogue for retrieval.
+"""Builders of the reference e-commerce models from a :class:`~tfcompress.data.Schema`: functional
+models with one input per feature and a last layer named ``"output"``.
 
 Example:
     >>> from tfcompress.data import Feature, Schema

@@ -1,10 +1,5 @@
-"""Small custom layers of the reference models.
-
-Every layer here is registered with ``keras.saving.register_keras_serializable(package=
-"tfcompress")`` and implements ``get_config``, so a model that uses them saves as ``.keras`` and
-loads back with ``keras.models.load_model(path, safe_mode=True)`` once :mod:`tfcompress.models`
-is imported. They use only standard TensorFlow ops (no ragged tensors, no Python lambdas), so the
-models convert to TFLite and run with integer id inputs.
+"""Small custom layers of the reference models, registered (package ``"tfcompress"``) so the
+models save as ``.keras``, load with ``safe_mode=True`` and convert to TFLite.
 
 Example:
     >>> from tfcompress._keras import tf

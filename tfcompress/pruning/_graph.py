@@ -1,14 +1,5 @@
-"""Channel bookkeeping of :func:`tfcompress.shrink` on a tf_keras functional graph.
-
-Internal module. It walks the nodes of a functional (or built Sequential) model and describes
-the last axis of every tensor as a *layout*: a list of channel-group keys, one per contiguous
-block of channels, each block produced by one *source* (a ``Dense`` layer's units or an
-``Embedding``'s output dimensions) or fixed (a model input, the output of a layer that cannot be
-rewired). Channel-preserving layers pass the layout through; ``Concatenate`` on the last axis
-concatenates layouts; ``Add``-like merges and the DCN ``Cross`` layer tie their inputs'
-channels together (a union-find over groups), so the tied sources are shrunk as one group with
-one kept-index set. A group that reaches a model output or a layer that cannot be rewired is
-*blocked* (kept whole) with the reason, which ends up in the report.
+"""Channel bookkeeping of :func:`tfcompress.shrink` on a tf_keras functional graph: which units
+and embedding dimensions are tied together, and which are blocked and why (docs/pruning.md).
 
 Example:
     >>> from tfcompress._keras import keras

@@ -1,22 +1,5 @@
-"""How a pruned model prunes inside ``fit``: by itself, or with :class:`PruningCallback`.
-
-A model returned by :func:`tfcompress.prune` drives its pruning schedule inside a plain
-``model.fit(x, y, epochs=...)``: :func:`enable_fit_pruning` (which ``prune`` calls) makes the
-model's ``fit`` add a private driver callback, last in ``callbacks``, that sizes the schedule
-from the fit (``epochs * steps_per_epoch``, or ``prune(steps=...)`` when given), arms it, re-masks
-the weights at every epoch end and applies the exact final masks when the fit ends. The mask
-updates themselves run in the train step (TFMOT wrappers), one schedule step per batch
-(``optimizer.iterations``), whatever the number of replicas.
-
-:class:`PruningCallback` is that same driver plus logs: ``logs["sparsity"]`` and
-``logs["sparsity/<layer>"]`` for History, ``CSVLogger`` and ``TensorBoard``. When it is in
-``callbacks``, the model adds no driver of its own (one driver, never two steps per batch). It
-is still needed where the model being fitted cannot drive itself: a pruned model nested in a
-subclassed model of your own (a ``Distiller`` drives its student itself), a pruned model
-loaded from a file, or a custom
-training loop — or call :func:`enable_fit_pruning` on the model you fit. Fitting such a model
-without either fails at the first step with an error naming both fixes, and the model stays
-usable: the next fit with the callback works (its train function is rebuilt).
+"""How a pruned model prunes inside ``fit``: by itself (:func:`enable_fit_pruning`, which
+``prune`` calls), or with :class:`PruningCallback`, which also logs the sparsity.
 
 Example:
     >>> import numpy as np

@@ -1,8 +1,5 @@
-"""The masks of pruned weights: exact final masks, 2:4 masks, re-masking and measuring.
-
-:func:`finalize_masks` computes exact final masks (top-k, or 2:4) at the final sparsity and
-zeroes the weights; :func:`sparsity_logs` measures ``weight * mask`` for the epoch logs of
-:class:`tfcompress.PruningCallback` and :class:`tfcompress.CompressionTensorBoard`.
+"""The masks of pruned weights: exact final masks (top-k or 2:4), re-masking, and the sparsity
+logs.
 
 Example:
     >>> from tfcompress._keras import tf

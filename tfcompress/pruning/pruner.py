@@ -1,30 +1,5 @@
-"""Magnitude and 2:4 pruning that reaches its target: :func:`prune`, :func:`strip`,
-:func:`sparsity_report`, :func:`is_pruned` (and :class:`PruningCallback` and
-:func:`enable_fit_pruning`, re-exported from :mod:`tfcompress.pruning.callback`).
-
-TFMOT's ``prune_low_magnitude`` is the engine. tfcompress adds what users trip over:
-
-- unknown or custom layers are not fatal: layers defining ``get_prunable_weights`` are pruned,
-  the ``Dense``/``EinsumDense``/``Conv``/``Embedding`` kernels inside other custom layers are
-  pruned (TFMOT masks by assigning ``weight * mask`` to the variable before the layer runs, so
-  the layer uses the masked kernel), anything else is skipped and reported;
-- nested functional models (e.g. the towers of a two-tower model) are pruned recursively;
-- the pruned model prunes inside a plain ``model.fit`` (no callback needed): the schedule is
-  sized from the fit that actually runs and the exact target (or 2:4) is applied at the end of
-  ``fit`` (see :mod:`tfcompress.pruning.callback`, :mod:`tfcompress.pruning.schedule`);
-  :class:`PruningCallback` adds the sparsity to the epoch logs;
-- the original model is left untouched: the pruned model is a copy with its own weights.
-
-Typical use::
-
-    pruned = tfcompress.prune(model, sparsity=0.8)
-    print(pruned.compression_report.to_markdown())
-    pruned.compile(...)
-    pruned.fit(data, epochs=2)                 # prunes to the target during this fit
-    # or, to log logs["sparsity"] to History/CSVLogger/TensorBoard:
-    # pruned.fit(data, epochs=2, callbacks=[tfcompress.PruningCallback()])
-    small = tfcompress.strip(pruned)           # plain tf_keras model, sparse weights
-    print(tfcompress.sparsity_report(small).to_markdown())
+"""Magnitude and 2:4 pruning that reaches its target inside a plain ``fit``: :func:`prune`,
+:func:`strip`, :func:`sparsity_report`, :func:`is_pruned` (TFMOT underneath; see docs/pruning.md).
 
 Example:
     >>> from tfcompress._keras import keras

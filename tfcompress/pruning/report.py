@@ -1,9 +1,5 @@
-"""What pruning acts on, and how sparse a model is: :func:`sparsity_report`.
-
-:func:`prunable_weights` decides which weights of a layer :func:`tfcompress.prune` prunes
-(kernels and embedding tables known to TFMOT, a layer's own ``get_prunable_weights()``, the
-``Dense``/``EinsumDense``/``Conv``/``Embedding`` kernels inside other custom layers);
-:func:`sparsity_report` measures those weights in a pruned (wrapped) or stripped model.
+"""What pruning acts on (:func:`prunable_weights`) and how sparse a model is
+(:func:`sparsity_report`).
 
 Example:
     >>> from tfcompress._keras import keras

@@ -1,28 +1,5 @@
-"""The machinery behind :func:`tfcompress.prune`: a schedule sized from the fit that runs, the
-pruning wrapper and the masks. The pruned model's own ``fit`` drives them (or
-:class:`tfcompress.PruningCallback`, which adds logs); see :mod:`tfcompress.pruning.callback`.
-
-TFMOT bakes its pruning schedule (python ints) into the traced train function and counts steps
-with a per-layer variable that the ``UpdatePruningStep`` callback must initialise. Hence the
-classic pitfalls: with ``frequency=100`` and a 20-step fit nothing is pruned, a schedule sized
-for the wrong number of steps silently misses its target, and forgetting the callback fails
-with an obscure assertion (and, in tfcompress before issue 13, left a train function that could
-not be traced again). Here:
-
-- :class:`FitSizedSchedule` keeps ``begin``/``end``/``frequency`` in ``tf.Variable`` s, so
-  the fit's driver can size them at the start of every ``fit`` (from ``params["epochs"] *
-  params["steps"]``) even after the train function was traced. Its step is the optimizer's
-  ``iterations`` (one per train step, whatever the number of replicas or how often a shared
-  layer is called), counted from the start of the schedule.
-- :class:`PruneWrapper` (a TFMOT ``PruneLowMagnitude``) uses that step, checks in its train
-  step that a driver armed the schedule (a clear error naming
-  ``tfcompress.PruningCallback`` otherwise), and can prune any list of the wrapped layer's
-  variables (e.g. the ``Dense`` kernels inside a custom layer): TFMOT masks by assigning
-  ``weight * mask`` to the variable before the layer runs, so the masked kernel is what the
-  layer uses.
-- :func:`~tfcompress.pruning.masks.finalize_masks` computes exact final masks (top-k, or 2:4)
-  at the final sparsity and zeroes the weights; the driver calls it at the end of ``fit``,
-  whatever the frequency.
+"""The pruning schedule sized from the fit that runs (:class:`FitSizedSchedule`) and the wrapper
+that uses it (:class:`PruneWrapper`); why TFMOT's own schedule is not enough: docs/pruning.md.
 
 Example:
     >>> s = FitSizedSchedule(0.8)  # steps=None: sized at the start of every fit

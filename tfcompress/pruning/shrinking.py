@@ -1,19 +1,5 @@
-"""Structured shrinking: remove whole units, embedding dimensions and attention heads.
-
-:func:`shrink` ranks the output units of every ``Dense`` layer, the output dimensions of every
-``Embedding`` table and the heads of every ``MultiHeadAttention`` layer by an importance
-criterion, keeps the most important ``1 - ratio`` of each, and rebuilds a genuinely smaller
-tf_keras functional model (same layer names, inputs and outputs; new layer configs with fewer
-units) with the kept weights copied in. Unlike pruning masks, this makes the model faster on
-CPUs: a DCN whose embeddings are halved has half as wide ``Cross`` layers, which cost
-O(width^2).
-
-A removed channel is removed from every consumer (``Dense`` kernel rows, ``Concatenate``
-offsets, the DCN ``Cross`` layer's ``W`` rows and columns and bias, normalisation and position
-parameters); layers tied channel by channel (``Add``, ``Cross``) are shrunk as one group. A
-layer whose output reaches a shape-sensitive op that cannot be rewired (attention, a
-``Reshape`` to another shape, an unknown layer, a nested model, the model output) keeps its
-width, and the report says why. See :mod:`tfcompress.pruning._graph` for the bookkeeping.
+"""Structured shrinking: :func:`shrink` removes whole units, embedding dimensions and attention
+heads and rebuilds a genuinely smaller functional model (faster on CPUs; see docs/pruning.md).
 
 Example:
     >>> from tfcompress._keras import keras

@@ -1,12 +1,5 @@
-"""Callbacks and training helpers for quantization-aware training (QAT).
-
-- :class:`QuantizationLogger` publishes every quantizer's range of a QAT model into ``logs`` at
-  the end of each epoch (``quant/<layer>/min``, ``quant/<layer>/max`` for output/activation and
-  input ranges, ``quant/<layer>/<weight>/min|max`` for weights), so ``History`` and
-  ``TensorBoard`` record how the int8 ranges settle.
-- :func:`fit_then_quantize` is the documented two-phase fit: float training for some epochs,
-  then :func:`tfcompress.quantize` (weights copied) and QAT for more epochs, with the epoch
-  numbers continuing (so TensorBoard curves join up).
+"""Callbacks and training helpers for QAT: :class:`QuantizationLogger` (quantizer ranges in
+``logs``) and :func:`fit_then_quantize` (float epochs, then QAT, epochs numbered on).
 
 Example:
     >>> qat, hist = fit_then_quantize(model, task.train, float_epochs=4, qat_epochs=2,

@@ -1,28 +1,5 @@
-"""TFMOT building blocks behind :func:`tfcompress.quantize`: scheme, quantizers, configs.
-
-- :class:`QuantizationScheme`: the one place a ``scheme=`` string is resolved.
-- :class:`RowQuantizer`: the int8 fake-quantizer of embedding tables (per row or per table),
-  the same arithmetic as :class:`tfcompress.quantization.embedding.QuantizedEmbedding`, so a QAT
-  model's
-  tables export to exactly the values it trained with.
-- :class:`LayerQuantizeConfig`: one serializable ``QuantizeConfig`` for every layer tfcompress
-  quantizes itself (Dense, EinsumDense, Embedding, MultiHeadAttention, Cross,
-  PositionEmbedding). Weight attributes may be dotted paths into sublayers
-  (``"_query_dense.kernel"``), which is how the projections inside ``MultiHeadAttention`` are
-  fake-quantized while its softmax and score arithmetic stay float.
-- :class:`QuantizeLayer`: TFMOT's input ``QuantizeLayer`` (same name), built only once, so a
-  QAT model with input quantizers loads from ``.keras`` (TFMOT's builds twice there).
-- :class:`MultiInputQuantizeWrapper`: TFMOT's ``QuantizeWrapperV2`` forwards one positional
-  input, so ``MultiHeadAttention(query, value, attention_mask=...)`` would receive ``value``
-  as ``training``; this wrapper forwards attention's own signature.
-- :class:`IntegerSafeScheme`: TFMOT's default 8-bit scheme, except that integer model inputs
-  (ids) never get an input quantizer (TFMOT's ``InputLayerQuantize`` fake-quantizes every
-  input, which breaks ``Embedding`` lookups), and without activation quantization for the
-  weights-only scheme.
-
-Weights are quantized per tensor (symmetric, narrow range): TF 2.21's converter cannot convert
-per-channel fake-quantized ``Dense``/``matmul`` kernels ("'tfl.transpose' op has mismatched
-quantized axes of input and output"), so per-channel is not offered.
+"""TFMOT building blocks behind :func:`tfcompress.quantize`: the scheme, the int8 row quantizer,
+the layer configs and wrappers (what each is for: docs/quantization.md).
 
 Example:
     >>> resolve_scheme("int8").activations

@@ -1,46 +1,6 @@
-"""Embedding-table compression: int8 tables with per-row scales, for serving.
-
-Embedding tables are most of the bytes of an e-commerce model (a CTR model's id tables dwarf
-its MLP), yet the TFLite converter handles them unevenly. Measured on
-``tfcompress.models.dcn(schema, size="student")`` (TF 2.21), per quantization mode:
-
-- ``"dynamic"``: tables of >= 1024 values become int8 with ONE scale per table; smaller tables
-  stay float32.
-- ``"int8"``: every table becomes int8 with one scale per table, but a table shared by two
-  lookups (``item_id`` and ``hist_item_ids`` share ``emb_item_id``) is stored twice.
-- ``"int16x8"``: tables are stored as int16 (2 bytes a value).
-- ``"float16"``: tables are stored as float16.
-
-:class:`QuantizedEmbedding` stores the table as int8 plus one scale per row (symmetric,
-``scale = max|row| / 127``) or one per table, and dequantizes after the gather (``GATHER`` int8
-rows, ``CAST``, ``MUL`` by the scale), so a lookup reads only the rows it needs, the table stays
-int8 at run time (the converter's ``"dynamic"`` tables go through a ``DEQUANTIZE`` of the whole
-table into a float32 tensor), and every mode stores one int8 copy. The choices behind it:
-
-- **Per-row scales are stored as float16 bit patterns in an int16 tensor** (2 bytes a row) and
-  turned back with ``tf.bitcast``. A float32 scale vector does not survive conversion: the
-  converter quantizes every float constant it can, so the scales would themselves become int8
-  with one scale per tensor (and be duplicated in ``"int8"`` mode). Integer constants are left
-  alone, and float16 keeps 11 bits of mantissa, far finer than the int8 rows. The int8 table is
-  likewise an integer constant, so constant folding cannot turn it back into float32.
-- **Granularity ``"auto"`` (the default): per row for rows of >= 32 values, else one scale per
-  table.** A per-row scale costs 2 bytes a row, 25% of an 8-wide int8 row, and the per-lookup
-  dequantize ops cost about 0.5 KB of graph each; on narrow tables that outweighs the precision
-  gained (measured on the student DCN, 8-wide rows: per-row files were ~8 KB larger than per-table
-  ones in every mode, with no AUC difference).
-- **Tables under 64 rows are left to the converter at export** (:data:`EXPORT_MIN_ROWS`): their
-  bytes are below the graph cost of the dequantize ops.
-- In full-integer modes (``"int8"``, ``"int16x8"``) the lookup output is an activation, which
-  TFLite quantizes with one scale per tensor, so per-row resolution is kept up to that
-  requantization.
-- :func:`tfcompress.export_tflite` swaps the ``Embedding`` layers for this layer in every
-  quantized mode (``"dynamic"``, ``"int8"``, ``"int16x8"``; option ``embeddings=``). It leaves
-  float16 exports with float16 tables by default: that mode targets float16 hardware (GPU
-  delegates), which an int8 gather would bypass; pass ``embeddings="int8"`` to override.
-
-The quantization function is one TensorFlow function, :func:`quantize_rows`, used both here and
-by the QAT fake-quantizer of :func:`tfcompress.quantize`, so a QAT model's tables export to
-exactly the values it trained with.
+"""Embedding tables as int8 rows with per-row scales, for serving: :class:`QuantizedEmbedding`,
+:func:`quantize_embeddings`, :func:`quantize_rows` (the choices and measurements:
+docs/quantization.md).
 
 Example:
     >>> from tfcompress._keras import keras

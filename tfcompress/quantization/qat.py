@@ -1,50 +1,5 @@
-"""Quantization-aware training (QAT) that works on e-commerce models: :func:`quantize`.
-
-TFMOT's ``quantize_model`` refuses the models e-commerce teams have: it fake-quantizes integer id
-inputs (breaking ``Embedding`` lookups), has no config for ``Embedding``, ``MultiHeadAttention``
-or ``LayerNormalization``, and rejects the whole model for one unknown layer. :func:`quantize`
-annotates layer by layer instead (TFMOT's ``quantize_annotate_layer``/``quantize_apply``
-underneath) with this policy:
-
-============================  ==========================================================
-layer                         what QAT does
-============================  ==========================================================
-integer model input (ids)     nothing: never gets an input quantizer
-float model input             int8 input quantizer (``"int8"`` scheme)
-``Embedding``                 table fake-quantized to int8, per row (rows of >= 32 values)
-                              or per table, like :class:`~tfcompress.quantization.embedding.
-                              QuantizedEmbedding` serves it; output int8; no input quantizer
-``Dense``, ``EinsumDense``    kernel int8 (per tensor) + activation/output int8
-``MultiHeadAttention``        query/key/value/output projection kernels int8 + output int8;
-                              softmax and score arithmetic float
-``Cross`` (DCN)               kernel(s) int8 + output int8
-``PositionEmbedding``         position table int8 + output int8
-``Add``, ``Concatenate``,     TFMOT's default 8-bit configs (output ranges)
-``Activation``, ``Reshape``..
-``LayerNormalization``        kept float (TFMOT has no config); the int8 export calibrates it
-nested functional/Sequential  quantized on its own by the same policy, called in its place
-model (a tower)               (its layers are reported as ``"tower/layer"``)
-weightless tfcompress layers  pass through (``MaskedMean``, ``PaddingMask``, ``TokenAt``, ...)
-anything else                 kept float, the report says why; ``strict=True`` raises instead
-============================  ==========================================================
-
-The QAT model carries its per-layer report as ``qat_model.compression_report`` and exports with
-:func:`tfcompress.export_tflite` (``quantization="int8"`` for the ``"int8"`` scheme; the tables
-become int8 with the scales QAT trained with).
-
-Starting QAT after some float epochs (the two-phase fit)::
-
-    model = models.compile_for_task(models.dcn(schema), schema)
-    model.fit(train, epochs=N)                          # 1. float
-    qat = tfcompress.quantize(model)                    # 2. weights copied, fake-quant added
-    qat.compile_from_config(model.get_compile_config()) #    same loss/metrics, fresh optimizer
-    qat.fit(train, epochs=N + M, initial_epoch=N,       # 3. QAT, epochs numbered on
-            callbacks=[tfcompress.QuantizationLogger(), keras.callbacks.TensorBoard(logdir)])
-
-:func:`~tfcompress.quantization.callbacks.fit_then_quantize` runs exactly this.
-:class:`~tfcompress.quantization.callbacks.QuantizationLogger` publishes every quantizer's
-range into ``logs`` (``quant/<layer>/min``, ``quant/<layer>/max``, and
-``quant/<layer>/<weight>/min|max``), so ``History`` and ``TensorBoard`` record them.
+"""Quantization-aware training that works on e-commerce models: :func:`quantize` (TFMOT
+underneath, layer by layer; the per-layer policy: docs/quantization.md).
 
 Example:
     >>> from tfcompress import data, models

@@ -1,14 +1,5 @@
-"""Saving, loading and unwrapping QAT models: :func:`load_quantized`, :func:`strip_quantization`.
-
-Split from :mod:`tfcompress.quantization` (which re-exports every name here).
-
-- :func:`quantize_scope`: TFMOT's deserialization scope plus tfcompress's quantization classes,
-  with the name ``QuantizeLayer`` mapped to :class:`tfcompress.quantization.configs.QuantizeLayer`
-  (TFMOT's builds twice when loaded).
-- :func:`load_quantized`: loads a ``.keras`` QAT model after checking the file, so a bad or
-  Keras 3 file is an error naming it.
-- :func:`strip_quantization`: the float model a QAT model computes (weights at their int8-grid
-  values), nested QAT models included.
+"""Saving, loading and unwrapping QAT models: :func:`quantize_scope`, :func:`load_quantized`
+(checks the file first) and the float model a QAT model computes.
 
 Example:
     >>> qat.save("qat.keras")  # doctest: +SKIP

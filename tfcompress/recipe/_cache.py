@@ -1,8 +1,5 @@
-"""Bookkeeping of :func:`tfcompress.run`: progress lines, hashes, stage records, model files.
-
-A stage directory holds ``stage.json``: ``{"status": "running" | "done", "key": ..., "files":
-{relative path: sha256}, ...}``. A record is reused only when it is ``done``, its key matches and
-every listed file still has its sha256.
+"""Bookkeeping of :func:`tfcompress.run`: progress lines, hashes, ``stage.json`` records (reused
+only when ``done``, with a matching key and unchanged files), model files.
 
 Example:
     >>> sha256_text("a", "b") == sha256_text("a", "b")

@@ -1,8 +1,5 @@
-"""The ``[data]`` part of a recipe: :class:`DataSpec` (import it from :mod:`tfcompress.recipe`).
-
-A simulated task, or a data file with the options of its loader (those of
-:func:`tfcompress.data.load_file`): every option is validated here, where a recipe file can
-point at the line, and :meth:`DataSpec.loader_options` hands them to the loader.
+"""The ``[data]`` part of a recipe: :class:`DataSpec` (import it from :mod:`tfcompress.recipe`),
+a simulated task or a data file with its loader's options, validated.
 
 Example:
     >>> spec = DataSpec(path="train_sample.csv", label="is_attributed",

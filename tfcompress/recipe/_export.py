@@ -1,8 +1,5 @@
-"""The export and benchmark steps of :func:`tfcompress.run` (cached like the stages).
-
-``exports/exports.json`` records the export key, the file of each variant and its parity
-figures (``max_abs_diff``, ``quality_delta`` and the export's ``drift_flag``), so a reused
-export keeps its drift marks in the report.
+"""The export and benchmark steps of :func:`tfcompress.run`, cached like the stages
+(``exports/exports.json`` keeps each variant's file and parity figures).
 
 Example:
     >>> [v.name for v in plan_exports(recipe, run_dir, results)]  # doctest: +SKIP

@@ -1,10 +1,5 @@
-"""The plumbing of :mod:`tfcompress.recipe`: its error type, value checks and file formats.
-
-- :class:`RecipeError`: a ``ValueError`` that knows the file, line and key path it is about.
-- ``check_*``: strict value checks that raise a :class:`RecipeError` naming the key, the
-  received value (and its type when the type is wrong), what was expected and an example.
-- :func:`toml_lines` (and ``_recipe_limits.yaml_tree``): parse a recipe text and map every key path
-  (``"stages[1].sparsity"``) to its line, so validation errors can point into the file.
+"""The plumbing of :mod:`tfcompress.recipe`: :class:`RecipeError` (file, line and key path),
+the ``check_*`` value checks, and key path -> line maps of recipe files.
 
 Example:
     >>> err = RecipeError("expected an int >= 1, received 0", key="epochs")

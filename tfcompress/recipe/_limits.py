@@ -1,14 +1,6 @@
-"""Bounds on the work of reading a recipe: file size, nesting depth and YAML alias expansion.
-
-A recipe is a few KB of TOML or YAML nested a few levels deep. A hostile or mistaken file (a
-YAML "billion laughs" alias bomb, a self-referential alias, ten thousand nested lists, a
-multi-GB file given as the recipe) must not hang the loader or end in a bare ``RecursionError``:
-each is refused early with a :class:`~tfcompress.recipe._files.RecipeError` that says which
-limit was hit and how to fix the file.
-
-- :data:`MAX_BYTES`: the largest recipe text (1 MiB); :func:`read_text` never reads more.
-- :data:`MAX_DEPTH`: lists/tables nested inside each other, at most 32 levels.
-- :data:`MAX_VALUES`: the values of a YAML document with every alias written out (100,000).
+"""Bounds on the work of reading a recipe: file size (:data:`MAX_BYTES`), nesting depth
+(:data:`MAX_DEPTH`) and YAML alias expansion (:data:`MAX_VALUES`), each refused with a
+:class:`~tfcompress.recipe._files.RecipeError` that says how to fix the file.
 
 Example:
     >>> check_toml_depth("a = [[1], [2]]\\n")

@@ -1,16 +1,5 @@
-"""Quality of :func:`tfcompress.run`'s stage models: one exact definition, honest about noise.
-
-Every quality figure of a run (the stage table, the export parity, the benchmark) uses the
-exact metrics of :mod:`tfcompress.export.metrics` (Mann-Whitney AUC, mean logloss, accuracy) on
-predictions of the whole split, never Keras' bucketed streaming AUC: on a small split the two
-differ by 0.3 (0.50 against 0.83 for one model). Beside each figure go the number of examples
-and of positives it rests on; with fewer than :data:`tfcompress.export.metrics.FEW_POSITIVES`
-positives differences between models are noise.
-
-After the first stage that trains, :func:`fit_check` compares the train and validation AUC: a
-model that fits the training rows perfectly (AUC >= 0.99) and the validation rows not at all
-(<= 0.55) memorised something that does not exist at serving time, almost always a leaky or
-id-like column.
+"""Quality of :func:`tfcompress.run`'s stage models with the exact metrics and the counts they rest
+on, and the fit check that flags a model that memorised a leaky column (docs/recipes.md).
 
 Example:
     >>> fit_check("teacher", {"train_auc": 1.0, "val_auc": 0.5}).split(":")[0]

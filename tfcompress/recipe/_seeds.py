@@ -1,18 +1,5 @@
-"""A run's randomness as a function of the recipe seed, the stage and the epoch.
-
-A resumed ``tfcompress run`` must equal an uninterrupted one, whichever stages ran in the same
-process. Three sources of randomness would otherwise depend on the process's history:
-
-* initial weights (the input model, a distilled student, layers a stage adds): each stage
-  starts with ``keras.utils.set_random_seed(stage_seed(recipe seed, index))``;
-* the training order: ``TaskData.train`` reshuffles by how often it was iterated in this
-  process; each fit reads :func:`tfcompress.data.epochs.epoch_batches` instead, whose order is
-  a function of the stage seed and the optimizer step at which the epoch starts (restored by
-  ``BackupAndRestore`` with the weights);
-* dropout and other random layers: TensorFlow's stateful random kernels restart with each new
-  training function, so a fit resumed at epoch k would draw epoch 0's masks. :class:`EpochSeeds`
-  sets TensorFlow's seed from ``(stage seed, epoch)`` and traces the training function again at
-  each epoch of a model that has random layers, in the uninterrupted and the resumed fit alike.
+"""A run's randomness as a function of the recipe seed, the stage and the epoch (initial weights,
+training order, dropout), so a resumed run equals an uninterrupted one (docs/recipes.md).
 """
 
 from __future__ import annotations

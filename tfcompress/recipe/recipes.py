@@ -1,15 +1,5 @@
-"""Recipes: a declarative description of a compression run, in Python or in a TOML/YAML file.
-
-A :class:`Recipe` says which data to use, which model to compress (a reference model trained
-first, or a saved ``.keras`` file), the stages to apply in order (distill, prune, shrink,
-quantize), what to export (TFLite modes, an XLA SavedModel) and how to benchmark the results.
-:func:`tfcompress.run` (``tfcompress.recipe.runner``) executes it. Every part is a frozen dataclass
-that validates itself on construction and round-trips through ``get_config``/``from_config``.
-
-Files are validated on load; every error names the file, the line, the key path, the received
-value, what was expected and the fix::
-
-    recipe.toml line 23, stages[1].sparsity: expected a number in (0, 1), received 1.5; ...
+"""Recipes: a declarative description of a compression run, in Python or in a TOML/YAML file
+(:class:`Recipe`, :func:`load_recipe`, :func:`loads_recipe`), validated with the line of each error.
 
 Example:
     >>> recipe = loads_recipe('''
@@ -21,9 +11,8 @@ Example:
     ... kind = "prune"
     ... sparsity = 0.7
     ... ''')
-    >>> recipe.stages[0]
-    PruneStage(sparsity=0.7, structure=None, layers=None, skip=None, name='prune', epochs=2, \
-learning_rate=None)
+    >>> recipe.stages[0].kind, recipe.stages[0].sparsity
+    ('prune', 0.7)
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
-"""The report of a recipe run: its stages, its benchmark, the trade-off plot; JSON round trip.
-
-:func:`tfcompress.run` returns a :class:`RunReport` and writes it as ``report.json`` /
-``report.md`` / ``tradeoff.png`` into the run directory; :func:`load_report` reads it back
-(``tfcompress report RUN_DIR`` re-renders the Markdown and the plot from it).
+"""The report of a recipe run (:class:`RunReport`, :class:`StageResult`): stages, benchmark,
+trade-off plot; written as ``report.json`` / ``report.md`` and read back by :func:`load_report`.
 
 Example:
     >>> stage = StageResult("prune", "prune", cached=False, seconds=12.5,

@@ -1,27 +1,6 @@
-"""Run a recipe: train the input model, run each stage, export, benchmark, report.
-
-``tfcompress.run(recipe)`` works on plain tf_keras models and the library's own verbs
-(:class:`~tfcompress.Distiller`, :func:`~tfcompress.prune` + :func:`~tfcompress.strip`,
-:func:`~tfcompress.shrink`, :func:`~tfcompress.quantize`, :func:`~tfcompress.export_tflite`,
-:func:`~tfcompress.export_saved_model`, :func:`~tfcompress.benchmark`). Everything lands in
-``<out_dir>/<recipe name>/``::
-
-    recipe.toml            the recipe as run
-    00_teacher/            one directory per stage: model.keras, stage.json (its cache key,
-    01_distill/            figures and the sha256 of its model), backup/ while it trains
-    02_prune/ ...
-    exports/               the TFLite files and the XLA SavedModel, manifest.json, exports.json
-    report.json, report.md, tradeoff.png
-    logs/                  TensorBoard (unless ``logdir=`` points elsewhere)
-
-**Caching and resume.** A stage's key is the sha256 of the recipe up to and including it
-(:meth:`Recipe.stage_key`), of the tfcompress version and of its input: the sha256 of the
-previous stage's saved model (or of the user's ``.keras`` file) and of the data file. Running a
-recipe again reuses every stage whose key matches the ``stage.json`` on disk and whose model
-file still has the recorded sha256; the first stage that differs runs again, and so do all after
-it (their input changed). A stage interrupted while training resumes from its last finished
-epoch (``keras.callbacks.BackupAndRestore`` under the stage's ``backup/``). Exports and the
-benchmark are cached the same way.
+"""Run a recipe: :func:`tfcompress.run` trains the input model, runs each stage, exports,
+benchmarks and reports, caching every step and resuming where it stopped (what it writes and
+when it reuses a stage: docs/recipes.md).
 
 Example:
     >>> import tfcompress

@@ -1,9 +1,5 @@
-"""The parts of a :class:`tfcompress.recipe.Recipe`: data, model, stages, exports, benchmark.
-
-Every part is a frozen dataclass that validates itself on construction (raising
-:class:`~tfcompress.recipe._files.RecipeError` with the key path of the bad value) and
-round-trips through ``get_config()`` / ``from_config()``. Import them from
-:mod:`tfcompress.recipe`.
+"""The parts of a :class:`tfcompress.recipe.Recipe` (data, model, stages, exports, benchmark):
+frozen dataclasses that validate themselves and round-trip through ``get_config``.
 
 Example:
     >>> PruneStage(sparsity=0.7).get_config()["kind"]
