@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from tfcompress._compat import inbound_nodes
 from tfcompress._keras import check_model, keras, tf
 
 __all__ = [
@@ -365,7 +366,7 @@ def _embedding_vocab(model: keras.Model) -> dict[str, int]:
                 dim = getattr(getattr(layer, "layer", None), "input_dim", None)  # TFMOT wrapper
             if not isinstance(dim, int):
                 continue
-            for node in layer._inbound_nodes:
+            for node in inbound_nodes(layer):
                 for src in tf.nest.flatten(node.inbound_layers):
                     if isinstance(src, keras.layers.InputLayer):
                         vocab[src.name] = min(dim, vocab.get(src.name, dim))

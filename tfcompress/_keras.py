@@ -19,14 +19,15 @@ from pathlib import Path
 
 _log = logging.getLogger("tfcompress")
 
-if os.environ.get("TF_USE_LEGACY_KERAS") != "1":
-    if os.environ.get("TF_USE_LEGACY_KERAS") not in (None, ""):
-        _log.warning(
-            "TF_USE_LEGACY_KERAS=%r overridden with '1': tfcompress and TFMOT need Keras 2 "
-            "(tf_keras).",
-            os.environ["TF_USE_LEGACY_KERAS"],
-        )
+_LEGACY = os.environ.get("TF_USE_LEGACY_KERAS")
+if _LEGACY in (None, ""):
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
+elif _LEGACY not in ("1", "true", "True"):  # the values TF 2.21 reads as legacy Keras
+    raise ImportError(
+        f"TF_USE_LEGACY_KERAS={_LEGACY} asks TensorFlow for Keras 3, but tfcompress and TFMOT "
+        "work on Keras 2 (tf_keras) only: unset it or set TF_USE_LEGACY_KERAS=1 before "
+        "importing tfcompress (and build models with `import tf_keras as keras`)."
+    )
 
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402

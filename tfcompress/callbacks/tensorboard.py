@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from tensorboard.plugins.hparams import api as hp
 
+from tfcompress._compat import flatten_layers
 from tfcompress._keras import check_model, keras, tf
 from tfcompress.callbacks._events import (
     _check_bool,
@@ -143,7 +144,7 @@ class CompressionTensorBoard(keras.callbacks.TensorBoard):
         student, teacher = _student_and_teacher(model)
         wrappers = find_wrappers(model)
         if teacher is not None:
-            teacher_layers = {id(layer) for layer in teacher._flatten_layers(include_self=True)}
+            teacher_layers = {id(layer) for layer in flatten_layers(teacher, include_self=True)}
             wrappers = [(p, w) for p, w in wrappers if id(w) not in teacher_layers]
         self._wrappers = wrappers
         self._quant_model = student
@@ -174,7 +175,7 @@ class CompressionTensorBoard(keras.callbacks.TensorBoard):
                 )
                 items.append((f"weights/{path}/{weight_label(wrapper.layer, weight)}", value))
         if self._quant_model is not None:
-            for layer in self._quant_model._flatten_layers(include_self=False, recursive=True):
+            for layer in flatten_layers(self._quant_model, include_self=False, recursive=True):
                 if not isinstance(layer, quantize_wrapper.QuantizeWrapper):
                     continue
                 for weight, _, _ in getattr(layer, "_weight_vars", []):

@@ -10,6 +10,7 @@ Example:
     ['hist_categories', 'hist_item_ids']
 """
 
+from tfcompress.data._common import check_memory
 from tfcompress.data.csv_loader import load_csv
 from tfcompress.data.files import FORMATS, LOADER_OPTIONS, file_format, load_file
 from tfcompress.data.libfm import load_libfm
@@ -28,6 +29,7 @@ __all__ = [
     "Schema",
     "TaskData",
     "World",
+    "check_memory",
     "ctr",
     "file_format",
     "load_csv",

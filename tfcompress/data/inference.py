@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from tfcompress.export.metrics import auc
+from tfcompress._metrics import auc
 
 _log = logging.getLogger("tfcompress")
 

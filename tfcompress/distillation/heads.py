@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tfcompress._compat import is_graph_network, keras_history
 from tfcompress._keras import check_model, keras, tf
 from tfcompress.distillation.losses import (
     BinaryKD,
@@ -51,7 +52,7 @@ def _activation_name(fn: Any) -> str | None:
 
 def is_functional(model: keras.Model) -> bool:
     """Whether ``model`` is a functional/sequential graph network with known outputs."""
-    return bool(getattr(model, "_is_graph_network", False)) and bool(model.outputs)
+    return is_graph_network(model) and bool(model.outputs)
 
 
 def _detect(model: keras.Model) -> tuple[str | None, Any, str]:
@@ -59,7 +60,7 @@ def _detect(model: keras.Model) -> tuple[str | None, Any, str]:
     from tfcompress.models.layers import CatalogLogits
 
     output = model.outputs[0]
-    layer, node_index, _ = output._keras_history
+    layer, node_index, _ = keras_history(output)
     inner = _unwrap(layer)
     where = f"output layer '{layer.name}' ({type(inner).__name__}"
     if isinstance(inner, keras.layers.Softmax):
@@ -253,7 +254,7 @@ def auto_loss(student: _Head, teacher: _Head, width: Any, teacher_model: keras.M
     if kinds == {"softmax"}:
         return SoftmaxKD
     if is_functional(teacher_model) and isinstance(
-        _unwrap(teacher_model.outputs[0]._keras_history[0]), CatalogLogits
+        _unwrap(keras_history(teacher_model.outputs[0])[0]), CatalogLogits
     ):
         return ListwiseKD
     if width is not None and width > 1:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from tfcompress._compat import LossFunctionWrapper
 from tfcompress._keras import keras, tf
 from tfcompress.distillation.losses import (
     KD_LOSS_NAMES,
@@ -41,7 +42,6 @@ _log = logging.getLogger("tfcompress")
 #    ``y_pred``/``y_true`` by one axis before calling the function.
 # 2. :func:`match_labels` is a copy of the private ``compile_utils.match_dtype_and_rank``, which
 #    ``LossesContainer.__call__`` and ``MetricsContainer.update_state`` apply to every batch.
-LossFunctionWrapper = keras.__internal__.losses.LossFunctionWrapper
 
 
 def match_labels(y_true: Any, y_pred: Any, sample_weight: Any = None) -> tuple[Any, Any, Any]:

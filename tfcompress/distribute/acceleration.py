@@ -15,6 +15,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+from tfcompress._compat import is_graph_network
 from tfcompress._keras import check_model, keras, tf
 from tfcompress._layers import LayerFilter, iter_layers, match_layers
 
@@ -275,7 +276,7 @@ def embeddings_on_cpu(
 
 
 def _clone(model: keras.Model, host: str, moved: set[int]) -> keras.Model:
-    if not (model._is_graph_network or isinstance(model, keras.Sequential)):
+    if not (is_graph_network(model) or isinstance(model, keras.Sequential)):
         raise TypeError(
             f"model '{model.name}' is a subclassed model ({type(model).__name__}); "
             "embeddings_on_cpu() clones functional or Sequential models only. Build the "

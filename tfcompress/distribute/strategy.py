@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from tfcompress._compat import default_strategy, fresh_mirrored_collective_keys
 from tfcompress._keras import check_model, keras, tf
 from tfcompress.distribute.cluster import (
     JOBS,
@@ -174,12 +175,7 @@ def resolve_strategy_name(
 
 
 def _default_strategy() -> tf.distribute.Strategy:
-    try:
-        from tensorflow.python.distribute import distribute_lib
-
-        return distribute_lib._get_default_strategy()
-    except (ImportError, AttributeError):  # pragma: no cover - private API moved
-        return tf.distribute.get_strategy()
+    return default_strategy()
 
 
 def _communication(value: str) -> Any:
@@ -261,7 +257,7 @@ def get_strategy(
         # TF starts every MirroredStrategy's collective keys at the same base, so a second
         # strategy in one process (a notebook, a test session) reuses the first one's all-reduce
         # keys and fails with "Shape mismatch in the collective instance". Fresh keys each time.
-        tf.distribute.MirroredStrategy._collective_key_base += 100_000
+        fresh_mirrored_collective_keys()
         strategy = tf.distribute.MirroredStrategy(devs)
     elif resolved == "multi_worker":
         options = _communication(communication)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "file_sha256",
     "MANIFEST_FORMAT_VERSION",
     "MANIFEST_NAME",
     "atomic_write_text",
@@ -65,6 +66,10 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+#: sha256 of a file's bytes (the manifest's digest; the recipe cache hashes with it too).
+file_sha256 = _sha256
 
 
 def file_table(artifact: Path, root: Path) -> dict[str, dict[str, Any]]:

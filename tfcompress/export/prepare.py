@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from tfcompress._compat import is_graph_network
 from tfcompress._keras import keras
 from tfcompress.export.runtime import InputSpec, collect_examples
 from tfcompress.quantization.embedding import EXPORT_MIN_ROWS, embedding_of
@@ -73,11 +74,9 @@ def is_subclassed(model: keras.Model) -> bool:
         >>> is_subclassed(keras.Sequential([keras.layers.Dense(1)]))
         False
     """
-    # Private Keras hook: `_is_graph_network` is how tf_keras itself (clone_model, saving)
-    # tells functional models, including subclasses built with Model(inputs, outputs), apart.
-    return not isinstance(model, keras.Sequential) and not getattr(
-        model, "_is_graph_network", False
-    )
+    # `is_graph_network` (a private Keras hook, see _compat) is how tf_keras itself
+    # (clone_model, saving) tells functional models, including Model(inputs, outputs) subclasses.
+    return not isinstance(model, keras.Sequential) and not is_graph_network(model)
 
 
 def _swappable_tables(model: keras.Model) -> list[str]:

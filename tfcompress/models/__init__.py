@@ -8,7 +8,9 @@ Example:
     (None, 1)
 """
 
+from tfcompress.models._blocks import resolve_size
 from tfcompress.models.builders import (
+    MODEL_NAMES,
     SIZES,
     build,
     compile_for_task,
@@ -21,11 +23,13 @@ from tfcompress.models.builders import (
 )
 
 __all__ = [
+    "MODEL_NAMES",
     "SIZES",
     "build",
     "compile_for_task",
     "dcn",
     "loss_and_metrics",
+    "resolve_size",
     "logistic_regression",
     "sequence_transformer",
     "two_tower",

@@ -48,6 +48,7 @@ from tfcompress.models.retrieval import two_tower
 _log = logging.getLogger("tfcompress")
 
 __all__ = [
+    "MODEL_NAMES",
     "SIZES",
     "build",
     "compile_for_task",
@@ -342,6 +343,8 @@ _BUILDERS: dict[str, Callable[..., keras.Model]] = {
     "sequence_transformer": sequence_transformer,
     "two_tower": two_tower,
 }
+#: The names :func:`build` accepts.
+MODEL_NAMES: tuple[str, ...] = tuple(sorted(_BUILDERS))
 _TASKS = {
     logistic_regression: CLASSIFICATION,
     wide_deep: CLASSIFICATION,

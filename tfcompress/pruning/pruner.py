@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from tfcompress._compat import is_graph_network
 from tfcompress._keras import check_model, keras, tf
 from tfcompress._layers import (
     CompressionReport,
@@ -59,7 +60,7 @@ _STRUCTURES = {None: None, "2:4": (2, 4)}
 
 def _is_cloneable(model: Any) -> bool:
     return isinstance(model, keras.Model) and (
-        isinstance(model, keras.Sequential) or bool(getattr(model, "_is_graph_network", False))
+        isinstance(model, keras.Sequential) or is_graph_network(model)
     )
 
 

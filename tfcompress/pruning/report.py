@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from tfcompress._compat import flatten_layers
 from tfcompress._keras import check_model, keras, tf
 from tfcompress.pruning.schedule import PruneLowMagnitude, PruneRegistry
 
@@ -51,7 +52,7 @@ def walk_layers(obj: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
     seen: set[int] = set()
 
     def visit(node: Any, base: str) -> Iterator[tuple[str, Any]]:
-        for child in node._flatten_layers(include_self=False, recursive=False):
+        for child in flatten_layers(node, include_self=False, recursive=False):
             if id(child) in seen or isinstance(child, keras.layers.InputLayer):
                 continue
             seen.add(id(child))
@@ -148,7 +149,7 @@ def prunable_weights(layer: Any) -> Candidates:
             note = f"nothing to prune: TFMOT does not prune {cls} weights ({names})"
         return Candidates(weights, "tfmot", note)
     weights = []
-    for sub in layer._flatten_layers(include_self=True, recursive=True):
+    for sub in flatten_layers(layer, include_self=True, recursive=True):
         if sub is not layer and hasattr(sub, "get_prunable_weights"):
             weights += list(sub.get_prunable_weights())
         elif isinstance(sub, _KERNEL_LAYERS):

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from tfcompress._compat import is_graph_network
+from tfcompress._inputs import collect_examples, model_input_specs
 from tfcompress._keras import check_model, keras
 from tfcompress._layers import (
     CompressionReport,
@@ -26,7 +28,6 @@ from tfcompress._layers import (
     iter_layers,
     match_layers,
 )
-from tfcompress.export.runtime import collect_examples, model_input_specs
 from tfcompress.models.layers import Cross, PositionEmbedding
 from tfcompress.pruning._graph import Plan, analyse, layout_indices
 
@@ -80,7 +81,7 @@ def _check_args(ratio: Any, criterion: Any, data: Any, embeddings: Any, min_unit
 
 
 def _check_graph(model: keras.Model) -> None:
-    if not getattr(model, "_is_graph_network", False):
+    if not is_graph_network(model):
         raise ValueError(
             f"shrink: `model` {model.name!r} ({type(model).__name__}) is not a functional or "
             "built Sequential model, so its layer graph cannot be rebuilt. Build it with the "

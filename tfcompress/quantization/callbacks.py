@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from tfcompress._compat import flatten_layers
 from tfcompress._keras import check_model, keras
 from tfcompress.quantization import configs as qc
 from tfcompress.quantization.qat import is_quantized, quantize
@@ -56,7 +57,7 @@ def quantizer_ranges(model: keras.Model, prefix: str = "quant") -> dict[str, flo
         if rng is not None:
             out[f"{key}/min"], out[f"{key}/max"] = rng
 
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in flatten_layers(model, include_self=False, recursive=True):
         base = f"{prefix}/{layer.name}"
         if isinstance(layer, quantize_layer.QuantizeLayer):
             put(base, _range(getattr(layer, "quantizer_vars", None)))

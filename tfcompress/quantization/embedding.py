@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from tfcompress._compat import flatten_layers, is_graph_network
 from tfcompress._keras import check_model, keras, tf
 from tfcompress._layers import (
     CompressionReport,
@@ -456,7 +457,7 @@ def quantize_embeddings(
 
 def is_qat_model(model: keras.Model) -> bool:
     """True when ``model`` holds TFMOT quantization layers (checked without importing TFMOT)."""
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in flatten_layers(model, include_self=False, recursive=True):
         if _is_quantize_wrapper(layer) or any(
             c.__name__ == "QuantizeLayer" for c in type(layer).__mro__  # TFMOT's or a subclass
         ):
@@ -513,7 +514,7 @@ def prepare_for_export(
 
 def _clone(model: keras.Model, clone_function: Callable[[Any], Any]) -> keras.Model:
     """``clone_model`` that reuses the layers ``clone_function`` returns unchanged."""
-    if not isinstance(model, keras.Sequential) and not getattr(model, "_is_graph_network", False):
+    if not isinstance(model, keras.Sequential) and not is_graph_network(model):
         raise ValueError(
             f"Model {model.name!r} is a subclassed model; its Embedding layers cannot be swapped. "
             "Build it with the functional API or keras.Sequential."

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from tfcompress._compat import is_graph_network, reclass, set_variable_constraint
 from tfcompress._keras import check_model, keras, tf
 from tfcompress._layers import CompressionReport, LayerDecision, LayerFilter, match_layers
 from tfcompress.models import layers as tfc_layers
@@ -194,7 +195,7 @@ def _plan(layer: Any, scheme: QuantizationScheme, registry: Any) -> _Plan:  # no
 
 
 def _check_functional(model: keras.Model, what: str) -> None:
-    if not isinstance(model, keras.Sequential) and not getattr(model, "_is_graph_network", False):
+    if not isinstance(model, keras.Sequential) and not is_graph_network(model):
         raise ValueError(
             f"{what}: model {model.name!r} is a subclassed model ({type(model).__name__}); "
             "TFMOT quantizes functional and Sequential models only. Rebuild it with the "
@@ -314,7 +315,7 @@ def quantize(
 
 def _is_graph_model(layer: Any) -> bool:
     return isinstance(layer, keras.Model) and (
-        isinstance(layer, keras.Sequential) or getattr(layer, "_is_graph_network", False)
+        isinstance(layer, keras.Sequential) or is_graph_network(layer)
     ) and layer.built
 
 
@@ -425,9 +426,9 @@ def _quantize_graph(  # noqa: C901
     _init_weight_ranges(qat)
     for layer in qat.layers:
         if type(layer) is quantize_layer.QuantizeLayer:
-            layer.__class__ = qc.QuantizeLayer  # same state; builds once when loaded
+            reclass(layer, qc.QuantizeLayer)  # same state; builds once when loaded
         if type(layer) is quantize_wrapper.QuantizeWrapperV2:
-            layer.__class__ = qc.QATWrapper  # same state; saves/loads and keeps masks (see there)
+            reclass(layer, qc.QATWrapper)  # same state; saves/loads and keeps masks (see there)
             layer._supports_masking = bool(getattr(layer.layer, "supports_masking", False))
         if isinstance(layer, quantize_wrapper.QuantizeWrapper):
             qc.own_trainable_weights(layer)
@@ -477,7 +478,7 @@ def _keep_zeros(qat: keras.Model, preserve: bool | None) -> dict[str, float]:
             return w * tf.cast(mask, w.dtype)
 
         for component in getattr(weight, "values", (weight,)):
-            component._constraint = constraint  # the optimizer applies it after each update
+            set_variable_constraint(component, constraint)  # applied after each update
         kept[weight.name] = round(share, 6)
     if kept:
         _log.info("quantize: keeping the zeros of %d pruned weight(s) through QAT", len(kept))

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from tfcompress._compat import flatten_layers
 from tfcompress._keras import check_keras_file, check_model, keras
 from tfcompress.quantization import configs as qc
 
@@ -58,7 +59,7 @@ def quantize_scope(custom_objects: dict[str, Any] | None = None) -> Iterator[Non
 def model_custom_objects(model: keras.Model) -> dict[str, Any]:
     """Every layer class of ``model`` by class name and registered name (for re-creation)."""
     objects: dict[str, Any] = {}
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in flatten_layers(model, include_self=False, recursive=True):
         cls = type(layer)
         objects[cls.__name__] = cls
         objects[keras.saving.get_registered_name(cls)] = cls
@@ -75,7 +76,7 @@ def is_quantized(model: keras.Model) -> bool:
     check_model(model, "model")
     return any(
         isinstance(layer, (quantize_wrapper.QuantizeWrapper, quantize_layer.QuantizeLayer))
-        for layer in model._flatten_layers(include_self=False, recursive=True)
+        for layer in flatten_layers(model, include_self=False, recursive=True)
     )
 
 

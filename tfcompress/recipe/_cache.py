@@ -21,12 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from tfcompress._compat import keras_print_msg
 from tfcompress._keras import keras
 from tfcompress.export.manifest import (
     STALE_TEMP_AGE,
-    _sha256,
     atomic_write_text,
     check_min_age,
+    file_sha256,
     newest_mtime,
     remove_temps,
     stale_temps,
@@ -44,14 +45,12 @@ _EXPORTS = "exports"
 def say(verbose: int, message: str) -> None:
     """Progress lines, through Keras' own output channel (the one its progress bar uses)."""
     if verbose:
-        from tf_keras.src.utils import io_utils  # Keras' own output channel (absl-aware)
-
-        io_utils.print_msg(message)
+        keras_print_msg(message)
     _log.info(message)
 
 
 def sha256_file(path: Path) -> str:
-    return _sha256(Path(path))
+    return file_sha256(Path(path))
 
 
 def sha256_text(*parts: str) -> str:

@@ -17,8 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-from tfcompress.data import LOADER_OPTIONS, TASK_NAMES, file_format
-from tfcompress.data._common import check_memory
+from tfcompress.data import LOADER_OPTIONS, TASK_NAMES, check_memory, file_format
 from tfcompress.data.csv_loader import TIMESTAMP_FEATURES
 from tfcompress.data.movielens import MOVIELENS_SPLITS
 from tfcompress.data.simulated import task_memory_bytes

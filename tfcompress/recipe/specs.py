@@ -14,11 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-from tfcompress.distillation.losses import _BY_NAME as _DISTILLATION_LOSSES
+from tfcompress.distillation.losses import KD_LOSS_NAMES
 from tfcompress.distribute.strategy import STRATEGY_NAMES
-from tfcompress.models import SIZES
-from tfcompress.models._blocks import resolve_size
-from tfcompress.models.builders import _BUILDERS
+from tfcompress.models import MODEL_NAMES as _MODEL_NAMES
+from tfcompress.models import SIZES, resolve_size
 from tfcompress.quantization.configs import SCHEMES
 from tfcompress.recipe._data import DATA_FORMATS, DataSpec  # noqa: F401 - the [data] part
 from tfcompress.recipe._files import (
@@ -37,9 +36,9 @@ from tfcompress.recipe._files import (
 )
 
 #: Names accepted by ``ModelSpec.name`` (those of :func:`tfcompress.models.build`).
-MODEL_NAMES: tuple[str, ...] = tuple(sorted(_BUILDERS))
+MODEL_NAMES: tuple[str, ...] = _MODEL_NAMES
 #: ``DistillStage.loss`` values: ``"auto"`` or a :func:`tfcompress.get_distillation_loss` name.
-DISTILLATION_LOSSES: tuple[str, ...] = ("auto", *sorted(_DISTILLATION_LOSSES))
+DISTILLATION_LOSSES: tuple[str, ...] = ("auto", *sorted(KD_LOSS_NAMES))
 #: ``ExportSpec.tflite`` modes (``"float"`` is an unquantized float32 model).
 TFLITE_MODES = ("float", "dynamic", "int8", "float16", "int16x8")
 #: ``Recipe.strategy`` values (names of :func:`tfcompress.distribute.get_strategy`).

@@ -1,0 +1,157 @@
+"""Every private TensorFlow / TFMOT / Keras attribute or patch tfcompress relies on, in one place.
+
+Each hook is a small named function with the reason and the versions it was written against
+(TensorFlow 2.21, tf_keras 2.21, TFMOT 0.8.1); tests/test_compat.py pins each one, so an upgrade
+that moves or changes one fails there, naming the hook, rather than deep inside a feature.
+Where a public API exists the package uses it instead, and no hook is listed here.
+
+Example:
+    >>> from tfcompress._compat import is_graph_network
+    >>> from tfcompress._keras import keras
+    >>> is_graph_network(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from tfcompress._keras import keras, tf
+
+__all__ = [
+    "LossFunctionWrapper",
+    "default_strategy",
+    "flatten_layers",
+    "fresh_mirrored_collective_keys",
+    "inbound_nodes",
+    "is_graph_network",
+    "keras_history",
+    "keras_print_msg",
+    "reclass",
+    "set_variable_constraint",
+]
+
+# tf_keras 2.21: the class Model.compile wraps a loss *function* in
+# (tf_keras/src/engine/compile_utils.py, LossesContainer._get_loss_object). It is exported, not
+# documented, as keras.__internal__.losses.LossFunctionWrapper; the distillation losses wrap
+# functions in the same class so that they squeeze/expand y_true/y_pred exactly as Keras does.
+LossFunctionWrapper: type = keras.__internal__.losses.LossFunctionWrapper
+
+
+def keras_print_msg(message: str) -> None:
+    """Print ``message`` through Keras' own output channel (the one its progress bar uses).
+
+    tf_keras 2.21 has no public ``print_msg``; ``tf_keras.src.utils.io_utils.print_msg`` writes
+    to stdout, or to absl logging when ``keras.utils.disable_interactive_logging()`` is on, so
+    recipe progress lines interleave with the progress bar the way Keras' own lines do.
+
+    Args:
+        message: one line of text.
+    """
+    from tf_keras.src.utils import io_utils  # private module; pinned by tests/test_compat.py
+
+    io_utils.print_msg(message)
+
+
+def reclass(obj: Any, cls: type) -> None:
+    """Change ``obj``'s class in place to ``cls``, a subclass of its class that adds no state.
+
+    The QAT model TFMOT 0.8 builds holds ``QuantizeWrapperV2`` / ``QuantizeLayer`` objects with
+    weights already built; tfcompress' subclasses (``QATWrapper``, ``QuantizeLayer`` in
+    quantization/configs.py) only change ``get_config``/``from_config`` and mask handling, so
+    the objects are re-classed rather than rebuilt (rebuilding would re-create the weights and
+    break TFMOT's bookkeeping of them).
+
+    Args:
+        obj: the object to re-class.
+        cls: a subclass of ``type(obj)``.
+
+    Raises:
+        TypeError: ``cls`` is not a subclass of ``type(obj)``.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, type(obj))):
+        raise TypeError(
+            f"`cls` must be a subclass of {type(obj).__name__} to re-class it in place, "
+            f"received {cls!r}."
+        )
+    obj.__class__ = cls
+
+
+def set_variable_constraint(variable: tf.Variable, constraint: Callable | None) -> None:
+    """Give an existing ``tf.Variable`` a constraint that Keras optimizers apply after updates.
+
+    TF 2.21: ``tf.Variable(constraint=...)`` is the public way, but only at creation; TFMOT
+    creates the kernels a QAT wrapper trains, so tfcompress sets the private ``_constraint``
+    that ``Variable.constraint`` returns (tf_keras optimizers apply ``var.constraint`` after
+    each update, which keeps pruned weights at zero during QAT).
+
+    Args:
+        variable: the variable (a resource variable).
+        constraint: a function of the variable's value, or None.
+    """
+    variable._constraint = constraint
+
+
+def fresh_mirrored_collective_keys(step: int = 100_000) -> None:
+    """Move ``MirroredStrategy``'s collective-key base so a new strategy gets keys of its own.
+
+    TF 2.21 starts every ``MirroredStrategy``'s collective keys at the same class attribute
+    ``_collective_key_base``, so a second strategy in one process (a notebook, a test session)
+    reuses the first one's all-reduce keys and fails with "Shape mismatch in the collective
+    instance". Call before creating each strategy.
+
+    Args:
+        step: how far to move the base (more than one strategy's keys).
+    """
+    tf.distribute.MirroredStrategy._collective_key_base += step
+
+
+def default_strategy() -> tf.distribute.Strategy:
+    """TensorFlow's default (no-op) strategy, even inside another strategy's scope.
+
+    ``tf.distribute.get_strategy()`` returns the *current* strategy; TF 2.21's
+    ``distribute_lib._get_default_strategy`` is the only way to the default one.
+    """
+    try:
+        from tensorflow.python.distribute import distribute_lib
+
+        return distribute_lib._get_default_strategy()
+    except (ImportError, AttributeError):  # pragma: no cover - private API moved
+        return tf.distribute.get_strategy()
+
+
+def is_graph_network(model: keras.Model) -> bool:
+    """Whether ``model`` is a functional (graph) model, Sequential models with an input included.
+
+    tf_keras 2.21: ``Model._is_graph_network``; the public ``keras.Model`` class gives no way to
+    tell a functional model from a subclassed one.
+    """
+    return bool(getattr(model, "_is_graph_network", False))
+
+
+def inbound_nodes(layer: keras.layers.Layer) -> list:
+    """The nodes where ``layer`` was called on Keras tensors (tf_keras 2.21 ``_inbound_nodes``)."""
+    return list(layer._inbound_nodes)
+
+
+def keras_history(tensor: Any) -> tuple[keras.layers.Layer, int, int]:
+    """``(layer, node_index, tensor_index)`` of a functional Keras tensor (``_keras_history``)."""
+    layer, node_index, tensor_index = tensor._keras_history
+    return layer, node_index, tensor_index
+
+
+def flatten_layers(
+    layer: keras.layers.Layer, include_self: bool = True, recursive: bool = True
+) -> Iterator[keras.layers.Layer]:
+    """Every layer tracked by ``layer`` (wrapped, nested, in lists), as tf_keras 2.21 walks them.
+
+    ``Layer._flatten_layers`` is the walk Keras itself uses for weights and ``summary``;
+    ``model.layers`` only lists the top level and misses layers a wrapper holds.
+
+    Args:
+        layer: a layer or model.
+        include_self: yield ``layer`` itself first.
+        recursive: walk into nested layers.
+    """
+    return layer._flatten_layers(include_self=include_self, recursive=recursive)
