@@ -154,7 +154,8 @@ def run_task(name: str, args: argparse.Namespace) -> dict[str, Any]:
               cfg["temperature"])
     task = _load(name, args)
     distilled = _build(spec, schema, args.seed + 1)  # the same initial weights
-    distiller = Distiller(distilled, teacher, alpha=cfg["alpha"], temperature=cfg["temperature"])
+    distiller = Distiller(distilled, teacher, student_loss_weight=1.0 - cfg["alpha"],
+                          temperature=cfg["temperature"])
     if metric == "auc":  # the student's own loss and metric, as compile_for_task sets them
         loss, metrics = "binary_crossentropy", [keras.metrics.AUC(name="auc")]
     else:

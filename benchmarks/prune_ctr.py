@@ -72,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         pruned = models.compile_for_task(tfcompress.prune(trained, **kwargs), schema,
                                          learning_rate=lr)
         fit_best(pruned, task, budget, callbacks=[tfcompress.PruningCallback()])
-        stripped = tfcompress.strip(pruned)
-        print(tfcompress.sparsity_report(stripped).to_markdown())
+        stripped = tfcompress.pruning.strip(pruned)
+        print(tfcompress.pruning.sparsity_report(stripped).to_markdown())
         variants[name] = stripped
 
     print(f"\n== shrink50: shrink(0.5) + {budget} epoch(s)")

@@ -23,15 +23,15 @@ def test_distiller_with_pruned_student_reaches_target_sparsity(ctr):
     teacher = _teacher(ctr)
     before = [w.copy() for w in teacher.get_weights()]
     student = tfcompress.prune(models.dcn(ctr.schema, size="tiny"), sparsity=0.7)
-    distiller = tfcompress.Distiller(student, teacher, alpha=0.5)
+    distiller = tfcompress.Distiller(student, teacher, student_loss_weight=0.5)
     distiller.compile(optimizer="adam", loss="binary_crossentropy")
     history = distiller.fit(ctr.train, epochs=2, callbacks=[tfcompress.PruningCallback()],
                             verbose=0)
 
     assert history.history["sparsity"][-1] == pytest.approx(0.7, abs=0.01)
     assert "distillation_loss" in history.history
-    stripped = tfcompress.strip(distiller.student)
-    report = tfcompress.sparsity_report(stripped)
+    stripped = tfcompress.pruning.strip(distiller.student)
+    report = tfcompress.pruning.sparsity_report(stripped)
     assert report.overall == pytest.approx(0.7, abs=0.01)
     # The teacher kept guiding but never learned.
     for w0, w1 in zip(before, teacher.get_weights(), strict=True):
@@ -41,12 +41,12 @@ def test_distiller_with_pruned_student_reaches_target_sparsity(ctr):
 def test_distiller_with_pruned_student_prunes_without_the_callback(ctr):
     teacher = _teacher(ctr)
     student = tfcompress.prune(models.dcn(ctr.schema, size="tiny"), sparsity=0.6)
-    distiller = tfcompress.Distiller(student, teacher, alpha=0.5)
+    distiller = tfcompress.Distiller(student, teacher, student_loss_weight=0.5)
     distiller.compile(optimizer="adam", loss="binary_crossentropy")
     history = distiller.fit(ctr.train, epochs=2, verbose=0)
 
     assert "sparsity" not in history.history  # logs are what the callback adds
-    report = tfcompress.sparsity_report(tfcompress.strip(distiller.student))
+    report = tfcompress.pruning.sparsity_report(tfcompress.pruning.strip(distiller.student))
     assert report.overall == pytest.approx(0.6, abs=0.01)
 
 
@@ -58,8 +58,8 @@ def test_distill_then_prune_then_qat_exports_int8(ctr, tmp_path):
 
     pruned = models.compile_for_task(tfcompress.prune(distiller.student, 0.5), ctr.schema)
     pruned.fit(ctr.train, epochs=1, callbacks=[tfcompress.PruningCallback()], verbose=0)
-    sparse = tfcompress.strip(pruned)
-    assert tfcompress.sparsity_report(sparse).overall == pytest.approx(0.5, abs=0.01)
+    sparse = tfcompress.pruning.strip(pruned)
+    assert tfcompress.pruning.sparsity_report(sparse).overall == pytest.approx(0.5, abs=0.01)
 
     qat = models.compile_for_task(tfcompress.quantize(sparse), ctr.schema)
     qat.fit(ctr.train, epochs=1, verbose=0)

@@ -92,3 +92,39 @@ def install() -> None:
     """Put the finder of the old module paths on ``sys.meta_path`` (once)."""
     if not any(isinstance(f, _MovedFinder) for f in sys.meta_path):
         sys.meta_path.append(_MovedFinder())
+
+
+def resolve(path: str) -> Any:
+    """The object at a dotted path: a module (``tfcompress.distribute.launch``) or a name in one
+    (``tfcompress.pruning.sparsity_report``)."""
+    try:
+        return importlib.import_module(path)
+    except ModuleNotFoundError as err:
+        if err.name != path:
+            raise
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def deprecated(old: str, new: str, hint: str = "") -> Any:
+    """Warn that ``old`` is now ``new`` (``DeprecationWarning``) and return ``new``'s object.
+
+    Args:
+        old: the old spelling, e.g. ``"tfcompress.sparsity_report"``.
+        new: the new dotted path, e.g. ``"tfcompress.pruning.sparsity_report"``.
+        hint: what to do instead, added to the message (for a name that went private).
+
+    Returns:
+        The object at ``new``.
+
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     path = deprecated("tfcompress.old_path", "tfcompress._moved.MOVED")
+        >>> str(caught[0].message).split(";")[0]
+        'tfcompress.old_path is now tfcompress._moved.MOVED'
+    """
+    warnings.warn(f"{old} is now {new}{hint}; the old name goes in the next release.",
+                  DeprecationWarning, stacklevel=3)
+    return resolve(new)

@@ -135,7 +135,7 @@ def test_quantized_fit_writes_quantizer_ranges_and_histograms(tmp_path):
     qat.fit(x, y, batch_size=64, epochs=2, verbose=0,
             callbacks=[CompressionTensorBoard(tmp_path, weight_histograms=True)])
     train = read_scalars(tmp_path)["train"]
-    expected = tfcompress.quantizer_ranges(qat)
+    expected = tfcompress.quantization.quantizer_ranges(qat)
     assert {"quant/hidden/min", "quant/hidden/max", "quant/hidden/kernel/min"} <= set(expected)
     for key, value in expected.items():
         assert _last(train[f"epoch_{key}"]) == pytest.approx(value, rel=1e-5, abs=1e-6)
@@ -175,7 +175,7 @@ def test_distiller_writes_loss_parts_and_student_sparsity(tmp_path):
     teacher.compile(keras.optimizers.Adam(1e-2), "binary_crossentropy")
     teacher.fit(x, y, batch_size=64, epochs=3, verbose=0)
     student = tfcompress.prune(_mlp(8, "student"), 0.5)
-    distiller = tfcompress.Distiller(student, teacher, alpha=0.5)
+    distiller = tfcompress.Distiller(student, teacher, student_loss_weight=0.5)
     distiller.compile(keras.optimizers.Adam(1e-2), loss="binary_crossentropy")
     history = distiller.fit(x, y, batch_size=64, epochs=2, verbose=0, callbacks=[
         tfcompress.PruningCallback(log_layers=False), CompressionTensorBoard(tmp_path)]).history
@@ -191,14 +191,14 @@ def test_distiller_with_quantized_student_logs_student_ranges(tmp_path):
     x, y = _arrays()
     teacher = _mlp(16, "teacher")
     student = tfcompress.quantize(_mlp(8, "student"))
-    distiller = tfcompress.Distiller(student, teacher, alpha=0.5)
+    distiller = tfcompress.Distiller(student, teacher, student_loss_weight=0.5)
     distiller.compile(keras.optimizers.Adam(1e-2), loss="binary_crossentropy")
     distiller.fit(x, y, batch_size=64, epochs=1, verbose=0,
                   callbacks=[CompressionTensorBoard(tmp_path)])
     train = read_scalars(tmp_path)["train"]
     assert _last(train["epoch_quant/logits/min"]) < _last(train["epoch_quant/logits/max"])
     assert _last(train["epoch_quant/hidden/kernel/max"]) == pytest.approx(
-        tfcompress.quantizer_ranges(student)["quant/hidden/kernel/max"], rel=1e-5)
+        tfcompress.quantization.quantizer_ranges(student)["quant/hidden/kernel/max"], rel=1e-5)
     assert "epoch_distillation_loss" in train
 
 

@@ -11,11 +11,11 @@ from tfcompress._keras import keras, tf
 from tfcompress.distillation import Distiller
 from tfcompress.distillation.heads import detect_output_kind
 from tfcompress.distillation.losses import (
-    MSEKD,
-    BinaryKD,
+    BinaryDistillationLoss,
     FeatureDistillation,
-    ListwiseKD,
-    SoftmaxKD,
+    ListwiseDistillationLoss,
+    MSEDistillationLoss,
+    SoftmaxDistillationLoss,
 )
 from tfcompress.evaluation.flops import count_flops
 from tfcompress.export import export_tflite
@@ -82,7 +82,7 @@ def test_fit_lowers_distillation_loss_and_tracks_every_part(teacher_weights):
     teacher = _teacher(teacher_weights)
     student = _mlp(8, "student")
     before = np.abs(student.predict(x, verbose=0) - teacher.predict(x, verbose=0)).mean()
-    distiller = _distiller(student, teacher, alpha=0.8)
+    distiller = _distiller(student, teacher, student_loss_weight=0.2)
     history = distiller.fit(x, y, batch_size=64, epochs=4, validation_split=0.25, verbose=0)
     h = history.history
     assert set(h) == {"loss", "student_loss", "distillation_loss", "auc", "val_loss",
@@ -91,7 +91,7 @@ def test_fit_lowers_distillation_loss_and_tracks_every_part(teacher_weights):
     assert h["val_distillation_loss"][-1] < h["val_distillation_loss"][0]
     after = np.abs(student.predict(x, verbose=0) - teacher.predict(x, verbose=0)).mean()
     assert after < 0.7 * before
-    # total = (1 - alpha) * student + alpha * distillation (no regularizer here)
+    # total = w * student + (1 - w) * distillation, w = student_loss_weight (no regularizer)
     result = distiller.evaluate(x, y, verbose=0, return_dict=True)
     combined = 0.2 * result["student_loss"] + 0.8 * result["distillation_loss"]
     assert result["loss"] == pytest.approx(combined, rel=1e-5)
@@ -101,12 +101,12 @@ def test_distillation_loss_is_binary_kd_of_the_logit_layers(teacher_weights):
     x, y = _arrays(128)
     teacher = _teacher(teacher_weights)
     student = _mlp(8, "student")
-    distiller = _distiller(student, teacher, alpha=0.5, temperature=2.0)
-    assert isinstance(distiller.distillation_loss, BinaryKD)
+    distiller = _distiller(student, teacher, student_loss_weight=0.5, temperature=2.0)
+    assert isinstance(distiller.distillation_loss, BinaryDistillationLoss)
     got = distiller.evaluate(x, y, batch_size=128, verbose=0, return_dict=True)
     s_logits = keras.Model(student.input, student.get_layer("logits").output)(x)
     t_logits = keras.Model(teacher.input, teacher.get_layer("logits").output)(x)
-    expected = float(BinaryKD(2.0)(t_logits, s_logits))
+    expected = float(BinaryDistillationLoss(2.0)(t_logits, s_logits))
     assert got["distillation_loss"] == pytest.approx(expected, rel=1e-5)
     bce = float(keras.losses.binary_crossentropy(y[:, 0], student(x)[:, 0]))
     assert got["student_loss"] == pytest.approx(bce, rel=1e-5)
@@ -116,8 +116,8 @@ def test_predict_returns_student_output_and_student_reloads_identically(tmp_path
     task = data.load_task("ctr", n_samples=800, seed=0, batch_size=128)
     teacher = models.sequence_transformer(task.schema, size="tiny")
     student = models.dcn(task.schema, size="tiny")
-    distiller = Distiller(student, teacher, alpha=0.5)
-    assert isinstance(distiller.distillation_loss, BinaryKD)
+    distiller = Distiller(student, teacher, student_loss_weight=0.5)
+    assert isinstance(distiller.distillation_loss, BinaryDistillationLoss)
     distiller.compile(keras.optimizers.Adam(1e-2), loss="binary_crossentropy")
     distiller.fit(task.train, epochs=1, verbose=0)
     predicted = distiller.predict(task.test, verbose=0)
@@ -150,11 +150,11 @@ def test_teacher_is_frozen_and_unchanged_by_fit(teacher_weights):
 def test_distiller_saves_and_loads_as_keras_file(tmp_path, teacher_weights):
     x, y = _arrays(256)
     teacher = _teacher(teacher_weights)
-    distiller = _distiller(_mlp(8, "student"), teacher, alpha=0.3, temperature=2.0)
+    distiller = _distiller(_mlp(8, "student"), teacher, student_loss_weight=0.7, temperature=2.0)
     distiller.fit(x, y, batch_size=64, epochs=1, verbose=0)
     distiller.save(tmp_path / "distiller.keras")
     loaded = keras.models.load_model(tmp_path / "distiller.keras", safe_mode=True)
-    assert isinstance(loaded, Distiller) and loaded.alpha == 0.3
+    assert isinstance(loaded, Distiller) and loaded.student_loss_weight == 0.7
     assert loaded.distillation_loss.temperature == 2.0
     np.testing.assert_allclose(loaded.predict(x, verbose=0), distiller.predict(x, verbose=0),
                                atol=1e-6)
@@ -172,7 +172,7 @@ def test_mirrored_strategy_matches_single_device(mirrored, teacher_weights):
             teacher = _mlp(32, "teacher")
             teacher.set_weights(teacher_weights)
             student = _mlp(8, "student")
-            distiller = Distiller(student, teacher, alpha=0.6)
+            distiller = Distiller(student, teacher, student_loss_weight=0.4)
             distiller.compile(keras.optimizers.SGD(0.2), loss="binary_crossentropy")
         # 500 = 7 * 63 + 59: the last global batch splits 30/29 over the two replicas
         history = distiller.fit(x, y, batch_size=63, epochs=2, shuffle=False, verbose=0)
@@ -193,9 +193,9 @@ def test_strategies_train_reference_models(strategy):
     with strategy.scope():
         teacher = models.dcn(task.schema, size="tiny")
         student = models.logistic_regression(task.schema)
-        distiller = Distiller(student, teacher, alpha=1.0)
+        distiller = Distiller(student, teacher, student_loss_weight=0.0)
         distiller.compile(keras.optimizers.Adam(5e-2), loss=None)
-    assert isinstance(distiller.distillation_loss, SoftmaxKD)
+    assert isinstance(distiller.distillation_loss, SoftmaxDistillationLoss)
     history = distiller.fit(task.train, epochs=2, verbose=0).history
     assert "student_loss" not in history
     assert history["distillation_loss"][-1] < history["distillation_loss"][0]
@@ -204,7 +204,7 @@ def test_strategies_train_reference_models(strategy):
 def test_pure_distillation_on_unlabelled_data(teacher_weights):
     x, y = _arrays()
     teacher = _teacher(teacher_weights)
-    distiller = Distiller(_mlp(8, "student"), teacher, alpha=1.0)
+    distiller = Distiller(_mlp(8, "student"), teacher, student_loss_weight=0.0)
     distiller.compile(keras.optimizers.Adam(1e-2))
     history = distiller.fit(x, batch_size=64, epochs=4, verbose=0).history
     assert set(history) == {"loss", "distillation_loss"}
@@ -214,7 +214,7 @@ def test_pure_distillation_on_unlabelled_data(teacher_weights):
 def test_sample_weights_scale_every_loss_part(teacher_weights):
     x, y = _arrays(128)
     teacher = _teacher(teacher_weights)
-    distiller = _distiller(_mlp(8, "student"), teacher, alpha=0.5)
+    distiller = _distiller(_mlp(8, "student"), teacher, student_loss_weight=0.5)
     plain = distiller.evaluate(x, y, verbose=0, return_dict=True)
     doubled = distiller.evaluate(x, y, sample_weight=np.full(128, 2.0), verbose=0,
                                  return_dict=True)
@@ -248,7 +248,8 @@ def test_pruned_student_trains_inside_distiller_and_reaches_sparsity(teacher_wei
                                                     frequency=1)
     pruned = tfmot.sparsity.keras.prune_low_magnitude(_mlp(16, "student"),
                                                       pruning_schedule=schedule)
-    distiller = _distiller(pruned, teacher, alpha=0.7, feature_distillation=("hidden", "hidden"))
+    distiller = _distiller(pruned, teacher, student_loss_weight=0.3,
+                           feature_distillation=("hidden", "hidden"))
     history = distiller.fit(x, y, batch_size=64, epochs=4, verbose=0,
                             callbacks=[tfmot.sparsity.keras.UpdatePruningStep()]).history
     assert history["distillation_loss"][-1] < history["distillation_loss"][0]
@@ -265,7 +266,7 @@ def test_qat_student_trains_inside_distiller(teacher_weights):
     teacher = _teacher(teacher_weights)
     quantized = tfmot.quantization.keras.quantize_model(_mlp(8, "student"))
     assert detect_output_kind(quantized) == "sigmoid"
-    distiller = _distiller(quantized, teacher, alpha=0.7)
+    distiller = _distiller(quantized, teacher, student_loss_weight=0.3)
     history = distiller.fit(x, y, batch_size=64, epochs=3, verbose=0).history
     assert history["distillation_loss"][-1] < 0.9 * history["distillation_loss"][0]
 
@@ -277,7 +278,7 @@ def test_feature_distillation_projection_belongs_to_the_distiller_and_trains(tea
     x, y = _arrays()
     teacher = _teacher(teacher_weights)
     student = _mlp(8, "student")
-    distiller = _distiller(student, teacher, alpha=0.5,
+    distiller = _distiller(student, teacher, student_loss_weight=0.5,
                            feature_distillation=FeatureDistillation("hidden", "hidden", weight=0.5))
     (projection,) = distiller.hint_projections
     assert projection.kernel.shape == (8, 32)
@@ -337,7 +338,7 @@ def test_logit_models_and_declared_probabilities():
     p = np.clip(student(x[:64]).numpy(), 1e-7, 1 - 1e-7)
     t_logits = keras.Model(converted.teacher.input,
                            converted.teacher.get_layer("logits").output)(x[:64])
-    expected = float(BinaryKD()(t_logits, np.log(p) - np.log1p(-p)))
+    expected = float(BinaryDistillationLoss()(t_logits, np.log(p) - np.log1p(-p)))
     assert got["distillation_loss"] == pytest.approx(expected, rel=1e-4)
 
 
@@ -355,7 +356,7 @@ def test_subclassed_student_with_declared_outputs(teacher_weights):
     teacher = _teacher(teacher_weights)
     with pytest.raises(ValueError, match=r"student_outputs`='auto' cannot inspect model 'small'"):
         Distiller(Small(), teacher)
-    distiller = Distiller(Small(), teacher, student_outputs="logits", alpha=1.0)
+    distiller = Distiller(Small(), teacher, student_outputs="logits", student_loss_weight=0.0)
     distiller.compile(keras.optimizers.Adam(1e-2))
     history = distiller.fit(x, y, batch_size=64, epochs=3, verbose=0).history
     assert history["distillation_loss"][-1] < history["distillation_loss"][0]
@@ -366,8 +367,8 @@ def test_two_tower_teacher_gets_listwise_distillation():
     catalog = task.info["catalog"]
     teacher = models.two_tower(task.schema, catalog, size="tiny")
     student = models.two_tower(task.schema, catalog, size="tiny")
-    distiller = Distiller(student, teacher, alpha=1.0)
-    assert isinstance(distiller.distillation_loss, ListwiseKD)
+    distiller = Distiller(student, teacher, student_loss_weight=0.0)
+    assert isinstance(distiller.distillation_loss, ListwiseDistillationLoss)
     distiller.compile(keras.optimizers.Adam(5e-2))
     history = distiller.fit(task.train, epochs=3, verbose=0).history
     assert history["distillation_loss"][-1] < history["distillation_loss"][0]
@@ -404,7 +405,15 @@ def test_temperature_must_be_positive(bad):
 
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan")])
-def test_alpha_must_be_in_unit_interval(bad):
+def test_student_loss_weight_must_be_in_unit_interval(bad):
+    with pytest.raises(ValueError, match=r"`student_loss_weight` must be in \[0, 1\]"):
+        Distiller(_mlp(4, "s"), _mlp(4, "t"), student_loss_weight=bad)
+    with pytest.raises(TypeError, match=r"`student_loss_weight` must be a float in \[0, 1\]"):
+        Distiller(_mlp(4, "s"), _mlp(4, "t"), student_loss_weight="0.5")
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan")])
+def test_deprecated_alpha_must_be_in_unit_interval(bad):
     with pytest.raises(ValueError, match=r"`alpha` must be in \[0, 1\]"):
         Distiller(_mlp(4, "s"), _mlp(4, "t"), alpha=bad)
     with pytest.raises(TypeError, match=r"`alpha` must be a float in \[0, 1\]"):
@@ -431,7 +440,7 @@ def test_undetectable_or_contradicting_outputs_ask_for_a_declaration():
         Distiller(_mlp(4, "s"), _mlp(4, "t"), student_outputs="logits")
     with pytest.raises(ValueError, match=r"`teacher_outputs`='probabilities' contradicts"):
         Distiller(_mlp(4, "s", head="logits"), _mlp(4, "t", head="logits"),
-                  teacher_outputs="probabilities", distillation_loss=MSEKD())
+                  teacher_outputs="probabilities", distillation_loss=MSEDistillationLoss())
     with pytest.raises(ValueError, match=r"`student_outputs` must be one of"):
         Distiller(_mlp(4, "s"), _mlp(4, "t"), student_outputs="probs")
 
@@ -446,8 +455,9 @@ def test_same_or_weight_sharing_models_rejected():
 
 
 def test_compile_validates_the_student_loss():
-    distiller = Distiller(_mlp(4, "s"), _mlp(4, "t"), alpha=0.5)
-    with pytest.raises(ValueError, match=r"`loss` .* is required when alpha < 1 \(alpha=0.5\)"):
+    distiller = Distiller(_mlp(4, "s"), _mlp(4, "t"), student_loss_weight=0.5)
+    with pytest.raises(ValueError, match=r"`loss` .* is required when student_loss_weight > 0 "
+                                         r"\(student_loss_weight=0.5\)"):
         distiller.compile("adam")
     with pytest.raises(ValueError, match=r"`loss_weights` is not supported"):
         distiller.compile("adam", loss="binary_crossentropy", loss_weights=[1.0])

@@ -14,7 +14,11 @@ import pytest
 from tfcompress._keras import keras, tf
 from tfcompress.distillation import Distiller
 from tfcompress.distillation.keras_losses import match_labels, resolve_loss
-from tfcompress.distillation.losses import MSEKD, BinaryKD, SoftmaxKD
+from tfcompress.distillation.losses import (
+    BinaryDistillationLoss,
+    MSEDistillationLoss,
+    SoftmaxDistillationLoss,
+)
 
 N = 64
 K = 3
@@ -140,7 +144,7 @@ def _distiller(task: str, head: str, loss: object, metrics: list, strategy=None)
         kd = "binary"
     else:
         kd = "auto"
-    distiller = Distiller(student, teacher, alpha=0.5, distillation_loss=kd)
+    distiller = Distiller(student, teacher, student_loss_weight=0.5, distillation_loss=kd)
     distiller.compile(keras.optimizers.SGD(0.01), loss=loss, metrics=metrics)
     return distiller, student
 
@@ -299,7 +303,7 @@ def test_keras_losses_as_distillation_loss(case):
     x, y = _data(task, "onehot" if task == "multiclass" else "flat")
     teacher = _model(head, width, "teacher", seed=1)
     student = _model(head, width, "student", seed=2)
-    distiller = Distiller(student, teacher, alpha=1.0, distillation_loss=factory())
+    distiller = Distiller(student, teacher, student_loss_weight=0.0, distillation_loss=factory())
     distiller.compile(keras.optimizers.SGD(0.01))
     got = distiller.evaluate(x, batch_size=N, verbose=0, return_dict=True)["distillation_loss"]
     expected = reference(_logits(teacher, x).astype("float64"), _logits(student, x))
@@ -312,8 +316,8 @@ def test_keras_losses_as_distillation_loss(case):
 def test_keras_distillation_loss_round_trips_through_save(tmp_path):
     x, _ = _data("binary", "flat")
     teacher = _model("activation", 1, "teacher", seed=1)
-    distiller = Distiller(_model("activation", 1, "student", seed=2), teacher, alpha=1.0,
-                          distillation_loss="binary_crossentropy")
+    distiller = Distiller(_model("activation", 1, "student", seed=2), teacher,
+                          student_loss_weight=0.0, distillation_loss="binary_crossentropy")
     distiller.compile("sgd")
     distiller.save(tmp_path / "d.keras")
     loaded = keras.models.load_model(tmp_path / "d.keras")
@@ -331,7 +335,7 @@ def _sigmoid_pair():
 @pytest.mark.parametrize("loss", ["categorical_crossentropy", "sparse_categorical_crossentropy",
                                   "kl_divergence"])
 def test_categorical_loss_on_one_unit_student_fails_at_compile(loss):
-    distiller = Distiller(*_sigmoid_pair(), alpha=0.5)
+    distiller = Distiller(*_sigmoid_pair(), student_loss_weight=0.5)
     with pytest.raises(ValueError) as err:
         distiller.compile("adam", loss=loss)
     message = str(err.value)
@@ -342,12 +346,12 @@ def test_categorical_loss_on_one_unit_student_fails_at_compile(loss):
 
 
 def test_probability_loss_on_logit_student_and_logit_loss_on_sigmoid_student_fail():
-    logit = Distiller(_model("logits", 1, "s", 2), _model("logits", 1, "t", 1), alpha=0.5,
-                      distillation_loss="binary")
+    logit = Distiller(_model("logits", 1, "s", 2), _model("logits", 1, "t", 1),
+                      student_loss_weight=0.5, distillation_loss="binary")
     with pytest.raises(ValueError, match=r"loss='binary_crossentropy'.*expects probabilities.*"
                                          r"outputs logits.*from_logits=True"):
         logit.compile("adam", loss="binary_crossentropy")
-    sigmoid = Distiller(*_sigmoid_pair(), alpha=0.5)
+    sigmoid = Distiller(*_sigmoid_pair(), student_loss_weight=0.5)
     with pytest.raises(ValueError, match=r"from_logits=True.*expects logits.*sigmoid "
                                          r"probabilities.*from_logits=False"):
         sigmoid.compile("adam", loss=keras.losses.BinaryCrossentropy(from_logits=True))
@@ -377,7 +381,7 @@ def test_label_shape_that_does_not_fit_the_loss_fails_at_the_first_batch(task, l
     _, y = _data("multiclass", labels)
     width = K if task == "multiclass" else 1
     distiller = Distiller(_model("activation", width, "s", 2), _model("activation", width, "t", 1),
-                          alpha=0.5)
+                          student_loss_weight=0.5)
     distiller.compile("adam", loss=loss)
     with pytest.raises(ValueError, match=match):
         distiller.fit(x, y, batch_size=N, epochs=1, verbose=0)
@@ -395,7 +399,7 @@ def test_keras_distillation_losses_that_cannot_take_soft_targets_fail_clearly():
 
 
 def test_compile_rejects_what_model_compile_rejects():
-    distiller = Distiller(*_sigmoid_pair(), alpha=0.5)
+    distiller = Distiller(*_sigmoid_pair(), student_loss_weight=0.5)
     with pytest.raises(ValueError, match=r"loss='no_such_loss'.*Unknown loss"):
         distiller.compile("adam", loss="no_such_loss")
     with pytest.raises(TypeError, match=r"`loss`.*42"):
@@ -458,15 +462,16 @@ def test_our_kd_losses_still_take_logits():
     """Our KD classes and 'mse' keep working on logits, unchanged by the Keras loss path."""
     x, _ = _data("binary", "flat")
     teacher, student = _model("activation", 1, "t", 1), _model("activation", 1, "s", 2)
-    distiller = Distiller(student, teacher, alpha=1.0, distillation_loss=BinaryKD(2.0))
+    distiller = Distiller(student, teacher, student_loss_weight=0.0,
+                          distillation_loss=BinaryDistillationLoss(2.0))
     distiller.compile("sgd")
     got = distiller.evaluate(x, batch_size=N, verbose=0, return_dict=True)["distillation_loss"]
-    assert got == pytest.approx(float(BinaryKD(2.0)(_logits(teacher, x), _logits(student, x))),
-                                rel=1e-5)
+    expected = BinaryDistillationLoss(2.0)(_logits(teacher, x), _logits(student, x))
+    assert got == pytest.approx(float(expected), rel=1e-5)
     assert isinstance(Distiller(_model("logits", 1, "s2", 2), _model("logits", 1, "t2", 1),
-                                distillation_loss="mse").distillation_loss, MSEKD)
+                                distillation_loss="mse").distillation_loss, MSEDistillationLoss)
     assert isinstance(Distiller(_model("logits", K, "s3", 2), _model("logits", K, "t3", 1))
-                      .distillation_loss, SoftmaxKD)
+                      .distillation_loss, SoftmaxDistillationLoss)
 
 
 # --------------------------------------------------------------------------- docstrings

@@ -340,10 +340,10 @@ def test_backup_and_restore_resumes_pruning_to_the_exact_target(ctr, train, init
     for a, b in zip(resumed.get_weights(), reference.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
     assert history["sparsity"][0] == pytest.approx(0.75, abs=0.005)  # ramped, not only final
-    report = tfcompress.sparsity_report(tfcompress.strip(resumed))
+    report = tfcompress.pruning.sparsity_report(tfcompress.pruning.strip(resumed))
     assert report.overall == pytest.approx(0.75, abs=0.005)
     assert report.overall == pytest.approx(
-        tfcompress.sparsity_report(tfcompress.strip(reference)).overall, abs=1e-6)
+        tfcompress.pruning.sparsity_report(tfcompress.pruning.strip(reference)).overall, abs=1e-6)
     for layer in ("cross_0", "mlp_0", "emb_user_id", "emb_item_id", "emb_hour"):
         assert report[layer] == pytest.approx(0.75, abs=0.005), layer
 
@@ -355,8 +355,8 @@ def test_backup_and_restore_resumes_qat_with_its_quantizer_ranges(ctr, train, in
     assert history["loss"][0] == pytest.approx(ref_history["loss"][-1], rel=1e-3)
     # The quantizer ranges (QAT state) came back with the weights and trained on like the
     # uninterrupted run's.
-    ranges, ref_ranges = tfcompress.quantizer_ranges(resumed), tfcompress.quantizer_ranges(
-        reference)
+    ranges = tfcompress.quantization.quantizer_ranges(resumed)
+    ref_ranges = tfcompress.quantization.quantizer_ranges(reference)
     assert ranges and set(ranges) == set(ref_ranges)
     for key, value in ref_ranges.items():
         assert ranges[key] == pytest.approx(value, rel=1e-3, abs=1e-4), key
@@ -412,10 +412,10 @@ def test_mixed_precision_with_tfcompress_pruning(ctr):
                          verbose=0).history
     assert np.isfinite(history["loss"]).all() and history["loss"][-1] < history["loss"][0]
     assert history["sparsity"][-1] == pytest.approx(0.5, abs=0.005)
-    stripped = tfcompress.strip(pruned)
+    stripped = tfcompress.pruning.strip(pruned)
     assert acceleration.check_float32_outputs(stripped) is stripped
     assert stripped.get_layer("mlp_0").compute_dtype == "float16"
-    assert tfcompress.sparsity_report(stripped).overall == pytest.approx(0.5, abs=0.005)
+    assert tfcompress.pruning.sparsity_report(stripped).overall == pytest.approx(0.5, abs=0.005)
     features = next(iter(ctr.test))[0]
     np.testing.assert_allclose(stripped(features), pruned(features), atol=1e-3)
 
@@ -432,11 +432,11 @@ def test_jit_compile_fit_of_a_pruned_reference_model(ctr, train, initial):
         assert acceleration.set_jit_compile(pruned, jit) is jit and pruned.jit_compile is jit
         loss = pruned.fit(train, epochs=2, callbacks=[tfcompress.PruningCallback()],
                           verbose=0).history["loss"]
-        runs[jit] = loss, tfcompress.strip(pruned)
+        runs[jit] = loss, tfcompress.pruning.strip(pruned)
     (xla_loss, xla), (plain_loss, plain) = runs[True], runs[False]
     np.testing.assert_allclose(xla_loss, plain_loss, rtol=2e-3)
     assert xla_loss[-1] < xla_loss[0]
-    xla_report = tfcompress.sparsity_report(xla)
+    xla_report = tfcompress.pruning.sparsity_report(xla)
     assert xla_report.overall == pytest.approx(0.5, abs=0.005)
     for name in ("cross_0", "mlp_0", "emb_user_id", "emb_item_id"):
         a, b = xla.get_layer(name).weights[0].numpy(), plain.get_layer(name).weights[0].numpy()

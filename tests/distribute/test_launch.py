@@ -96,8 +96,8 @@ def _prune_fit_worker(strategy, out_dir, backup_dir, kill_epoch=None):
     history = pruned.fit(train, epochs=EPOCHS, callbacks=callbacks, verbose=0)
     schedule = pruned.get_layer("prune_low_magnitude_mlp_0").pruning_schedule
     iterations = int(pruned.optimizer.iterations.numpy())
-    stripped = tfcompress.strip(pruned)
-    report = tfcompress.sparsity_report(stripped)
+    stripped = tfcompress.pruning.strip(pruned)
+    report = tfcompress.pruning.sparsity_report(stripped)
     with distribute.chief_only_path(os.path.join(out_dir, "pruned.tflite"), strategy) as path:
         result = export.export_tflite(stripped, path, parity_data=task.test)
     return {"epochs_run": len(history.history["loss"]), "iterations": iterations,
@@ -115,14 +115,14 @@ def _qat_student_distill_worker(strategy):
     with strategy.scope():
         teacher = models.dcn(task.schema, size="tiny")
         student = tfcompress.quantize(models.dcn(task.schema, size="tiny"))
-        distiller = tfcompress.Distiller(student, teacher, alpha=0.5)
+        distiller = tfcompress.Distiller(student, teacher, student_loss_weight=0.5)
         distiller.compile(keras.optimizers.Adam(1e-2), loss="binary_crossentropy")
     history = distiller.fit(train, epochs=EPOCHS, verbose=0)
     checksum = sum(float(np.abs(np.asarray(w, np.float64)).sum())
                    for w in distiller.student.get_weights())
     return {"replicas": strategy.num_replicas_in_sync, "loss": history.history["loss"],
             "distillation_loss": history.history["distillation_loss"], "checksum": checksum,
-            "quantized": tfcompress.is_quantized(distiller.student)}
+            "quantized": tfcompress.quantization.is_quantized(distiller.student)}
 
 
 def _parameter_server_worker(strategy, out_dir):

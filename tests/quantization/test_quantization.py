@@ -410,7 +410,7 @@ def test_custom_scheme_instance_sets_table_granularity(task):
 
 
 def _half_zero_dcn(task):
-    """A tiny DCN whose Dense kernels are exactly 50% zeros (what tfcompress.strip returns)."""
+    """A tiny DCN whose Dense kernels are exactly 50% zeros (as tfcompress.pruning.strip makes)."""
     model = models.dcn(task.schema, size="tiny")
     for layer in model.layers:
         if isinstance(layer, keras.layers.Dense):

@@ -65,7 +65,7 @@ def test_small_run_writes_models_exports_report_plot_and_tensorboard(finished):
                                    "quantize_int8", "quantize_xla"}
     for path in report.exports.values():
         assert (run_dir / path).exists()
-    assert tfcompress.verify_manifest(run_dir / "exports") is not None
+    assert tfcompress.export.verify_manifest(run_dir / "exports") is not None
     bench = report.benchmark
     assert bench.baseline == "teacher_float" and set(bench.names) == set(report.exports)
     ratios = bench.ratios()
@@ -91,7 +91,7 @@ class _InterruptPruning(keras.callbacks.Callback):
     """Stops the run at the start of the pruning stage's second epoch."""
 
     def on_epoch_begin(self, epoch, logs=None):
-        if epoch == 1 and tfcompress.is_pruned(self.model):
+        if epoch == 1 and tfcompress.pruning.is_pruned(self.model):
             raise KeyboardInterrupt("interrupted in the prune stage")
 
 

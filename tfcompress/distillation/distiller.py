@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -87,18 +88,36 @@ def _feature_specs(spec: object) -> list[FeatureDistillation]:
     )
 
 
-def _check_alpha(alpha: object) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
-        raise TypeError(
-            f"`alpha` must be a float in [0, 1] (the weight of the distillation loss), received "
-            f"{type(alpha).__name__}: {alpha!r}."
-        )
-    if not math.isfinite(alpha) or not 0.0 <= alpha <= 1.0:
-        raise ValueError(
-            f"`alpha` must be in [0, 1] (0: student loss only, 1: distillation loss only), "
-            f"received {alpha!r}."
-        )
-    return float(alpha)
+def _check_weight(value: object, argument: str, meaning: str, ends: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"`{argument}` must be a float in [0, 1] ({meaning}), received "
+                        f"{type(value).__name__}: {value!r}.")
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"`{argument}` must be in [0, 1] ({ends}), received {value!r}.")
+    return float(value)
+
+
+def _loss_weights(alpha: object, student_loss_weight: object) -> tuple[float, float]:
+    """(student loss weight, distillation loss weight) from ``student_loss_weight`` or the
+    deprecated ``alpha`` (its complement, the distillation loss weight)."""
+    if alpha is not None and student_loss_weight is not None:
+        raise ValueError(f"Distiller: give `student_loss_weight` only; `alpha` (deprecated) is "
+                         f"1 - student_loss_weight; received alpha={alpha!r} and "
+                         f"student_loss_weight={student_loss_weight!r}.")
+    if alpha is not None:
+        warnings.warn(
+            "Distiller(alpha=a) is now Distiller(student_loss_weight=1 - a), the weight of the "
+            "student's loss as in Keras 3's keras.distillation.Distiller; alpha goes in the next "
+            "release.", DeprecationWarning, stacklevel=3)
+        alpha = _check_weight(alpha, "alpha", "the weight of the distillation loss",
+                              "0: student loss only, 1: distillation loss only")
+        return 1.0 - alpha, alpha
+    if student_loss_weight is None:
+        return 0.5, 0.5
+    weight = _check_weight(student_loss_weight, "student_loss_weight",
+                           "the weight of the student's loss on the labels",
+                           "1: student loss only, 0: distillation loss only")
+    return weight, 1.0 - weight
 
 
 # --------------------------------------------------------------------------- the model
@@ -120,7 +139,10 @@ class Distiller(keras.Model):
             (``"binary_crossentropy"``, ``"kl_divergence"``, ``keras.losses.Huber()``, ...):
             Keras cross-entropies and the KL divergence get the teacher's probabilities as soft
             labels and the student's probabilities (logits with ``from_logits=True``).
-        alpha: weight of the distillation loss in [0, 1]; the student loss gets ``1 - alpha``.
+        student_loss_weight: weight of the student's loss on the labels in [0, 1] (default
+            0.5); the distillation loss gets ``1 - student_loss_weight`` (Keras 3's
+            ``keras.distillation.Distiller`` name and meaning).
+        alpha: deprecated: the distillation loss weight, ``1 - student_loss_weight``.
         temperature: the temperature of a loss chosen by name/"auto" (None: the loss's
             default: 2 for softmax, 1 otherwise).
         student_outputs: ``"auto"``, ``"logits"``, ``"probabilities"``, ``"sigmoid"`` or
@@ -133,7 +155,7 @@ class Distiller(keras.Model):
 
     Raises:
         TypeError: a model is not a tf_keras model (Keras 3 included), bad argument types.
-        ValueError: output shapes that differ, temperature <= 0, alpha outside [0, 1], an
+        ValueError: output shapes that differ, temperature <= 0, a weight outside [0, 1], an
             unknown layer name (the message lists the available layers), an output kind that
             cannot be detected or contradicts the declaration, student and teacher sharing
             weights, a sparse or (on one-unit outputs) categorical Keras distillation loss.
@@ -153,7 +175,7 @@ class Distiller(keras.Model):
         >>> teacher, student = mlp(16), mlp(4)
         >>> teacher.compile("adam", loss="binary_crossentropy")
         >>> _ = teacher.fit(x, y, epochs=2, verbose=0)
-        >>> distiller = Distiller(student, teacher, alpha=0.5, temperature=2.0)
+        >>> distiller = Distiller(student, teacher, student_loss_weight=0.5, temperature=2.0)
         >>> distiller.compile("adam", loss="binary_crossentropy", metrics=["accuracy"])
         >>> history = distiller.fit(x, y, batch_size=16, epochs=2, verbose=0)
         >>> sorted(history.history)
@@ -168,7 +190,8 @@ class Distiller(keras.Model):
         teacher: keras.Model,
         *,
         distillation_loss: str | keras.losses.Loss | dict[str, Any] = "auto",
-        alpha: float = 0.5,
+        student_loss_weight: float | None = None,
+        alpha: float | None = None,
         temperature: float | None = None,
         student_outputs: str = "auto",
         teacher_outputs: str = "auto",
@@ -177,7 +200,7 @@ class Distiller(keras.Model):
     ) -> None:
         check_model(student, "student")
         check_model(teacher, "teacher")
-        alpha = _check_alpha(alpha)
+        student_weight, distillation_weight = _loss_weights(alpha, student_loss_weight)
         if temperature is not None:
             temperature = _check_temperature(temperature, "Distiller")
         features = _feature_specs(feature_distillation)
@@ -235,7 +258,8 @@ class Distiller(keras.Model):
         teacher.trainable = False
         self.student = student
         self.teacher = teacher
-        self.alpha = alpha
+        self.student_loss_weight = student_weight
+        self.distillation_loss_weight = distillation_weight
         self.distillation_loss = loss_obj
         self._distillation_loss_spec = distillation_loss
         self._kd_loss = kd_term
@@ -245,9 +269,9 @@ class Distiller(keras.Model):
         self._teacher_kind = teacher_head.kind
         _log.info(
             "Distiller: student '%s' output %s (%s); teacher '%s' output %s (%s); loss %s, "
-            "alpha=%.3g.",
+            "student_loss_weight=%.3g.",
             student.name, student_head.kind, student_head.source, teacher.name,
-            teacher_head.kind, teacher_head.source, type(loss_obj).__name__, alpha,
+            teacher_head.kind, teacher_head.source, type(loss_obj).__name__, student_weight,
         )
         # Sub-models sharing the student's/teacher's layers: logits, output and hint features
         # from ONE call (a pruning wrapper counts its steps per call).
@@ -279,6 +303,14 @@ class Distiller(keras.Model):
 
     # ----------------------------------------------------------------- Keras API
 
+    @property
+    def alpha(self) -> float:
+        """Deprecated: the distillation loss weight, ``1 - student_loss_weight``."""
+        warnings.warn("Distiller.alpha is now Distiller.distillation_loss_weight (1 - "
+                      "student_loss_weight); alpha goes in the next release.", DeprecationWarning,
+                      stacklevel=2)
+        return self.distillation_loss_weight
+
     def compile(
         self,
         optimizer: Any = "rmsprop",
@@ -294,17 +326,19 @@ class Distiller(keras.Model):
                 name such as ``"binary_crossentropy"``, a function, a ``keras.losses.Loss``),
                 with the label shapes Keras takes (``(n,)`` or ``(n, 1)`` for a ``(None, 1)``
                 output; one-hot ``(n, k)`` or class ids ``(n,)``/``(n, 1)`` with a sparse loss).
-                May be None only when ``alpha == 1`` (pure distillation, labels unused).
+                May be None only when ``student_loss_weight == 0`` (pure distillation, labels
+                unused).
             metrics: metrics of the student's output against the labels (as in
                 ``Model.compile``).
             **kwargs: other ``keras.Model.compile`` arguments (``loss_weights`` excepted: use
-                ``alpha``).
+                ``student_loss_weight``).
 
         Raises:
-            ValueError: ``loss`` None with ``alpha < 1``, ``loss_weights`` given, an unknown
-                loss name, several losses, or a loss that cannot train the student's output
-                (a categorical loss on a one-unit output, ``from_logits`` contradicting the
-                output). Labels that do not fit the loss raise at the first batch.
+            ValueError: ``loss`` None with ``student_loss_weight > 0``, ``loss_weights``
+                given, an unknown loss name, several losses, or a loss that cannot train the
+                student's output (a categorical loss on a one-unit output, ``from_logits``
+                contradicting the output). Labels that do not fit the loss raise at the first
+                batch.
             TypeError: ``loss`` is not a loss name, function or ``keras.losses.Loss``.
 
         Example:
@@ -314,13 +348,14 @@ class Distiller(keras.Model):
         if kwargs.get("loss_weights") is not None:
             raise ValueError(
                 "Distiller.compile: `loss_weights` is not supported; weigh the student and "
-                f"distillation losses with Distiller(alpha=...) (now {self.alpha})."
+                "distillation losses with Distiller(student_loss_weight=...) (now "
+                f"{self.student_loss_weight})."
             )
-        if loss is None and self.alpha < 1.0:
+        if loss is None and self.student_loss_weight > 0.0:
             raise ValueError(
                 f"Distiller.compile: `loss` (the student's loss on the labels) is required when "
-                f"alpha < 1 (alpha={self.alpha}); e.g. loss='binary_crossentropy', or use "
-                "alpha=1.0 for pure distillation."
+                f"student_loss_weight > 0 (student_loss_weight={self.student_loss_weight}); e.g. "
+                "loss='binary_crossentropy', or use student_loss_weight=0.0 for pure distillation."
             )
         student_loss = None
         if loss is not None:
@@ -412,18 +447,19 @@ class Distiller(keras.Model):
             if y is None:
                 raise ValueError(
                     "Distiller: the data has no labels but the student loss needs them; give "
-                    "(x, y) data, or use alpha=1.0 and compile(loss=None) for pure distillation."
+                    "(x, y) data, or use student_loss_weight=0.0 and compile(loss=None) for pure "
+                    "distillation."
                 )
             # Static shapes: raises once, when the step is traced (the first batch).
             self._student_loss.check_batch(y, y_pred, self._student_kind, self.student.name)
             s_values = per_example(self._student_loss(y, y_pred, sample_weight=sample_weight))
             s_sum = tf.reduce_sum(s_values)
             self.student_loss_tracker.update_state(s_sum / local_n, sample_weight=local_n)
-            total += (1.0 - self.alpha) * s_sum
+            total += self.student_loss_weight * s_sum
         kd_values = per_example(self._kd_loss(t_logits, s_logits, sample_weight=sample_weight))
         kd_sum = tf.reduce_sum(kd_values)
         self.distillation_loss_tracker.update_state(kd_sum / local_n, sample_weight=local_n)
-        total += self.alpha * kd_sum
+        total += self.distillation_loss_weight * kd_sum
         if self.feature_distillation:
             f_sum = tf.zeros_like(local_n)
             for i, spec in enumerate(self.feature_distillation):
@@ -469,7 +505,7 @@ class Distiller(keras.Model):
                 if type(self.distillation_loss) is LossFunctionWrapper
                 else self.distillation_loss
             ),
-            "alpha": self.alpha,
+            "student_loss_weight": self.student_loss_weight,
             "student_outputs": self._declared["student_outputs"],
             "teacher_outputs": self._declared["teacher_outputs"],
             "feature_distillation": [
@@ -480,6 +516,8 @@ class Distiller(keras.Model):
     @classmethod
     def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> Distiller:
         config = dict(config)
+        if "alpha" in config and "student_loss_weight" not in config:  # saved before 0.2
+            config["student_loss_weight"] = 1.0 - config.pop("alpha")
         for key in ("student", "teacher", "distillation_loss"):
             config[key] = keras.saving.deserialize_keras_object(
                 config[key], custom_objects=custom_objects

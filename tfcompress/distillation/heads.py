@@ -16,9 +16,9 @@ from typing import Any
 from tfcompress._compat import is_graph_network, keras_history
 from tfcompress._keras import check_model, keras, tf
 from tfcompress.distillation.losses import (
-    BinaryKD,
-    ListwiseKD,
-    SoftmaxKD,
+    BinaryDistillationLoss,
+    ListwiseDistillationLoss,
+    SoftmaxDistillationLoss,
     _sigmoid_logits,
     _softmax_logits,
 )
@@ -233,9 +233,10 @@ def layer_output(model: keras.Model, layer: Any, argument: str) -> Any:
 def auto_loss(student: _Head, teacher: _Head, width: Any, teacher_model: keras.Model) -> Any:
     """The distillation loss class ``"auto"`` picks for these output heads.
 
-    Sigmoid outputs: :class:`BinaryKD`; softmax outputs or multi-class logits:
-    :class:`SoftmaxKD`; two-tower catalogue logits: :class:`ListwiseKD`. One logit output is
-    ambiguous (binary logit or score) and raises.
+    Sigmoid outputs: :class:`BinaryDistillationLoss`; softmax outputs or multi-class logits:
+    :class:`SoftmaxDistillationLoss`; two-tower catalogue logits:
+    :class:`ListwiseDistillationLoss`. One logit output is ambiguous (binary logit or score)
+    and raises.
     """
     from tfcompress.models.layers import CatalogLogits
 
@@ -247,20 +248,22 @@ def auto_loss(student: _Head, teacher: _Head, width: Any, teacher_model: keras.M
         raise ValueError(
             f"The student outputs {student.kind} and the teacher {teacher.kind}; "
             "distillation_loss='auto' needs the same kind of output. Pass a loss object, e.g. "
-            "tfcompress.SoftmaxKD() or tfcompress.BinaryKD()."
+            "tfcompress.distillation.SoftmaxDistillationLoss() or "
+            "tfcompress.distillation.BinaryDistillationLoss()."
         )
     if kinds == {"sigmoid"}:
-        return BinaryKD
+        return BinaryDistillationLoss
     if kinds == {"softmax"}:
-        return SoftmaxKD
+        return SoftmaxDistillationLoss
     if is_functional(teacher_model) and isinstance(
         _unwrap(keras_history(teacher_model.outputs[0])[0]), CatalogLogits
     ):
-        return ListwiseKD
+        return ListwiseDistillationLoss
     if width is not None and width > 1:
-        return SoftmaxKD
+        return SoftmaxDistillationLoss
     raise ValueError(
         "distillation_loss='auto' cannot choose for models with one logit output (a binary "
-        "logit or a regression score?). Pass distillation_loss='binary' (tfcompress.BinaryKD) "
-        "for a click/binary logit or 'mse' (tfcompress.MSEKD) for a score."
+        "logit or a regression score?). Pass distillation_loss='binary' "
+        "(tfcompress.distillation.BinaryDistillationLoss) for a click/binary logit or 'mse' "
+        "(tfcompress.distillation.MSEDistillationLoss) for a score."
     )

@@ -370,7 +370,8 @@ def get_kd_loss(
             raise ValueError(
                 f"Unknown distillation loss {identifier!r}; valid names are "
                 f"{sorted(KD_LOSS_NAMES)} or a Keras loss name such as 'binary_crossentropy' "
-                "(or pass a loss object such as tfcompress.SoftmaxKD(temperature=2.0))."
+                "(or pass a loss object such as "
+                "tfcompress.distillation.SoftmaxDistillationLoss(temperature=2.0))."
             ) from err
         if temperature is not None:
             raise ValueError(
@@ -428,14 +429,14 @@ class DistillationTerm:
                 f"{resolved.display} (sparse_categorical_crossentropy) takes class ids, but the "
                 "distillation loss gets the teacher's probabilities as soft labels. Use "
                 "distillation_loss='categorical_crossentropy' or 'softmax' "
-                "(tfcompress.SoftmaxKD)."
+                "(tfcompress.distillation.SoftmaxDistillationLoss)."
             )
         if family == "categorical" and width == 1:
             raise ValueError(
                 f"{resolved.display} (categorical cross-entropy / KL divergence) needs one "
                 "output unit per class, but the outputs have shape (None, 1): a softmax over "
-                "one unit is always 1. Use distillation_loss='binary' (tfcompress.BinaryKD) or "
-                "'binary_crossentropy'."
+                "one unit is always 1. Use distillation_loss='binary' "
+                "(tfcompress.distillation.BinaryDistillationLoss) or 'binary_crossentropy'."
             )
         self.loss = resolved
         self.on_probabilities = family in ("binary", "categorical")

@@ -3,7 +3,7 @@ classification, CTR, scores and candidate lists, and :class:`FeatureDistillation
 
 Example:
     >>> import numpy as np
-    >>> loss = SoftmaxKD(temperature=2.0)
+    >>> loss = SoftmaxDistillationLoss(temperature=2.0)
     >>> float(loss(np.array([[2.0, 0.0]]), np.array([[2.0, 0.0]])))  # same logits: no loss
     0.0
 """
@@ -12,18 +12,27 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from typing import Any
 
 from tfcompress._keras import keras, tf
 
 __all__ = [
-    "BinaryKD",
+    "BinaryDistillationLoss",
     "FeatureDistillation",
-    "ListwiseKD",
-    "MSEKD",
-    "SoftmaxKD",
+    "ListwiseDistillationLoss",
+    "MSEDistillationLoss",
+    "SoftmaxDistillationLoss",
     "get_distillation_loss",
 ]
+
+#: the names of the losses before 0.2 (deprecated aliases, gone in the next release)
+DEPRECATED_NAMES: dict[str, str] = {
+    "BinaryKD": "BinaryDistillationLoss",
+    "ListwiseKD": "ListwiseDistillationLoss",
+    "MSEKD": "MSEDistillationLoss",
+    "SoftmaxKD": "SoftmaxDistillationLoss",
+}
 
 _log = logging.getLogger("tfcompress")
 _register = keras.saving.register_keras_serializable(package="tfcompress")
@@ -113,7 +122,7 @@ def _snake(name: str) -> str:
 
 
 @_register
-class SoftmaxKD(_TemperatureLoss):
+class SoftmaxDistillationLoss(_TemperatureLoss):
     """Softened-softmax distillation for classification: ``KL(p_t || p_s) * T^2``.
 
     With ``p_t = softmax(t / T)`` and ``p_s = softmax(s / T)`` over the last axis. Scaling by
@@ -129,7 +138,7 @@ class SoftmaxKD(_TemperatureLoss):
         name: the loss name.
 
     Example:
-        >>> loss = SoftmaxKD(temperature=1.0)
+        >>> loss = SoftmaxDistillationLoss(temperature=1.0)
         >>> round(float(loss([[0.0, 0.0]], [[0.0, 2.0]])), 4)  # KL([.5,.5] || [.12,.88])
         0.4338
     """
@@ -137,7 +146,7 @@ class SoftmaxKD(_TemperatureLoss):
     _default_temperature = 2.0
 
     def call(self, y_true: Any, y_pred: Any) -> tf.Tensor:
-        teacher, student = _prepare(y_true, y_pred, "SoftmaxKD")
+        teacher, student = _prepare(y_true, y_pred, "SoftmaxDistillationLoss")
         if not self.from_logits:
             teacher, student = _softmax_logits(teacher), _softmax_logits(student)
         t = self.temperature
@@ -149,7 +158,7 @@ class SoftmaxKD(_TemperatureLoss):
 
 
 @_register
-class BinaryKD(_TemperatureLoss):
+class BinaryDistillationLoss(_TemperatureLoss):
     """Distillation of sigmoid (CTR) outputs: ``BCE(sigmoid(t/T), sigmoid(s/T)) * T^2``.
 
     The teacher's softened click probability is the soft label of a binary cross-entropy on
@@ -165,12 +174,12 @@ class BinaryKD(_TemperatureLoss):
         name: the loss name.
 
     Example:
-        >>> round(float(BinaryKD()([[0.0]], [[0.0]])), 4)  # BCE(0.5, 0.5) = log 2
+        >>> round(float(BinaryDistillationLoss()([[0.0]], [[0.0]])), 4)  # BCE(.5, .5) = log 2
         0.6931
     """
 
     def call(self, y_true: Any, y_pred: Any) -> tf.Tensor:
-        teacher, student = _prepare(y_true, y_pred, "BinaryKD")
+        teacher, student = _prepare(y_true, y_pred, "BinaryDistillationLoss")
         if not self.from_logits:
             teacher, student = _sigmoid_logits(teacher), _sigmoid_logits(student)
         t = self.temperature
@@ -180,7 +189,7 @@ class BinaryKD(_TemperatureLoss):
 
 
 @_register
-class MSEKD(keras.losses.Loss):
+class MSEDistillationLoss(keras.losses.Loss):
     """Mean squared error between the teacher's and the student's raw outputs (score models).
 
     Args:
@@ -188,20 +197,22 @@ class MSEKD(keras.losses.Loss):
         name: the loss name.
 
     Example:
-        >>> float(MSEKD()([[1.0, 3.0]], [[2.0, 1.0]]))  # ((1-2)^2 + (3-1)^2) / 2
+        >>> float(MSEDistillationLoss()([[1.0, 3.0]], [[2.0, 1.0]]))  # ((1-2)^2 + (3-1)^2)/2
         2.5
     """
 
-    def __init__(self, *, reduction: str = "auto", name: str | None = "mse_kd") -> None:
+    def __init__(
+        self, *, reduction: str = "auto", name: str | None = "mse_distillation_loss"
+    ) -> None:
         super().__init__(reduction=reduction, name=name)
 
     def call(self, y_true: Any, y_pred: Any) -> tf.Tensor:
-        teacher, student = _prepare(y_true, y_pred, "MSEKD")
+        teacher, student = _prepare(y_true, y_pred, "MSEDistillationLoss")
         return tf.reduce_mean(tf.square(student - teacher), axis=-1)
 
 
 @_register
-class ListwiseKD(_TemperatureLoss):
+class ListwiseDistillationLoss(_TemperatureLoss):
     """Listwise ranking distillation: the teacher's softmax over a candidate list as target.
 
     ``-sum_i q_i log softmax(s / T)_i * T^2`` with ``q = softmax(t / T)`` over the last axis
@@ -218,7 +229,7 @@ class ListwiseKD(_TemperatureLoss):
         name: the loss name.
 
     Example:
-        >>> round(float(ListwiseKD()([[0.0, 0.0]], [[0.0, 0.0]])), 4)  # log 2
+        >>> round(float(ListwiseDistillationLoss()([[0.0, 0.0]], [[0.0, 0.0]])), 4)  # log 2
         0.6931
     """
 
@@ -235,14 +246,14 @@ class ListwiseKD(_TemperatureLoss):
             isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1
         ):
             raise ValueError(
-                f"ListwiseKD: `top_k` must be None (whole list) or an int >= 1, received "
-                f"{top_k!r}."
+                "ListwiseDistillationLoss: `top_k` must be None (whole list) or an int >= 1, "
+                f"received {top_k!r}."
             )
         self.top_k = top_k
         super().__init__(temperature, from_logits=from_logits, reduction=reduction, name=name)
 
     def call(self, y_true: Any, y_pred: Any) -> tf.Tensor:
-        teacher, student = _prepare(y_true, y_pred, "ListwiseKD")
+        teacher, student = _prepare(y_true, y_pred, "ListwiseDistillationLoss")
         if not self.from_logits:
             teacher, student = _softmax_logits(teacher), _softmax_logits(student)
         t = self.temperature
@@ -251,8 +262,8 @@ class ListwiseKD(_TemperatureLoss):
             width = teacher.shape[-1]
             if width is not None and self.top_k > width:
                 raise ValueError(
-                    f"ListwiseKD: `top_k`={self.top_k} is larger than the list length {width}; "
-                    "use a smaller top_k or None."
+                    f"ListwiseDistillationLoss: `top_k`={self.top_k} is larger than the list "
+                    f"length {width}; use a smaller top_k or None."
                 )
             kth = tf.math.top_k(teacher, k=self.top_k).values[..., -1:]
             teacher = tf.where(teacher >= kth, teacher, tf.fill(tf.shape(teacher), -math.inf))
@@ -362,10 +373,10 @@ class FeatureDistillation:
 
 
 _BY_NAME: dict[str, type[keras.losses.Loss]] = {
-    "softmax": SoftmaxKD,
-    "binary": BinaryKD,
-    "mse": MSEKD,
-    "listwise": ListwiseKD,
+    "softmax": SoftmaxDistillationLoss,
+    "binary": BinaryDistillationLoss,
+    "mse": MSEDistillationLoss,
+    "listwise": ListwiseDistillationLoss,
 }
 #: The names :func:`get_distillation_loss` knows (tfcompress' own KD losses).
 KD_LOSS_NAMES = frozenset(_BY_NAME)
@@ -403,16 +414,17 @@ def get_distillation_loss(
         if key not in _BY_NAME:
             raise ValueError(
                 f"Unknown distillation loss {identifier!r}; valid names are {sorted(_BY_NAME)} "
-                "(or pass a loss object such as tfcompress.SoftmaxKD(temperature=2.0))."
+                "(or pass a loss object such as "
+                "tfcompress.distillation.SoftmaxDistillationLoss(temperature=2.0))."
             )
         cls = _BY_NAME[key]
-        if cls is MSEKD:
+        if cls is MSEDistillationLoss:
             if temperature is not None:
                 raise ValueError(
                     f"The 'mse' distillation loss has no temperature, received temperature="
                     f"{temperature!r}; leave it None or pick 'binary'/'softmax'/'listwise'."
                 )
-            return MSEKD()
+            return MSEDistillationLoss()
         return cls(temperature)
     if isinstance(identifier, keras.losses.Loss):
         own = getattr(identifier, "temperature", None)
@@ -436,7 +448,7 @@ def with_reduction_none(loss: keras.losses.Loss) -> keras.losses.Loss:
     Falls back to wrapping ``loss.call`` when the class cannot be rebuilt from its config.
 
     Example:
-        >>> with_reduction_none(BinaryKD(2.0)).reduction
+        >>> with_reduction_none(BinaryDistillationLoss(2.0)).reduction
         'none'
     """
     try:
@@ -463,3 +475,18 @@ class FunctionLoss(keras.losses.Loss):
 
     def call(self, y_true: Any, y_pred: Any) -> tf.Tensor:
         return self.fn(y_true, y_pred)
+
+
+# Models and configs saved before 0.2 name the losses "tfcompress>BinaryKD", ...: they still load.
+for _old, _new in DEPRECATED_NAMES.items():
+    keras.saving.get_custom_objects().setdefault(f"tfcompress>{_old}", globals()[_new])
+
+
+def __getattr__(name: str) -> Any:
+    if name in DEPRECATED_NAMES:
+        new = DEPRECATED_NAMES[name]
+        warnings.warn(
+            f"tfcompress.distillation.losses.{name} is now {new} (tfcompress.distillation.{new}); "
+            "the old name goes in the next release.", DeprecationWarning, stacklevel=2)
+        return globals()[new]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

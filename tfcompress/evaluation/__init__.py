@@ -1,5 +1,9 @@
 """Evaluation: the side-by-side benchmark, layer sensitivity, FLOPs and the trade-off plot."""
 
+from tfcompress._layers import (
+    CompressionReport,
+    LayerDecision,
+)
 from tfcompress.evaluation.benchmarking import (
     benchmark,
     configure_threads,
@@ -24,6 +28,8 @@ from tfcompress.evaluation.tradeoff import (
 __all__ = [
     "BenchmarkReport",
     "BenchmarkRow",
+    "CompressionReport",
+    "LayerDecision",
     "SensitivityReport",
     "SensitivityRow",
     "benchmark",

@@ -21,7 +21,9 @@ from tfcompress.quantization.saving import (
     is_quantized,
     load_quantized,
     quantize_scope,
-    strip_quantization,
+)
+from tfcompress.quantization.saving import (
+    strip_quantization as strip,
 )
 
 __all__ = [
@@ -36,5 +38,16 @@ __all__ = [
     "quantize_embeddings",
     "quantize_scope",
     "quantizer_ranges",
-    "strip_quantization",
+    "strip",
 ]
+
+#: names of 0.1 in this namespace that were renamed -> their new spelling
+DEPRECATED = {"strip_quantization": "tfcompress.quantization.strip"}
+
+
+def __getattr__(name: str) -> object:
+    if name in DEPRECATED:
+        from tfcompress._moved import deprecated
+
+        return deprecated(f"tfcompress.quantization.{name}", DEPRECATED[name])
+    raise AttributeError(f"module 'tfcompress.quantization' has no attribute {name!r}")
