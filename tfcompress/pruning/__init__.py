@@ -36,3 +36,6 @@ __all__ = [
     "sparsity_report",
     "strip",
 ]
+from tfcompress.pruning._graph import register_shrink_handler  # noqa: E402
+
+__all__ += ["register_shrink_handler"]

@@ -21,7 +21,7 @@ import numpy as np
 from tfcompress._keras import keras
 from tfcompress.models.layers import Cross, MaskedMean, PositionEmbedding, TokenAt
 
-__all__ = ["Plan", "analyse", "layout_indices"]
+__all__ = ["Plan", "analyse", "layout_indices", "register_shrink_handler", "shrink_rewrite"]
 
 #: Layers that apply the same function to every channel independently (no weights).
 _ELEMENTWISE = (
@@ -254,7 +254,7 @@ class _Walker:
                         self.plan.block(key, "shape", reason)
         return self.plan
 
-    def visit(self, node: Any) -> None:  # noqa: C901 - one dispatch over layer kinds
+    def visit(self, node: Any) -> None:
         layer = node.layer
         outputs = _flat(node.outputs)
         if isinstance(layer, keras.layers.InputLayer) or node.is_input:
@@ -263,87 +263,11 @@ class _Walker:
             return
         inputs = list(node.keras_inputs)
         first = self.layout(inputs[0]) if inputs else None
-        what = f"the output of {_describe(layer)}"
-
-        if isinstance(layer, keras.Model):
-            self.block_inputs(node, "shape", f"feeds the nested model '{layer.name}'")
-            self.fixed_outputs(node, what)
-        elif isinstance(layer, keras.layers.Dense):
-            if first is not None:
-                self.record_in_layout(layer, first)
-            self.source(layer, int(layer.units), outputs)
-        elif isinstance(layer, keras.layers.Embedding):
-            self.block_inputs(node, "shape", f"is used as ids by {_describe(layer)}")
-            self.source(layer, int(layer.output_dim), outputs)
-        elif isinstance(layer, keras.layers.Activation):
-            if getattr(layer.activation, "__name__", "") in _MIXING_ACTIVATIONS:
-                self.opaque(node, f"feeds {_describe(layer)}, which mixes channels")
-            else:
-                self.layouts[id(outputs[0])] = first
-        elif isinstance(layer, keras.layers.Softmax):
-            self.opaque(node, f"feeds {_describe(layer)}, which mixes channels")
-        elif isinstance(layer, _ELEMENTWISE):
-            self.layouts[id(outputs[0])] = first
-        elif isinstance(layer, (keras.layers.Reshape, keras.layers.Flatten)):
-            if first is not None and _is_flat_reshape(layer, inputs[0].shape, outputs[0].shape):
-                self.layouts[id(outputs[0])] = first
-                self.plan.out_layouts.setdefault(layer.name, list(first))
-                self.record_in_layout(layer, first)
-            else:
-                self.opaque(node, f"feeds {_describe(layer)} to another shape")
-        elif isinstance(layer, keras.layers.BatchNormalization):
-            axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
-            rank = inputs[0].shape.rank
-            if first is not None and rank is not None and [a % rank for a in axes] == [rank - 1]:
-                self.record_in_layout(layer, first)
-                self.layouts[id(outputs[0])] = first
-            else:
-                self.opaque(node, f"feeds {_describe(layer)} not normalising the last axis")
-        elif isinstance(layer, keras.layers.LayerNormalization):
-            rank = inputs[0].shape.rank
-            axes = [a % rank for a in layer.axis] if rank is not None else []
-            if first is not None and axes == [rank - 1]:
-                self.record_in_layout(layer, first)
-                self.layouts[id(outputs[0])] = first
-            else:
-                self.opaque(node, f"feeds {_describe(layer)} over several axes")
-        elif isinstance(layer, PositionEmbedding):
-            if first is not None:
-                self.record_in_layout(layer, first)
-            self.layouts[id(outputs[0])] = first
-        elif isinstance(layer, MaskedMean):
-            args = node.call_args[0] if node.call_args else []
-            values, mask = (list(args) + [None, None])[:2]
-            if mask is not None:
-                self.block_tensor(mask, "shape", f"is the mask of {_describe(layer)}")
-            self.layouts[id(outputs[0])] = self.layout(values) if values is not None else None
-        elif isinstance(layer, keras.layers.Concatenate):
-            rank = outputs[0].shape.rank
-            layouts = [self.layout(t) for t in inputs]
-            if rank is not None and layer.axis % rank == rank - 1:
-                if any(lay is None for lay in layouts):
-                    self.opaque(node, f"feeds {_describe(layer)} with an input of unknown width")
-                else:
-                    self.layouts[id(outputs[0])] = [k for lay in layouts for k in lay]
-            else:
-                self.layouts[id(outputs[0])] = self.tie(layouts, layer)
-                if self.layout(outputs[0]) is None:
-                    self.fixed_outputs(node, what)
-        elif isinstance(layer, (*_MERGES, Cross)):
-            layouts = [self.layout(t) for t in inputs]
-            tied = self.tie(layouts, layer)
-            if isinstance(layer, Cross) and tied is not None:
-                self.record_in_layout(layer, tied)
-            self.layouts[id(outputs[0])] = tied
-            if tied is None:
-                self.fixed_outputs(node, what)
-        elif isinstance(layer, keras.layers.MultiHeadAttention):
-            self.opaque(
-                node,
-                f"feeds {_describe(layer)} (its query/key/value projections are not rewired)",
-            )
-        else:
+        visitor = _visitor_for(layer)
+        if visitor is None:
             self.opaque(node, f"feeds {_describe(layer)}, which shrink cannot rewire")
+        else:
+            visitor(self, node, inputs, outputs, first)
 
     def opaque(self, node: Any, reason: str) -> None:
         self.block_inputs(node, "shape", reason)
@@ -361,6 +285,215 @@ class _Walker:
         for tensor in outputs:
             self.layouts[id(tensor)] = [name]
             self.plan.source_outputs.setdefault(name, []).append(tensor)
+
+
+# --------------------------------------------------------------------------- layer handlers
+# Each visitor: (walker, node, input tensors, output tensors, layout of the first input).
+
+
+def _visit_nested_model(w: _Walker, node: Any, inputs: list, outputs: list, first: Any) -> None:
+    w.block_inputs(node, "shape", f"feeds the nested model '{node.layer.name}'")
+    w.fixed_outputs(node, f"the output of {_describe(node.layer)}")
+
+
+def _visit_dense(w: _Walker, node: Any, inputs: list, outputs: list, first: Any) -> None:
+    if first is not None:
+        w.record_in_layout(node.layer, first)
+    w.source(node.layer, int(node.layer.units), outputs)
+
+
+def _visit_embedding(w: _Walker, node: Any, inputs: list, outputs: list, first: Any) -> None:
+    w.block_inputs(node, "shape", f"is used as ids by {_describe(node.layer)}")
+    w.source(node.layer, int(node.layer.output_dim), outputs)
+
+
+def _visit_activation(w: _Walker, node: Any, inputs: list, outputs: list, first: Any) -> None:
+    if getattr(node.layer.activation, "__name__", "") in _MIXING_ACTIVATIONS:
+        w.opaque(node, f"feeds {_describe(node.layer)}, which mixes channels")
+    else:
+        w.layouts[id(outputs[0])] = first
+
+
+def _visit_mixing(w: _Walker, node: Any, inputs: list, outputs: list, first: Any) -> None:
+    w.opaque(node, f"feeds {_describe(node.layer)}, which mixes channels")
+
+
+def _visit_elementwise(w: _Walker, node: Any, inputs: list, outputs: list, first: Any) -> None:
+    w.layouts[id(outputs[0])] = first
+
+
+def _visit_reshape(w: _Walker, node: Any, inputs: list, outputs: list, first: Any) -> None:
+    layer = node.layer
+    if first is not None and _is_flat_reshape(layer, inputs[0].shape, outputs[0].shape):
+        w.layouts[id(outputs[0])] = first
+        w.plan.out_layouts.setdefault(layer.name, list(first))
+        w.record_in_layout(layer, first)
+    else:
+        w.opaque(node, f"feeds {_describe(layer)} to another shape")
+
+
+def _visit_batch_norm(w: _Walker, node: Any, inputs: list, outputs: list, first: Any) -> None:
+    layer = node.layer
+    axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
+    rank = inputs[0].shape.rank
+    if first is not None and rank is not None and [a % rank for a in axes] == [rank - 1]:
+        w.record_in_layout(layer, first)
+        w.layouts[id(outputs[0])] = first
+    else:
+        w.opaque(node, f"feeds {_describe(layer)} not normalising the last axis")
+
+
+def _visit_layer_norm(w: _Walker, node: Any, inputs: list, outputs: list, first: Any) -> None:
+    layer = node.layer
+    rank = inputs[0].shape.rank
+    axes = [a % rank for a in layer.axis] if rank is not None else []
+    if first is not None and axes == [rank - 1]:
+        w.record_in_layout(layer, first)
+        w.layouts[id(outputs[0])] = first
+    else:
+        w.opaque(node, f"feeds {_describe(layer)} over several axes")
+
+
+def _visit_channelwise(w: _Walker, node: Any, inputs: list, outputs: list, first: Any) -> None:
+    """Weights indexed by the last input axis, output channels = input channels."""
+    if first is not None:
+        w.record_in_layout(node.layer, first)
+    w.layouts[id(outputs[0])] = first
+
+
+def _visit_masked_mean(w: _Walker, node: Any, inputs: list, outputs: list, first: Any) -> None:
+    args = node.call_args[0] if node.call_args else []
+    values, mask = (list(args) + [None, None])[:2]
+    if mask is not None:
+        w.block_tensor(mask, "shape", f"is the mask of {_describe(node.layer)}")
+    w.layouts[id(outputs[0])] = w.layout(values) if values is not None else None
+
+
+def _visit_concatenate(w: _Walker, node: Any, inputs: list, outputs: list, first: Any) -> None:
+    layer = node.layer
+    rank = outputs[0].shape.rank
+    layouts = [w.layout(t) for t in inputs]
+    if rank is not None and layer.axis % rank == rank - 1:
+        if any(lay is None for lay in layouts):
+            w.opaque(node, f"feeds {_describe(layer)} with an input of unknown width")
+        else:
+            w.layouts[id(outputs[0])] = [k for lay in layouts for k in lay]
+    else:
+        w.layouts[id(outputs[0])] = w.tie(layouts, layer)
+        if w.layout(outputs[0]) is None:
+            w.fixed_outputs(node, f"the output of {_describe(layer)}")
+
+
+def _visit_merge(w: _Walker, node: Any, inputs: list, outputs: list, first: Any) -> None:
+    layer = node.layer
+    tied = w.tie([w.layout(t) for t in inputs], layer)
+    if isinstance(layer, Cross) and tied is not None:
+        w.record_in_layout(layer, tied)
+    w.layouts[id(outputs[0])] = tied
+    if tied is None:
+        w.fixed_outputs(node, f"the output of {_describe(layer)}")
+
+
+def _visit_attention(w: _Walker, node: Any, inputs: list, outputs: list, first: Any) -> None:
+    w.opaque(
+        node, f"feeds {_describe(node.layer)} (its query/key/value projections are not rewired)"
+    )
+
+
+_Visitor = Callable[[_Walker, Any, list, list, Any], None]
+
+#: Layer class -> how the walk treats it; a layer takes the first class of its MRO found here.
+_VISITORS: dict[type, _Visitor] = {
+    keras.Model: _visit_nested_model,
+    keras.layers.Dense: _visit_dense,
+    keras.layers.Embedding: _visit_embedding,
+    keras.layers.Activation: _visit_activation,
+    keras.layers.Softmax: _visit_mixing,
+    **dict.fromkeys(_ELEMENTWISE, _visit_elementwise),
+    keras.layers.Reshape: _visit_reshape,
+    keras.layers.Flatten: _visit_reshape,
+    keras.layers.BatchNormalization: _visit_batch_norm,
+    keras.layers.LayerNormalization: _visit_layer_norm,
+    PositionEmbedding: _visit_channelwise,
+    MaskedMean: _visit_masked_mean,
+    keras.layers.Concatenate: _visit_concatenate,
+    **dict.fromkeys((*_MERGES, Cross), _visit_merge),
+    keras.layers.MultiHeadAttention: _visit_attention,
+}
+#: User-registered class -> ``handler(layer, kept) -> weights`` (see register_shrink_handler).
+_REWRITES: dict[type, Callable[[Any, np.ndarray], list]] = {}
+
+
+def _registered_class(layer: Any) -> type | None:
+    for cls in type(layer).__mro__:
+        if cls in _VISITORS:
+            return cls
+    return None
+
+
+def _visitor_for(layer: Any) -> _Visitor | None:
+    cls = _registered_class(layer)
+    return None if cls is None else _VISITORS[cls]
+
+
+def shrink_rewrite(layer: Any) -> Callable[[Any, np.ndarray], list] | None:
+    """The user handler that slices ``layer``'s weights (None: tfcompress slices them)."""
+    cls = _registered_class(layer)
+    return None if cls is None else _REWRITES.get(cls)
+
+
+def register_shrink_handler(
+    layer_class: type, handler: Callable[[Any, np.ndarray], list]
+) -> None:
+    """Let :func:`~tfcompress.pruning.shrink` shrink through a channel-wise layer of your own.
+
+    Without a handler, a layer class shrink does not know blocks its input channels (the
+    report says ``"feeds <Class> '<name>', which shrink cannot rewire"``), so the ``Dense``
+    or ``Embedding`` feeding it keeps its full width. Registering ``layer_class`` declares it
+    channel-wise: its output's last axis is its input's last axis, channel by channel, and
+    its weights (if any) are indexed by that axis. When shrink removes channels of its input,
+    ``handler(layer, kept)`` is called with the layer and the sorted indices of the kept
+    input channels, and returns the layer's weights (in ``layer.get_weights()`` order) with
+    only those channels; the rebuilt layer must create its weights from its input's width in
+    ``build`` (its config holds no width). Subclasses take their base's handler unless they
+    have one of their own; registering a built-in class replaces tfcompress's own handling.
+
+    Args:
+        layer_class: a tf_keras ``Layer`` subclass (the class, not an instance).
+        handler: ``handler(layer, kept: np.ndarray) -> list[np.ndarray]``.
+
+    Raises:
+        TypeError: ``layer_class`` is not a Layer subclass, or ``handler`` is not callable.
+
+    Example:
+        >>> import numpy as np
+        >>> from tfcompress._keras import keras
+        >>> from tfcompress.pruning import register_shrink_handler, shrink
+        >>> class Scale(keras.layers.Layer):
+        ...     def build(self, shape):
+        ...         self.kernel = self.add_weight("kernel", shape=(shape[-1],))
+        ...     def call(self, x):
+        ...         return x * self.kernel
+        >>> register_shrink_handler(Scale, lambda layer, kept: [layer.kernel.numpy()[kept]])
+        >>> x = keras.Input((3,))
+        >>> h = Scale(name="scale")(keras.layers.Dense(8, name="h")(x))
+        >>> small = shrink(keras.Model(x, keras.layers.Dense(1)(h)), ratio=0.5)
+        >>> small.get_layer("h").units, small.get_layer("scale").kernel.shape[0]
+        (4, 4)
+    """
+    if not isinstance(layer_class, type) or not issubclass(layer_class, keras.layers.Layer):
+        raise TypeError(
+            "register_shrink_handler: `layer_class` must be a tf_keras Layer subclass (the "
+            f"class itself, not an instance), got {layer_class!r} of type "
+            f"{type(layer_class).__name__}."
+        )
+    if not callable(handler):
+        raise TypeError(
+            "register_shrink_handler: `handler` must be callable as handler(layer, kept) -> "
+            f"weights, got {handler!r} of type {type(handler).__name__}."
+        )
+    _VISITORS[layer_class] = _visit_channelwise
+    _REWRITES[layer_class] = handler
 
 
 def _flat(structure: Any) -> list[Any]:

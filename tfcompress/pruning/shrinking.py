@@ -29,7 +29,7 @@ from tfcompress._layers import (
     match_layers,
 )
 from tfcompress.models.layers import Cross, PositionEmbedding
-from tfcompress.pruning._graph import Plan, analyse, layout_indices
+from tfcompress.pruning._graph import Plan, analyse, layout_indices, shrink_rewrite
 
 __all__ = ["shrink"]
 
@@ -403,35 +403,50 @@ def shrink(
 def _rebuild(model: keras.Model, plan: Plan, keep: dict[str, np.ndarray],
              heads: dict[str, np.ndarray]) -> keras.Model:
     """A new model from the edited config, with the kept weights copied in."""
+    changes: dict[str, dict[str, Any]] = {}
+    weights: dict[str, list[np.ndarray]] = {}
+    for layer in model.layers:
+        if not isinstance(layer, keras.layers.InputLayer):
+            _layer_edit(layer, plan, keep, heads, changes, weights)
+    new_model = _from_edited_config(model, changes)
+    _set_kept_weights(new_model, weights)
+    return new_model
+
+
+def _layer_edit(layer: Any, plan: Plan, keep: dict[str, np.ndarray],
+                heads: dict[str, np.ndarray], changes: dict[str, dict[str, Any]],
+                weights: dict[str, list[np.ndarray]]) -> None:
+    """Record ``layer``'s config changes and its kept weights."""
     def indices(layout: list[str] | None) -> np.ndarray | None:
         if layout is None or not any(plan.find(k) in keep for k in layout):
             return None
         return layout_indices(layout, plan, keep)
 
-    changes: dict[str, dict[str, Any]] = {}
-    weights: dict[str, list[np.ndarray]] = {}
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        name = layer.name
-        out_idx = keep.get(plan.find(name)) if name in plan.sources else None
-        in_idx = indices(plan.in_layouts.get(name))
-        if out_idx is not None:
-            key = "units" if isinstance(layer, keras.layers.Dense) else "output_dim"
-            changes[name] = {key: int(len(out_idx))}
-        if name in plan.out_layouts and isinstance(layer, keras.layers.Reshape):
-            out = indices(plan.out_layouts[name])
-            if out is not None:
-                target = list(layer.target_shape)
-                changes[name] = {"target_shape": tuple(target[:-1] + [int(len(out))])}
-        if name in heads:
-            changes[name] = {"num_heads": int(len(heads[name]))}
-            weights[name] = _slice_heads(layer, heads[name])
-        elif isinstance(layer, keras.Model):
-            weights[name] = layer.get_weights()
-        else:
-            weights[name] = _sliced_weights(layer, in_idx, out_idx)
+    name = layer.name
+    out_idx = keep.get(plan.find(name)) if name in plan.sources else None
+    in_idx = indices(plan.in_layouts.get(name))
+    if out_idx is not None:
+        key = "units" if isinstance(layer, keras.layers.Dense) else "output_dim"
+        changes[name] = {key: int(len(out_idx))}
+    if name in plan.out_layouts and isinstance(layer, keras.layers.Reshape):
+        out = indices(plan.out_layouts[name])
+        if out is not None:
+            target = list(layer.target_shape)
+            changes[name] = {"target_shape": tuple(target[:-1] + [int(len(out))])}
+    rewrite = shrink_rewrite(layer)
+    if name in heads:
+        changes[name] = {"num_heads": int(len(heads[name]))}
+        weights[name] = _slice_heads(layer, heads[name])
+    elif isinstance(layer, keras.Model):
+        weights[name] = layer.get_weights()
+    elif rewrite is not None:  # a user's channel-wise layer (register_shrink_handler)
+        weights[name] = layer.get_weights() if in_idx is None else list(rewrite(layer, in_idx))
+    else:
+        weights[name] = _sliced_weights(layer, in_idx, out_idx)
 
+
+def _from_edited_config(model: keras.Model, changes: dict[str, dict[str, Any]]) -> keras.Model:
+    """``model`` re-created from its config with ``changes`` (layer name -> config update)."""
     config = model.get_config()
     for entry in config.get("layers", []):
         entry.pop("build_config", None)  # widths changed: build from the rebuilt graph instead
@@ -445,14 +460,16 @@ def _rebuild(model: keras.Model, plan: Plan, keep: dict[str, np.ndarray],
         custom[keras.saving.get_registered_name(cls)] = cls
     try:
         if isinstance(model, keras.Sequential):
-            new_model = keras.Sequential.from_config(config, custom_objects=custom)
-        else:
-            new_model = keras.Model.from_config(config, custom_objects=custom)
+            return keras.Sequential.from_config(config, custom_objects=custom)
+        return keras.Model.from_config(config, custom_objects=custom)
     except Exception as err:  # a layer whose config does not rebuild it
         raise ValueError(
             f"shrink: model '{model.name}' could not be rebuilt from its config ({err}); every "
             "layer must implement get_config() returning its constructor arguments."
         ) from err
+
+
+def _set_kept_weights(new_model: keras.Model, weights: dict[str, list[np.ndarray]]) -> None:
     for name, values in weights.items():
         target = new_model.get_layer(name)
         try:
@@ -462,7 +479,6 @@ def _rebuild(model: keras.Model, plan: Plan, keep: dict[str, np.ndarray],
                 f"shrink: the kept weights of layer '{name}' do not fit the rebuilt layer "
                 f"({err}); exclude it with skip=['{name}']."
             ) from err
-    return new_model
 
 
 def _report(model: keras.Model, new_model: keras.Model, plan: Plan,
