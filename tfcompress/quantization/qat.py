@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,6 +22,7 @@ from tfcompress._keras import check_model, keras, tf
 from tfcompress._layers import CompressionReport, LayerDecision, LayerFilter, match_layers
 from tfcompress.models import layers as tfc_layers
 from tfcompress.quantization import configs as qc
+from tfcompress.quantization.registry import _HANDLERS, _handler_for, _Plan
 from tfcompress.quantization.saving import (
     is_quantized,
     load_quantized,
@@ -73,17 +73,6 @@ _PASS_THROUGH = (
 _WEIGHT = "int8 weights (per tensor)"
 
 
-@dataclass(frozen=True)
-class _Plan:
-    """How one layer is quantized: ``kind`` is annotate | registry | multi | pass | float."""
-
-    kind: str
-    detail: str = ""
-    reason: str = ""
-    config: Any = None
-    strict_ok: bool = True
-
-
 def _activation_name(activation: Any) -> str:
     return getattr(activation, "__name__", type(activation).__name__)
 
@@ -92,88 +81,108 @@ def _has_float_weights(layer: Any) -> bool:
     return any(w.dtype.is_floating for w in layer.trainable_weights)
 
 
-def _plan(layer: Any, scheme: QuantizationScheme, registry: Any) -> _Plan:  # noqa: C901
+def _plan_nested_model(layer: Any, scheme: QuantizationScheme, registry: Any) -> _Plan:
+    return _Plan(
+        "float",
+        reason="nested subclassed (or unbuilt) model: TFMOT rebuilds functional and "
+        "Sequential models only; build it with the functional API to quantize it",
+        strict_ok=False,
+    )
+
+
+def _plan_embedding(layer: Any, scheme: QuantizationScheme, registry: Any) -> _Plan:
+    g = qc.embedding_granularity(scheme, layer.output_dim)
+    cfg = qc.LayerQuantizeConfig(
+        table_attr="embeddings", quantize_output=scheme.activations, granularity=g,
+        weight_bits=scheme.weight_bits,
+    )
+    per = "per row" if g == "row" else "per table"
+    return _Plan("annotate", f"int8 table ({per}){_out(scheme)}; ids not quantized", config=cfg)
+
+
+def _plan_attention(layer: Any, scheme: QuantizationScheme, registry: Any) -> _Plan:
+    kernels = [f"{p}.kernel" for p in ("_query_dense", "_key_dense", "_value_dense")]
+    kernels.append("_output_dense.kernel")
+    cfg = qc.LayerQuantizeConfig(
+        kernels, quantize_output=scheme.activations, weight_bits=scheme.weight_bits
+    )
+    return _Plan(
+        "multi",
+        f"int8 query/key/value/output kernels (per tensor){_out(scheme)}; softmax float",
+        config=cfg,
+    )
+
+
+def _plan_dense(layer: Any, scheme: QuantizationScheme, registry: Any) -> _Plan:
     acts = scheme.activations
-    out = " + int8 output" if acts else ""
-    bits = scheme.weight_bits
-    if isinstance(layer, keras.Model):
-        return _Plan(
-            "float",
-            reason="nested subclassed (or unbuilt) model: TFMOT rebuilds functional and "
-            "Sequential models only; build it with the functional API to quantize it",
-            strict_ok=False,
-        )
-    if isinstance(layer, keras.layers.Embedding):
-        g = qc.embedding_granularity(scheme, layer.output_dim)
-        cfg = qc.LayerQuantizeConfig(
-            table_attr="embeddings", quantize_output=acts, granularity=g, weight_bits=bits
-        )
-        per = "per row" if g == "row" else "per table"
-        return _Plan("annotate", f"int8 table ({per}){out}; ids not quantized", config=cfg)
-    if isinstance(layer, keras.layers.MultiHeadAttention):
-        kernels = [f"{p}.kernel" for p in ("_query_dense", "_key_dense", "_value_dense")]
-        kernels.append("_output_dense.kernel")
-        cfg = qc.LayerQuantizeConfig(kernels, quantize_output=acts, weight_bits=bits)
-        return _Plan(
-            "multi",
-            f"int8 query/key/value/output kernels (per tensor){out}; softmax float",
-            config=cfg,
-        )
-    if isinstance(layer, (keras.layers.Dense, keras.layers.EinsumDense)):
-        name = _activation_name(layer.activation)
-        fused = acts and name in qc.SUPPORTED_ACTIVATIONS
-        cfg = qc.LayerQuantizeConfig(
-            ["kernel"],
-            ["activation"] if fused else [],
-            quantize_output=acts and not fused,
-            weight_bits=bits,
-        )
-        return _Plan("annotate", f"{_WEIGHT} on kernel{' + int8 activation' if acts else ''}",
-                     config=cfg)
-    if isinstance(layer, tfc_layers.Cross):
-        names = ["kernel"] + (["kernel_v"] if layer.kernel_v is not None else [])
-        cfg = qc.LayerQuantizeConfig(names, quantize_output=acts, weight_bits=bits)
-        return _Plan("annotate", f"{_WEIGHT} on {', '.join(names)}{out}", config=cfg)
-    if isinstance(layer, tfc_layers.PositionEmbedding):
-        cfg = qc.LayerQuantizeConfig(["embeddings"], quantize_output=acts, weight_bits=bits)
-        return _Plan("annotate", f"{_WEIGHT} on the position table{out}", config=cfg)
-    if isinstance(layer, keras.layers.LayerNormalization):
-        return _Plan(
-            "float",
-            reason="kept float: TFMOT has no LayerNormalization config (mean/variance need "
-            "float precision); the int8 export calibrates its ops",
-            strict_ok=False,
-        )
-    if isinstance(layer, _PASS_THROUGH):
-        return _Plan(
-            "pass", reason="pass-through: no weights; its int8 ranges are calibrated at export"
-        )
+    fused = acts and _activation_name(layer.activation) in qc.SUPPORTED_ACTIVATIONS
+    cfg = qc.LayerQuantizeConfig(
+        ["kernel"],
+        ["activation"] if fused else [],
+        quantize_output=acts and not fused,
+        weight_bits=scheme.weight_bits,
+    )
+    return _Plan("annotate", f"{_WEIGHT} on kernel{' + int8 activation' if acts else ''}",
+                 config=cfg)
+
+
+def _plan_cross(layer: Any, scheme: QuantizationScheme, registry: Any) -> _Plan:
+    names = ["kernel"] + (["kernel_v"] if layer.kernel_v is not None else [])
+    cfg = qc.LayerQuantizeConfig(
+        names, quantize_output=scheme.activations, weight_bits=scheme.weight_bits
+    )
+    return _Plan("annotate", f"{_WEIGHT} on {', '.join(names)}{_out(scheme)}", config=cfg)
+
+
+def _plan_position(layer: Any, scheme: QuantizationScheme, registry: Any) -> _Plan:
+    cfg = qc.LayerQuantizeConfig(
+        ["embeddings"], quantize_output=scheme.activations, weight_bits=scheme.weight_bits
+    )
+    return _Plan("annotate", f"{_WEIGHT} on the position table{_out(scheme)}", config=cfg)
+
+
+def _plan_layer_norm(layer: Any, scheme: QuantizationScheme, registry: Any) -> _Plan:
+    return _Plan(
+        "float",
+        reason="kept float: TFMOT has no LayerNormalization config (mean/variance need "
+        "float precision); the int8 export calibrates its ops",
+        strict_ok=False,
+    )
+
+
+def _plan_pass_through(layer: Any, scheme: QuantizationScheme, registry: Any) -> _Plan:
+    return _Plan(
+        "pass", reason="pass-through: no weights; its int8 ranges are calibrated at export"
+    )
+
+
+_HANDLERS.update({
+    keras.Model: _plan_nested_model,
+    keras.layers.Embedding: _plan_embedding,
+    keras.layers.MultiHeadAttention: _plan_attention,
+    keras.layers.Dense: _plan_dense,
+    keras.layers.EinsumDense: _plan_dense,
+    tfc_layers.Cross: _plan_cross,
+    tfc_layers.PositionEmbedding: _plan_position,
+    keras.layers.LayerNormalization: _plan_layer_norm,
+    **dict.fromkeys(_PASS_THROUGH, _plan_pass_through),
+})
+
+
+def _out(scheme: QuantizationScheme) -> str:
+    return " + int8 output" if scheme.activations else ""
+
+
+def _plan(layer: Any, scheme: QuantizationScheme, registry: Any) -> _Plan:
+    """How ``layer`` is quantized: its class's registered handler, else TFMOT's registry."""
+    handler = _handler_for(layer)
+    if handler is not None:
+        return handler(layer, scheme, registry)
     builtin = type(layer).__module__.startswith("tf_keras.")
     if builtin and registry.supports(layer) and _has_float_weights(layer):
         return _Plan("registry", "TFMOT default 8-bit config")  # Conv2D, RNNs...
     if builtin and registry.supports(layer):
-        activation = getattr(layer, "activation", None)
-        name = None if activation is None else _activation_name(activation)
-        if name is not None and name not in qc.SUPPORTED_ACTIVATIONS:
-            return _Plan(
-                "pass", reason=f"activation {name!r} has no TFMOT quantizer; runs in float"
-            )
-        if not acts:  # annotated anyway, or TFMOT adds an output quantizer feeding a kernel
-            return _Plan(
-                "annotate",
-                "no-op (weights-only scheme: activations stay float)",
-                config=qc.LayerQuantizeConfig(),
-            )
-        if isinstance(layer, keras.layers.Activation):  # TFLite fixes sigmoid/softmax ranges
-            quantize_output = name in ("relu", "relu6", "swish", "gelu")
-        else:
-            info = registry._layer_quantize_map.get(type(layer))
-            quantize_output = bool(getattr(info, "quantize_output", False))
-        cfg = qc.LayerQuantizeConfig(quantize_output=quantize_output)
-        detail = "int8 output range" if quantize_output else "no-op (keeps its input's range)"
-        if name in ("sigmoid", "softmax", "tanh"):
-            detail = f"no output quantizer (TFLite fixes the {name} output range)"
-        return _Plan("annotate", detail, config=cfg)
+        return _plan_weightless(layer, scheme, registry)
     if builtin and not _has_float_weights(layer):
         return _Plan(
             "pass",
@@ -192,6 +201,30 @@ def _plan(layer: Any, scheme: QuantizationScheme, registry: Any) -> _Plan:  # no
         f"{type(layer).__name__} (no QuantizeConfig); its inputs and outputs stay float",
         strict_ok=False,
     )
+
+
+def _plan_weightless(layer: Any, scheme: QuantizationScheme, registry: Any) -> _Plan:
+    """A built-in layer TFMOT supports that has no float weights (Add, Activation, ...)."""
+    activation = getattr(layer, "activation", None)
+    name = None if activation is None else _activation_name(activation)
+    if name is not None and name not in qc.SUPPORTED_ACTIVATIONS:
+        return _Plan("pass", reason=f"activation {name!r} has no TFMOT quantizer; runs in float")
+    if not scheme.activations:  # annotated anyway, else TFMOT adds an output quantizer
+        return _Plan(
+            "annotate",
+            "no-op (weights-only scheme: activations stay float)",
+            config=qc.LayerQuantizeConfig(),
+        )
+    if isinstance(layer, keras.layers.Activation):  # TFLite fixes sigmoid/softmax ranges
+        quantize_output = name in ("relu", "relu6", "swish", "gelu")
+    else:
+        info = registry._layer_quantize_map.get(type(layer))
+        quantize_output = bool(getattr(info, "quantize_output", False))
+    cfg = qc.LayerQuantizeConfig(quantize_output=quantize_output)
+    detail = "int8 output range" if quantize_output else "no-op (keeps its input's range)"
+    if name in ("sigmoid", "softmax", "tanh"):
+        detail = f"no output quantizer (TFLite fixes the {name} output range)"
+    return _Plan("annotate", detail, config=cfg)
 
 
 def _check_functional(model: keras.Model, what: str) -> None:
