@@ -114,8 +114,21 @@ def _decide(col: Column) -> tuple[str, str, float | None]:
     ``"undecided"`` (an integer column settled on the train split by
     :func:`inference.looks_unordered`).
     """
-    name = col.name
     present = col.rows - col.missing
+    if col.role in _LISTED:
+        return _decide_listed(col, present)
+    if not present:
+        return "categorical", "every cell is empty", None
+    if col.numeric:
+        return _decide_numbers(col, present)
+    return _decide_text(col)
+
+
+_LISTED = ("sequence", "numeric", "categorical", "timestamp")
+
+
+def _decide_listed(col: Column, present: int) -> tuple[str, str, float | None]:
+    """A column the caller listed in ``sequence=``, ``numeric=``, ``categorical=``, ..."""
     if col.role == "sequence":
         return "sequence", "listed in sequence=", None
     if col.role == "numeric":
@@ -123,31 +136,37 @@ def _decide(col: Column) -> tuple[str, str, float | None]:
     if col.role == "categorical":
         listed = "hash_buckets" if col.hashed == "hash_buckets" else "categorical"
         return "categorical", f"listed in {listed}=", None
-    if col.role == "timestamp":
-        scale = None
-        if col.numeric and present:
-            scale = inference.epoch_scale(col.low, col.high)
-            if scale is None:
-                raise ValueError(
-                    f"{col.path}: timestamp column {name!r} holds numbers {col.low:g}..{col.high:g}"
-                    ", neither epoch seconds nor milliseconds; remove it from timestamps=."
-                )
-        return "timestamp", "listed in timestamps=", scale
-    if not present:
-        return "categorical", "every cell is empty", None
-    if col.numeric:
-        scale = inference.epoch_scale(col.low, col.high) if col.integer else None
-        if scale is not None and inference.is_time_name(name):
-            return "timestamp", "time-like name, epoch values", scale
-        if not col.integer:
-            return "numeric", "numbers", None
-        if inference.is_id_name(name):
-            return "categorical", "integer ids (id-like name)", None
-        distinct = col.distinct()
-        many = col.limit if distinct is None else distinct
-        if present >= 50 and many >= 0.5 * present:
-            return "categorical", f"integer ids ({many}+ distinct in {present} rows)", None
-        return "undecided", "", None
+    scale = None
+    if col.numeric and present:
+        scale = inference.epoch_scale(col.low, col.high)
+        if scale is None:
+            raise ValueError(
+                f"{col.path}: timestamp column {col.name!r} holds numbers "
+                f"{col.low:g}..{col.high:g}, neither epoch seconds nor milliseconds; remove it "
+                "from timestamps=."
+            )
+    return "timestamp", "listed in timestamps=", scale
+
+
+def _decide_numbers(col: Column, present: int) -> tuple[str, str, float | None]:
+    """An unlisted column whose every present cell is a number."""
+    scale = inference.epoch_scale(col.low, col.high) if col.integer else None
+    if scale is not None and inference.is_time_name(col.name):
+        return "timestamp", "time-like name, epoch values", scale
+    if not col.integer:
+        return "numeric", "numbers", None
+    if inference.is_id_name(col.name):
+        return "categorical", "integer ids (id-like name)", None
+    distinct = col.distinct()
+    many = col.limit if distinct is None else distinct
+    if present >= 50 and many >= 0.5 * present:
+        return "categorical", f"integer ids ({many}+ distinct in {present} rows)", None
+    return "undecided", "", None
+
+
+def _decide_text(col: Column) -> tuple[str, str, float | None]:
+    """An unlisted column with text cells (or a non-finite number, or ids beyond 2^53)."""
+    name = col.name
     if col.nonfinite is not None:
         line, value = col.nonfinite
         raise ValueError(

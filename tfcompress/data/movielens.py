@@ -173,75 +173,8 @@ def load_movielens(
     path = check_path(path, "MovieLens ratings")
     fractions = check_common(batch_size, split, seed)
     check_split_mode(split_mode, MOVIELENS_SPLITS, "MovieLens ratings")
-    if sep is not None and (not isinstance(sep, str) or not sep):
-        raise ValueError(f"sep must be None (detect) or a non-empty string, received {sep!r}.")
-    if delimiter is not None and (not isinstance(delimiter, str) or not delimiter):
-        raise ValueError(
-            f"delimiter must be None (detect) or a non-empty string, received {delimiter!r}; "
-            "pass e.g. delimiter='::'."
-        )
-    if delimiter is not None and sep is not None:
-        raise ValueError(
-            f"pass either delimiter or sep (its former name), not both; received "
-            f"delimiter={delimiter!r} and sep={sep!r}."
-        )
-    sep = delimiter if delimiter is not None else sep
-    if header is not None and not isinstance(header, bool):
-        raise TypeError(
-            f"header must be None (detect), True or False, received {header!r}; pass e.g. "
-            "header=True."
-        )
-    if (
-        isinstance(min_rating, bool)
-        or not isinstance(min_rating, (int, float))
-        or not (math.isfinite(min_rating))
-    ):
-        raise TypeError(f"min_rating must be a finite number, received {min_rating!r}; e.g. 4.0.")
-    check_int(sequence_length, "sequence_length", 1, "20")
-    if task not in ("ctr", "retrieval"):
-        raise ValueError(f"task must be 'ctr' or 'retrieval', received {task!r}.")
-    check_int(negatives, "negatives", 1 if task == "ctr" else 0, "4")
-
-    users: list[str] = []
-    items: list[str] = []
-    ratings: list[float] = []
-    times: list[float] = []
-    found_header = False
-    first = True
-    for number, text in iter_lines(path):
-        if sep is None:
-            sep = next((s for s in ("::", "\t", ",") if s in text), None)
-            if sep is None:
-                raise ValueError(
-                    f"{path} line {number}: cannot tell the separator (no '::', tab or ','); "
-                    "pass delimiter=."
-                )
-        fields = [f.strip() for f in text.split(sep)]
-        if len(fields) != 4:
-            raise ValueError(
-                f"{path} line {number}: expected 4 fields (user, item, rating, timestamp) "
-                f"separated by {sep!r}, found {len(fields)}; fix the line or pass delimiter=."
-            )
-        if first:
-            first = False
-            rating, time = parse_float(fields[2]), parse_float(fields[3])
-            if header or (header is None and rating is None and time is None):
-                found_header = True
-                continue
-        rating, time = parse_float(fields[2]), parse_float(fields[3])
-        if rating is None:
-            raise ValueError(f"{path} line {number}: rating {fields[2]!r} is not a number.")
-        if time is None:
-            raise ValueError(f"{path} line {number}: timestamp {fields[3]!r} is not a number.")
-        users.append(fields[0])
-        items.append(fields[1])
-        ratings.append(rating)
-        times.append(time)
-    if not users:
-        raise ValueError(
-            f"{path} line 1: file is empty{' (header only)' if found_header else ''}; expected "
-            "lines 'user::item::rating::timestamp'."
-        )
+    sep = _check_args(delimiter, sep, header, min_rating, sequence_length, task, negatives)
+    users, items, ratings, times, sep, found_header = _read_ratings(path, sep, header)
     user_ids, user_vocab = _remap(users)
     item_ids, item_vocab = _remap(items)
     n_users, n_items = len(user_vocab), len(item_vocab)
@@ -380,3 +313,82 @@ def load_movielens(
     return build_task(
         arrays, schema, batch_size=batch_size, seed=seed, info=info, fractions=fractions
     )
+
+
+def _check_args(delimiter: Any, sep: Any, header: Any, min_rating: Any, sequence_length: Any,
+                task: Any, negatives: Any) -> str | None:
+    """Check :func:`load_movielens`'s arguments; the separator asked for (None: detect)."""
+    if sep is not None and (not isinstance(sep, str) or not sep):
+        raise ValueError(f"sep must be None (detect) or a non-empty string, received {sep!r}.")
+    if delimiter is not None and (not isinstance(delimiter, str) or not delimiter):
+        raise ValueError(
+            f"delimiter must be None (detect) or a non-empty string, received {delimiter!r}; "
+            "pass e.g. delimiter='::'."
+        )
+    if delimiter is not None and sep is not None:
+        raise ValueError(
+            f"pass either delimiter or sep (its former name), not both; received "
+            f"delimiter={delimiter!r} and sep={sep!r}."
+        )
+    if header is not None and not isinstance(header, bool):
+        raise TypeError(
+            f"header must be None (detect), True or False, received {header!r}; pass e.g. "
+            "header=True."
+        )
+    if (
+        isinstance(min_rating, bool)
+        or not isinstance(min_rating, (int, float))
+        or not (math.isfinite(min_rating))
+    ):
+        raise TypeError(f"min_rating must be a finite number, received {min_rating!r}; e.g. 4.0.")
+    check_int(sequence_length, "sequence_length", 1, "20")
+    if task not in ("ctr", "retrieval"):
+        raise ValueError(f"task must be 'ctr' or 'retrieval', received {task!r}.")
+    check_int(negatives, "negatives", 1 if task == "ctr" else 0, "4")
+    return delimiter if delimiter is not None else sep
+
+
+def _read_ratings(path: str, sep: str | None, header: bool | None
+                  ) -> tuple[list[str], list[str], list[float], list[float], str | None, bool]:
+    """``(users, items, ratings, times, separator, found_header)`` of the ratings file."""
+    users: list[str] = []
+    items: list[str] = []
+    ratings: list[float] = []
+    times: list[float] = []
+    found_header = False
+    first = True
+    for number, text in iter_lines(path):
+        if sep is None:
+            sep = next((s for s in ("::", "\t", ",") if s in text), None)
+            if sep is None:
+                raise ValueError(
+                    f"{path} line {number}: cannot tell the separator (no '::', tab or ','); "
+                    "pass delimiter=."
+                )
+        fields = [f.strip() for f in text.split(sep)]
+        if len(fields) != 4:
+            raise ValueError(
+                f"{path} line {number}: expected 4 fields (user, item, rating, timestamp) "
+                f"separated by {sep!r}, found {len(fields)}; fix the line or pass delimiter=."
+            )
+        if first:
+            first = False
+            rating, time = parse_float(fields[2]), parse_float(fields[3])
+            if header or (header is None and rating is None and time is None):
+                found_header = True
+                continue
+        rating, time = parse_float(fields[2]), parse_float(fields[3])
+        if rating is None:
+            raise ValueError(f"{path} line {number}: rating {fields[2]!r} is not a number.")
+        if time is None:
+            raise ValueError(f"{path} line {number}: timestamp {fields[3]!r} is not a number.")
+        users.append(fields[0])
+        items.append(fields[1])
+        ratings.append(rating)
+        times.append(time)
+    if not users:
+        raise ValueError(
+            f"{path} line 1: file is empty{' (header only)' if found_header else ''}; expected "
+            "lines 'user::item::rating::timestamp'."
+        )
+    return users, items, ratings, times, sep, found_header

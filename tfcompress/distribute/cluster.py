@@ -93,7 +93,14 @@ def parse_tf_config(tf_config: Mapping[str, Any] | str | None = None) -> dict[st
             f"TF_CONFIG has no 'cluster' key (keys: {sorted(tf_config)}); expected e.g. "
             f"{_EXAMPLE}."
         )
-    cluster = tf_config["cluster"]
+    clean = _parse_cluster(tf_config["cluster"])
+    task = _parse_task(tf_config.get("task"), clean)
+    rpc = tf_config.get("rpc_layer", "grpc") or "grpc"
+    return {"cluster": clean, "task": task, "rpc_layer": str(rpc)}
+
+
+def _parse_cluster(cluster: Any) -> dict[str, list[str]]:
+    """TF_CONFIG's ``cluster``, checked: job -> list of distinct ``host:port``."""
     if not isinstance(cluster, Mapping) or not cluster:
         raise ValueError(
             f"TF_CONFIG 'cluster' must be a non-empty dict of job name -> list of 'host:port', "
@@ -125,31 +132,32 @@ def parse_tf_config(tf_config: Mapping[str, Any] | str | None = None) -> dict[st
                     "task needs its own port."
                 )
             seen[a] = f"{job}:{i}"
-    task = tf_config.get("task")
-    if task is not None and task != {}:
-        if not isinstance(task, Mapping) or "type" not in task or "index" not in task:
-            raise ValueError(
-                f"TF_CONFIG 'task' must be a dict with 'type' and 'index', received {task!r:.80}."
-            )
-        ttype, index = task["type"], task["index"]
-        if ttype not in clean and ttype != "evaluator":
-            raise ValueError(
-                f"TF_CONFIG task type {ttype!r} is not a job of the cluster {sorted(clean)}; set "
-                "'task': {'type': <one of them>, 'index': <i>}."
-            )
-        if isinstance(index, bool) or not isinstance(index, int):
-            raise ValueError(f"TF_CONFIG task index must be an int, received {index!r}.")
-        n = len(clean.get(ttype, [])) or 1
-        if not 0 <= index < n:
-            raise ValueError(
-                f"TF_CONFIG task index {index} is out of range for job {ttype!r}, which has {n} "
-                f"task(s) (valid indices 0..{n - 1})."
-            )
-        task = {"type": str(ttype), "index": int(index)}
-    else:
-        task = None
-    rpc = tf_config.get("rpc_layer", "grpc") or "grpc"
-    return {"cluster": clean, "task": task, "rpc_layer": str(rpc)}
+    return clean
+
+
+def _parse_task(task: Any, clean: dict[str, list[str]]) -> dict[str, Any] | None:
+    """TF_CONFIG's ``task``, checked against the cluster (None: no task)."""
+    if task is None or task == {}:
+        return None
+    if not isinstance(task, Mapping) or "type" not in task or "index" not in task:
+        raise ValueError(
+            f"TF_CONFIG 'task' must be a dict with 'type' and 'index', received {task!r:.80}."
+        )
+    ttype, index = task["type"], task["index"]
+    if ttype not in clean and ttype != "evaluator":
+        raise ValueError(
+            f"TF_CONFIG task type {ttype!r} is not a job of the cluster {sorted(clean)}; set "
+            "'task': {'type': <one of them>, 'index': <i>}."
+        )
+    if isinstance(index, bool) or not isinstance(index, int):
+        raise ValueError(f"TF_CONFIG task index must be an int, received {index!r}.")
+    n = len(clean.get(ttype, [])) or 1
+    if not 0 <= index < n:
+        raise ValueError(
+            f"TF_CONFIG task index {index} is out of range for job {ttype!r}, which has {n} "
+            f"task(s) (valid indices 0..{n - 1})."
+        )
+    return {"type": str(ttype), "index": int(index)}
 
 
 def _free_ports(n: int, host: str) -> list[int]:

@@ -208,6 +208,23 @@ def _metric_fn(metric: Any, higher_is_better: bool | None) -> tuple[str, Callabl
     )
 
 
+def _check_options(technique: str, sparsity: Any, max_examples: Any, progress: Any,
+                   threshold: Any) -> None:
+    """Check :func:`sensitivity`'s numeric and flag arguments."""
+    if technique == "prune" and (
+        isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0 < sparsity < 1
+    ):
+        raise ValueError(f"`sparsity` must be a float in (0, 1), received {sparsity!r}.")
+    if max_examples is not None and (
+        isinstance(max_examples, bool) or not isinstance(max_examples, int) or max_examples < 1
+    ):
+        raise ValueError(f"`max_examples` must be None or an int >= 1, received {max_examples!r}.")
+    if not isinstance(progress, bool):
+        raise TypeError(f"`progress` must be a bool, received {progress!r}.")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or threshold < 0:
+        raise ValueError(f"`threshold` must be a number >= 0, received {threshold!r}.")
+
+
 def sensitivity(
     model: keras.Model,
     data: Any,
@@ -257,18 +274,7 @@ def sensitivity(
     if technique not in TECHNIQUES:
         raise ValueError(f"`technique` must be one of {list(TECHNIQUES)}; received {technique!r}.")
     name, score, higher = _metric_fn(metric, higher_is_better)
-    if technique == "prune" and (
-        isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0 < sparsity < 1
-    ):
-        raise ValueError(f"`sparsity` must be a float in (0, 1), received {sparsity!r}.")
-    if max_examples is not None and (
-        isinstance(max_examples, bool) or not isinstance(max_examples, int) or max_examples < 1
-    ):
-        raise ValueError(f"`max_examples` must be None or an int >= 1, received {max_examples!r}.")
-    if not isinstance(progress, bool):
-        raise TypeError(f"`progress` must be a bool, received {progress!r}.")
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or threshold < 0:
-        raise ValueError(f"`threshold` must be a number >= 0, received {threshold!r}.")
+    _check_options(technique, sparsity, max_examples, progress, threshold)
     if len(model.outputs or [None]) != 1:
         raise ValueError(
             f"sensitivity: model {model.name!r} has {len(model.outputs)} outputs; it needs one "

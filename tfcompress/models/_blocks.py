@@ -87,45 +87,81 @@ def _positive_int(value: object) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
 
 
-def _validate_size_entry(key: str, value: Any, model: str) -> Any:
-    def fail(expected: str) -> ValueError:
-        return ValueError(f"{model}: size entry {key!r} must be {expected}, received {value!r}.")
+class _BadEntryError(Exception):
+    """A size entry of the wrong kind; its argument says what is expected."""
 
-    if key in ("embedding_dim", "num_blocks", "num_heads", "ff_dim", "tower_dim"):
-        if not _positive_int(value):
-            raise fail("an int >= 1")
-        return int(value)
-    if key == "cross_layers":
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
-            raise fail("an int >= 0")
-        return int(value)
-    if key == "cross_rank":
-        if value is not None and not _positive_int(value):
-            raise fail("None (full rank) or an int >= 1")
-        return None if value is None else int(value)
-    if key == "mlp_units":
-        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-            value = (value,)
-        if not isinstance(value, (list, tuple)) or not all(_positive_int(u) for u in value):
-            raise fail("a list of ints >= 1 (possibly empty)")
-        return tuple(int(u) for u in value)
-    if key == "embedding_l2":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise fail("a float >= 0 (L2 penalty on the embedding tables; 0 disables it)")
-        return float(value)
-    if key == "dropout":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-            raise fail("a float in [0, 1)")
-        return float(value)
-    if key == "ff_activation":
-        try:
-            keras.activations.get(value)
-        except (ValueError, TypeError) as err:
-            raise fail("a Keras activation name such as 'gelu' or 'relu'") from err
-        return value
-    raise ValueError(
-        f"{model}: unknown size key {key!r}; valid keys are {sorted(SIZES['student'])}."
-    )
+
+def _int_min_1(value: Any) -> int:
+    if not _positive_int(value):
+        raise _BadEntryError("an int >= 1")
+    return int(value)
+
+
+def _int_min_0(value: Any) -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
+        raise _BadEntryError("an int >= 0")
+    return int(value)
+
+
+def _rank(value: Any) -> int | None:
+    if value is not None and not _positive_int(value):
+        raise _BadEntryError("None (full rank) or an int >= 1")
+    return None if value is None else int(value)
+
+
+def _units(value: Any) -> tuple[int, ...]:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = (value,)
+    if not isinstance(value, (list, tuple)) or not all(_positive_int(u) for u in value):
+        raise _BadEntryError("a list of ints >= 1 (possibly empty)")
+    return tuple(int(u) for u in value)
+
+
+def _l2(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise _BadEntryError("a float >= 0 (L2 penalty on the embedding tables; 0 disables it)")
+    return float(value)
+
+
+def _rate(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise _BadEntryError("a float in [0, 1)")
+    return float(value)
+
+
+def _activation(value: Any) -> Any:
+    try:
+        keras.activations.get(value)
+    except (ValueError, TypeError) as err:
+        raise _BadEntryError("a Keras activation name such as 'gelu' or 'relu'") from err
+    return value
+
+
+#: size key -> its check (returns the normalised value, raises _BadEntryError).
+_SIZE_CHECKS: dict[str, Any] = {
+    **dict.fromkeys(("embedding_dim", "num_blocks", "num_heads", "ff_dim", "tower_dim"),
+                    _int_min_1),
+    "cross_layers": _int_min_0,
+    "cross_rank": _rank,
+    "mlp_units": _units,
+    "embedding_l2": _l2,
+    "dropout": _rate,
+    "ff_activation": _activation,
+}
+
+
+def _validate_size_entry(key: str, value: Any, model: str) -> Any:
+    check = _SIZE_CHECKS.get(key)
+    if check is None:
+        raise ValueError(
+            f"{model}: unknown size key {key!r}; valid keys are {sorted(SIZES['student'])}."
+        )
+    try:
+        return check(value)
+    except _BadEntryError as bad:
+        raise ValueError(
+            f"{model}: size entry {key!r} must be {bad.args[0]}, received {value!r}."
+        ) from bad.__cause__
 
 
 def resolve_size(size: object, default: str, model: str) -> dict[str, Any]:
