@@ -9,7 +9,7 @@ Example:
     >>> task = data.load_task("ctr", n_samples=2_000)
     >>> teacher = models.sequence_transformer(task.schema, size="teacher")  # trained before
     >>> student = models.dcn(task.schema, size="student")
-    >>> distiller = Distiller(student, teacher, alpha=0.5)  # distils on the logits
+    >>> distiller = Distiller(student, teacher, student_loss_weight=0.5)  # KD on the logits
     >>> distiller.compile("adam", loss="binary_crossentropy", metrics=[keras.metrics.AUC()])
     >>> history = distiller.fit(task.train, epochs=1, verbose=0)  # doctest: +SKIP
     >>> sorted(history.history)[:3]  # doctest: +SKIP
