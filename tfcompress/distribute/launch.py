@@ -233,6 +233,42 @@ def _wait_gone(tasks: list[_Task], timeout: float = _GONE_TIMEOUT) -> None:
         time.sleep(0.01)
 
 
+def _check_launch_args(ps: int, strategy: Any, strategy_options: Any, timeout: Any, args: Any,
+                       kwargs: Any, env: Any) -> tuple[str | None, dict[str, str]]:
+    """Check :func:`launch_local`'s arguments; ``(resolved strategy, extra env)``."""
+    if strategy not in _LAUNCH_STRATEGIES:
+        raise ValueError(
+            f"`strategy` must be one of {list(_LAUNCH_STRATEGIES)}, received {strategy!r}."
+        )
+    if strategy == "auto":
+        strategy = "parameter_server" if ps else "multi_worker"
+    if ps and strategy != "parameter_server":
+        raise ValueError(
+            f"`ps`={ps} starts a parameter-server cluster, which needs "
+            f"strategy='parameter_server' (or 'auto'), received {strategy!r}."
+        )
+    if not ps and strategy == "parameter_server":
+        raise ValueError("strategy='parameter_server' needs `ps` >= 1 parameter-server tasks.")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise ValueError(f"`timeout` must be a number of seconds > 0, received {timeout!r}.")
+    if not isinstance(args, tuple):
+        raise TypeError(f"`args` must be a tuple, received {type(args).__name__}.")
+    if kwargs is not None and not isinstance(kwargs, Mapping):
+        raise TypeError(f"`kwargs` must be a dict or None, received {type(kwargs).__name__}.")
+    if strategy_options is not None and not isinstance(strategy_options, Mapping):
+        raise TypeError(
+            f"`strategy_options` must be a dict or None, received "
+            f"{type(strategy_options).__name__}."
+        )
+    if strategy is None and strategy_options:
+        raise ValueError("`strategy_options` needs a strategy; drop it or set `strategy`.")
+    extra_env = dict(env or {})
+    for k, v in extra_env.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise TypeError(f"`env` must map str to str, received {k!r}: {v!r}.")
+    return strategy, extra_env
+
+
 def launch_local(
     fn: Callable[..., Any],
     workers: int = 2,
@@ -306,36 +342,9 @@ def launch_local(
     module, qualname, main_file = _fn_reference(fn)
     _check_count(workers, "workers", 1)
     _check_count(ps, "ps", 0)
-    if strategy not in _LAUNCH_STRATEGIES:
-        raise ValueError(
-            f"`strategy` must be one of {list(_LAUNCH_STRATEGIES)}, received {strategy!r}."
-        )
-    if strategy == "auto":
-        strategy = "parameter_server" if ps else "multi_worker"
-    if ps and strategy != "parameter_server":
-        raise ValueError(
-            f"`ps`={ps} starts a parameter-server cluster, which needs "
-            f"strategy='parameter_server' (or 'auto'), received {strategy!r}."
-        )
-    if not ps and strategy == "parameter_server":
-        raise ValueError("strategy='parameter_server' needs `ps` >= 1 parameter-server tasks.")
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-        raise ValueError(f"`timeout` must be a number of seconds > 0, received {timeout!r}.")
-    if not isinstance(args, tuple):
-        raise TypeError(f"`args` must be a tuple, received {type(args).__name__}.")
-    if kwargs is not None and not isinstance(kwargs, Mapping):
-        raise TypeError(f"`kwargs` must be a dict or None, received {type(kwargs).__name__}.")
-    if strategy_options is not None and not isinstance(strategy_options, Mapping):
-        raise TypeError(
-            f"`strategy_options` must be a dict or None, received "
-            f"{type(strategy_options).__name__}."
-        )
-    if strategy is None and strategy_options:
-        raise ValueError("`strategy_options` needs a strategy; drop it or set `strategy`.")
-    extra_env = dict(env or {})
-    for k, v in extra_env.items():
-        if not isinstance(k, str) or not isinstance(v, str):
-            raise TypeError(f"`env` must map str to str, received {k!r}: {v!r}.")
+    strategy, extra_env = _check_launch_args(
+        ps, strategy, strategy_options, timeout, args, kwargs, env
+    )
     fn_args = _pickled((tuple(args), dict(kwargs or {})), "args")
     options = _pickled(dict(strategy_options or {}), "strategy_options")
 

@@ -112,6 +112,121 @@ __all__ = [
 ]
 
 
+def _check_flags(config: Any, quantization: Any, integer_io: Any, progress: Any,
+                 strict: Any) -> None:
+    """Check the bool flags of :func:`export_tflite` and that the mode allows them."""
+    for flag, value in (("integer_io", integer_io), ("progress", progress)):
+        if not isinstance(value, bool):
+            raise TypeError(f"`{flag}` must be a bool, received {value!r}.")
+    if integer_io and config.integer_io_type is None:
+        raise ValueError(
+            f"`integer_io=True` needs a full-integer mode ('int8' or 'int16x8'); received "
+            f"quantization={quantization!r}."
+        )
+    if strict and not config.needs_representative_data:
+        raise ValueError(
+            f"`strict=True` applies to 'int8' and 'int16x8' only; received "
+            f"quantization={quantization!r}."
+        )
+
+
+def _calibration_examples(model: keras.Model, config: Any, qat_int8: bool,
+                          representative_data: Any, structure: Any, specs: Any,
+                          num_calibration_steps: int) -> list | None:
+    """The calibration examples of the conversion (None: the mode does not calibrate)."""
+    if qat_int8 and representative_data is None:
+        _log.warning(
+            "QAT model %r: int8 ranges from training; tensors without one (embedding lookups, "
+            "pooling, ...) are calibrated on a random batch, which can cost accuracy (0.026 AUC "
+            "on the demo's student vs 0.008 with data): pass representative_data, e.g. the "
+            "validation split.",
+            model.name,
+        )
+        batch = random_batch(specs)
+        return [{k: v[i : i + 1] for k, v in batch.items()} for i in range(RANDOM_BATCH_SIZE)]
+    if config.needs_representative_data:
+        if representative_data is None:
+            raise ValueError(
+                f"quantization={config.name!r} calibrates activation ranges: pass "
+                "`representative_data` (e.g. a tf.data.Dataset of (features, label) from the "
+                "training data)."
+            )
+        return representative_examples(
+            representative_data, structure, specs, num_calibration_steps
+        )
+    if representative_data is not None:
+        _log.info("representative_data ignored: quantization=%r does not calibrate.", config.name)
+    return None
+
+
+def _converter_factory(config: Any, sparse: Any, examples: list | None, strict: bool,
+                       integer_io: bool, progress: bool, target: Path) -> Any:
+    """``make_converter(saved_model_dir, stream)``: a configured TFLite converter."""
+
+    def make_converter(saved_model_dir: str, stream: Any) -> Any:
+        converter = tf.lite.TFLiteConverter.from_saved_model(
+            saved_model_dir, signature_keys=[SIGNATURE_KEY]
+        )
+        if config.optimize:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if sparse:
+            converter.optimizations = [*converter.optimizations,
+                                       tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+        if examples is not None:
+            ops = config.ops + (() if strict else config.fallback_ops)
+            converter.target_spec.supported_ops = [getattr(tf.lite.OpsSet, o) for o in ops]
+            converter.representative_dataset = calibration_dataset(
+                examples, progress=progress, stream=stream,
+                label=f"calibrating {target.name} ({config.name})",
+            )
+            if integer_io:
+                io_type = getattr(tf, config.integer_io_type)
+                converter.inference_input_type = io_type
+                converter.inference_output_type = io_type
+        if config.supported_types:
+            converter.target_spec.supported_types = [getattr(tf, t) for t in config.supported_types]
+        return converter
+
+    return make_converter
+
+
+def _write_artifact(model: keras.Model, target: Path, flatbuffer: bytes, config: Any,
+                    prepared: dict[str, Any], options: dict[str, Any], tolerances: Any,
+                    drift: Any, parity_data: Any, parity_labels: Any, parity_max_examples: Any,
+                    parity_tolerance: Any) -> dict[str, Any]:
+    """Write ``flatbuffer`` to ``target`` atomically once LiteRT runs it; its parity."""
+    what = f"TFLite export {str(target)!r}"
+    # hidden temp name ending in .tflite, so that load_variant runs it as a TFLite file
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{target.stem}.", suffix=".tmp.tflite", dir=target.parent
+    )
+    tmp = Path(tmp_name)
+    try:
+        with held(tmp):  # a cleaner in another process leaves it alone
+            with os.fdopen(fd, "wb") as f:
+                f.write(flatbuffer)
+            with captured_output() as out:  # LiteRT's "Created ... XNNPACK delegate" line
+                artifact = load_variant(tmp, name=target.name)
+                parity = measure_parity(
+                    model, artifact, parity_data, parity_labels, parity_max_examples
+                )
+                del artifact
+            if out.text.strip():
+                _log.debug("LiteRT output while checking %s:\n%s", target, out.text.rstrip())
+            if config.is_float and not (prepared["qat"] or prepared["embedding_tables"]):
+                check_float_parity(parity, parity_tolerance, what)
+                parity["drift_flag"] = None
+            else:  # quantized, QAT or int8 tables: drift by design, flagged beyond tolerance
+                report_drift(parity, what, drift, options, tolerances)
+            os.chmod(tmp, default_file_mode())  # mkstemp creates 0600 whatever the umask
+            os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return parity
+
+
 def export_tflite(
     model: keras.Model,
     path: str | os.PathLike,
@@ -235,19 +350,7 @@ def export_tflite(
     check_common_args(parity_tolerance, parity_max_examples, overwrite)
     check_drift_mode(drift)
     tolerances = check_drift_tolerances(drift_tolerances)
-    for flag, value in (("integer_io", integer_io), ("progress", progress)):
-        if not isinstance(value, bool):
-            raise TypeError(f"`{flag}` must be a bool, received {value!r}.")
-    if integer_io and config.integer_io_type is None:
-        raise ValueError(
-            f"`integer_io=True` needs a full-integer mode ('int8' or 'int16x8'); received "
-            f"quantization={quantization!r}."
-        )
-    if strict and not config.needs_representative_data:
-        raise ValueError(
-            f"`strict=True` applies to 'int8' and 'int16x8' only; received "
-            f"quantization={quantization!r}."
-        )
+    _check_flags(config, quantization, integer_io, progress, strict)
     keep_float = check_float_ops(float_ops, config)
     check_embeddings_mode(embeddings)
     if sparse is not None and not isinstance(sparse, bool):
@@ -262,29 +365,9 @@ def export_tflite(
     if target.is_dir():
         raise ValueError(f"`path` {str(target)!r} is a directory; pass a '.tflite' file path.")
     structure, specs = model_input_specs(model)
-    examples = None
-    if qat_int8 and representative_data is None:
-        _log.warning(
-            "QAT model %r: int8 ranges from training; tensors without one (embedding lookups, "
-            "pooling, ...) are calibrated on a random batch, which can cost accuracy (0.026 AUC "
-            "on the demo's student vs 0.008 with data): pass representative_data, e.g. the "
-            "validation split.",
-            model.name,
-        )
-        batch = random_batch(specs)
-        examples = [{k: v[i : i + 1] for k, v in batch.items()} for i in range(RANDOM_BATCH_SIZE)]
-    elif config.needs_representative_data:
-        if representative_data is None:
-            raise ValueError(
-                f"quantization={config.name!r} calibrates activation ranges: pass "
-                "`representative_data` (e.g. a tf.data.Dataset of (features, label) from the "
-                "training data)."
-            )
-        examples = representative_examples(
-            representative_data, structure, specs, num_calibration_steps
-        )
-    elif representative_data is not None:
-        _log.info("representative_data ignored: quantization=%r does not calibrate.", config.name)
+    examples = _calibration_examples(
+        model, config, qat_int8, representative_data, structure, specs, num_calibration_steps
+    )
     manifest_path = target.parent / MANIFEST_NAME
     if manifest_path.exists():
         read_manifest(manifest_path)  # fail on a corrupt manifest before any work
@@ -293,29 +376,8 @@ def export_tflite(
     convert_model, prepared = prepare_for_export(model, config.name, embeddings)
     concrete = serving_function(convert_model).get_concrete_function()
 
-    def make_converter(saved_model_dir: str, stream: Any) -> Any:
-        converter = tf.lite.TFLiteConverter.from_saved_model(
-            saved_model_dir, signature_keys=[SIGNATURE_KEY]
-        )
-        if config.optimize:
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        if sparse:
-            converter.optimizations = [*converter.optimizations,
-                                       tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
-        if examples is not None:
-            ops = config.ops + (() if strict else config.fallback_ops)
-            converter.target_spec.supported_ops = [getattr(tf.lite.OpsSet, o) for o in ops]
-            converter.representative_dataset = calibration_dataset(
-                examples, progress=progress, stream=stream,
-                label=f"calibrating {target.name} ({config.name})",
-            )
-            if integer_io:
-                io_type = getattr(tf, config.integer_io_type)
-                converter.inference_input_type = io_type
-                converter.inference_output_type = io_type
-        if config.supported_types:
-            converter.target_spec.supported_types = [getattr(tf, t) for t in config.supported_types]
-        return converter
+    make_converter = _converter_factory(config, sparse, examples, strict, integer_io,
+                                        progress, target)
 
     options = {
         "mode": config.name,
@@ -330,39 +392,13 @@ def export_tflite(
         "drift_tolerances": tolerances,
         **prepared,
     }
-    what = f"TFLite export {str(target)!r}"
     with created_dirs(target.parent):
         flatbuffer = _convert_quietly(
             model, convert_model, concrete, config, make_converter, strict, keep_float, options
         )
-        # hidden temp name ending in .tflite, so that load_variant runs it as a TFLite file
-        fd, tmp_name = tempfile.mkstemp(
-            prefix=f".{target.stem}.", suffix=".tmp.tflite", dir=target.parent
-        )
-        tmp = Path(tmp_name)
-        try:
-            with held(tmp):  # a cleaner in another process leaves it alone
-                with os.fdopen(fd, "wb") as f:
-                    f.write(flatbuffer)
-                with captured_output() as out:  # LiteRT's "Created ... XNNPACK delegate" line
-                    artifact = load_variant(tmp, name=target.name)
-                    parity = measure_parity(
-                        model, artifact, parity_data, parity_labels, parity_max_examples
-                    )
-                    del artifact
-                if out.text.strip():
-                    _log.debug("LiteRT output while checking %s:\n%s", target, out.text.rstrip())
-                if config.is_float and not (prepared["qat"] or prepared["embedding_tables"]):
-                    check_float_parity(parity, parity_tolerance, what)
-                    parity["drift_flag"] = None
-                else:  # quantized, QAT or int8 tables: drift by design, flagged beyond tolerance
-                    report_drift(parity, what, drift, options, tolerances)
-                os.chmod(tmp, default_file_mode())  # mkstemp creates 0600 whatever the umask
-                os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
+        parity = _write_artifact(model, target, flatbuffer, config, prepared, options, tolerances,
+                                 drift, parity_data, parity_labels, parity_max_examples,
+                                 parity_tolerance)
     files = file_table(target, target.parent)
     entry = manifest_entry(model.name, "tflite", options, parity, files)
     entry["inputs"] = [spec.name for spec in specs]  # the Keras input order (runtime reads it)
