@@ -234,38 +234,8 @@ class DataSpec:
             )
 
     def _check_options(self, fmt: str | None) -> None:
-        _set(self, "split", _split(self.split))
-        if self.split_mode is not None:
-            modes = SPLIT_MODES_BY_FORMAT[fmt] if fmt else MOVIELENS_SPLITS
-            if self.split_mode not in modes:
-                listed = ", ".join(f'"{m}"' for m in modes)
-                where = f" for {_FORMAT_NAMES[fmt]} files" if fmt else ""
-                raise fail("split_mode", f"one of {listed}{where}", self.split_mode,
-                           f'split_mode = "{modes[min(1, len(modes) - 1)]}"',
-                           typed=not isinstance(self.split_mode, str))
-        for key in ("time_column", "user_column"):
-            _set(self, key, _name(getattr(self, key), key, f'{key} = "click_time"'))
-        for key, mode in (("time_column", "time"), ("user_column", "by_user")):
-            if getattr(self, key) is not None and self.split_mode != mode:
-                raise RecipeError(
-                    f"{key} applies to split_mode = \"{mode}\", received {key} = "
-                    f"{show(getattr(self, key))} with split_mode = {show(self.split_mode)}; "
-                    f'set split_mode = "{mode}" or remove {key}.',
-                    key=key,
-                )
-        seen: dict[str, str] = {}
-        for key in _COLUMN_LISTS:
-            cols = _columns(getattr(self, key), key)
-            _set(self, key, cols)
-            for col in cols or ():
-                if col == self.label:
-                    raise RecipeError(f"{show(col)} is the label column; remove it from {key}.",
-                                      key=key)
-                if col in seen:
-                    raise RecipeError(
-                        f"the column {show(col)} is listed in both {seen[col]} and {key}; "
-                        "keep one.", key=key)
-                seen[col] = key
+        self._check_split(fmt)
+        self._check_columns()
         if self.timestamp_features is not None:
             check_choice(self.timestamp_features, "timestamp_features", TIMESTAMP_FEATURES,
                          example='timestamp_features = "hour_weekday"')
@@ -293,6 +263,44 @@ class DataSpec:
                        typed=not isinstance(fill, str))
         self._text_options(fmt)
         check_bool(self.strict, "strict", example="strict = true")
+
+    def _check_split(self, fmt: str | None) -> None:
+        """``split``, ``split_mode`` and the columns a split mode reads."""
+        _set(self, "split", _split(self.split))
+        if self.split_mode is not None:
+            modes = SPLIT_MODES_BY_FORMAT[fmt] if fmt else MOVIELENS_SPLITS
+            if self.split_mode not in modes:
+                listed = ", ".join(f'"{m}"' for m in modes)
+                where = f" for {_FORMAT_NAMES[fmt]} files" if fmt else ""
+                raise fail("split_mode", f"one of {listed}{where}", self.split_mode,
+                           f'split_mode = "{modes[min(1, len(modes) - 1)]}"',
+                           typed=not isinstance(self.split_mode, str))
+        for key in ("time_column", "user_column"):
+            _set(self, key, _name(getattr(self, key), key, f'{key} = "click_time"'))
+        for key, mode in (("time_column", "time"), ("user_column", "by_user")):
+            if getattr(self, key) is not None and self.split_mode != mode:
+                raise RecipeError(
+                    f"{key} applies to split_mode = \"{mode}\", received {key} = "
+                    f"{show(getattr(self, key))} with split_mode = {show(self.split_mode)}; "
+                    f'set split_mode = "{mode}" or remove {key}.',
+                    key=key,
+                )
+
+    def _check_columns(self) -> None:
+        """The column lists: each column in one list at most, never the label."""
+        seen: dict[str, str] = {}
+        for key in _COLUMN_LISTS:
+            cols = _columns(getattr(self, key), key)
+            _set(self, key, cols)
+            for col in cols or ():
+                if col == self.label:
+                    raise RecipeError(f"{show(col)} is the label column; remove it from {key}.",
+                                      key=key)
+                if col in seen:
+                    raise RecipeError(
+                        f"the column {show(col)} is listed in both {seen[col]} and {key}; "
+                        "keep one.", key=key)
+                seen[col] = key
 
     def _text_options(self, fmt: str | None) -> None:
         one_char = fmt == "csv"

@@ -21,9 +21,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tfcompress import data, models
 from tfcompress._keras import keras
+from tfcompress._version import __version__
+from tfcompress.callbacks.tensorboard import (
+    CompressionTensorBoard,
+    log_hparams,
+    log_stage_summary,
+    log_text,
+)
 from tfcompress.data.epochs import epoch_batches
+from tfcompress.distillation.distiller import Distiller
+from tfcompress.distribute.strategy import get_strategy
 from tfcompress.export.manifest import atomic_write_text
+from tfcompress.pruning.pruner import PruningCallback, prune, strip
+from tfcompress.pruning.shrinking import shrink
+from tfcompress.quantization.qat import quantize
 from tfcompress.recipe import _quality as quality_
 from tfcompress.recipe._cache import (
     begin_stage,
@@ -59,8 +72,6 @@ def load_data(spec: DataSpec) -> Any:
         >>> load_data(DataSpec(task="ctr", samples=1_000)).schema.task
         'binary'
     """
-    from tfcompress import data
-
     if not isinstance(spec, DataSpec):
         raise TypeError(f"`spec` must be a tfcompress.recipe.DataSpec, received {spec!r:.80}.")
     if spec.path is None:
@@ -117,8 +128,6 @@ class _Run:
             compression: Sequence[Any] = (), early_stopping: bool = True) -> int | None:
         """Fit with early stopping on the validation metric (keeping the best epoch),
         TensorBoard and resume; returns the epoch it resumed at (None for a fresh fit)."""
-        from tfcompress.callbacks.tensorboard import CompressionTensorBoard
-
         monitor, mode = _monitor(self.task.schema)
         patience = self.recipe.model.patience
         first = _FirstEpoch()
@@ -146,9 +155,6 @@ class _Run:
     def distiller(self, student: keras.Model, teacher: keras.Model, distill: Any,
                   lr: float) -> keras.Model:
         """``student`` inside a compiled Distiller with ``distill`` (a DistillStage)'s settings."""
-        from tfcompress import models
-        from tfcompress.distillation.distiller import Distiller
-
         temperature = None if distill.loss == "mse" else distill.temperature
         wrapped = Distiller(student, teacher, distillation_loss=distill.loss,
                             alpha=distill.alpha, temperature=temperature)
@@ -160,8 +166,6 @@ class _Run:
                   compression: Sequence[Any] = (), early_stopping: bool = True) -> int | None:
         """Fit a compressed ``model`` for the stage's budget: on the labels, or (``distill``)
         inside a Distiller with the recipe's teacher. Call in the strategy scope."""
-        from tfcompress import models
-
         lr = stage.learning_rate or self.recipe.model.learning_rate
         if not getattr(stage, "distill", False):
             models.compile_for_task(model, self.task.schema, learning_rate=lr)
@@ -198,8 +202,6 @@ class _Run:
                 "train_examples": seen}
 
     def build(self, spec: ModelSpec, seed: int) -> keras.Model:
-        from tfcompress import models
-
         if spec.path is not None:
             return load_model(Path(spec.path))
         keras.utils.set_random_seed(seed)
@@ -219,8 +221,6 @@ def _fit_verbosity(verbose: int) -> int:
 
 
 def _train_input(r: _Run, name: str, stage_dir: Path) -> tuple[keras.Model, dict[str, Any]]:
-    from tfcompress import models
-
     spec = r.recipe.model
     with r.strategy.scope():
         model = r.build(spec, r.seed)
@@ -234,8 +234,6 @@ def _train_input(r: _Run, name: str, stage_dir: Path) -> tuple[keras.Model, dict
 
 def _distill(r: _Run, stage: Any, teacher: keras.Model, stage_dir: Path, seed: int
              ) -> tuple[keras.Model, dict[str, Any]]:
-    from tfcompress import models
-
     lr = stage.learning_rate or r.recipe.model.learning_rate
     extra: dict[str, str] = {}
     with r.strategy.scope():
@@ -263,9 +261,6 @@ def _distill(r: _Run, stage: Any, teacher: keras.Model, stage_dir: Path, seed: i
 
 def _prune(r: _Run, stage: Any, model: keras.Model, stage_dir: Path
            ) -> tuple[keras.Model, dict[str, Any]]:
-    from tfcompress import models
-    from tfcompress.pruning.pruner import PruningCallback, prune, strip
-
     with r.strategy.scope():
         pruned = prune(model, stage.sparsity, structure=stage.structure,
                        layers=_filter(stage.layers), skip=_filter(stage.skip))
@@ -283,8 +278,6 @@ def _prune(r: _Run, stage: Any, model: keras.Model, stage_dir: Path
 
 def _shrink(r: _Run, stage: Any, model: keras.Model, stage_dir: Path
             ) -> tuple[keras.Model, dict[str, Any]]:
-    from tfcompress.pruning.shrinking import shrink
-
     with r.strategy.scope():
         data = r.task.validation if stage.criterion == "activation" else None
         small = shrink(model, stage.ratio, data=data, criterion=stage.criterion,
@@ -297,8 +290,6 @@ def _shrink(r: _Run, stage: Any, model: keras.Model, stage_dir: Path
 
 def _quantize(r: _Run, stage: Any, model: keras.Model, stage_dir: Path
               ) -> tuple[keras.Model, dict[str, Any]]:
-    from tfcompress.quantization.qat import quantize
-
     with r.strategy.scope():
         qat = quantize(model, scheme=stage.scheme, layers=_filter(stage.layers),
                        skip=_filter(stage.skip))
@@ -329,8 +320,6 @@ def _as_recipe(recipe: Any) -> Recipe:
 
 def _library_version() -> str:
     """Part of every stage key: a new tfcompress release re-runs the stages."""
-    from tfcompress._version import __version__
-
     return f"tfcompress {__version__}"
 
 
@@ -381,26 +370,7 @@ def run(
     """
     started = time.perf_counter()
     recipe = _as_recipe(recipe)
-    for arg, value in (("out_dir", out_dir), ("logdir", logdir)):
-        if value is not None and not isinstance(value, (str, os.PathLike)):
-            raise TypeError(f"run: `{arg}` must be a path, received {type(value).__name__}.")
-    if not isinstance(resume, bool):
-        raise TypeError(f"run: `resume` must be a bool, received {resume!r}.")
-    if isinstance(verbose, bool) or not isinstance(verbose, int) or verbose not in (0, 1, 2):
-        raise ValueError(f"run: `verbose` must be 0, 1 or 2, received {verbose!r}.")
-    callbacks = tuple(callbacks)
-    for cb in callbacks:
-        if not isinstance(cb, keras.callbacks.Callback):
-            raise TypeError(f"run: every entry of `callbacks` must be a tf_keras Callback, "
-                            f"received {cb!r:.80}.")
-    if recipe.strategy not in RUN_STRATEGIES:
-        raise ValueError(
-            f"run: strategy {recipe.strategy!r} needs one process per worker; tfcompress.run "
-            f"drives {list(RUN_STRATEGIES)}. For multi-worker training use "
-            "tfcompress.distribute.launch.launch_local with your own fit (see notebooks/)."
-        )
-    from tfcompress.callbacks.tensorboard import log_hparams, log_text
-    from tfcompress.distribute.strategy import get_strategy
+    callbacks = _check_run_args(recipe, out_dir, logdir, resume, verbose, callbacks)
 
     run_dir = Path(out_dir) / recipe.name
     if not resume and run_dir.exists():
@@ -424,6 +394,67 @@ def run(
         sha256_file(Path(recipe.model.path)) if recipe.model.path else "",
     )
 
+    results, warnings, digests = _run_stages(r, input_hash)
+    noise = quality_.noise_note(results[-1].n_examples, results[-1].n_positives,
+                                "the test split")
+    if noise is not None:
+        _log.warning("%s", noise)
+        warnings.append(noise)
+
+    plan = plan_exports(recipe, run_dir, results)
+    export_key = sha256_text(
+        json.dumps(recipe.export.get_config(), sort_keys=True),
+        *(digests[v.source] for v in plan),
+        *(f"{v.name}:{v.mode}" for v in plan),
+        _EXPORT_FORMAT,
+    )
+    exports, parity = export_all(r, plan, export_key, resume)
+    bench, measured = None, False
+    if recipe.benchmark.enabled:
+        bench_key = sha256_text(export_key,
+                                 json.dumps(recipe.benchmark.get_config(), sort_keys=True))
+        bench, measured = benchmark_all(r, exports, bench_key, resume)
+    report = RunReport(
+        name=recipe.name, run_dir=str(run_dir), stages=tuple(results), benchmark=bench,
+        exports=exports, logdir=str(logdir), seconds=round(time.perf_counter() - started, 1),
+        recipe=recipe.get_config(), parity=parity, warnings=tuple(warnings),
+        benchmark_positives=quality_.benchmark_positives(r.task.test, bench),
+    )
+    report = render_report(report, run_dir)
+    _log_report(logdir, report, plan, bench, measured, results)
+    say(verbose, f"Done in {report.seconds:.0f} s: {run_dir / 'report.md'}"
+                  + (f", {run_dir / report.plot}" if report.plot else ""))
+    return report
+
+
+def _check_run_args(recipe: Recipe, out_dir: Any, logdir: Any, resume: Any, verbose: Any,
+                    callbacks: Any) -> tuple[keras.callbacks.Callback, ...]:
+    """Check :func:`run`'s arguments; the callbacks as a tuple."""
+    for arg, value in (("out_dir", out_dir), ("logdir", logdir)):
+        if value is not None and not isinstance(value, (str, os.PathLike)):
+            raise TypeError(f"run: `{arg}` must be a path, received {type(value).__name__}.")
+    if not isinstance(resume, bool):
+        raise TypeError(f"run: `resume` must be a bool, received {resume!r}.")
+    if isinstance(verbose, bool) or not isinstance(verbose, int) or verbose not in (0, 1, 2):
+        raise ValueError(f"run: `verbose` must be 0, 1 or 2, received {verbose!r}.")
+    callbacks = tuple(callbacks)
+    for cb in callbacks:
+        if not isinstance(cb, keras.callbacks.Callback):
+            raise TypeError(f"run: every entry of `callbacks` must be a tf_keras Callback, "
+                            f"received {cb!r:.80}.")
+    if recipe.strategy not in RUN_STRATEGIES:
+        raise ValueError(
+            f"run: strategy {recipe.strategy!r} needs one process per worker; tfcompress.run "
+            f"drives {list(RUN_STRATEGIES)}. For multi-worker training use "
+            "tfcompress.distribute.launch.launch_local with your own fit (see notebooks/)."
+        )
+    return callbacks
+
+
+def _run_stages(r: _Run, input_hash: str
+                ) -> tuple[list[StageResult], list[str], dict[Path, str]]:
+    """Run (or reuse) the input model and every stage: results, fit warnings, file digests."""
+    recipe, run_dir, strategy, verbose = r.recipe, r.run_dir, r.strategy, r.verbose
     results: list[StageResult] = []
     warnings: list[str] = []
     digests: dict[Path, str] = {}  # sha256 of every model file the stages wrote
@@ -470,32 +501,12 @@ def run(
             extra={k: f"{stage_dir.name}/{v}" for k, v in record.get("extra", {}).items()},
             n_examples=record.get("n_examples"), n_positives=record.get("n_positives"),
         ))
-    noise = quality_.noise_note(results[-1].n_examples, results[-1].n_positives,
-                                "the test split")
-    if noise is not None:
-        _log.warning("%s", noise)
-        warnings.append(noise)
+    return results, warnings, digests
 
-    plan = plan_exports(recipe, run_dir, results)
-    export_key = sha256_text(
-        json.dumps(recipe.export.get_config(), sort_keys=True),
-        *(digests[v.source] for v in plan),
-        *(f"{v.name}:{v.mode}" for v in plan),
-        _EXPORT_FORMAT,
-    )
-    exports, parity = export_all(r, plan, export_key, resume)
-    bench, measured = None, False
-    if recipe.benchmark.enabled:
-        bench_key = sha256_text(export_key,
-                                 json.dumps(recipe.benchmark.get_config(), sort_keys=True))
-        bench, measured = benchmark_all(r, exports, bench_key, resume)
-    report = RunReport(
-        name=recipe.name, run_dir=str(run_dir), stages=tuple(results), benchmark=bench,
-        exports=exports, logdir=str(logdir), seconds=round(time.perf_counter() - started, 1),
-        recipe=recipe.get_config(), parity=parity, warnings=tuple(warnings),
-        benchmark_positives=quality_.benchmark_positives(r.task.test, bench),
-    )
-    report = render_report(report, run_dir)
+
+def _log_report(logdir: Path, report: RunReport, plan: Any, bench: Any, measured: bool,
+                results: list[StageResult]) -> None:
+    """The benchmark's hparams runs and the report as text in TensorBoard."""
     if measured:  # a reused benchmark is in TensorBoard already: no duplicate sessions
         by_name = {v.name: v for v in plan}
         log_hparams(logdir / "hparams", bench, {
@@ -505,9 +516,6 @@ def run(
         })
     if measured or not all(s.cached for s in results):
         log_text(logdir, "report", report.to_markdown())
-    say(verbose, f"Done in {report.seconds:.0f} s: {run_dir / 'report.md'}"
-                  + (f", {run_dir / report.plot}" if report.plot else ""))
-    return report
 
 
 #: part of the export key: exports recorded before exports.json kept the parity run again
@@ -517,8 +525,6 @@ _EXPORT_FORMAT = "exports.json with parity"
 def _run_stage(r: _Run, index: int, stage: Any, name: str, kind: str, model: keras.Model | None,
                stage_dir: Path, key: str, check_fit: bool) -> tuple[keras.Model, dict[str, Any]]:
     """Run one stage (its directory is begun); returns its model and its finished record."""
-    from tfcompress.callbacks.tensorboard import log_stage_summary
-
     t0 = time.perf_counter()
     r.seed = stage_seed(r.recipe.seed, index)
     keras.utils.set_random_seed(r.seed)
