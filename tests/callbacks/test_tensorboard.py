@@ -322,7 +322,7 @@ def test_log_hparams_rejects_bad_inputs(tmp_path):
     report = _report()
     with pytest.raises(TypeError, match="`log_dir` must be a directory path"):
         log_hparams(None, report)
-    with pytest.raises(TypeError, match="`report` must be a tfcompress.BenchmarkReport"):
+    with pytest.raises(TypeError, match="`report` must be a tfcompress.evaluation.BenchmarkReport"):
         log_hparams(tmp_path, {"keras": 1})
     with pytest.raises(ValueError, match=r"\['nope'\].*not in the report.*'keras', 'int8'"):
         log_hparams(tmp_path, report, {"nope": {"bits": 8}})

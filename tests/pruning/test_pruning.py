@@ -519,7 +519,7 @@ def test_layer_filter_matching_nothing_raises():
 
 
 def test_already_pruned_model_raises():
-    with pytest.raises(ValueError, match=r"already pruned.*tfcompress.strip"):
+    with pytest.raises(ValueError, match=r"already pruned.*tfcompress.pruning.strip"):
         prune(prune(_dense_model(), 0.5))
 
 

@@ -422,7 +422,7 @@ def log_hparams(
     path = _check_log_dir(log_dir)
     if not isinstance(report, BenchmarkReport):
         raise TypeError(
-            f"`report` must be a tfcompress.BenchmarkReport, received "
+            f"`report` must be a tfcompress.evaluation.BenchmarkReport, received "
             f"{type(report).__name__}: {report!r:.80}; get one from tfcompress.benchmark(...)."
         )
     if baseline is not None and not isinstance(baseline, str):

@@ -55,7 +55,8 @@ def prepare_sparse(model: keras.Model, sparse: bool | None, mode: str
             "under gzip; or export in float32/float16 with sparse=True."
         )
     if is_pruned(model):
-        _log.info("Model %r holds pruning wrappers: exporting tfcompress.strip(model).", model.name)
+        _log.info("Model %r holds pruning wrappers: exporting tfcompress.pruning.strip(model).",
+                  model.name)
         model = strip(model)
     if sparse is None:
         overall = sparsity_report(model).overall
@@ -116,7 +117,7 @@ def resolve_subclassed(
             f"(tfcompress.quantize); quantization={mode!r} needs a float copy, which only "
             "functional and Sequential models can be stripped to. Export it with "
             "quantization='int8' (it converts with the ranges it trained), or rebuild the model "
-            "around tfcompress.strip_quantization(tower) of each quantized sub-model and export "
+            "around tfcompress.quantization.strip(tower) of each quantized sub-model and export "
             "that."
         )
     choice = embeddings or ("int8" if mode in _QUANTIZED_TABLE_MODES else "float")

@@ -314,7 +314,8 @@ def export_tflite(
         sparse: store pruned weights in TFLite's sparse format
             (``tf.lite.Optimize.EXPERIMENTAL_SPARSITY``); float32 and float16 only (LiteRT
             cannot run sparse integer weights). None: in those modes, when at least half of
-            the model's prunable weights are zero (see :func:`tfcompress.sparsity_report`). A
+            the model's prunable weights are zero (see :func:`tfcompress.pruning.sparsity_report`).
+            A
             model still holding pruning wrappers (from :func:`tfcompress.prune`) is stripped
             first.
         progress: show a progress bar (stderr) over the calibration steps of ``"int8"`` /

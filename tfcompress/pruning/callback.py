@@ -191,7 +191,7 @@ class PruningCallback(_FitPruning):
     rebuilt, so the model stays usable.
 
     Order in ``callbacks``: after ``EarlyStopping(restore_best_weights=True)`` (so the final
-    masks apply to the restored weights; otherwise :func:`tfcompress.strip` re-applies the
+    masks apply to the restored weights; otherwise :func:`tfcompress.pruning.strip` re-applies the
     target masks with a warning), before ``CSVLogger``/``TensorBoard`` (so they see
     the sparsity keys). In a custom training loop, drive it by hand: ``set_model(model)``,
     ``set_params({"epochs": E, "steps": S})``, ``on_train_begin()``, ``on_epoch_begin(0)``,

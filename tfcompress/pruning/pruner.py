@@ -361,7 +361,7 @@ def prune(
         raise ValueError(
             f"prune: model '{model.name}' is already pruned (layers "
             f"{', '.join(p for p, _ in wrapped)} have pruning wrappers); call "
-            "tfcompress.strip(model) first to prune it again."
+            "tfcompress.pruning.strip(model) first to prune it again."
         )
 
     # pass 1: an independent, built copy with the original weights

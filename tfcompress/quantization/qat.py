@@ -285,7 +285,7 @@ def quantize(
             that the optimizer applies after every update, so a pruned model stays as sparse
             through QAT and its int8 export. ``None`` (default) turns it on for weights that
             are at least 30% exact zeros (trained dense weights are never that), i.e. for
-            models from :func:`tfcompress.strip`; ``False`` lets QAT fill them in.
+            models from :func:`tfcompress.pruning.strip`; ``False`` lets QAT fill them in.
 
     Returns:
         The QAT model, with ``compression_report`` (technique ``"quantize"``): one

@@ -157,7 +157,8 @@ class _Run:
         """``student`` inside a compiled Distiller with ``distill`` (a DistillStage)'s settings."""
         temperature = None if distill.loss == "mse" else distill.temperature
         wrapped = Distiller(student, teacher, distillation_loss=distill.loss,
-                            alpha=distill.alpha, temperature=temperature)
+                            student_loss_weight=1.0 - distill.alpha,
+                            temperature=temperature)
         loss, metrics = models.loss_and_metrics(self.task.schema)
         wrapped.compile(keras.optimizers.Adam(lr), loss=loss, metrics=metrics)
         return wrapped
