@@ -528,7 +528,8 @@ def demo_recipe(
     0.7133 at alpha 0.9 / temperature 2, one run each, same teacher); pruning fine-tunes at 1e-3
     (AUC 0.7046 after 2 epochs, vs 0.7019 at 2e-3 for 3 epochs and 0.6949 at 5e-4 for 3), QAT at
     5e-4; both fine-tune with the teacher (``distill=True``: int8 logloss 0.458 vs 0.475 on the
-    labels alone; AUC 0.705-0.710 over two runs vs 0.705, within run-to-run noise).
+    labels alone; AUC 0.705-0.710 over two runs vs 0.705, within run-to-run noise). These were
+    measured before the training order became a function of the seed and step (issue 14).
 
     Args:
         samples: simulated CTR impressions (>= 100).
