@@ -135,6 +135,103 @@ def test_flatten_layers_finds_wrapped_layers():
     assert inner not in list(_compat.flatten_layers(model, include_self=False, recursive=False))
 
 
+# ---------------------------------------------------------------- TFMOT 0.8.1 internals
+
+#: what tfcompress uses of each private TFMOT module (_compat._TFMOT_INTERNALS)
+_TFMOT_USES = {
+    "pruning_utils": ("generate_m_by_n_mask", "m_by_n_sparsity_mask_prepare",
+                      "weights_rearrange"),
+    "pruning_wrapper": ("PruneLowMagnitude",),
+    "pruning_impl": ("Pruning",),
+    "prune_registry": ("PruneRegistry",),
+    "pruning_schedule": ("PruningSchedule",),
+    "tfmot_keras_utils": ("smart_cond",),
+    "quantize_wrapper": ("QuantizeWrapper", "QuantizeWrapperV2"),
+    "quantize_layer": ("QuantizeLayer",),
+    "quantize_aware_activation": ("QuantizeAwareActivation", "NoOpActivation"),
+    "quantize_annotate": ("QuantizeAnnotate",),
+    "quantize_utils": ("serialize_layer",),
+    "default_8bit_quantize_scheme": ("Default8BitQuantizeScheme",),
+    "default_8bit_quantize_layout_transform": ("Default8BitQuantizeLayoutTransform",),
+    "default_8bit_transforms": (
+        "InputLayerQuantize", "ConcatTransform", "ConcatTransform3Inputs",
+        "ConcatTransform4Inputs", "ConcatTransform5Inputs", "ConcatTransform6Inputs",
+        "DenseBatchNormQuantize", "DenseBatchNormReLUQuantize",
+        "DenseBatchNormActivationQuantize", "LayerReLUQuantize", "LayerReluActivationQuantize",
+    ),
+    "default_8bit_quantize_registry": ("Default8BitQuantizeRegistry",),
+    "model_transformer": ("ModelTransformer", "LayerNode"),
+}
+
+
+def test_every_tfmot_internal_is_pinned():
+    assert set(_TFMOT_USES) == set(_compat._TFMOT_INTERNALS)  # noqa: SLF001
+
+
+@pytest.mark.parametrize("name", sorted(_TFMOT_USES))
+def test_tfmot_internal_module_still_has_what_tfcompress_uses(name):
+    module = _compat.tfmot_internal(name)
+    assert module.__name__ == _compat._TFMOT_INTERNALS[name]  # noqa: SLF001
+    missing = [attr for attr in _TFMOT_USES[name] if not hasattr(module, attr)]
+    assert not missing, f"TFMOT's {module.__name__} no longer has {missing}"
+    assert getattr(_compat, name) is module  # the re-export
+
+
+def test_tfmot_internal_refuses_an_unlisted_name():
+    with pytest.raises(KeyError, match="`name` must be one of .*received 'sparsity'"):
+        _compat.tfmot_internal("sparsity")
+    with pytest.raises(AttributeError, match="has no attribute 'sparsity'"):
+        _compat.sparsity  # noqa: B018
+
+
+def test_tfmot_internals_are_what_the_public_api_builds():
+    import tensorflow_model_optimization as tfmot
+
+    qat = _tfmot_qat_model()
+    assert {type(lyr) for lyr in qat.layers} >= {
+        _compat.quantize_layer.QuantizeLayer, _compat.quantize_wrapper.QuantizeWrapperV2}
+    assert issubclass(_compat.quantize_wrapper.QuantizeWrapperV2,
+                      _compat.quantize_wrapper.QuantizeWrapper)
+    annotated = tfmot.quantization.keras.quantize_annotate_layer(keras.layers.Dense(1))
+    assert isinstance(annotated, _compat.quantize_annotate.QuantizeAnnotate)
+    pruned = tfmot.sparsity.keras.prune_low_magnitude(keras.layers.Dense(1))
+    assert isinstance(pruned, _compat.pruning_wrapper.PruneLowMagnitude)
+    assert isinstance(tfmot.sparsity.keras.ConstantSparsity(0.5, 0),
+                      _compat.pruning_schedule.PruningSchedule)
+    assert isinstance(tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme(),
+                      _compat.default_8bit_quantize_scheme.Default8BitQuantizeScheme)
+
+
+def test_tfmot_helpers_behave_as_tfcompress_expects():
+    utils = _compat.tfmot_keras_utils
+    assert int(utils.smart_cond(tf.constant(True), lambda: 1, lambda: 2)) == 1
+    assert int(utils.smart_cond(False, lambda: 1, lambda: 2)) == 2
+    weights = tf.constant([[4.0, -3.0, 0.5, 1.0], [0.1, 0.2, -5.0, 6.0]])
+    mask = _compat.pruning_utils.generate_m_by_n_mask(tf.reshape(weights, (-1, 4)), (2, 4))
+    np.testing.assert_array_equal(tf.reshape(mask, (2, 4)).numpy(),
+                                  [[1, 1, 0, 0], [0, 0, 1, 1]])
+
+
+def test_importing_compat_does_not_import_tfmot():
+    code = ("import sys, tfcompress._compat; "
+            "assert not [m for m in sys.modules if m.startswith('tensorflow_model_optimization')]")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_tfmot_internals_are_imported_only_through_compat():
+    offenders = []
+    for path in _library_files():
+        for node in ast.walk(ast.parse(path.read_text())):
+            modules = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                       else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            offenders += [f"{path.relative_to(PACKAGE)}:{node.lineno} {m}" for m in modules
+                          if m.startswith("tensorflow_model_optimization.python")]
+    assert not offenders, "import TFMOT internals from tfcompress._compat: " + ", ".join(offenders)
+
+
 # ---------------------------------------------------------------- where the hooks may live
 
 #: private attributes of TF/TFMOT/Keras objects that library code still uses outside _compat

@@ -14,10 +14,67 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator
+from types import ModuleType
 from typing import Any
 
 from tfcompress._keras import keras, tf
+
+_TFMOT_INTERNALS: dict[str, str] = {
+    # TFMOT 0.8.1 `python.core` modules: not in TFMOT's public API
+    # (tfmot.sparsity.keras / tfmot.quantization.keras). They are imported on first use (see
+    # __getattr__ below), so importing this module does not import TFMOT.
+    #
+    # pruning/masks.py: the M-by-N mask helpers (generate_m_by_n_mask,
+    # m_by_n_sparsity_mask_prepare, weights_rearrange) the public API keeps to itself.
+    "pruning_utils": "tensorflow_model_optimization.python.core.sparsity.keras.pruning_utils",
+    # pruning/masks.py, pruning/schedule.py: PruneLowMagnitude (the class behind
+    # tfmot.sparsity.keras.prune_low_magnitude; its module holds the wrapper internals).
+    "pruning_wrapper":
+        "tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper",
+    # pruning/schedule.py: Pruning (the mask-update op) and PruneRegistry (which layers
+    # TFMOT can prune), neither exported.
+    "pruning_impl": "tensorflow_model_optimization.python.core.sparsity.keras.pruning_impl",
+    "prune_registry":
+        "tensorflow_model_optimization.python.core.sparsity.keras.prune_registry",
+    # pruning/schedule.py: PruningSchedule and its module-level helpers (step
+    # bookkeeping) tfcompress' schedules build on.
+    "pruning_schedule":
+        "tensorflow_model_optimization.python.core.sparsity.keras.pruning_schedule",
+    # pruning/schedule.py: smart_cond (a tf.cond that folds constant predicates).
+    "tfmot_keras_utils": "tensorflow_model_optimization.python.core.keras.utils",
+    # quantization/*, callbacks/tensorboard.py: the classes quantize_model builds
+    # (QuantizeWrapper/QuantizeWrapperV2, QuantizeLayer, QuantizeAwareActivation,
+    # NoOpActivation), which tfcompress recognises, subclasses and saves.
+    "quantize_wrapper":
+        "tensorflow_model_optimization.python.core.quantization.keras.quantize_wrapper",
+    "quantize_layer":
+        "tensorflow_model_optimization.python.core.quantization.keras.quantize_layer",
+    "quantize_aware_activation": "tensorflow_model_optimization.python.core.quantization."
+                                 "keras.quantize_aware_activation",
+    # quantization/qat.py: QuantizeAnnotate, the wrapper quantize_annotate_layer returns.
+    "quantize_annotate":
+        "tensorflow_model_optimization.python.core.quantization.keras.quantize_annotate",
+    # quantization/configs.py: serialize_layer (TFMOT's layer serialization for configs).
+    "quantize_utils": "tensorflow_model_optimization.python.core.quantization.keras.utils",
+    # quantization/configs.py, qat.py: the default 8-bit scheme's parts (scheme, layout
+    # transform, graph transforms, registry) that tfcompress' scheme extends.
+    "default_8bit_quantize_scheme": "tensorflow_model_optimization.python.core.quantization."
+                                    "keras.default_8bit.default_8bit_quantize_scheme",
+    "default_8bit_quantize_layout_transform":
+        "tensorflow_model_optimization.python.core.quantization.keras.default_8bit."
+        "default_8bit_quantize_layout_transform",
+    "default_8bit_transforms": "tensorflow_model_optimization.python.core.quantization."
+                               "keras.default_8bit.default_8bit_transforms",
+    "default_8bit_quantize_registry": "tensorflow_model_optimization.python.core."
+                                      "quantization.keras.default_8bit."
+                                      "default_8bit_quantize_registry",
+    # quantization/configs.py: ModelTransformer/LayerNode, the pattern rewriter the
+    # transforms run in.
+    "model_transformer": "tensorflow_model_optimization.python.core.quantization.keras."
+                         "graph_transformations.model_transformer",
+}
 
 __all__ = [
     "LossFunctionWrapper",
@@ -30,6 +87,8 @@ __all__ = [
     "keras_print_msg",
     "reclass",
     "set_variable_constraint",
+    "tfmot_internal",
+    *_TFMOT_INTERNALS,
 ]
 
 # tf_keras 2.21: the class Model.compile wraps a loss *function* in
@@ -155,3 +214,35 @@ def flatten_layers(
         recursive: walk into nested layers.
     """
     return layer._flatten_layers(include_self=include_self, recursive=recursive)
+
+
+def tfmot_internal(name: str) -> ModuleType:
+    """One of TFMOT 0.8.1's private ``python.core`` modules tfcompress relies on, by short name.
+
+    The modules (listed with the reason each is needed in ``_TFMOT_INTERNALS``) are also
+    importable from here by that name (``from tfcompress._compat import quantize_wrapper``);
+    both import TFMOT on first use, after ``tfcompress._keras`` made it use tf_keras (Keras 2).
+
+    Args:
+        name: a key of ``_TFMOT_INTERNALS``, e.g. ``"quantize_wrapper"``.
+
+    Raises:
+        KeyError: ``name`` is not one of the listed modules.
+    """
+    try:
+        path = _TFMOT_INTERNALS[name]
+    except KeyError:
+        raise KeyError(
+            f"`name` must be one of {sorted(_TFMOT_INTERNALS)} (TFMOT internals tfcompress "
+            f"pins), received {name!r}; add a new one to _TFMOT_INTERNALS with its reason."
+        ) from None
+    module = importlib.import_module(path)
+    globals()[name] = module
+    return module
+
+
+def __getattr__(name: str) -> ModuleType:
+    """Import a TFMOT internal module on first access (``from tfcompress._compat import ...``)."""
+    if name in _TFMOT_INTERNALS:
+        return tfmot_internal(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -58,9 +58,7 @@ __all__ = [
 _log = logging.getLogger("tfcompress")
 
 # TFMOT is imported after keras_compat, which makes it use tf_keras (Keras 2).
-from tensorflow_model_optimization.python.core.quantization.keras import (  # noqa: E402
-    quantize_wrapper,
-)
+from tfcompress._compat import quantize_wrapper  # noqa: E402
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_.\-]+")
 _UNSAFE_RUN_CHARS = re.compile(r"[^A-Za-z0-9_.\-+=@,]")

@@ -17,10 +17,7 @@ from tfcompress._keras import tf
 
 # isort: split
 # TFMOT is imported after keras_compat, which makes it use tf_keras (Keras 2).
-from tensorflow_model_optimization.python.core.sparsity.keras import (
-    pruning_utils,
-    pruning_wrapper,
-)
+from tfcompress._compat import pruning_utils, pruning_wrapper
 
 __all__ = [
     "apply_masks",

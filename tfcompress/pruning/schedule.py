@@ -23,13 +23,13 @@ from tfcompress.pruning.masks import m_by_n_mask
 # TFMOT is imported after keras_compat, which makes it use tf_keras (Keras 2).
 _log = logging.getLogger("tfcompress")
 
-from tensorflow_model_optimization.python.core.keras import utils as tfmot_utils  # noqa: E402
-from tensorflow_model_optimization.python.core.sparsity.keras import (  # noqa: E402
+from tfcompress._compat import (  # noqa: E402
     prune_registry,
     pruning_impl,
     pruning_schedule,
     pruning_wrapper,
 )
+from tfcompress._compat import tfmot_keras_utils as tfmot_utils  # noqa: E402
 
 __all__ = [
     "MISSING_CALLBACK_MESSAGE",

@@ -23,10 +23,7 @@ from tfcompress.quantization.qat import is_quantized, quantize
 # TFMOT is imported after keras_compat, which makes it use tf_keras (Keras 2).
 _log = logging.getLogger("tfcompress")
 
-from tensorflow_model_optimization.python.core.quantization.keras import (  # noqa: E402
-    quantize_layer,
-    quantize_wrapper,
-)
+from tfcompress._compat import quantize_layer, quantize_wrapper  # noqa: E402
 
 __all__ = ["QuantizationLogger", "fit_then_quantize", "quantizer_ranges"]
 

@@ -35,24 +35,15 @@ __all__ = [
 ]
 
 import tensorflow_model_optimization as tfmot  # noqa: E402
-from tensorflow_model_optimization.python.core.quantization.keras import (  # noqa: E402
-    quantize_layer,
-    quantize_wrapper,
-)
-from tensorflow_model_optimization.python.core.quantization.keras import (  # noqa: E402
-    utils as quantize_utils,
-)
-from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (  # noqa: E402
-    default_8bit_quantize_layout_transform as _layout,
-)
-from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (  # noqa: E402
-    default_8bit_quantize_scheme as _scheme,
-)
-from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (  # noqa: E402
-    default_8bit_transforms as _transforms,
-)
-from tensorflow_model_optimization.python.core.quantization.keras.graph_transformations import (  # noqa: E402,E501
+
+from tfcompress._compat import default_8bit_quantize_layout_transform as _layout  # noqa: E402
+from tfcompress._compat import default_8bit_quantize_scheme as _scheme  # noqa: E402
+from tfcompress._compat import default_8bit_transforms as _transforms  # noqa: E402
+from tfcompress._compat import (  # noqa: E402
     model_transformer,
+    quantize_layer,
+    quantize_utils,
+    quantize_wrapper,
 )
 
 _qk = tfmot.quantization.keras

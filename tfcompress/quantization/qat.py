@@ -35,16 +35,16 @@ from tfcompress.quantization.saving import (
 _log = logging.getLogger("tfcompress")
 
 import tensorflow_model_optimization as tfmot  # noqa: E402
-from tensorflow_model_optimization.python.core.quantization.keras import (  # noqa: E402
+
+from tfcompress._compat import (  # noqa: E402
+    default_8bit_quantize_registry,
     quantize_layer,
     quantize_wrapper,
 )
-from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (  # noqa: E402
-    default_8bit_quantize_registry,
-)
-from tensorflow_model_optimization.python.core.quantization.keras.quantize_annotate import (  # noqa: E402,E501
-    QuantizeAnnotate,
-)
+from tfcompress._compat import quantize_annotate as _quantize_annotate  # noqa: E402
+
+#: the wrapper quantize_annotate_layer returns (TFMOT 0.8.1, not exported; see tfcompress._compat)
+QuantizeAnnotate = _quantize_annotate.QuantizeAnnotate
 
 QuantizationScheme = qc.QuantizationScheme
 SCHEMES = qc.SCHEMES

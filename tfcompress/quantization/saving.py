@@ -32,7 +32,8 @@ __all__ = [
 ]
 
 import tensorflow_model_optimization as tfmot  # noqa: E402
-from tensorflow_model_optimization.python.core.quantization.keras import (  # noqa: E402
+
+from tfcompress._compat import (  # noqa: E402
     quantize_aware_activation,
     quantize_layer,
     quantize_wrapper,
