@@ -352,7 +352,7 @@ def _is_graph_model(layer: Any) -> bool:
     ) and layer.built
 
 
-def _quantize_graph(  # noqa: C901
+def _quantize_graph(
     model: keras.Model,
     selected: set[str] | None,
     skipped: set[str],
@@ -367,6 +367,37 @@ def _quantize_graph(  # noqa: C901
     own, recursively, and called in its place: TFMOT only wraps top-level layers.
     """
     registry = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
+    plans, nested, decisions, failures = _plan_layers(
+        model, selected, skipped, scheme, strict, prefix, registry
+    )
+    if strict and failures and not prefix:
+        raise ValueError(
+            f"quantize(strict=True): {len(failures)} selected layer(s) of model {model.name!r} "
+            "would stay float: " + "; ".join(failures) + ". Pass them in `skip` to keep them "
+            "float knowingly, or use strict=False."
+        )
+    if not nested and not any(p.kind in ("annotate", "registry", "multi") for p in plans.values()):
+        return None, decisions, failures
+    qat = _rebuild_for_qat(model, _annotator(plans, nested, registry), scheme)
+    _init_weight_ranges(qat)
+    _own_wrappers(qat)
+    return qat, decisions, failures
+
+
+def _plan_layers(
+    model: keras.Model,
+    selected: set[str] | None,
+    skipped: set[str],
+    scheme: QuantizationScheme,
+    strict: bool,
+    prefix: str,
+    registry: Any,
+) -> tuple[dict[str, _Plan], dict[str, keras.Model], list[LayerDecision], list[str]]:
+    """Step 1 of `_quantize_graph`: a plan per top-level layer, nested models quantized.
+
+    Returns (plans by layer name, quantized nested models by layer name, decisions, the
+    selected layers that would stay float).
+    """
     decisions: list[LayerDecision] = []
     failures: list[str] = []
     plans: dict[str, _Plan] = {}
@@ -379,23 +410,10 @@ def _quantize_graph(  # noqa: C901
             decisions.append(LayerDecision(path, cls, False, reason="in `skip`"))
             continue
         if _is_graph_model(layer):  # a tower: its own layers are selected by path
-            inner_selected = None if selected is None or path in selected else selected
-            inner, inner_decisions, inner_failures = _quantize_graph(
-                layer, inner_selected, skipped, scheme, strict, prefix=path + "/"
-            )
-            depth = path.count("/") + 1
-            direct = sum(d.applied and d.layer.count("/") == depth for d in inner_decisions)
-            if inner is None:
-                decisions.append(LayerDecision(
-                    path, cls, False, reason="nested model: none of its layers is selected and "
-                    "quantizable"))
-            else:
+            inner = _quantize_nested(layer, path, selected, skipped, scheme, strict,
+                                     decisions, failures)
+            if inner is not None:
                 nested[layer.name] = inner
-                decisions.append(LayerDecision(
-                    path, cls, True, f"nested model, quantized layer by layer ({direct} of "
-                    "its layers; see its entries)"))
-            decisions.extend(inner_decisions)
-            failures.extend(inner_failures)
             continue
         if selected is not None and path not in selected:
             decisions.append(LayerDecision(path, cls, False, reason="not in `layers`"))
@@ -406,14 +424,44 @@ def _quantize_graph(  # noqa: C901
         decisions.append(LayerDecision(path, cls, applied, plan.detail, plan.reason))
         if not plan.strict_ok:
             failures.append(f"{path} ({cls}): {plan.reason}")
-    if strict and failures and not prefix:
-        raise ValueError(
-            f"quantize(strict=True): {len(failures)} selected layer(s) of model {model.name!r} "
-            "would stay float: " + "; ".join(failures) + ". Pass them in `skip` to keep them "
-            "float knowingly, or use strict=False."
-        )
-    if not nested and not any(p.kind in ("annotate", "registry", "multi") for p in plans.values()):
-        return None, decisions, failures
+    return plans, nested, decisions, failures
+
+
+def _quantize_nested(
+    layer: keras.Model,
+    path: str,
+    selected: set[str] | None,
+    skipped: set[str],
+    scheme: QuantizationScheme,
+    strict: bool,
+    decisions: list[LayerDecision],
+    failures: list[str],
+) -> keras.Model | None:
+    """Quantize the nested model ``layer`` on its own; appends its decisions and failures."""
+    cls = type(layer).__name__
+    inner_selected = None if selected is None or path in selected else selected
+    inner, inner_decisions, inner_failures = _quantize_graph(
+        layer, inner_selected, skipped, scheme, strict, prefix=path + "/"
+    )
+    depth = path.count("/") + 1
+    direct = sum(d.applied and d.layer.count("/") == depth for d in inner_decisions)
+    if inner is None:
+        decisions.append(LayerDecision(
+            path, cls, False, reason="nested model: none of its layers is selected and "
+            "quantizable"))
+    else:
+        decisions.append(LayerDecision(
+            path, cls, True, f"nested model, quantized layer by layer ({direct} of "
+            "its layers; see its entries)"))
+    decisions.extend(inner_decisions)
+    failures.extend(inner_failures)
+    return inner
+
+
+def _annotator(
+    plans: dict[str, _Plan], nested: dict[str, keras.Model], registry: Any
+) -> Any:
+    """Step 2 of `_quantize_graph`: the clone function that annotates each layer by its plan."""
 
     def annotate(layer: Any) -> Any:
         if layer.name in nested:
@@ -433,6 +481,13 @@ def _quantize_graph(  # noqa: C901
             return qc.MultiInputQuantizeWrapper(copy, plan.config, name_prefix="")
         return _qk.quantize_annotate_layer(layer, plan.config)
 
+    return annotate
+
+
+def _rebuild_for_qat(
+    model: keras.Model, annotate: Any, scheme: QuantizationScheme
+) -> keras.Model:
+    """Step 3 of `_quantize_graph`: clone ``model``, annotate the clone, apply TFMOT's QAT."""
     objects = model_custom_objects(model)
     try:
         with quantize_scope(objects):
@@ -444,19 +499,21 @@ def _quantize_graph(  # noqa: C901
             # TFMOT hook (QuantizeAnnotate, a private path in TFMOT 0.8.1): quantize_apply needs
             # one annotated top-level layer; with only quantized towers there is none
             if any(isinstance(layer, QuantizeAnnotate) for layer in annotated.layers):
-                qat = _qk.quantize_apply(
+                return _qk.quantize_apply(
                     annotated,
                     scheme=qc.IntegerSafeScheme(scheme.activations),
                     quantized_layer_name_prefix="",  # same layer and output names as `model`
                 )
-            else:  # only nested models are quantized (e.g. two towers)
-                qat = annotated
+            return annotated  # only nested models are quantized (e.g. two towers)
     except (TypeError, ValueError, RuntimeError) as e:
         raise ValueError(
             f"quantize: TFMOT could not rebuild model {model.name!r} for QAT ({e}). Make sure "
             "every custom layer implements get_config() so it can be re-created, or skip it."
         ) from e
-    _init_weight_ranges(qat)
+
+
+def _own_wrappers(qat: keras.Model) -> None:
+    """Step 4 of `_quantize_graph`: TFMOT's layers become ours (same state, see configs)."""
     for layer in qat.layers:
         if type(layer) is quantize_layer.QuantizeLayer:
             reclass(layer, qc.QuantizeLayer)  # same state; builds once when loaded
@@ -465,7 +522,6 @@ def _quantize_graph(  # noqa: C901
             layer._supports_masking = bool(getattr(layer.layer, "supports_masking", False))
         if isinstance(layer, quantize_wrapper.QuantizeWrapper):
             qc.own_trainable_weights(layer)
-    return qat, decisions, failures
 
 
 def _init_weight_ranges(qat: keras.Model) -> None:
