@@ -135,6 +135,47 @@ def test_flatten_layers_finds_wrapped_layers():
     assert inner not in list(_compat.flatten_layers(model, include_self=False, recursive=False))
 
 
+def test_nodes_by_depth_orders_the_graph_from_the_outputs():
+    inputs = keras.Input((2,))
+    first, second = keras.layers.Dense(3), keras.layers.Dense(1)
+    model = keras.Model(inputs, second(first(inputs)))
+    by_depth = _compat.nodes_by_depth(model)
+    assert sorted(by_depth) == [0, 1, 2]
+    assert [node.layer for node in by_depth[0]] == [second]
+    assert [node.layer for node in by_depth[1]] == [first]
+    assert isinstance(by_depth[2][0].layer, keras.layers.InputLayer)
+
+
+def test_attention_heads_of_tf_keras_multi_head_attention():
+    layer = keras.layers.MultiHeadAttention(num_heads=3, key_dim=2)
+    assert _compat.attention_heads(layer) == 3
+    assert _compat.attention_heads(keras.layers.MultiHeadAttention.from_config(
+        layer.get_config())) == 3
+
+
+def test_interpreter_ops_lists_the_tflite_graph():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    flatbuffer = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    from ai_edge_litert.interpreter import Interpreter  # what export.runtime loads
+
+    interpreter = Interpreter(model_content=flatbuffer)
+    interpreter.allocate_tensors()
+    ops = _compat.interpreter_ops(interpreter)
+    assert ops and all({"op_name", "index", "inputs", "outputs"} <= set(op) for op in ops)
+    assert "FULLY_CONNECTED" in {op["op_name"] for op in ops}
+
+
+def test_quantized_weights_hold_the_kernel_its_quantizer_and_ranges():
+    qat = _tfmot_qat_model()
+    wrapper = next(lyr for lyr in qat.layers if type(lyr).__name__ == "QuantizeWrapperV2")
+    entries = _compat.quantized_weights(wrapper)
+    assert len(entries) == 1
+    weight, quantizer, variables = entries[0]
+    assert isinstance(weight, tf.Variable) and weight.name.split("/")[-1].startswith("kernel")
+    assert callable(quantizer) and isinstance(variables, dict) and variables
+    assert quantizer(weight, False, weights=variables).shape == weight.shape
+
+
 # ---------------------------------------------------------------- TFMOT 0.8.1 internals
 
 #: what tfcompress uses of each private TFMOT module (_compat._TFMOT_INTERNALS)
@@ -237,15 +278,16 @@ def test_tfmot_internals_are_imported_only_through_compat():
 #: private attributes of TF/TFMOT/Keras objects that library code still uses outside _compat
 #: (each a known debt, listed so that a *new* one fails this test)
 _KNOWN_OUTSIDE = {
-    "_build_from_signature", "_call_spec", "_close_terminal", "_exit", "_get_ops_details",
-    "_get_rnn_cells", "_is_rnn_layer", "_key_shape", "_layer_quantize_map", "_nodes_by_depth",
-    "_num_heads", "_query_dense", "_query_shape", "_stderr_fd", "_supports_masking",
-    "_tfcompress_prunes", "_trainable_weights", "_value_shape", "_weight_names", "_weight_vars",
+    "_build_from_signature", "_call_spec", "_close_terminal", "_exit", "_get_rnn_cells",
+    "_is_rnn_layer", "_key_shape", "_layer_quantize_map", "_query_dense", "_query_shape",
+    "_stderr_fd", "_supports_masking", "_tfcompress_prunes", "_trainable_weights",
+    "_value_shape", "_weight_names",
     # our own data.world private methods, called from data.simulated (same subpackage)
     "_click_logit", "_hours", "_items_in", "_popular_items", "_sessions", "_taste_or_popular",
 }
 _MOVED = {"_collective_key_base", "_constraint", "_is_graph_network", "_inbound_nodes",
-          "_keras_history", "_flatten_layers", "_get_default_strategy"}
+          "_keras_history", "_flatten_layers", "_get_default_strategy", "_nodes_by_depth",
+          "_num_heads", "_get_ops_details", "_weight_vars"}
 
 
 def _library_files():

@@ -78,13 +78,17 @@ _TFMOT_INTERNALS: dict[str, str] = {
 
 __all__ = [
     "LossFunctionWrapper",
+    "attention_heads",
     "default_strategy",
     "flatten_layers",
     "fresh_mirrored_collective_keys",
     "inbound_nodes",
+    "interpreter_ops",
     "is_graph_network",
     "keras_history",
     "keras_print_msg",
+    "nodes_by_depth",
+    "quantized_weights",
     "reclass",
     "set_variable_constraint",
     "tfmot_internal",
@@ -246,3 +250,40 @@ def __getattr__(name: str) -> ModuleType:
     if name in _TFMOT_INTERNALS:
         return tfmot_internal(name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def nodes_by_depth(model: keras.Model) -> dict[int, list]:
+    """A functional model's nodes by depth (0: the outputs), tf_keras 2.21 ``_nodes_by_depth``.
+
+    The graph walk of structured pruning visits nodes from the inputs (deepest) to the outputs;
+    tf_keras keeps no public view of the graph's nodes.
+    """
+    return {depth: list(nodes) for depth, nodes in model._nodes_by_depth.items()}
+
+
+def attention_heads(layer: keras.layers.Layer) -> int:
+    """The number of heads of a ``MultiHeadAttention`` layer (tf_keras 2.21 ``_num_heads``).
+
+    Keras 3 has a public ``num_heads``; tf_keras 2.21 keeps it private (it is in ``get_config``
+    only), so the public attribute is used where it exists.
+    """
+    return int(getattr(layer, "num_heads", None) or layer._num_heads)
+
+
+def interpreter_ops(interpreter: Any) -> list[dict]:
+    """Every op of a LiteRT (or ``tf.lite``) interpreter's graph (``op_name``, ``inputs``, ...).
+
+    ai_edge_litert / TF 2.21: ``Interpreter._get_ops_details`` is the only way to see which ops a
+    delegate took (they appear as one ``DELEGATE`` op per partition).
+    """
+    return list(interpreter._get_ops_details())
+
+
+def quantized_weights(wrapper: keras.layers.Layer) -> list[tuple[Any, Any, dict]]:
+    """``(weight, quantizer, quantizer_variables)`` of each weight a TFMOT QAT wrapper quantizes.
+
+    TFMOT 0.8.1 ``QuantizeWrapper._weight_vars``: the wrapper replaces each quantized weight
+    attribute of the wrapped layer by a tensor, which untracks the variable; this list is the
+    only place that still holds it with its quantizer and range variables.
+    """
+    return [(weight, quantizer, variables) for weight, quantizer, variables in wrapper._weight_vars]

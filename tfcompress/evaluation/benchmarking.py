@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from tfcompress._compat import interpreter_ops
 from tfcompress._keras import check_keras_file, check_model, keras, tf
 from tfcompress.evaluation.report import BenchmarkReport, BenchmarkRow
 from tfcompress.export.manifest import library_versions
@@ -71,7 +72,7 @@ def tflite_runtime(variant: Variant, num_threads: int | None = None) -> dict[str
         check_int_arg(num_threads, "num_threads", 1)
     threads = num_threads
     try:
-        ops = variant.interpreter._get_ops_details()  # private but stable across TF/LiteRT
+        ops = interpreter_ops(variant.interpreter)
     except Exception as e:  # pragma: no cover - interpreter API drift
         _log.warning("could not inspect the delegates of %r: %s", variant.name, e)
         return {"delegate": "unknown", "delegate_partitions": None, "ops": None,

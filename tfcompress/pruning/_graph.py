@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from tfcompress._compat import nodes_by_depth
 from tfcompress._keras import keras
 from tfcompress.models.layers import Cross, MaskedMean, PositionEmbedding, TokenAt
 
@@ -240,8 +241,9 @@ class _Walker:
     # ------------------------------------------------------------------ the walk
     def run(self) -> Plan:
         model = self.model
-        for depth in sorted(model._nodes_by_depth, reverse=True):
-            for node in model._nodes_by_depth[depth]:
+        by_depth = nodes_by_depth(model)
+        for depth in sorted(by_depth, reverse=True):
+            for node in by_depth[depth]:
                 self.visit(node)
         for tensor, name in zip(_flat(model.outputs), model.output_names, strict=False):
             self.block_tensor(tensor, "output", f"reaches the model output '{name}'")

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from tfcompress._compat import is_graph_network
+from tfcompress._compat import attention_heads, is_graph_network
 from tfcompress._inputs import collect_examples, model_input_specs
 from tfcompress._keras import check_model, keras
 from tfcompress._layers import (
@@ -161,7 +161,7 @@ def _activation_importance(model: keras.Model, plan: Plan, data: Any) -> dict[st
 
 
 def _num_heads(layer: Any) -> int:
-    return int(getattr(layer, "num_heads", None) or layer._num_heads)
+    return attention_heads(layer)
 
 
 def _head_roles(layer: Any) -> dict[int, str] | None:

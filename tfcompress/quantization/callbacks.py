@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from tfcompress._compat import flatten_layers
+from tfcompress._compat import flatten_layers, quantized_weights
 from tfcompress._keras import check_model, keras
 from tfcompress.quantization import configs as qc
 from tfcompress.quantization.qat import is_quantized, quantize
@@ -66,7 +66,7 @@ def quantizer_ranges(model: keras.Model, prefix: str = "quant") -> dict[str, flo
             rng = rng or _range(getattr(activation, "_post_activation_vars", None))
             rng = rng or _range(getattr(activation, "_pre_activation_vars", None))
         put(base, rng)
-        for weight, quantizer, variables in layer._weight_vars:
+        for weight, quantizer, variables in quantized_weights(layer):
             name = weight.name.split(":")[0].split("/")[-1]
             wr = _range(variables)
             if wr is None and isinstance(quantizer, qc.RowQuantizer):

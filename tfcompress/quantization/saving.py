@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from tfcompress._compat import flatten_layers
+from tfcompress._compat import flatten_layers, quantized_weights
 from tfcompress._keras import check_keras_file, check_model, keras
 from tfcompress.quantization import configs as qc
 
@@ -183,7 +183,7 @@ def _baked_weights(wrapper: Any) -> dict[str, np.ndarray]:
     """
     inner = wrapper.layer
     values = {}
-    for weight, quantizer, variables in wrapper._weight_vars:
+    for weight, quantizer, variables in quantized_weights(wrapper):
         values[_weight_key(inner.name, weight)] = quantizer(weight, False, weights=variables)
     for weight in inner.weights:
         values.setdefault(_weight_key(inner.name, weight), weight)
