@@ -97,4 +97,7 @@ def _run_page(page: Path) -> dict:
 @pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])
 def test_docs_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
+    # the pages describe a plain machine: a TF_CONFIG left in this worker's environment by an
+    # earlier test would turn get_strategy("auto") into a multi-worker strategy
+    monkeypatch.delenv("TF_CONFIG", raising=False)
     _run_page(page)
