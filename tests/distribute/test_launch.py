@@ -40,7 +40,11 @@ def _fail_in_worker_1(strategy, pid_file):
     with open(f"{pid_file}.{cfg['task']['index']}", "w") as f:
         f.write(str(os.getpid()))
     if cfg["task"]["index"] == 1:
-        time.sleep(0.5)
+        # fail only once worker 0 has recorded its pid (a fixed sleep raced on a loaded machine)
+        deadline = time.monotonic() + 60
+        while not os.path.exists(f"{pid_file}.0") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
         raise ValueError("worker 1 cannot fit: bad shard")
     time.sleep(120)
 
