@@ -393,14 +393,16 @@ class Column:
                 ids = map(vocab.get, values, itertools.repeat(0))
                 return np.fromiter(ids, np.int32, len(values))
         buckets = self.buckets
-        assert buckets is not None
+        if buckets is None:  # internal invariant: hashing starts only with a bucket count
+            raise RuntimeError("CSV scanner: hashing a column without a bucket count")
         hashes = {v: stable_hash(v, buckets) for v in set(values) if v}
         hashes[""] = 0
         return np.fromiter(map(hashes.__getitem__, values), np.int32, len(values))
 
     def _overflow(self) -> None:
         """More than ``limit`` distinct values: hash the ids kept so far and from now on."""
-        assert self.vocab is not None and self.ids is not None and self.limit is not None
+        if self.vocab is None or self.ids is None or self.limit is None:  # internal invariant
+            raise RuntimeError("CSV scanner: vocabulary overflow on a column without a vocabulary")
         self.buckets = self.limit
         self.hashed = f"more than {self.limit} distinct values"
         table = np.zeros(len(self.vocab) + 1, np.int32)
@@ -455,7 +457,8 @@ class Column:
         float32 when every number is exactly a float32 (small integers, as most counts are),
         else float64.
         """
-        assert self.floats is not None
+        if self.floats is None:  # internal invariant: the numbers are taken once
+            raise RuntimeError("CSV scanner: the numbers of this column were already taken")
         out = self.floats.view()
         self.floats = None
         return out
