@@ -25,10 +25,11 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(VENV)/bin/python -m pytest -n auto --maxprocesses=4 --dist loadfile -m "not slow and not multiprocess"
 
-# CI's gates before the tests: ruff, and the import-linter contracts of pyproject.toml
+# CI's gates before the tests: ruff (lint and format), and the import-linter contracts of pyproject.toml
 # (imports only go down the layers; nothing imports the top-level package)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check tfcompress tests benchmarks
+	$(VENV)/bin/ruff format --check tfcompress tests benchmarks
 	$(VENV)/bin/lint-imports --no-cache
 
 clean:

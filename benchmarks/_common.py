@@ -15,16 +15,22 @@ def fit_best(model: keras.Model, task: data.TaskData, epochs: int, callbacks=())
     best = keras.callbacks.EarlyStopping(
         monitor="val_auc", mode="max", patience=2, restore_best_weights=True
     )
-    model.fit(task.train, validation_data=task.validation, epochs=epochs,
-              callbacks=[best, *callbacks], verbose=2)
+    model.fit(
+        task.train,
+        validation_data=task.validation,
+        epochs=epochs,
+        callbacks=[best, *callbacks],
+        verbose=2,
+    )
 
 
 def trained_dcn_student(samples: int, seed: int, lr: float, epochs: int):
     """The simulated CTR task and the reference DCN student trained on it (Adam ``lr``)."""
     keras.utils.set_random_seed(seed)
     task = data.load_task("ctr", n_samples=samples, seed=seed, batch_size=512)
-    model = models.compile_for_task(models.dcn(task.schema, size="student"), task.schema,
-                                    learning_rate=lr)
+    model = models.compile_for_task(
+        models.dcn(task.schema, size="student"), task.schema, learning_rate=lr
+    )
     print(f"Training dcn student ({model.count_params():,} parameters), up to {epochs} epochs")
     fit_best(model, task, epochs)
     return task, model

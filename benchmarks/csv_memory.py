@@ -29,8 +29,34 @@ import numpy as np
 I_COLS = [f"I{i}" for i in range(1, 14)]
 C_COLS = [f"C{i}" for i in range(1, 27)]
 HEADER = ["label", *I_COLS, *C_COLS]
-CARDINALITY = [3, 4, 10, 14, 27, 93, 105, 305, 553, 1460, 2173, 3194, 5652, 12517, 14992,
-               27000, 93145, 142572, 286181, 500000, 1000000, 2000000, 3000000, 4, 15, 300]
+CARDINALITY = [
+    3,
+    4,
+    10,
+    14,
+    27,
+    93,
+    105,
+    305,
+    553,
+    1460,
+    2173,
+    3194,
+    5652,
+    12517,
+    14992,
+    27000,
+    93145,
+    142572,
+    286181,
+    500000,
+    1000000,
+    2000000,
+    3000000,
+    4,
+    15,
+    300,
+]
 BLOCK = 200_000
 
 
@@ -38,8 +64,10 @@ def write_criteo(path: Path, gigabytes: float, seed: int) -> int:
     """Write blocks of Criteo-like rows until the file holds ``gigabytes``; returns the rows."""
     rng = np.random.default_rng(seed)
     numbers = np.array([str(k) for k in range(100_000)], dtype=object)
-    vocab = [np.array([f"{h:08x}" for h in rng.integers(0, 2**32, size=c)], dtype=object)
-             for c in CARDINALITY]
+    vocab = [
+        np.array([f"{h:08x}" for h in rng.integers(0, 2**32, size=c)], dtype=object)
+        for c in CARDINALITY
+    ]
     i_missing = rng.uniform(0.0, 0.4, size=13)
     c_missing = np.where(rng.random(26) < 0.4, rng.uniform(0.0, 0.4, size=26), 0.0)
     target = int(gigabytes * 1e9)
@@ -76,13 +104,15 @@ def load(path: str) -> dict:
     process = psutil.Process()
     before = process.memory_info().rss
     start = time.perf_counter()
-    task = load_csv(path, label="label", delimiter="\t", header=HEADER, numeric_fill="mean",
-                    batch_size=4096)
+    task = load_csv(
+        path, label="label", delimiter="\t", header=HEADER, numeric_fill="mean", batch_size=4096
+    )
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
     after = process.memory_info().rss
-    arrays = sum(v.nbytes for split in task.info["arrays"].values()
-                 for v in (*split[0].values(), split[1]))
+    arrays = sum(
+        v.nbytes for split in task.info["arrays"].values() for v in (*split[0].values(), split[1])
+    )
     batches = 0
     for _ in task.train.take(20):
         batches += 1
@@ -116,21 +146,30 @@ def main() -> None:
         start = time.perf_counter()
         rows = write_criteo(path, args.gb, args.seed)
         size = path.stat().st_size
-        print(f"wrote {path}: {size / 1e9:.2f} GB, {rows:,} rows in "
-              f"{time.perf_counter() - start:.0f} s", flush=True)
-        child = subprocess.run([sys.executable, __file__, "--load", str(path)], check=True,
-                               capture_output=True, text=True)
+        print(
+            f"wrote {path}: {size / 1e9:.2f} GB, {rows:,} rows in "
+            f"{time.perf_counter() - start:.0f} s",
+            flush=True,
+        )
+        child = subprocess.run(
+            [sys.executable, __file__, "--load", str(path)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         result = json.loads(child.stdout.strip().splitlines()[-1])
         gib = 2**30
         print(result["summary"])
         print()
         print("| file | rows | load time | RSS before load | peak RSS | peak - before | arrays |")
         print("|---|---|---|---|---|---|---|")
-        print(f"| {size / 1e9:.2f} GB | {result['rows']:,} | {result['load_seconds']:.0f} s | "
-              f"{result['rss_before_load_bytes'] / gib:.2f} GiB | "
-              f"{result['peak_rss_bytes'] / gib:.2f} GiB | "
-              f"{(result['peak_rss_bytes'] - result['rss_before_load_bytes']) / gib:.2f} GiB | "
-              f"{result['arrays_bytes'] / gib:.2f} GiB |")
+        print(
+            f"| {size / 1e9:.2f} GB | {result['rows']:,} | {result['load_seconds']:.0f} s | "
+            f"{result['rss_before_load_bytes'] / gib:.2f} GiB | "
+            f"{result['peak_rss_bytes'] / gib:.2f} GiB | "
+            f"{(result['peak_rss_bytes'] - result['rss_before_load_bytes']) / gib:.2f} GiB | "
+            f"{result['arrays_bytes'] / gib:.2f} GiB |"
+        )
         print(f"hashed (> hash_threshold distinct values): {', '.join(result['hashed_columns'])}")
     finally:
         if not args.keep:

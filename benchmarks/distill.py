@@ -105,15 +105,21 @@ def _build(spec: tuple[str, str], schema: Any, seed: int) -> keras.Model:
     return models.build(spec[0], schema, size=spec[1])
 
 
-def _fit(model: keras.Model, fit_model: keras.Model, task: data.TaskData, epochs: int,
-         metric: str) -> dict[str, Any]:
+def _fit(
+    model: keras.Model, fit_model: keras.Model, task: data.TaskData, epochs: int, metric: str
+) -> dict[str, Any]:
     best = BestEpoch(model, f"val_{metric}")
     start = time.perf_counter()
-    history = fit_model.fit(task.train, validation_data=task.validation, epochs=epochs,
-                            callbacks=[best], verbose=0)
+    history = fit_model.fit(
+        task.train, validation_data=task.validation, epochs=epochs, callbacks=[best], verbose=0
+    )
     seconds = time.perf_counter() - start
-    return {"best_epoch": best.best_epoch + 1, "val": best.best, "train_s": round(seconds, 1),
-            "history": {k: [round(float(v), 5) for v in vs] for k, vs in history.history.items()}}
+    return {
+        "best_epoch": best.best_epoch + 1,
+        "val": best.best,
+        "train_s": round(seconds, 1),
+        "history": {k: [round(float(v), 5) for v in vs] for k, vs in history.history.items()},
+    }
 
 
 def run_task(name: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -150,12 +156,18 @@ def run_task(name: str, args: argparse.Namespace) -> dict[str, Any]:
     models.compile_for_task(alone, schema, learning_rate=cfg["student_lr"])
     alone_fit = _fit(alone, alone, task, cfg["student_epochs"], metric)
 
-    _log.info("%s: student %s distilled (alpha %.2f, T %.1f)", name, spec, cfg["alpha"],
-              cfg["temperature"])
+    _log.info(
+        "%s: student %s distilled (alpha %.2f, T %.1f)",
+        name,
+        spec,
+        cfg["alpha"],
+        cfg["temperature"],
+    )
     task = _load(name, args)
     distilled = _build(spec, schema, args.seed + 1)  # the same initial weights
-    distiller = Distiller(distilled, teacher, student_loss_weight=1.0 - cfg["alpha"],
-                          temperature=cfg["temperature"])
+    distiller = Distiller(
+        distilled, teacher, student_loss_weight=1.0 - cfg["alpha"], temperature=cfg["temperature"]
+    )
     if metric == "auc":  # the student's own loss and metric, as compile_for_task sets them
         loss, metrics = "binary_crossentropy", [keras.metrics.AUC(name="auc")]
     else:
@@ -166,49 +178,73 @@ def run_task(name: str, args: argparse.Namespace) -> dict[str, Any]:
     models.compile_for_task(distilled, schema)
 
     with tempfile.TemporaryDirectory() as tmp:
-        variants: dict[str, Any] = {"teacher": teacher, "student alone": alone,
-                                    "student distilled": distilled}
+        variants: dict[str, Any] = {
+            "teacher": teacher,
+            "student alone": alone,
+            "student distilled": distilled,
+        }
         for variant, model in (("teacher", teacher), ("student distilled", distilled)):
             path = Path(tmp) / f"{variant.replace(' ', '_')}.tflite"
             export_tflite(model, path, parity_data=task.test)
             variants[f"{variant} (tflite)"] = path
-        report = benchmark(variants, task.test, baseline="teacher", batch_sizes=(1, 256),
-                           repeats=args.repeats, max_examples=None, measure_memory=False,
-                           progress=False)
+        report = benchmark(
+            variants,
+            task.test,
+            baseline="teacher",
+            batch_sizes=(1, 256),
+            repeats=args.repeats,
+            max_examples=None,
+            measure_memory=False,
+            progress=False,
+        )
     keras_x = report.ratios("teacher")
     tflite_x = report.ratios("teacher (tflite)")
     rows = []
-    for variant, model, fit in (("teacher", teacher, teacher_fit), ("student alone", alone,
-                                alone_fit), ("student distilled", distilled, distilled_fit)):
+    for variant, model, fit in (
+        ("teacher", teacher, teacher_fit),
+        ("student alone", alone, alone_fit),
+        ("student distilled", distilled, distilled_fit),
+    ):
         row = report.row(variant)
         quality = float(row.quality[metric])
         flops = count_flops(model)
         lite = f"{variant} (tflite)" if f"{variant} (tflite)" in report.names else None
-        rows.append({
-            "variant": variant,
-            "architecture": "sequence_transformer:teacher" if variant == "teacher"
-            else f"{spec[0]}:{spec[1]}",
-            metric: quality,
-            "gain_kept": None,
-            "params": int(model.count_params()),
-            "flops": flops,
-            "flops_x": teacher_flops / flops,
-            "keras_b256_ms": row.latency_ms[256]["median"],
-            "keras_speed_x_b256": keras_x[variant]["speed_x"][256],
-            "tflite_b256_ms": report.row(lite).latency_ms[256]["median"] if lite else None,
-            "tflite_speed_x_b256": tflite_x[lite]["speed_x"][256] if lite else None,
-            "tflite_quality": float(report.row(lite).quality[metric]) if lite else None,
-            "best_epoch": fit["best_epoch"],
-            "train_s": fit["train_s"],
-        })
+        rows.append(
+            {
+                "variant": variant,
+                "architecture": "sequence_transformer:teacher"
+                if variant == "teacher"
+                else f"{spec[0]}:{spec[1]}",
+                metric: quality,
+                "gain_kept": None,
+                "params": int(model.count_params()),
+                "flops": flops,
+                "flops_x": teacher_flops / flops,
+                "keras_b256_ms": row.latency_ms[256]["median"],
+                "keras_speed_x_b256": keras_x[variant]["speed_x"][256],
+                "tflite_b256_ms": report.row(lite).latency_ms[256]["median"] if lite else None,
+                "tflite_speed_x_b256": tflite_x[lite]["speed_x"][256] if lite else None,
+                "tflite_quality": float(report.row(lite).quality[metric]) if lite else None,
+                "best_epoch": fit["best_epoch"],
+                "train_s": fit["train_s"],
+            }
+        )
     teacher_gain = rows[0][metric] - trivial
     for row in rows:
         row["gain_kept"] = (row[metric] - trivial) / teacher_gain if teacher_gain > 0 else None
-    return {"task": name, "metric": metric, "trivial": trivial, "settings": cfg,
-            "samples": int(sum(len(v[1]) for v in task.info["arrays"].values())),
-            "rows": rows, "histories": {"teacher": teacher_fit["history"],
-                                         "alone": alone_fit["history"],
-                                         "distilled": distilled_fit["history"]}}
+    return {
+        "task": name,
+        "metric": metric,
+        "trivial": trivial,
+        "settings": cfg,
+        "samples": int(sum(len(v[1]) for v in task.info["arrays"].values())),
+        "rows": rows,
+        "histories": {
+            "teacher": teacher_fit["history"],
+            "alone": alone_fit["history"],
+            "distilled": distilled_fit["history"],
+        },
+    }
 
 
 def to_markdown(results: list[dict[str, Any]]) -> str:
@@ -226,8 +262,11 @@ def to_markdown(results: list[dict[str, Any]]) -> str:
             "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in res["rows"]:
-            lite = ("| – | – " if r["tflite_b256_ms"] is None else
-                    f"| {r['tflite_b256_ms']:.3f} | {r['tflite_speed_x_b256']:.2f} ")
+            lite = (
+                "| – | – "
+                if r["tflite_b256_ms"] is None
+                else f"| {r['tflite_b256_ms']:.3f} | {r['tflite_speed_x_b256']:.2f} "
+            )
             lines.append(
                 f"| {r['variant']} | {r['architecture']} | {r[m]:.4f} | {r['gain_kept']:.1%} | "
                 f"{r['params']:,} | {r['flops']:,} | {r['flops_x']:.1f} | "
@@ -249,8 +288,9 @@ def _write(path: Path, text: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", nargs="+", default=["ctr", "profile"], choices=list(DEFAULTS))
-    parser.add_argument("--student", default="auto",
-                        help="'auto' or builder:size, e.g. dcn:student (default: auto)")
+    parser.add_argument(
+        "--student", default="auto", help="'auto' or builder:size, e.g. dcn:student (default: auto)"
+    )
     parser.add_argument("--n-samples", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--alpha", type=float, default=None)
@@ -260,8 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="small data, 2 epochs: a smoke run")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="write OUT.json and OUT.md (atomically)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="write OUT.json and OUT.md (atomically)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     results = [run_task(name, args) for name in args.tasks]

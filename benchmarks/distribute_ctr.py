@@ -45,8 +45,9 @@ CONFIGS: dict[str, tuple[int, str | None, bool]] = {
 }
 
 
-def fit_worker(strategy: Any, samples: int, batch_size: int, epochs: int,
-               steps: int | None, jit: bool) -> dict[str, Any]:
+def fit_worker(
+    strategy: Any, samples: int, batch_size: int, epochs: int, steps: int | None, jit: bool
+) -> dict[str, Any]:
     """One process of one configuration: fit dcn-student, time each epoch (module level, so
     the worker processes can import it)."""
     from tfcompress import data, distribute, models
@@ -63,14 +64,18 @@ def fit_worker(strategy: Any, samples: int, batch_size: int, epochs: int,
     strategy = strategy or distribute.get_strategy("default")
     keras.utils.set_random_seed(0)
     with strategy.scope():
-        model = models.compile_for_task(models.dcn(task.schema, size="student"), task.schema,
-                                        learning_rate=5e-3)
+        model = models.compile_for_task(
+            models.dcn(task.schema, size="student"), task.schema, learning_rate=5e-3
+        )
         model.compile(optimizer=model.optimizer, loss=model.loss)  # loss only: no metrics
     try:
         set_jit_compile(model, jit)
     except ValueError as err:  # e.g. XLA with several replicas on CPUs
-        return {"chief": distribute.is_chief(strategy), "unsupported": str(err),
-                "replicas": strategy.num_replicas_in_sync}
+        return {
+            "chief": distribute.is_chief(strategy),
+            "unsupported": str(err),
+            "replicas": strategy.num_replicas_in_sync,
+        }
 
     class Timer(keras.callbacks.Callback):
         def __init__(self) -> None:
@@ -84,8 +89,7 @@ def fit_worker(strategy: Any, samples: int, batch_size: int, epochs: int,
             self.times.append(time.perf_counter() - self.start)
 
     timer = Timer()
-    history = model.fit(train, epochs=epochs, steps_per_epoch=steps, callbacks=[timer],
-                        verbose=0)
+    history = model.fit(train, epochs=epochs, steps_per_epoch=steps, callbacks=[timer], verbose=0)
     steady = timer.times[1:] or timer.times
     examples = steps * batch_size  # global examples per epoch
     return {
@@ -102,55 +106,83 @@ def fit_worker(strategy: Any, samples: int, batch_size: int, epochs: int,
     }
 
 
-def run(samples: int, batch_size: int, epochs: int, steps: int | None,
-        configs: list[str]) -> dict[str, Any]:
+def run(
+    samples: int, batch_size: int, epochs: int, steps: int | None, configs: list[str]
+) -> dict[str, Any]:
     rows: dict[str, Any] = {}
     for name in configs:
         workers, strategy, jit = CONFIGS[name]
         start = time.perf_counter()
-        results = launch_local(fit_worker, workers, strategy=strategy,
-                               args=(samples, batch_size, epochs, steps, jit), timeout=1800)
+        results = launch_local(
+            fit_worker,
+            workers,
+            strategy=strategy,
+            args=(samples, batch_size, epochs, steps, jit),
+            timeout=1800,
+        )
         chief = next(r for r in results if r["chief"])
-        rows[name] = {**chief, "workers": workers, "xla": jit,
-                      "wall_s": time.perf_counter() - start}
+        rows[name] = {
+            **chief,
+            "workers": workers,
+            "xla": jit,
+            "wall_s": time.perf_counter() - start,
+        }
         if "unsupported" in chief:
             _log.warning("%-22s not supported: %s", name, chief["unsupported"])
         else:
-            _log.warning("%-22s %8.0f examples/s (first epoch %.1f s)", name,
-                         chief["examples_per_s"], chief["first_epoch_s"])
+            _log.warning(
+                "%-22s %8.0f examples/s (first epoch %.1f s)",
+                name,
+                chief["examples_per_s"],
+                chief["first_epoch_s"],
+            )
     base = rows[configs[0]].get("examples_per_s")
     for row in rows.values():
-        row["speed_x"] = row["examples_per_s"] / base if base and "examples_per_s" in row \
-            else None
+        row["speed_x"] = row["examples_per_s"] / base if base and "examples_per_s" in row else None
     return {
-        "settings": {"samples": samples, "global_batch": batch_size, "epochs": epochs,
-                     "model": "dcn student", "cpu_count": os.cpu_count(),
-                     "load_avg": os.getloadavg(), "baseline": configs[0],
-                     "versions": library_versions()},
+        "settings": {
+            "samples": samples,
+            "global_batch": batch_size,
+            "epochs": epochs,
+            "model": "dcn student",
+            "cpu_count": os.cpu_count(),
+            "load_avg": os.getloadavg(),
+            "baseline": configs[0],
+            "versions": library_versions(),
+        },
         "rows": rows,
     }
 
 
 def to_markdown(result: dict[str, Any]) -> str:
-    lines = ["| configuration | workers | XLA | replicas | examples/s | speed x | first epoch s |"
-             " final loss |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| configuration | workers | XLA | replicas | examples/s | speed x | first epoch s |"
+        " final loss |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, r in result["rows"].items():
         if "unsupported" in r:
-            lines.append(f"| {name} | {r['workers']} | {'yes' if r['xla'] else 'no'} | "
-                         f"{r['replicas']} | not supported (see note) | — | — | — |")
+            lines.append(
+                f"| {name} | {r['workers']} | {'yes' if r['xla'] else 'no'} | "
+                f"{r['replicas']} | not supported (see note) | — | — | — |"
+            )
             continue
         lines.append(
             f"| {name} | {r['workers']} | {'yes' if r['xla'] else 'no'} | {r['replicas']} | "
             f"{r['examples_per_s']:,.0f} | {r['speed_x']:.2f} | {r['first_epoch_s']:.1f} | "
-            f"{r['loss'][-1]:.4f} |")
+            f"{r['loss'][-1]:.4f} |"
+        )
     s = result["settings"]
     lines.append("")
-    lines.append(f"dcn student, ctr {s['samples']:,} samples, global batch {s['global_batch']}, "
-                 f"{s['epochs']} epochs (throughput: fastest of epochs 2..{s['epochs']}); "
-                 f"{s['cpu_count']} CPU cores, load average at the end "
-                 f"{', '.join(f'{x:.1f}' for x in s['load_avg'])}.")
-    notes = {r["unsupported"].split(": ", 2)[-1] for r in result["rows"].values()
-             if "unsupported" in r}
+    lines.append(
+        f"dcn student, ctr {s['samples']:,} samples, global batch {s['global_batch']}, "
+        f"{s['epochs']} epochs (throughput: fastest of epochs 2..{s['epochs']}); "
+        f"{s['cpu_count']} CPU cores, load average at the end "
+        f"{', '.join(f'{x:.1f}' for x in s['load_avg'])}."
+    )
+    notes = {
+        r["unsupported"].split(": ", 2)[-1] for r in result["rows"].values() if "unsupported" in r
+    }
     lines += [f"Not supported: {n}" for n in sorted(notes)]
     return "\n".join(lines)
 
@@ -160,8 +192,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=60_000)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=None,
-                        help="steps per epoch (default: one pass over the training split)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="steps per epoch (default: one pass over the training split)",
+    )
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--out", type=Path, default=None, help="write the result as JSON")
     parser.add_argument("--quick", action="store_true", help="smoke run: 6000 samples, 2 epochs")

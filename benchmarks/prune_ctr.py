@@ -37,8 +37,6 @@ from tfcompress._keras import keras
 BASELINE = "float tflite"
 
 
-
-
 def _copy(model: keras.Model) -> keras.Model:
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
@@ -69,8 +67,9 @@ def main(argv: list[str] | None = None) -> int:
 
     for name, kwargs in (("prune80", {"sparsity": 0.8}), ("2:4", {"structure": "2:4"})):
         print(f"\n== {name}: prune {kwargs} + {budget} epoch(s)")
-        pruned = models.compile_for_task(tfcompress.prune(trained, **kwargs), schema,
-                                         learning_rate=lr)
+        pruned = models.compile_for_task(
+            tfcompress.prune(trained, **kwargs), schema, learning_rate=lr
+        )
         fit_best(pruned, task, budget, callbacks=[tfcompress.PruningCallback()])
         stripped = tfcompress.pruning.strip(pruned)
         print(tfcompress.pruning.sparsity_report(stripped).to_markdown())
@@ -88,24 +87,36 @@ def main(argv: list[str] | None = None) -> int:
     student = keras.models.clone_model(small)
     student.set_weights(init)
     distiller = tfcompress.Distiller(student, trained, alpha=0.5, temperature=1.0)
-    distiller.compile(optimizer=keras.optimizers.Adam(lr), loss="binary_crossentropy",
-                      metrics=[keras.metrics.AUC(name="auc")])
+    distiller.compile(
+        optimizer=keras.optimizers.Adam(lr),
+        loss="binary_crossentropy",
+        metrics=[keras.metrics.AUC(name="auc")],
+    )
     fit_best(distiller, task, budget)
     variants["shrink50 distilled"] = distiller.student
 
     out: Path = args.out
     files: dict[str, str] = {}
-    exports = [(BASELINE, "float", None)] + [
-        (f"{n} tflite", n, None) for n in variants if n != "float"
-    ] + [(f"{n} tflite dynamic", n, "dynamic") for n in variants if n.startswith("shrink50")]
+    exports = (
+        [(BASELINE, "float", None)]
+        + [(f"{n} tflite", n, None) for n in variants if n != "float"]
+        + [(f"{n} tflite dynamic", n, "dynamic") for n in variants if n.startswith("shrink50")]
+    )
     for label, source, mode in exports:
         fname = label.replace(" ", "_").replace(":", "of") + ".tflite"
-        result = tfcompress.export_tflite(variants[source], out / fname, quantization=mode,
-                                          parity_data=task.test, overwrite=True)
+        result = tfcompress.export_tflite(
+            variants[source], out / fname, quantization=mode, parity_data=task.test, overwrite=True
+        )
         files[label] = str(result.path)
 
-    report = tfcompress.benchmark(files, task.test, baseline=BASELINE, batch_sizes=(1, 256),
-                                  repeats=args.repeats, max_examples=None)
+    report = tfcompress.benchmark(
+        files,
+        task.test,
+        baseline=BASELINE,
+        batch_sizes=(1, 256),
+        repeats=args.repeats,
+        max_examples=None,
+    )
     print()
     print(report.to_markdown())
     report.to_json(out / "report.json")
@@ -124,9 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     target = "shrink50 tflite dynamic"
     s = summary[target]
     met = s["speed_x_b256"] >= 2.0 and s["auc_delta"] >= -0.005
-    print(f"\n{target}: {s['speed_x_b256']}x at batch 256, AUC delta {s['auc_delta']} -> target "
-          f"(>= 2x, loss <= 0.005) {'MET' if met else 'NOT met'}; "
-          f"{time.perf_counter() - started:.0f} s")
+    print(
+        f"\n{target}: {s['speed_x_b256']}x at batch 256, AUC delta {s['auc_delta']} -> target "
+        f"(>= 2x, loss <= 0.005) {'MET' if met else 'NOT met'}; "
+        f"{time.perf_counter() - started:.0f} s"
+    )
     return 0
 
 

@@ -41,8 +41,6 @@ QAT = "QAT int8"
 PTQ_INT8 = "PTQ int8"
 
 
-
-
 def _table_bytes(path: Path, vocab_sizes: set[int]) -> tuple[int, list[str]]:
     """Bytes and dtypes of the constant tensors shaped like an embedding table (or its scales)."""
     from ai_edge_litert.interpreter import Interpreter
@@ -80,8 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     task, model = trained_dcn_student(args.samples, args.seed, args.lr, args.epochs)
     trained = model.get_weights()
 
-    print(f"\nExtra budget for every variant: {args.extra_epochs} epoch(s), lr "
-          f"{args.finetune_lr}")
+    print(f"\nExtra budget for every variant: {args.extra_epochs} epoch(s), lr {args.finetune_lr}")
     print("QAT: tfcompress.quantize(model)")
     qat = quantize(model)
     print(qat.compression_report.to_markdown())
@@ -111,16 +108,30 @@ def main(argv: list[str] | None = None) -> int:
     for name, (keras_model, mode, options) in exports.items():
         filename = name.lower().replace(" ", "_").replace("(", "").replace(")", "") + ".tflite"
         calibrate = task.train if mode in ("int8", "int16x8") else None
-        result = export_tflite(keras_model, out / filename, quantization=mode,
-                               representative_data=calibrate, num_calibration_steps=200,
-                               parity_data=task.test, **options)
+        result = export_tflite(
+            keras_model,
+            out / filename,
+            quantization=mode,
+            representative_data=calibrate,
+            num_calibration_steps=200,
+            parity_data=task.test,
+            **options,
+        )
         variants[name] = str(result.path)
         tables[name] = _table_bytes(result.path, vocab)
-        print(f"Exported {name}: {result.bytes:,} bytes, max |diff| vs its Keras model "
-              f"{result.parity['max_abs_diff']:.4f}")
+        print(
+            f"Exported {name}: {result.bytes:,} bytes, max |diff| vs its Keras model "
+            f"{result.parity['max_abs_diff']:.4f}"
+        )
 
-    report = benchmark(variants, task.test, baseline=BASELINE, batch_sizes=(1, 256),
-                       repeats=args.repeats, max_examples=None)
+    report = benchmark(
+        variants,
+        task.test,
+        baseline=BASELINE,
+        batch_sizes=(1, 256),
+        repeats=args.repeats,
+        max_examples=None,
+    )
     print()
     print(report.to_markdown())
     print("\nEmbedding tables in each file (constant tensors shaped (vocab, ...)):")
@@ -149,9 +160,11 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(time.perf_counter() - started, 1),
     }
     print()
-    print(f"{QAT} vs {BASELINE}: {size_x:.2f}x smaller, AUC loss {auc_loss:+.4f}, AUC "
-          f"{auc[QAT]:.4f} vs PTQ int8 {auc[PTQ_INT8]:.4f} -> "
-          + ", ".join(f"{k}: {'MET' if v else 'NOT met'}" for k, v in met.items()))
+    print(
+        f"{QAT} vs {BASELINE}: {size_x:.2f}x smaller, AUC loss {auc_loss:+.4f}, AUC "
+        f"{auc[QAT]:.4f} vs PTQ int8 {auc[PTQ_INT8]:.4f} -> "
+        + ", ".join(f"{k}: {'MET' if v else 'NOT met'}" for k, v in met.items())
+    )
     print(json.dumps(summary))
     report.to_json(out / "report.json")
     return 0

@@ -39,20 +39,27 @@ def criteo_csv(path: Path, rows: int, rng: np.random.Generator) -> None:
     vocab = rng.integers(20, 3000, size=26)
     cats = np.stack([rng.zipf(1.3, size=rows) % v for v in vocab], axis=1)
     effect = [rng.normal(0, 0.8, size=v) for v in vocab]
-    logit = -1.3 + 0.08 * (numeric[:, 0] - numeric[:, 0].mean()) - 0.05 * (
-        numeric[:, 3] - numeric[:, 3].mean())
+    logit = (
+        -1.3
+        + 0.08 * (numeric[:, 0] - numeric[:, 0].mean())
+        - 0.05 * (numeric[:, 3] - numeric[:, 3].mean())
+    )
     for j in (0, 2, 5, 9, 14):
         logit = logit + effect[j][cats[:, j]]
     label = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(int)
     missing_num = rng.random((rows, 13)) < 0.1
     missing_cat = rng.random((rows, 26)) < 0.05
     with open(path, "w") as f:
-        f.write(",".join(["label"] + [f"I{i}" for i in range(1, 14)]
-                         + [f"C{i}" for i in range(1, 27)]) + "\n")
+        f.write(
+            ",".join(["label"] + [f"I{i}" for i in range(1, 14)] + [f"C{i}" for i in range(1, 27)])
+            + "\n"
+        )
         for r in range(rows):
             nums = ["" if missing_num[r, i] else str(int(numeric[r, i])) for i in range(13)]
-            cs = ["" if missing_cat[r, j] else f"{(cats[r, j] * 2654435761 + j) % 2**32:08x}"
-                  for j in range(26)]
+            cs = [
+                "" if missing_cat[r, j] else f"{(cats[r, j] * 2654435761 + j) % 2**32:08x}"
+                for j in range(26)
+            ]
             f.write(",".join([str(label[r]), *nums, *cs]) + "\n")
 
 
@@ -74,12 +81,15 @@ def ad_click_log(path: Path, rows: int, rng: np.random.Generator) -> None:
         f.write("ip,app,device,os,channel,click_time,attributed_time,is_attributed\n")
         for r in range(rows):
             click = start + dt.timedelta(seconds=int(seconds[r]))
-            attributed = (click + dt.timedelta(seconds=int(rng.integers(5, 3600)))
-                          if label[r] else None)
-            f.write(f"{ip[r]},{app[r]},{device[r]},{os_[r]},{channel[r]},"
-                    f"{click:%Y-%m-%d %H:%M:%S},"
-                    f"{'' if attributed is None else f'{attributed:%Y-%m-%d %H:%M:%S}'},"
-                    f"{label[r]}\n")
+            attributed = (
+                click + dt.timedelta(seconds=int(rng.integers(5, 3600))) if label[r] else None
+            )
+            f.write(
+                f"{ip[r]},{app[r]},{device[r]},{os_[r]},{channel[r]},"
+                f"{click:%Y-%m-%d %H:%M:%S},"
+                f"{'' if attributed is None else f'{attributed:%Y-%m-%d %H:%M:%S}'},"
+                f"{label[r]}\n"
+            )
 
 
 def movielens_udata(path: Path, rows: int, rng: np.random.Generator) -> None:
@@ -131,9 +141,20 @@ def run(recipe_path: Path, out: Path) -> tuple[int, str, float]:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     start = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "tfcompress.cli", "run", str(recipe_path), "--out", str(out),
-         "--no-resume"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "tfcompress.cli",
+            "run",
+            str(recipe_path),
+            "--out",
+            str(out),
+            "--no-resume",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
     )
     return proc.returncode, proc.stdout, time.perf_counter() - start
 
@@ -152,13 +173,13 @@ def main() -> int:
     movielens_udata(files / "u.data", args.rows, rng)
     cases = {
         "criteo_like": f'path = "{files / "criteo_like.csv"}"\nlabel = "label"\n'
-                       'numeric_fill = "mean"',
+        'numeric_fill = "mean"',
         "ad_clicks_as_given": f'path = "{files / "ad_clicks.csv"}"\nlabel = "is_attributed"',
         "ad_clicks": f'path = "{files / "ad_clicks.csv"}"\nlabel = "is_attributed"\n'
-                     'drop = ["attributed_time"]\nsplit_mode = "time"\n'
-                     'time_column = "click_time"',
+        'drop = ["attributed_time"]\nsplit_mode = "time"\n'
+        'time_column = "click_time"',
         "movielens": f'path = "{files / "u.data"}"\nmin_rating = 4\nnegatives = 4\n'
-                     'split_mode = "time"',
+        'split_mode = "time"',
     }
     summary = []
     for name, data in cases.items():
@@ -175,8 +196,10 @@ def main() -> int:
         summary.append((name, code, aucs))
     print(f"\n{'=' * 100}\nAUC on the whole test split, per exported variant:")
     for name, code, aucs in summary:
-        print(f"  {name:20s} exit {code}  "
-              + "  ".join(f"{k}: {v:.4f}" for k, v in aucs.items() if v is not None))
+        print(
+            f"  {name:20s} exit {code}  "
+            + "  ".join(f"{k}: {v:.4f}" for k, v in aucs.items() if v is not None)
+        )
     return 0
 
 

@@ -37,8 +37,6 @@ BASELINE = "tflite float"
 TARGET = "shrink50 tflite dynamic"
 
 
-
-
 def _median_ms(path: Path, features: dict[str, np.ndarray], repeats: int) -> float:
     """Median latency of one TFLite call on ``features`` (1 thread, after a warm-up)."""
     variant = load_variant(str(path))
@@ -52,8 +50,9 @@ def _median_ms(path: Path, features: dict[str, np.ndarray], repeats: int) -> flo
     return float(np.median(times) * 1e3)
 
 
-def _where_time_goes(models_by_name: dict[str, keras.Model], task: data.TaskData, out: Path,
-                     repeats: int) -> None:
+def _where_time_goes(
+    models_by_name: dict[str, keras.Model], task: data.TaskData, out: Path, repeats: int
+) -> None:
     """Batch-256 float TFLite latency of the embedding front end (everything up to the DCN
     input concat: lookups, sequence pooling, reshapes) against the whole model."""
     structure, specs = model_input_specs(next(iter(models_by_name.values())))
@@ -67,8 +66,10 @@ def _where_time_goes(models_by_name: dict[str, keras.Model], task: data.TaskData
         export_tflite(front, front_path)
         whole_path = out / f"{name}_whole_float.tflite"
         export_tflite(model, whole_path)
-        f_ms, w_ms = _median_ms(front_path, features, repeats), _median_ms(
-            whole_path, features, repeats)
+        f_ms, w_ms = (
+            _median_ms(front_path, features, repeats),
+            _median_ms(whole_path, features, repeats),
+        )
         print(f"| {name} | {f_ms:.3f} | {w_ms:.3f} | {f_ms / w_ms:.0%} |")
 
 
@@ -91,8 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     print(small.compression_report.to_markdown())
     models.compile_for_task(small, task.schema, learning_rate=args.lr)
     before = small.evaluate(task.test, verbose=0, return_dict=True)["auc"]
-    print(f"Shrunk to {small.count_params():,} parameters (test AUC before fine-tuning "
-          f"{before:.4f}); fine-tuning {args.finetune_epochs} epoch(s)")
+    print(
+        f"Shrunk to {small.count_params():,} parameters (test AUC before fine-tuning "
+        f"{before:.4f}); fine-tuning {args.finetune_epochs} epoch(s)"
+    )
     fit_best(small, task, args.finetune_epochs)
 
     out: Path = args.out
@@ -104,13 +107,20 @@ def main(argv: list[str] | None = None) -> int:
     }
     variants: dict[str, str] = {}
     for name, (keras_model, mode, filename) in exports.items():
-        result = export_tflite(keras_model, out / filename, quantization=mode,
-                               parity_data=task.test)
+        result = export_tflite(
+            keras_model, out / filename, quantization=mode, parity_data=task.test
+        )
         variants[name] = str(result.path)
         print(f"Exported {name}: {result.path} ({result.bytes:,} bytes)")
 
-    report = benchmark(variants, task.test, baseline=BASELINE, batch_sizes=(1, 256),
-                       repeats=args.repeats, max_examples=None)
+    report = benchmark(
+        variants,
+        task.test,
+        baseline=BASELINE,
+        batch_sizes=(1, 256),
+        repeats=args.repeats,
+        max_examples=None,
+    )
     print()
     print(report.to_markdown())
     ratios = report.ratios(BASELINE)
@@ -125,8 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(time.perf_counter() - started, 1),
     }
     print()
-    print(f"{TARGET} vs {BASELINE}: {speed:.2f}x faster at batch 256, AUC loss {auc_loss:.4f} "
-          f"-> target (>= 2x, <= 0.005) {'MET' if met else 'NOT met'}")
+    print(
+        f"{TARGET} vs {BASELINE}: {speed:.2f}x faster at batch 256, AUC loss {auc_loss:.4f} "
+        f"-> target (>= 2x, <= 0.005) {'MET' if met else 'NOT met'}"
+    )
     print(json.dumps(summary))
     report.to_json(out / "report.json")
     _where_time_goes({"float": model, "shrink50": small}, task, out, args.repeats * 2)

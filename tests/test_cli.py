@@ -90,8 +90,19 @@ def test_export_tflite_and_savedmodel_then_bench(saved_ctr_model, tmp_path, caps
     capsys.readouterr()
 
     report = tmp_path / "bench.json"
-    code = main(["bench", f"keras={saved_ctr_model}", f"float={tfl}", f"xla={sm}",
-                 "--repeats", "3", "--json", str(report), *data_args])
+    code = main(
+        [
+            "bench",
+            f"keras={saved_ctr_model}",
+            f"float={tfl}",
+            f"xla={sm}",
+            "--repeats",
+            "3",
+            "--json",
+            str(report),
+            *data_args,
+        ]
+    )
     assert code == 0
     captured = capsys.readouterr()
     table = captured.out
@@ -103,14 +114,25 @@ def test_export_tflite_and_savedmodel_then_bench(saved_ctr_model, tmp_path, caps
 
 def test_export_int8_prints_the_quality_change(saved_ctr_model, tmp_path, capsys):
     tfl = tmp_path / "m8.tflite"
-    argv = ["export", str(saved_ctr_model), "-o", str(tfl), "--quantization", "int8",
-            "--data", "ctr", "--samples", "2000"]
+    argv = [
+        "export",
+        str(saved_ctr_model),
+        "-o",
+        str(tfl),
+        "--quantization",
+        "int8",
+        "--data",
+        "ctr",
+        "--samples",
+        "2000",
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     delta = float(re.search(r"auc change against the Keras model: (\S+)", out).group(1))
     manifest = json.loads((tmp_path / "manifest.json").read_text())
-    assert delta == pytest.approx(manifest["artifacts"]["m8.tflite"]["parity"]["quality_delta"]
-                                  ["auc"], abs=1e-4)
+    assert delta == pytest.approx(
+        manifest["artifacts"]["m8.tflite"]["parity"]["quality_delta"]["auc"], abs=1e-4
+    )
     assert abs(delta) < 0.05
 
 
@@ -120,8 +142,10 @@ def test_export_refuses_a_keras3_file(tmp_path, capsys):
     import sys
 
     path = tmp_path / "k3.keras"
-    code = "import keras, sys; keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])" \
-           ".save(sys.argv[1])"
+    code = (
+        "import keras, sys; keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])"
+        ".save(sys.argv[1])"
+    )
     env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
     subprocess.run([sys.executable, "-c", code, str(path)], env=env, check=True, timeout=120)
     assert main(["export", str(path)]) == 2
@@ -147,8 +171,10 @@ def test_bench_refuses_a_changed_file_unless_no_verify(saved_ctr_model, tmp_path
         (["export", "nope.keras"], "`MODEL` 'nope.keras' does not exist"),
         (["export", "model.h5"], "must be a .keras file"),
         (["export", "{model}", "--quantization", "int8"], "pass --data"),
-        (["export", "{model}", "--format", "savedmodel", "--quantization", "dynamic"],
-         "applies to --format tflite only"),
+        (
+            ["export", "{model}", "--format", "savedmodel", "--quantization", "dynamic"],
+            "applies to --format tflite only",
+        ),
         (["bench", "a={model}", "a={model}", "--data", "ctr"], "is given twice"),
         (["export", "{model}", "--data", "clicks.csv"], "name its label column with --label"),
     ],

@@ -16,17 +16,28 @@ from tfcompress.callbacks.tensorboard import read_hparams, read_scalars
 from tfcompress.cli import demo_defaults, main
 
 
-def _python(code: str, *, env: dict[str, str] | None = None, timeout: int = 120
-            ) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+def _python(
+    code: str, *, env: dict[str, str] | None = None, timeout: int = 120
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def _cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     # stdout and stderr are pipes: what a user sees in a CI log or with `| tee`
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    return subprocess.run([sys.executable, "-m", "tfcompress.cli", *args], capture_output=True,
-                          text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "tfcompress.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 @pytest.mark.multiprocess
@@ -51,8 +62,9 @@ def test_demo_help_shows_the_demo_recipes_defaults(capsys):
     from tfcompress.recipe import demo_recipe
 
     signature = inspect.signature(demo_recipe).parameters
-    expected = {name: signature[name].default
-                for name in ("samples", "teacher_epochs", "epochs", "seed")}
+    expected = {
+        name: signature[name].default for name in ("samples", "teacher_epochs", "epochs", "seed")
+    }
     assert demo_defaults() == {**expected, "name": signature["name"].default}
     with pytest.raises(SystemExit):
         main(["demo", "--help"])
@@ -127,15 +139,36 @@ def test_an_error_inside_a_stage_prints_one_line_and_where_it_was_raised(tmp_pat
 def test_piped_demo_output_has_no_carriage_returns_and_a_line_per_export(tmp_path):
     """The README's demo with small sizes, piped (what a CI log shows): teacher -> distill ->
     prune -> QAT -> export -> bench; its report, TensorBoard logs and `report` re-rendering."""
-    result = _cli("demo", "--samples", "1500", "--teacher-epochs", "1", "--epochs", "1",
-                  "--out", str(tmp_path), "--logdir", str(tmp_path / "tb"))
+    result = _cli(
+        "demo",
+        "--samples",
+        "1500",
+        "--teacher-epochs",
+        "1",
+        "--epochs",
+        "1",
+        "--out",
+        str(tmp_path),
+        "--logdir",
+        str(tmp_path / "tb"),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     _check_demo_report(tmp_path, result.stdout)
     assert "\r" not in result.stdout and "\r" not in result.stderr  # no redrawn progress bars
-    exports = re.findall(r"^\[export\] (\d)/(\d) (\w+) \((\w+)\): [\d.]+ KiB, parity max "
-                         r"\|diff\| \S+", result.stdout, re.M)
-    assert [e[2] for e in exports] == ["teacher_float", "distill_alone_float", "distill_float",
-                                       "prune_float", "quantize_int8", "quantize_xla"]
+    exports = re.findall(
+        r"^\[export\] (\d)/(\d) (\w+) \((\w+)\): [\d.]+ KiB, parity max "
+        r"\|diff\| \S+",
+        result.stdout,
+        re.M,
+    )
+    assert [e[2] for e in exports] == [
+        "teacher_float",
+        "distill_alone_float",
+        "distill_float",
+        "prune_float",
+        "quantize_int8",
+        "quantize_xla",
+    ]
     assert "TensorFlow is already initialised" not in result.stdout + result.stderr
     assert re.search(r"^\| teacher \| model \| no \| .* \| 150 \| \d+ \|$", result.stdout, re.M)
     assert "n examples | n positives" in result.stdout
@@ -146,8 +179,14 @@ def _check_demo_report(tmp_path, out: str) -> None:
     report = json.loads((run_dir / "report.json").read_text())
     assert [s["name"] for s in report["stages"]] == ["teacher", "distill", "prune", "quantize"]
     names = {r["name"] for r in report["benchmark"]["rows"]}
-    assert names == {"teacher_float", "distill_float", "distill_alone_float", "prune_float",
-                     "quantize_int8", "quantize_xla"}
+    assert names == {
+        "teacher_float",
+        "distill_float",
+        "distill_alone_float",
+        "prune_float",
+        "quantize_int8",
+        "quantize_xla",
+    }
     assert report["benchmark"]["baseline"] == "teacher_float"
     for name in names:  # every variant is printed with its ratios against the teacher
         assert re.search(rf"^\| {name}( \(baseline\))? \| (tflite|saved_model) \|", out, re.M)

@@ -149,8 +149,10 @@ def test_nodes_by_depth_orders_the_graph_from_the_outputs():
 def test_attention_heads_of_tf_keras_multi_head_attention():
     layer = keras.layers.MultiHeadAttention(num_heads=3, key_dim=2)
     assert _compat.attention_heads(layer) == 3
-    assert _compat.attention_heads(keras.layers.MultiHeadAttention.from_config(
-        layer.get_config())) == 3
+    assert (
+        _compat.attention_heads(keras.layers.MultiHeadAttention.from_config(layer.get_config()))
+        == 3
+    )
 
 
 def test_interpreter_ops_lists_the_tflite_graph():
@@ -180,8 +182,7 @@ def test_quantized_weights_hold_the_kernel_its_quantizer_and_ranges():
 
 #: what tfcompress uses of each private TFMOT module (_compat._TFMOT_INTERNALS)
 _TFMOT_USES = {
-    "pruning_utils": ("generate_m_by_n_mask", "m_by_n_sparsity_mask_prepare",
-                      "weights_rearrange"),
+    "pruning_utils": ("generate_m_by_n_mask", "m_by_n_sparsity_mask_prepare", "weights_rearrange"),
     "pruning_wrapper": ("PruneLowMagnitude",),
     "pruning_impl": ("Pruning",),
     "prune_registry": ("PruneRegistry",),
@@ -195,10 +196,17 @@ _TFMOT_USES = {
     "default_8bit_quantize_scheme": ("Default8BitQuantizeScheme",),
     "default_8bit_quantize_layout_transform": ("Default8BitQuantizeLayoutTransform",),
     "default_8bit_transforms": (
-        "InputLayerQuantize", "ConcatTransform", "ConcatTransform3Inputs",
-        "ConcatTransform4Inputs", "ConcatTransform5Inputs", "ConcatTransform6Inputs",
-        "DenseBatchNormQuantize", "DenseBatchNormReLUQuantize",
-        "DenseBatchNormActivationQuantize", "LayerReLUQuantize", "LayerReluActivationQuantize",
+        "InputLayerQuantize",
+        "ConcatTransform",
+        "ConcatTransform3Inputs",
+        "ConcatTransform4Inputs",
+        "ConcatTransform5Inputs",
+        "ConcatTransform6Inputs",
+        "DenseBatchNormQuantize",
+        "DenseBatchNormReLUQuantize",
+        "DenseBatchNormActivationQuantize",
+        "LayerReLUQuantize",
+        "LayerReluActivationQuantize",
     ),
     "default_8bit_quantize_registry": ("Default8BitQuantizeRegistry",),
     "model_transformer": ("ModelTransformer", "LayerNode"),
@@ -230,17 +238,23 @@ def test_tfmot_internals_are_what_the_public_api_builds():
 
     qat = _tfmot_qat_model()
     assert {type(lyr) for lyr in qat.layers} >= {
-        _compat.quantize_layer.QuantizeLayer, _compat.quantize_wrapper.QuantizeWrapperV2}
-    assert issubclass(_compat.quantize_wrapper.QuantizeWrapperV2,
-                      _compat.quantize_wrapper.QuantizeWrapper)
+        _compat.quantize_layer.QuantizeLayer,
+        _compat.quantize_wrapper.QuantizeWrapperV2,
+    }
+    assert issubclass(
+        _compat.quantize_wrapper.QuantizeWrapperV2, _compat.quantize_wrapper.QuantizeWrapper
+    )
     annotated = tfmot.quantization.keras.quantize_annotate_layer(keras.layers.Dense(1))
     assert isinstance(annotated, _compat.quantize_annotate.QuantizeAnnotate)
     pruned = tfmot.sparsity.keras.prune_low_magnitude(keras.layers.Dense(1))
     assert isinstance(pruned, _compat.pruning_wrapper.PruneLowMagnitude)
-    assert isinstance(tfmot.sparsity.keras.ConstantSparsity(0.5, 0),
-                      _compat.pruning_schedule.PruningSchedule)
-    assert isinstance(tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme(),
-                      _compat.default_8bit_quantize_scheme.Default8BitQuantizeScheme)
+    assert isinstance(
+        tfmot.sparsity.keras.ConstantSparsity(0.5, 0), _compat.pruning_schedule.PruningSchedule
+    )
+    assert isinstance(
+        tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme(),
+        _compat.default_8bit_quantize_scheme.Default8BitQuantizeScheme,
+    )
 
 
 def test_tfmot_helpers_behave_as_tfcompress_expects():
@@ -249,16 +263,18 @@ def test_tfmot_helpers_behave_as_tfcompress_expects():
     assert int(utils.smart_cond(False, lambda: 1, lambda: 2)) == 2
     weights = tf.constant([[4.0, -3.0, 0.5, 1.0], [0.1, 0.2, -5.0, 6.0]])
     mask = _compat.pruning_utils.generate_m_by_n_mask(tf.reshape(weights, (-1, 4)), (2, 4))
-    np.testing.assert_array_equal(tf.reshape(mask, (2, 4)).numpy(),
-                                  [[1, 1, 0, 0], [0, 0, 1, 1]])
+    np.testing.assert_array_equal(tf.reshape(mask, (2, 4)).numpy(), [[1, 1, 0, 0], [0, 0, 1, 1]])
 
 
 def test_importing_compat_does_not_import_tfmot():
-    code = ("import sys, tfcompress._compat; "
-            "assert not [m for m in sys.modules if m.startswith('tensorflow_model_optimization')]")
+    code = (
+        "import sys, tfcompress._compat; "
+        "assert not [m for m in sys.modules if m.startswith('tensorflow_model_optimization')]"
+    )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
@@ -266,10 +282,18 @@ def test_tfmot_internals_are_imported_only_through_compat():
     offenders = []
     for path in _library_files():
         for node in ast.walk(ast.parse(path.read_text())):
-            modules = ([node.module or ""] if isinstance(node, ast.ImportFrom)
-                       else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
-            offenders += [f"{path.relative_to(PACKAGE)}:{node.lineno} {m}" for m in modules
-                          if m.startswith("tensorflow_model_optimization.python")]
+            modules = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
+            offenders += [
+                f"{path.relative_to(PACKAGE)}:{node.lineno} {m}"
+                for m in modules
+                if m.startswith("tensorflow_model_optimization.python")
+            ]
     assert not offenders, "import TFMOT internals from tfcompress._compat: " + ", ".join(offenders)
 
 
@@ -278,16 +302,43 @@ def test_tfmot_internals_are_imported_only_through_compat():
 #: private attributes of TF/TFMOT/Keras objects that library code still uses outside _compat
 #: (each a known debt, listed so that a *new* one fails this test)
 _KNOWN_OUTSIDE = {
-    "_build_from_signature", "_call_spec", "_close_terminal", "_exit", "_get_rnn_cells",
-    "_is_rnn_layer", "_key_shape", "_layer_quantize_map", "_query_dense", "_query_shape",
-    "_stderr_fd", "_supports_masking", "_tfcompress_prunes", "_trainable_weights",
-    "_value_shape", "_weight_names",
+    "_build_from_signature",
+    "_call_spec",
+    "_close_terminal",
+    "_exit",
+    "_get_rnn_cells",
+    "_is_rnn_layer",
+    "_key_shape",
+    "_layer_quantize_map",
+    "_query_dense",
+    "_query_shape",
+    "_stderr_fd",
+    "_supports_masking",
+    "_tfcompress_prunes",
+    "_trainable_weights",
+    "_value_shape",
+    "_weight_names",
     # our own data.world private methods, called from data.simulated (same subpackage)
-    "_click_logit", "_hours", "_items_in", "_popular_items", "_sessions", "_taste_or_popular",
+    "_click_logit",
+    "_hours",
+    "_items_in",
+    "_popular_items",
+    "_sessions",
+    "_taste_or_popular",
 }
-_MOVED = {"_collective_key_base", "_constraint", "_is_graph_network", "_inbound_nodes",
-          "_keras_history", "_flatten_layers", "_get_default_strategy", "_nodes_by_depth",
-          "_num_heads", "_get_ops_details", "_weight_vars"}
+_MOVED = {
+    "_collective_key_base",
+    "_constraint",
+    "_is_graph_network",
+    "_inbound_nodes",
+    "_keras_history",
+    "_flatten_layers",
+    "_get_default_strategy",
+    "_nodes_by_depth",
+    "_num_heads",
+    "_get_ops_details",
+    "_weight_vars",
+}
 
 
 def _library_files():
@@ -298,8 +349,11 @@ def test_moved_hooks_are_used_only_through_compat():
     offenders = []
     for path in _library_files():
         for node in ast.walk(ast.parse(path.read_text())):
-            if (isinstance(node, ast.Attribute) and node.attr in _MOVED
-                    and not (isinstance(node.value, ast.Name) and node.value.id == "self")):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr in _MOVED
+                and not (isinstance(node.value, ast.Name) and node.value.id == "self")
+            ):
                 offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno} .{node.attr}")
     assert not offenders, "use tfcompress._compat for: " + ", ".join(offenders)
 
@@ -308,10 +362,13 @@ def test_no_new_private_attribute_of_other_objects():
     found = set()
     for path in _library_files():
         for node in ast.walk(ast.parse(path.read_text())):
-            if (isinstance(node, ast.Attribute) and node.attr.startswith("_")
-                    and not node.attr.startswith("__")
-                    and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
-                    and not (isinstance(node.value, ast.Name) and node.value.id.startswith("_"))):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+                and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+                and not (isinstance(node.value, ast.Name) and node.value.id.startswith("_"))
+            ):
                 found.add(node.attr)
     new = found - _KNOWN_OUTSIDE - _MOVED
     assert not new, (
@@ -342,15 +399,21 @@ def test_no_private_module_or_name_of_another_subpackage():
                 private = [p for p in mod[2:] if p.startswith("_")]
                 private += [n for n in names if n.startswith("_") and not n.startswith("__")]
                 if private:
-                    offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {module} "
-                                     f"{private}")
+                    offenders.append(
+                        f"{path.relative_to(PACKAGE)}:{node.lineno} {module} {private}"
+                    )
     assert not offenders, offenders
 
 
 def test_explicit_legacy_keras_off_is_a_clear_error():
     env = {**os.environ, "TF_USE_LEGACY_KERAS": "0", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.run([sys.executable, "-c", "import tfcompress._keras"], env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", "import tfcompress._keras"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode != 0
     assert "TF_USE_LEGACY_KERAS=0" in proc.stderr
     assert "unset it or set TF_USE_LEGACY_KERAS=1" in proc.stderr

@@ -25,8 +25,9 @@ def test_distiller_with_pruned_student_reaches_target_sparsity(ctr):
     student = tfcompress.prune(models.dcn(ctr.schema, size="tiny"), sparsity=0.7)
     distiller = tfcompress.Distiller(student, teacher, student_loss_weight=0.5)
     distiller.compile(optimizer="adam", loss="binary_crossentropy")
-    history = distiller.fit(ctr.train, epochs=2, callbacks=[tfcompress.PruningCallback()],
-                            verbose=0)
+    history = distiller.fit(
+        ctr.train, epochs=2, callbacks=[tfcompress.PruningCallback()], verbose=0
+    )
 
     assert history.history["sparsity"][-1] == pytest.approx(0.7, abs=0.01)
     assert "distillation_loss" in history.history
@@ -63,9 +64,14 @@ def test_distill_then_prune_then_qat_exports_int8(ctr, tmp_path):
 
     qat = models.compile_for_task(tfcompress.quantize(sparse), ctr.schema)
     qat.fit(ctr.train, epochs=1, verbose=0)
-    result = tfcompress.export_tflite(qat, tmp_path / "chain.tflite", quantization="int8",
-                                      representative_data=ctr.validation,
-                                      parity_data=ctr.test, parity_tolerance=0.05)
+    result = tfcompress.export_tflite(
+        qat,
+        tmp_path / "chain.tflite",
+        quantization="int8",
+        representative_data=ctr.validation,
+        parity_data=ctr.test,
+        parity_tolerance=0.05,
+    )
     # Every constant matrix (Dense/Cross kernels, embedding tables) of the file is int8.
     matrices, _ = constant_matrices(result.path)
     assert matrices and set(matrices.values()) == {"int8"}, matrices

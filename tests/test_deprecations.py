@@ -67,8 +67,7 @@ SCOPED = {
     "tfcompress.distillation.losses.BinaryKD": "tfcompress.distillation.BinaryDistillationLoss",
     "tfcompress.distillation.losses.SoftmaxKD": "tfcompress.distillation.SoftmaxDistillationLoss",
     "tfcompress.distillation.losses.MSEKD": "tfcompress.distillation.MSEDistillationLoss",
-    "tfcompress.distillation.losses.ListwiseKD":
-        "tfcompress.distillation.ListwiseDistillationLoss",
+    "tfcompress.distillation.losses.ListwiseKD": "tfcompress.distillation.ListwiseDistillationLoss",
 }
 
 
@@ -100,8 +99,11 @@ def test_from_import_of_an_old_name_warns_at_the_callers_line():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         from tfcompress import sparsity_report  # noqa: F401
-    ours = [w for w in caught if issubclass(w.category, DeprecationWarning)
-            and "sparsity_report" in str(w.message)]
+    ours = [
+        w
+        for w in caught
+        if issubclass(w.category, DeprecationWarning) and "sparsity_report" in str(w.message)
+    ]
     assert ours and ours[0].filename == __file__
 
 
@@ -112,7 +114,8 @@ def test_new_names_do_not_warn():
             getattr(tfcompress, name)
         assert tfcompress.pruning.strip is not tfcompress.quantization.strip
         assert tfcompress.distillation.SoftmaxDistillationLoss.__name__ == (
-            "SoftmaxDistillationLoss")
+            "SoftmaxDistillationLoss"
+        )
 
 
 def test_keras_compat_says_it_went_private():
@@ -120,10 +123,15 @@ def test_keras_compat_says_it_went_private():
         tfcompress.keras_compat  # noqa: B018
 
 
-@pytest.mark.parametrize("old,new", [("BinaryKD", "BinaryDistillationLoss"),
-                                     ("SoftmaxKD", "SoftmaxDistillationLoss"),
-                                     ("MSEKD", "MSEDistillationLoss"),
-                                     ("ListwiseKD", "ListwiseDistillationLoss")])
+@pytest.mark.parametrize(
+    "old,new",
+    [
+        ("BinaryKD", "BinaryDistillationLoss"),
+        ("SoftmaxKD", "SoftmaxDistillationLoss"),
+        ("MSEKD", "MSEDistillationLoss"),
+        ("ListwiseKD", "ListwiseDistillationLoss"),
+    ],
+)
 def test_configs_that_name_the_old_loss_classes_still_load(old, new):
     """A loss serialized before 0.2 names "tfcompress>BinaryKD": it loads as the new class."""
     from tfcompress._keras import keras
@@ -137,8 +145,9 @@ def test_configs_that_name_the_old_loss_classes_still_load(old, new):
     assert type(loaded) is cls
     assert loaded.get_config() == cls().get_config()
     # the legacy (h5 / SavedModel) config format names the class as "tfcompress>SoftmaxKD"
-    legacy = keras.losses.deserialize({"class_name": f"tfcompress>{old}",
-                                       "config": cls().get_config()})
+    legacy = keras.losses.deserialize(
+        {"class_name": f"tfcompress>{old}", "config": cls().get_config()}
+    )
     assert type(legacy) is cls
 
 
@@ -181,8 +190,14 @@ def _pair():
 
     def mlp(width, name, seed):
         keras.utils.set_random_seed(seed)
-        return keras.Sequential([keras.Input((4,)), keras.layers.Dense(width, activation="relu"),
-                                 keras.layers.Dense(1, activation="sigmoid")], name=name)
+        return keras.Sequential(
+            [
+                keras.Input((4,)),
+                keras.layers.Dense(width, activation="relu"),
+                keras.layers.Dense(1, activation="sigmoid"),
+            ],
+            name=name,
+        )
 
     return mlp(3, "student", 1), mlp(6, "teacher", 2)
 
@@ -216,8 +231,11 @@ def test_distiller_alpha_is_the_complement_of_student_loss_weight():
 def test_distiller_refuses_alpha_and_student_loss_weight_together():
     from tfcompress.distillation import Distiller
 
-    with pytest.raises(ValueError, match=r"give `student_loss_weight` only.*alpha=0.3.*"
-                                         r"student_loss_weight=0.7"):
+    with pytest.raises(
+        ValueError,
+        match=r"give `student_loss_weight` only.*alpha=0.3.*"
+        r"student_loss_weight=0.7",
+    ):
         Distiller(*_pair(), alpha=0.3, student_loss_weight=0.7)
 
 

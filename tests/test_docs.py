@@ -37,7 +37,7 @@ def _blocks(page: Path) -> list[tuple[int, str, bool]]:
             end += 1
         if end == len(lines):
             raise AssertionError(f"{page.name}:{i + 1}: the ```python block is never closed")
-        blocks.append((i + 2, "\n".join(lines[i + 1:end]) + "\n", skipped))
+        blocks.append((i + 2, "\n".join(lines[i + 1 : end]) + "\n", skipped))
         i = end + 1
     return blocks
 
@@ -83,8 +83,9 @@ def _run_page(page: Path) -> dict:
         try:
             exec(compile(padded, str(page), "exec"), namespace)  # noqa: S102
         except Exception as e:
-            failing = [f.lineno for f in traceback.extract_tb(e.__traceback__)
-                       if f.filename == str(page)]
+            failing = [
+                f.lineno for f in traceback.extract_tb(e.__traceback__) if f.filename == str(page)
+            ]
             at = failing[-1] if failing else line
             raise AssertionError(
                 f"{page.name}:{at} (block from line {line}): the example fails with "

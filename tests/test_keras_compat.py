@@ -139,8 +139,13 @@ def test_check_keras_file_refuses_a_keras3_file_with_the_fix(tmp_path):
         "keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)]).save(sys.argv[1])\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-    out = subprocess.run([sys.executable, "-c", code, str(path)], env=env,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     with pytest.raises(TypeError, match=r"k3\.keras.*Keras 3.*set_weights.*tf_keras") as err:
         check_keras_file(path, argument="model.path")

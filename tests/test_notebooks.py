@@ -62,8 +62,11 @@ def test_notebook_is_clean_with_small_switch(name):
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert SMALL_SWITCH in code[0].source, f"{name}: the first code cell must read the switch"
-    dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"
-             and (c.outputs or c.execution_count is not None)]
+    dirty = [
+        i
+        for i, c in enumerate(nb.cells)
+        if c.cell_type == "code" and (c.outputs or c.execution_count is not None)
+    ]
     assert not dirty, f"{name}: clear the outputs of cells {dirty} before committing"
     # Sanity checks in the cells make a silent break fail.
     assert sum(c.source.count("assert ") for c in code) >= 3, name
@@ -80,8 +83,9 @@ def _library_references(source: str, roots: dict[str, str] | None = None) -> set
     of the notebook and is updated with this cell's. Lines of IPython magics (``%...``,
     ``!...``) are skipped.
     """
-    code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line
-                     for line in source.splitlines())
+    code = "\n".join(
+        "" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines()
+    )
     tree = ast.parse(code)
     roots = {} if roots is None else roots
     roots.setdefault("tfcompress", "tfcompress")
@@ -119,11 +123,11 @@ def _unresolved(dotted: str) -> str | None:
             obj = getattr(obj, part)
         except AttributeError:
             if not inspect.ismodule(obj):
-                return f"{'.'.join(parts[:i - 1])} ({type(obj).__name__}) has no {part!r}"
+                return f"{'.'.join(parts[: i - 1])} ({type(obj).__name__}) has no {part!r}"
             try:
                 obj = importlib.import_module(".".join(parts[:i]))
             except ModuleNotFoundError:
-                return f"module {'.'.join(parts[:i - 1])} has no {part!r}"
+                return f"module {'.'.join(parts[: i - 1])} has no {part!r}"
     return None
 
 
@@ -153,20 +157,28 @@ def test_library_reference_check_catches_moved_names():
     )
     roots: dict[str, str] = {}
     refs = _library_references(source, roots)
-    assert {"tfcompress.sensitivity.layer_sensitivity", "tfcompress.data.load_task",
-            "tfcompress.models.no_such_builder", "tfcompress.pruning.no_such_name"} <= refs, refs
+    assert {
+        "tfcompress.sensitivity.layer_sensitivity",
+        "tfcompress.data.load_task",
+        "tfcompress.models.no_such_builder",
+        "tfcompress.pruning.no_such_name",
+    } <= refs, refs
     assert "task.schema" not in refs and not any(r.startswith("tfcompress.task") for r in refs)
     # a later cell of the same notebook uses the names an earlier cell imported
     assert _library_references("x = d.no_such_loader()", roots) == {
-        "tfcompress.data.no_such_loader"}
+        "tfcompress.data.no_such_loader"
+    }
     # tfcompress.sensitivity is the function now (the module is
     # tfcompress.evaluation.layer_sensitivity)
     assert _unresolved("tfcompress.sensitivity.layer_sensitivity") == (
-        "tfcompress.sensitivity (function) has no 'layer_sensitivity'")
+        "tfcompress.sensitivity (function) has no 'layer_sensitivity'"
+    )
     assert _unresolved("tfcompress.models.no_such_builder") == (
-        "module tfcompress.models has no 'no_such_builder'")
+        "module tfcompress.models has no 'no_such_builder'"
+    )
     assert _unresolved("tfcompress.pruning.no_such_name") == (
-        "module tfcompress.pruning has no 'no_such_name'")
+        "module tfcompress.pruning has no 'no_such_name'"
+    )
     assert _unresolved("tfcompress.data.load_task") is None
     assert _unresolved("tfcompress.evaluation.layer_sensitivity.SensitivityReport") is None
 
@@ -226,8 +238,9 @@ def test_notebook_runs_top_to_bottom(name, tmp_path, monkeypatch):
     except CellTimeoutError as e:  # its message holds the cell's source
         pytest.fail(f"{name}: a cell ran past {CELL_TIMEOUT_S} s\n{e}", pytrace=False)
     except DeadKernelError as e:
-        pytest.fail(f"{name}: the kernel died ({e}) in the cell:\n{_running_cell(nb)}",
-                    pytrace=False)
+        pytest.fail(
+            f"{name}: the kernel died ({e}) in the cell:\n{_running_cell(nb)}", pytrace=False
+        )
     seconds = time.perf_counter() - start
     print(f"{name}: executed in {seconds:.1f} s (SMALL)")
     code = [c for c in nb.cells if c.cell_type == "code"]

@@ -27,8 +27,18 @@ from tfcompress._version import __version__ as __version__
 _install_moved()
 
 #: the namespaces (subpackages), loaded on first use
-_MODULES = ("callbacks", "data", "distillation", "distribute", "evaluation", "export", "models",
-            "pruning", "quantization", "recipe")
+_MODULES = (
+    "callbacks",
+    "data",
+    "distillation",
+    "distribute",
+    "evaluation",
+    "export",
+    "models",
+    "pruning",
+    "quantization",
+    "recipe",
+)
 #: the verbs and the classes a user starts from -> the module that defines them
 _NAMES = {
     "CompressionTensorBoard": "tfcompress.callbacks.tensorboard",

@@ -21,6 +21,10 @@ from typing import Any
 
 from tfcompress._keras import keras, tf
 
+_CORE = "tensorflow_model_optimization.python.core."
+_SPARSITY = _CORE + "sparsity.keras."
+_QUANTIZATION = _CORE + "quantization.keras."
+_DEFAULT_8BIT = _QUANTIZATION + "default_8bit."
 _TFMOT_INTERNALS: dict[str, str] = {
     # TFMOT 0.8.1 `python.core` modules: not in TFMOT's public API
     # (tfmot.sparsity.keras / tfmot.quantization.keras). They are imported on first use (see
@@ -28,52 +32,39 @@ _TFMOT_INTERNALS: dict[str, str] = {
     #
     # pruning/masks.py: the M-by-N mask helpers (generate_m_by_n_mask,
     # m_by_n_sparsity_mask_prepare, weights_rearrange) the public API keeps to itself.
-    "pruning_utils": "tensorflow_model_optimization.python.core.sparsity.keras.pruning_utils",
+    "pruning_utils": _SPARSITY + "pruning_utils",
     # pruning/masks.py, pruning/schedule.py: PruneLowMagnitude (the class behind
     # tfmot.sparsity.keras.prune_low_magnitude; its module holds the wrapper internals).
-    "pruning_wrapper":
-        "tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper",
+    "pruning_wrapper": _SPARSITY + "pruning_wrapper",
     # pruning/schedule.py: Pruning (the mask-update op) and PruneRegistry (which layers
     # TFMOT can prune), neither exported.
-    "pruning_impl": "tensorflow_model_optimization.python.core.sparsity.keras.pruning_impl",
-    "prune_registry":
-        "tensorflow_model_optimization.python.core.sparsity.keras.prune_registry",
+    "pruning_impl": _SPARSITY + "pruning_impl",
+    "prune_registry": _SPARSITY + "prune_registry",
     # pruning/schedule.py: PruningSchedule and its module-level helpers (step
     # bookkeeping) tfcompress' schedules build on.
-    "pruning_schedule":
-        "tensorflow_model_optimization.python.core.sparsity.keras.pruning_schedule",
+    "pruning_schedule": _SPARSITY + "pruning_schedule",
     # pruning/schedule.py: smart_cond (a tf.cond that folds constant predicates).
-    "tfmot_keras_utils": "tensorflow_model_optimization.python.core.keras.utils",
+    "tfmot_keras_utils": _CORE + "keras.utils",
     # quantization/*, callbacks/tensorboard.py: the classes quantize_model builds
     # (QuantizeWrapper/QuantizeWrapperV2, QuantizeLayer, QuantizeAwareActivation,
     # NoOpActivation), which tfcompress recognises, subclasses and saves.
-    "quantize_wrapper":
-        "tensorflow_model_optimization.python.core.quantization.keras.quantize_wrapper",
-    "quantize_layer":
-        "tensorflow_model_optimization.python.core.quantization.keras.quantize_layer",
-    "quantize_aware_activation": "tensorflow_model_optimization.python.core.quantization."
-                                 "keras.quantize_aware_activation",
+    "quantize_wrapper": _QUANTIZATION + "quantize_wrapper",
+    "quantize_layer": _QUANTIZATION + "quantize_layer",
+    "quantize_aware_activation": _QUANTIZATION + "quantize_aware_activation",
     # quantization/qat.py: QuantizeAnnotate, the wrapper quantize_annotate_layer returns.
-    "quantize_annotate":
-        "tensorflow_model_optimization.python.core.quantization.keras.quantize_annotate",
+    "quantize_annotate": _QUANTIZATION + "quantize_annotate",
     # quantization/configs.py: serialize_layer (TFMOT's layer serialization for configs).
-    "quantize_utils": "tensorflow_model_optimization.python.core.quantization.keras.utils",
+    "quantize_utils": _QUANTIZATION + "utils",
     # quantization/configs.py, qat.py: the default 8-bit scheme's parts (scheme, layout
     # transform, graph transforms, registry) that tfcompress' scheme extends.
-    "default_8bit_quantize_scheme": "tensorflow_model_optimization.python.core.quantization."
-                                    "keras.default_8bit.default_8bit_quantize_scheme",
-    "default_8bit_quantize_layout_transform":
-        "tensorflow_model_optimization.python.core.quantization.keras.default_8bit."
-        "default_8bit_quantize_layout_transform",
-    "default_8bit_transforms": "tensorflow_model_optimization.python.core.quantization."
-                               "keras.default_8bit.default_8bit_transforms",
-    "default_8bit_quantize_registry": "tensorflow_model_optimization.python.core."
-                                      "quantization.keras.default_8bit."
-                                      "default_8bit_quantize_registry",
+    "default_8bit_quantize_scheme": _DEFAULT_8BIT + "default_8bit_quantize_scheme",
+    "default_8bit_quantize_layout_transform": _DEFAULT_8BIT
+    + "default_8bit_quantize_layout_transform",
+    "default_8bit_transforms": _DEFAULT_8BIT + "default_8bit_transforms",
+    "default_8bit_quantize_registry": _DEFAULT_8BIT + "default_8bit_quantize_registry",
     # quantization/configs.py: ModelTransformer/LayerNode, the pattern rewriter the
     # transforms run in.
-    "model_transformer": "tensorflow_model_optimization.python.core.quantization.keras."
-                         "graph_transformations.model_transformer",
+    "model_transformer": _QUANTIZATION + "graph_transformations.model_transformer",
 }
 
 __all__ = [

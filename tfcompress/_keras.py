@@ -170,8 +170,7 @@ def check_keras_file(path: str | os.PathLike, argument: str = "path") -> Path:
     try:
         with zipfile.ZipFile(path) as archive:
             names = set(archive.namelist())
-            meta = (json.loads(archive.read("metadata.json"))
-                    if "metadata.json" in names else {})
+            meta = json.loads(archive.read("metadata.json")) if "metadata.json" in names else {}
     except (zipfile.BadZipFile, OSError, ValueError) as err:
         raise ValueError(
             f"`{argument}` {str(path)!r} is a damaged Keras archive ({err}); save the model "

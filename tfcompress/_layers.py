@@ -204,8 +204,7 @@ class CompressionReport:
 
     def to_markdown(self) -> str:
         lines = [
-            f"{self.technique}: {len(self.applied)} layer(s) applied, "
-            f"{len(self.skipped)} skipped",
+            f"{self.technique}: {len(self.applied)} layer(s) applied, {len(self.skipped)} skipped",
             "",
             "| layer | class | applied | detail | reason |",
             "|---|---|---|---|---|",

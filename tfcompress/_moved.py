@@ -73,7 +73,10 @@ class _Alias(importlib.abc.Loader):
     def create_module(self, spec: Any) -> ModuleType:
         warnings.warn(
             f"{spec.name} moved to {self.new}; import it from there (the old path goes in the "
-            "next release).", DeprecationWarning, stacklevel=3)
+            "next release).",
+            DeprecationWarning,
+            stacklevel=3,
+        )
         return importlib.import_module(self.new)
 
     def exec_module(self, module: ModuleType) -> None:  # the new module ran already
@@ -125,6 +128,9 @@ def deprecated(old: str, new: str, hint: str = "") -> Any:
         >>> str(caught[0].message).split(";")[0]
         'tfcompress.old_path is now tfcompress._moved.MOVED'
     """
-    warnings.warn(f"{old} is now {new}{hint}; the old name goes in the next release.",
-                  DeprecationWarning, stacklevel=3)
+    warnings.warn(
+        f"{old} is now {new}{hint}; the old name goes in the next release.",
+        DeprecationWarning,
+        stacklevel=3,
+    )
     return resolve(new)

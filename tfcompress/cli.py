@@ -48,19 +48,30 @@ def _positive_int(text: str) -> int:
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", type=Path, default=Path("savedmodels"),
-                   help="the run goes to OUT/<recipe name>/ (default: savedmodels)")
-    p.add_argument("--logdir", type=Path,
-                   help="TensorBoard log directory (default: OUT/<recipe name>/logs)")
-    p.add_argument("--no-resume", action="store_true",
-                   help="run every stage again instead of reusing finished ones")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("savedmodels"),
+        help="the run goes to OUT/<recipe name>/ (default: savedmodels)",
+    )
+    p.add_argument(
+        "--logdir", type=Path, help="TensorBoard log directory (default: OUT/<recipe name>/logs)"
+    )
+    p.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="run every stage again instead of reusing finished ones",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress output, only the report")
 
 
 def _add_traceback(p: argparse.ArgumentParser, default: Any) -> None:
-    p.add_argument("--traceback", action="store_true", default=default,
-                   help="on an error, print the full traceback (default: one line and the last "
-                        "frames)")
+    p.add_argument(
+        "--traceback",
+        action="store_true",
+        default=default,
+        help="on an error, print the full traceback (default: one line and the last frames)",
+    )
 
 
 def demo_defaults() -> dict[str, Any]:
@@ -81,8 +92,11 @@ def demo_defaults() -> dict[str, Any]:
     for node in tree.body:
         if isinstance(node, ast.FunctionDef) and node.name == "demo_recipe":
             args = node.args
-            return {a.arg: ast.literal_eval(d) for a, d in zip(args.kwonlyargs, args.kw_defaults,
-                                                                 strict=True) if d is not None}
+            return {
+                a.arg: ast.literal_eval(d)
+                for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True)
+                if d is not None
+            }
     return {}  # pragma: no cover - demo_recipe renamed; the test of the defaults catches it
 
 
@@ -105,7 +119,7 @@ def _build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo",
         help="the default recipe on the simulated CTR task: teacher -> distill -> prune -> QAT "
-             "-> export -> benchmark",
+        "-> export -> benchmark",
         description=(
             "Run the default recipe on the simulated e-commerce CTR task: train a "
             "behaviour-sequence transformer teacher, distill it into a small DCN student, prune "
@@ -114,27 +128,45 @@ def _build_parser() -> argparse.ArgumentParser:
             "teacher's float TFLite. Finished stages are reused when run again."
         ),
     )
-    demo.add_argument("--samples", type=_positive_int, default=defaults.get("samples"),
-                      help="simulated CTR impressions (default: %(default)s)")
-    demo.add_argument("--teacher-epochs", type=_positive_int,
-                      default=defaults.get("teacher_epochs"),
-                      help="most epochs of teacher training; the best by validation AUC is kept "
-                           "(default: %(default)s)")
-    demo.add_argument("--epochs", type=_positive_int, default=defaults.get("epochs"),
-                      help="fine-tune epochs of the prune and quantize stages; distillation gets "
-                           "2 * EPOCHS + 2 (default: %(default)s)")
-    demo.add_argument("--seed", type=int, default=defaults.get("seed"),
-                      help="data and run seed (default: %(default)s)")
-    demo.add_argument("--print-recipe", action="store_true",
-                      help="print the demo recipe as TOML (a starting point for your own) and exit")
+    demo.add_argument(
+        "--samples",
+        type=_positive_int,
+        default=defaults.get("samples"),
+        help="simulated CTR impressions (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--teacher-epochs",
+        type=_positive_int,
+        default=defaults.get("teacher_epochs"),
+        help="most epochs of teacher training; the best by validation AUC is kept "
+        "(default: %(default)s)",
+    )
+    demo.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=defaults.get("epochs"),
+        help="fine-tune epochs of the prune and quantize stages; distillation gets "
+        "2 * EPOCHS + 2 (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--seed",
+        type=int,
+        default=defaults.get("seed"),
+        help="data and run seed (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--print-recipe",
+        action="store_true",
+        help="print the demo recipe as TOML (a starting point for your own) and exit",
+    )
     add_run_options(demo)
 
     run = sub.add_parser(
         "run",
         help="run a recipe (TOML or YAML): stages, exports, benchmark, report",
         description="Run the stages of RECIPE in order (each cached and resumable under "
-                    "OUT/<recipe name>/), export, benchmark, and write report.md, report.json and "
-                    "tradeoff.png there.",
+        "OUT/<recipe name>/), export, benchmark, and write report.md, report.json and "
+        "tradeoff.png there.",
     )
     run.add_argument("recipe", type=Path, metavar="RECIPE", help="a .toml, .yaml or .yml recipe")
     add_run_options(run)
@@ -143,66 +175,96 @@ def _build_parser() -> argparse.ArgumentParser:
         "report",
         help="re-render the report (Markdown, JSON, trade-off plot) of a finished run",
         description="Read RUN_DIR/report.json, write report.md and tradeoff.png again, print the "
-                    "Markdown.",
+        "Markdown.",
     )
     report.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     report.add_argument("--metric", help="quality metric of the plot (default: auc or accuracy)")
-    report.add_argument("--batch-size", type=_positive_int,
-                        help="batch size of the latency panel (default: the largest measured)")
+    report.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        help="batch size of the latency panel (default: the largest measured)",
+    )
 
     def add_data_options(p: argparse.ArgumentParser, required: bool) -> None:
         p.add_argument(
-            "--data", required=required, metavar="TASK_OR_FILE",
+            "--data",
+            required=required,
+            metavar="TASK_OR_FILE",
             help="a simulated task (ctr, retrieval, profile) or a data file (.csv, libFM/libFFM "
-                 "text, MovieLens ratings); the test split is used for parity/benchmark and the "
-                 "validation split for calibration",
+            "text, MovieLens ratings); the test split is used for parity/benchmark and the "
+            "validation split for calibration",
         )
-        p.add_argument("--data-format", default="auto",
-                       choices=("auto", "sim", "csv", "libfm", "movielens"),
-                       help="how to read --data (default: by name / suffix)")
+        p.add_argument(
+            "--data-format",
+            default="auto",
+            choices=("auto", "sim", "csv", "libfm", "movielens"),
+            help="how to read --data (default: by name / suffix)",
+        )
         p.add_argument("--label", help="label column of a CSV file")
-        p.add_argument("--samples", type=_positive_int, default=20_000,
-                       help="samples of a simulated task (default: 20000)")
+        p.add_argument(
+            "--samples",
+            type=_positive_int,
+            default=20_000,
+            help="samples of a simulated task (default: 20000)",
+        )
         p.add_argument("--seed", type=int, default=0, help="data seed (default: 0)")
 
     export = sub.add_parser(
         "export",
         help="export a .keras model to TFLite or an XLA SavedModel, with a parity check",
         description="Export a saved .keras model (loaded with safe_mode=True) to TFLite or an "
-                    "XLA-compiled SavedModel; writes manifest.json beside it.",
+        "XLA-compiled SavedModel; writes manifest.json beside it.",
     )
     export.add_argument("model", type=Path, help="the .keras file to export")
     export.add_argument("--format", choices=("tflite", "savedmodel"), default="tflite")
-    export.add_argument("--quantization", default="none",
-                        choices=("none", "dynamic", "int8", "float16", "int16x8"),
-                        help="TFLite quantization mode (default: none = float32)")
-    export.add_argument("--integer-io", action="store_true",
-                        help="int8/int16x8: integer float inputs/outputs")
-    export.add_argument("--drift", choices=("warn", "error", "ignore"), default="warn",
-                        help="quantized TFLite: what to do when the output or quality drifts "
-                             "beyond tolerance (default: warn)")
+    export.add_argument(
+        "--quantization",
+        default="none",
+        choices=("none", "dynamic", "int8", "float16", "int16x8"),
+        help="TFLite quantization mode (default: none = float32)",
+    )
+    export.add_argument(
+        "--integer-io", action="store_true", help="int8/int16x8: integer float inputs/outputs"
+    )
+    export.add_argument(
+        "--drift",
+        choices=("warn", "error", "ignore"),
+        default="warn",
+        help="quantized TFLite: what to do when the output or quality drifts "
+        "beyond tolerance (default: warn)",
+    )
     export.add_argument("--quiet", action="store_true", help="no progress bar")
-    export.add_argument("--no-jit", action="store_true",
-                        help="SavedModel: do not XLA-compile the serving function")
-    export.add_argument("-o", "--output", type=Path,
-                        help="target file/directory (default: savedmodels/<model>_<mode>...)")
+    export.add_argument(
+        "--no-jit", action="store_true", help="SavedModel: do not XLA-compile the serving function"
+    )
+    export.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="target file/directory (default: savedmodels/<model>_<mode>...)",
+    )
     add_data_options(export, required=False)
 
     bench = sub.add_parser(
         "bench",
         help="benchmark models side by side: quality, bytes, latency, memory",
         description="Measure each VARIANT (a .keras file, a SavedModel directory or a .tflite "
-                    "file, optionally as NAME=PATH) on the same data in one run.",
+        "file, optionally as NAME=PATH) on the same data in one run.",
     )
     bench.add_argument("variants", nargs="+", metavar="VARIANT")
     bench.add_argument("--baseline", help="variant the ratios are against (default: the first)")
-    bench.add_argument("--threads", type=_positive_int, default=1,
-                       help="threads per variant (default: 1)")
-    bench.add_argument("--repeats", type=_positive_int, default=50,
-                       help="timed runs per batch size (default: 50)")
-    bench.add_argument("--no-verify", action="store_true",
-                       help="load .tflite/SavedModel files whose sha256 no longer matches their "
-                            "manifest.json (with a warning) instead of refusing them")
+    bench.add_argument(
+        "--threads", type=_positive_int, default=1, help="threads per variant (default: 1)"
+    )
+    bench.add_argument(
+        "--repeats", type=_positive_int, default=50, help="timed runs per batch size (default: 50)"
+    )
+    bench.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="load .tflite/SavedModel files whose sha256 no longer matches their "
+        "manifest.json (with a warning) instead of refusing them",
+    )
     bench.add_argument("--json", type=Path, help="also write the report as JSON here")
     add_data_options(bench, required=True)
     for command in sub.choices.values():  # also after the command: tfcompress run R --traceback
@@ -277,9 +339,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
             )
         out = args.output or Path("savedmodels") / f"{stem}_{mode or 'float'}.tflite"
         result = export_tflite(
-            model, out, quantization=mode, integer_io=args.integer_io,
-            representative_data=task.validation if task else None, parity_data=parity,
-            drift=args.drift, progress=not args.quiet and _interactive(),
+            model,
+            out,
+            quantization=mode,
+            integer_io=args.integer_io,
+            representative_data=task.validation if task else None,
+            parity_data=parity,
+            drift=args.drift,
+            progress=not args.quiet and _interactive(),
         )
     print(f"Wrote {result.path} ({result.bytes:,} bytes, sha256 {result.sha256[:12]}...)")
     for key, value in sorted(result.parity.items()):
@@ -309,9 +376,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             raise ValueError(f"variant name {name!r} is given twice; use NAME=PATH to rename one.")
         variants[name] = _load_keras(Path(path)) if path.endswith(".keras") else path
     task = _load_data(args)
-    report = benchmark(variants, task.test, baseline=args.baseline, num_threads=args.threads,
-                       repeats=args.repeats, progress=sys.stderr.isatty(),  # no \r when piped
-                       verify=not args.no_verify)
+    report = benchmark(
+        variants,
+        task.test,
+        baseline=args.baseline,
+        num_threads=args.threads,
+        repeats=args.repeats,
+        progress=sys.stderr.isatty(),  # no \r when piped
+        verify=not args.no_verify,
+    )
     print(report.to_markdown())
     if args.json:
         report.to_json(args.json)
@@ -322,13 +395,20 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _run_recipe(recipe, args: argparse.Namespace) -> int:
     from tfcompress.recipe.runner import run
 
-    report = run(recipe, out_dir=args.out, logdir=args.logdir, resume=not args.no_resume,
-                 verbose=0 if args.quiet else 1)
+    report = run(
+        recipe,
+        out_dir=args.out,
+        logdir=args.logdir,
+        resume=not args.no_resume,
+        verbose=0 if args.quiet else 1,
+    )
     print()
     print(report.to_markdown())
     print()
-    print(f"Artifacts: {report.run_dir}/ (report.md, report.json, {report.plot or 'no plot'}); "
-          f"TensorBoard: tensorboard --logdir {report.logdir}")
+    print(
+        f"Artifacts: {report.run_dir}/ (report.md, report.json, {report.plot or 'no plot'}); "
+        f"TensorBoard: tensorboard --logdir {report.logdir}"
+    )
     return 0
 
 
@@ -355,17 +435,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from tfcompress.recipe.report import load_report, render_report
 
-    report = render_report(load_report(args.run_dir), args.run_dir, metric=args.metric,
-                           batch_size=args.batch_size)
+    report = render_report(
+        load_report(args.run_dir), args.run_dir, metric=args.metric, batch_size=args.batch_size
+    )
     print(report.to_markdown())
     print()
-    print(f"Wrote {args.run_dir / 'report.md'}"
-          + (f" and {args.run_dir / report.plot}" if report.plot else ""))
+    print(
+        f"Wrote {args.run_dir / 'report.md'}"
+        + (f" and {args.run_dir / report.plot}" if report.plot else "")
+    )
     return 0
 
 
-_COMMANDS = {"demo": _cmd_demo, "run": _cmd_run, "report": _cmd_report, "export": _cmd_export,
-             "bench": _cmd_bench}
+_COMMANDS = {
+    "demo": _cmd_demo,
+    "run": _cmd_run,
+    "report": _cmd_report,
+    "export": _cmd_export,
+    "bench": _cmd_bench,
+}
 
 
 #: frames shown under a one-line error (``--traceback`` shows them all)
@@ -377,12 +465,16 @@ USER_ERRORS = (ValueError, TypeError, OSError, MemoryError, OverflowError, Recur
 _PLAIN_ERRORS = (ValueError, TypeError, FileNotFoundError)
 #: what to try, after the message of an error that rarely says it
 _HINTS = (
-    (MemoryError, "out of memory: reduce the sizes asked for (samples, batch size, vocabulary, "
-                  "model size)"),
+    (
+        MemoryError,
+        "out of memory: reduce the sizes asked for (samples, batch size, vocabulary, model size)",
+    ),
     (RecursionError, "the input is nested too deeply (or refers to itself): simplify it"),
     (OverflowError, "a number is too large: check the sizes and ids in the input"),
-    (OSError, "check the path exists, is of the right kind and is readable (or writable for "
-              "an output)"),
+    (
+        OSError,
+        "check the path exists, is of the right kind and is readable (or writable for an output)",
+    ),
 )
 
 
@@ -390,9 +482,9 @@ def _where(frame: traceback.FrameSummary) -> str:
     path = Path(frame.filename)
     parts = path.parts
     if "tfcompress" in parts:  # the package's own files, from the package directory
-        path = Path(*parts[len(parts) - 1 - parts[::-1].index("tfcompress"):])
+        path = Path(*parts[len(parts) - 1 - parts[::-1].index("tfcompress") :])
     elif "site-packages" in parts:
-        path = Path(*parts[parts.index("site-packages") + 1:])
+        path = Path(*parts[parts.index("site-packages") + 1 :])
     return f"{path.as_posix()}:{frame.lineno} in {frame.name}"
 
 
@@ -409,8 +501,11 @@ def error_lines(err: BaseException, frames: int = ERROR_FRAMES) -> list[str]:
     """
     stack = traceback.extract_tb(err.__traceback__)
     shown = list(stack[-frames:])
-    ours = [f for f in stack if "tfcompress" in Path(f.filename).parts
-            and Path(f.filename).name != "cli.py"]
+    ours = [
+        f
+        for f in stack
+        if "tfcompress" in Path(f.filename).parts and Path(f.filename).name != "cli.py"
+    ]
     if ours and ours[-1] not in shown:
         shown = [ours[-1], *shown]
     return [f"  at {_where(f)}" for f in shown]
@@ -446,8 +541,11 @@ def message_lines(err: BaseException) -> list[str]:
         shown.append(f"... {len(lines) - len(shown):,} more lines (--traceback shows them all)")
     if len(lines[0]) > ERROR_CHARS:
         shown[0] += " ... (cut; --traceback shows all of it)"
-    hint = None if isinstance(err, _PLAIN_ERRORS) else next(
-        (h for t, h in _HINTS if isinstance(err, t)), None)
+    hint = (
+        None
+        if isinstance(err, _PLAIN_ERRORS)
+        else next((h for t, h in _HINTS if isinstance(err, t)), None)
+    )
     shown[0] = f"{kind}{shown[0]}" + (f" ({hint})" if hint else "")
     return shown
 
@@ -487,8 +585,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _COMMANDS[args.command](args)
     except KeyboardInterrupt:
         if args.command in ("run", "demo"):
-            print(f"tfcompress {args.command}: interrupted; run the same command again to resume "
-                  "at the stage (and epoch) that was running.", file=sys.stderr)
+            print(
+                f"tfcompress {args.command}: interrupted; run the same command again to resume "
+                "at the stage (and epoch) that was running.",
+                file=sys.stderr,
+            )
         return 130
     except Exception as err:  # every failure: one line and where it came from
         _report_error(args.command, err, args.traceback)

@@ -47,8 +47,9 @@ def _events(directory) -> list[event_pb2.Event]:
     """Every event of every event file below ``directory`` (read without the module)."""
     events = []
     for path in sorted(Path(directory).rglob("*tfevents*")):
-        events += [event_pb2.Event.FromString(r.numpy())
-                   for r in tf.data.TFRecordDataset(str(path))]
+        events += [
+            event_pb2.Event.FromString(r.numpy()) for r in tf.data.TFRecordDataset(str(path))
+        ]
     return events
 
 
@@ -65,7 +66,12 @@ def test_pruned_fit_writes_sparsity_scalars(tmp_path, strategy):
         pruned = tfcompress.prune(_mlp(16, "m"), 0.5)
         pruned.compile(keras.optimizers.Adam(1e-2), "binary_crossentropy")
     history = pruned.fit(
-        x, y, batch_size=64, epochs=2, verbose=0, validation_data=(x, y),
+        x,
+        y,
+        batch_size=64,
+        epochs=2,
+        verbose=0,
+        validation_data=(x, y),
         callbacks=[tfcompress.PruningCallback(), CompressionTensorBoard(tmp_path)],
     ).history
     scalars = read_scalars(tmp_path)
@@ -106,10 +112,17 @@ def test_flags_switch_the_summaries_off(tmp_path):
     x, y = _arrays()
     pruned = tfcompress.prune(_mlp(16, "m"), 0.5)
     pruned.compile("adam", "binary_crossentropy")
-    pruned.fit(x, y, batch_size=64, epochs=1, verbose=0, callbacks=[
-        tfcompress.PruningCallback(log_layers=False),
-        CompressionTensorBoard(tmp_path, sparsity=False, quantizer_ranges=False),
-    ])
+    pruned.fit(
+        x,
+        y,
+        batch_size=64,
+        epochs=1,
+        verbose=0,
+        callbacks=[
+            tfcompress.PruningCallback(log_layers=False),
+            CompressionTensorBoard(tmp_path, sparsity=False, quantizer_ranges=False),
+        ],
+    )
     tags = set(read_scalars(tmp_path)["train"])
     assert tags == {"epoch_loss", "epoch_sparsity"}  # only what PruningCallback published
 
@@ -118,13 +131,20 @@ def test_plain_model_gets_only_keras_scalars(tmp_path):
     x, y = _arrays()
     model = _mlp(8, "plain")
     model.compile("adam", "binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])
-    history = model.fit(x, y, batch_size=64, epochs=2, verbose=0,
-                        callbacks=[CompressionTensorBoard(tmp_path, weight_histograms=True)])
+    history = model.fit(
+        x,
+        y,
+        batch_size=64,
+        epochs=2,
+        verbose=0,
+        callbacks=[CompressionTensorBoard(tmp_path, weight_histograms=True)],
+    )
     train = read_scalars(tmp_path)["train"]
     assert set(train) == {"epoch_loss", "epoch_auc"}
     assert [v for _, v in train["epoch_auc"]] == pytest.approx(history.history["auc"], rel=1e-6)
-    histograms = [v.tag for e in _events(tmp_path) for v in e.summary.value
-                  if v.tag.startswith("weights/")]
+    histograms = [
+        v.tag for e in _events(tmp_path) for v in e.summary.value if v.tag.startswith("weights/")
+    ]
     assert histograms == []
 
 
@@ -132,8 +152,14 @@ def test_quantized_fit_writes_quantizer_ranges_and_histograms(tmp_path):
     x, y = _arrays()
     qat = tfcompress.quantize(_mlp(16, "q"))
     qat.compile(keras.optimizers.Adam(1e-2), "binary_crossentropy")
-    qat.fit(x, y, batch_size=64, epochs=2, verbose=0,
-            callbacks=[CompressionTensorBoard(tmp_path, weight_histograms=True)])
+    qat.fit(
+        x,
+        y,
+        batch_size=64,
+        epochs=2,
+        verbose=0,
+        callbacks=[CompressionTensorBoard(tmp_path, weight_histograms=True)],
+    )
     train = read_scalars(tmp_path)["train"]
     expected = tfcompress.quantization.quantizer_ranges(qat)
     assert {"quant/hidden/min", "quant/hidden/max", "quant/hidden/kernel/min"} <= set(expected)
@@ -156,8 +182,17 @@ def test_pruned_histograms_are_masked(tmp_path):
     x, y = _arrays()
     pruned = tfcompress.prune(_mlp(16, "m"), 0.5)
     pruned.compile(keras.optimizers.Adam(1e-2), "binary_crossentropy")
-    pruned.fit(x, y, batch_size=64, epochs=2, verbose=0, callbacks=[
-        tfcompress.PruningCallback(), CompressionTensorBoard(tmp_path, weight_histograms=True)])
+    pruned.fit(
+        x,
+        y,
+        batch_size=64,
+        epochs=2,
+        verbose=0,
+        callbacks=[
+            tfcompress.PruningCallback(),
+            CompressionTensorBoard(tmp_path, weight_histograms=True),
+        ],
+    )
     hist = {}
     for event in _events(tmp_path / "train"):
         for value in event.summary.value:
@@ -177,8 +212,14 @@ def test_distiller_writes_loss_parts_and_student_sparsity(tmp_path):
     student = tfcompress.prune(_mlp(8, "student"), 0.5)
     distiller = tfcompress.Distiller(student, teacher, student_loss_weight=0.5)
     distiller.compile(keras.optimizers.Adam(1e-2), loss="binary_crossentropy")
-    history = distiller.fit(x, y, batch_size=64, epochs=2, verbose=0, callbacks=[
-        tfcompress.PruningCallback(log_layers=False), CompressionTensorBoard(tmp_path)]).history
+    history = distiller.fit(
+        x,
+        y,
+        batch_size=64,
+        epochs=2,
+        verbose=0,
+        callbacks=[tfcompress.PruningCallback(log_layers=False), CompressionTensorBoard(tmp_path)],
+    ).history
     train = read_scalars(tmp_path)["train"]
     for key in ("student_loss", "distillation_loss", "loss"):
         assert [v for _, v in train[f"epoch_{key}"]] == pytest.approx(history[key], rel=1e-6)
@@ -193,12 +234,14 @@ def test_distiller_with_quantized_student_logs_student_ranges(tmp_path):
     student = tfcompress.quantize(_mlp(8, "student"))
     distiller = tfcompress.Distiller(student, teacher, student_loss_weight=0.5)
     distiller.compile(keras.optimizers.Adam(1e-2), loss="binary_crossentropy")
-    distiller.fit(x, y, batch_size=64, epochs=1, verbose=0,
-                  callbacks=[CompressionTensorBoard(tmp_path)])
+    distiller.fit(
+        x, y, batch_size=64, epochs=1, verbose=0, callbacks=[CompressionTensorBoard(tmp_path)]
+    )
     train = read_scalars(tmp_path)["train"]
     assert _last(train["epoch_quant/logits/min"]) < _last(train["epoch_quant/logits/max"])
     assert _last(train["epoch_quant/hidden/kernel/max"]) == pytest.approx(
-        tfcompress.quantization.quantizer_ranges(student)["quant/hidden/kernel/max"], rel=1e-5)
+        tfcompress.quantization.quantizer_ranges(student)["quant/hidden/kernel/max"], rel=1e-5
+    )
     assert "epoch_distillation_loss" in train
 
 
@@ -224,10 +267,18 @@ def test_callback_rejects_bad_arguments(tmp_path):
 
 def _row(name, fmt, auc, nbytes, b1, b256, logloss=0.5):
     return BenchmarkRow(
-        name, fmt, None if fmt == "keras" else f"/m/{name}", "binary",
-        {"auc": auc, "logloss": logloss}, nbytes, nbytes // 2, nbytes // 4,
+        name,
+        fmt,
+        None if fmt == "keras" else f"/m/{name}",
+        "binary",
+        {"auc": auc, "logloss": logloss},
+        nbytes,
+        nbytes // 2,
+        nbytes // 4,
         {1: {"median": b1, "p90": b1 * 1.2}, 256: {"median": b256, "p90": b256 * 1.2}},
-        {1: 1000.0 / b1, 256: 256_000.0 / b256}, None, 512,
+        {1: 1000.0 / b1, 256: 256_000.0 / b256},
+        None,
+        512,
     )
 
 
@@ -242,16 +293,17 @@ def _report() -> BenchmarkReport:
 
 def test_log_hparams_writes_every_variant(tmp_path):
     report = _report()
-    runs = log_hparams(tmp_path, report, {"int8": {"bits": 8, "sparsity": 0.0},
-                                          "pruned int8": {"bits": 8, "sparsity": 0.5}})
-    assert runs == [str(tmp_path / "keras"), str(tmp_path / "int8"),
-                    str(tmp_path / "pruned_int8")]
+    runs = log_hparams(
+        tmp_path,
+        report,
+        {"int8": {"bits": 8, "sparsity": 0.0}, "pruned int8": {"bits": 8, "sparsity": 0.5}},
+    )
+    assert runs == [str(tmp_path / "keras"), str(tmp_path / "int8"), str(tmp_path / "pruned_int8")]
     hparams = read_hparams(tmp_path)
     assert hparams == {
         "keras": {"format": "keras", "variant": "keras"},
         "int8": {"bits": 8.0, "format": "tflite", "sparsity": 0.0, "variant": "int8"},
-        "pruned_int8": {"bits": 8.0, "format": "tflite", "sparsity": 0.5,
-                        "variant": "pruned int8"},
+        "pruned_int8": {"bits": 8.0, "format": "tflite", "sparsity": 0.5, "variant": "pruned int8"},
     }
     scalars = read_scalars(tmp_path)
     assert set(scalars) == {"keras", "int8", "pruned_int8"}
@@ -271,16 +323,31 @@ def test_log_hparams_writes_every_variant(tmp_path):
         for value in event.summary.value:
             if value.tag == hp_metadata.EXPERIMENT_TAG:
                 experiment = hp_metadata.parse_experiment_plugin_data(
-                    value.metadata.plugin_data.content)
+                    value.metadata.plugin_data.content
+                )
     assert experiment is not None
-    domains = {info.name: sorted(v.WhichOneof("kind") and getattr(v, v.WhichOneof("kind"))
-                                 for v in info.domain_discrete.values)
-               for info in experiment.hparam_infos}
-    assert domains == {"variant": ["int8", "keras", "pruned int8"],
-                       "format": ["keras", "tflite"], "bits": [8.0], "sparsity": [0.0, 0.5]}
+    domains = {
+        info.name: sorted(
+            v.WhichOneof("kind") and getattr(v, v.WhichOneof("kind"))
+            for v in info.domain_discrete.values
+        )
+        for info in experiment.hparam_infos
+    }
+    assert domains == {
+        "variant": ["int8", "keras", "pruned int8"],
+        "format": ["keras", "tflite"],
+        "bits": [8.0],
+        "sparsity": [0.0, 0.5],
+    }
     metrics = {m.name.tag for m in experiment.metric_infos}
-    assert {"quality/auc", "quality/logloss", "size/bytes", "latency/b1_ms",
-            "ratio/size_x", "ratio/speed_x_b1"} <= metrics
+    assert {
+        "quality/auc",
+        "quality/logloss",
+        "size/bytes",
+        "latency/b1_ms",
+        "ratio/size_x",
+        "ratio/speed_x_b1",
+    } <= metrics
 
 
 def _experiment_domains(log_dir) -> dict[str, list]:
@@ -288,16 +355,23 @@ def _experiment_domains(log_dir) -> dict[str, list]:
         for value in event.summary.value:
             if value.tag == hp_metadata.EXPERIMENT_TAG:
                 experiment = hp_metadata.parse_experiment_plugin_data(
-                    value.metadata.plugin_data.content)
-                return {info.name: [getattr(v, v.WhichOneof("kind"))
-                                    for v in info.domain_discrete.values]
-                        for info in experiment.hparam_infos}
+                    value.metadata.plugin_data.content
+                )
+                return {
+                    info.name: [
+                        getattr(v, v.WhichOneof("kind")) for v in info.domain_discrete.values
+                    ]
+                    for info in experiment.hparam_infos
+                }
     raise AssertionError("no HParams experiment config written")
 
 
 def test_log_hparams_domains_of_mixed_values(tmp_path, caplog):
-    hparams = {"keras": {"note": "fp32", "lr": 1}, "int8": {"note": 8, "lr": 0.5},
-               "pruned int8": {"note": True, "lr": np.float32(0.25)}}
+    hparams = {
+        "keras": {"note": "fp32", "lr": 1},
+        "int8": {"note": 8, "lr": 0.5},
+        "pruned int8": {"note": True, "lr": np.float32(0.25)},
+    }
     with caplog.at_level("WARNING", logger="tfcompress"):
         log_hparams(tmp_path, _report(), hparams)
     assert "hparam 'note' mixes value types" in caplog.text
@@ -326,8 +400,11 @@ def test_log_hparams_rejects_bad_inputs(tmp_path):
         log_hparams(tmp_path, {"keras": 1})
     with pytest.raises(ValueError, match=r"\['nope'\].*not in the report.*'keras', 'int8'"):
         log_hparams(tmp_path, report, {"nope": {"bits": 8}})
-    with pytest.raises(TypeError, match=r"`hparams\['int8'\]\['bits'\]` must be a str, int, "
-                                        r"float or bool.*list"):
+    with pytest.raises(
+        TypeError,
+        match=r"`hparams\['int8'\]\['bits'\]` must be a str, int, "
+        r"float or bool.*list",
+    ):
         log_hparams(tmp_path, report, {"int8": {"bits": [8, 16]}})
     with pytest.raises(TypeError, match=r"`hparams\['int8'\]` must be a mapping"):
         log_hparams(tmp_path, report, {"int8": 8})
@@ -344,23 +421,39 @@ def test_log_text_writes_markdown_that_reads_back(tmp_path):
     directory = log_text(tmp_path / "run", "report/benchmark", markdown, step=3)
     assert directory == str(tmp_path / "run")
     log_text(tmp_path / "run", "notes @ stage 1", "**bold**")  # the tag is kept as given
-    assert read_text(tmp_path) == {"run": {"report/benchmark": [(3, markdown)],
-                                           "notes @ stage 1": [(0, "**bold**")]}}
-    plugins = {v.tag: v.metadata.plugin_data.plugin_name
-               for e in _events(tmp_path / "run") for v in e.summary.value}
+    assert read_text(tmp_path) == {
+        "run": {"report/benchmark": [(3, markdown)], "notes @ stage 1": [(0, "**bold**")]}
+    }
+    plugins = {
+        v.tag: v.metadata.plugin_data.plugin_name
+        for e in _events(tmp_path / "run")
+        for v in e.summary.value
+    }
     assert plugins == {"report/benchmark": "text", "notes @ stage 1": "text"}
     assert read_scalars(tmp_path) == {}  # text is not a scalar
 
 
 def test_log_stage_summary_writes_scalars_per_stage(tmp_path):
-    log_stage_summary(tmp_path, "distill", {"test/auc": 0.71, "params": 12_345, "seconds": 3.5,
-                                            "test/recall@10": 0.25, "test/logloss": None})
+    log_stage_summary(
+        tmp_path,
+        "distill",
+        {
+            "test/auc": 0.71,
+            "params": 12_345,
+            "seconds": 3.5,
+            "test/recall@10": 0.25,
+            "test/logloss": None,
+        },
+    )
     log_stage_summary(tmp_path, "prune", {"sparsity": np.float32(0.5)}, step=1)
     scalars = read_scalars(tmp_path)
     assert scalars == {
-        "distill/summary": {"test/auc": [(0, pytest.approx(0.71, rel=1e-7))],
-                            "params": [(0, 12_345.0)], "seconds": [(0, 3.5)],
-                            "test/recall@10": [(0, 0.25)]},
+        "distill/summary": {
+            "test/auc": [(0, pytest.approx(0.71, rel=1e-7))],
+            "params": [(0, 12_345.0)],
+            "seconds": [(0, 3.5)],
+            "test/recall@10": [(0, 0.25)],
+        },
         "prune/summary": {"sparsity": [(1, 0.5)]},
     }
     dtypes = {v.tag: v.tensor.dtype for e in _events(tmp_path) for v in e.summary.value}
@@ -414,8 +507,12 @@ def _float32_and_float64_scalars(directory) -> None:
     writer = tf.summary.create_file_writer(str(directory))
     with writer.as_default():
         for tag, dtype, value in (("f32", tf.float32, 0.25), ("f64", tf.float64, 0.5)):
-            tf.summary.write(tag, tf.constant(value, dtype), step=0,
-                             metadata=scalar_metadata.create_summary_metadata(tag, ""))
+            tf.summary.write(
+                tag,
+                tf.constant(value, dtype),
+                step=0,
+                metadata=scalar_metadata.create_summary_metadata(tag, ""),
+            )
     writer.close()
 
 
@@ -449,8 +546,11 @@ def test_readers_report_a_data_server_that_fails(tmp_path, monkeypatch):
     server.chmod(0o755)
     monkeypatch.setenv("TENSORBOARD_DATA_SERVER_BINARY", str(server))
     log_text(tmp_path / "logs", "t", "x")
-    with pytest.raises(RuntimeError, match=r"data server \(.*server\) did not load '.*logs': "
-                                           r"it exited with status 8; cannot read this logdir"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"data server \(.*server\) did not load '.*logs': "
+        r"it exited with status 8; cannot read this logdir",
+    ):
         read_text(tmp_path / "logs")
 
 
@@ -458,5 +558,7 @@ def test_log_stage_summary_warns_of_float32_overflow(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="tfcompress"):
         log_stage_summary(tmp_path, "prune", {"flops": 1e39, "auc": 0.5})
     assert "scalar 'flops': 1e+39 is out of float32 range; TensorBoard shows inf" in caplog.text
-    assert read_scalars(tmp_path)["prune/summary"] == {"flops": [(0, float("inf"))],
-                                                        "auc": [(0, 0.5)]}
+    assert read_scalars(tmp_path)["prune/summary"] == {
+        "flops": [(0, float("inf"))],
+        "auc": [(0, 0.5)],
+    }

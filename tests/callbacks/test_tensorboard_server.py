@@ -64,9 +64,19 @@ class Server:
         with open(output, "wb") as log:
             # the default loader: no --load_fast flag
             self.process = subprocess.Popen(
-                [str(TENSORBOARD), "--logdir", str(logdir), "--port", str(self.port),
-                 "--host", "127.0.0.1"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                [
+                    str(TENSORBOARD),
+                    "--logdir",
+                    str(logdir),
+                    "--port",
+                    str(self.port),
+                    "--host",
+                    "127.0.0.1",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
             )
 
     def log(self) -> str:
@@ -76,8 +86,9 @@ class Server:
         deadline = time.monotonic() + WAIT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise AssertionError(f"tensorboard exited with {self.process.returncode}:\n"
-                                     f"{self.log()[-3000:]}")
+                raise AssertionError(
+                    f"tensorboard exited with {self.process.returncode}:\n{self.log()[-3000:]}"
+                )
             try:
                 self.get("/data/runs")
                 return
@@ -93,8 +104,11 @@ class Server:
     def post(self, route: str, body: dict) -> Any:
         """POST ``body`` as the dashboards do (JSON as text/plain)."""
         request = urllib.request.Request(
-            f"{self.url}{route}", data=json.dumps(body).encode(), method="POST",
-            headers={"Content-Type": "text/plain"})
+            f"{self.url}{route}",
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Content-Type": "text/plain"},
+        )
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())
 
@@ -127,19 +141,29 @@ class Server:
         return [(int(step), float(value)) for _, step, value in rows]
 
     def experiment(self) -> dict:
-        return self.post("/data/plugin/hparams/experiment",
-                         {"experimentName": "", "hparamsLimit": 1000})
+        return self.post(
+            "/data/plugin/hparams/experiment", {"experimentName": "", "hparamsLimit": 1000}
+        )
 
     def session_groups(self, experiment: dict) -> dict[str, dict]:
         """The HParams table: session group name -> {"hparams": ..., "metrics": {tag: value}},
         asked for as the dashboard's query pane does (every hparam and metric column)."""
-        columns = [{"hparam": h["name"], "includeInResult": True}
-                   for h in experiment["hparamInfos"]]
-        columns += [{"metric": m["name"], "includeInResult": True}
-                    for m in experiment["metricInfos"]]
-        answer = self.post("/data/plugin/hparams/session_groups", {
-            "experimentName": "", "allowedStatuses": STATUSES, "colParams": columns,
-            "startIndex": 0, "sliceSize": 100})
+        columns = [
+            {"hparam": h["name"], "includeInResult": True} for h in experiment["hparamInfos"]
+        ]
+        columns += [
+            {"metric": m["name"], "includeInResult": True} for m in experiment["metricInfos"]
+        ]
+        answer = self.post(
+            "/data/plugin/hparams/session_groups",
+            {
+                "experimentName": "",
+                "allowedStatuses": STATUSES,
+                "colParams": columns,
+                "startIndex": 0,
+                "sliceSize": 100,
+            },
+        )
         return {
             group["name"]: {
                 "hparams": group["hparams"],
@@ -178,19 +202,36 @@ def serve(tmp_path_factory) -> Iterator[Callable[[Path], Server]]:
 
 def _row(name, fmt, auc, nbytes, b1, logloss=0.5):
     return BenchmarkRow(
-        name, fmt, None if fmt == "keras" else f"/m/{name}", "binary",
-        {"auc": auc, "logloss": logloss}, nbytes, nbytes // 2, nbytes // 4,
-        {1: {"median": b1, "p90": b1 * 1.2}}, {1: 1000.0 / b1}, None, 512,
+        name,
+        fmt,
+        None if fmt == "keras" else f"/m/{name}",
+        "binary",
+        {"auc": auc, "logloss": logloss},
+        nbytes,
+        nbytes // 2,
+        nbytes // 4,
+        {1: {"median": b1, "p90": b1 * 1.2}},
+        {1: 1000.0 / b1},
+        None,
+        512,
     )
 
 
-REPORT = BenchmarkReport((
-    _row("keras", "keras", 0.75, 400_000, 2.0),
-    _row("int8", "tflite", 0.74, 100_000, 0.5, logloss=None),
-    _row("pruned int8", "tflite", 0.73, 50_000, 0.4),
-), baseline="keras")
-STAGE = {"test/auc": 0.71, "test/recall@10": 0.25, "params": 12_345, "sparsity": 0.5,
-         "seconds": 3.5}
+REPORT = BenchmarkReport(
+    (
+        _row("keras", "keras", 0.75, 400_000, 2.0),
+        _row("int8", "tflite", 0.74, 100_000, 0.5, logloss=None),
+        _row("pruned int8", "tflite", 0.73, 50_000, 0.4),
+    ),
+    baseline="keras",
+)
+STAGE = {
+    "test/auc": 0.71,
+    "test/recall@10": 0.25,
+    "params": 12_345,
+    "sparsity": 0.5,
+    "seconds": 3.5,
+}
 MARKDOWN = "| variant | auc |\n|---|---|\n| int8 | 0.74 |"
 
 
@@ -220,14 +261,24 @@ def written(tmp_path_factory) -> tuple[Path, dict[str, dict[str, list[float]]]]:
     keras.utils.set_random_seed(0)
     pruned = tfcompress.prune(_mlp("pruned"), 0.5)
     pruned.compile(keras.optimizers.Adam(1e-2), "binary_crossentropy")
-    histories = {"prune": pruned.fit(  # per-layer sparsity comes from CompressionTensorBoard
-        x, y, batch_size=64, epochs=2, verbose=0,
-        callbacks=[tfcompress.PruningCallback(log_layers=False),
-                   CompressionTensorBoard(logdir / "prune")]).history}
+    histories = {
+        "prune": pruned.fit(  # per-layer sparsity comes from CompressionTensorBoard
+            x,
+            y,
+            batch_size=64,
+            epochs=2,
+            verbose=0,
+            callbacks=[
+                tfcompress.PruningCallback(log_layers=False),
+                CompressionTensorBoard(logdir / "prune"),
+            ],
+        ).history
+    }
     qat = tfcompress.quantize(_mlp("qat"))
     qat.compile(keras.optimizers.Adam(1e-2), "binary_crossentropy")
-    histories["qat"] = qat.fit(x, y, batch_size=64, epochs=2, verbose=0,
-                               callbacks=[CompressionTensorBoard(logdir / "qat")]).history
+    histories["qat"] = qat.fit(
+        x, y, batch_size=64, epochs=2, verbose=0, callbacks=[CompressionTensorBoard(logdir / "qat")]
+    ).history
     return logdir, histories
 
 
@@ -253,42 +304,75 @@ def test_scalars_dashboard_shows_stage_summaries(server):
 
 def test_scalars_dashboard_shows_compression_callback_scalars(server, written):
     _, histories = written
-    tags = server.eventually(server.scalar_tags,
-                             lambda t: "prune/train" in t and "qat/train" in t)
+    tags = server.eventually(server.scalar_tags, lambda t: "prune/train" in t and "qat/train" in t)
     history = histories["prune"]
-    assert {"epoch_loss", "epoch_sparsity", "epoch_sparsity/hidden",
-            "epoch_sparsity/logits"} <= set(tags["prune/train"])
+    assert {
+        "epoch_loss",
+        "epoch_sparsity",
+        "epoch_sparsity/hidden",
+        "epoch_sparsity/logits",
+    } <= set(tags["prune/train"])
     for key in ("sparsity", "sparsity/hidden", "sparsity/logits", "loss"):
         shown = server.scalars("prune/train", f"epoch_{key}")
-        assert shown == [(0, pytest.approx(history[key][0], rel=1e-6)),
-                         (1, pytest.approx(history[key][1], rel=1e-6))]
+        assert shown == [
+            (0, pytest.approx(history[key][0], rel=1e-6)),
+            (1, pytest.approx(history[key][1], rel=1e-6)),
+        ]
     assert server.scalars("prune/train", "epoch_sparsity")[-1][1] == pytest.approx(0.5, abs=0.01)
     quant = [t for t in tags["qat/train"] if t.startswith("epoch_quant/")]
-    assert {"epoch_quant/hidden/min", "epoch_quant/hidden/max",
-            "epoch_quant/hidden/kernel/min", "epoch_quant/hidden/kernel/max"} <= set(quant)
+    assert {
+        "epoch_quant/hidden/min",
+        "epoch_quant/hidden/max",
+        "epoch_quant/hidden/kernel/min",
+        "epoch_quant/hidden/kernel/max",
+    } <= set(quant)
     for tag in quant:
         assert server.scalars("qat/train", tag)[-1][1] == pytest.approx(
-            histories["qat"][tag[len("epoch_"):]][-1], rel=1e-6)
+            histories["qat"][tag[len("epoch_") :]][-1], rel=1e-6
+        )
 
 
 def test_hparams_dashboard_lists_sessions_with_metric_values(server):
     experiment = server.eventually(server.experiment, lambda e: e.get("metricInfos"))
     assert {h["name"] for h in experiment["hparamInfos"]} == {"variant", "format", "bits"}
     metrics = {m["name"]["tag"] for m in experiment["metricInfos"]}
-    assert {"quality/auc", "quality/logloss", "size/bytes", "latency/b1_ms",
-            "ratio/size_x", "ratio/speed_x_b1"} <= metrics
-    groups = server.eventually(lambda: server.session_groups(experiment),
-                               lambda g: len(g) == 3 and all(v["metrics"] for v in g.values()))
+    assert {
+        "quality/auc",
+        "quality/logloss",
+        "size/bytes",
+        "latency/b1_ms",
+        "ratio/size_x",
+        "ratio/speed_x_b1",
+    } <= metrics
+    groups = server.eventually(
+        lambda: server.session_groups(experiment),
+        lambda g: len(g) == 3 and all(v["metrics"] for v in g.values()),
+    )
     assert sorted(groups) == ["int8", "keras", "pruned int8"]
     assert groups["pruned int8"]["sessions"] == ["hparams/pruned_int8"]
     assert groups["int8"]["hparams"] == {"variant": "int8", "format": "tflite", "bits": 8.0}
     expected = {
-        "keras": {"quality/auc": 0.75, "quality/logloss": 0.5, "size/bytes": 400_000,
-                  "latency/b1_ms": 2.0, "ratio/size_x": 1.0, "ratio/speed_x_b1": 1.0},
-        "int8": {"quality/auc": 0.74, "size/bytes": 100_000, "size/gzip_bytes": 50_000,
-                 "ratio/size_x": 4.0, "ratio/speed_x_b1": 4.0},
-        "pruned int8": {"quality/auc": 0.73, "ratio/size_x": 8.0, "latency/b1_ms": 0.4,
-                        "ratio/speed_x_b1": 5.0},
+        "keras": {
+            "quality/auc": 0.75,
+            "quality/logloss": 0.5,
+            "size/bytes": 400_000,
+            "latency/b1_ms": 2.0,
+            "ratio/size_x": 1.0,
+            "ratio/speed_x_b1": 1.0,
+        },
+        "int8": {
+            "quality/auc": 0.74,
+            "size/bytes": 100_000,
+            "size/gzip_bytes": 50_000,
+            "ratio/size_x": 4.0,
+            "ratio/speed_x_b1": 4.0,
+        },
+        "pruned int8": {
+            "quality/auc": 0.73,
+            "ratio/size_x": 8.0,
+            "latency/b1_ms": 0.4,
+            "ratio/speed_x_b1": 5.0,
+        },
     }
     for name, values in expected.items():
         shown = groups[name]["metrics"]
@@ -299,7 +383,7 @@ def test_hparams_dashboard_lists_sessions_with_metric_values(server):
 def test_text_dashboard_shows_log_text(server):
     tags = server.eventually(lambda: server.get("/data/plugin/text/tags"), lambda t: "." in t)
     assert sorted(tags["."]) == ["notes @ stage 1", "report"]
-    (step, html), = server.text(".", "report")
+    ((step, html),) = server.text(".", "report")
     assert step == 0 and "<table>" in html and "<td>0.74</td>" in html
     assert server.text(".", "notes @ stage 1") == [(2, "<p><strong>bold</strong></p>")]
 
@@ -307,8 +391,9 @@ def test_text_dashboard_shows_log_text(server):
 def test_readers_return_what_the_server_shows(server, written):
     logdir, _ = written
     tags = server.eventually(server.scalar_tags, lambda t: {"prune/summary", "qat/train"} <= set(t))
-    shown = {run: {tag: server.scalars(run, tag) for tag in run_tags}
-             for run, run_tags in tags.items()}
+    shown = {
+        run: {tag: server.scalars(run, tag) for tag in run_tags} for run, run_tags in tags.items()
+    }
     read = read_scalars(logdir)
     assert set(read) == set(shown)
     for run, run_tags in shown.items():
@@ -318,7 +403,8 @@ def test_readers_return_what_the_server_shows(server, written):
     hparams = read_hparams(logdir)
     groups = server.session_groups(server.experiment())
     assert {f"hparams/{run}" for run in read_hparams(logdir / "hparams")} == {
-        s for g in groups.values() for s in g["sessions"]}
+        s for g in groups.values() for s in g["sessions"]
+    }
     for group in groups.values():
         (session,) = group["sessions"]
         assert hparams[session] == group["hparams"]
@@ -332,7 +418,8 @@ def tiny_demo(name: str = "tb") -> Recipe:
     """``demo_recipe`` at test sizes: teacher, distill (+ student alone), prune, QAT, int8."""
     return dataclasses.replace(
         demo_recipe(samples=1_500, teacher_epochs=1, epochs=1, name=name),
-        benchmark=BenchmarkSpec(batch_sizes=(1, 32), repeats=2, max_examples=256))
+        benchmark=BenchmarkSpec(batch_sizes=(1, 32), repeats=2, max_examples=256),
+    )
 
 
 @pytest.mark.slow
@@ -342,8 +429,7 @@ def test_a_run_shows_in_tensorboard(tmp_path_factory, serve):
     server = serve(out / "tb")
     summaries = [f"{stage.name}/summary" for stage in report.stages]
     tags = server.eventually(server.scalar_tags, lambda t: set(summaries) <= set(t))
-    assert summaries == ["teacher/summary", "distill/summary", "prune/summary",
-                         "quantize/summary"]
+    assert summaries == ["teacher/summary", "distill/summary", "prune/summary", "quantize/summary"]
     for stage, run in zip(report.stages, summaries, strict=True):  # every stage's final figures
         expected = {f"test/{k}": v for k, v in stage.quality.items() if v is not None}
         expected.update(params=stage.params, sparsity=stage.sparsity, seconds=stage.seconds)
@@ -358,9 +444,11 @@ def test_a_run_shows_in_tensorboard(tmp_path_factory, serve):
     ratios = bench.ratios()
     experiment = server.experiment()
     assert {"variant", "stage", "kind", "format", "mode"} <= {
-        h["name"] for h in experiment["hparamInfos"]}
-    groups = server.eventually(lambda: server.session_groups(experiment),
-                               lambda g: all(v["metrics"] for v in g.values()))
+        h["name"] for h in experiment["hparamInfos"]
+    }
+    groups = server.eventually(
+        lambda: server.session_groups(experiment), lambda g: all(v["metrics"] for v in g.values())
+    )
     assert set(groups) == set(bench.names) == set(report.exports)
     for name, group in groups.items():  # the HParams table: one row per variant, with values
         row, metrics = bench.row(name), group["metrics"]
@@ -370,5 +458,5 @@ def test_a_run_shows_in_tensorboard(tmp_path_factory, serve):
         assert metrics["ratio/size_x"] == pytest.approx(ratios[name]["size_x"], rel=1e-6)
         assert metrics["latency/b1_ms"] == pytest.approx(row.latency_ms[1]["median"], rel=1e-6)
     assert groups["quantize_int8"]["metrics"]["ratio/size_x"] > 3
-    (step, html), = server.text(".", "report")
+    ((step, html),) = server.text(".", "report")
     assert step == 0 and "<table>" in html and "quantize_int8" in html

@@ -57,21 +57,25 @@ def test_a_keras_fit_reads_it(task):
 
     model = models.build("dcn", task.schema, size="tiny")
     models.compile_for_task(model, task.schema, learning_rate=1e-3)
-    ds = epoch_batches(task, batch_size=64, seed=1,
-                       position=lambda: int(model.optimizer.iterations.numpy()))
+    ds = epoch_batches(
+        task, batch_size=64, seed=1, position=lambda: int(model.optimizer.iterations.numpy())
+    )
     history = model.fit(ds, epochs=2, verbose=0)
     assert len(history.history["loss"]) == 2
     assert int(model.optimizer.iterations.numpy()) == 2 * int(ds.cardinality())
 
 
-@pytest.mark.parametrize("kwargs, error, match", [
-    ({"task": "ctr"}, TypeError, "`task` must be a tfcompress.data.TaskData"),
-    ({"batch_size": 0}, ValueError, "`batch_size` must be >= 1, received 0"),
-    ({"batch_size": 2.5}, TypeError, "`batch_size` must be an int"),
-    ({"batch_size": True}, TypeError, "`batch_size` must be an int"),
-    ({"seed": -1}, ValueError, "`seed` must be >= 0"),
-    ({"position": 3}, TypeError, "`position` must be a callable"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"task": "ctr"}, TypeError, "`task` must be a tfcompress.data.TaskData"),
+        ({"batch_size": 0}, ValueError, "`batch_size` must be >= 1, received 0"),
+        ({"batch_size": 2.5}, TypeError, "`batch_size` must be an int"),
+        ({"batch_size": True}, TypeError, "`batch_size` must be an int"),
+        ({"seed": -1}, ValueError, "`seed` must be >= 0"),
+        ({"position": 3}, TypeError, "`position` must be a callable"),
+    ],
+)
 def test_bad_arguments_name_themselves(task, kwargs, error, match):
     args = {"task": task, "batch_size": 8, "seed": 0, "position": lambda: 0, **kwargs}
     with pytest.raises(error, match=match):
@@ -98,24 +102,46 @@ def _dropout_fit(stop_after: int | None, epochs: int = 3) -> list[np.ndarray]:
     keras.utils.set_random_seed(0)
     x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
     y = (x[:, :1] > 0).astype("float32")
-    model = keras.Sequential([keras.layers.Dense(8, input_shape=(4,)),
-                              keras.layers.Dropout(0.5), keras.layers.Dense(1)])
+    model = keras.Sequential(
+        [keras.layers.Dense(8, input_shape=(4,)), keras.layers.Dropout(0.5), keras.layers.Dense(1)]
+    )
     model.compile(keras.optimizers.SGD(0.1), "mse")
     if stop_after is not None:  # the first epochs in this "process", the rest in a fresh model
-        model.fit(x, y, batch_size=64, epochs=stop_after, shuffle=False, verbose=0,
-                  callbacks=[EpochSeeds(5)])
+        model.fit(
+            x,
+            y,
+            batch_size=64,
+            epochs=stop_after,
+            shuffle=False,
+            verbose=0,
+            callbacks=[EpochSeeds(5)],
+        )
         weights = model.get_weights()
         keras.backend.clear_session()
         keras.utils.set_random_seed(0)
-        model = keras.Sequential([keras.layers.Dense(8, input_shape=(4,)),
-                                  keras.layers.Dropout(0.5), keras.layers.Dense(1)])
+        model = keras.Sequential(
+            [
+                keras.layers.Dense(8, input_shape=(4,)),
+                keras.layers.Dropout(0.5),
+                keras.layers.Dense(1),
+            ]
+        )
         model.compile(keras.optimizers.SGD(0.1), "mse")
         model.set_weights(weights)
-        model.fit(x, y, batch_size=64, epochs=epochs, initial_epoch=stop_after, shuffle=False,
-                  verbose=0, callbacks=[EpochSeeds(5)])
+        model.fit(
+            x,
+            y,
+            batch_size=64,
+            epochs=epochs,
+            initial_epoch=stop_after,
+            shuffle=False,
+            verbose=0,
+            callbacks=[EpochSeeds(5)],
+        )
     else:
-        model.fit(x, y, batch_size=64, epochs=epochs, shuffle=False, verbose=0,
-                  callbacks=[EpochSeeds(5)])
+        model.fit(
+            x, y, batch_size=64, epochs=epochs, shuffle=False, verbose=0, callbacks=[EpochSeeds(5)]
+        )
     return model.get_weights()
 
 

@@ -77,16 +77,18 @@ def _clicks(path: Path, n: int = 3000, seed: int = 1) -> list[dict[str, str]]:
         positive = rng.random() < p
         click = start + dt.timedelta(seconds=int(seconds[k]))
         after = click + dt.timedelta(seconds=int(rng.integers(5, 7200)))
-        rows.append({
-            "ip": str(int(rng.choice(ips))),
-            "app": str(app),
-            "device": str(int(rng.choice([1, 1, 1, 2, 3]))),
-            "os": str(int(rng.integers(1, 26))),
-            "channel": str(channel),
-            "click_time": click.strftime("%Y-%m-%d %H:%M:%S"),
-            "attributed_time": after.strftime("%Y-%m-%d %H:%M:%S") if positive else "",
-            "is_attributed": "1" if positive else "0",
-        })
+        rows.append(
+            {
+                "ip": str(int(rng.choice(ips))),
+                "app": str(app),
+                "device": str(int(rng.choice([1, 1, 1, 2, 3]))),
+                "os": str(int(rng.integers(1, 26))),
+                "channel": str(channel),
+                "click_time": click.strftime("%Y-%m-%d %H:%M:%S"),
+                "attributed_time": after.strftime("%Y-%m-%d %H:%M:%S") if positive else "",
+                "is_attributed": "1" if positive else "0",
+            }
+        )
     header = list(rows[0])
     text = [",".join(header)] + [",".join(r[h] for h in header) for r in rows]
     path.write_text("\n".join(text) + "\n", encoding="utf-8")
@@ -120,8 +122,13 @@ def files(tmp_path_factory):
 
 
 def _criteo_load(path: Path, **kwargs):
-    options = dict(label="label", delimiter="\t", header=CRITEO_HEADER, numeric_fill="mean",
-                   hash_threshold=1000)
+    options = dict(
+        label="label",
+        delimiter="\t",
+        header=CRITEO_HEADER,
+        numeric_fill="mean",
+        hash_threshold=1000,
+    )
     options.update(kwargs)
     return load_csv(path, **options)
 
@@ -196,8 +203,13 @@ def test_criteo_missing_numbers_need_numeric_fill_and_fill_value(files):
 
 def test_criteo_overrides_drop_and_max_vocab(files):
     path, cols = files["criteo"]
-    task = _criteo_load(path, categorical=["I2"], numeric=["C1"] if False else None,
-                        drop=["C26", "I13"], max_vocab={"C2": 5})
+    task = _criteo_load(
+        path,
+        categorical=["I2"],
+        numeric=["C1"] if False else None,
+        drop=["C26", "I13"],
+        max_vocab={"C2": 5},
+    )
     info = task.info
     assert "C26" not in task.schema.names and "I13" not in task.schema.names
     assert info["ignored_columns"] == ["I13", "C26"]
@@ -211,8 +223,14 @@ def test_criteo_overrides_drop_and_max_vocab(files):
 
 def test_header_false_names_columns_and_delimiter_is_required(files):
     path, _ = files["criteo"]
-    task = load_csv(path, label="col_1", delimiter="\t", header=False, numeric_fill=0,
-                    drop=[f"col_{k}" for k in range(16, 41)])
+    task = load_csv(
+        path,
+        label="col_1",
+        delimiter="\t",
+        header=False,
+        numeric_fill=0,
+        drop=[f"col_{k}" for k in range(16, 41)],
+    )
     assert task.schema.names == [f"col_{k}" for k in range(2, 16)]
     with pytest.raises(ValueError, match="column 'label' .* not in header .*delimiter="):
         load_csv(path, label="label")
@@ -237,16 +255,24 @@ def test_click_log_ids_are_categorical_and_times_become_hour_and_weekday(files, 
     entry = info["columns"]["click_time"]
     assert (entry["kind"], entry["encoding"]) == ("timestamp", "hour+weekday (UTC)")
     assert entry["features"] == ["click_time_hour", "click_time_weekday"]
-    assert task.schema.names == ["ip", "app", "device", "os", "channel", "click_time_hour",
-                                 "click_time_weekday"]
+    assert task.schema.names == [
+        "ip",
+        "app",
+        "device",
+        "os",
+        "channel",
+        "click_time_hour",
+        "click_time_weekday",
+    ]
     x, y = info["arrays"]["test"]
     for j, k in enumerate(_rows_of(task, "test")[:50]):
         when = dt.datetime.strptime(rows[k]["click_time"], "%Y-%m-%d %H:%M:%S")
         assert x["click_time_hour"][j, 0] == when.hour + 1
         assert x["click_time_weekday"][j, 0] == when.isoweekday()
         assert y[j, 0] == float(rows[k]["is_attributed"])
-    no_times = load_csv(path, label="is_attributed", drop=["attributed_time"],
-                        timestamp_features="drop")
+    no_times = load_csv(
+        path, label="is_attributed", drop=["attributed_time"], timestamp_features="drop"
+    )
     assert no_times.schema.names == ["ip", "app", "device", "os", "channel"]
     assert no_times.info["ignored_columns"] == ["attributed_time", "click_time"]
 
@@ -261,19 +287,28 @@ def test_leak_check_warns_names_the_column_and_strict_raises(files, caplog):
     assert 'drop = ["attributed_time"]' in leaks[0] and "strict" in leaks[0]
     assert list(task.info["leaks"]) == ["attributed_time"]
     assert task.info["columns"]["attributed_time"]["missing"] == pytest.approx(
-        sum(r["attributed_time"] == "" for r in rows) / len(rows))
+        sum(r["attributed_time"] == "" for r in rows) / len(rows)
+    )
     with pytest.raises(ValueError, match=r"attributed_time.*drop=\[\"attributed_time\"\]"):
         load_csv(path, label="is_attributed", strict=True)
-    assert load_csv(path, label="is_attributed", strict=True,
-                    drop=["attributed_time"]).info["leaks"] == {}
+    assert (
+        load_csv(path, label="is_attributed", strict=True, drop=["attributed_time"]).info["leaks"]
+        == {}
+    )
 
 
 def test_time_split_orders_rows_and_by_user_keeps_users_whole(files):
     path, rows = files["clicks"]
-    stamp = np.array([dt.datetime.strptime(r["click_time"], "%Y-%m-%d %H:%M:%S").timestamp()
-                      for r in rows])
-    task = load_csv(path, label="is_attributed", drop=["attributed_time"], split_mode="time",
-                    split=(0.7, 0.15, 0.15))
+    stamp = np.array(
+        [dt.datetime.strptime(r["click_time"], "%Y-%m-%d %H:%M:%S").timestamp() for r in rows]
+    )
+    task = load_csv(
+        path,
+        label="is_attributed",
+        drop=["attributed_time"],
+        split_mode="time",
+        split=(0.7, 0.15, 0.15),
+    )
     assert task.info["split_column"] == "click_time"  # the timestamp without empty cells
     times = {s: stamp[_rows_of(task, s)] for s in SPLITS}
     assert task.info["rows"] == {"train": 2100, "validation": 450, "test": 450, "total": 3000}
@@ -281,8 +316,14 @@ def test_time_split_orders_rows_and_by_user_keeps_users_whole(files):
     assert times["validation"].max() <= times["test"].min()
     assert times["train"].max() <= times["test"].min()
     assert np.all(np.diff(times["test"]) >= 0)  # test in time order
-    by_user = load_csv(path, label="is_attributed", drop=["attributed_time"],
-                       split_mode="by_user", user_column="ip", seed=3)
+    by_user = load_csv(
+        path,
+        label="is_attributed",
+        drop=["attributed_time"],
+        split_mode="by_user",
+        user_column="ip",
+        seed=3,
+    )
     assert by_user.info["split_column"] == "ip"
     ips = {s: {rows[k]["ip"] for k in _rows_of(by_user, s)} for s in SPLITS}
     assert not ips["train"] & ips["validation"] and not ips["train"] & ips["test"]
@@ -319,7 +360,9 @@ def test_integer_codes_are_categorical_and_counts_numeric(tmp_path):
     assert columns["zone"]["reason"].startswith("integer codes: label rate per value AUC")
     assert task.schema["zone"].vocab_size == 26
     assert (columns["visits"]["kind"], columns["visits"]["reason"]) == (
-        "numeric", "integer counts / amounts")
+        "numeric",
+        "integer counts / amounts",
+    )
     assert (columns["price"]["kind"], columns["price"]["reason"]) == ("numeric", "numbers")
     forced = load_csv(path, label="label", numeric=["zone"])
     assert forced.info["columns"]["zone"]["kind"] == "numeric"
@@ -376,12 +419,21 @@ def test_movielens_header_option(tmp_path):
 def test_load_file_dispatches_with_options(files, tmp_path):
     path, _ = files["criteo"]
     direct = _criteo_load(path, drop=["C26"])
-    via = load_file(path, format="csv", label="label", delimiter="\t", header=CRITEO_HEADER,
-                    numeric_fill="mean", hash_threshold=1000, drop=["C26"])
+    via = load_file(
+        path,
+        format="csv",
+        label="label",
+        delimiter="\t",
+        header=CRITEO_HEADER,
+        numeric_fill="mean",
+        hash_threshold=1000,
+        drop=["C26"],
+    )
     assert via.schema == direct.schema
     for s in SPLITS:
-        np.testing.assert_array_equal(via.info["arrays"][s][0]["I1"],
-                                      direct.info["arrays"][s][0]["I1"])
+        np.testing.assert_array_equal(
+            via.info["arrays"][s][0]["I1"], direct.info["arrays"][s][0]["I1"]
+        )
     udata, (_, _, rating, _) = files["udata"]
     movies = load_file(udata, min_rating=5, negatives=1, seed=4)  # .data: MovieLens
     assert movies.info["format"] == "movielens"
@@ -433,12 +485,20 @@ def _messages(module) -> list[str]:
             return "".join(text(v) if isinstance(v, ast.Constant) else "{}" for v in node.values)
         return ""
 
-    roots = [n for n in ast.walk(tree) if isinstance(n, ast.Raise)
-             or (isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
-                 and n.func.attr in ("warning", "info", "error"))
-             or (isinstance(n, ast.keyword) and n.arg == "fix")]
-    return [text(sub) for root in roots for sub in ast.walk(root)
-            if id(sub) not in inner and text(sub)]
+    roots = [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Raise)
+        or (
+            isinstance(n, ast.Call)
+            and isinstance(n.func, ast.Attribute)
+            and n.func.attr in ("warning", "info", "error")
+        )
+        or (isinstance(n, ast.keyword) and n.arg == "fix")
+    ]
+    return [
+        text(sub) for root in roots for sub in ast.walk(root) if id(sub) not in inner and text(sub)
+    ]
 
 
 def test_every_option_an_error_recommends_is_accepted_by_its_loader_and_the_recipe():
@@ -456,8 +516,12 @@ def test_every_option_an_error_recommends_is_accepted_by_its_loader_and_the_reci
     from tfcompress.recipe import DataSpec
 
     data_keys = set(DataSpec.__dataclass_fields__)
-    modules = {"csv": [csv_loader, _csv_build, _csv_scan, inference],
-               "movielens": [movielens], "libfm": [libfm, inference], "any": [files]}
+    modules = {
+        "csv": [csv_loader, _csv_build, _csv_scan, inference],
+        "movielens": [movielens],
+        "libfm": [libfm, inference],
+        "any": [files],
+    }
     recommended = set()
     for fmt, mods in modules.items():
         accepted = set(inspect.signature(LOADERS[fmt]).parameters)
@@ -467,8 +531,18 @@ def test_every_option_an_error_recommends_is_accepted_by_its_loader_and_the_reci
                     recommended.add(name)
                     assert name in accepted, f"{fmt}: {name}= is recommended but not accepted"
                     assert name in data_keys, f"{fmt}: {name}= is not a recipe [data] key"
-    assert {"numeric_fill", "categorical", "delimiter", "header", "time_column",
-            "user_column", "max_fields", "strict", "task", "format"} <= recommended
+    assert {
+        "numeric_fill",
+        "categorical",
+        "delimiter",
+        "header",
+        "time_column",
+        "user_column",
+        "max_fields",
+        "strict",
+        "task",
+        "format",
+    } <= recommended
 
 
 # --------------------------------------------------------------------------- memory

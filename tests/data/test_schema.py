@@ -95,15 +95,26 @@ def test_summary_of_simulated_tasks_counts_positives_padding_and_classes():
     assert summary.label["rows"] == sum(rows.values()) == task.info["rows"]["total"]
     assert summary.label["rate"] == pytest.approx(sum(positives.values()) / sum(rows.values()))
     assert summary.label["splits"]["test"] == {
-        "rows": rows["test"], "positives": positives["test"],
-        "rate": pytest.approx(positives["test"] / rows["test"])}
+        "rows": rows["test"],
+        "positives": positives["test"],
+        "rate": pytest.approx(positives["test"] / rows["test"]),
+    }
     by_name = {r["column"]: r for r in summary.rows}
     hist = np.concatenate([arrays[s][0]["hist_item_ids"] for s in splits])
     assert by_name["hist_item_ids"]["missing"] == pytest.approx((hist == 0).all(axis=1).mean())
     assert by_name["hist_item_ids"]["values"] == task.schema["hist_item_ids"].vocab_size - 1
     text = str(summary)
-    assert text.splitlines()[1].split() == ["column", "kind", "encoding", "vocabulary", "/",
-                                            "buckets", "missing", "features", "why"]
+    assert text.splitlines()[1].split() == [
+        "column",
+        "kind",
+        "encoding",
+        "vocabulary",
+        "/",
+        "buckets",
+        "missing",
+        "features",
+        "why",
+    ]
     assert f"{sum(positives.values()):,} positives in {sum(rows.values()):,} rows" in text
     assert summary.to_markdown().count("\n| ") == len(task.schema.names) + 1
     retrieval = data.load_task("retrieval", n_samples=600, seed=0).summary()

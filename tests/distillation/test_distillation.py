@@ -35,14 +35,16 @@ def _mlp(width: int, name: str, head: str = "activation", n_out: int = 1) -> ker
     inputs = keras.Input((6,), name="x")
     hidden = keras.layers.Dense(width, activation="relu", name="hidden")(inputs)
     if head == "dense_sigmoid":
-        return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid", name="output")(
-            hidden), name=name)
+        return keras.Model(
+            inputs, keras.layers.Dense(1, activation="sigmoid", name="output")(hidden), name=name
+        )
     logits = keras.layers.Dense(n_out, name="logits")(hidden)
     if head == "logits":
         return keras.Model(inputs, logits, name=name)
     activation = "sigmoid" if n_out == 1 else "softmax"
-    return keras.Model(inputs, keras.layers.Activation(activation, name="output")(logits),
-                       name=name)
+    return keras.Model(
+        inputs, keras.layers.Activation(activation, name="output")(logits), name=name
+    )
 
 
 def _train_teacher(x, y, width: int = 32, epochs: int = 15) -> keras.Model:
@@ -69,8 +71,11 @@ def _teacher(weights) -> keras.Model:
 
 def _distiller(student, teacher, **kwargs) -> Distiller:
     distiller = Distiller(student, teacher, **kwargs)
-    distiller.compile(keras.optimizers.Adam(1e-2), loss="binary_crossentropy",
-                      metrics=[keras.metrics.AUC(name="auc")])
+    distiller.compile(
+        keras.optimizers.Adam(1e-2),
+        loss="binary_crossentropy",
+        metrics=[keras.metrics.AUC(name="auc")],
+    )
     return distiller
 
 
@@ -85,8 +90,16 @@ def test_fit_lowers_distillation_loss_and_tracks_every_part(teacher_weights):
     distiller = _distiller(student, teacher, student_loss_weight=0.2)
     history = distiller.fit(x, y, batch_size=64, epochs=4, validation_split=0.25, verbose=0)
     h = history.history
-    assert set(h) == {"loss", "student_loss", "distillation_loss", "auc", "val_loss",
-                      "val_student_loss", "val_distillation_loss", "val_auc"}
+    assert set(h) == {
+        "loss",
+        "student_loss",
+        "distillation_loss",
+        "auc",
+        "val_loss",
+        "val_student_loss",
+        "val_distillation_loss",
+        "val_auc",
+    }
     assert h["distillation_loss"][-1] < 0.9 * h["distillation_loss"][0]
     assert h["val_distillation_loss"][-1] < h["val_distillation_loss"][0]
     after = np.abs(student.predict(x, verbose=0) - teacher.predict(x, verbose=0)).mean()
@@ -156,8 +169,9 @@ def test_distiller_saves_and_loads_as_keras_file(tmp_path, teacher_weights):
     loaded = keras.models.load_model(tmp_path / "distiller.keras", safe_mode=True)
     assert isinstance(loaded, Distiller) and loaded.student_loss_weight == 0.7
     assert loaded.distillation_loss.temperature == 2.0
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), distiller.predict(x, verbose=0),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        loaded.predict(x, verbose=0), distiller.predict(x, verbose=0), atol=1e-6
+    )
     expected = distiller.evaluate(x, y, verbose=0, return_dict=True)
     got = loaded.evaluate(x, y, verbose=0, return_dict=True)  # compiled from the saved config
     assert got == pytest.approx(expected, rel=1e-5)
@@ -216,8 +230,7 @@ def test_sample_weights_scale_every_loss_part(teacher_weights):
     teacher = _teacher(teacher_weights)
     distiller = _distiller(_mlp(8, "student"), teacher, student_loss_weight=0.5)
     plain = distiller.evaluate(x, y, verbose=0, return_dict=True)
-    doubled = distiller.evaluate(x, y, sample_weight=np.full(128, 2.0), verbose=0,
-                                 return_dict=True)
+    doubled = distiller.evaluate(x, y, sample_weight=np.full(128, 2.0), verbose=0, return_dict=True)
     for key in ("loss", "student_loss", "distillation_loss"):
         assert doubled[key] == pytest.approx(2 * plain[key], rel=1e-5)
 
@@ -226,11 +239,13 @@ def test_callbacks_see_the_loss_parts(tmp_path, teacher_weights):
     x, y = _arrays()
     teacher = _teacher(teacher_weights)
     distiller = _distiller(_mlp(8, "student"), teacher)
-    stopper = keras.callbacks.EarlyStopping(monitor="val_distillation_loss", patience=1,
-                                            restore_best_weights=True)
+    stopper = keras.callbacks.EarlyStopping(
+        monitor="val_distillation_loss", patience=1, restore_best_weights=True
+    )
     board = keras.callbacks.TensorBoard(log_dir=str(tmp_path / "tb"))
-    distiller.fit(x, y, batch_size=64, epochs=3, validation_split=0.25, verbose=0,
-                  callbacks=[stopper, board])
+    distiller.fit(
+        x, y, batch_size=64, epochs=3, validation_split=0.25, verbose=0, callbacks=[stopper, board]
+    )
     tags = set()
     for path in (tmp_path / "tb").rglob("events.out.tfevents*"):
         for event in tf.compat.v1.train.summary_iterator(str(path)):
@@ -244,21 +259,31 @@ def test_callbacks_see_the_loss_parts(tmp_path, teacher_weights):
 def test_pruned_student_trains_inside_distiller_and_reaches_sparsity(teacher_weights):
     x, y = _arrays()
     teacher = _teacher(teacher_weights)
-    schedule = tfmot.sparsity.keras.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=16,
-                                                    frequency=1)
-    pruned = tfmot.sparsity.keras.prune_low_magnitude(_mlp(16, "student"),
-                                                      pruning_schedule=schedule)
-    distiller = _distiller(pruned, teacher, student_loss_weight=0.3,
-                           feature_distillation=("hidden", "hidden"))
-    history = distiller.fit(x, y, batch_size=64, epochs=4, verbose=0,
-                            callbacks=[tfmot.sparsity.keras.UpdatePruningStep()]).history
+    schedule = tfmot.sparsity.keras.PolynomialDecay(
+        0.0, 0.5, begin_step=0, end_step=16, frequency=1
+    )
+    pruned = tfmot.sparsity.keras.prune_low_magnitude(
+        _mlp(16, "student"), pruning_schedule=schedule
+    )
+    distiller = _distiller(
+        pruned, teacher, student_loss_weight=0.3, feature_distillation=("hidden", "hidden")
+    )
+    history = distiller.fit(
+        x,
+        y,
+        batch_size=64,
+        epochs=4,
+        verbose=0,
+        callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
+    ).history
     assert history["distillation_loss"][-1] < history["distillation_loss"][0]
     wrapper = pruned.get_layer("prune_low_magnitude_hidden")
     assert int(wrapper.pruning_step.numpy()) == 4 * 8  # the student ran once per step
     assert float(np.mean(wrapper.layer.kernel.numpy() == 0)) == pytest.approx(0.5, abs=0.02)
     stripped = tfmot.sparsity.keras.strip_pruning(pruned)
-    np.testing.assert_allclose(stripped.predict(x, verbose=0), distiller.predict(x, verbose=0),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        stripped.predict(x, verbose=0), distiller.predict(x, verbose=0), atol=1e-6
+    )
 
 
 def test_qat_student_trains_inside_distiller(teacher_weights):
@@ -278,8 +303,12 @@ def test_feature_distillation_projection_belongs_to_the_distiller_and_trains(tea
     x, y = _arrays()
     teacher = _teacher(teacher_weights)
     student = _mlp(8, "student")
-    distiller = _distiller(student, teacher, student_loss_weight=0.5,
-                           feature_distillation=FeatureDistillation("hidden", "hidden", weight=0.5))
+    distiller = _distiller(
+        student,
+        teacher,
+        student_loss_weight=0.5,
+        feature_distillation=FeatureDistillation("hidden", "hidden", weight=0.5),
+    )
     (projection,) = distiller.hint_projections
     assert projection.kernel.shape == (8, 32)
     assert {id(v) for v in projection.trainable_variables} <= {
@@ -300,13 +329,18 @@ def test_feature_projection_only_when_needed_or_asked():
     teacher = _mlp(8, "teacher")
     same = Distiller(_mlp(8, "s1"), teacher, feature_distillation={"hidden": "hidden"})
     assert same.hint_projections == []
-    forced = Distiller(_mlp(8, "s2"), teacher,
-                       feature_distillation=[FeatureDistillation("hidden", "hidden",
-                                                                 projection=True)])
+    forced = Distiller(
+        _mlp(8, "s2"),
+        teacher,
+        feature_distillation=[FeatureDistillation("hidden", "hidden", projection=True)],
+    )
     assert len(forced.hint_projections) == 1
     with pytest.raises(ValueError, match=r"width 4 differs from teacher layer 'hidden' width 8"):
-        Distiller(_mlp(4, "s3"), teacher,
-                  feature_distillation=FeatureDistillation("hidden", "hidden", projection=False))
+        Distiller(
+            _mlp(4, "s3"),
+            teacher,
+            feature_distillation=FeatureDistillation("hidden", "hidden", projection=False),
+        )
 
 
 # --------------------------------------------------------------------------- output kinds
@@ -336,8 +370,9 @@ def test_logit_models_and_declared_probabilities():
     converted.compile("adam", loss="binary_crossentropy")
     got = converted.evaluate(x[:64], y[:64], batch_size=64, verbose=0, return_dict=True)
     p = np.clip(student(x[:64]).numpy(), 1e-7, 1 - 1e-7)
-    t_logits = keras.Model(converted.teacher.input,
-                           converted.teacher.get_layer("logits").output)(x[:64])
+    t_logits = keras.Model(converted.teacher.input, converted.teacher.get_layer("logits").output)(
+        x[:64]
+    )
     expected = float(BinaryDistillationLoss()(t_logits, np.log(p) - np.log1p(-p)))
     assert got["distillation_loss"] == pytest.approx(expected, rel=1e-4)
 
@@ -393,8 +428,11 @@ def test_keras3_models_rejected():
 
 
 def test_output_shape_mismatch_names_both_shapes():
-    with pytest.raises(ValueError, match=r"student's output shape \(None, 1\).*teacher's output "
-                                         r"shape \(None, 3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"student's output shape \(None, 1\).*teacher's output "
+        r"shape \(None, 3\)",
+    ):
         Distiller(_mlp(4, "s"), _mlp(4, "t", n_out=3))
 
 
@@ -422,8 +460,11 @@ def test_deprecated_alpha_must_be_in_unit_interval(bad):
 
 def test_unknown_feature_layer_lists_available_layers():
     teacher = _mlp(4, "teacher")
-    with pytest.raises(ValueError, match=r"model 'teacher' has no layer named 'mlp_9'. "
-                                         r"Available layers: hidden, logits, output"):
+    with pytest.raises(
+        ValueError,
+        match=r"model 'teacher' has no layer named 'mlp_9'. "
+        r"Available layers: hidden, logits, output",
+    ):
         Distiller(_mlp(4, "s"), teacher, feature_distillation=("hidden", "mlp_9"))
     assert teacher.trainable  # a rejected Distiller leaves the teacher untouched
     with pytest.raises(TypeError, match=r"`feature_distillation` must be None"):
@@ -431,16 +472,24 @@ def test_unknown_feature_layer_lists_available_layers():
 
 
 def test_undetectable_or_contradicting_outputs_ask_for_a_declaration():
-    relu = keras.Sequential([keras.Input((6,)), keras.layers.Dense(1, activation="relu")],
-                            name="relu_model")
-    with pytest.raises(ValueError, match=r"Cannot tell whether model 'relu_model' outputs "
-                                         r"probabilities or logits.*declare teacher_outputs"):
+    relu = keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(1, activation="relu")], name="relu_model"
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"Cannot tell whether model 'relu_model' outputs "
+        r"probabilities or logits.*declare teacher_outputs",
+    ):
         Distiller(_mlp(4, "s"), relu)
     with pytest.raises(ValueError, match=r"`student_outputs`='logits' contradicts model 's'"):
         Distiller(_mlp(4, "s"), _mlp(4, "t"), student_outputs="logits")
     with pytest.raises(ValueError, match=r"`teacher_outputs`='probabilities' contradicts"):
-        Distiller(_mlp(4, "s", head="logits"), _mlp(4, "t", head="logits"),
-                  teacher_outputs="probabilities", distillation_loss=MSEDistillationLoss())
+        Distiller(
+            _mlp(4, "s", head="logits"),
+            _mlp(4, "t", head="logits"),
+            teacher_outputs="probabilities",
+            distillation_loss=MSEDistillationLoss(),
+        )
     with pytest.raises(ValueError, match=r"`student_outputs` must be one of"):
         Distiller(_mlp(4, "s"), _mlp(4, "t"), student_outputs="probs")
 
@@ -456,8 +505,11 @@ def test_same_or_weight_sharing_models_rejected():
 
 def test_compile_validates_the_student_loss():
     distiller = Distiller(_mlp(4, "s"), _mlp(4, "t"), student_loss_weight=0.5)
-    with pytest.raises(ValueError, match=r"`loss` .* is required when student_loss_weight > 0 "
-                                         r"\(student_loss_weight=0.5\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"`loss` .* is required when student_loss_weight > 0 "
+        r"\(student_loss_weight=0.5\)",
+    ):
         distiller.compile("adam")
     with pytest.raises(ValueError, match=r"`loss_weights` is not supported"):
         distiller.compile("adam", loss="binary_crossentropy", loss_weights=[1.0])

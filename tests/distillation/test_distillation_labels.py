@@ -59,8 +59,9 @@ def _model(head: str, width: int, name: str, seed: int) -> keras.Model:
     )
     activation = "sigmoid" if width == 1 else "softmax"
     if head == "dense":
-        output = keras.layers.Dense(width, activation=activation, kernel_initializer=init,
-                                    name="output")(hidden)
+        output = keras.layers.Dense(
+            width, activation=activation, kernel_initializer=init, name="output"
+        )(hidden)
         return keras.Model(inputs, output, name=name)
     logits = keras.layers.Dense(width, kernel_initializer=init, name="logits")(hidden)
     if head == "logits":
@@ -90,8 +91,8 @@ LOSSES = {
     ),
     "str_sparse_categorical_crossentropy": lambda: "sparse_categorical_crossentropy",
     "obj_SparseCategoricalCrossentropy": lambda: keras.losses.SparseCategoricalCrossentropy(),
-    "obj_SparseCategoricalCrossentropy_logits": lambda: (
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    "obj_SparseCategoricalCrossentropy_logits": lambda: keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True
     ),
     "str_mse": lambda: "mse",
     "str_mean_absolute_error": lambda: "mean_absolute_error",
@@ -100,34 +101,57 @@ LOSSES = {
     "obj_Huber": lambda: keras.losses.Huber(),
 }
 
-_BINARY_PROB = ["str_binary_crossentropy", "str_bce", "str_BinaryCrossentropy",
-                "fn_binary_crossentropy", "obj_BinaryCrossentropy", "obj_BinaryFocalCrossentropy"]
-_REGRESSION = ["str_mse", "str_mean_absolute_error", "fn_mean_squared_error",
-               "obj_MeanSquaredError", "obj_Huber"]
+_BINARY_PROB = [
+    "str_binary_crossentropy",
+    "str_bce",
+    "str_BinaryCrossentropy",
+    "fn_binary_crossentropy",
+    "obj_BinaryCrossentropy",
+    "obj_BinaryFocalCrossentropy",
+]
+_REGRESSION = [
+    "str_mse",
+    "str_mean_absolute_error",
+    "fn_mean_squared_error",
+    "obj_MeanSquaredError",
+    "obj_Huber",
+]
 CASES = (
     # binary: a (None, 1) sigmoid student, labels (n,), (n, 1) and int (n,)
     [("binary", "activation", loss, "flat") for loss in _BINARY_PROB]
-    + [("binary", "activation", loss, labels)
-       for loss in ("str_binary_crossentropy", "fn_binary_crossentropy", "obj_BinaryCrossentropy")
-       for labels in ("column", "int")]
-    + [("binary", "dense", loss, labels)
-       for loss in ("str_binary_crossentropy", "obj_BinaryCrossentropy")
-       for labels in ("flat", "column")]
+    + [
+        ("binary", "activation", loss, labels)
+        for loss in ("str_binary_crossentropy", "fn_binary_crossentropy", "obj_BinaryCrossentropy")
+        for labels in ("column", "int")
+    ]
+    + [
+        ("binary", "dense", loss, labels)
+        for loss in ("str_binary_crossentropy", "obj_BinaryCrossentropy")
+        for labels in ("flat", "column")
+    ]
     # binary: a (None, 1) logit student
-    + [("binary", "logits", loss, labels)
-       for loss in ("obj_BinaryCrossentropy_logits", "fn_custom_bce_logits")
-       for labels in ("flat", "column", "int")]
+    + [
+        ("binary", "logits", loss, labels)
+        for loss in ("obj_BinaryCrossentropy_logits", "fn_custom_bce_logits")
+        for labels in ("flat", "column", "int")
+    ]
     # multiclass: a (None, 3) softmax / logit student; one-hot labels and sparse ids
-    + [("multiclass", head, loss, "onehot")
-       for head in ("activation", "dense")
-       for loss in ("str_categorical_crossentropy", "obj_CategoricalCrossentropy")]
-    + [("multiclass", "activation", loss, labels)
-       for loss in ("str_sparse_categorical_crossentropy", "obj_SparseCategoricalCrossentropy")
-       for labels in ("ids", "ids_column", "ids_float")]
+    + [
+        ("multiclass", head, loss, "onehot")
+        for head in ("activation", "dense")
+        for loss in ("str_categorical_crossentropy", "obj_CategoricalCrossentropy")
+    ]
+    + [
+        ("multiclass", "activation", loss, labels)
+        for loss in ("str_sparse_categorical_crossentropy", "obj_SparseCategoricalCrossentropy")
+        for labels in ("ids", "ids_column", "ids_float")
+    ]
     + [("multiclass", "dense", "str_sparse_categorical_crossentropy", "ids")]
     + [("multiclass", "logits", "obj_CategoricalCrossentropy_logits", "onehot")]
-    + [("multiclass", "logits", "obj_SparseCategoricalCrossentropy_logits", labels)
-       for labels in ("ids", "ids_column")]
+    + [
+        ("multiclass", "logits", "obj_SparseCategoricalCrossentropy_logits", labels)
+        for labels in ("ids", "ids_column")
+    ]
     # regression: a (None, 1) linear student
     + [("regression", "logits", loss, "flat") for loss in _REGRESSION]
     + [("regression", "logits", loss, "column") for loss in ("str_mse", "obj_Huber")]
@@ -155,21 +179,25 @@ def _metrics(task: str) -> list:
 
 def _plain_keras(student: keras.Model, task: str, loss: str, x, y, **kwargs) -> dict:
     """What plain ``student.compile(loss=...); student.evaluate`` reports (eager: no tracing)."""
-    student.compile(keras.optimizers.SGD(0.01), loss=LOSSES[loss](), metrics=_metrics(task),
-                    run_eagerly=True)
+    student.compile(
+        keras.optimizers.SGD(0.01), loss=LOSSES[loss](), metrics=_metrics(task), run_eagerly=True
+    )
     return student.evaluate(x, y, batch_size=N, verbose=0, return_dict=True, **kwargs)
 
 
-@pytest.mark.parametrize(("task", "head", "loss", "labels"), CASES,
-                         ids=["-".join(case) for case in CASES])
+@pytest.mark.parametrize(
+    ("task", "head", "loss", "labels"), CASES, ids=["-".join(case) for case in CASES]
+)
 def test_student_loss_equals_plain_keras_for_every_loss_and_label_shape(task, head, loss, labels):
     x, y = _data(task, labels)
     distiller, student = _distiller(task, head, LOSSES[loss](), _metrics(task))
     expected = _plain_keras(student, task, loss, x, y)
     # One training step on the whole data set: its losses and metric are those of the weights
     # before the update, on the same batch plain Keras evaluated.
-    got = {key: values[0] for key, values in
-           distiller.fit(x, y, batch_size=N, epochs=1, verbose=0).history.items()}
+    got = {
+        key: values[0]
+        for key, values in distiller.fit(x, y, batch_size=N, epochs=1, verbose=0).history.items()
+    }
     assert got["student_loss"] == pytest.approx(expected["loss"], rel=1e-5, abs=1e-6)
     metric = _metrics(task)[0]
     assert got[metric] == pytest.approx(expected[metric], rel=1e-5, abs=1e-6)
@@ -177,8 +205,9 @@ def test_student_loss_equals_plain_keras_for_every_loss_and_label_shape(task, he
     combined = 0.5 * got["student_loss"] + 0.5 * got["distillation_loss"]
     assert got["loss"] == pytest.approx(combined, rel=1e-5)
     trained = distiller.student.get_weights()[0]
-    assert not np.allclose(trained, _model(head, 1 if task != "multiclass" else K, "fresh",
-                                           seed=2).get_weights()[0])  # the step trained
+    assert not np.allclose(
+        trained, _model(head, 1 if task != "multiclass" else K, "fresh", seed=2).get_weights()[0]
+    )  # the step trained
 
 
 EVALUATE_CASES = [
@@ -192,8 +221,11 @@ EVALUATE_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("task", "head", "loss", "labels"), EVALUATE_CASES,
-                         ids=["-".join(case) for case in EVALUATE_CASES])
+@pytest.mark.parametrize(
+    ("task", "head", "loss", "labels"),
+    EVALUATE_CASES,
+    ids=["-".join(case) for case in EVALUATE_CASES],
+)
 def test_evaluate_and_metrics_equal_plain_keras(task, head, loss, labels):
     x, y = _data(task, labels)
     distiller, student = _distiller(task, head, LOSSES[loss](), _metrics(task))
@@ -210,19 +242,20 @@ def test_sample_weights_with_flat_labels_match_plain_keras():
     weights = np.linspace(0.5, 2.0, N).astype("float32")
     distiller, student = _distiller("binary", "activation", "binary_crossentropy", ["accuracy"])
     distiller.fit(x, y, sample_weight=weights, batch_size=N, epochs=1, verbose=0)
-    got = distiller.evaluate(x, y, sample_weight=weights, batch_size=N, verbose=0,
-                             return_dict=True)
+    got = distiller.evaluate(x, y, sample_weight=weights, batch_size=N, verbose=0, return_dict=True)
     student.compile("sgd", loss="binary_crossentropy", weighted_metrics=["accuracy"])
-    expected = student.evaluate(x, y, sample_weight=weights, batch_size=N, verbose=0,
-                                return_dict=True)
+    expected = student.evaluate(
+        x, y, sample_weight=weights, batch_size=N, verbose=0, return_dict=True
+    )
     assert got["student_loss"] == pytest.approx(expected["loss"], rel=1e-5)
 
 
 def test_auc_metric_and_tf_data_with_flat_labels():
     x, y = _data("binary", "flat")
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
-    distiller, student = _distiller("binary", "dense", "binary_crossentropy",
-                                    [keras.metrics.AUC(name="auc")])
+    distiller, student = _distiller(
+        "binary", "dense", "binary_crossentropy", [keras.metrics.AUC(name="auc")]
+    )
     distiller.fit(dataset, epochs=1, verbose=0)
     got = distiller.evaluate(dataset, verbose=0, return_dict=True)
     student.compile("sgd", loss="binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])
@@ -235,8 +268,7 @@ def test_auc_metric_and_tf_data_with_flat_labels():
 def test_mirrored_strategy_with_flat_labels_and_string_loss(mirrored):
     x, y = _data("binary", "flat")
     with mirrored.scope():
-        distiller, student = _distiller("binary", "activation", "binary_crossentropy",
-                                        ["accuracy"])
+        distiller, student = _distiller("binary", "activation", "binary_crossentropy", ["accuracy"])
     assert mirrored.num_replicas_in_sync == 2
     history = distiller.fit(x, y, batch_size=16, epochs=1, verbose=0).history
     assert np.isfinite(history["student_loss"][0])
@@ -274,25 +306,48 @@ def _bce(t, p):
 
 KD_CASES = {
     # name: (task, head, distillation_loss factory, reference(teacher_logits, student_logits))
-    "bce_string_sigmoid": ("binary", "activation", lambda: "binary_crossentropy",
-                           lambda t, s: _bce(_sigmoid(t), _sigmoid(s))),
+    "bce_string_sigmoid": (
+        "binary",
+        "activation",
+        lambda: "binary_crossentropy",
+        lambda t, s: _bce(_sigmoid(t), _sigmoid(s)),
+    ),
     "bce_logits_object_logit_head": (
-        "binary", "logits", lambda: keras.losses.BinaryCrossentropy(from_logits=True),
-        lambda t, s: _bce(_sigmoid(t), _sigmoid(s))),
-    "bce_function_sigmoid": ("binary", "activation", lambda: keras.losses.binary_crossentropy,
-                             lambda t, s: _bce(_sigmoid(t), _sigmoid(s))),
+        "binary",
+        "logits",
+        lambda: keras.losses.BinaryCrossentropy(from_logits=True),
+        lambda t, s: _bce(_sigmoid(t), _sigmoid(s)),
+    ),
+    "bce_function_sigmoid": (
+        "binary",
+        "activation",
+        lambda: keras.losses.binary_crossentropy,
+        lambda t, s: _bce(_sigmoid(t), _sigmoid(s)),
+    ),
     "cce_string_softmax": (
-        "multiclass", "activation", lambda: "categorical_crossentropy",
-        lambda t, s: -(_softmax(t) * np.log(_softmax(s))).sum(-1).mean()),
+        "multiclass",
+        "activation",
+        lambda: "categorical_crossentropy",
+        lambda t, s: -(_softmax(t) * np.log(_softmax(s))).sum(-1).mean(),
+    ),
     "kld_string_logit_head": (
-        "multiclass", "logits", lambda: "kld",
-        lambda t, s: (_softmax(t) * np.log(_softmax(t) / _softmax(s))).sum(-1).mean()),
-    "mse_function_regression": ("regression", "logits", lambda: keras.losses.mean_squared_error,
-                                lambda t, s: ((t - s) ** 2).mean()),
+        "multiclass",
+        "logits",
+        lambda: "kld",
+        lambda t, s: (_softmax(t) * np.log(_softmax(t) / _softmax(s))).sum(-1).mean(),
+    ),
+    "mse_function_regression": (
+        "regression",
+        "logits",
+        lambda: keras.losses.mean_squared_error,
+        lambda t, s: ((t - s) ** 2).mean(),
+    ),
     "huber_object_regression": (
-        "regression", "logits", lambda: keras.losses.Huber(),
-        lambda t, s: np.where(np.abs(t - s) <= 1, 0.5 * (t - s) ** 2, np.abs(t - s) - 0.5)
-        .mean()),
+        "regression",
+        "logits",
+        lambda: keras.losses.Huber(),
+        lambda t, s: np.where(np.abs(t - s) <= 1, 0.5 * (t - s) ** 2, np.abs(t - s) - 0.5).mean(),
+    ),
 }
 
 
@@ -316,8 +371,12 @@ def test_keras_losses_as_distillation_loss(case):
 def test_keras_distillation_loss_round_trips_through_save(tmp_path):
     x, _ = _data("binary", "flat")
     teacher = _model("activation", 1, "teacher", seed=1)
-    distiller = Distiller(_model("activation", 1, "student", seed=2), teacher,
-                          student_loss_weight=0.0, distillation_loss="binary_crossentropy")
+    distiller = Distiller(
+        _model("activation", 1, "student", seed=2),
+        teacher,
+        student_loss_weight=0.0,
+        distillation_loss="binary_crossentropy",
+    )
     distiller.compile("sgd")
     distiller.save(tmp_path / "d.keras")
     loaded = keras.models.load_model(tmp_path / "d.keras")
@@ -332,8 +391,9 @@ def _sigmoid_pair():
     return _model("activation", 1, "student", 2), _model("activation", 1, "teacher", 1)
 
 
-@pytest.mark.parametrize("loss", ["categorical_crossentropy", "sparse_categorical_crossentropy",
-                                  "kl_divergence"])
+@pytest.mark.parametrize(
+    "loss", ["categorical_crossentropy", "sparse_categorical_crossentropy", "kl_divergence"]
+)
 def test_categorical_loss_on_one_unit_student_fails_at_compile(loss):
     distiller = Distiller(*_sigmoid_pair(), student_loss_weight=0.5)
     with pytest.raises(ValueError) as err:
@@ -346,14 +406,24 @@ def test_categorical_loss_on_one_unit_student_fails_at_compile(loss):
 
 
 def test_probability_loss_on_logit_student_and_logit_loss_on_sigmoid_student_fail():
-    logit = Distiller(_model("logits", 1, "s", 2), _model("logits", 1, "t", 1),
-                      student_loss_weight=0.5, distillation_loss="binary")
-    with pytest.raises(ValueError, match=r"loss='binary_crossentropy'.*expects probabilities.*"
-                                         r"outputs logits.*from_logits=True"):
+    logit = Distiller(
+        _model("logits", 1, "s", 2),
+        _model("logits", 1, "t", 1),
+        student_loss_weight=0.5,
+        distillation_loss="binary",
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"loss='binary_crossentropy'.*expects probabilities.*"
+        r"outputs logits.*from_logits=True",
+    ):
         logit.compile("adam", loss="binary_crossentropy")
     sigmoid = Distiller(*_sigmoid_pair(), student_loss_weight=0.5)
-    with pytest.raises(ValueError, match=r"from_logits=True.*expects logits.*sigmoid "
-                                         r"probabilities.*from_logits=False"):
+    with pytest.raises(
+        ValueError,
+        match=r"from_logits=True.*expects logits.*sigmoid "
+        r"probabilities.*from_logits=False",
+    ):
         sigmoid.compile("adam", loss=keras.losses.BinaryCrossentropy(from_logits=True))
 
 
@@ -361,37 +431,65 @@ def test_probability_loss_on_logit_student_and_logit_loss_on_sigmoid_student_fai
 @pytest.mark.parametrize(
     ("task", "loss", "labels", "match"),
     [
-        ("multiclass", "categorical_crossentropy", "ids",
-         r"loss='categorical_crossentropy'.*output of shape \(\w+, 3\).*labels of shape "
-         r"\(\w+,\).*class ids.*sparse_categorical_crossentropy"),
-        ("multiclass", "sparse_categorical_crossentropy", "onehot",
-         r"loss='sparse_categorical_crossentropy'.*\(\w+, 3\).*labels of shape \(\w+, 3\).*"
-         r"one-hot.*categorical_crossentropy"),
-        ("binary", "binary_crossentropy", "onehot",
-         r"loss='binary_crossentropy'.*\(\w+, 1\).*labels of shape \(\w+, 3\).*3 output units"),
-        ("multiclass", "binary_crossentropy", "ids",
-         r"loss='binary_crossentropy'.*\(\w+, 3\).*labels of shape \(\w+,\).*to_categorical"),
+        (
+            "multiclass",
+            "categorical_crossentropy",
+            "ids",
+            r"loss='categorical_crossentropy'.*output of shape \(\w+, 3\).*labels of shape "
+            r"\(\w+,\).*class ids.*sparse_categorical_crossentropy",
+        ),
+        (
+            "multiclass",
+            "sparse_categorical_crossentropy",
+            "onehot",
+            r"loss='sparse_categorical_crossentropy'.*\(\w+, 3\).*labels of shape \(\w+, 3\).*"
+            r"one-hot.*categorical_crossentropy",
+        ),
+        (
+            "binary",
+            "binary_crossentropy",
+            "onehot",
+            r"loss='binary_crossentropy'.*\(\w+, 1\).*labels of shape \(\w+, 3\).*3 output units",
+        ),
+        (
+            "multiclass",
+            "binary_crossentropy",
+            "ids",
+            r"loss='binary_crossentropy'.*\(\w+, 3\).*labels of shape \(\w+,\).*to_categorical",
+        ),
     ],
-    ids=["categorical-with-ids", "sparse-with-onehot", "bce-1unit-with-onehot",
-         "bce-3units-with-ids"],
+    ids=[
+        "categorical-with-ids",
+        "sparse-with-onehot",
+        "bce-1unit-with-onehot",
+        "bce-3units-with-ids",
+    ],
 )
-def test_label_shape_that_does_not_fit_the_loss_fails_at_the_first_batch(task, loss, labels,
-                                                                         match):
+def test_label_shape_that_does_not_fit_the_loss_fails_at_the_first_batch(task, loss, labels, match):
     x, _ = _data(task, "flat")
     _, y = _data("multiclass", labels)
     width = K if task == "multiclass" else 1
-    distiller = Distiller(_model("activation", width, "s", 2), _model("activation", width, "t", 1),
-                          student_loss_weight=0.5)
+    distiller = Distiller(
+        _model("activation", width, "s", 2),
+        _model("activation", width, "t", 1),
+        student_loss_weight=0.5,
+    )
     distiller.compile("adam", loss=loss)
     with pytest.raises(ValueError, match=match):
         distiller.fit(x, y, batch_size=N, epochs=1, verbose=0)
 
 
 def test_keras_distillation_losses_that_cannot_take_soft_targets_fail_clearly():
-    with pytest.raises(ValueError, match=r"sparse_categorical_crossentropy.*class ids.*"
-                                         r"categorical_crossentropy"):
-        Distiller(_model("activation", K, "s", 2), _model("activation", K, "t", 1),
-                  distillation_loss="sparse_categorical_crossentropy")
+    with pytest.raises(
+        ValueError,
+        match=r"sparse_categorical_crossentropy.*class ids.*"
+        r"categorical_crossentropy",
+    ):
+        Distiller(
+            _model("activation", K, "s", 2),
+            _model("activation", K, "t", 1),
+            distillation_loss="sparse_categorical_crossentropy",
+        )
     with pytest.raises(ValueError, match=r"categorical_crossentropy.*\(None, 1\).*binary"):
         Distiller(*_sigmoid_pair(), distillation_loss="categorical_crossentropy")
     with pytest.raises(ValueError, match=r"Unknown distillation loss 'no_such_loss'"):
@@ -449,8 +547,10 @@ def test_label_matching_mirrors_keras_compile_utils():
 
 def test_resolve_loss_families_and_display_names():
     assert resolve_loss("bce", "loss").family == "binary"
-    assert resolve_loss(keras.losses.CategoricalCrossentropy(from_logits=True),
-                        "loss").from_logits is True
+    assert (
+        resolve_loss(keras.losses.CategoricalCrossentropy(from_logits=True), "loss").from_logits
+        is True
+    )
     assert resolve_loss("kld", "loss").family == "categorical"
     assert resolve_loss("SparseCategoricalCrossentropy", "loss").family == "sparse"
     assert resolve_loss(keras.losses.mean_squared_error, "loss").family == "elementwise"
@@ -462,16 +562,23 @@ def test_our_kd_losses_still_take_logits():
     """Our KD classes and 'mse' keep working on logits, unchanged by the Keras loss path."""
     x, _ = _data("binary", "flat")
     teacher, student = _model("activation", 1, "t", 1), _model("activation", 1, "s", 2)
-    distiller = Distiller(student, teacher, student_loss_weight=0.0,
-                          distillation_loss=BinaryDistillationLoss(2.0))
+    distiller = Distiller(
+        student, teacher, student_loss_weight=0.0, distillation_loss=BinaryDistillationLoss(2.0)
+    )
     distiller.compile("sgd")
     got = distiller.evaluate(x, batch_size=N, verbose=0, return_dict=True)["distillation_loss"]
     expected = BinaryDistillationLoss(2.0)(_logits(teacher, x), _logits(student, x))
     assert got == pytest.approx(float(expected), rel=1e-5)
-    assert isinstance(Distiller(_model("logits", 1, "s2", 2), _model("logits", 1, "t2", 1),
-                                distillation_loss="mse").distillation_loss, MSEDistillationLoss)
-    assert isinstance(Distiller(_model("logits", K, "s3", 2), _model("logits", K, "t3", 1))
-                      .distillation_loss, SoftmaxDistillationLoss)
+    assert isinstance(
+        Distiller(
+            _model("logits", 1, "s2", 2), _model("logits", 1, "t2", 1), distillation_loss="mse"
+        ).distillation_loss,
+        MSEDistillationLoss,
+    )
+    assert isinstance(
+        Distiller(_model("logits", K, "s3", 2), _model("logits", K, "t3", 1)).distillation_loss,
+        SoftmaxDistillationLoss,
+    )
 
 
 # --------------------------------------------------------------------------- docstrings

@@ -145,8 +145,12 @@ def test_function_loss_and_reduction_none_copy():
 
 @pytest.mark.parametrize(
     "loss",
-    [SoftmaxDistillationLoss(3.0), BinaryDistillationLoss(2.0, from_logits=False),
-     MSEDistillationLoss(), ListwiseDistillationLoss(1.5, top_k=3)],
+    [
+        SoftmaxDistillationLoss(3.0),
+        BinaryDistillationLoss(2.0, from_logits=False),
+        MSEDistillationLoss(),
+        ListwiseDistillationLoss(1.5, top_k=3),
+    ],
     ids=lambda loss: type(loss).__name__,
 )
 def test_losses_round_trip_through_config_and_keras_serialization(loss):
@@ -181,7 +185,8 @@ def test_get_distillation_loss_by_name_and_object():
 
 
 @pytest.mark.parametrize(
-    "cls", [SoftmaxDistillationLoss, BinaryDistillationLoss, ListwiseDistillationLoss])
+    "cls", [SoftmaxDistillationLoss, BinaryDistillationLoss, ListwiseDistillationLoss]
+)
 @pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])
 def test_temperature_must_be_positive(cls, bad):
     with pytest.raises(ValueError, match=rf"{cls.__name__}: `temperature` must be a finite float"):
@@ -190,21 +195,24 @@ def test_temperature_must_be_positive(cls, bad):
 
 @pytest.mark.parametrize("bad", ["2", True, [1.0]])
 def test_temperature_must_be_a_number(bad):
-    with pytest.raises(TypeError,
-                       match=r"SoftmaxDistillationLoss: `temperature` must be a float > 0"):
+    with pytest.raises(
+        TypeError, match=r"SoftmaxDistillationLoss: `temperature` must be a float > 0"
+    ):
         SoftmaxDistillationLoss(bad)
 
 
 def test_from_logits_must_be_bool():
-    with pytest.raises(TypeError,
-                       match=r"BinaryDistillationLoss: `from_logits` must be True or False"):
+    with pytest.raises(
+        TypeError, match=r"BinaryDistillationLoss: `from_logits` must be True or False"
+    ):
         BinaryDistillationLoss(from_logits="yes")
 
 
 @pytest.mark.parametrize("bad", [0, -2, 1.5, True])
 def test_listwise_top_k_validated(bad):
-    with pytest.raises(ValueError,
-                       match=r"ListwiseDistillationLoss: `top_k` must be None .* or an int >= 1"):
+    with pytest.raises(
+        ValueError, match=r"ListwiseDistillationLoss: `top_k` must be None .* or an int >= 1"
+    ):
         ListwiseDistillationLoss(top_k=bad)
 
 
@@ -214,8 +222,9 @@ def test_listwise_top_k_larger_than_list_fails_clearly():
 
 
 def test_shape_mismatch_names_both_shapes():
-    with pytest.raises(ValueError,
-                       match=r"SoftmaxDistillationLoss: teacher values .*\(3, 4\).*\(3, 2\)"):
+    with pytest.raises(
+        ValueError, match=r"SoftmaxDistillationLoss: teacher values .*\(3, 4\).*\(3, 2\)"
+    ):
         SoftmaxDistillationLoss()(TEACHER, STUDENT[:, :2])
 
 
@@ -224,8 +233,9 @@ def test_get_distillation_loss_bad_inputs():
         get_distillation_loss("kl")
     with pytest.raises(ValueError, match=r"'mse' distillation loss has no temperature"):
         get_distillation_loss("mse", temperature=2.0)
-    with pytest.raises(ValueError,
-                       match=r"`temperature`=3.0 conflicts with .* BinaryDistillationLoss"):
+    with pytest.raises(
+        ValueError, match=r"`temperature`=3.0 conflicts with .* BinaryDistillationLoss"
+    ):
         get_distillation_loss(BinaryDistillationLoss(2.0), temperature=3.0)
     with pytest.raises(TypeError, match=r"`distillation_loss` must be 'auto', a name"):
         get_distillation_loss(42)
@@ -237,10 +247,16 @@ def test_get_distillation_loss_bad_inputs():
         ({"student_layer": "", "teacher_layer": "t"}, TypeError, r"`student_layer` must be"),
         ({"student_layer": "s", "teacher_layer": 3}, TypeError, r"`teacher_layer` must be"),
         ({"student_layer": "s", "teacher_layer": "t", "weight": -1}, ValueError, r"`weight`"),
-        ({"student_layer": "s", "teacher_layer": "t", "projection": "yes"}, ValueError,
-         r"`projection` must be 'auto', True or False"),
-        ({"student_layer": "s", "teacher_layer": "t", "projection": 1}, ValueError,
-         r"`projection` must be"),
+        (
+            {"student_layer": "s", "teacher_layer": "t", "projection": "yes"},
+            ValueError,
+            r"`projection` must be 'auto', True or False",
+        ),
+        (
+            {"student_layer": "s", "teacher_layer": "t", "projection": 1},
+            ValueError,
+            r"`projection` must be",
+        ),
     ],
 )
 def test_feature_distillation_bad_arguments(kwargs, error, match):

@@ -22,10 +22,14 @@ from tfcompress._keras import keras, tf
 from tfcompress.data import load_task
 from tfcompress.distribute import acceleration
 
-WORKERS2 = {"cluster": {"worker": ["127.0.0.1:20000", "127.0.0.1:20001"]},
-            "task": {"type": "worker", "index": 1}}
-PS_CLUSTER = {"cluster": {"chief": ["h:1"], "worker": ["h:2"], "ps": ["h:3", "h:4"]},
-              "task": {"type": "chief", "index": 0}}
+WORKERS2 = {
+    "cluster": {"worker": ["127.0.0.1:20000", "127.0.0.1:20001"]},
+    "task": {"type": "worker", "index": 1},
+}
+PS_CLUSTER = {
+    "cluster": {"chief": ["h:1"], "worker": ["h:2"], "ps": ["h:3", "h:4"]},
+    "task": {"type": "chief", "index": 0},
+}
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +42,11 @@ def ctr():
 
 def test_parse_tf_config_from_argument_string_and_env(monkeypatch):
     cfg = distribute.parse_tf_config(WORKERS2)
-    assert cfg == {"cluster": WORKERS2["cluster"], "task": {"type": "worker", "index": 1},
-                   "rpc_layer": "grpc"}
+    assert cfg == {
+        "cluster": WORKERS2["cluster"],
+        "task": {"type": "worker", "index": 1},
+        "rpc_layer": "grpc",
+    }
     assert distribute.parse_tf_config(json.dumps(WORKERS2)) == cfg
     monkeypatch.setenv("TF_CONFIG", json.dumps(PS_CLUSTER))
     assert distribute.parse_tf_config()["cluster"]["ps"] == ["h:3", "h:4"]
@@ -52,26 +59,39 @@ def test_parse_tf_config_from_argument_string_and_env(monkeypatch):
     assert coordinator["task"] is None
 
 
-@pytest.mark.parametrize("config, match", [
-    ("{not json", r"`tf_config` is not valid JSON"),
-    ({"task": {"type": "worker", "index": 0}}, r"has no 'cluster' key \(keys: \['task'\]\)"),
-    ({"cluster": []}, r"'cluster' must be a non-empty dict"),
-    ({"cluster": {"trainer": ["h:1"]}}, r"unknown job 'trainer'; valid jobs are"),
-    ({"cluster": {"worker": "h:1"}}, r"cluster\['worker'\] must be a non-empty list"),
-    ({"cluster": {"worker": ["h:1", "localhost"]}},
-     r"cluster\['worker'\]\[1\] = 'localhost' is not a 'host:port' address"),
-    ({"cluster": {"worker": ["h:99999"]}}, r"port in 1..65535"),
-    ({"cluster": {"worker": ["h:1", "h:1"]}}, r"'h:1' is used twice \(worker:0 and worker:1\)"),
-    ({"cluster": {"chief": ["h:1", "h:2"]}}, r"at most one chief"),
-    ({"cluster": {"worker": ["h:1"]}, "task": {"type": "ps", "index": 0}},
-     r"task type 'ps' is not a job of the cluster \['worker'\]"),
-    ({"cluster": {"worker": ["h:1", "h:2"]}, "task": {"type": "worker", "index": 2}},
-     r"task index 2 is out of range for job 'worker', which has 2 task\(s\)"),
-    ({"cluster": {"worker": ["h:1"]}, "task": {"type": "worker", "index": "0"}},
-     r"task index must be an int, received '0'"),
-    ({"cluster": {"worker": ["h:1"]}, "task": {"type": "worker"}},
-     r"'task' must be a dict with 'type' and 'index'"),
-])
+@pytest.mark.parametrize(
+    "config, match",
+    [
+        ("{not json", r"`tf_config` is not valid JSON"),
+        ({"task": {"type": "worker", "index": 0}}, r"has no 'cluster' key \(keys: \['task'\]\)"),
+        ({"cluster": []}, r"'cluster' must be a non-empty dict"),
+        ({"cluster": {"trainer": ["h:1"]}}, r"unknown job 'trainer'; valid jobs are"),
+        ({"cluster": {"worker": "h:1"}}, r"cluster\['worker'\] must be a non-empty list"),
+        (
+            {"cluster": {"worker": ["h:1", "localhost"]}},
+            r"cluster\['worker'\]\[1\] = 'localhost' is not a 'host:port' address",
+        ),
+        ({"cluster": {"worker": ["h:99999"]}}, r"port in 1..65535"),
+        ({"cluster": {"worker": ["h:1", "h:1"]}}, r"'h:1' is used twice \(worker:0 and worker:1\)"),
+        ({"cluster": {"chief": ["h:1", "h:2"]}}, r"at most one chief"),
+        (
+            {"cluster": {"worker": ["h:1"]}, "task": {"type": "ps", "index": 0}},
+            r"task type 'ps' is not a job of the cluster \['worker'\]",
+        ),
+        (
+            {"cluster": {"worker": ["h:1", "h:2"]}, "task": {"type": "worker", "index": 2}},
+            r"task index 2 is out of range for job 'worker', which has 2 task\(s\)",
+        ),
+        (
+            {"cluster": {"worker": ["h:1"]}, "task": {"type": "worker", "index": "0"}},
+            r"task index must be an int, received '0'",
+        ),
+        (
+            {"cluster": {"worker": ["h:1"]}, "task": {"type": "worker"}},
+            r"'task' must be a dict with 'type' and 'index'",
+        ),
+    ],
+)
 def test_malformed_tf_config_names_the_key(config, match):
     with pytest.raises(ValueError, match=match):
         distribute.parse_tf_config(config)
@@ -143,7 +163,8 @@ def test_get_strategy_default_and_mirrored(monkeypatch, caplog):
     assert isinstance(mirrored, tf.distribute.MirroredStrategy)
     assert mirrored.num_replicas_in_sync == len(cpus) == 2
     assert sorted(d.split("/")[-1] for d in mirrored.extended.worker_devices) == sorted(
-        d.split("/")[-1] for d in cpus)
+        d.split("/")[-1] for d in cpus
+    )
     with caplog.at_level(logging.INFO, logger="tfcompress"):
         one = distribute.get_strategy("mirrored", devices=["/cpu:1"])
     assert one.num_replicas_in_sync == 1 and one.extended.worker_devices[0].endswith("CPU:1")
@@ -151,8 +172,11 @@ def test_get_strategy_default_and_mirrored(monkeypatch, caplog):
 
 
 def test_get_strategy_bad_inputs():
-    with pytest.raises(ValueError, match=r"Unknown strategy name 'horovod'; valid names are "
-                                         r"\['auto', 'default', 'mirrored'"):
+    with pytest.raises(
+        ValueError,
+        match=r"Unknown strategy name 'horovod'; valid names are "
+        r"\['auto', 'default', 'mirrored'",
+    ):
         distribute.get_strategy("horovod")
     with pytest.raises(ValueError, match=r"'tpu' strategy is not available: no TPU"):
         distribute.get_strategy("tpu")
@@ -170,15 +194,20 @@ def test_get_strategy_bad_inputs():
         distribute.get_strategy("multi_worker", tf_config=PS_CLUSTER)
     with pytest.raises(ValueError, match=r"TF_CONFIG has no 'task'"):
         distribute.get_strategy("multi_worker", tf_config={"cluster": WORKERS2["cluster"]})
-    with pytest.raises(ValueError, match=r"needs a TF_CONFIG cluster with 'worker' and 'ps'.*"
-                                         r"\['worker'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"needs a TF_CONFIG cluster with 'worker' and 'ps'.*"
+        r"\['worker'\]",
+    ):
         distribute.get_strategy("parameter_server", tf_config=WORKERS2)
     with pytest.raises(ValueError, match=r"built by the coordinator.*task worker:0"):
-        distribute.get_strategy("parameter_server",
-                                tf_config=dict(PS_CLUSTER, task={"type": "worker", "index": 0}))
+        distribute.get_strategy(
+            "parameter_server", tf_config=dict(PS_CLUSTER, task={"type": "worker", "index": 0})
+        )
     with pytest.raises(ValueError, match=r"`variable_partitioner` must be 'default', None"):
-        distribute.get_strategy("parameter_server", tf_config=PS_CLUSTER,
-                                variable_partitioner="even")
+        distribute.get_strategy(
+            "parameter_server", tf_config=PS_CLUSTER, variable_partitioner="even"
+        )
     with pytest.raises(ValueError, match=r"run_server\(\) runs 'worker' or 'ps' tasks"):
         distribute.run_server(PS_CLUSTER)
 
@@ -186,8 +215,11 @@ def test_get_strategy_bad_inputs():
 def test_split_cpu_after_initialisation():
     names = distribute.split_cpu(2)  # conftest made two logical CPUs before TF started
     assert names == [d.name for d in tf.config.list_logical_devices("CPU")]
-    with pytest.raises(RuntimeError, match=r"split_cpu\(3\): TensorFlow is already initialised "
-                                           r"with 2 logical CPU\(s\).*Call"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"split_cpu\(3\): TensorFlow is already initialised "
+        r"with 2 logical CPU\(s\).*Call",
+    ):
         distribute.split_cpu(3)
     with pytest.raises(ValueError, match="`n` must be an int >= 1, received 0"):
         distribute.split_cpu(0)
@@ -195,12 +227,20 @@ def test_split_cpu_after_initialisation():
 
 @pytest.mark.multiprocess
 def test_split_cpu_in_a_fresh_process_feeds_mirrored():
-    code = ("from tfcompress import distribute as d; names = d.split_cpu(3); "
-            "s = d.get_strategy('mirrored'); print(len(names), s.num_replicas_in_sync)")
+    code = (
+        "from tfcompress import distribute as d; names = d.split_cpu(3); "
+        "s = d.get_strategy('mirrored'); print(len(names), s.num_replicas_in_sync)"
+    )
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     env.pop("TF_CONFIG", None)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=env, timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=True,
+    )
     assert out.stdout.split()[-2:] == ["3", "3"]
 
 
@@ -213,8 +253,7 @@ def test_is_chief_and_chief_only_path(tmp_path, monkeypatch):
     assert distribute.is_chief(tf_config=dict(WORKERS2, task={"type": "worker", "index": 0}))
     assert not distribute.is_chief(tf_config=WORKERS2)
     assert distribute.is_chief(tf_config=PS_CLUSTER)
-    assert not distribute.is_chief(tf_config=dict(PS_CLUSTER, task={"type": "worker",
-                                                                     "index": 0}))
+    assert not distribute.is_chief(tf_config=dict(PS_CLUSTER, task={"type": "worker", "index": 0}))
     target = tmp_path / "out" / "model.tflite"
     with distribute.chief_only_path(target) as p:
         assert p == str(target) and target.parent.is_dir()
@@ -226,8 +265,10 @@ def test_is_chief_and_chief_only_path(tmp_path, monkeypatch):
         temp_dir = os.path.dirname(p)
     assert not os.path.exists(temp_dir)  # removed
     assert not (tmp_path / "other.tflite").exists() and target.read_bytes() == b"chief"
-    with pytest.raises(TypeError, match="`path` must be a non-empty str"), \
-            distribute.chief_only_path(""):
+    with (
+        pytest.raises(TypeError, match="`path` must be a non-empty str"),
+        distribute.chief_only_path(""),
+    ):
         pass
     with pytest.raises(TypeError, match="`strategy` must be a tf.distribute.Strategy"):
         distribute.is_chief("mirrored")
@@ -272,8 +313,10 @@ def test_fit_under_get_strategy_matches_single_device(ctr, train, initial):
     mirrored, mirrored_loss = _fit(distribute.get_strategy("mirrored"), ctr, train, initial)
     np.testing.assert_allclose(mirrored_loss, single_loss, rtol=1e-4)
     assert mirrored_loss[-1] < mirrored_loss[0]
-    with pytest.raises(ValueError, match=r"must run outside `strategy.scope\(\)`"), \
-            distribute.get_strategy("mirrored").scope():
+    with (
+        pytest.raises(ValueError, match=r"must run outside `strategy.scope\(\)`"),
+        distribute.get_strategy("mirrored").scope(),
+    ):
         distribute.to_local_model(mirrored)
     plain = distribute.to_local_model(mirrored)
     assert not any(isinstance(w, tf.distribute.DistributedValues) for w in plain.weights)
@@ -326,7 +369,10 @@ def test_backup_and_restore_resumes_pruning_to_the_exact_target(ctr, train, init
     # tfcompress.prune with steps=None: the schedule is sized per fit.
     reference, ref_history, resumed, history = _interrupted_then_resumed(
         lambda: tfcompress.prune(_dcn(ctr, initial), 0.75),
-        lambda: [tfcompress.PruningCallback()], train, tmp_path)
+        lambda: [tfcompress.PruningCallback()],
+        train,
+        tmp_path,
+    )
     assert len(history["loss"]) == 1  # resumed at epoch 2, not restarted
     assert history["loss"][0] == pytest.approx(ref_history["loss"][-1], rel=1e-3)
     assert int(resumed.optimizer.iterations.numpy()) == 3 * steps  # the step was restored
@@ -343,14 +389,16 @@ def test_backup_and_restore_resumes_pruning_to_the_exact_target(ctr, train, init
     report = tfcompress.pruning.sparsity_report(tfcompress.pruning.strip(resumed))
     assert report.overall == pytest.approx(0.75, abs=0.005)
     assert report.overall == pytest.approx(
-        tfcompress.pruning.sparsity_report(tfcompress.pruning.strip(reference)).overall, abs=1e-6)
+        tfcompress.pruning.sparsity_report(tfcompress.pruning.strip(reference)).overall, abs=1e-6
+    )
     for layer in ("cross_0", "mlp_0", "emb_user_id", "emb_item_id", "emb_hour"):
         assert report[layer] == pytest.approx(0.75, abs=0.005), layer
 
 
 def test_backup_and_restore_resumes_qat_with_its_quantizer_ranges(ctr, train, initial, tmp_path):
     reference, ref_history, resumed, history = _interrupted_then_resumed(
-        lambda: tfcompress.quantize(_dcn(ctr, initial)), list, train, tmp_path)
+        lambda: tfcompress.quantize(_dcn(ctr, initial)), list, train, tmp_path
+    )
     assert len(history["loss"]) == 1  # resumed at epoch 2, not restarted
     assert history["loss"][0] == pytest.approx(ref_history["loss"][-1], rel=1e-3)
     # The quantizer ranges (QAT state) came back with the weights and trained on like the
@@ -369,13 +417,13 @@ def test_backup_and_restore_resumes_qat_with_its_quantizer_ranges(ctr, train, in
 
 def test_mixed_precision_fit_keeps_float32_outputs(ctr):
     before = keras.mixed_precision.global_policy().name
-    for policy, optimizer in (("mixed_bfloat16", "Adam"),
-                              ("mixed_float16", "LossScaleOptimizer")):
+    for policy, optimizer in (("mixed_bfloat16", "Adam"), ("mixed_float16", "LossScaleOptimizer")):
         keras.utils.set_random_seed(0)
         with acceleration.mixed_precision(policy) as active:
             assert active.name == policy
-            model = models.compile_for_task(models.dcn(ctr.schema, size="tiny"), ctr.schema,
-                                            learning_rate=1e-2)
+            model = models.compile_for_task(
+                models.dcn(ctr.schema, size="tiny"), ctr.schema, learning_rate=1e-2
+            )
         assert keras.mixed_precision.global_policy().name == before
         assert model.get_layer("logits").compute_dtype == policy.split("_")[1]
         assert type(model.optimizer).__name__.startswith(optimizer)
@@ -386,8 +434,10 @@ def test_mixed_precision_fit_keeps_float32_outputs(ctr):
         assert model.predict(ctr.test, verbose=0).dtype == np.float32
     with acceleration.mixed_precision(None) as unchanged:
         assert unchanged.name == before
-    with pytest.raises(ValueError, match=r"`policy` must be one of \['mixed_float16'"), \
-            acceleration.mixed_precision("float8"):
+    with (
+        pytest.raises(ValueError, match=r"`policy` must be one of \['mixed_float16'"),
+        acceleration.mixed_precision("float8"),
+    ):
         pass
     with acceleration.mixed_precision("mixed_float16"):
         inp = keras.Input((3,))
@@ -408,8 +458,9 @@ def test_mixed_precision_with_tfcompress_pruning(ctr):
     assert pruned.get_layer("prune_low_magnitude_emb_item_id").compute_dtype == "float32"
     assert pruned.get_layer("prune_low_magnitude_emb_item_id").layer.compute_dtype == "float16"
     assert {w.dtype for w in pruned.weights if w.dtype.is_floating} == {tf.float32}
-    history = pruned.fit(ctr.train, epochs=2, callbacks=[tfcompress.PruningCallback()],
-                         verbose=0).history
+    history = pruned.fit(
+        ctr.train, epochs=2, callbacks=[tfcompress.PruningCallback()], verbose=0
+    ).history
     assert np.isfinite(history["loss"]).all() and history["loss"][-1] < history["loss"][0]
     assert history["sparsity"][-1] == pytest.approx(0.5, abs=0.005)
     stripped = tfcompress.pruning.strip(pruned)
@@ -430,8 +481,9 @@ def test_jit_compile_fit_of_a_pruned_reference_model(ctr, train, initial):
         pruned = tfcompress.prune(_dcn(ctr, initial), 0.5)
         pruned.compile(keras.optimizers.Adam(1e-2), "binary_crossentropy")
         assert acceleration.set_jit_compile(pruned, jit) is jit and pruned.jit_compile is jit
-        loss = pruned.fit(train, epochs=2, callbacks=[tfcompress.PruningCallback()],
-                          verbose=0).history["loss"]
+        loss = pruned.fit(
+            train, epochs=2, callbacks=[tfcompress.PruningCallback()], verbose=0
+        ).history["loss"]
         runs[jit] = loss, tfcompress.pruning.strip(pruned)
     (xla_loss, xla), (plain_loss, plain) = runs[True], runs[False]
     np.testing.assert_allclose(xla_loss, plain_loss, rtol=2e-3)
@@ -473,8 +525,9 @@ def test_embeddings_on_cpu_places_tables_and_lookups_on_the_host(ctr, tmp_path):
     original = models.dcn(ctr.schema, size="tiny")
     with tf.device(accelerator):
         placed = acceleration.embeddings_on_cpu(original, host=host, skip="emb_platform")
-    tables = {layer.name: layer for layer in placed.layers
-              if isinstance(layer, keras.layers.Embedding)}
+    tables = {
+        layer.name: layer for layer in placed.layers if isinstance(layer, keras.layers.Embedding)
+    }
     assert len(tables) == 9
     assert type(tables["emb_platform"]) is keras.layers.Embedding  # skipped
     moved = [t for n, t in tables.items() if n != "emb_platform"]
@@ -486,6 +539,7 @@ def test_embeddings_on_cpu_places_tables_and_lookups_on_the_host(ctr, tmp_path):
     assert placed.get_layer("cross_0").kernel.device.endswith("device:CPU:1")
     features = next(iter(ctr.test))[0]
     np.testing.assert_array_equal(placed(features), original(features))  # same weights
+
     # lookups are pinned to the host; the dense tower runs on the "accelerator"
     @tf.function
     def serve(x):
@@ -493,7 +547,8 @@ def test_embeddings_on_cpu_places_tables_and_lookups_on_the_host(ctr, tmp_path):
             return placed(x)
 
     graph = serve.get_concrete_function(
-        {k: tf.TensorSpec(v.shape, v.dtype) for k, v in features.items()}).graph
+        {k: tf.TensorSpec(v.shape, v.dtype) for k, v in features.items()}
+    ).graph
     gathers = _ops(graph, "ResourceGather")
     # one per lookup: 9 categorical ids + the two history sequences (shared item/category
     # tables); all but the skipped platform table on the host
@@ -529,8 +584,10 @@ def test_embeddings_on_cpu_bad_inputs(ctr, mirrored):
     inp = keras.Input((2,))
     with pytest.raises(ValueError, match=r"has no keras.layers.Embedding layer"):
         acceleration.embeddings_on_cpu(keras.Model(inp, keras.layers.Dense(1)(inp)))
-    with pytest.raises(ValueError, match=r"inside a multi-replica strategy scope"), \
-            mirrored.scope():
+    with (
+        pytest.raises(ValueError, match=r"inside a multi-replica strategy scope"),
+        mirrored.scope(),
+    ):
         acceleration.embeddings_on_cpu(model)
     with pytest.raises(TypeError, match="`model` must be a tf_keras.Model"):
         acceleration.embeddings_on_cpu("dcn")

@@ -30,9 +30,14 @@ STEPS = 4  # batches per epoch
 
 def _task_info(strategy, x, y=0):
     cfg = json.loads(os.environ["TF_CONFIG"])
-    return {"task": cfg["task"], "sum": x + y, "strategy": strategy,
-            "chief": distribute.is_chief(), "pid": os.getpid(),
-            "keras": os.environ.get("TF_USE_LEGACY_KERAS")}
+    return {
+        "task": cfg["task"],
+        "sum": x + y,
+        "strategy": strategy,
+        "chief": distribute.is_chief(),
+        "pid": os.getpid(),
+        "keras": os.environ.get("TF_USE_LEGACY_KERAS"),
+    }
 
 
 def _fail_in_worker_1(strategy, pid_file):
@@ -68,8 +73,12 @@ class _KillWorker(keras.callbacks.Callback):
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.epoch == self.kill_epoch and batch == 1 and not distribute.is_chief() and (
-                json.loads(os.environ["TF_CONFIG"])["task"]["index"] == self.worker):
+        if (
+            self.epoch == self.kill_epoch
+            and batch == 1
+            and not distribute.is_chief()
+            and (json.loads(os.environ["TF_CONFIG"])["task"]["index"] == self.worker)
+        ):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -104,12 +113,19 @@ def _prune_fit_worker(strategy, out_dir, backup_dir, kill_epoch=None):
     report = tfcompress.pruning.sparsity_report(stripped)
     with distribute.chief_only_path(os.path.join(out_dir, "pruned.tflite"), strategy) as path:
         result = export.export_tflite(stripped, path, parity_data=task.test)
-    return {"epochs_run": len(history.history["loss"]), "iterations": iterations,
-            "schedule_steps": schedule.steps_done(iterations),
-            "epoch_sparsity": history.history["sparsity"], "overall": report.overall,
-            "layers": report.layers, "chief": distribute.is_chief(strategy),
-            "replicas": strategy.num_replicas_in_sync, "exported": str(result.path),
-            "parity": result.parity["max_abs_diff"], "exists": os.path.exists(result.path)}
+    return {
+        "epochs_run": len(history.history["loss"]),
+        "iterations": iterations,
+        "schedule_steps": schedule.steps_done(iterations),
+        "epoch_sparsity": history.history["sparsity"],
+        "overall": report.overall,
+        "layers": report.layers,
+        "chief": distribute.is_chief(strategy),
+        "replicas": strategy.num_replicas_in_sync,
+        "exported": str(result.path),
+        "parity": result.parity["max_abs_diff"],
+        "exists": os.path.exists(result.path),
+    }
 
 
 def _qat_student_distill_worker(strategy):
@@ -122,19 +138,25 @@ def _qat_student_distill_worker(strategy):
         distiller = tfcompress.Distiller(student, teacher, student_loss_weight=0.5)
         distiller.compile(keras.optimizers.Adam(1e-2), loss="binary_crossentropy")
     history = distiller.fit(train, epochs=EPOCHS, verbose=0)
-    checksum = sum(float(np.abs(np.asarray(w, np.float64)).sum())
-                   for w in distiller.student.get_weights())
-    return {"replicas": strategy.num_replicas_in_sync, "loss": history.history["loss"],
-            "distillation_loss": history.history["distillation_loss"], "checksum": checksum,
-            "quantized": tfcompress.quantization.is_quantized(distiller.student)}
+    checksum = sum(
+        float(np.abs(np.asarray(w, np.float64)).sum()) for w in distiller.student.get_weights()
+    )
+    return {
+        "replicas": strategy.num_replicas_in_sync,
+        "loss": history.history["loss"],
+        "distillation_loss": history.history["distillation_loss"],
+        "checksum": checksum,
+        "quantized": tfcompress.quantization.is_quantized(distiller.student),
+    }
 
 
 def _parameter_server_worker(strategy, out_dir):
     """Fit dcn-tiny with sharded embeddings; export a plain copy from the coordinator."""
     task = _ctr(batch_size=128)
     with strategy.scope():
-        model = models.compile_for_task(models.dcn(task.schema, size="tiny"), task.schema,
-                                        learning_rate=1e-2)
+        model = models.compile_for_task(
+            models.dcn(task.schema, size="tiny"), task.schema, learning_rate=1e-2
+        )
     emb = model.get_layer("emb_user_id").embeddings
     shards = [v.device for v in getattr(emb, "variables", [emb])]
     history = model.fit(task.train.repeat(), epochs=3, steps_per_epoch=6, verbose=0)
@@ -142,15 +164,20 @@ def _parameter_server_worker(strategy, out_dir):
     features = next(iter(task.test))[0]
     sharded_out = model(features).numpy()
     plain = distribute.to_local_model(model)
-    result = export.export_tflite(plain, os.path.join(out_dir, "ps.tflite"),
-                                  parity_data=task.test)
-    return {"class": type(emb).__name__, "shards": shards, "loss": history.history["loss"],
-            "table_equal": bool(np.array_equal(plain.get_layer("emb_user_id").embeddings.numpy(),
-                                               full)),
-            "plain_vs_sharded": float(np.abs(plain(features).numpy() - sharded_out).max()),
-            "plain_vars": sorted({type(w).__name__ for w in plain.weights}),
-            "strategy": type(strategy).__name__, "parity": result.parity["max_abs_diff"],
-            "bytes": result.bytes}
+    result = export.export_tflite(plain, os.path.join(out_dir, "ps.tflite"), parity_data=task.test)
+    return {
+        "class": type(emb).__name__,
+        "shards": shards,
+        "loss": history.history["loss"],
+        "table_equal": bool(
+            np.array_equal(plain.get_layer("emb_user_id").embeddings.numpy(), full)
+        ),
+        "plain_vs_sharded": float(np.abs(plain(features).numpy() - sharded_out).max()),
+        "plain_vars": sorted({type(w).__name__ for w in plain.weights}),
+        "strategy": type(strategy).__name__,
+        "parity": result.parity["max_abs_diff"],
+        "bytes": result.bytes,
+    }
 
 
 # --------------------------------------------------------------------------- fast launcher tests
@@ -178,8 +205,14 @@ def _alive(pid: int) -> bool:
 def test_launch_worker_failure_raises_with_traceback_and_kills_the_others(tmp_path):
     pid_file = str(tmp_path / "pid")
     with pytest.raises(WorkerError, match=r"task worker:1 \(pid \d+\) exited with code 1") as err:
-        launch_local(_fail_in_worker_1, 2, args=(pid_file,), strategy=None, timeout=60,
-                     log_dir=tmp_path / "logs")
+        launch_local(
+            _fail_in_worker_1,
+            2,
+            args=(pid_file,),
+            strategy=None,
+            timeout=60,
+            log_dir=tmp_path / "logs",
+        )
     assert err.value.task == "worker:1" and err.value.returncode == 1
     message = str(err.value)
     assert "ValueError: worker 1 cannot fit: bad shard" in message
@@ -199,6 +232,7 @@ def test_launch_timeout_kills_everything(tmp_path):
 def _local_function():
     def inner(strategy):
         return 1
+
     return inner
 
 
@@ -279,9 +313,16 @@ def test_multi_worker_distillation_aware_qat_keeps_workers_in_sync():
 @pytest.mark.multiprocess
 def test_parameter_server_fit_with_sharded_embedding_exports(tmp_path):
     partitioner = tf.distribute.experimental.partitioners.MinSizePartitioner(
-        min_shard_bytes=4 << 10, max_shards=2)
-    (result,) = launch_local(_parameter_server_worker, 1, ps=2, args=(str(tmp_path),),
-                             strategy_options={"variable_partitioner": partitioner}, timeout=240)
+        min_shard_bytes=4 << 10, max_shards=2
+    )
+    (result,) = launch_local(
+        _parameter_server_worker,
+        1,
+        ps=2,
+        args=(str(tmp_path),),
+        strategy_options={"variable_partitioner": partitioner},
+        timeout=240,
+    )
     assert result["strategy"].startswith("ParameterServerStrategy")
     assert result["class"] == "ShardedVariable"
     assert len(result["shards"]) == 2

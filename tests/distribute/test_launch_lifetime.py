@@ -75,8 +75,10 @@ def _wait_for_pids(pid_dir: Path, names: list[str], timeout: float = 60.0) -> di
         if all((pid_dir / n).exists() for n in names):
             return {n: int((pid_dir / n).read_text()) for n in names}
         time.sleep(0.05)
-    raise AssertionError(f"pid files {names} not all written in {timeout} s: "
-                         f"{sorted(p.name for p in pid_dir.iterdir())}")
+    raise AssertionError(
+        f"pid files {names} not all written in {timeout} s: "
+        f"{sorted(p.name for p in pid_dir.iterdir())}"
+    )
 
 
 def _read_pids(pid_dir: Path) -> dict[str, int]:
@@ -114,8 +116,13 @@ def test_normal_return_kills_what_the_workers_started(tmp_path):
     from tfcompress.distribute.launch import launch_local
 
     with _cleanup(tmp_path):
-        results = launch_local(_grandchild_then, 2, args=(str(tmp_path), ("return", "return")),
-                               strategy=None, timeout=60)
+        results = launch_local(
+            _grandchild_then,
+            2,
+            args=(str(tmp_path), ("return", "return")),
+            strategy=None,
+            timeout=60,
+        )
         pids = _read_pids(tmp_path)
         assert sorted(pids) == ["grandchild-0", "grandchild-1", "worker-0", "worker-1"]
         assert results == [pids["grandchild-0"], pids["grandchild-1"]]
@@ -128,9 +135,13 @@ def test_failing_worker_kills_every_group_including_finished_workers(tmp_path):
 
     with _cleanup(tmp_path):
         with pytest.raises(WorkerError, match="worker 1 fails on purpose") as err:
-            launch_local(_grandchild_then, 3,
-                         args=(str(tmp_path), ("return", "raise", "sleep")),
-                         strategy=None, timeout=60)
+            launch_local(
+                _grandchild_then,
+                3,
+                args=(str(tmp_path), ("return", "raise", "sleep")),
+                strategy=None,
+                timeout=60,
+            )
         assert err.value.task == "worker:1" and err.value.returncode == 1
         pids = _read_pids(tmp_path)
         assert len(pids) == 6
@@ -142,8 +153,13 @@ def test_timeout_kills_every_group_including_finished_workers(tmp_path):
 
     with _cleanup(tmp_path):
         with pytest.raises(LaunchTimeoutError, match="did not finish within 3 s"):
-            launch_local(_grandchild_then, 2, args=(str(tmp_path), ("return", "sleep")),
-                         strategy=None, timeout=3)
+            launch_local(
+                _grandchild_then,
+                2,
+                args=(str(tmp_path), ("return", "sleep")),
+                strategy=None,
+                timeout=3,
+            )
         pids = _read_pids(tmp_path)
         assert len(pids) == 4
         assert _survivors(pids, within=0) == {}
@@ -165,9 +181,13 @@ def test_workers_and_their_children_die_with_the_caller(tmp_path, sig):
     )
     tmp = tmp_path / "tmp"  # where launch_local makes its run folder (payloads, logs)
     tmp.mkdir()
-    caller = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              env={**os.environ, "TMPDIR": str(tmp)})
+    caller = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "TMPDIR": str(tmp)},
+    )
     try:
         with _cleanup(pid_dir):
             names = ["worker-0", "worker-1", "grandchild-0", "grandchild-1"]

@@ -19,22 +19,28 @@ VOCAB = 2000
 
 def _ctr_model() -> keras.Model:
     keras.utils.set_random_seed(3)
-    inputs = {"user_id": keras.Input((1,), dtype="int32", name="user_id"),
-              "item_id": keras.Input((1,), dtype="int32", name="item_id"),
-              "price": keras.Input((2,), name="price")}
-    parts = [keras.layers.Flatten()(keras.layers.Embedding(VOCAB, 16)(inputs[k]))
-             for k in ("user_id", "item_id")]
-    h = keras.layers.Dense(16, activation="relu")(keras.layers.Concatenate()([*parts,
-                                                                            inputs["price"]]))
-    return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid", name="p")(h),
-                       name="ctr")
+    inputs = {
+        "user_id": keras.Input((1,), dtype="int32", name="user_id"),
+        "item_id": keras.Input((1,), dtype="int32", name="item_id"),
+        "price": keras.Input((2,), name="price"),
+    }
+    parts = [
+        keras.layers.Flatten()(keras.layers.Embedding(VOCAB, 16)(inputs[k]))
+        for k in ("user_id", "item_id")
+    ]
+    h = keras.layers.Dense(16, activation="relu")(
+        keras.layers.Concatenate()([*parts, inputs["price"]])
+    )
+    return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid", name="p")(h), name="ctr")
 
 
 def _data(n: int = 200, seed: int = 0):
     rng = np.random.default_rng(seed)
-    feats = {"user_id": rng.integers(1, VOCAB, (n, 1)).astype("int32"),
-             "item_id": rng.integers(1, VOCAB, (n, 1)).astype("int32"),
-             "price": rng.normal(size=(n, 2)).astype("float32")}
+    feats = {
+        "user_id": rng.integers(1, VOCAB, (n, 1)).astype("int32"),
+        "item_id": rng.integers(1, VOCAB, (n, 1)).astype("int32"),
+        "price": rng.normal(size=(n, 2)).astype("float32"),
+    }
     labels = (feats["price"][:, :1] + 0.3 * rng.normal(size=(n, 1)) > 0).astype("float32")
     return feats, labels
 
@@ -48,13 +54,17 @@ def setup(tmp_path_factory):
     model.fit(feats, labels, epochs=3, batch_size=32, verbose=0)
     ds = tf.data.Dataset.from_tensor_slices((feats, labels)).batch(50)
     export.export_tflite(model, out / "float.tflite", parity_data=ds)
-    export.export_tflite(model, out / "int8.tflite", "int8", representative_data=ds,
-                         num_calibration_steps=50)
+    export.export_tflite(
+        model, out / "int8.tflite", "int8", representative_data=ds, num_calibration_steps=50
+    )
     export.export_saved_model(model, out / "xla", parity_data=ds)
-    variants = {"keras": model, "float": str(out / "float.tflite"),
-                "int8": out / "int8.tflite", "xla": str(out / "xla")}
-    report = bm.benchmark(variants, ds, batch_sizes=(1, 32), warmup=1, repeats=3,
-                          progress=False)
+    variants = {
+        "keras": model,
+        "float": str(out / "float.tflite"),
+        "int8": out / "int8.tflite",
+        "xla": str(out / "xla"),
+    }
+    report = bm.benchmark(variants, ds, batch_sizes=(1, 32), warmup=1, repeats=3, progress=False)
     return out, model, ds, report
 
 
@@ -108,13 +118,15 @@ def test_benchmark_ratios_from_rows(setup):
         assert got["size_x"] == pytest.approx(base.bytes / r.bytes)
         for b in (1, 32):
             assert got["speed_x"][b] == pytest.approx(
-                base.latency_ms[b]["median"] / r.latency_ms[b]["median"])
+                base.latency_ms[b]["median"] / r.latency_ms[b]["median"]
+            )
         for m, v in r.quality.items():
             assert got["quality_delta"][m] == pytest.approx(v - base.quality[m])
     assert ratios["keras"]["size_x"] == 1.0
     other = report.ratios("int8")
-    assert other["float"]["size_x"] == pytest.approx(report.row("int8").bytes
-                                                     / report.row("float").bytes)
+    assert other["float"]["size_x"] == pytest.approx(
+        report.row("int8").bytes / report.row("float").bytes
+    )
     with pytest.raises(ValueError, match="no variant 'nope'"):
         report.ratios("nope")
 
@@ -126,8 +138,18 @@ def test_markdown_and_json_round_trip(setup, tmp_path):
     lines = [ln for ln in md.splitlines() if ln.startswith("|")]
     assert len(lines) == 2 + len(report.rows)
     header = lines[0]
-    for col in ("variant", "auc", "gzip bytes", "params", "b1 median ms", "b32 p90 ms",
-                "peak MB", "size x", "speed x b32", "Δ auc"):
+    for col in (
+        "variant",
+        "auc",
+        "gzip bytes",
+        "params",
+        "b1 median ms",
+        "b32 p90 ms",
+        "peak MB",
+        "size x",
+        "speed x b32",
+        "Δ auc",
+    ):
         assert col in header
     assert "| accuracy | n | positives | bytes |" in header
     columns = [c.strip() for c in header.split("|")[1:-1]]
@@ -163,20 +185,36 @@ def test_benchmark_multiclass_and_retrieval_metrics():
     x = rng.normal(size=(40, 4)).astype("float32")
     y = rng.integers(0, 12, size=(40,)).astype("int32")
     probs = model(x).numpy()
-    report = bm.benchmark({"mc": model}, [(x, y)], batch_sizes=(8,), warmup=0, repeats=2,
-                          progress=False, measure_memory=False)
+    report = bm.benchmark(
+        {"mc": model},
+        [(x, y)],
+        batch_sizes=(8,),
+        warmup=0,
+        repeats=2,
+        progress=False,
+        measure_memory=False,
+    )
     row = report.rows[0]
     assert row.task == "multiclass" and row.peak_memory_mb is None
     assert row.quality["accuracy"] == pytest.approx(np.mean(probs.argmax(1) == y))
     top5 = np.argsort(-probs, axis=1)[:, :5]
     assert row.quality["top5_accuracy"] == pytest.approx(np.mean((top5 == y[:, None]).any(1)))
-    retrieval = bm.benchmark({"mc": model}, [(x, y)], task="retrieval", metrics=["recall@3"],
-                             batch_sizes=(1,), warmup=0, repeats=2, progress=False,
-                             measure_memory=False)
+    retrieval = bm.benchmark(
+        {"mc": model},
+        [(x, y)],
+        task="retrieval",
+        metrics=["recall@3"],
+        batch_sizes=(1,),
+        warmup=0,
+        repeats=2,
+        progress=False,
+        measure_memory=False,
+    )
     top3 = np.argsort(-probs, axis=1)[:, :3]
     assert retrieval.rows[0].task == "retrieval"
     assert retrieval.rows[0].quality == {
-        "recall@3": pytest.approx(np.mean((top3 == y[:, None]).any(1)))}
+        "recall@3": pytest.approx(np.mean((top3 == y[:, None]).any(1)))
+    }
 
 
 def test_benchmark_bad_inputs(tmp_path):
@@ -224,11 +262,15 @@ def test_configure_threads_sets_tensorflow_before_it_initialises():
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-c", _THREADS_SCRIPT], capture_output=True, text=True,
-                         timeout=300, env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    out = subprocess.run(
+        [sys.executable, "-c", _THREADS_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
     assert out.returncode == 0, out.stderr[-2000:]
-    result = json.loads(next(ln for ln in out.stdout.splitlines()
-                             if ln.startswith("RESULT "))[7:])
+    result = json.loads(next(ln for ln in out.stdout.splitlines() if ln.startswith("RESULT "))[7:])
     # importing tfcompress leaves TF uninitialised, so the first call takes effect ...
     assert result["first"] == {"intra_op": 3, "inter_op": 1} and result["pool"] == 3
     # ... and once TF has run an op the setting is fixed: the call reports what is in effect
@@ -239,23 +281,90 @@ def test_configure_threads_sets_tensorflow_before_it_initialises():
 
 
 def test_report_validation():
-    row = BenchmarkRow("a", "keras", None, "binary", {"auc": 0.5}, 10, 5, 3,
-                       {1: {"median": 2.0, "p90": 3.0}}, {1: 500.0}, None, 8)
-    fast = BenchmarkRow("b", "tflite", "b.tflite", "binary", {"auc": 0.6}, 5, 2, 3,
-                        {1: {"median": 1.0, "p90": 1.5}}, {1: 1000.0}, 1.0, 8)
+    row = BenchmarkRow(
+        "a",
+        "keras",
+        None,
+        "binary",
+        {"auc": 0.5},
+        10,
+        5,
+        3,
+        {1: {"median": 2.0, "p90": 3.0}},
+        {1: 500.0},
+        None,
+        8,
+    )
+    fast = BenchmarkRow(
+        "b",
+        "tflite",
+        "b.tflite",
+        "binary",
+        {"auc": 0.6},
+        5,
+        2,
+        3,
+        {1: {"median": 1.0, "p90": 1.5}},
+        {1: 1000.0},
+        1.0,
+        8,
+    )
     report = BenchmarkReport((row, fast))
     assert report.baseline == "a"
-    assert report.ratios()["b"] == {"size_x": 2.0, "gzip_size_x": 2.5, "speed_x": {1: 2.0},
-                                    "quality_delta": {"auc": pytest.approx(0.1)}}
+    assert report.ratios()["b"] == {
+        "size_x": 2.0,
+        "gzip_size_x": 2.5,
+        "speed_x": {1: 2.0},
+        "quality_delta": {"auc": pytest.approx(0.1)},
+    }
     # n and positives sit beside the quality columns (positives unknown for these rows: —)
-    assert "| b | tflite | 0.6000 | 8 | — | 5 | 2 | 3 | 1.000 | 1.500 | 1.0 | 2.00 | 2.00 | " \
+    assert (
+        "| b | tflite | 0.6000 | 8 | — | 5 | 2 | 3 | 1.000 | 1.500 | 1.0 | 2.00 | 2.00 | "
         "+0.1000 |" in report.to_markdown()
+    )
     text = report.to_text().splitlines()
-    assert text[0].split() == ["variant", "format", "auc", "n", "positives", "bytes", "gzip",
-                               "bytes", "params", "b1", "median", "ms", "b1", "p90", "ms",
-                               "peak", "MB", "size", "x", "speed", "x", "b1", "Δ", "auc"]
-    assert text[3].split() == ["b", "tflite", "0.6000", "8", "—", "5", "2", "3", "1.000",
-                               "1.500", "1.0", "2.00", "2.00", "+0.1000"]
+    assert text[0].split() == [
+        "variant",
+        "format",
+        "auc",
+        "n",
+        "positives",
+        "bytes",
+        "gzip",
+        "bytes",
+        "params",
+        "b1",
+        "median",
+        "ms",
+        "b1",
+        "p90",
+        "ms",
+        "peak",
+        "MB",
+        "size",
+        "x",
+        "speed",
+        "x",
+        "b1",
+        "Δ",
+        "auc",
+    ]
+    assert text[3].split() == [
+        "b",
+        "tflite",
+        "0.6000",
+        "8",
+        "—",
+        "5",
+        "2",
+        "3",
+        "1.000",
+        "1.500",
+        "1.0",
+        "2.00",
+        "2.00",
+        "+0.1000",
+    ]
     assert str(report) == report.to_text()
     # no memory measured anywhere: no always-empty column
     unmeasured = BenchmarkReport((row, dataclasses.replace(fast, peak_memory_mb=None)))
@@ -271,18 +380,24 @@ def test_tflite_runtime_reports_the_applied_delegate(tmp_path):
     path = tmp_path / "mc.tflite"
     export.export_tflite(model, path)
     runtime = bm.tflite_runtime(bm.load_variant(str(path), num_threads=2), 2)
-    assert runtime == {"delegate": "xnnpack", "delegate_partitions": 1, "ops": 2,
-                       "num_threads": 2}  # FULLY_CONNECTED + SOFTMAX, one XNNPACK partition
+    assert runtime == {
+        "delegate": "xnnpack",
+        "delegate_partitions": 1,
+        "ops": 2,
+        "num_threads": 2,
+    }  # FULLY_CONNECTED + SOFTMAX, one XNNPACK partition
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     variant = bm.load_variant(str(path))
     variant._interpreter = Interpreter(  # the same file without the default delegates
-        model_path=str(path), experimental_op_resolver_type=(
-            OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
+        model_path=str(path),
+        experimental_op_resolver_type=(OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES),
+    )
     variant._interpreter.allocate_tensors()
     assert bm.tflite_runtime(variant)["delegate"] == "none"
-    assert bm._summary_delegate({"a": {"delegate": "xnnpack"}, "b": {"delegate": "none"}}) \
-        == "mixed"
+    assert (
+        bm._summary_delegate({"a": {"delegate": "xnnpack"}, "b": {"delegate": "none"}}) == "mixed"
+    )
     assert bm._summary_delegate({}) is None
     with pytest.raises(TypeError, match="must be a TFLite Variant"):
         bm.tflite_runtime(bm.load_variant(model))
@@ -291,10 +406,34 @@ def test_tflite_runtime_reports_the_applied_delegate(tmp_path):
 
 
 def test_report_states_tensorflows_pool_when_it_differs_from_num_threads():
-    keras_row = BenchmarkRow("k", "keras", None, "binary", {"auc": 0.5}, 10, 5, 3,
-                             {1: {"median": 2.0, "p90": 3.0}}, {1: 500.0}, None, 8)
-    tflite_row = BenchmarkRow("t", "tflite", "t.tflite", "binary", {"auc": 0.5}, 10, 5, 3,
-                              {1: {"median": 1.0, "p90": 1.5}}, {1: 1000.0}, 1.0, 8)
+    keras_row = BenchmarkRow(
+        "k",
+        "keras",
+        None,
+        "binary",
+        {"auc": 0.5},
+        10,
+        5,
+        3,
+        {1: {"median": 2.0, "p90": 3.0}},
+        {1: 500.0},
+        None,
+        8,
+    )
+    tflite_row = BenchmarkRow(
+        "t",
+        "tflite",
+        "t.tflite",
+        "binary",
+        {"auc": 0.5},
+        10,
+        5,
+        3,
+        {1: {"median": 1.0, "p90": 1.5}},
+        {1: 1000.0},
+        1.0,
+        8,
+    )
     fixed = {"num_threads": 1, "tf_threads": {"intra_op": 0, "inter_op": 0}}
     text = BenchmarkReport((keras_row, tflite_row), settings=fixed).to_markdown()
     assert "Keras/SavedModel variants ran on TensorFlow's pool of all intra-op thread(s)" in text

@@ -22,8 +22,7 @@ from tfcompress.evaluation import benchmarking as bm
 from tfcompress.evaluation.report import BenchmarkReport
 from tfcompress.export.metrics import auc
 
-FAST = {"batch_sizes": (8,), "warmup": 0, "repeats": 1, "progress": False,
-        "measure_memory": False}
+FAST = {"batch_sizes": (8,), "warmup": 0, "repeats": 1, "progress": False, "measure_memory": False}
 
 
 def _one_input(n: int = 400, seed: int = 0):
@@ -80,8 +79,10 @@ def test_single_input_tflite_takes_a_dataset_of_array_tuples(one_input):
     assert report.rows[0].quality["auc"] == pytest.approx(expected, abs=1e-6)
 
 
-@pytest.mark.parametrize("form", ["arrays", "dataset", "unbatched", "list_of_batches",
-                                  "weighted", "one_item_list", "1d_labels"])
+@pytest.mark.parametrize(
+    "form",
+    ["arrays", "dataset", "unbatched", "list_of_batches", "weighted", "one_item_list", "1d_labels"],
+)
 def test_every_variant_kind_takes_every_fit_form(one_input, form):
     model, x, y, out = one_input
     expected = auc(y, model.predict(x, verbose=0))
@@ -94,9 +95,16 @@ def test_every_variant_kind_takes_every_fit_form(one_input, form):
         "one_item_list": ([x], y),
         "1d_labels": (x, y[:, 0]),
     }[form]
-    report = bm.benchmark({"keras": model, "file": str(out / "m.keras"),
-                           "saved": str(out / "sm"), "tflite": str(out / "f.tflite")},
-                          data, **FAST)
+    report = bm.benchmark(
+        {
+            "keras": model,
+            "file": str(out / "m.keras"),
+            "saved": str(out / "sm"),
+            "tflite": str(out / "f.tflite"),
+        },
+        data,
+        **FAST,
+    )
     assert [r.format for r in report.rows] == ["keras", "keras", "saved_model", "tflite"]
     for row in report.rows:
         assert row.examples == 400 and row.positives == int(y.sum())
@@ -115,8 +123,9 @@ def test_two_input_artifacts_map_positional_data_in_the_keras_order(two_inputs):
     right = _positional_auc(model, z, a, y)
     data = tf.data.Dataset.from_tensor_slices(((z, a), y)).batch(64)
     # the Keras model among the variants gives the order to the artifacts
-    report = bm.benchmark({"keras": model, "tflite": str(out / "m.tflite"),
-                           "saved": str(out / "sm")}, data, **FAST)
+    report = bm.benchmark(
+        {"keras": model, "tflite": str(out / "m.tflite"), "saved": str(out / "sm")}, data, **FAST
+    )
     for row in report.rows:
         assert row.quality["auc"] == pytest.approx(right, abs=1e-6), row.name
     # a dict needs no order
@@ -146,23 +155,35 @@ def test_two_input_artifact_without_a_known_order_asks_for_a_dict(two_inputs, tm
     manifest["artifacts"]["m.tflite"].pop("inputs", None)  # an export that did not record it
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     assert bm.load_variant(tmp_path / "m.tflite").input_order is None
-    with pytest.raises(ValueError, match=r"keyed by the model's input names \['alpha', 'zeta'\]: "
-                                         r"received a list of 2 arrays.*does not record the order"):
+    with pytest.raises(
+        ValueError,
+        match=r"keyed by the model's input names \['alpha', 'zeta'\]: "
+        r"received a list of 2 arrays.*does not record the order",
+    ):
         bm.benchmark({"t": str(tmp_path / "m.tflite")}, ([z, a], y), **FAST)
 
 
 def test_real_mismatches_name_the_input_the_shapes_and_the_fix(one_input, two_inputs):
     model, x, y, out = one_input
-    with pytest.raises(ValueError, match=r"input '\w+' expects shape \(None, 3\), received shape "
-                                         r"\(400, 4\)\. Pass '\w+' with that width"):
+    with pytest.raises(
+        ValueError,
+        match=r"input '\w+' expects shape \(None, 3\), received shape "
+        r"\(400, 4\)\. Pass '\w+' with that width",
+    ):
         bm.benchmark({"t": str(out / "f.tflite")}, (np.zeros((400, 4), "float32"), y), **FAST)
     two, z, a, y2, _ = two_inputs
-    with pytest.raises(ValueError, match=r"the model takes 2 inputs \('zeta' \(None, 2\), "
-                                         r"'alpha' \(None, 2\)\), received one ndarray \(\(300, "
-                                         r"2\)\)\. Pass x as a list of 2 arrays"):
+    with pytest.raises(
+        ValueError,
+        match=r"the model takes 2 inputs \('zeta' \(None, 2\), "
+        r"'alpha' \(None, 2\)\), received one ndarray \(\(300, "
+        r"2\)\)\. Pass x as a list of 2 arrays",
+    ):
         bm.benchmark({"k": two}, (z, y2), **FAST)
-    with pytest.raises(ValueError, match=r"takes 2 inputs .* received a list of 3 arrays with "
-                                         r"shapes \[\(300, 2\), \(300, 2\), \(300, 2\)\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"takes 2 inputs .* received a list of 3 arrays with "
+        r"shapes \[\(300, 2\), \(300, 2\), \(300, 2\)\]",
+    ):
         bm.benchmark({"k": two}, ([z, a, a], y2), **FAST)
     with pytest.raises(ValueError, match=r"`data` holds 400 examples but 399 labels"):
         bm.benchmark({"k": model}, (x, y[:-1]), **FAST)
@@ -185,8 +206,10 @@ def test_few_positives_warn_in_the_log_the_tables_and_the_json(one_input, tmp_pa
     rare[:30] = 1.0
     with caplog.at_level(logging.WARNING, logger="tfcompress"):
         report = bm.benchmark({"m": model}, (x, rare), **FAST)
-    note = ("only 30 positives among 400 examples: quality differences are noise (an AUC's "
-            "standard error is ~0.06 here)")
+    note = (
+        "only 30 positives among 400 examples: quality differences are noise (an AUC's "
+        "standard error is ~0.06 here)"
+    )
     assert note in caplog.text
     assert report.notes() == [note]
     assert f"warning: {note}." in report.to_markdown()
@@ -200,11 +223,18 @@ def test_few_positives_warn_in_the_log_the_tables_and_the_json(one_input, tmp_pa
     assert plenty.notes() == [] and "positives" not in caplog.text
 
 
-@pytest.mark.parametrize("damage, error, message", [
-    ("empty", ValueError, r"`variants\['m'\]` '.*m\.keras' is empty \(0 bytes\)"),
-    ("truncated", ValueError, r"`variants\['m'\]` '.*m\.keras' .*not a Keras archive: it is "
-                              r"truncated"),
-])
+@pytest.mark.parametrize(
+    "damage, error, message",
+    [
+        ("empty", ValueError, r"`variants\['m'\]` '.*m\.keras' is empty \(0 bytes\)"),
+        (
+            "truncated",
+            ValueError,
+            r"`variants\['m'\]` '.*m\.keras' .*not a Keras archive: it is "
+            r"truncated",
+        ),
+    ],
+)
 def test_damaged_keras_files_are_named(one_input, tmp_path, damage, error, message):
     model, x, y, out = one_input
     path = tmp_path / "m.keras"
@@ -220,11 +250,18 @@ def test_damaged_keras_files_are_named(one_input, tmp_path, damage, error, messa
 def test_keras3_file_is_a_type_error_with_the_fix(one_input, tmp_path):
     _, x, y, _ = one_input
     path = tmp_path / "k3.keras"
-    code = ("import keras, sys\n"
-            "keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)]).save(sys.argv[1])\n")
+    code = (
+        "import keras, sys\n"
+        "keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)]).save(sys.argv[1])\n"
+    )
     env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-    done = subprocess.run([sys.executable, "-c", code, str(path)], env=env, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     with pytest.raises(TypeError, match=r"`variants\['k3'\]` '.*k3\.keras' was saved by Keras 3"):
         bm.benchmark({"k3": path}, (x, y), **FAST)

@@ -16,15 +16,17 @@ from tfcompress.export.runtime import collect_examples, load_variant, model_inpu
 def trained():
     task = data.load_task("ctr", n_samples=1500, seed=0, batch_size=128)
     keras.utils.set_random_seed(0)
-    model = models.compile_for_task(models.dcn(task.schema, size="tiny"), task.schema,
-                                    learning_rate=1e-2)
+    model = models.compile_for_task(
+        models.dcn(task.schema, size="tiny"), task.schema, learning_rate=1e-2
+    )
     model.fit(task.train, epochs=3, verbose=0)
     return task, model
 
 
 def _weighted_layers(model):
     return {
-        lyr.name for lyr in model.layers
+        lyr.name
+        for lyr in model.layers
         if any(w.dtype.is_floating and len(w.shape) >= 2 for w in lyr.trainable_weights)
     }
 
@@ -54,8 +56,9 @@ def test_quantize_sensitivity_one_row_per_layer_with_sane_values(trained):
 
 def test_prune_sensitivity_ranks_the_output_layer_high(trained):
     task, model = trained
-    report = sensitivity(model, task.validation, metric="logloss", technique="prune",
-                         sparsity=0.9, progress=False)
+    report = sensitivity(
+        model, task.validation, metric="logloss", technique="prune", sparsity=0.9, progress=False
+    )
     assert report.metric == "logloss" and not report.higher_is_better
     assert all(r.drop == pytest.approx(r.value - r.baseline) for r in report.rows)
     assert report.rows[0].drop > 0.001  # zeroing 90% of some layer hurts
@@ -71,8 +74,9 @@ def test_callable_metric_layer_filter_and_progress_bar(trained, capsys):
     def mean_score(labels, outputs):
         return float(np.mean(outputs))
 
-    report = sensitivity(model, task.validation, metric=mean_score, layers=["logits", "cross_0"],
-                         max_examples=100)
+    report = sensitivity(
+        model, task.validation, metric=mean_score, layers=["logits", "cross_0"], max_examples=100
+    )
     assert report.metric == "mean_score" and report.settings["examples"] == 100
     assert {r.layer for r in report.rows} == {"logits", "cross_0"}
     assert "2/2" in capsys.readouterr().out  # Keras progress bar, one step per layer

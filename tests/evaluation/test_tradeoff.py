@@ -21,30 +21,58 @@ from tfcompress.evaluation.tradeoff import (
 def _row(name, fmt="keras", *, quality=None, size=1000, latency=None):
     latency = {1: 1.0, 256: 10.0} if latency is None else latency
     return BenchmarkRow(
-        name=name, format=fmt, path=None, task="binary",
+        name=name,
+        format=fmt,
+        path=None,
+        task="binary",
         quality={"auc": 0.7, "logloss": 0.5} if quality is None else quality,
-        bytes=size, gzip_bytes=None if size is None else size // 2, params=None,
+        bytes=size,
+        gzip_bytes=None if size is None else size // 2,
+        params=None,
         latency_ms={b: {"median": m, "p90": m * 1.2} for b, m in latency.items()},
         throughput={b: b / (m / 1e3) if m > 0 else math.inf for b, m in latency.items()},
-        peak_memory_mb=None, examples=500,
+        peak_memory_mb=None,
+        examples=500,
     )
 
 
 def _five_variants() -> BenchmarkReport:
     """teacher (big, best), student, int8 (small, fast), pruned (dominated), xla (no b256)."""
     rows = (
-        _row("teacher", size=4_000_000, latency={1: 2.0, 256: 40.0},
-             quality={"auc": 0.80, "logloss": 0.40}),
-        _row("student", size=800_000, latency={1: 1.0, 256: 12.0},
-             quality={"auc": 0.78, "logloss": 0.42}),
-        _row("int8", "tflite", size=200_000, latency={1: 0.5, 256: 6.0},
-             quality={"auc": 0.76, "logloss": 0.45}),
+        _row(
+            "teacher",
+            size=4_000_000,
+            latency={1: 2.0, 256: 40.0},
+            quality={"auc": 0.80, "logloss": 0.40},
+        ),
+        _row(
+            "student",
+            size=800_000,
+            latency={1: 1.0, 256: 12.0},
+            quality={"auc": 0.78, "logloss": 0.42},
+        ),
+        _row(
+            "int8",
+            "tflite",
+            size=200_000,
+            latency={1: 0.5, 256: 6.0},
+            quality={"auc": 0.76, "logloss": 0.45},
+        ),
         # worse than student in bytes AND latency AND quality: dominated in both panels
-        _row("pruned", size=900_000, latency={1: 1.5, 256: 15.0},
-             quality={"auc": 0.75, "logloss": 0.47}),
+        _row(
+            "pruned",
+            size=900_000,
+            latency={1: 1.5, 256: 15.0},
+            quality={"auc": 0.75, "logloss": 0.47},
+        ),
         # fastest at batch 256 would not matter: it has no batch-256 latency at all
-        _row("xla", "saved_model", size=3_000_000, latency={1: 0.8},
-             quality={"auc": 0.79, "logloss": 0.41}),
+        _row(
+            "xla",
+            "saved_model",
+            size=3_000_000,
+            latency={1: 0.8},
+            quality={"auc": 0.79, "logloss": 0.41},
+        ),
     )
     return BenchmarkReport(rows, baseline="teacher", settings={"batch_sizes": [1, 256]})
 
@@ -114,10 +142,13 @@ def test_pareto_front_bad_container_and_flag():
 
 
 def test_metric_direction():
-    assert [metric_higher_is_better(m) for m in ("auc", "accuracy", "recall@10",
-                                                 "top5_accuracy")] == [True] * 4
-    assert [metric_higher_is_better(m) for m in ("logloss", "loss", "mse", "val_loss",
-                                                 "binary_crossentropy")] == [False] * 5
+    assert [
+        metric_higher_is_better(m) for m in ("auc", "accuracy", "recall@10", "top5_accuracy")
+    ] == [True] * 4
+    assert [
+        metric_higher_is_better(m)
+        for m in ("logloss", "loss", "mse", "val_loss", "binary_crossentropy")
+    ] == [False] * 5
     with pytest.raises(TypeError, match="`metric` must be a non-empty metric name"):
         metric_higher_is_better("")
 
@@ -127,16 +158,20 @@ def test_metric_direction():
 
 def test_primary_metric_prefers_auc_then_accuracy_then_complete_metric():
     assert primary_metric(_five_variants()) == "auc"
-    acc = BenchmarkReport((
-        _row("a", quality={"top5_accuracy": 0.9, "accuracy": 0.6}),
-        _row("b", quality={"top5_accuracy": 0.8, "accuracy": 0.5}),
-    ))
+    acc = BenchmarkReport(
+        (
+            _row("a", quality={"top5_accuracy": 0.9, "accuracy": 0.6}),
+            _row("b", quality={"top5_accuracy": 0.8, "accuracy": 0.5}),
+        )
+    )
     assert primary_metric(acc) == "accuracy"
     # no auc/accuracy: the first metric with a value in EVERY row (recall@10 is missing in b)
-    rec = BenchmarkReport((
-        _row("a", quality={"recall@10": 0.3, "recall@50": 0.6}),
-        _row("b", quality={"recall@10": None, "recall@50": 0.5}),
-    ))
+    rec = BenchmarkReport(
+        (
+            _row("a", quality={"recall@10": 0.3, "recall@50": 0.6}),
+            _row("b", quality={"recall@10": None, "recall@50": 0.5}),
+        )
+    )
     assert primary_metric(rec) == "recall@50"
 
 
@@ -179,8 +214,9 @@ def test_plot_tradeoff_writes_png_and_reports_fronts(tmp_path):
 
 
 def test_plot_tradeoff_batch_size_metric_and_lower_is_better(tmp_path):
-    info = plot_tradeoff(_five_variants(), tmp_path / "b1.png", batch_size=1,
-                         metric="logloss", title="custom")
+    info = plot_tradeoff(
+        _five_variants(), tmp_path / "b1.png", batch_size=1, metric="logloss", title="custom"
+    )
     assert info["batch_size"] == 1 and info["metric"] == "logloss"
     assert info["higher_is_better"] is False
     # logloss ranks like auc here: the same fronts; at batch 1 xla (0.8 ms, 0.41) joins
@@ -189,8 +225,9 @@ def test_plot_tradeoff_batch_size_metric_and_lower_is_better(tmp_path):
     assert info["omitted"] == {}
     # a direction override flips the front: with "higher logloss is better" int8 (200 kB,
     # 0.45) and pruned (900 kB, 0.47) are the front
-    flipped = plot_tradeoff(_five_variants(), tmp_path / "f.png", metric="logloss",
-                            higher_is_better=True)
+    flipped = plot_tradeoff(
+        _five_variants(), tmp_path / "f.png", metric="logloss", higher_is_better=True
+    )
     assert flipped["pareto_bytes"] == ["int8", "pruned"]
 
 
@@ -211,10 +248,12 @@ def test_plot_tradeoff_omits_rows_without_metric_or_bytes(tmp_path):
 
 
 def test_plot_tradeoff_report_without_latency(tmp_path):
-    rep = BenchmarkReport((
-        _row("a", size=100, latency={}, quality={"auc": 0.6}),
-        _row("b", size=50, latency={}, quality={"auc": 0.7}),
-    ))
+    rep = BenchmarkReport(
+        (
+            _row("a", size=100, latency={}, quality={"auc": 0.6}),
+            _row("b", size=50, latency={}, quality={"auc": 0.7}),
+        )
+    )
     info = plot_tradeoff(rep, tmp_path / "n.png")
     assert info["batch_size"] is None
     assert info["pareto_bytes"] == ["b"]

@@ -25,8 +25,9 @@ def _dense_model() -> keras.Model:
     keras.utils.set_random_seed(1)
     inp = keras.Input((8,), name="x")
     h = keras.layers.Dense(16, activation="relu")(inp)
-    return keras.Model(inp, keras.layers.Dense(1, activation="sigmoid", name="prob")(h),
-                       name="dense")
+    return keras.Model(
+        inp, keras.layers.Dense(1, activation="sigmoid", name="prob")(h), name="dense"
+    )
 
 
 def _ctr_model() -> keras.Model:
@@ -35,15 +36,18 @@ def _ctr_model() -> keras.Model:
     inputs = {n: keras.Input((1,), dtype="int32", name=n) for n in ID_INPUTS}
     inputs["price"] = keras.Input((3,), dtype="float32", name="price")
     inputs["history"] = keras.Input((6,), dtype="int32", name="history")
-    parts = [keras.layers.Flatten()(keras.layers.Embedding(VOCAB, 16, name=f"emb_{n}")(inputs[n]))
-             for n in ID_INPUTS]
+    parts = [
+        keras.layers.Flatten()(keras.layers.Embedding(VOCAB, 16, name=f"emb_{n}")(inputs[n]))
+        for n in ID_INPUTS
+    ]
     seq = keras.layers.Embedding(VOCAB, 16, name="emb_history")(inputs["history"])
     parts.append(keras.layers.GlobalAveragePooling1D()(seq))
     parts.append(inputs["price"])
     h = keras.layers.Dense(32, activation="relu")(keras.layers.Concatenate()(parts))
     h = keras.layers.Dense(16, activation="relu")(h)
-    return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid", name="ctr")(h),
-                       name="ctr_model")
+    return keras.Model(
+        inputs, keras.layers.Dense(1, activation="sigmoid", name="ctr")(h), name="ctr_model"
+    )
 
 
 def _ctr_arrays(n: int, seed: int = 0):
@@ -85,13 +89,21 @@ def exported(models, datasets, tmp_path_factory):
         data = datasets[key]
         for mode in MODES:
             results[(key, mode)] = export.export_tflite(
-                model, out / f"{key}_{mode or 'float'}.tflite", mode,
+                model,
+                out / f"{key}_{mode or 'float'}.tflite",
+                mode,
                 representative_data=data if mode in ("int8", "int16x8") else None,
-                parity_data=data, num_calibration_steps=64,
+                parity_data=data,
+                num_calibration_steps=64,
             )
         results[(key, "int8_io")] = export.export_tflite(
-            model, out / f"{key}_int8_io.tflite", "int8", representative_data=data,
-            integer_io=True, parity_data=data, num_calibration_steps=64,
+            model,
+            out / f"{key}_int8_io.tflite",
+            "int8",
+            representative_data=data,
+            integer_io=True,
+            parity_data=data,
+            num_calibration_steps=64,
         )
     results[("ctr", "saved_model")] = export.export_saved_model(
         models["ctr"], out / "ctr_xla", parity_data=datasets["ctr"]
@@ -173,7 +185,10 @@ def test_signature_inputs_keep_names_and_integer_io(exported):
     runner = interp.get_signature_runner("serving_default")
     details = runner.get_input_details()
     assert {k: np.dtype(d["dtype"]).name for k, d in details.items()} == {
-        "user_id": "int32", "item_id": "int32", "category_id": "int32", "history": "int32",
+        "user_id": "int32",
+        "item_id": "int32",
+        "category_id": "int32",
+        "history": "int32",
         "price": "int8",
     }
     assert np.dtype(runner.get_output_details()["ctr"]["dtype"]).name == "int8"
@@ -192,8 +207,9 @@ def test_tflite_batches_resize_and_match_per_example(exported, models):
     feats, _ = _ctr_arrays(7, seed=4)
     batched = v(feats)["ctr"]
     small = v({k: a[:3] for k, a in feats.items()})["ctr"]
-    one_by_one = np.concatenate([v({k: a[i:i + 1] for k, a in feats.items()})["ctr"]
-                                 for i in range(7)])
+    one_by_one = np.concatenate(
+        [v({k: a[i : i + 1] for k, a in feats.items()})["ctr"] for i in range(7)]
+    )
     keras_out = models["ctr"](feats, training=False).numpy()
     assert batched.shape == (7, 1) and small.shape == (3, 1)
     np.testing.assert_allclose(batched, one_by_one, atol=1e-6)
@@ -242,7 +258,11 @@ def test_saved_model_round_trip_without_tfcompress(exported, models, tmp_path):
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     proc = subprocess.run(
         [sys.executable, "-c", _LOADER, str(r.path), str(tmp_path / "x.npz")],
-        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -255,8 +275,9 @@ def test_saved_model_round_trip_without_tfcompress(exported, models, tmp_path):
 
 @pytest.mark.slow
 def test_saved_model_single_input_and_variant(models, datasets, tmp_path):
-    r = export.export_saved_model(models["dense"], tmp_path / "sm", jit_compile=False,
-                                  parity_data=datasets["dense"])
+    r = export.export_saved_model(
+        models["dense"], tmp_path / "sm", jit_compile=False, parity_data=datasets["dense"]
+    )
     v = export.load_variant(r.path)
     assert v.format == "saved_model" and [s.name for s in v.input_specs] == ["x"]
     x, _ = _dense_arrays(4)
@@ -285,11 +306,17 @@ def test_manifest_contents_and_verification(exported):
     assert entry["parity"]["quality_delta"] == {"auc": pytest.approx(delta)}
     assert entry["parity"]["drift_flag"] is None and "drift_flag" in entry["parity"]
     assert {k: v for k, v in entry["parity"].items() if k != "quality_delta"} == pytest.approx(
-        {k: v for k, v in parity.items() if k != "quality_delta"})
+        {k: v for k, v in parity.items() if k != "quality_delta"}
+    )
     assert entry["options"]["drift"] == "warn"
-    assert set(entry["versions"]) == {"python", "tensorflow", "tf-keras",
-                                      "tensorflow-model-optimization", "ai-edge-litert",
-                                      "tfcompress"}
+    assert set(entry["versions"]) == {
+        "python",
+        "tensorflow",
+        "tf-keras",
+        "tensorflow-model-optimization",
+        "ai-edge-litert",
+        "tfcompress",
+    }
     assert entry["versions"]["tensorflow"].startswith("2.")
     import hashlib
 
@@ -397,8 +424,13 @@ def test_export_tflite_bad_arguments(models, datasets, tmp_path):
     with pytest.raises(ValueError, match="integer_io=True` needs a full-integer mode"):
         export.export_tflite(m, tmp_path / "m.tflite", "dynamic", integer_io=True)
     with pytest.raises(ValueError, match="num_calibration_steps"):
-        export.export_tflite(m, tmp_path / "m.tflite", "int8",
-                             representative_data=datasets["ctr"], num_calibration_steps=0)
+        export.export_tflite(
+            m,
+            tmp_path / "m.tflite",
+            "int8",
+            representative_data=datasets["ctr"],
+            num_calibration_steps=0,
+        )
     with pytest.raises(ValueError, match="parity_tolerance"):
         export.export_tflite(m, tmp_path / "m.tflite", parity_tolerance=-1.0)
     with pytest.raises(ValueError, match="ends in|looks like a file"):
@@ -413,13 +445,20 @@ def test_representative_data_mismatch_is_caught_before_converting(models, tmp_pa
     with pytest.raises(ValueError, match=r"no value for model input\(s\) \['price'\]"):
         export.export_tflite(m, tmp_path / "m.tflite", "int8", representative_data=[bad_keys])
     bad_shape = {**feats, "history": feats["history"][:, :4]}
-    with pytest.raises(ValueError, match=r"'history' expects shape \(None, 6\), received shape "
-                                         r"\(8, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"'history' expects shape \(None, 6\), received shape "
+        r"\(8, 4\)",
+    ):
         export.export_tflite(m, tmp_path / "m.tflite", "int8", representative_data=[bad_shape])
     bad_dtype = {**feats, "user_id": feats["user_id"].astype("float32")}
     with pytest.raises(ValueError, match="'user_id' holds integer ids.*float32"):
-        export.export_tflite(m, tmp_path / "m.tflite", "int16x8",
-                             representative_data=tf.data.Dataset.from_tensor_slices(bad_dtype))
+        export.export_tflite(
+            m,
+            tmp_path / "m.tflite",
+            "int16x8",
+            representative_data=tf.data.Dataset.from_tensor_slices(bad_dtype),
+        )
     with pytest.raises(ValueError, match="holds no examples"):
         export.export_tflite(m, tmp_path / "m.tflite", "int8", representative_data=[])
     with pytest.raises(TypeError, match="representative_data"):
@@ -431,7 +470,8 @@ def test_resolve_quantization():
     assert export.resolve_quantization(None).name == "float32"
     assert export.resolve_quantization("INT8").integer_io_type == "int8"
     assert export.resolve_quantization("int16x8").ops == (
-        "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8",)
+        "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8",
+    )
     assert export.resolve_quantization("float16").is_float is False
     with pytest.raises(ValueError, match="'int4'"):
         export.resolve_quantization("int4")
@@ -446,7 +486,9 @@ def test_model_input_specs(models):
     assert by_name["user_id"] == export.InputSpec("user_id", (1,), "int32", VOCAB)
     assert by_name["history"].vocab_size == VOCAB and by_name["price"].vocab_size is None
     assert export.model_input_specs(models["dense"]) == (
-        "single", (export.InputSpec("x", (8,), "float32"),))
+        "single",
+        (export.InputSpec("x", (8,), "float32"),),
+    )
 
     class Sub(keras.Model):
         def call(self, x):
@@ -492,16 +534,20 @@ def test_load_variant_keras_model(models):
     v = export.load_variant(models["dense"], name="d")
     x, _ = _dense_arrays(5)
     assert v.name == "d" and v.format == "keras" and v.path is None
-    np.testing.assert_allclose(v.predict({"x": x}, batch_size=2)["prob"],
-                               models["dense"](x).numpy(), atol=1e-6)
+    np.testing.assert_allclose(
+        v.predict({"x": x}, batch_size=2)["prob"], models["dense"](x).numpy(), atol=1e-6
+    )
 
 
 def test_metrics_values():
     assert export.auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8])) == 0.75
     assert export.auc(np.array([1, 1]), np.array([0.1, 0.2])) is None
     assert export.auc(np.array([0, 1, 0, 1]), np.array([0.5, 0.5, 0.5, 0.5])) == 0.5
-    q = export.quality(np.array([[0.9], [0.2], [0.6]]), np.array([[1.0], [0.0], [0.0]]),
-                       ["auc", "accuracy", "logloss"])
+    q = export.quality(
+        np.array([[0.9], [0.2], [0.6]]),
+        np.array([[1.0], [0.0], [0.0]]),
+        ["auc", "accuracy", "logloss"],
+    )
     assert q["auc"] == 1.0 and q["accuracy"] == pytest.approx(2 / 3)
     assert q["logloss"] == pytest.approx(-(np.log(0.9) + np.log(0.8) + np.log(0.4)) / 3)
     probs = np.array([[0.1, 0.7, 0.2], [0.5, 0.2, 0.3]])
@@ -545,8 +591,9 @@ def test_reference_dcn_float_and_saved_model(trained_dcn, tmp_path):
     ("mode", "max_auc_drop", "max_mean_diff", "max_diff"),
     [("int8", 0.01, 0.02, 0.1), ("int16x8", 0.005, 0.002, 0.1)],
 )
-def test_reference_dcn_full_integer_accuracy(trained_dcn, tmp_path, mode, max_auc_drop,
-                                             max_mean_diff, max_diff):
+def test_reference_dcn_full_integer_accuracy(
+    trained_dcn, tmp_path, mode, max_auc_drop, max_mean_diff, max_diff
+):
     """int8 / int16x8 stay within the AUC targets of the float model on the test split.
 
     Before the int8-friendly MaskedMean (a table lookup of 1/count and a BATCH_MATMUL instead of
@@ -555,9 +602,14 @@ def test_reference_dcn_full_integer_accuracy(trained_dcn, tmp_path, mode, max_au
     """
     task, model = trained_dcn
     float_bytes = export.export_tflite(model, tmp_path / "f.tflite").bytes
-    r = export.export_tflite(model, tmp_path / f"{mode}.tflite", mode,
-                             representative_data=task.train, parity_data=task.test,
-                             parity_max_examples=5000)
+    r = export.export_tflite(
+        model,
+        tmp_path / f"{mode}.tflite",
+        mode,
+        representative_data=task.train,
+        parity_data=task.test,
+        parity_max_examples=5000,
+    )
     p = r.parity
     assert p["examples"] == 2000 and p["keras_quality"] > 0.55  # the model learned something
     assert abs(p["quality_delta"]["auc"]) <= max_auc_drop, p
@@ -592,8 +644,14 @@ def test_int16x8_keeps_squared_difference_in_float(tmp_path):
     the default float_ops of int16x8 runs it in float so the file runs, int16 elsewhere."""
     model = _variance_model()
     x = np.random.default_rng(0).normal(size=(64, 8)).astype("float32")
-    r = export.export_tflite(model, tmp_path / "var.tflite", "int16x8", representative_data=x,
-                             parity_data=x, num_calibration_steps=64)
+    r = export.export_tflite(
+        model,
+        tmp_path / "var.tflite",
+        "int16x8",
+        representative_data=x,
+        parity_data=x,
+        num_calibration_steps=64,
+    )
     assert r.options["float_ops_applied"] == ["SQUARED_DIFFERENCE"]
     assert r.parity["max_abs_diff"] < 0.02 * float(np.abs(model(x).numpy()).max())
     interp = export.load_variant(r.path).interpreter
@@ -607,7 +665,8 @@ def test_float_ops_validation(models, datasets, tmp_path):
     assert tflite_quant.check_float_ops(None, int8) == ()
     assert tflite_quant.check_float_ops(["div", "DIV"], int8) == ("DIV",)
     assert tflite_quant.check_float_ops(None, export.resolve_quantization("int16x8")) == (
-        "SQUARED_DIFFERENCE",)
+        "SQUARED_DIFFERENCE",
+    )
     with pytest.raises(ValueError, match=r"unknown TFLite op name\(s\) \['DIVIDE'\]"):
         tflite_quant.check_float_ops(["DIVIDE"], int8)
     with pytest.raises(TypeError, match="list of TFLite op names"):
@@ -616,15 +675,28 @@ def test_float_ops_validation(models, datasets, tmp_path):
         export.export_tflite(models["dense"], tmp_path / "m.tflite", "dynamic", float_ops=["DIV"])
     inp = keras.Input((8,), name="x")
     biased = keras.Model(inp, keras.layers.Dense(2, bias_initializer="ones", name="d")(inp))
-    with pytest.raises(ValueError, match=r"FULLY_CONNECTED has a quantized int32 input '.*d.*' "
-                                         r"\(a bias\)"):
-        export.export_tflite(biased, tmp_path / "m.tflite", "int8",
-                             representative_data=datasets["dense"], float_ops=["FULLY_CONNECTED"])
+    with pytest.raises(
+        ValueError,
+        match=r"FULLY_CONNECTED has a quantized int32 input '.*d.*' "
+        r"\(a bias\)",
+    ):
+        export.export_tflite(
+            biased,
+            tmp_path / "m.tflite",
+            "int8",
+            representative_data=datasets["dense"],
+            float_ops=["FULLY_CONNECTED"],
+        )
     assert list(tmp_path.iterdir()) == []
     # without a bias the layer runs in float between DEQUANTIZE / QUANTIZE
-    r = export.export_tflite(models["dense"], tmp_path / "m.tflite", "int8",
-                             representative_data=datasets["dense"], float_ops=["FULLY_CONNECTED"],
-                             parity_data=datasets["dense"])
+    r = export.export_tflite(
+        models["dense"],
+        tmp_path / "m.tflite",
+        "int8",
+        representative_data=datasets["dense"],
+        float_ops=["FULLY_CONNECTED"],
+        parity_data=datasets["dense"],
+    )
     assert r.options["float_ops_applied"] == ["FULLY_CONNECTED", "FULLY_CONNECTED"]
     assert r.parity["max_abs_diff"] < 0.05
 
@@ -638,8 +710,9 @@ def test_pruned_model_is_stripped_and_stored_sparse(tmp_path):
     )
     pruned = tfcompress.prune(model, 0.9)
     pruned.compile("adam", "mse")
-    pruned.fit(x, x[:, :1], epochs=1, batch_size=16, callbacks=[tfcompress.PruningCallback()],
-               verbose=0)
+    pruned.fit(
+        x, x[:, :1], epochs=1, batch_size=16, callbacks=[tfcompress.PruningCallback()], verbose=0
+    )
     dense = export.export_tflite(pruned, tmp_path / "dense.tflite", sparse=False, parity_data=x)
     auto = export.export_tflite(pruned, tmp_path / "auto.tflite", parity_data=x)
     assert auto.options["sparse"] is True and dense.options["sparse"] is False

@@ -44,9 +44,13 @@ def ranker():
 def test_subclassed_embedding_model_exports_with_float_tables(ranker, tmp_path, caplog, mode):
     ids = _ids()
     with caplog.at_level(logging.INFO, logger="tfcompress"):
-        r = export.export_tflite(ranker, tmp_path / f"{mode}.tflite", mode,
-                                 representative_data=ids if mode == "int8" else None,
-                                 parity_data=ids)
+        r = export.export_tflite(
+            ranker,
+            tmp_path / f"{mode}.tflite",
+            mode,
+            representative_data=ids if mode == "int8" else None,
+            parity_data=ids,
+        )
     assert r.options["embeddings"] == "float" and r.options["embedding_tables"] == {}
     assert "subclassed model" in caplog.text and "embeddings='float'" in caplog.text
     # parity checked here through LiteRT itself, on examples the export did not see
@@ -64,8 +68,11 @@ def test_subclassed_embedding_model_exports_with_float_tables(ranker, tmp_path, 
 
 
 def test_subclassed_model_explicit_int8_tables_say_the_fix(ranker, tmp_path):
-    with pytest.raises(ValueError, match=r"embeddings='int8_row'.*'ranker' is a subclassed model.*"
-                                         r"\['item_emb'\].*Pass embeddings='float'"):
+    with pytest.raises(
+        ValueError,
+        match=r"embeddings='int8_row'.*'ranker' is a subclassed model.*"
+        r"\['item_emb'\].*Pass embeddings='float'",
+    ):
         export.export_tflite(ranker, tmp_path / "m.tflite", "dynamic", embeddings="int8_row")
     assert list(tmp_path.iterdir()) == []
 
@@ -99,8 +106,9 @@ class _UntrackedTwoTower(_TwoTower):
 
     def __init__(self) -> None:
         keras.Model.__init__(self, name="untracked_two_tower")
-        self.held = types.SimpleNamespace(user=tfcompress.quantize(_tower("user")),
-                                          item=tfcompress.quantize(_tower("item")))
+        self.held = types.SimpleNamespace(
+            user=tfcompress.quantize(_tower("user")), item=tfcompress.quantize(_tower("item"))
+        )
 
     def towers(self):
         return self.held.user, self.held.item
@@ -125,8 +133,15 @@ def test_subclassed_model_with_quantized_towers_exports_int8(tmp_path, cls):
     fell back to a frozen graph without signatures)."""
     model = _built(cls)
     data = _pairs(256, 1)
-    r = export.export_tflite(model, tmp_path / "tt.tflite", "int8", representative_data=data,
-                             parity_data=data, num_calibration_steps=256, drift="error")
+    r = export.export_tflite(
+        model,
+        tmp_path / "tt.tflite",
+        "int8",
+        representative_data=data,
+        parity_data=data,
+        num_calibration_steps=256,
+        drift="error",
+    )
     variant = export.load_variant(r.path)
     assert sorted(s.name for s in variant.input_specs) == ["u", "v"]
     fresh = {k: v[:32] for k, v in data.items()}  # within the calibrated ranges
@@ -135,15 +150,19 @@ def test_subclassed_model_with_quantized_towers_exports_int8(tmp_path, cls):
     assert r.parity["drift_flag"] is None and r.parity["max_abs_diff"] < 0.03
     ops = {d["op_name"] for d in variant.interpreter._get_ops_details()}
     assert "FULLY_CONNECTED" in ops and not any("FAKE_QUANT" in o for o in ops)
-    dense_weights = [d for d in variant.interpreter.get_tensor_details()
-                     if tuple(d["shape"]) in ((8, 4), (4, 8))]
+    dense_weights = [
+        d for d in variant.interpreter.get_tensor_details() if tuple(d["shape"]) in ((8, 4), (4, 8))
+    ]
     assert dense_weights and {np.dtype(d["dtype"]).name for d in dense_weights} == {"int8"}
 
 
 def test_subclassed_qat_model_in_other_modes_says_the_fix(tmp_path):
     model = _built(_TwoTower)
-    with pytest.raises(ValueError, match=r"'two_tower' is a subclassed model holding QAT layers.*"
-                                         r"quantization='dynamic'.*Export it with "
-                                         r"quantization='int8'"):
+    with pytest.raises(
+        ValueError,
+        match=r"'two_tower' is a subclassed model holding QAT layers.*"
+        r"quantization='dynamic'.*Export it with "
+        r"quantization='int8'",
+    ):
         export.export_tflite(model, tmp_path / "tt.tflite", "dynamic")
     assert list(tmp_path.iterdir()) == []

@@ -56,19 +56,24 @@ def test_evaluate_exact_whole_shuffled_split_in_one_pass():
 def test_evaluate_exact_forms_and_limits(caplog):
     model, x, y = _model_and_data(600)
     whole = metrics.evaluate_exact(model, (x, y))
-    unbatched = metrics.evaluate_exact(model, tf.data.Dataset.from_tensor_slices((x, y)),
-                                       batch_size=64)
+    unbatched = metrics.evaluate_exact(
+        model, tf.data.Dataset.from_tensor_slices((x, y)), batch_size=64
+    )
     assert unbatched == pytest.approx(whole)
-    first = metrics.evaluate_exact(model, tf.data.Dataset.from_tensor_slices(
-        ({"x": x}, y)).repeat().batch(100), max_examples=250)
+    first = metrics.evaluate_exact(
+        model,
+        tf.data.Dataset.from_tensor_slices(({"x": x}, y)).repeat().batch(100),
+        max_examples=250,
+    )
     assert first["n_examples"] == 250
-    assert first["auc"] == pytest.approx(_mann_whitney(y[:250], model.predict(x[:250],
-                                                                              verbose=0)))
+    assert first["auc"] == pytest.approx(_mann_whitney(y[:250], model.predict(x[:250], verbose=0)))
     with caplog.at_level(logging.WARNING, logger="tfcompress"):
-        weighted = metrics.evaluate_exact(model, (x, y, np.linspace(0, 1, 600)),
-                                          metrics=["auc"])
-    assert weighted == {"auc": pytest.approx(whole["auc"]), "n_examples": 600,
-                        "n_positives": whole["n_positives"]}
+        weighted = metrics.evaluate_exact(model, (x, y, np.linspace(0, 1, 600)), metrics=["auc"])
+    assert weighted == {
+        "auc": pytest.approx(whole["auc"]),
+        "n_examples": 600,
+        "n_positives": whole["n_positives"],
+    }
     assert "unweighted" in caplog.text
 
 
@@ -85,10 +90,14 @@ def test_evaluate_exact_multiclass_and_outputs():
         metrics.evaluate_exact(model, (x, y))
     got = metrics.evaluate_exact(model, (x, y), output="probs")
     p = model.predict(x, verbose=0)[0]
-    assert got == {"accuracy": pytest.approx(float(np.mean(p.argmax(1) == y))),
-                   "top5_accuracy": pytest.approx(float(np.mean(
-                       (np.argsort(-p, 1)[:, :5] == y[:, None]).any(1)))),
-                   "n_examples": 90, "n_positives": None}
+    assert got == {
+        "accuracy": pytest.approx(float(np.mean(p.argmax(1) == y))),
+        "top5_accuracy": pytest.approx(
+            float(np.mean((np.argsort(-p, 1)[:, :5] == y[:, None]).any(1)))
+        ),
+        "n_examples": 90,
+        "n_positives": None,
+    }
     with pytest.raises(ValueError, match="`output` 'nope' is not an output"):
         metrics.evaluate_exact(model, (x, y), output="nope")
 
@@ -97,8 +106,11 @@ def test_evaluate_exact_bad_input():
     model, x, y = _model_and_data(50)
     with pytest.raises(ValueError, match="`data` has no labels"):
         metrics.evaluate_exact(model, tf.data.Dataset.from_tensor_slices(x).batch(10))
-    with pytest.raises(ValueError, match=r"input 'x' expects shape \(None, 3\), received shape "
-                                         r"\(50, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"input 'x' expects shape \(None, 3\), received shape "
+        r"\(50, 4\)",
+    ):
         metrics.evaluate_exact(model, (np.zeros((50, 4), "float32"), y))
     with pytest.raises(ValueError, match="unknown metric 'f1'"):
         metrics.evaluate_exact(model, (x, y), metrics=["f1"])
@@ -116,7 +128,8 @@ def test_few_positives_note():
     assert metrics.few_positives_note(10_000, 2_000) is None
     assert metrics.few_positives_note(500, 40) == (
         "only 40 positives among 500 examples: quality differences are noise (an AUC's "
-        "standard error is ~0.05 here)")
+        "standard error is ~0.05 here)"
+    )
     assert metrics.few_positives_note(500, 450).startswith("only 50 negatives among 500")
     assert metrics.few_positives_note(500, None) is None
     assert metrics.count_positives(np.array([1, 0, 1, 1]), "binary") == 3

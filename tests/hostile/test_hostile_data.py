@@ -67,13 +67,13 @@ def test_nonfinite_text_in_a_numeric_column_raises_instead_of_going_categorical(
     path = _csv(tmp_path / "late.csv", ["1.5"] * 9 + ["inf"])
     with pytest.raises(ValueError, match=f"{path} line 11: value 'inf' in column 'x'"):
         load_csv(path, label="click")
-    task = load_csv(_csv(tmp_path / "late_text.csv", ["inf"] + ["1.5"] * 10 + ["red"]),
-                    label="click")
+    task = load_csv(
+        _csv(tmp_path / "late_text.csv", ["inf"] + ["1.5"] * 10 + ["red"]), label="click"
+    )
     assert task.info["columns"]["x"]["kind"] == "categorical"
     monkeypatch.undo()
     # the documented way out: list the column in categorical=
-    task = load_csv(_csv(tmp_path / "cat.csv", ["1.5", "inf"]), label="click",
-                    categorical=["x"])
+    task = load_csv(_csv(tmp_path / "cat.csv", ["1.5", "inf"]), label="click", categorical=["x"])
     assert task.info["columns"]["x"]["kind"] == "categorical"
     # real text in the column still makes it categorical, whatever came first
     task = load_csv(_csv(tmp_path / "text.csv", ["inf", "red"]), label="click")

@@ -3,6 +3,7 @@ user's umask, and CLI errors as one line with exit status 2.
 
 One test per hostile-input class; each failed on the code before the fix.
 """
+
 from __future__ import annotations
 
 import json
@@ -72,15 +73,29 @@ def test_a_changed_artifact_is_refused_on_load_and_bench_unless_verify_false(cop
     assert "re-export" in msg and "verify=False" in msg
     x, y = _data()
     with pytest.raises(ValueError, match=r"m\.tflite.*does not match.*manifest\.json"):
-        benchmarking.benchmark({"m": str(tfl)}, (x, y), batch_sizes=(8,), warmup=0, repeats=1,
-                               measure_memory=False, progress=False)
+        benchmarking.benchmark(
+            {"m": str(tfl)},
+            (x, y),
+            batch_sizes=(8,),
+            warmup=0,
+            repeats=1,
+            measure_memory=False,
+            progress=False,
+        )
     with caplog.at_level(logging.WARNING, logger="tfcompress"):
         variant = export.load_variant(tfl, verify=False)
     assert variant({"x": x[:2]})["prob"].shape == (2, 1)
     assert "not checked" in caplog.text and "verify=False" in caplog.text
-    report = benchmarking.benchmark({"m": str(tfl)}, (x, y), batch_sizes=(8,), warmup=0,
-                                    repeats=1, measure_memory=False, progress=False,
-                                    verify=False)
+    report = benchmarking.benchmark(
+        {"m": str(tfl)},
+        (x, y),
+        batch_sizes=(8,),
+        warmup=0,
+        repeats=1,
+        measure_memory=False,
+        progress=False,
+        verify=False,
+    )
     assert report.rows[0].examples == len(y)
     with pytest.raises(TypeError, match="`verify` must be True or False, received 'no'"):
         benchmarking.benchmark({"m": str(tfl)}, (x, y), verify="no")
@@ -110,7 +125,8 @@ def test_verify_manifest_reports_unlisted_artifacts_and_malformed_entries(copy):
     (copy / "notes.json").write_text("{}")  # not an artifact either
     problems = export.verify_manifest(copy, strict=False)
     assert problems["stray.tflite"] == [
-        "stray.tflite is not listed in the manifest (export it again, or remove it)"]
+        "stray.tflite is not listed in the manifest (export it again, or remove it)"
+    ]
     assert problems["sm_copy"] and "not listed" in problems["sm_copy"][0]
     assert problems["m.tflite"] == [] and problems["sm"] == []
     assert set(problems) == {"m.tflite", "other.tflite", "sm", "stray.tflite", "sm_copy"}
@@ -126,7 +142,8 @@ def test_verify_manifest_reports_unlisted_artifacts_and_malformed_entries(copy):
     assert problems["m.tflite"] == ["malformed entry: expected an object, found str"]
     assert problems["other.tflite"][0].startswith("malformed entry: 'files' must be a non-empty")
     assert problems["sm"] == [
-        "malformed entry for file sm/saved_model.pb: expected {bytes, sha256}, found 7"]
+        "malformed entry for file sm/saved_model.pb: expected {bytes, sha256}, found 7"
+    ]
     with pytest.raises(ValueError, match="malformed entry"):  # and load refuses it too
         export.load_variant(copy / "m.tflite")
 
@@ -134,9 +151,11 @@ def test_verify_manifest_reports_unlisted_artifacts_and_malformed_entries(copy):
 @pytest.mark.parametrize("damage", ["truncated", "random", "empty"])
 def test_a_corrupt_tflite_error_names_the_file(exported, tmp_path, damage):
     good = (exported / "m.tflite").read_bytes()
-    bad = {"truncated": good[: len(good) // 2],
-           "random": np.random.default_rng(0).bytes(len(good)),
-           "empty": b""}[damage]
+    bad = {
+        "truncated": good[: len(good) // 2],
+        "random": np.random.default_rng(0).bytes(len(good)),
+        "empty": b"",
+    }[damage]
     path = tmp_path / "broken.tflite"  # no manifest beside it: the parser must say it
     path.write_bytes(bad)
     with pytest.raises(ValueError) as info:
@@ -180,17 +199,25 @@ def test_cli_os_errors_are_one_line_with_status_2(tmp_path, capsys):
     assert "Traceback (most recent call last)" not in err
 
 
-@pytest.mark.parametrize("error, hint", [
-    (MemoryError(), "MemoryError (out of memory: reduce the sizes"),
-    (OverflowError("int too large to convert to float"),
-     "OverflowError: int too large to convert to float (a number is too large"),
-    (RecursionError("maximum recursion depth exceeded"),
-     "RecursionError: maximum recursion depth exceeded (the input is nested too deeply"),
-    (PermissionError(13, "Permission denied", "/out/report.md"),
-     "PermissionError: [Errno 13] Permission denied: '/out/report.md' (check the path"),
-])
-def test_cli_resource_errors_are_one_line_with_status_2(tmp_path, capsys, monkeypatch, error,
-                                                        hint):
+@pytest.mark.parametrize(
+    "error, hint",
+    [
+        (MemoryError(), "MemoryError (out of memory: reduce the sizes"),
+        (
+            OverflowError("int too large to convert to float"),
+            "OverflowError: int too large to convert to float (a number is too large",
+        ),
+        (
+            RecursionError("maximum recursion depth exceeded"),
+            "RecursionError: maximum recursion depth exceeded (the input is nested too deeply",
+        ),
+        (
+            PermissionError(13, "Permission denied", "/out/report.md"),
+            "PermissionError: [Errno 13] Permission denied: '/out/report.md' (check the path",
+        ),
+    ],
+)
+def test_cli_resource_errors_are_one_line_with_status_2(tmp_path, capsys, monkeypatch, error, hint):
     def fail(run_dir):
         raise error
 

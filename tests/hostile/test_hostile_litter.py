@@ -5,6 +5,7 @@ WARNING line; a user's own hidden files, fresh temporaries and held ones stay.
 
 Each test failed on the code before the fix (nothing was ever removed).
 """
+
 from __future__ import annotations
 
 import json
@@ -53,8 +54,14 @@ def _temp_file(directory: Path, prefix: str, suffix: str, old: bool = True) -> P
 
 def _user_files(d: Path) -> list[Path]:
     """Hidden and visible files of the user's that look a bit like ours: all must stay."""
-    files = [d / ".keep", d / ".notes.tmp", d / "model.tmp.keras", d / ".cache" / "x",
-             d / ".m.tflite.swp", d / ".ab.toolong12.tmp"]
+    files = [
+        d / ".keep",
+        d / ".notes.tmp",
+        d / "model.tmp.keras",
+        d / ".cache" / "x",
+        d / ".m.tflite.swp",
+        d / ".ab.toolong12.tmp",
+    ]
     for f in files:
         f.parent.mkdir(exist_ok=True)
         f.write_text("mine")
@@ -165,8 +172,9 @@ def test_export_into_a_littered_folder_cleans_it_and_says_so(tmp_path, caplog, f
     got = next(iter(got.values())) if isinstance(got, dict) else got
     np.testing.assert_allclose(np.asarray(got).reshape(want.shape), want, atol=1e-4)
     leftovers = sorted(p.name for p in d.iterdir() if p.name.startswith("."))
-    assert leftovers == sorted([".ab.toolong12.tmp", ".cache", ".keep", ".m.tflite.swp",
-                                ".notes.tmp", fresh.name])
+    assert leftovers == sorted(
+        [".ab.toolong12.tmp", ".cache", ".keep", ".m.tflite.swp", ".notes.tmp", fresh.name]
+    )
 
 
 _CHILD = textwrap.dedent("""
@@ -203,9 +211,15 @@ def test_killed_exports_leave_litter_that_the_next_export_removes(tmp_path, capl
     d = tmp_path / "out"
     d.mkdir()
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
-    children = [subprocess.Popen([sys.executable, "-c", _CHILD, str(d), what], env=env,
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-                for what in ("tflite", "saved_model")]
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CHILD, str(d), what],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for what in ("tflite", "saved_model")
+    ]
     for child in children:
         out, _ = child.communicate(timeout=300)
         assert child.returncode == -9, out.decode()[-2000:]
@@ -252,10 +266,16 @@ def test_clean_run_dir_removes_crashed_stages_the_recipe_dropped_and_temps(tmp_p
         removed = _pipeline_io.clean_run_dir(
             run, ["00_model", "01_prune", "02_quantize", "03_embed"]
         )
-    assert sorted(removed) == sorted([
-        "02_quantise", "00_model/.model.tmp.keras", "01_prune/.model.tmp.keras",
-        f"exports/{stale_export.name}", stale_report.name, f"03_shrink/{stage_tmp.name}",
-    ])
+    assert sorted(removed) == sorted(
+        [
+            "02_quantise",
+            "00_model/.model.tmp.keras",
+            "01_prune/.model.tmp.keras",
+            f"exports/{stale_export.name}",
+            stale_report.name,
+            f"03_shrink/{stage_tmp.name}",
+        ]
+    )
     assert not dropped.exists()
     # the stage the recipe resumes keeps its record and backup; the others stay as they are
     assert json.loads((resumed / "stage.json").read_text())["status"] == "running"

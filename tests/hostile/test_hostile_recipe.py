@@ -21,6 +21,7 @@ from tfcompress.recipe import DataSpec, ModelSpec, Recipe, RecipeError, load_rec
 HEAD = 'name = "run"\n[model]\nname = "dcn"\nepochs = 1\n'
 YAML_HEAD = "name: run\nmodel: {name: dcn, epochs: 1}\n"
 
+
 def _alias_bomb(levels: int = 9, width: int = 9) -> str:
     rows = ["a0: &a0 [" + ", ".join(["x"] * width) + "]"]
     for i in range(1, levels):
@@ -73,8 +74,12 @@ def loaded(tmp_path_factory) -> dict[str, str]:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     try:
         out = subprocess.run(
-            [sys.executable, "-c", _CHILD, *paths], capture_output=True, text=True,
-            timeout=_TIMEOUT_S, env=env, cwd=Path(__file__).resolve().parents[2],
+            [sys.executable, "-c", _CHILD, *paths],
+            capture_output=True,
+            text=True,
+            timeout=_TIMEOUT_S,
+            env=env,
+            cwd=Path(__file__).resolve().parents[2],
         ).stdout
     except subprocess.TimeoutExpired as err:
         out = err.stdout.decode() if isinstance(err.stdout, bytes) else (err.stdout or "")
@@ -110,12 +115,15 @@ def test_yaml_self_referential_alias_is_refused(loaded):
 
 
 @pytest.mark.multiprocess
-@pytest.mark.parametrize("name, where", [
-    ("deep.toml", "line 5: "),
-    ("deep.yaml", "line 3: "),
-    ("deep_tables.yaml", "line 3: "),
-    ("dotted.toml", "line 5, model.size." + ".".join(["a"] * 30) + ": "),
-])
+@pytest.mark.parametrize(
+    "name, where",
+    [
+        ("deep.toml", "line 5: "),
+        ("deep.yaml", "line 3: "),
+        ("deep_tables.yaml", "line 3: "),
+        ("dotted.toml", "line 5, model.size." + ".".join(["a"] * 30) + ": "),
+    ],
+)
 def test_deep_nesting_is_refused_without_recursion_error(loaded, name, where):
     path, line = _result(loaded, name)
     assert line.startswith(f"RecipeError: {path} {where}"), line
@@ -134,17 +142,22 @@ def test_oversized_file_is_refused_before_reading_it_all(loaded):
 
 def test_bounds_leave_ordinary_recipes_alone(tmp_path):
     # nesting up to the limit and a few aliases are fine
-    yaml_text = (YAML_HEAD + "stages:\n  - &p {kind: prune, sparsity: 0.5}\n"
-                 "  - {kind: prune, sparsity: 0.7}\n")
+    yaml_text = (
+        YAML_HEAD + "stages:\n  - &p {kind: prune, sparsity: 0.5}\n"
+        "  - {kind: prune, sparsity: 0.7}\n"
+    )
     assert [s.sparsity for s in loads_recipe(yaml_text, "yaml").stages] == [0.5, 0.7]
     with pytest.raises(RecipeError, match=r'unknown key "deep"'):
         loads_recipe(HEAD + "deep = " + "[" * 30 + "]" * 30 + "\n")
 
 
-@pytest.mark.parametrize("fmt, text", [
-    ("toml", HEAD + '[[stages]]\nkind = "prune"\nsparsity = 0.6\n'),
-    ("yaml", YAML_HEAD + "stages:\n  - {kind: prune, sparsity: 0.6}\n"),
-])
+@pytest.mark.parametrize(
+    "fmt, text",
+    [
+        ("toml", HEAD + '[[stages]]\nkind = "prune"\nsparsity = 0.6\n'),
+        ("yaml", YAML_HEAD + "stages:\n  - {kind: prune, sparsity: 0.6}\n"),
+    ],
+)
 def test_utf8_bom_is_accepted(tmp_path, fmt, text):
     path = tmp_path / f"bom.{fmt}"
     path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
@@ -159,8 +172,10 @@ def test_relative_paths_resolve_against_the_recipe_folder(tmp_path, monkeypatch)
     (folder / "clicks.csv").write_text("y,x\n1,2\n", encoding="utf-8")
     (folder / "teacher.keras").write_bytes(b"")
     path = folder / "r.toml"
-    path.write_text('name = "run"\n[model]\npath = "teacher.keras"\n'
-                    '[data]\npath = "clicks.csv"\nlabel = "y"\n', encoding="utf-8")
+    path.write_text(
+        'name = "run"\n[model]\npath = "teacher.keras"\n[data]\npath = "clicks.csv"\nlabel = "y"\n',
+        encoding="utf-8",
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
@@ -171,11 +186,16 @@ def test_relative_paths_resolve_against_the_recipe_folder(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path / "project")
     assert load_recipe("recipes/r.toml").data.path == str(folder / "clicks.csv")
     # absolute paths are kept; recipes built in Python stay relative to the working directory
-    path.write_text(f'name = "run"\n[model]\nname = "dcn"\nepochs = 1\n'
-                    f'[data]\npath = "{elsewhere / "d.csv"}"\nlabel = "y"\n', encoding="utf-8")
+    path.write_text(
+        f'name = "run"\n[model]\nname = "dcn"\nepochs = 1\n'
+        f'[data]\npath = "{elsewhere / "d.csv"}"\nlabel = "y"\n',
+        encoding="utf-8",
+    )
     assert load_recipe(path).data.path == str(elsewhere / "d.csv")
-    assert Recipe("r", ModelSpec(name="dcn", epochs=1),
-                  DataSpec(path="d.csv", label="y")).data.path == "d.csv"
+    assert (
+        Recipe("r", ModelSpec(name="dcn", epochs=1), DataSpec(path="d.csv", label="y")).data.path
+        == "d.csv"
+    )
     assert loads_recipe(HEAD + '[data]\npath = "d.csv"\nlabel = "y"\n').data.path == "d.csv"
 
 

@@ -46,8 +46,14 @@ def test_load_task_refuses_sizes_that_cannot_fit_before_allocating(task, n_sampl
     assert peak < 16 * 2**20  # refused before the samples were drawn
 
 
-_WRONG_N_SAMPLES = [(True, TypeError), (1e12, TypeError), (float("inf"), TypeError),
-                    ("1000", TypeError), (0, ValueError), (-5, ValueError)]
+_WRONG_N_SAMPLES = [
+    (True, TypeError),
+    (1e12, TypeError),
+    (float("inf"), TypeError),
+    ("1000", TypeError),
+    (0, ValueError),
+    (-5, ValueError),
+]
 
 
 def test_every_size_argument_is_checked():
@@ -66,8 +72,11 @@ def test_the_limit_follows_the_machines_memory(monkeypatch):
         data.load_task("ctr", n_samples=2_000_000)
     msg = str(caught.value)
     assert f"use at most {most:,} samples" in msg and "1.0 GiB" in msg
-    assert simulated.task_memory_bytes("ctr", most) <= GIB < simulated.task_memory_bytes(
-        "ctr", most + 1)
+    assert (
+        simulated.task_memory_bytes("ctr", most)
+        <= GIB
+        < simulated.task_memory_bytes("ctr", most + 1)
+    )
     assert data.load_task("ctr", n_samples=2_000).info["rows"]["train"] == 1_600
 
 
@@ -119,8 +128,9 @@ def test_dataspec_refuses_samples_that_cannot_fit():
 
 def test_a_recipe_file_with_absurd_samples_names_the_line(tmp_path):
     path = tmp_path / "big.toml"
-    path.write_text(f'name = "big"\n[model]\nname = "dcn"\n[data]\ntask = "ctr"\n'
-                    f"samples = {HUGE}\n")
+    path.write_text(
+        f'name = "big"\n[model]\nname = "dcn"\n[data]\ntask = "ctr"\nsamples = {HUGE}\n'
+    )
     with pytest.raises(RecipeError) as caught:
         load_recipe(path)
     assert "line 6" in str(caught.value) and "data.samples" in str(caught.value)
@@ -130,13 +140,16 @@ def test_a_recipe_file_with_absurd_samples_names_the_line(tmp_path):
 @pytest.mark.slow
 def test_tfcompress_run_refuses_absurd_samples_in_one_line(tmp_path):
     recipe = tmp_path / "big.toml"
-    recipe.write_text(f'name = "big"\n[model]\nname = "dcn"\nepochs = 1\n[data]\n'
-                      f'task = "ctr"\nsamples = {HUGE}\n')
+    recipe.write_text(
+        f'name = "big"\n[model]\nname = "dcn"\nepochs = 1\n[data]\ntask = "ctr"\nsamples = {HUGE}\n'
+    )
     out = tmp_path / "out"
     started = time.monotonic()
     result = subprocess.run(
         [sys.executable, "-m", "tfcompress.cli", "run", str(recipe), "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     elapsed = time.monotonic() - started
@@ -162,8 +175,10 @@ def _report_fails(monkeypatch, error):
 
 
 def test_a_multi_line_error_prints_every_line_indented(tmp_path, capsys, monkeypatch):
-    message = ("the recipe has 3 problems:\n- stages[0].sparsity: expected a number in (0, 1)\n"
-               "\n- stages[1].epochs: expected an integer >= 1\n- export.tflite: unknown mode")
+    message = (
+        "the recipe has 3 problems:\n- stages[0].sparsity: expected a number in (0, 1)\n"
+        "\n- stages[1].epochs: expected an integer >= 1\n- export.tflite: unknown mode"
+    )
     _report_fails(monkeypatch, RecipeError(message, source="r.toml"))
     assert cli.main(["report", str(tmp_path)]) == 2
     lines = capsys.readouterr().err.splitlines()
@@ -178,8 +193,9 @@ def test_a_multi_line_error_prints_every_line_indented(tmp_path, capsys, monkeyp
     _report_fails(monkeypatch, ValueError("RUN_DIR has no report.json; run the recipe first."))
     assert cli.main(["report", str(tmp_path)]) == 2
     lines = capsys.readouterr().err.splitlines()  # a one-line message stays one line
-    assert lines[0] == ("tfcompress report: error: RUN_DIR has no report.json; run the recipe "
-                        "first.")
+    assert lines[0] == (
+        "tfcompress report: error: RUN_DIR has no report.json; run the recipe first."
+    )
     assert lines[1].startswith("  at ")
 
 
@@ -187,8 +203,11 @@ def test_a_multi_line_runtime_error_is_not_collapsed(tmp_path, capsys, monkeypat
     _report_fails(monkeypatch, RuntimeError("worker 1 failed (exit 1):\n  last lines:\n  boom"))
     assert cli.main(["report", str(tmp_path)]) == 1
     lines = capsys.readouterr().err.splitlines()
-    assert lines[:3] == ["tfcompress report: error: RuntimeError: worker 1 failed (exit 1):",
-                         "      last lines:", "      boom"]
+    assert lines[:3] == [
+        "tfcompress report: error: RuntimeError: worker 1 failed (exit 1):",
+        "      last lines:",
+        "      boom",
+    ]
 
 
 def test_a_very_long_error_is_bounded(tmp_path, capsys, monkeypatch):

@@ -87,7 +87,11 @@ def fit(model, inputs, y, epochs=2, steps_per_epoch=STEPS // 2, callbacks=None, 
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse", **compile_kw)
     batch = N // steps_per_epoch
     return model.fit(
-        inputs, y, batch_size=batch, epochs=epochs, verbose=0,
+        inputs,
+        y,
+        batch_size=batch,
+        epochs=epochs,
+        verbose=0,
         callbacks=[PruningCallback()] if callbacks is None else callbacks,
     )
 
@@ -104,8 +108,13 @@ def pruned_toy(tmp_path_factory):
     log = tmp_path_factory.mktemp("logs") / "log.csv"
     history = fit(pruned, inputs, y, callbacks=[PruningCallback(), keras.callbacks.CSVLogger(log)])
     return {
-        "model": model, "original": original, "pruned": pruned, "history": history.history,
-        "inputs": inputs, "y": y, "csv": log,
+        "model": model,
+        "original": original,
+        "pruned": pruned,
+        "history": history.history,
+        "inputs": inputs,
+        "y": y,
+        "csv": log,
     }
 
 
@@ -127,8 +136,9 @@ def test_twenty_step_fit_reaches_target_on_dense_embedding_and_custom_sublayer(p
     # training worked and the original model was left alone
     history = pruned_toy["history"]
     assert history["loss"][-1] < history["loss"][0]
-    for before, after in zip(pruned_toy["original"], pruned_toy["model"].get_weights(),
-                             strict=True):
+    for before, after in zip(
+        pruned_toy["original"], pruned_toy["model"].get_weights(), strict=True
+    ):
         np.testing.assert_array_equal(before, after)
 
 
@@ -267,15 +277,23 @@ def test_mirrored_strategy_matches_single_device(mirrored):
             model.set_weights(initial)
             pruned = prune(model, 0.6)
             pruned.compile(optimizer=keras.optimizers.SGD(1e-2), loss="mse")
-        history = pruned.fit(inputs, y, batch_size=BATCH, epochs=2, shuffle=False, verbose=0,
-                             callbacks=[PruningCallback()])
+        history = pruned.fit(
+            inputs,
+            y,
+            batch_size=BATCH,
+            epochs=2,
+            shuffle=False,
+            verbose=0,
+            callbacks=[PruningCallback()],
+        )
         return history.history, strip(pruned)
 
     single_history, single = run(tf.distribute.get_strategy().scope())
     multi_history, multi = run(mirrored.scope())
     np.testing.assert_allclose(multi_history["loss"], single_history["loss"], rtol=1e-4)
-    assert sparsity_report(multi).overall == pytest.approx(sparsity_report(single).overall,
-                                                           abs=1e-6)
+    assert sparsity_report(multi).overall == pytest.approx(
+        sparsity_report(single).overall, abs=1e-6
+    )
     for a, b in zip(single.get_weights(), multi.get_weights(), strict=True):
         np.testing.assert_allclose(b, a, atol=1e-4)
         np.testing.assert_array_equal(b == 0, a == 0)  # the same weights were pruned
@@ -376,9 +394,13 @@ def test_train_on_batch_without_driver_fails_naming_the_fixes_then_fit_works():
     pruned = prune(_dense_model(), 0.5)
     pruned.compile("adam", "mse")
     inputs, y = toy_data()
-    with pytest.raises(ValueError, match=(
+    with pytest.raises(
+        ValueError,
+        match=(
             r"callbacks=\[tfcompress.PruningCallback\(\)\].*"
-            r"from tfcompress.pruning import enable_fit_pruning; enable_fit_pruning\(model\)")):
+            r"from tfcompress.pruning import enable_fit_pruning; enable_fit_pruning\(model\)"
+        ),
+    ):
         pruned.train_on_batch(inputs[0][:BATCH], y[:BATCH])
     fit(pruned, inputs[0], y, callbacks=[])  # the plain fit drives the pruning itself
     assert sparsity_report(pruned)["dense"] == pytest.approx(0.5, abs=0.01)
@@ -444,7 +466,9 @@ def test_unknown_number_of_steps_asks_for_steps_per_epoch():
         pruned.fit(unknown.batch(BATCH), verbose=0, callbacks=[PruningCallback()])
     # with steps_per_epoch it is sized from the fit
     history = pruned.fit(
-        unknown.repeat().batch(BATCH), steps_per_epoch=STEPS, verbose=0,
+        unknown.repeat().batch(BATCH),
+        steps_per_epoch=STEPS,
+        verbose=0,
         callbacks=[PruningCallback()],
     )
     assert history.history["sparsity"][-1] == pytest.approx(0.5, abs=0.01)
@@ -553,17 +577,25 @@ def test_sparsity_report_of_plain_model():
 
 def test_strip_reaches_target_when_early_stopping_restored_earlier_masks(caplog):
     x = np.random.default_rng(1).normal(size=(256, 16)).astype("float32")
-    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(32, name="d"),
-                              keras.layers.Dense(1, name="out")])
+    model = keras.Sequential(
+        [keras.Input((16,)), keras.layers.Dense(32, name="d"), keras.layers.Dense(1, name="out")]
+    )
     pruned = prune(model, 0.8)
     pruned.compile("adam", "mse")
     # Listed after PruningCallback, the restore runs after the final masks: sparsity drops.
-    pruned.fit(x, x[:, :1], epochs=2, batch_size=32, verbose=0,
-               callbacks=[PruningCallback(), RestoreFirstEpoch()])
+    pruned.fit(
+        x,
+        x[:, :1],
+        epochs=2,
+        batch_size=32,
+        verbose=0,
+        callbacks=[PruningCallback(), RestoreFirstEpoch()],
+    )
     assert sparsity_report(pruned).overall < 0.75
     with caplog.at_level(logging.WARNING, logger="tfcompress"):
         stripped = strip(pruned)
     assert sparsity_report(stripped).overall == pytest.approx(0.8, abs=0.01)
     assert "final masks were undone" in caplog.text
-    np.testing.assert_allclose(stripped.predict(x, verbose=0), pruned.predict(x, verbose=0),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        stripped.predict(x, verbose=0), pruned.predict(x, verbose=0), atol=1e-6
+    )

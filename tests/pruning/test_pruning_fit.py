@@ -21,8 +21,11 @@ STEPS = N // BATCH
 
 def _model(name: str = "small") -> keras.Model:
     return keras.Sequential(
-        [keras.Input((16,)), keras.layers.Dense(32, name="dense"),
-         keras.layers.Dense(1, name="out")],
+        [
+            keras.Input((16,)),
+            keras.layers.Dense(32, name="dense"),
+            keras.layers.Dense(1, name="out"),
+        ],
         name=name,
     )
 
@@ -138,8 +141,7 @@ def test_plain_fit_without_callback_reaches_target_and_strip_keeps_it():
     assert report.overall == pytest.approx(0.8, abs=0.01)
     assert report["dense"] == pytest.approx(0.8, abs=0.01)
     assert report["out"] == pytest.approx(26 / 32)  # keeps round(32 * 0.2) = 6 of 32
-    np.testing.assert_allclose(stripped.predict(x, verbose=0), pm.predict(x, verbose=0),
-                               atol=1e-6)
+    np.testing.assert_allclose(stripped.predict(x, verbose=0), pm.predict(x, verbose=0), atol=1e-6)
     # the callback's logs are what the callback adds: none without it
     assert "sparsity" not in history.history
     # a second plain fit keeps the target (the schedule restarts from the reached sparsity)
@@ -186,8 +188,13 @@ def test_callback_and_self_driving_fit_step_once_per_batch():
         _fit(pm, callbacks=cbs)
         schedule = pm.get_layer("prune_low_magnitude_dense").pruning_schedule
         steps = schedule.steps_done(int(pm.optimizer.iterations.numpy()))
-        runs[name] = (steps, schedule.end_step, recorder.seen if recorder.seen else None,
-                      _masks(pm), pm.get_weights())
+        runs[name] = (
+            steps,
+            schedule.end_step,
+            recorder.seen if recorder.seen else None,
+            _masks(pm),
+            pm.get_weights(),
+        )
     ref_steps, ref_end, ref_seen, ref_masks, ref_weights = runs["callback"]
     assert (ref_steps, ref_end) == (2 * STEPS, 16)
     for name, (steps, end, seen, masks, weights) in runs.items():
@@ -271,9 +278,13 @@ def test_plain_fit_of_unknown_length_names_the_fix_and_the_model_stays_usable():
     pm = _compile(prune(_model(), 0.5))
     x, y = _data()
     unknown = tf.data.Dataset.from_tensor_slices((x, y)).filter(lambda a, b: True)
-    with pytest.raises(ValueError, match=(
-        r"pruning schedule of model 'small'.*number of steps of this fit is unknown.*"
-        r"steps_per_epoch=.*tfcompress.prune\(\.\.\., steps=")):
+    with pytest.raises(
+        ValueError,
+        match=(
+            r"pruning schedule of model 'small'.*number of steps of this fit is unknown.*"
+            r"steps_per_epoch=.*tfcompress.prune\(\.\.\., steps="
+        ),
+    ):
         pm.fit(unknown.batch(BATCH), verbose=0)
     pm.fit(unknown.repeat().batch(BATCH), steps_per_epoch=STEPS, epochs=2, verbose=0)
     assert sparsity_report(pm).overall == pytest.approx(0.5, abs=0.01)

@@ -46,8 +46,9 @@ def _zero_units(layer, units) -> None:
 
 
 def _emb_parts(schema, use_sequence=True):
-    return [f for f in schema.features if f.kind != "numeric" and (use_sequence or
-                                                                     f.kind != "sequence")]
+    return [
+        f for f in schema.features if f.kind != "numeric" and (use_sequence or f.kind != "sequence")
+    ]
 
 
 # ----------------------------------------------------------------------------- parameter counts
@@ -117,11 +118,16 @@ def test_mlp_removing_zero_units_keeps_outputs_exact():
     model.get_layer("bn").set_weights([gamma, beta, mean, var])
     x = rng.normal(size=(64, 10)).astype("float32")
     small = shrink(model, 0.5)
-    np.testing.assert_allclose(small.predict(x, verbose=0), model.predict(x, verbose=0),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        small.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6
+    )
     kept = small.get_layer("h2").get_weights()[0]
-    np.testing.assert_array_equal(kept, model.get_layer("h2").get_weights()[0][
-        np.flatnonzero(np.any(model.get_layer("h1").get_weights()[0], axis=0))][:, [0, 2, 5, 7]])
+    np.testing.assert_array_equal(
+        kept,
+        model.get_layer("h2").get_weights()[0][
+            np.flatnonzero(np.any(model.get_layer("h1").get_weights()[0], axis=0))
+        ][:, [0, 2, 5, 7]],
+    )
 
 
 @pytest.mark.parametrize("cross_rank", [None, 3])
@@ -137,8 +143,9 @@ def test_dcn_removing_zero_dimensions_keeps_outputs_exact(task, cross_rank):
         elif isinstance(layer, keras.layers.Dense) and layer.name.startswith("mlp_"):
             _zero_units(layer, rng.permutation(layer.units)[: layer.units // 2])
         elif layer.name.startswith("cross_"):  # non-zero biases: they must be sliced right
-            layer.set_weights([w + rng.normal(size=w.shape).astype("float32") * 0.1
-                               for w in layer.get_weights()])
+            layer.set_weights(
+                [w + rng.normal(size=w.shape).astype("float32") * 0.1 for w in layer.get_weights()]
+            )
     batch = _batch(task)
     small = shrink(model, 0.5)
     assert small.count_params() < model.count_params() / 2
@@ -165,8 +172,9 @@ def test_add_branches_shrink_as_one_group_exactly():
     assert report["a"].detail == "units 8 -> 4" and "shrunk together with b" in report["a"].reason
     assert report["output"].detail == "inputs 14 -> 10"
     x = np.random.default_rng(0).normal(size=(32, 6)).astype("float32")
-    np.testing.assert_allclose(small.predict(x, verbose=0), model.predict(x, verbose=0),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        small.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6
+    )
     # LayerNormalization follows its input channels (its statistics then change: no parity)
     with_ln = shrink(_two_branches(layer_norm=True), 0.5)
     assert with_ln.compression_report["ln"].detail == "channels 14 -> 10"
@@ -197,8 +205,9 @@ def test_attention_heads_are_removed_exactly_when_zero(task):
 
 
 def test_shrunk_dcn_trains_and_saves(task, tmp_path):
-    model = models.compile_for_task(models.dcn(task.schema, size="tiny"), task.schema,
-                                    learning_rate=5e-3)
+    model = models.compile_for_task(
+        models.dcn(task.schema, size="tiny"), task.schema, learning_rate=5e-3
+    )
     model.fit(task.train, epochs=1, verbose=0)
     small = shrink(model, 0.5)
     models.compile_for_task(small, task.schema, learning_rate=5e-3)
@@ -256,8 +265,9 @@ def test_activation_criterion_keeps_the_live_units(batched):
     by_norm = shrink(model, 0.5)
     np.testing.assert_array_equal(by_activation.get_layer("h").get_weights()[1], np.zeros(4))
     np.testing.assert_array_equal(by_norm.get_layer("h").get_weights()[1], np.full(4, -100.0))
-    np.testing.assert_allclose(by_activation.predict(x, verbose=0), model.predict(x, verbose=0),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        by_activation.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-5
+    )
     assert by_activation.compression_report.settings["criterion"] == "activation"
 
 

@@ -24,9 +24,7 @@ VOCAB = 3000
 def _table(rows=VOCAB, dim=8, seed=0):
     """Rows of very different norms, like popular vs long-tail items."""
     rng = np.random.default_rng(seed)
-    return (rng.normal(size=(rows, dim)) * rng.uniform(0.01, 1.0, size=(rows, 1))).astype(
-        "float32"
-    )
+    return (rng.normal(size=(rows, dim)) * rng.uniform(0.01, 1.0, size=(rows, 1))).astype("float32")
 
 
 def _model(dim=8, mask_zero=False):
@@ -115,10 +113,16 @@ def test_export_stores_embedding_tables_as_int8_in_every_quantized_mode(mode, tm
     model = _model(dim=32)  # 32-wide rows: per-row scales under "auto"
     ds = _data().batch(32)
     calibrate = ds if mode != "dynamic" else None
-    default = export.export_tflite(model, tmp_path / f"{mode}.tflite", mode,
-                                   representative_data=calibrate, parity_data=ds)
-    converter = export.export_tflite(model, tmp_path / f"{mode}_conv.tflite", mode,
-                                     representative_data=calibrate, embeddings="float")
+    default = export.export_tflite(
+        model, tmp_path / f"{mode}.tflite", mode, representative_data=calibrate, parity_data=ds
+    )
+    converter = export.export_tflite(
+        model,
+        tmp_path / f"{mode}_conv.tflite",
+        mode,
+        representative_data=calibrate,
+        embeddings="float",
+    )
     assert default.options["embeddings"] == "int8"
     assert "a float16 scale per row" in default.options["embedding_tables"]["emb"]
     interpreter = Interpreter(str(default.path))
@@ -152,16 +156,29 @@ def test_float_modes_keep_float_tables_unless_asked(tmp_path):
 def test_shared_student_dcn_table_stored_once_in_int8_mode(tmp_path):
     task = data.load_task("ctr", n_samples=400, seed=0, batch_size=64)
     model = models.dcn(task.schema, size="tiny")
-    default = export.export_tflite(model, tmp_path / "d.tflite", "int8",
-                                   representative_data=task.train, num_calibration_steps=16)
-    converter = export.export_tflite(model, tmp_path / "c.tflite", "int8",
-                                     representative_data=task.train, num_calibration_steps=16,
-                                     embeddings="float")
+    default = export.export_tflite(
+        model,
+        tmp_path / "d.tflite",
+        "int8",
+        representative_data=task.train,
+        num_calibration_steps=16,
+    )
+    converter = export.export_tflite(
+        model,
+        tmp_path / "c.tflite",
+        "int8",
+        representative_data=task.train,
+        num_calibration_steps=16,
+        embeddings="float",
+    )
 
     def item_tables(path):
         interpreter = Interpreter(str(path))
-        return [np.dtype(d["dtype"]).name for d in interpreter.get_tensor_details()
-                if tuple(d["shape"]) == (1001, 4)]
+        return [
+            np.dtype(d["dtype"]).name
+            for d in interpreter.get_tensor_details()
+            if tuple(d["shape"]) == (1001, 4)
+        ]
 
     assert item_tables(converter.path) == ["int8", "int8"]  # shared table stored twice
     assert item_tables(default.path) == ["int8"]

@@ -54,8 +54,6 @@ def _features(model, task, n=128):
     return collect_examples(task.test, structure, specs, n)
 
 
-
-
 # --- quantize(): policy and report -------------------------------------------------------------
 
 
@@ -112,16 +110,28 @@ def test_qat_dcn_exports_int8_without_calibration_data(dcn_qat, task, tmp_path, 
     warning that says to pass data); int I/O."""
     _, qat, _ = dcn_qat
     with caplog.at_level("WARNING", logger="tfcompress"):
-        result = export.export_tflite(qat, tmp_path / "dcn_qat.tflite", "int8", integer_io=True,
-                                      parity_data=task.test, parity_max_examples=256)
+        result = export.export_tflite(
+            qat,
+            tmp_path / "dcn_qat.tflite",
+            "int8",
+            integer_io=True,
+            parity_data=task.test,
+            parity_max_examples=256,
+        )
     assert "calibrated on a random batch" in caplog.text and "representative_data" in caplog.text
     assert result.options["qat"] is True
-    assert set(result.options["embedding_tables"]) == {"emb_user_id", "emb_item_id",
-                                                       "emb_item_brand"}  # >= 64 rows
+    assert set(result.options["embedding_tables"]) == {
+        "emb_user_id",
+        "emb_item_id",
+        "emb_item_brand",
+    }  # >= 64 rows
     matrices, interpreter = constant_matrices(result.path)
     assert matrices and set(matrices.values()) == {"int8"}, matrices
-    shapes = {tuple(int(x) for x in d["shape"]): np.dtype(d["dtype"]).name
-              for d in interpreter.get_tensor_details() if d["name"] in matrices}
+    shapes = {
+        tuple(int(x) for x in d["shape"]): np.dtype(d["dtype"]).name
+        for d in interpreter.get_tensor_details()
+        if d["name"] in matrices
+    }
     assert shapes[(2001, 4)] == shapes[(1001, 4)] == "int8"  # user and item tables
     inputs = {d["name"]: np.dtype(d["dtype"]).name for d in interpreter.get_input_details()}
     assert inputs["serving_default_user_id:0"] == "int32"  # ids stay ids
@@ -143,8 +153,9 @@ def test_transformer_attention_quantized_layernorm_float(task, tmp_path):
     assert not ln.applied and "LayerNormalization" in ln.reason
     assert report["position_embedding"].applied
     assert np.isfinite(history.history["loss"]).all()
-    result = export.export_tflite(qat, tmp_path / "bst.tflite", "int8", parity_data=task.test,
-                                  parity_max_examples=128)
+    result = export.export_tflite(
+        qat, tmp_path / "bst.tflite", "int8", parity_data=task.test, parity_max_examples=128
+    )
     matrices, _ = constant_matrices(result.path)
     assert set(matrices.values()) == {"int8"}, matrices
     assert result.parity["max_abs_diff"] < 0.1
@@ -178,12 +189,14 @@ def test_unknown_custom_layer_stays_float_trains_and_exports(task, tmp_path):
     assert not gate.applied and "unknown layer class" in gate.reason
     assert qat.compression_report["hidden"].applied
     qat.compile("adam", "binary_crossentropy")
-    train = task.train.map(lambda f, y: ({"item_id": f["item_id"],
-                                          "user_activity": f["user_activity"]}, y))
+    train = task.train.map(
+        lambda f, y: ({"item_id": f["item_id"], "user_activity": f["user_activity"]}, y)
+    )
     losses = qat.fit(train.take(6), epochs=3, verbose=0).history["loss"]
     assert losses[-1] < losses[0]
-    result = export.export_tflite(qat, tmp_path / "custom.tflite", "int8",
-                                  representative_data=train, num_calibration_steps=32)
+    result = export.export_tflite(
+        qat, tmp_path / "custom.tflite", "int8", representative_data=train, num_calibration_steps=32
+    )
     matrices, _ = constant_matrices(result.path)
     assert set(matrices.values()) == {"int8"}, matrices
 
@@ -248,7 +261,9 @@ def test_layers_filter_and_sensitivity_report_skip(task):
     sens = SensitivityReport("quantize", "auc", True, 0.7, rows, threshold=1e-3)
     skipped = quantize(model, skip=sens).compression_report
     assert {d.layer for d in skipped.skipped if d.reason == "in `skip`"} == {
-        "cross_0", "emb_item_id"}
+        "cross_0",
+        "emb_item_id",
+    }
     one = quantize(model, skip=sens.most_sensitive(1)).compression_report
     assert one["cross_0"].reason == "in `skip`" and one["emb_item_id"].applied
 
@@ -293,8 +308,9 @@ def test_embedding_mask_survives_quantization(tmp_path):
     x = np.array([[3, 4, 0, 0, 0], [5, 0, 0, 0, 0]], "int32")
     np.testing.assert_allclose(qat(x).numpy(), model(x).numpy(), atol=2e-3)
     qat.save(tmp_path / "masked.keras")
-    np.testing.assert_allclose(load_quantized(tmp_path / "masked.keras")(x).numpy(),
-                               qat(x).numpy(), atol=1e-6)
+    np.testing.assert_allclose(
+        load_quantized(tmp_path / "masked.keras")(x).numpy(), qat(x).numpy(), atol=1e-6
+    )
 
 
 @pytest.mark.slow
@@ -337,8 +353,9 @@ def test_save_and_load_quantized_roundtrip(dcn_qat, task, tmp_path):
 
 
 def test_logger_and_two_phase_fit(task):
-    model = models.compile_for_task(models.dcn(task.schema, size="tiny"), task.schema,
-                                    learning_rate=5e-3)
+    model = models.compile_for_task(
+        models.dcn(task.schema, size="tiny"), task.schema, learning_rate=5e-3
+    )
     qat, histories = fit_then_quantize(
         model, task.train.take(2), float_epochs=1, qat_epochs=2, verbose=0
     )
@@ -348,8 +365,10 @@ def test_logger_and_two_phase_fit(task):
     logged = histories["qat"].history
     for key in ("quant/logits/kernel/min", "quant/logits/kernel/max", "quant/dcn_input/max"):
         assert len(logged[key]) == 2
-    assert all(lo <= 0 <= hi for lo, hi in zip(logged["quant/dcn_input/min"],
-                                               logged["quant/dcn_input/max"], strict=True))
+    assert all(
+        lo <= 0 <= hi
+        for lo, hi in zip(logged["quant/dcn_input/min"], logged["quant/dcn_input/max"], strict=True)
+    )
     assert "quant/logits/kernel/max" not in histories["float"].history
 
 
@@ -422,10 +441,16 @@ def _half_zero_dcn(task):
 
 
 def _dense_zero_shares(qat):
-    dense = [layer.name for layer in qat.layers
-             if isinstance(getattr(layer, "layer", layer), keras.layers.Dense)]
-    return {w.name: float(np.mean(w.numpy() == 0)) for w in qat.trainable_weights
-            if w.shape.rank == 2 and "kernel" in w.name and w.name.split("/")[0] in dense}
+    dense = [
+        layer.name
+        for layer in qat.layers
+        if isinstance(getattr(layer, "layer", layer), keras.layers.Dense)
+    ]
+    return {
+        w.name: float(np.mean(w.numpy() == 0))
+        for w in qat.trainable_weights
+        if w.shape.rank == 2 and "kernel" in w.name and w.name.split("/")[0] in dense
+    }
 
 
 @pytest.mark.parametrize("use_mirrored", [False, True])
@@ -441,8 +466,11 @@ def test_qat_keeps_the_zeros_of_pruned_weights(task, mirrored, use_mirrored):
     qat.fit(task.train.take(4), epochs=1, verbose=0)
     shares = _dense_zero_shares(qat)
     assert shares and all(s >= 0.5 for s in shares.values()), shares
-    changed = [w.name for w in qat.trainable_weights
-               if w.shape.rank == 2 and not np.array_equal(before[w.name], w.numpy())]
+    changed = [
+        w.name
+        for w in qat.trainable_weights
+        if w.shape.rank == 2 and not np.array_equal(before[w.name], w.numpy())
+    ]
     assert changed  # the non-zero weights still train
 
 

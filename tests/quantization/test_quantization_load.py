@@ -44,8 +44,11 @@ def test_truncated_file_is_a_value_error_naming_it(saved, tmp_path):
     _, path = saved
     half = tmp_path / "half.keras"
     half.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    with pytest.raises(ValueError, match=r"half\.keras' \(\d+ bytes\) is not a Keras archive: "
-                                         r"it is truncated.*model\.save"):
+    with pytest.raises(
+        ValueError,
+        match=r"half\.keras' \(\d+ bytes\) is not a Keras archive: "
+        r"it is truncated.*model\.save",
+    ):
         load_quantized(half)
 
 
@@ -70,15 +73,21 @@ def test_keras3_file_is_a_type_error_with_the_conversion(tmp_path):
 
     path = tmp_path / "k3.keras"
     keras3.Sequential([keras3.Input((3,)), keras3.layers.Dense(1)]).save(path)
-    with pytest.raises(TypeError, match=r"k3\.keras' was saved by Keras 3\.\S+ \(Keras 3\)\. "
-                                        r"tfcompress works on Keras 2.*import tf_keras as keras"):
+    with pytest.raises(
+        TypeError,
+        match=r"k3\.keras' was saved by Keras 3\.\S+ \(Keras 3\)\. "
+        r"tfcompress works on Keras 2.*import tf_keras as keras",
+    ):
         load_quantized(path)
 
 
 def test_unknown_custom_layer_is_a_value_error_naming_file_and_custom_objects(saved):
     qat, path = saved
-    with pytest.raises(ValueError, match=r"qat\.keras' uses layer class\(es\) Keras cannot find: "
-                                         r"\['Scale'\].*`custom_objects=\{'Scale': Scale\}`"):
+    with pytest.raises(
+        ValueError,
+        match=r"qat\.keras' uses layer class\(es\) Keras cannot find: "
+        r"\['Scale'\].*`custom_objects=\{'Scale': Scale\}`",
+    ):
         load_quantized(path)
     again = load_quantized(path, custom_objects={"Scale": Scale})
     assert is_quantized(again)

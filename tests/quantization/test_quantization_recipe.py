@@ -51,7 +51,10 @@ def test_cli_recipe_on_criteo_csv_exports_int8(tmp_path):
     (tmp_path / "recipe.toml").write_text(RECIPE)
     done = subprocess.run(
         [sys.executable, "-m", "tfcompress.cli", "run", "recipe.toml", "--out", "out", "--quiet"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     run = tmp_path / "out" / "criteo_qat"
@@ -62,6 +65,10 @@ def test_cli_recipe_on_criteo_csv_exports_int8(tmp_path):
     assert parity["examples"] > 0 and np.isfinite(parity["max_abs_diff"])
     assert parity["max_abs_diff"] < 0.1
     qat = load_quantized(run / "01_quantize" / "model.keras")
-    fed = {node.inbound_layers.name for layer in qat.layers
-           if isinstance(layer, QuantizeLayer) for node in layer._inbound_nodes}
+    fed = {
+        node.inbound_layers.name
+        for layer in qat.layers
+        if isinstance(layer, QuantizeLayer)
+        for node in layer._inbound_nodes
+    }
     assert fed == {f"I{i}" for i in range(1, 14)}  # the 13 numeric inputs, each quantized

@@ -26,20 +26,29 @@ from tfcompress.quantization.callbacks import quantizer_ranges
 # --------------------------------------------------------------------------- small data files
 
 
-def _write_criteo(path: Path, n_numeric: int = 13, n_categorical: int = 26, rows: int = 300,
-                  sequence: bool = False) -> Path:
+def _write_criteo(
+    path: Path,
+    n_numeric: int = 13,
+    n_categorical: int = 26,
+    rows: int = 300,
+    sequence: bool = False,
+) -> Path:
     """A Criteo-like CSV: label, I1..In (20% empty), C1..Cm (10% empty), optional sequence."""
     rng = np.random.default_rng(0)
-    header = ["label", *(f"I{i}" for i in range(1, n_numeric + 1)),
-              *(f"C{i}" for i in range(1, n_categorical + 1))]
+    header = [
+        "label",
+        *(f"I{i}" for i in range(1, n_numeric + 1)),
+        *(f"C{i}" for i in range(1, n_categorical + 1)),
+    ]
     if sequence:
         header.append("viewed")
     lines = [",".join(header)]
     for _ in range(rows):
         cells = [str(int(rng.random() < 0.3))]
         cells += ["" if rng.random() < 0.2 else f"{rng.lognormal():.3f}" for _ in range(n_numeric)]
-        cells += ["" if rng.random() < 0.1 else f"{rng.integers(0, 40):08x}"
-                  for _ in range(n_categorical)]
+        cells += [
+            "" if rng.random() < 0.1 else f"{rng.integers(0, 40):08x}" for _ in range(n_categorical)
+        ]
         if sequence:
             cells.append("|".join(str(v) for v in rng.integers(0, 30, rng.integers(0, 6))))
         lines.append(",".join(cells))
@@ -52,9 +61,14 @@ def _load_criteo(path: Path, sequence: bool = False) -> data.TaskData:
         return data.load_csv(path, label="label", numeric_fill="mean", batch_size=32)
     header = path.read_text().split("\n", 1)[0].split(",")
     return data.load_csv(
-        path, label="label", numeric_fill="mean", batch_size=32, sequence_length=5,
+        path,
+        label="label",
+        numeric_fill="mean",
+        batch_size=32,
+        sequence_length=5,
         numeric=[c for c in header if c.startswith("I")],
-        categorical=[c for c in header if c.startswith("C")], sequence=["viewed"],
+        categorical=[c for c in header if c.startswith("C")],
+        sequence=["viewed"],
     )
 
 
@@ -85,8 +99,16 @@ def _write_ratings(path: Path, users: int = 30, items: int = 40) -> Path:
     return path
 
 
-SCHEMAS = ("sim_ctr", "sim_profile", "sim_retrieval", "csv_few", "csv_criteo", "libfm",
-           "movielens_ctr", "movielens_retrieval")
+SCHEMAS = (
+    "sim_ctr",
+    "sim_profile",
+    "sim_retrieval",
+    "csv_few",
+    "csv_criteo",
+    "libfm",
+    "movielens_ctr",
+    "movielens_retrieval",
+)
 
 
 @pytest.fixture(scope="module")
@@ -99,13 +121,16 @@ def tasks(tmp_path_factory) -> dict[str, data.TaskData]:
         "sim_retrieval": data.load_task("retrieval", n_samples=300, seed=0, batch_size=32),
         "csv_few": _load_criteo(
             _write_criteo(root / "few.csv", n_numeric=3, n_categorical=3, sequence=True),
-            sequence=True),
+            sequence=True,
+        ),
         "csv_criteo": _load_criteo(_write_criteo(root / "criteo.csv")),
         "libfm": data.load_libfm(_write_libfm(root / "train.libfm"), batch_size=32),
-        "movielens_ctr": data.load_movielens(ratings, sequence_length=5, negatives=1,
-                                             batch_size=32),
-        "movielens_retrieval": data.load_movielens(ratings, task="retrieval", sequence_length=5,
-                                                   batch_size=32),
+        "movielens_ctr": data.load_movielens(
+            ratings, sequence_length=5, negatives=1, batch_size=32
+        ),
+        "movielens_retrieval": data.load_movielens(
+            ratings, task="retrieval", sequence_length=5, batch_size=32
+        ),
     }
 
 
@@ -142,12 +167,16 @@ def _quantizer_state(model: keras.Model) -> dict[str, np.ndarray]:
     """Every quantizer variable (ranges, ``seen``) by layer and variable name."""
     state: dict[str, np.ndarray] = {}
     for layer in model.layers:
-        groups = [getattr(layer, "quantizer_vars", None),
-                  getattr(layer, "_output_quantizer_vars", None)]
+        groups = [
+            getattr(layer, "quantizer_vars", None),
+            getattr(layer, "_output_quantizer_vars", None),
+        ]
         groups += [variables for _, _, variables in getattr(layer, "_weight_vars", [])]
         for activation in getattr(layer, "_quantize_activations", []):
-            groups += [getattr(activation, "_pre_activation_vars", None),
-                       getattr(activation, "_post_activation_vars", None)]
+            groups += [
+                getattr(activation, "_pre_activation_vars", None),
+                getattr(activation, "_post_activation_vars", None),
+            ]
         for group in filter(None, groups):
             for key, variable in group.items():
                 local = variable.name.split(":")[0].split("/")[-1]
@@ -196,8 +225,11 @@ def _assert_trains(again: keras.Model, task: data.TaskData) -> None:
     again.run_eagerly = True  # one eager step: no tf.function tracing in a test
     history = again.fit(task.train.take(1), epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
-    moved = [w.name for w, before in zip(again.trainable_weights, weights, strict=True)
-             if not np.array_equal(w.numpy(), before)]
+    moved = [
+        w.name
+        for w, before in zip(again.trainable_weights, weights, strict=True)
+        if not np.array_equal(w.numpy(), before)
+    ]
     assert moved, f"no trainable weight of {again.name} moved in the fit after loading"
     assert quantizer_ranges(again) != ranges
 
@@ -214,8 +246,12 @@ def test_criteo_layout_qat_model_saves_and_loads(tmp_path):
     model = models.build("dcn", task.schema, size="tiny")
     qat, again = _roundtrip(model, task, tmp_path / "criteo_qat.keras")
     _assert_same(qat, again, task)
-    inputs = {n.inbound_layers.name for lyr in again.layers if type(lyr).__name__.endswith(
-        "QuantizeLayer") for n in lyr._inbound_nodes}
+    inputs = {
+        n.inbound_layers.name
+        for lyr in again.layers
+        if type(lyr).__name__.endswith("QuantizeLayer")
+        for n in lyr._inbound_nodes
+    }
     assert inputs == {f"I{i}" for i in range(1, 14)}  # every numeric input keeps its quantizer
     _assert_trains(again, task)
 
@@ -225,8 +261,9 @@ def test_input_quantizers_survive_the_round_trip_at_any_numeric_count(tmp_path, 
     """A float input feeding one Concatenate of 2-6 inputs loses its quantizer in TFMOT's
     layout; one feeding anything else (1 numeric column: a Dense; 7: a 7-input Concatenate)
     keeps it, and such a QAT model failed to load."""
-    task = _load_criteo(_write_criteo(tmp_path / "c.csv", n_numeric=n_numeric, n_categorical=2,
-                                      rows=120))
+    task = _load_criteo(
+        _write_criteo(tmp_path / "c.csv", n_numeric=n_numeric, n_categorical=2, rows=120)
+    )
     model = models.build("wide_deep", task.schema, size="tiny")
     qat, again = _roundtrip(model, task, tmp_path / "qat.keras")
     _assert_same(qat, again, task)
@@ -259,19 +296,22 @@ def test_grid_covers_every_builder_and_loader():
 def test_attention_wrapper_takes_attentions_signature_and_round_trips(tmp_path):
     tokens = keras.Input((4, 8), name="tokens")
     mask = keras.Input((1, 4), name="mask")
-    attended = keras.layers.MultiHeadAttention(2, 4, name="mha")(tokens, tokens,
-                                                                 attention_mask=mask)
+    attended = keras.layers.MultiHeadAttention(2, 4, name="mha")(
+        tokens, tokens, attention_mask=mask
+    )
     out = keras.layers.Dense(1, name="out")(keras.layers.Flatten(name="flat")(attended))
     qat = quantize(keras.Model({"tokens": tokens, "mask": mask}, out))
     wrapper = qat.get_layer("mha")
     rng = np.random.default_rng(0)
     x = tf.constant(rng.normal(size=(2, 4, 8)), tf.float32)
     full, first_only = tf.ones((2, 1, 4)), tf.constant([[[1.0, 0, 0, 0]]] * 2)
-    assert not np.allclose(wrapper(x, x, attention_mask=full),
-                           wrapper(x, x, attention_mask=first_only))  # the mask is used
+    assert not np.allclose(
+        wrapper(x, x, attention_mask=full), wrapper(x, x, attention_mask=first_only)
+    )  # the mask is used
     np.testing.assert_allclose(wrapper(x, value=x, key=x), wrapper(x, x), atol=1e-6)
-    with pytest.raises(ValueError, match="Layer 'mha': quantized attention does not return "
-                                         "attention scores"):
+    with pytest.raises(
+        ValueError, match="Layer 'mha': quantized attention does not return attention scores"
+    ):
         wrapper(x, x, return_attention_scores=True)
     qat.save(tmp_path / "mha.keras")
     again = load_quantized(tmp_path / "mha.keras")
@@ -295,7 +335,11 @@ def test_tfmot_quantize_layer_builds_twice_and_tfcompress_one_once():
     assert fixed.built and fixed.get_build_config() == {"input_shape": (None, 1)}
     fixed(tf.zeros((1, 1)))
     assert sorted(w.name.split("/")[-1] for w in fixed.weights) == [
-        "fixed_max:0", "fixed_min:0", "fixed_seen:0", "optimizer_step:0"]
+        "fixed_max:0",
+        "fixed_min:0",
+        "fixed_seen:0",
+        "optimizer_step:0",
+    ]
 
 
 def test_files_saved_with_tfmots_quantize_layer_load(tmp_path):
@@ -320,13 +364,17 @@ def test_files_saved_with_tfmots_quantize_layer_load(tmp_path):
         layer.__class__ = quantize_layer.QuantizeLayer  # as saved before the fix
     qat.save(tmp_path / "old.keras")
     config = json.loads(zipfile.ZipFile(tmp_path / "old.keras").read("config.json"))
-    modules = {lyr["module"] for lyr in config["config"]["layers"]
-               if lyr["class_name"] == "QuantizeLayer"}
-    assert modules == {"tensorflow_model_optimization.python.core.quantization.keras."
-                       "quantize_layer"}
+    modules = {
+        lyr["module"] for lyr in config["config"]["layers"] if lyr["class_name"] == "QuantizeLayer"
+    }
+    assert modules == {
+        "tensorflow_model_optimization.python.core.quantization.keras.quantize_layer"
+    }
     again = load_quantized(tmp_path / "old.keras")
     np.testing.assert_allclose(_outputs(again, features), _outputs(qat, features), atol=1e-6)
     assert quantizer_ranges(again) == quantizer_ranges(qat)
-    a_range = quantizer_ranges(again)["quant/quantize_layer/min"], quantizer_ranges(again)[
-        "quant/quantize_layer/max"]
+    a_range = (
+        quantizer_ranges(again)["quant/quantize_layer/min"],
+        quantizer_ranges(again)["quant/quantize_layer/max"],
+    )
     assert a_range == (-1.0, 2.0)  # the first batch's range of `a`, not TFMOT's [-6, 6]

@@ -61,8 +61,13 @@ def test_small_run_writes_models_exports_report_plot_and_tensorboard(finished):
     for s in report.stages:
         assert (run_dir / s.path).is_file()
         assert 0.0 < s.quality["auc"] < 1.0
-    assert set(report.exports) == {"teacher_float", "distill_float", "prune_float",
-                                   "quantize_int8", "quantize_xla"}
+    assert set(report.exports) == {
+        "teacher_float",
+        "distill_float",
+        "prune_float",
+        "quantize_int8",
+        "quantize_xla",
+    }
     for path in report.exports.values():
         assert (run_dir / path).exists()
     assert tfcompress.export.verify_manifest(run_dir / "exports") is not None
@@ -176,8 +181,9 @@ def test_begin_stage_keeps_an_interrupted_run_of_the_same_key_only(tmp_path):
 
 def test_load_data_reads_a_csv_file(tmp_path):
     rng = np.random.default_rng(0)
-    lines = ["user,price,click"] + [f"u{rng.integers(5)},{rng.random():.3f},{i % 2}"
-                                     for i in range(200)]
+    lines = ["user,price,click"] + [
+        f"u{rng.integers(5)},{rng.random():.3f},{i % 2}" for i in range(200)
+    ]
     (tmp_path / "clicks.csv").write_text("\n".join(lines))
     task = load_data(DataSpec(task=None, path=str(tmp_path / "clicks.csv"), label="click"))
     assert task.schema.task == "binary"
@@ -246,22 +252,64 @@ def _report_with_drift(tmp_path) -> RunReport:
     from tfcompress.evaluation.report import BenchmarkReport, BenchmarkRow
     from tfcompress.recipe.report import StageResult
 
-    stage = StageResult("quantize", "quantize", cached=False, seconds=3.0,
-                        quality={"auc": 0.7123, "logloss": 0.45}, params=100, sparsity=0.5,
-                        path="02_quantize/model.keras", n_examples=6000, n_positives=1187)
-    rows = tuple(BenchmarkRow(n, "tflite", f"{n}.tflite", "binary", {"auc": a}, b, b // 2, 100,
-                              {1: {"median": 1.0, "p90": 1.1}}, {1: 1000.0}, None, 4096)
-                 for n, a, b in (("teacher_float", 0.73, 4000), ("quantize_int8", 0.55, 1000)))
-    parity = {"teacher_float": {"max_abs_diff": 2e-7, "metric": "auc", "quality_delta": 0.0,
-                                "examples": 6000, "drift_flag": None},
-              "quantize_int8": {"max_abs_diff": 0.31, "metric": "auc", "quality_delta": -0.16,
-                                "examples": 6000,
-                                "drift_flag": "ΔAUC -0.160 > tolerance 0.005"}}
-    return RunReport("drifty", str(tmp_path), (stage,), BenchmarkReport(rows),
-                     exports={"teacher_float": "exports/teacher_float.tflite",
-                              "quantize_int8": "exports/quantize_int8.tflite"},
-                     parity=parity, benchmark_positives=801,
-                     warnings=("⚠ the test split has only 27 positive example(s)",))
+    stage = StageResult(
+        "quantize",
+        "quantize",
+        cached=False,
+        seconds=3.0,
+        quality={"auc": 0.7123, "logloss": 0.45},
+        params=100,
+        sparsity=0.5,
+        path="02_quantize/model.keras",
+        n_examples=6000,
+        n_positives=1187,
+    )
+    rows = tuple(
+        BenchmarkRow(
+            n,
+            "tflite",
+            f"{n}.tflite",
+            "binary",
+            {"auc": a},
+            b,
+            b // 2,
+            100,
+            {1: {"median": 1.0, "p90": 1.1}},
+            {1: 1000.0},
+            None,
+            4096,
+        )
+        for n, a, b in (("teacher_float", 0.73, 4000), ("quantize_int8", 0.55, 1000))
+    )
+    parity = {
+        "teacher_float": {
+            "max_abs_diff": 2e-7,
+            "metric": "auc",
+            "quality_delta": 0.0,
+            "examples": 6000,
+            "drift_flag": None,
+        },
+        "quantize_int8": {
+            "max_abs_diff": 0.31,
+            "metric": "auc",
+            "quality_delta": -0.16,
+            "examples": 6000,
+            "drift_flag": "ΔAUC -0.160 > tolerance 0.005",
+        },
+    }
+    return RunReport(
+        "drifty",
+        str(tmp_path),
+        (stage,),
+        BenchmarkReport(rows),
+        exports={
+            "teacher_float": "exports/teacher_float.tflite",
+            "quantize_int8": "exports/quantize_int8.tflite",
+        },
+        parity=parity,
+        benchmark_positives=801,
+        warnings=("⚠ the test split has only 27 positive example(s)",),
+    )
 
 
 def test_report_marks_drifted_exports_and_shows_counts_beside_quality(tmp_path):
@@ -281,8 +329,9 @@ def test_report_marks_drifted_exports_and_shows_counts_beside_quality(tmp_path):
     assert saved["drifted"] == {"quantize_int8": "ΔAUC -0.160 > tolerance 0.005"}
     assert saved["stages"][0]["n_positives"] == 1187
     assert load_report(tmp_path).to_dict() == report.to_dict()
-    whole = dataclasses.replace(report, stages=(dataclasses.replace(report.stages[0],
-                                                                    n_examples=4096),))
+    whole = dataclasses.replace(
+        report, stages=(dataclasses.replace(report.stages[0], n_examples=4096),)
+    )
     assert "on the whole test split (4,096 examples, 801 positives)" in whole.to_markdown()
 
 
@@ -316,8 +365,12 @@ def test_fit_check_names_the_leak_and_strict_data_makes_it_an_error():
 
     from tfcompress.data.schema import Feature
 
-    schema = SimpleNamespace(features=(Feature("row_id", "categorical", vocab_size=801),
-                                       Feature("city", "categorical", vocab_size=12)))
+    schema = SimpleNamespace(
+        features=(
+            Feature("row_id", "categorical", vocab_size=801),
+            Feature("city", "categorical", vocab_size=12),
+        )
+    )
     assert q.id_like_columns(schema, {"columns": {"row id": "row_id"}}, 800) == ["row id"]
     csv_info = {"columns": {"row id": {"feature": "row_id", "kind": "categorical"}}}
     assert q.id_like_columns(schema, csv_info, 800) == ["row id"]  # load_csv's info
@@ -326,8 +379,10 @@ def test_fit_check_names_the_leak_and_strict_data_makes_it_an_error():
 
     train = tf.data.Dataset.from_tensor_slices(({"x": np.zeros((10, 1))}, np.zeros(10))).batch(5)
     record = {"fit_check": {"train_auc": 1.0, "val_auc": 0.5}}
-    r = SimpleNamespace(task=SimpleNamespace(train=train, schema=schema, info={}),
-                        recipe=SimpleNamespace(data=SimpleNamespace(strict=True)))
+    r = SimpleNamespace(
+        task=SimpleNamespace(train=train, schema=schema, info={}),
+        recipe=SimpleNamespace(data=SimpleNamespace(strict=True)),
+    )
     with pytest.raises(ValueError, match=r"train AUC 1.000 but validation AUC 0.500.*strict"):
         q.fit_warning(r, "teacher", record)
     r.recipe.data.strict = False
@@ -340,8 +395,9 @@ def test_an_id_like_column_is_named_after_the_first_stage(tmp_path):
     # every row has its own id: the model memorises the training rows (train AUC 1.0) and
     # learns nothing for new rows (their id is unknown), so validation AUC stays near 0.5
     rng = np.random.default_rng(0)
-    lines = ["row_id,price,click"] + [f"r{i},{rng.random():.3f},{int(rng.random() < 0.3)}"
-                                      for i in range(800)]
+    lines = ["row_id,price,click"] + [
+        f"r{i},{rng.random():.3f},{int(rng.random() < 0.3)}" for i in range(800)
+    ]
     (tmp_path / "clicks.csv").write_text("\n".join(lines))
     recipe = Recipe(
         name="leak",

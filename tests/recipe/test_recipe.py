@@ -141,46 +141,104 @@ def test_toml_and_yaml_of_the_same_tree_are_equal():
 
 def test_defaults_are_filled_in():
     config = loads_recipe(HEAD).get_config()
-    file_options = ("split", "split_mode", "time_column", "user_column", "drop", "numeric",
-                    "categorical", "sequence", "timestamps", "timestamp_features",
-                    "hash_buckets", "max_vocab", "hash_threshold", "numeric_fill", "delimiter",
-                    "header", "sequence_separator", "sequence_length", "min_rating",
-                    "negatives", "n_features", "max_fields")
+    file_options = (
+        "split",
+        "split_mode",
+        "time_column",
+        "user_column",
+        "drop",
+        "numeric",
+        "categorical",
+        "sequence",
+        "timestamps",
+        "timestamp_features",
+        "hash_buckets",
+        "max_vocab",
+        "hash_threshold",
+        "numeric_fill",
+        "delimiter",
+        "header",
+        "sequence_separator",
+        "sequence_length",
+        "min_rating",
+        "negatives",
+        "n_features",
+        "max_fields",
+    )
     assert config["data"] == {
-        "task": "ctr", "path": None, "format": "auto", "label": None,
-        "samples": 20_000, "seed": 0, "batch_size": 256, "strict": False,
+        "task": "ctr",
+        "path": None,
+        "format": "auto",
+        "label": None,
+        "samples": 20_000,
+        "seed": 0,
+        "batch_size": 256,
+        "strict": False,
         **dict.fromkeys(file_options),
     }
     assert config["model"] == {
-        "name": "dcn", "size": "student", "path": None, "epochs": 1,
-        "learning_rate": 5e-3, "patience": 2,
+        "name": "dcn",
+        "size": "student",
+        "path": None,
+        "epochs": 1,
+        "learning_rate": 5e-3,
+        "patience": 2,
     }
     assert config["export"] == {"tflite": ["int8"], "saved_model": True, "jit_compile": True}
     assert config["benchmark"] == {
-        "enabled": True, "batch_sizes": [1, 256], "repeats": 30, "threads": 1,
+        "enabled": True,
+        "batch_sizes": [1, 256],
+        "repeats": 30,
+        "threads": 1,
         "max_examples": None,
     }
     assert (config["stages"], config["strategy"], config["seed"]) == ([], "default", 0)
-    stages = loads_recipe(HEAD + '[[stages]]\nkind = "distill"\nstudent = {name = "lr"}\n'
-                          '[[stages]]\nkind = "shrink"\n').get_config()["stages"]
+    stages = loads_recipe(
+        HEAD + '[[stages]]\nkind = "distill"\nstudent = {name = "lr"}\n'
+        '[[stages]]\nkind = "shrink"\n'
+    ).get_config()["stages"]
     assert stages[0] == {
-        "kind": "distill", "student": ModelSpec(name="lr").get_config(), "alpha": 0.5,
-        "temperature": 2.0, "loss": "auto", "train_alone": False, "name": "distill",
-        "epochs": 3, "learning_rate": None,
+        "kind": "distill",
+        "student": ModelSpec(name="lr").get_config(),
+        "alpha": 0.5,
+        "temperature": 2.0,
+        "loss": "auto",
+        "train_alone": False,
+        "name": "distill",
+        "epochs": 3,
+        "learning_rate": None,
     }
-    assert stages[1] == {"kind": "shrink", "ratio": 0.5, "criterion": "l2", "layers": None,
-                         "skip": None, "name": "shrink", "epochs": 2, "learning_rate": None,
-                         "distill": False}
+    assert stages[1] == {
+        "kind": "shrink",
+        "ratio": 0.5,
+        "criterion": "l2",
+        "layers": None,
+        "skip": None,
+        "name": "shrink",
+        "epochs": 2,
+        "learning_rate": None,
+        "distill": False,
+    }
 
 
 def _rich_recipe():
     return _recipe(
-        model=ModelSpec(name="dcn", size={"base": "tiny", "mlp_units": [16, 8]}, epochs=2,
-                        learning_rate=1e-3, patience=0),
+        model=ModelSpec(
+            name="dcn",
+            size={"base": "tiny", "mlp_units": [16, 8]},
+            epochs=2,
+            learning_rate=1e-3,
+            patience=0,
+        ),
         data=DataSpec(path="data/clicks.csv", label="click", samples=500, batch_size=64),
         stages=[
-            {"kind": "distill", "student": {"name": "lr"}, "loss": "binary", "alpha": 0.5,
-             "train_alone": True},
+            {
+                "kind": "distill",
+                "student": {"name": "lr"},
+                "loss": "binary",
+                "alpha": 0.5,
+                "train_alone": True,
+            },
             ShrinkStage(ratio=0.25, criterion="activation", skip=["logits"]),
             PruneStage(structure="2:4", layers=["mlp_.*", "cross_1"], learning_rate=1e-4),
             QuantizeStage(scheme="int8_weights", skip="emb_.*"),
@@ -216,10 +274,16 @@ def test_lists_become_tuples_and_recipes_are_hashable():
     assert isinstance(recipe.stages[0], DistillStage) and recipe.stages[0].student.name == "lr"
     assert recipe.data.task is None  # the default task gives way to a file
     assert recipe.data.resolved_format == "csv" and DataSpec().resolved_format is None
-    formats = {p: DataSpec(path=p).resolved_format
-               for p in ("ml/ratings.csv", "ml-1m/ratings.dat", "criteo.libfm", "a.data")}
-    assert formats == {"ml/ratings.csv": "movielens", "ml-1m/ratings.dat": "movielens",
-                       "criteo.libfm": "libfm", "a.data": "movielens"}
+    formats = {
+        p: DataSpec(path=p).resolved_format
+        for p in ("ml/ratings.csv", "ml-1m/ratings.dat", "criteo.libfm", "a.data")
+    }
+    assert formats == {
+        "ml/ratings.csv": "movielens",
+        "ml-1m/ratings.dat": "movielens",
+        "criteo.libfm": "libfm",
+        "a.data": "movielens",
+    }
     assert DataSpec(path="day_0.csv.gz", label="click").resolved_format == "csv"
     assert DataSpec(path="x.txt", format="csv", label="y").resolved_format == "csv"
     assert len({recipe, _rich_recipe()}) == 1
@@ -229,8 +293,15 @@ def test_lists_become_tuples_and_recipes_are_hashable():
 
 
 def test_stage_names_are_made_unique():
-    recipe = _recipe(stages=[PruneStage(sparsity=0.5), PruneStage(name="prune_2"),
-                             PruneStage(sparsity=0.8), ShrinkStage(), QuantizeStage()])
+    recipe = _recipe(
+        stages=[
+            PruneStage(sparsity=0.5),
+            PruneStage(name="prune_2"),
+            PruneStage(sparsity=0.8),
+            ShrinkStage(),
+            QuantizeStage(),
+        ]
+    )
     assert [s.name for s in recipe.stages] == ["prune", "prune_2", "prune_3", "shrink", "quantize"]
     assert recipe.stages[2].sparsity == 0.8
     assert Recipe.from_config(recipe.get_config()) == recipe
@@ -244,8 +315,16 @@ def test_stage_key_follows_what_determines_each_model():
     assert len(set(keys)) == 4 and all(len(k) == 64 for k in keys)
     assert base.stage_config(-1)["stages"] == []
     assert base.stage_config(0)["stages"] == [
-        {"kind": "prune", "sparsity": 0.5, "structure": None, "layers": None, "skip": None,
-         "epochs": 2, "learning_rate": None, "distill": False}
+        {
+            "kind": "prune",
+            "sparsity": 0.5,
+            "structure": None,
+            "layers": None,
+            "skip": None,
+            "epochs": 2,
+            "learning_rate": None,
+            "distill": False,
+        }
     ]
     # An earlier stage's option changes its key and every later key ...
     earlier = dataclasses.replace(base, stages=(PruneStage(sparsity=0.6), *base.stages[1:]))
@@ -256,8 +335,12 @@ def test_stage_key_follows_what_determines_each_model():
     assert [later.stage_key(i) for i in range(-1, 2)] == keys[:3]
     assert later.stage_key(2) != keys[3]
     # Names, exports and the benchmark do not make another model; the model and data do.
-    renamed = dataclasses.replace(base, name="other", export=ExportSpec(tflite=["float"]),
-                                  stages=(PruneStage(sparsity=0.5, name="p"), *base.stages[1:]))
+    renamed = dataclasses.replace(
+        base,
+        name="other",
+        export=ExportSpec(tflite=["float"]),
+        stages=(PruneStage(sparsity=0.5, name="p"), *base.stages[1:]),
+    )
     assert [renamed.stage_key(i) for i in range(-1, 3)] == keys
     other_data = dataclasses.replace(base, data=DataSpec(samples=1_000))
     assert other_data.stage_key(-1) != keys[0]
@@ -270,17 +353,17 @@ def test_stage_key_follows_what_determines_each_model():
 def test_toml_locator_maps_key_paths_to_lines():
     lines = toml_lines(
         'name = "x"  # a [comment] = 1\n'
-        '[model]\n'
+        "[model]\n"
         'size = { base = "tiny", mlp_units = [\n'
-        '  8,\n'
-        '  4] }\n'
-        '[[stages]]\n'
+        "  8,\n"
+        "  4] }\n"
+        "[[stages]]\n"
         'kind = "prune"\n'
         'layers = """a\n'
         'b"""\n'
-        '[[stages]]\n'
+        "[[stages]]\n"
         "'kind' = 'distill'\n"
-        '[stages.student]\n'
+        "[stages.student]\n"
         'name = "dcn"\n'
         'export.tflite = ["int8"]\n'
     )
@@ -300,70 +383,230 @@ def test_toml_locator_maps_key_paths_to_lines():
 
 MISTAKES = [
     # (id, format, text, key path, line, fragments of the message)
-    ("unknown top-level key", "toml", 'name = "run"\nseeed = 1\n[model]\nname = "dcn"\nepochs = 1',
-     "seeed", 2, ['unknown key "seeed"', 'did you mean "seed"?', "benchmark, data, export"]),
-    ("distill without a teacher", "toml", HEAD + '[[stages]]\nkind = "prune"\ndistill = true\n',
-     "stages[0].distill", 7, ["there is none before it", "add a distill stage"]),
-    ("distill not a bool", "yaml", YHEAD + "stages:\n  - kind: quantize\n    distill: 1\n",
-     "stages[0].distill", 7, ["expected true or false", "received an integer 1"]),
-    ("unknown stage key", "toml", HEAD + '[[stages]]\nkind = "prune"\nsparsty = 0.5\n',
-     "stages[0].sparsty", 7, ['unknown key "sparsty"', 'did you mean "sparsity"?',
-                              "valid keys for a prune stage"]),
-    ("string for a number", "toml", HEAD + '[[stages]]\nkind = "prune"\nsparsity = "0.7"\n',
-     "stages[0].sparsity", 7, ["expected a number in (0, 1)", 'received a string "0.7"']),
-    ("bool for an int", "toml", 'name = "run"\n[model]\nname = "dcn"\nepochs = true\n',
-     "model.epochs", 4, ["expected an integer >= 0", "received a boolean true"]),
-    ("float for an int", "yaml", YHEAD + "data:\n  samples: 500.0\n",
-     "data.samples", 6, ["expected an integer >= 100", "received a float 500.0"]),
-    ("sparsity out of range", "toml",
-     HEAD + '[[stages]]\nkind = "prune"\n\n[[stages]]\nkind = "prune"\nsparsity = 1.5\n',
-     "stages[1].sparsity", 10, ["expected a number in (0, 1), received 1.5",
-                                "e.g. sparsity = 0.7"]),
-    ("epochs 0", "toml", HEAD + '[[stages]]\nkind = "shrink"\nepochs = 0\n',
-     "stages[0].epochs", 7, ["expected an integer >= 1, received 0"]),
-    ("negative learning rate", "yaml", YHEAD + "  learning_rate: -0.01\n",
-     "model.learning_rate", 5, ["expected a number > 0, received -0.01"]),
-    ("unknown stage kind", "toml", HEAD + '[[stages]]\nkind = "prunning"\n',
-     "stages[0].kind", 6, ['received "prunning"', 'did you mean "prune"?', '"distill", "prune"']),
-    ("missing kind", "yaml", YHEAD + "stages:\n  - sparsity: 0.5\n",
-     "stages[0].kind", 6, ["the stage has no kind", '"shrink", "quantize"', '["sparsity"]']),
-    ("missing model", "toml", 'name = "run"\n[data]\ntask = "ctr"\n',
-     "model", None, ["a recipe needs model", "received nothing"]),
-    ("both task and path", "toml", HEAD + '[data]\ntask = "ctr"\npath = "clicks.csv"\n',
-     "data.task", 6, ['received task = "ctr" and path = "clicks.csv"', "not both"]),
-    ("both name and path in model", "toml",
-     'name = "run"\n[model]\nname = "dcn"\npath = "m.keras"\n',
-     "model.path", 4, ['received name = "dcn" and path = "m.keras"', "not both"]),
-    ("unknown model name", "toml", HEAD + '[[stages]]\nkind = "distill"\n'
-     'student = { name = "dnc", size = "student" }\n',
-     "stages[0].student.name", 7, ['received "dnc"', 'did you mean "dcn"?', '"wide_deep"']),
-    ("unknown tflite mode", "toml", HEAD + '[export]\ntflite = [\n  "float",\n  "int4",\n]\n',
-     "export.tflite[1]", 8, ['received "int4"', '"dynamic", "int8", "float16"']),
-    ("duplicate batch sizes", "yaml", YHEAD + "benchmark:\n  batch_sizes: [1, 64, 1]\n",
-     "benchmark.batch_sizes[2]", 6, ["batch size 1 is listed twice in [1, 64, 1]"]),
-    ("quantize not last", "toml",
-     HEAD + '[[stages]]\nkind = "quantize"\n[[stages]]\nkind = "prune"\n',
-     "stages[0]", 5, ["must be the last stage", "received prune after it", "move the quantize"]),
-    ("bad run name", "toml", 'name = "my run/1"\n[model]\nname = "dcn"\nepochs = 1\n',
-     "name", 1, ['received "my run/1"', "letters, digits"]),
-    ("untrained reference model", "toml", 'name = "run"\n[model]\nname = "dcn"\n',
-     "model.epochs", 2, ["expected epochs >= 1, received 0", "path = a trained .keras"]),
-    ("trained student", "toml", HEAD + '[[stages]]\nkind = "distill"\n'
-     'student = { name = "dcn", epochs = 2 }\n',
-     "stages[0].student.epochs", 7, ["expected 0", "received 2"]),
-    ("unknown size", "yaml", YHEAD + "  size: huge\n",
-     "model.size", 5, ['received "huge"', '"student", "teacher", "tiny"']),
-    ("2:4 read as a number by YAML", "yaml",
-     YHEAD + "stages:\n  - kind: prune\n    structure: 2:4\n",
-     "stages[0].structure", 7, ["received an integer 124", "quote it"]),
-    ("model unsuited to the task", "toml", HEAD + '[data]\ntask = "retrieval"\n',
-     "model.name", 3, ['the model "dcn" does not fit the task "retrieval"', "two_tower"]),
-    ("duplicate YAML key", "yaml", YHEAD + "  epochs: 2\n",
-     "model.epochs", 5, ['key "epochs" is given twice']),
-    ("TOML syntax error", "toml", 'name = "run"\n[model]\nname = dcn\n',
-     None, 3, ["TOML syntax error", "at line 3"]),
-    ("YAML syntax error", "yaml", "name: run\nmodel:\n  name: dcn\n epochs: 1\n",
-     None, 4, ["YAML syntax error"]),
+    (
+        "unknown top-level key",
+        "toml",
+        'name = "run"\nseeed = 1\n[model]\nname = "dcn"\nepochs = 1',
+        "seeed",
+        2,
+        ['unknown key "seeed"', 'did you mean "seed"?', "benchmark, data, export"],
+    ),
+    (
+        "distill without a teacher",
+        "toml",
+        HEAD + '[[stages]]\nkind = "prune"\ndistill = true\n',
+        "stages[0].distill",
+        7,
+        ["there is none before it", "add a distill stage"],
+    ),
+    (
+        "distill not a bool",
+        "yaml",
+        YHEAD + "stages:\n  - kind: quantize\n    distill: 1\n",
+        "stages[0].distill",
+        7,
+        ["expected true or false", "received an integer 1"],
+    ),
+    (
+        "unknown stage key",
+        "toml",
+        HEAD + '[[stages]]\nkind = "prune"\nsparsty = 0.5\n',
+        "stages[0].sparsty",
+        7,
+        ['unknown key "sparsty"', 'did you mean "sparsity"?', "valid keys for a prune stage"],
+    ),
+    (
+        "string for a number",
+        "toml",
+        HEAD + '[[stages]]\nkind = "prune"\nsparsity = "0.7"\n',
+        "stages[0].sparsity",
+        7,
+        ["expected a number in (0, 1)", 'received a string "0.7"'],
+    ),
+    (
+        "bool for an int",
+        "toml",
+        'name = "run"\n[model]\nname = "dcn"\nepochs = true\n',
+        "model.epochs",
+        4,
+        ["expected an integer >= 0", "received a boolean true"],
+    ),
+    (
+        "float for an int",
+        "yaml",
+        YHEAD + "data:\n  samples: 500.0\n",
+        "data.samples",
+        6,
+        ["expected an integer >= 100", "received a float 500.0"],
+    ),
+    (
+        "sparsity out of range",
+        "toml",
+        HEAD + '[[stages]]\nkind = "prune"\n\n[[stages]]\nkind = "prune"\nsparsity = 1.5\n',
+        "stages[1].sparsity",
+        10,
+        ["expected a number in (0, 1), received 1.5", "e.g. sparsity = 0.7"],
+    ),
+    (
+        "epochs 0",
+        "toml",
+        HEAD + '[[stages]]\nkind = "shrink"\nepochs = 0\n',
+        "stages[0].epochs",
+        7,
+        ["expected an integer >= 1, received 0"],
+    ),
+    (
+        "negative learning rate",
+        "yaml",
+        YHEAD + "  learning_rate: -0.01\n",
+        "model.learning_rate",
+        5,
+        ["expected a number > 0, received -0.01"],
+    ),
+    (
+        "unknown stage kind",
+        "toml",
+        HEAD + '[[stages]]\nkind = "prunning"\n',
+        "stages[0].kind",
+        6,
+        ['received "prunning"', 'did you mean "prune"?', '"distill", "prune"'],
+    ),
+    (
+        "missing kind",
+        "yaml",
+        YHEAD + "stages:\n  - sparsity: 0.5\n",
+        "stages[0].kind",
+        6,
+        ["the stage has no kind", '"shrink", "quantize"', '["sparsity"]'],
+    ),
+    (
+        "missing model",
+        "toml",
+        'name = "run"\n[data]\ntask = "ctr"\n',
+        "model",
+        None,
+        ["a recipe needs model", "received nothing"],
+    ),
+    (
+        "both task and path",
+        "toml",
+        HEAD + '[data]\ntask = "ctr"\npath = "clicks.csv"\n',
+        "data.task",
+        6,
+        ['received task = "ctr" and path = "clicks.csv"', "not both"],
+    ),
+    (
+        "both name and path in model",
+        "toml",
+        'name = "run"\n[model]\nname = "dcn"\npath = "m.keras"\n',
+        "model.path",
+        4,
+        ['received name = "dcn" and path = "m.keras"', "not both"],
+    ),
+    (
+        "unknown model name",
+        "toml",
+        HEAD + '[[stages]]\nkind = "distill"\nstudent = { name = "dnc", size = "student" }\n',
+        "stages[0].student.name",
+        7,
+        ['received "dnc"', 'did you mean "dcn"?', '"wide_deep"'],
+    ),
+    (
+        "unknown tflite mode",
+        "toml",
+        HEAD + '[export]\ntflite = [\n  "float",\n  "int4",\n]\n',
+        "export.tflite[1]",
+        8,
+        ['received "int4"', '"dynamic", "int8", "float16"'],
+    ),
+    (
+        "duplicate batch sizes",
+        "yaml",
+        YHEAD + "benchmark:\n  batch_sizes: [1, 64, 1]\n",
+        "benchmark.batch_sizes[2]",
+        6,
+        ["batch size 1 is listed twice in [1, 64, 1]"],
+    ),
+    (
+        "quantize not last",
+        "toml",
+        HEAD + '[[stages]]\nkind = "quantize"\n[[stages]]\nkind = "prune"\n',
+        "stages[0]",
+        5,
+        ["must be the last stage", "received prune after it", "move the quantize"],
+    ),
+    (
+        "bad run name",
+        "toml",
+        'name = "my run/1"\n[model]\nname = "dcn"\nepochs = 1\n',
+        "name",
+        1,
+        ['received "my run/1"', "letters, digits"],
+    ),
+    (
+        "untrained reference model",
+        "toml",
+        'name = "run"\n[model]\nname = "dcn"\n',
+        "model.epochs",
+        2,
+        ["expected epochs >= 1, received 0", "path = a trained .keras"],
+    ),
+    (
+        "trained student",
+        "toml",
+        HEAD + '[[stages]]\nkind = "distill"\nstudent = { name = "dcn", epochs = 2 }\n',
+        "stages[0].student.epochs",
+        7,
+        ["expected 0", "received 2"],
+    ),
+    (
+        "unknown size",
+        "yaml",
+        YHEAD + "  size: huge\n",
+        "model.size",
+        5,
+        ['received "huge"', '"student", "teacher", "tiny"'],
+    ),
+    (
+        "2:4 read as a number by YAML",
+        "yaml",
+        YHEAD + "stages:\n  - kind: prune\n    structure: 2:4\n",
+        "stages[0].structure",
+        7,
+        ["received an integer 124", "quote it"],
+    ),
+    (
+        "model unsuited to the task",
+        "toml",
+        HEAD + '[data]\ntask = "retrieval"\n',
+        "model.name",
+        3,
+        ['the model "dcn" does not fit the task "retrieval"', "two_tower"],
+    ),
+    (
+        "duplicate YAML key",
+        "yaml",
+        YHEAD + "  epochs: 2\n",
+        "model.epochs",
+        5,
+        ['key "epochs" is given twice'],
+    ),
+    (
+        "TOML syntax error",
+        "toml",
+        'name = "run"\n[model]\nname = dcn\n',
+        None,
+        3,
+        ["TOML syntax error", "at line 3"],
+    ),
+    (
+        "YAML syntax error",
+        "yaml",
+        "name: run\nmodel:\n  name: dcn\n epochs: 1\n",
+        None,
+        4,
+        ["YAML syntax error"],
+    ),
 ]
 
 
@@ -391,8 +634,11 @@ def test_file_level_errors(tmp_path):
         load_recipe(missing)
     json_file = tmp_path / "recipe.json"
     json_file.write_text("{}")
-    with pytest.raises(RecipeError, match=r"unsupported recipe file suffix '\.json'.*\.toml, "
-                                          r"\.yaml, \.yml") as info:
+    with pytest.raises(
+        RecipeError,
+        match=r"unsupported recipe file suffix '\.json'.*\.toml, "
+        r"\.yaml, \.yml",
+    ) as info:
         load_recipe(json_file)
     assert info.value.source == str(json_file) and info.value.line is None
     with pytest.raises(RecipeError, match="is a directory"):
@@ -449,8 +695,11 @@ def test_python_api_errors_name_the_argument():
         BenchmarkSpec(batch_sizes=[])
     with pytest.raises(RecipeError, match=r"^label: the CSV file \"a.csv\" needs its label"):
         DataSpec(path="a.csv")
-    with pytest.raises(RecipeError, match=r'^label: label applies to CSV files only, received '
-                                          r'label = "click" with task = "ctr"'):
+    with pytest.raises(
+        RecipeError,
+        match=r"^label: label applies to CSV files only, received "
+        r'label = "click" with task = "ctr"',
+    ):
         DataSpec(label="click")
     assert DataSpec(path="ml/ratings.csv").label is None  # MovieLens CSV: no label needed
     with pytest.raises(RecipeError, match=r"^format: format = \"csv\" applies to data files"):
@@ -466,8 +715,10 @@ def test_python_api_errors_name_the_argument():
     with pytest.raises(RecipeError, match=r"^kind: expected \"prune\" for a PruneStage"):
         PruneStage.from_config({"kind": "shrink"})
     with pytest.raises(RecipeError, match=r"^api, data\.samples: .*received 5") as info:
-        Recipe.from_config({"name": "r", "model": {"name": "dcn", "epochs": 1},
-                            "data": {"samples": 5}}, source="api")
+        Recipe.from_config(
+            {"name": "r", "model": {"name": "dcn", "epochs": 1}, "data": {"samples": 5}},
+            source="api",
+        )
     assert (info.value.source, info.value.line) == ("api", None)
     assert info.value.key == "data.samples"
     assert BenchmarkSpec(max_examples="all").max_examples is None
@@ -476,26 +727,43 @@ def test_python_api_errors_name_the_argument():
 
 
 def test_demo_recipe_arguments_are_checked():
-    with pytest.raises(RecipeError, match=r"^teacher_epochs: expected an integer >= 1, "
-                                          r"received 0"):
+    with pytest.raises(
+        RecipeError,
+        match=r"^teacher_epochs: expected an integer >= 1, "
+        r"received 0",
+    ):
         demo_recipe(teacher_epochs=0)
-    with pytest.raises(RecipeError, match=r"^samples: expected an integer >= 100, received a "
-                                          r"string"):
+    with pytest.raises(
+        RecipeError,
+        match=r"^samples: expected an integer >= 100, received a "
+        r"string",
+    ):
         demo_recipe(samples="many")
 
 
 def test_recipe_error_format_and_pickling():
-    err = RecipeError("expected a number in (0, 1), received 1.5; e.g. sparsity = 0.7",
-                      key="stages[1].sparsity", line=23, source="recipe.toml")
-    assert str(err) == ("recipe.toml line 23, stages[1].sparsity: expected a number in (0, 1), "
-                        "received 1.5; e.g. sparsity = 0.7")
+    err = RecipeError(
+        "expected a number in (0, 1), received 1.5; e.g. sparsity = 0.7",
+        key="stages[1].sparsity",
+        line=23,
+        source="recipe.toml",
+    )
+    assert str(err) == (
+        "recipe.toml line 23, stages[1].sparsity: expected a number in (0, 1), "
+        "received 1.5; e.g. sparsity = 0.7"
+    )
     assert str(RecipeError("oops")) == "oops"
     assert str(RecipeError("oops", line=3)) == "line 3: oops"
     again = pickle.loads(pickle.dumps(err))
     assert (again.key, again.line, again.source, str(again)) == (
-        err.key, err.line, err.source, str(err))
+        err.key,
+        err.line,
+        err.source,
+        str(err),
+    )
     assert str(RecipeError("bad", key="[2]").under("tflite").under("export")) == (
-        "export.tflite[2]: bad")
+        "export.tflite[2]: bad"
+    )
     assert set(STAGE_KINDS) == {"distill", "prune", "shrink", "quantize"}
 
 
@@ -504,13 +772,25 @@ def test_recipe_error_format_and_pickling():
 
 def _click_data(**overrides):
     options = dict(
-        path="data/train_sample.csv", label="is_attributed", task="multiclass",
-        drop=["attributed_time"], categorical=["hour"], numeric=["price"], numeric_fill="mean",
-        delimiter=";", header=["ip", "app", "hour", "price", "click_time", "attributed_time",
-                               "is_attributed"],
-        timestamps=["click_time"], timestamp_features="drop", hash_buckets={"ip": 100_000},
-        max_vocab={"app": 500}, hash_threshold=50_000, split=[0.7, 0.15, 0.15],
-        split_mode="time", time_column="click_time", strict=True, sequence_length=8,
+        path="data/train_sample.csv",
+        label="is_attributed",
+        task="multiclass",
+        drop=["attributed_time"],
+        categorical=["hour"],
+        numeric=["price"],
+        numeric_fill="mean",
+        delimiter=";",
+        header=["ip", "app", "hour", "price", "click_time", "attributed_time", "is_attributed"],
+        timestamps=["click_time"],
+        timestamp_features="drop",
+        hash_buckets={"ip": 100_000},
+        max_vocab={"app": 500},
+        hash_threshold=50_000,
+        split=[0.7, 0.15, 0.15],
+        split_mode="time",
+        time_column="click_time",
+        strict=True,
+        sequence_length=8,
     )
     options.update(overrides)
     return DataSpec(**options)
@@ -526,21 +806,38 @@ def test_data_file_options_round_trip_and_become_loader_options():
     assert data.drop == ("attributed_time",) and data.split == (0.7, 0.15, 0.15)
     assert data.hash_buckets == {"ip": 100_000} and hash(data)
     assert data.loader_options() == {
-        "task": "multiclass", "split": [0.7, 0.15, 0.15], "split_mode": "time",
-        "time_column": "click_time", "drop": ["attributed_time"], "numeric": ["price"],
-        "categorical": ["hour"], "timestamps": ["click_time"], "timestamp_features": "drop",
-        "hash_buckets": {"ip": 100_000}, "max_vocab": {"app": 500}, "hash_threshold": 50_000,
-        "numeric_fill": "mean", "delimiter": ";",
-        "header": ["ip", "app", "hour", "price", "click_time", "attributed_time",
-                   "is_attributed"],
-        "sequence_length": 8, "strict": True,
+        "task": "multiclass",
+        "split": [0.7, 0.15, 0.15],
+        "split_mode": "time",
+        "time_column": "click_time",
+        "drop": ["attributed_time"],
+        "numeric": ["price"],
+        "categorical": ["hour"],
+        "timestamps": ["click_time"],
+        "timestamp_features": "drop",
+        "hash_buckets": {"ip": 100_000},
+        "max_vocab": {"app": 500},
+        "hash_threshold": 50_000,
+        "numeric_fill": "mean",
+        "delimiter": ";",
+        "header": ["ip", "app", "hour", "price", "click_time", "attributed_time", "is_attributed"],
+        "sequence_length": 8,
+        "strict": True,
     }
-    movies = loads_recipe((HEAD + '[data]\npath = "ml-100k/u.data"\ntask = "retrieval"\n'
-                           'min_rating = 3.5\nnegatives = 0\nsplit_mode = "by_user"\n'
-                           'delimiter = "\\t"\nheader = false\n').replace('"dcn"', '"two_tower"'))
+    movies = loads_recipe(
+        (
+            HEAD + '[data]\npath = "ml-100k/u.data"\ntask = "retrieval"\n'
+            'min_rating = 3.5\nnegatives = 0\nsplit_mode = "by_user"\n'
+            'delimiter = "\\t"\nheader = false\n'
+        ).replace('"dcn"', '"two_tower"')
+    )
     assert movies.data.loader_options() == {
-        "task": "retrieval", "split_mode": "by_user", "delimiter": "\t", "header": False,
-        "min_rating": 3.5, "negatives": 0,
+        "task": "retrieval",
+        "split_mode": "by_user",
+        "delimiter": "\t",
+        "header": False,
+        "min_rating": 3.5,
+        "negatives": 0,
     }
     libfm = DataSpec(path="criteo.ffm", n_features=1_000_000, max_fields=39, strict=True)
     assert libfm.loader_options() == {"n_features": 1_000_000, "max_fields": 39, "strict": True}
@@ -551,30 +848,53 @@ def test_data_file_options_round_trip_and_become_loader_options():
 @pytest.mark.parametrize(
     ("kwargs", "pattern"),
     [
-        ({"split_mode": "weekly"}, r'^split_mode: expected one of "random", "time", "by_user"'
-                                   r' for CSV files, received "weekly"; e.g. split_mode = '),
-        ({"split": [0.5, 0.6, 0.1]}, r"^split: expected three fractions .* sum to 1.*received "
-                                     r"\[0.5, 0.6, 0.1\]; e.g. split = \[0.8, 0.1, 0.1\]"),
+        (
+            {"split_mode": "weekly"},
+            r'^split_mode: expected one of "random", "time", "by_user"'
+            r' for CSV files, received "weekly"; e.g. split_mode = ',
+        ),
+        (
+            {"split": [0.5, 0.6, 0.1]},
+            r"^split: expected three fractions .* sum to 1.*received "
+            r"\[0.5, 0.6, 0.1\]; e.g. split = \[0.8, 0.1, 0.1\]",
+        ),
         ({"drop": ["a", 3]}, r"^drop\[1\]: expected a column name .*received an integer 3"),
         ({"drop": []}, r"^drop: expected a non-empty list of column names, received \[\]"),
         ({"drop": ["is_attributed"]}, r'^drop: "is_attributed" is the label column'),
-        ({"numeric": ["a"], "categorical": ["a"]},
-         r'^categorical: the column "a" is listed in both numeric and categorical'),
-        ({"numeric_fill": "median"}, r'^numeric_fill: expected "mean" or a number, received '
-                                     r'"median"; e.g. numeric_fill = "mean"'),
+        (
+            {"numeric": ["a"], "categorical": ["a"]},
+            r'^categorical: the column "a" is listed in both numeric and categorical',
+        ),
+        (
+            {"numeric_fill": "median"},
+            r'^numeric_fill: expected "mean" or a number, received '
+            r'"median"; e.g. numeric_fill = "mean"',
+        ),
         ({"delimiter": "::"}, r'^delimiter: expected one character, received "::"'),
-        ({"header": "yes"}, r"^header: expected true, false or the list of column names, "
-                            r'received a string "yes"'),
+        (
+            {"header": "yes"},
+            r"^header: expected true, false or the list of column names, "
+            r'received a string "yes"',
+        ),
         ({"timestamp_features": "epoch"}, r'^timestamp_features: .*received "epoch"'),
         ({"hash_buckets": {"ip": 0}}, r"^hash_buckets\.ip: expected an integer >= 1, received 0"),
         ({"max_vocab": "many"}, r"^max_vocab: expected an integer >= 1, received a string"),
         ({"strict": "yes"}, r'^strict: expected true or false, received a string "yes"'),
-        ({"time_column": "click_time"}, r'^time_column: time_column applies to split_mode = '
-                                        r'"time", received .* with split_mode = null'),
-        ({"min_rating": 4}, r"^min_rating: min_rating does not apply to CSV files, received "
-                            r'min_rating = 4.0 with path = "clicks.csv"; remove it \(CSV options:'),
-        ({"task": "retrieval"}, r'^task: give either task .* not both; received task = '
-                                r'"retrieval" .*"binary" or "multiclass" for CSV files'),
+        (
+            {"time_column": "click_time"},
+            r"^time_column: time_column applies to split_mode = "
+            r'"time", received .* with split_mode = null',
+        ),
+        (
+            {"min_rating": 4},
+            r"^min_rating: min_rating does not apply to CSV files, received "
+            r'min_rating = 4.0 with path = "clicks.csv"; remove it \(CSV options:',
+        ),
+        (
+            {"task": "retrieval"},
+            r"^task: give either task .* not both; received task = "
+            r'"retrieval" .*"binary" or "multiclass" for CSV files',
+        ),
     ],
 )
 def test_data_file_option_errors_name_key_value_and_example(kwargs, pattern):
@@ -583,13 +903,19 @@ def test_data_file_option_errors_name_key_value_and_example(kwargs, pattern):
 
 
 def test_data_options_apply_to_their_format_and_to_files_only():
-    with pytest.raises(RecipeError, match=r'^drop: drop applies to data files only, received '
-                                          r'drop = \["x"\] with task = "ctr"; remove drop'):
+    with pytest.raises(
+        RecipeError,
+        match=r"^drop: drop applies to data files only, received "
+        r'drop = \["x"\] with task = "ctr"; remove drop',
+    ):
         DataSpec(drop=["x"])
     with pytest.raises(RecipeError, match=r"^strict: strict does not apply to MovieLens files"):
         DataSpec(path="u.data", strict=True)
-    with pytest.raises(RecipeError, match=r'^split_mode: expected one of "random" for libFM '
-                                          r'files, received "time"'):
+    with pytest.raises(
+        RecipeError,
+        match=r'^split_mode: expected one of "random" for libFM '
+        r'files, received "time"',
+    ):
         DataSpec(path="criteo.ffm", split_mode="time")
     with pytest.raises(RecipeError, match=r"^header: expected true or false"):
         DataSpec(path="u.data", header=["user", "item", "rating", "ts"])

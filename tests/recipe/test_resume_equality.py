@@ -48,8 +48,12 @@ def _recipe() -> Recipe:
         seed=3,
         data=DataSpec(task="ctr", samples=800, batch_size=64),
         # dropout in the teacher: its random stream must follow the epoch, not the process
-        model=ModelSpec(name="dcn", size={"base": "tiny", "dropout": 0.3, "mlp_units": [16]},
-                        epochs=2, patience=0),
+        model=ModelSpec(
+            name="dcn",
+            size={"base": "tiny", "dropout": 0.3, "mlp_units": [16]},
+            epochs=2,
+            patience=0,
+        ),
         stages=(
             DistillStage(student=ModelSpec(name="dcn", size="tiny"), epochs=2),
             PruneStage(sparsity=0.5, epochs=2),
@@ -116,8 +120,9 @@ def test_resume_in_the_middle_of_every_stage_equals_the_uninterrupted_run(refere
     for at, stage in ((2, "teacher"), (3, "distill"), (3, "prune"), (3, "quantize")):
         with pytest.raises(KeyboardInterrupt):
             run(_recipe(), out_dir=tmp_path, verbose=0, callbacks=[_Interrupt(at)])
-        record = (tmp_path / "resume" / STAGES[[s[3:] for s in STAGES].index(stage)]
-                  / "stage.json").read_text()
+        record = (
+            tmp_path / "resume" / STAGES[[s[3:] for s in STAGES].index(stage)] / "stage.json"
+        ).read_text()
         assert '"running"' in record, f"not interrupted inside {stage}: {record[:200]}"
     report = run(_recipe(), out_dir=tmp_path, verbose=0)
     assert report.stages[-1].resumed_from_epoch == 1
@@ -136,8 +141,13 @@ def test_killed_cli_run_resumes_to_the_uninterrupted_result(reference, tmp_path)
     command = [str(cli), "run", str(recipe_file), "--out", str(out), "--quiet"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     backup = out / "resume" / "02_prune" / "backup"
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 300
         while not any(backup.rglob("checkpoint")) and proc.poll() is None:

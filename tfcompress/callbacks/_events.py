@@ -75,9 +75,7 @@ def _check_bool(value: Any, argument: str) -> bool:
 
 def _check_tag(tag: Any, argument: str) -> str:
     if not isinstance(tag, str):
-        raise TypeError(
-            f"`{argument}` must be a str, received {type(tag).__name__}: {tag!r:.80}."
-        )
+        raise TypeError(f"`{argument}` must be a str, received {type(tag).__name__}: {tag!r:.80}.")
     if (
         not tag
         or tag != tag.strip()
@@ -118,10 +116,16 @@ def _scalar(tag: str, value: float, step: int) -> None:
     with np.errstate(over="ignore"):
         single = np.float32(value)
     if math.isfinite(value) and not math.isfinite(single):
-        _log.warning("TensorBoard scalar %r: %r is out of float32 range; TensorBoard shows %s.",
-                     tag, value, single)
+        _log.warning(
+            "TensorBoard scalar %r: %r is out of float32 range; TensorBoard shows %s.",
+            tag,
+            value,
+            single,
+        )
     tf.summary.write(
-        tag, tf.constant(single, tf.float32), step=step,
+        tag,
+        tf.constant(single, tf.float32),
+        step=step,
         metadata=scalar_metadata.create_summary_metadata(display_name=tag, description=""),
     )
 
@@ -130,7 +134,9 @@ def _text(tag: str, markdown: str, step: int) -> None:
     """A text summary under exactly ``tag`` (``tf.summary.text`` would drop characters such as
     '@' or ' ' from it)."""
     tf.summary.write(
-        tag, tf.constant(markdown, tf.string), step=step,
+        tag,
+        tf.constant(markdown, tf.string),
+        step=step,
         metadata=text_metadata.create_summary_metadata(display_name=tag, description=""),
     )
 
@@ -184,11 +190,23 @@ class _DataServer:
         error_file = os.path.join(self._tmp.name, "error")
         env = {**os.environ, "RUST_LOG": "info"}
         self._process = subprocess.Popen(
-            [binary, f"--logdir={path}", "--reload=once", "--port=0", f"--port-file={port_file}",
-             f"--error-file={error_file}", "--die-after-stdin", "--verbose",
-             "--samples-per-plugin=scalars=all,text=all,hparams=all"],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            env=env, text=True, errors="replace",
+            [
+                binary,
+                f"--logdir={path}",
+                "--reload=once",
+                "--port=0",
+                f"--port-file={port_file}",
+                f"--error-file={error_file}",
+                "--die-after-stdin",
+                "--verbose",
+                "--samples-per-plugin=scalars=all,text=all,hparams=all",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+            text=True,
+            errors="replace",
         )
         self._channel: grpc.Channel | None = None
         self._log: list[str] = []
@@ -207,8 +225,11 @@ class _DataServer:
                         error = f.read().strip()
                 raise RuntimeError(
                     f"TensorBoard's data server ({binary}) did not load {path!r}"
-                    + (f" within {_LOAD_TIMEOUT_S:.0f} s" if status is None
-                       else f": it exited with status {status}")
+                    + (
+                        f" within {_LOAD_TIMEOUT_S:.0f} s"
+                        if status is None
+                        else f": it exited with status {status}"
+                    )
                     + f"; {error or ''.join(self._log[-20:]).strip() or 'no output'}. Set "
                     "TENSORBOARD_DATA_SERVER_BINARY to a missing file to read with TensorBoard's "
                     "Python loader instead."
@@ -216,9 +237,11 @@ class _DataServer:
             with open(port_file, encoding="ascii") as f:
                 address = f"localhost:{int(f.read())}"
             self._channel = grpc.insecure_channel(
-                address, options=[("grpc.max_receive_message_length", 256 * 1024 * 1024)])
+                address, options=[("grpc.max_receive_message_length", 256 * 1024 * 1024)]
+            )
             self.provider = grpc_provider.GrpcDataProvider(
-                address, grpc_provider.make_stub(self._channel))
+                address, grpc_provider.make_stub(self._channel)
+            )
         except BaseException:
             self.close()
             raise
@@ -257,7 +280,8 @@ def _loaded(log_dir: Any) -> Iterator[provider_lib.DataProvider]:
     binary = _data_server_binary(path)
     if binary is None:
         multiplexer = plugin_event_multiplexer.EventMultiplexer(
-            size_guidance={plugin_event_accumulator.TENSORS: 0})  # 0: keep every point
+            size_guidance={plugin_event_accumulator.TENSORS: 0}
+        )  # 0: keep every point
         multiplexer.AddRunsFromDirectory(path)
         multiplexer.Reload()
         yield mux_data_provider.MultiplexerDataProvider(multiplexer, path)
@@ -280,8 +304,13 @@ def _read(
         return {}
     runs = sorted(listed)
     tags = sorted({tag for run_tags in listed.values() for tag in run_tags})
-    data = reader(_CTX, experiment_id="", plugin_name=plugin, downsample=_ALL,
-                  run_tag_filter=provider_lib.RunTagFilter(runs=runs, tags=tags))
+    data = reader(
+        _CTX,
+        experiment_id="",
+        plugin_name=plugin,
+        downsample=_ALL,
+        run_tag_filter=provider_lib.RunTagFilter(runs=runs, tags=tags),
+    )
     out: dict[str, dict[str, list[Any]]] = {}
     for run in runs:
         for tag in sorted(listed[run]):
@@ -313,9 +342,10 @@ def read_scalars(log_dir: str | os.PathLike) -> dict[str, dict[str, list[tuple[i
     """
     with _loaded(log_dir) as provider:
         series = _read(provider, scalar_metadata.PLUGIN_NAME, scalars=True)
-    return {run: {tag: [(int(d.step), float(d.value)) for d in data]
-                  for tag, data in tags.items()}
-            for run, tags in series.items()}
+    return {
+        run: {tag: [(int(d.step), float(d.value)) for d in data] for tag, data in tags.items()}
+        for run, tags in series.items()
+    }
 
 
 def read_text(log_dir: str | os.PathLike) -> dict[str, dict[str, list[tuple[int, str]]]]:
@@ -338,9 +368,13 @@ def read_text(log_dir: str | os.PathLike) -> dict[str, dict[str, list[tuple[int,
     for run, tags in series.items():
         for tag, data in tags.items():
             out.setdefault(run, {})[tag] = [
-                (int(d.step), "\n".join(
-                    item.decode("utf-8") if isinstance(item, bytes) else str(item)
-                    for item in np.asarray(d.numpy).reshape(-1)))
+                (
+                    int(d.step),
+                    "\n".join(
+                        item.decode("utf-8") if isinstance(item, bytes) else str(item)
+                        for item in np.asarray(d.numpy).reshape(-1)
+                    ),
+                )
                 for d in data
             ]
     return out

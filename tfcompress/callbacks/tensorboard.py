@@ -287,9 +287,7 @@ def _run_dir_name(name: str) -> str:
     return safe if safe and safe not in (".", "..") else f"_{safe or 'variant'}"
 
 
-def _check_hparams(
-    hparams: Any, report: BenchmarkReport
-) -> dict[str, dict[str, HParamValue]]:
+def _check_hparams(hparams: Any, report: BenchmarkReport) -> dict[str, dict[str, HParamValue]]:
     if hparams is None:
         return {}
     if not isinstance(hparams, Mapping):
@@ -335,12 +333,16 @@ def _check_hparams(
 
 
 def _domain(name: str, values: list[HParamValue]) -> hp.Discrete | None:
-    kinds = {bool if isinstance(v, bool) else (float if isinstance(v, (int, float)) else str)
-             for v in values}
+    kinds = {
+        bool if isinstance(v, bool) else (float if isinstance(v, (int, float)) else str)
+        for v in values
+    }
     if len(kinds) != 1:
         _log.warning(
             "log_hparams: hparam %r mixes value types (%s); it gets no domain in the "
-            "HParams config.", name, ", ".join(sorted(k.__name__ for k in kinds)),
+            "HParams config.",
+            name,
+            ", ".join(sorted(k.__name__ for k in kinds)),
         )
         return None
     (kind,) = kinds
@@ -361,8 +363,12 @@ def _variant_scalars(
     for metric, value in row.quality.items():
         if value is not None:
             out[f"quality/{metric}"] = float(value)
-    for tag, value in (("size/bytes", row.bytes), ("size/gzip_bytes", row.gzip_bytes),
-                       ("size/params", row.params), ("memory/peak_mb", row.peak_memory_mb)):
+    for tag, value in (
+        ("size/bytes", row.bytes),
+        ("size/gzip_bytes", row.gzip_bytes),
+        ("size/params", row.params),
+        ("memory/peak_mb", row.peak_memory_mb),
+    ):
         if value is not None:
             out[tag] = float(value)
     for batch, latency in sorted(row.latency_ms.items()):
@@ -474,5 +480,3 @@ def log_hparams(
         written.append(run_dir)
     _log.info("log_hparams: wrote %d variants to %s.", len(written), path)
     return written
-
-

@@ -118,9 +118,15 @@ def format_bytes(n: float) -> str:
 UNKNOWN_MEMORY = 2**40
 
 
-def check_memory(argument: str, count: int, per_item: int, fixed: int, what: str,
-                 unit: str, own_file: str = "tfcompress.data.load_file reads it from disk"
-                 ) -> None:
+def check_memory(
+    argument: str,
+    count: int,
+    per_item: int,
+    fixed: int,
+    what: str,
+    unit: str,
+    own_file: str = "tfcompress.data.load_file reads it from disk",
+) -> None:
     """Refuse ``count`` items of ``per_item`` bytes (+ ``fixed``) that exceed physical memory.
 
     Args:
@@ -135,8 +141,11 @@ def check_memory(argument: str, count: int, per_item: int, fixed: int, what: str
             the system does not tell) and the largest count that fits.
     """
     need, total = fixed + count * per_item, physical_memory()
-    have = (f"this machine's {format_bytes(total)}" if total else
-            f"{format_bytes(UNKNOWN_MEMORY)} (this machine's memory is unknown)")
+    have = (
+        f"this machine's {format_bytes(total)}"
+        if total
+        else f"{format_bytes(UNKNOWN_MEMORY)} (this machine's memory is unknown)"
+    )
     total = total or UNKNOWN_MEMORY
     if need > total:
         most = max(0, (total - fixed) // max(per_item, 1))
@@ -171,8 +180,10 @@ def read_error(path: str, line: int, exc: Exception) -> ValueError:
         )
     if path.endswith(".gz") and isinstance(exc, (zlib.error, EOFError, gzip.BadGzipFile)):
         what = (
-            "is not a gzip file" if isinstance(exc, gzip.BadGzipFile)
-            else "is truncated gzip data (the file was cut short)" if isinstance(exc, EOFError)
+            "is not a gzip file"
+            if isinstance(exc, gzip.BadGzipFile)
+            else "is truncated gzip data (the file was cut short)"
+            if isinstance(exc, EOFError)
             else "holds corrupt gzip data"
         )
         return ValueError(

@@ -68,8 +68,15 @@ def gather(
 class Build:
     """Turns each scanned column into features, vocabularies, stats and leak scores."""
 
-    def __init__(self, path: str, n: int, is_train: np.ndarray, sample: np.ndarray,
-                 y_sample: np.ndarray, binary: bool) -> None:
+    def __init__(
+        self,
+        path: str,
+        n: int,
+        is_train: np.ndarray,
+        sample: np.ndarray,
+        y_sample: np.ndarray,
+        binary: bool,
+    ) -> None:
         self.path, self.n, self.is_train = path, n, is_train
         self.sample, self.y_sample, self.binary = sample, y_sample, binary
         self.features: list[Feature] = []
@@ -88,22 +95,39 @@ class Build:
         if score >= inference.LEAK_AUC:
             self.leaks[col] = (score, how)
 
-    def column(self, col: Column, kind: str, reason: str, scale: float | None, *,
-               numeric_fill: Any, timestamp_features: str, cap: int | None,
-               sequence_length: int) -> None:
+    def column(
+        self,
+        col: Column,
+        kind: str,
+        reason: str,
+        scale: float | None,
+        *,
+        numeric_fill: Any,
+        timestamp_features: str,
+        cap: int | None,
+        sequence_length: int,
+    ) -> None:
         name = feature_name(col.name)
         entry: dict[str, Any] = {
-            "features": [], "kind": kind, "encoding": None, "vocab_size": None,
-            "buckets": None, "missing": col.missing / max(col.rows, 1), "reason": reason,
+            "features": [],
+            "kind": kind,
+            "encoding": None,
+            "vocab_size": None,
+            "buckets": None,
+            "missing": col.missing / max(col.rows, 1),
+            "reason": reason,
         }
         if kind == "undecided":
             values = col.float_array()
             unordered, by_cat, by_order = inference.looks_unordered(
-                values[self.sample], self.y_sample)
+                values[self.sample], self.y_sample
+            )
             kind = entry["kind"] = "categorical" if unordered else "numeric"
             entry["reason"] = (
                 f"integer codes: label rate per value AUC {by_cat:.3f} vs value order "
-                f"{by_order:.3f}" if unordered else "integer counts / amounts"
+                f"{by_order:.3f}"
+                if unordered
+                else "integer counts / amounts"
             )
             if not unordered:
                 col.drop_ids()
@@ -124,10 +148,14 @@ class Build:
                 self.ignored.append(col.name)
             else:
                 entry["encoding"] = "hour+weekday (UTC)"
-                for suffix, ids, size in zip(("hour", "weekday"), inference.hour_weekday(seconds),
-                                             (25, 8), strict=True):
-                    self._add(entry, Feature(f"{name}_{suffix}", "categorical", vocab_size=size),
-                              ids.reshape(-1, 1))
+                for suffix, ids, size in zip(
+                    ("hour", "weekday"), inference.hour_weekday(seconds), (25, 8), strict=True
+                ):
+                    self._add(
+                        entry,
+                        Feature(f"{name}_{suffix}", "categorical", vocab_size=size),
+                        ids.reshape(-1, 1),
+                    )
         elif kind == "sequence":
             self._sequence(col, name, entry, cap, sequence_length)
         self.info[col.name] = entry
@@ -137,8 +165,9 @@ class Build:
         self.features.append(feature)
         self.arrays[feature.name] = values
 
-    def _numeric(self, col: Column, name: str, entry: dict[str, Any], fill: Any,
-                 values: np.ndarray) -> None:
+    def _numeric(
+        self, col: Column, name: str, entry: dict[str, Any], fill: Any, values: np.ndarray
+    ) -> None:
         self._leak(col.name, values, "numeric")
         missing = np.isnan(values)
         if missing.any():
@@ -146,7 +175,7 @@ class Build:
                 raise ValueError(
                     f"{self.path} line {col.first_missing}: empty value in numeric column "
                     f"{col.name!r}; fill it, pass numeric_fill='mean' (or a number; recipe "
-                    "[data]: numeric_fill = \"mean\"), or list the column in categorical=."
+                    '[data]: numeric_fill = "mean"), or list the column in categorical=.'
                 )
             if fill == "mean":
                 known = values[self.is_train & ~missing]
@@ -177,16 +206,28 @@ class Build:
         col.vocab = None
         self._add(entry, Feature(name, "categorical", vocab_size=size), ids.reshape(-1, 1))
 
-    def _encode(self, col: Column, name: str, entry: dict[str, Any], cap: int | None,
-                ids: np.ndarray, in_train: np.ndarray) -> int:
+    def _encode(
+        self,
+        col: Column,
+        name: str,
+        entry: dict[str, Any],
+        cap: int | None,
+        ids: np.ndarray,
+        in_train: np.ndarray,
+    ) -> int:
         """Map ``ids`` in place to vocabulary ids (ranked on the train rows) or keep the hash
         buckets; records the encoding in ``entry``; returns the feature's vocab size."""
         if col.vocab is not None:
             table, lookup, dropped = rank(col.vocab, ids[in_train], cap)
             np.take(table, ids, out=ids)
             if dropped:
-                _log.info("%s: column %r keeps %d of %d values (max_vocab).", self.path,
-                          col.name, len(lookup), len(lookup) + dropped)
+                _log.info(
+                    "%s: column %r keeps %d of %d values (max_vocab).",
+                    self.path,
+                    col.name,
+                    len(lookup),
+                    len(lookup) + dropped,
+                )
             self.vocabularies[name] = lookup
             size = max(2, len(lookup) + 1)
             entry.update(encoding="vocabulary", vocab_size=size)
@@ -196,12 +237,12 @@ class Build:
         entry.update(encoding="hash", vocab_size=buckets + 1, buckets=buckets)
         return buckets + 1
 
-    def _sequence(self, col: Column, name: str, entry: dict[str, Any], cap: int | None,
-                  length: int) -> None:
+    def _sequence(
+        self, col: Column, name: str, entry: dict[str, Any], cap: int | None, length: int
+    ) -> None:
         lengths = col.length_array()
         flat = col.id_array()
         size = self._encode(col, name, entry, cap, flat, np.repeat(self.is_train, lengths))
         col.vocab = None
         padded = pad_trailing(flat, np.cumsum(lengths), lengths, length)
         self._add(entry, Feature(name, "sequence", vocab_size=size, length=length), padded)
-

@@ -60,8 +60,15 @@ def _per_column(value: Any, arg: str, example: str) -> dict[str, int] | int | No
 
 
 def _check_options(
-    task: Any, delimiter: Any, separator: Any, header: Any, numeric_fill: Any,
-    timestamp_features: Any, strict: Any, hash_threshold: Any, sequence_length: Any,
+    task: Any,
+    delimiter: Any,
+    separator: Any,
+    header: Any,
+    numeric_fill: Any,
+    timestamp_features: Any,
+    strict: Any,
+    hash_threshold: Any,
+    sequence_length: Any,
 ) -> None:
     if task not in ("binary", "multiclass"):
         raise ValueError(f"task must be 'binary' or 'multiclass', received {task!r}.")
@@ -89,10 +96,14 @@ def _check_options(
     check_int(sequence_length, "sequence_length", 1, "20")
     if hash_threshold is not None:
         check_int(hash_threshold, "hash_threshold", 1, "100_000")
-    if numeric_fill is not None and numeric_fill != "mean" and (
-        isinstance(numeric_fill, bool)
-        or not isinstance(numeric_fill, (int, float))
-        or not math.isfinite(numeric_fill)
+    if (
+        numeric_fill is not None
+        and numeric_fill != "mean"
+        and (
+            isinstance(numeric_fill, bool)
+            or not isinstance(numeric_fill, (int, float))
+            or not math.isfinite(numeric_fill)
+        )
     ):
         raise ValueError(
             f"numeric_fill must be None, 'mean' or a finite number, received {numeric_fill!r}; "
@@ -181,7 +192,11 @@ def _decide_text(col: Column) -> tuple[str, str, float | None]:
         _log.info(
             "%s line %d: column %r holds integer ids beyond 2^53 (%s) that a float cannot tell "
             "apart; kept as categorical text so they stay distinct (numeric= makes them "
-            "rounded numbers).", col.path, line, name, value,
+            "rounded numbers).",
+            col.path,
+            line,
+            name,
+            value,
         )
         return "categorical", "integer ids beyond 2^53 (kept as text, distinct)", None
     if col.iso:
@@ -315,13 +330,27 @@ def load_csv(
     fractions = check_common(batch_size, split, seed)
     if not isinstance(label, str) or not label:
         raise TypeError(f"label must be the label column's name, received {label!r}.")
-    _check_options(task, delimiter, sequence_separator, header, numeric_fill, timestamp_features,
-                   strict, hash_threshold, sequence_length)
+    _check_options(
+        task,
+        delimiter,
+        sequence_separator,
+        header,
+        numeric_fill,
+        timestamp_features,
+        strict,
+        hash_threshold,
+        sequence_length,
+    )
     check_split_mode(split_mode, SPLIT_MODES, "a CSV file")
     lists = {
         arg: _columns_arg(value, arg)
-        for arg, value in (("numeric", numeric), ("categorical", categorical),
-                           ("sequence", sequence), ("drop", drop), ("timestamps", timestamps))
+        for arg, value in (
+            ("numeric", numeric),
+            ("categorical", categorical),
+            ("sequence", sequence),
+            ("drop", drop),
+            ("timestamps", timestamps),
+        )
     }
     if hash_buckets is not None and not isinstance(hash_buckets, Mapping):
         raise TypeError(f"hash_buckets must be a dict {{column: n}}, received {hash_buckets!r}.")
@@ -337,8 +366,14 @@ def load_csv(
 
     # ------------------------------------------------------------------ the pass
     columns = {
-        col: Column(col, role, path, buckets=buckets.get(col), limit=hash_threshold,
-                    separator=sequence_separator)
+        col: Column(
+            col,
+            role,
+            path,
+            buckets=buckets.get(col),
+            limit=hash_threshold,
+            separator=sequence_separator,
+        )
         for col, role in roles.items()
     }
     position = {col: i for i, col in enumerate(names)}
@@ -361,8 +396,9 @@ def load_csv(
             raise ValueError(f"{path}: every label is 0; multiclass needs at least 2 classes.")
 
     decided = {col: _decide(c) for col, c in columns.items()}
-    parts, split_column = _split(path, split_mode, n, fractions, seed, columns, decided,
-                                 time_column, user_column)
+    parts, split_column = _split(
+        path, split_mode, n, fractions, seed, columns, decided, time_column, user_column
+    )
     train_rows = parts["train"]
     is_train = np.zeros(n, bool)
     is_train[train_rows] = True
@@ -373,10 +409,16 @@ def load_csv(
     built = Build(path, n, is_train, sample, y_sample, binary)
     for col, column in columns.items():  # each column's chunks are freed as it is built
         kind, reason, scale = decided[col]
-        built.column(column, kind, reason, scale, numeric_fill=numeric_fill,
-                     timestamp_features=timestamp_features,
-                     cap=caps.get(col) if isinstance(caps, dict) else caps,
-                     sequence_length=sequence_length)
+        built.column(
+            column,
+            kind,
+            reason,
+            scale,
+            numeric_fill=numeric_fill,
+            timestamp_features=timestamp_features,
+            cap=caps.get(col) if isinstance(caps, dict) else caps,
+            sequence_length=sequence_length,
+        )
     if not built.features:
         raise ValueError(
             f"{path} line {max(reader.header_line, 1)}: no feature columns besides the label "
@@ -385,8 +427,10 @@ def load_csv(
         )
     label_name = feature_name(label)
     feature_names = [f.name for f in built.features]
-    clash = sorted({x for x in feature_names if feature_names.count(x) > 1}
-                   | ({label_name} & set(feature_names)))
+    clash = sorted(
+        {x for x in feature_names if feature_names.count(x) > 1}
+        | ({label_name} & set(feature_names))
+    )
     if clash:
         raise ValueError(
             f"{path}: columns map to the same feature name ({clash}) after replacing characters "
@@ -394,11 +438,12 @@ def load_csv(
             "them or drop one."
         )
     if binary:
-        fix = 'drop={columns} (recipe [data]: drop = {columns})'
+        fix = "drop={columns} (recipe [data]: drop = {columns})"
         inference.report_leaks(built.leaks, source=path, strict=strict, fix=fix)
 
-    labels = (label_values.astype(np.float32).reshape(-1, 1) if binary
-              else label_values.astype(np.int32))
+    labels = (
+        label_values.astype(np.float32).reshape(-1, 1) if binary else label_values.astype(np.int32)
+    )
     schema = Schema(
         tuple(built.features),
         label=label_name,
@@ -487,8 +532,13 @@ def _roles(
                     f"{arg}={col!r} is {'the label' if col == label else 'dropped'}; pick "
                     "another column."
                 )
-    role_of = {"numeric": "numeric", "categorical": "categorical", "sequence": "sequence",
-               "timestamps": "timestamp", "hash_buckets": "categorical"}
+    role_of = {
+        "numeric": "numeric",
+        "categorical": "categorical",
+        "sequence": "sequence",
+        "timestamps": "timestamp",
+        "hash_buckets": "categorical",
+    }
     return {
         col: role_of.get(listed.get(col, ""), "auto")
         for col in names
@@ -513,15 +563,18 @@ def _split(
     if mode == "time":
         col = time_column
         if col is None:
-            full = [c for c, (kind, _, _) in decided.items()
-                    if kind == "timestamp" and not columns[c].missing]
+            full = [
+                c
+                for c, (kind, _, _) in decided.items()
+                if kind == "timestamp" and not columns[c].missing
+            ]
             if len(full) != 1:
                 stamps = [c for c, (kind, _, _) in decided.items() if kind == "timestamp"]
                 raise ValueError(
                     f"{path}: split_mode='time' needs the time of each row; "
                     f"{'several' if full else 'no'} timestamp columns without empty cells "
                     f"(timestamp columns: {stamps}); pass time_column='<column>' (recipe "
-                    "[data]: time_column = \"<column>\")."
+                    '[data]: time_column = "<column>").'
                 )
             col = full[0]
         column = columns[col]
@@ -559,5 +612,3 @@ def _peek_times(column: Column, kind: str, scale: float | None) -> np.ndarray:
     buffer = column.times if kind == "timestamp" and scale is None else column.floats
     assert buffer is not None
     return buffer.view()
-
-

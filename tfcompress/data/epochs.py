@@ -25,17 +25,21 @@ _log = logging.getLogger("tfcompress")
 
 def _check(task: object, batch_size: object, seed: object, position: object) -> None:
     if not isinstance(task, TaskData):
-        raise TypeError(f"epoch_batches: `task` must be a tfcompress.data.TaskData, received "
-                        f"{type(task).__name__}; load it with tfcompress.data.load_task or "
-                        "load_file.")
+        raise TypeError(
+            f"epoch_batches: `task` must be a tfcompress.data.TaskData, received "
+            f"{type(task).__name__}; load it with tfcompress.data.load_task or "
+            "load_file."
+        )
     for name, value, minimum in (("batch_size", batch_size, 1), ("seed", seed, 0)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise TypeError(f"epoch_batches: `{name}` must be an int, received {value!r}.")
         if value < minimum:
             raise ValueError(f"epoch_batches: `{name}` must be >= {minimum}, received {value}.")
     if not callable(position):
-        raise TypeError(f"epoch_batches: `position` must be a callable returning an int (e.g. "
-                        f"lambda: int(model.optimizer.iterations)), received {position!r:.80}.")
+        raise TypeError(
+            f"epoch_batches: `position` must be a callable returning an int (e.g. "
+            f"lambda: int(model.optimizer.iterations)), received {position!r:.80}."
+        )
 
 
 def epoch_batches(
@@ -78,8 +82,10 @@ def epoch_batches(
     _check(task, batch_size, seed, position)
     arrays = task.info.get("arrays", {}).get("train") if isinstance(task.info, dict) else None
     if arrays is None:
-        _log.warning("epoch_batches: this task has no training arrays (not built by a tfcompress "
-                     "loader); its training order depends on how often it was iterated before.")
+        _log.warning(
+            "epoch_batches: this task has no training arrays (not built by a tfcompress "
+            "loader); its training order depends on how often it was iterated before."
+        )
         return task.train
     features, labels = arrays
     names = [f.name for f in task.schema]
@@ -91,7 +97,7 @@ def epoch_batches(
         key = int(position())
         permutation = np.random.default_rng([seed, key]).permutation(rows)
         for start in range(0, rows, batch_size):
-            yield permutation[start:start + batch_size]
+            yield permutation[start : start + batch_size]
 
     def gather(index: np.ndarray) -> list[np.ndarray]:
         return [c[index] for c in columns]

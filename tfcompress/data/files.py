@@ -44,8 +44,7 @@ def file_format(path: str | os.PathLike[str], format: str = "auto") -> str:
     """
     if format not in FORMATS:
         raise ValueError(
-            f"format must be one of {list(FORMATS)}, received {format!r}; pass e.g. "
-            "format='csv'."
+            f"format must be one of {list(FORMATS)}, received {format!r}; pass e.g. format='csv'."
         )
     if format != "auto":
         return format
@@ -93,8 +92,9 @@ def load_file(
         'click'
     """
     fmt = file_format(path, format)
-    unknown = sorted(set(options) - set(LOADER_OPTIONS[fmt]) - ({"sep"} if fmt == "movielens"
-                                                                 else set()))
+    unknown = sorted(
+        set(options) - set(LOADER_OPTIONS[fmt]) - ({"sep"} if fmt == "movielens" else set())
+    )
     if unknown:
         raise TypeError(
             f"{unknown[0]} is not an option of {fmt} files ({os.fspath(path)}); accepted: "

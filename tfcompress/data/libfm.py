@@ -135,8 +135,9 @@ def load_libfm(
                 f"field_{f}", "categorical", vocab_size=n_features + 1, vocab_name="feature_index"
             )
         )
-    stats = _value_columns(path, fields, values, not_one, parts["train"], numbers, columns,
-                           features)
+    stats = _value_columns(
+        path, fields, values, not_one, parts["train"], numbers, columns, features
+    )
     label_array = np.asarray(labels, dtype=np.float32).reshape(-1, 1)
     sample = inference.sample_rows(parts["train"], seed)
     scored = {
@@ -145,7 +146,9 @@ def load_libfm(
     }
     leaks = inference.find_leaks(scored, label_array[sample])
     inference.report_leaks(
-        leaks, source=path, strict=strict,
+        leaks,
+        source=path,
+        strict=strict,
         fix="remove the field from the file (or keep the fields before it: max_fields=)",
     )
     schema = Schema(
@@ -231,8 +234,9 @@ def _parse_file(path: str, n_features: int | None) -> _Parsed:
     return parsed
 
 
-def _parse_token(path: str, number: int, pos: int, token: str, parsed: _Parsed,
-                 n_features: int | None) -> tuple[int, int, float]:
+def _parse_token(
+    path: str, number: int, pos: int, token: str, parsed: _Parsed, n_features: int | None
+) -> tuple[int, int, float]:
     """``(field, index, value)`` of one ``idx:value`` or ``field:idx:value`` token."""
     parts = token.split(":")
     kind = "libfm" if len(parts) == 2 else "libffm" if len(parts) == 3 else None
@@ -278,8 +282,9 @@ def _infer_n_features(path: str, top: tuple[int, int, str]) -> int:
     return n_features
 
 
-def _field_arrays(lines: list[list[tuple[int, int, float]]], fields: list[int]
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def _field_arrays(
+    lines: list[list[tuple[int, int, float]]], fields: list[int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """``(ids, values, not_one, dropped)``: one column per kept field."""
     column = {f: j for j, f in enumerate(fields)}
     n, width = len(lines), len(fields)
@@ -299,9 +304,16 @@ def _field_arrays(lines: list[list[tuple[int, int, float]]], fields: list[int]
     return ids, values, not_one, dropped
 
 
-def _value_columns(path: str, fields: list[int], values: np.ndarray, not_one: np.ndarray,
-                   train: np.ndarray, numbers: list[int], columns: dict[str, np.ndarray],
-                   features: list[Feature]) -> dict[str, dict[str, float]]:
+def _value_columns(
+    path: str,
+    fields: list[int],
+    values: np.ndarray,
+    not_one: np.ndarray,
+    train: np.ndarray,
+    numbers: list[int],
+    columns: dict[str, np.ndarray],
+    features: list[Feature],
+) -> dict[str, dict[str, float]]:
     """Add ``value_{f}`` (standardised) for fields whose values are not all 1; their stats."""
     stats: dict[str, dict[str, float]] = {}
     for j, f in enumerate(fields):

@@ -315,8 +315,15 @@ def load_movielens(
     )
 
 
-def _check_args(delimiter: Any, sep: Any, header: Any, min_rating: Any, sequence_length: Any,
-                task: Any, negatives: Any) -> str | None:
+def _check_args(
+    delimiter: Any,
+    sep: Any,
+    header: Any,
+    min_rating: Any,
+    sequence_length: Any,
+    task: Any,
+    negatives: Any,
+) -> str | None:
     """Check :func:`load_movielens`'s arguments; the separator asked for (None: detect)."""
     if sep is not None and (not isinstance(sep, str) or not sep):
         raise ValueError(f"sep must be None (detect) or a non-empty string, received {sep!r}.")
@@ -348,8 +355,9 @@ def _check_args(delimiter: Any, sep: Any, header: Any, min_rating: Any, sequence
     return delimiter if delimiter is not None else sep
 
 
-def _read_ratings(path: str, sep: str | None, header: bool | None
-                  ) -> tuple[list[str], list[str], list[float], list[float], str | None, bool]:
+def _read_ratings(
+    path: str, sep: str | None, header: bool | None
+) -> tuple[list[str], list[str], list[float], list[float], str | None, bool]:
     """``(users, items, ratings, times, separator, found_header)`` of the ratings file."""
     users: list[str] = []
     items: list[str] = []

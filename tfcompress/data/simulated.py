@@ -94,12 +94,21 @@ def task_memory_bytes(
         >>> task_memory_bytes("ctr", 1_000_000) // 2**20
         1373
     """
-    sizes = {k: getattr(world, k) if isinstance(world, World) else world_kwargs.get(k, v)
-             for k, v in _WORLD_DEFAULTS.items()}
-    sizes = {k: int(v) if isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0
-             else _WORLD_DEFAULTS[k] for k, v in sizes.items()}  # a bad value: World.create says
-    per_sample = (_BYTES_PER_SAMPLE + _BYTES_PER_POSITION * seq_len
-                  + _BYTES_PER_CATEGORY * sizes["n_categories"])
+    sizes = {
+        k: getattr(world, k) if isinstance(world, World) else world_kwargs.get(k, v)
+        for k, v in _WORLD_DEFAULTS.items()
+    }
+    sizes = {
+        k: int(v)
+        if isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0
+        else _WORLD_DEFAULTS[k]
+        for k, v in sizes.items()
+    }  # a bad value: World.create says
+    per_sample = (
+        _BYTES_PER_SAMPLE
+        + _BYTES_PER_POSITION * seq_len
+        + _BYTES_PER_CATEGORY * sizes["n_categories"]
+    )
     fixed = _RETRIEVAL_CHUNK_BYTES * sizes["n_items"] if name == "retrieval" else 0
     return fixed + per_sample * n_samples
 
@@ -122,10 +131,14 @@ def _prepare(
     seed = check_int(seed, "seed", 0, "0")
     fractions = check_split(split)
     fixed = task_memory_bytes(task, 0, seq_len=seq_len, world=world, **world_kwargs)
-    check_memory(f"n_samples={n_samples}" + ("" if seq_len == 20 else f" with seq_len={seq_len}"),
-                 n_samples, task_memory_bytes(task, 1, seq_len=seq_len, world=world,
-                                              **world_kwargs) - fixed, fixed,
-                 f"the simulated {task} task", "samples (or a shorter seq_len)")
+    check_memory(
+        f"n_samples={n_samples}" + ("" if seq_len == 20 else f" with seq_len={seq_len}"),
+        n_samples,
+        task_memory_bytes(task, 1, seq_len=seq_len, world=world, **world_kwargs) - fixed,
+        fixed,
+        f"the simulated {task} task",
+        "samples (or a shorter seq_len)",
+    )
     n_val = int(round(n_samples * fractions[1]))
     n_test = int(round(n_samples * fractions[2]))
     n_train = n_samples - n_val - n_test

@@ -53,10 +53,17 @@ class DataSummary:
                 size = f"{r['values']:,} values"
             else:
                 size = "-"
-            out.append([
-                r["column"], r["kind"], r["encoding"], size, f"{r['missing']:.1%}",
-                ", ".join(r["features"]) or "-", r["reason"],
-            ])
+            out.append(
+                [
+                    r["column"],
+                    r["kind"],
+                    r["encoding"],
+                    size,
+                    f"{r['missing']:.1%}",
+                    ", ".join(r["features"]) or "-",
+                    r["reason"],
+                ]
+            )
         return out
 
     def label_line(self) -> str:
@@ -89,6 +96,7 @@ class DataSummary:
 
     def to_markdown(self) -> str:
         """The table in Markdown, the label line below it."""
+
         def esc(text: str) -> str:
             return text.replace("|", "\\|")
 
@@ -157,28 +165,32 @@ def summarise(task: Any) -> DataSummary:
     ):
         for col, e in described.items():
             size = e.get("vocab_size")
-            rows.append({
-                "column": str(col),
-                "features": tuple(e["features"]),
-                "kind": e["kind"],
-                "encoding": e.get("encoding") or "-",
-                "values": None if size is None or e.get("buckets") else int(size) - 1,
-                "buckets": e.get("buckets"),
-                "missing": float(e.get("missing", 0.0)),
-                "reason": e.get("reason", ""),
-            })
+            rows.append(
+                {
+                    "column": str(col),
+                    "features": tuple(e["features"]),
+                    "kind": e["kind"],
+                    "encoding": e.get("encoding") or "-",
+                    "values": None if size is None or e.get("buckets") else int(size) - 1,
+                    "buckets": e.get("buckets"),
+                    "missing": float(e.get("missing", 0.0)),
+                    "reason": e.get("reason", ""),
+                }
+            )
     else:
         for f in task.schema:
             parts = [arrays[s][0][f.name] for s in arrays] if arrays else []
             shared = f" (shared: {f.vocab_name})" if f.vocab_name != f.name else ""
-            rows.append({
-                "column": f.name,
-                "features": (f.name,),
-                "kind": f.kind,
-                "encoding": "values" if f.kind == "numeric" else f"ids{shared}",
-                "values": None if f.vocab_size is None else f.vocab_size - 1,
-                "buckets": None,
-                "missing": _missing(parts, f.kind),
-                "reason": info.get("reasons", {}).get(f.name, "from the loader"),
-            })
+            rows.append(
+                {
+                    "column": f.name,
+                    "features": (f.name,),
+                    "kind": f.kind,
+                    "encoding": "values" if f.kind == "numeric" else f"ids{shared}",
+                    "values": None if f.vocab_size is None else f.vocab_size - 1,
+                    "buckets": None,
+                    "missing": _missing(parts, f.kind),
+                    "reason": info.get("reasons", {}).get(f.name, "from the loader"),
+                }
+            )
     return DataSummary(source=source, rows=tuple(rows), label=_label(task, arrays))

@@ -90,8 +90,10 @@ def _feature_specs(spec: object) -> list[FeatureDistillation]:
 
 def _check_weight(value: object, argument: str, meaning: str, ends: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"`{argument}` must be a float in [0, 1] ({meaning}), received "
-                        f"{type(value).__name__}: {value!r}.")
+        raise TypeError(
+            f"`{argument}` must be a float in [0, 1] ({meaning}), received "
+            f"{type(value).__name__}: {value!r}."
+        )
     if not math.isfinite(value) or not 0.0 <= value <= 1.0:
         raise ValueError(f"`{argument}` must be in [0, 1] ({ends}), received {value!r}.")
     return float(value)
@@ -101,22 +103,34 @@ def _loss_weights(alpha: object, student_loss_weight: object) -> tuple[float, fl
     """(student loss weight, distillation loss weight) from ``student_loss_weight`` or the
     deprecated ``alpha`` (its complement, the distillation loss weight)."""
     if alpha is not None and student_loss_weight is not None:
-        raise ValueError(f"Distiller: give `student_loss_weight` only; `alpha` (deprecated) is "
-                         f"1 - student_loss_weight; received alpha={alpha!r} and "
-                         f"student_loss_weight={student_loss_weight!r}.")
+        raise ValueError(
+            f"Distiller: give `student_loss_weight` only; `alpha` (deprecated) is "
+            f"1 - student_loss_weight; received alpha={alpha!r} and "
+            f"student_loss_weight={student_loss_weight!r}."
+        )
     if alpha is not None:
         warnings.warn(
             "Distiller(alpha=a) is now Distiller(student_loss_weight=1 - a), the weight of the "
             "student's loss as in Keras 3's keras.distillation.Distiller; alpha goes in the next "
-            "release.", DeprecationWarning, stacklevel=3)
-        alpha = _check_weight(alpha, "alpha", "the weight of the distillation loss",
-                              "0: student loss only, 1: distillation loss only")
+            "release.",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        alpha = _check_weight(
+            alpha,
+            "alpha",
+            "the weight of the distillation loss",
+            "0: student loss only, 1: distillation loss only",
+        )
         return 1.0 - alpha, alpha
     if student_loss_weight is None:
         return 0.5, 0.5
-    weight = _check_weight(student_loss_weight, "student_loss_weight",
-                           "the weight of the student's loss on the labels",
-                           "1: student loss only, 0: distillation loss only")
+    weight = _check_weight(
+        student_loss_weight,
+        "student_loss_weight",
+        "the weight of the student's loss on the labels",
+        "1: student loss only, 0: distillation loss only",
+    )
     return weight, 1.0 - weight
 
 
@@ -238,8 +252,9 @@ class Distiller(keras.Model):
             loss_obj = loss_cls(temperature)
         else:
             loss_obj = get_kd_loss(distillation_loss, temperature)
-        kd_term = DistillationTerm(loss_obj, student_head.kind, teacher_head.kind, width,
-                                   spec=distillation_loss)
+        kd_term = DistillationTerm(
+            loss_obj, student_head.kind, teacher_head.kind, width, spec=distillation_loss
+        )
         if features and not (is_functional(student) and is_functional(teacher)):
             raise ValueError(
                 "`feature_distillation` needs functional (or sequential) student and teacher "
@@ -270,8 +285,14 @@ class Distiller(keras.Model):
         _log.info(
             "Distiller: student '%s' output %s (%s); teacher '%s' output %s (%s); loss %s, "
             "student_loss_weight=%.3g.",
-            student.name, student_head.kind, student_head.source, teacher.name,
-            teacher_head.kind, teacher_head.source, type(loss_obj).__name__, student_weight,
+            student.name,
+            student_head.kind,
+            student_head.source,
+            teacher.name,
+            teacher_head.kind,
+            teacher_head.source,
+            type(loss_obj).__name__,
+            student_weight,
         )
         # Sub-models sharing the student's/teacher's layers: logits, output and hint features
         # from ONE call (a pruning wrapper counts its steps per call).
@@ -306,9 +327,12 @@ class Distiller(keras.Model):
     @property
     def alpha(self) -> float:
         """Deprecated: the distillation loss weight, ``1 - student_loss_weight``."""
-        warnings.warn("Distiller.alpha is now Distiller.distillation_loss_weight (1 - "
-                      "student_loss_weight); alpha goes in the next release.", DeprecationWarning,
-                      stacklevel=2)
+        warnings.warn(
+            "Distiller.alpha is now Distiller.distillation_loss_weight (1 - "
+            "student_loss_weight); alpha goes in the next release.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return self.distillation_loss_weight
 
     def compile(
@@ -361,8 +385,9 @@ class Distiller(keras.Model):
         if loss is not None:
             # Resolved and applied exactly as Model.compile does (distillation_keras_losses).
             student_loss = resolve_loss(loss, "loss")
-            student_loss.check_output(self._student_output_shape, self._student_kind,
-                                      self.student.name)
+            student_loss.check_output(
+                self._student_output_shape, self._student_kind, self.student.name
+            )
         super().compile(optimizer=optimizer, loss=None, metrics=metrics, **kwargs)
         self._student_loss_spec = loss
         self._student_loss = student_loss
@@ -409,8 +434,9 @@ class Distiller(keras.Model):
             s_logits, s_feats = to_logits(y_pred, self._student_kind), []
         if self._teacher_net is not None:
             out = self._teacher_net(x, training=False)
-            t_logits = out["logits"] if "logits" in out else to_logits(out["output"],
-                                                                         self._teacher_kind)
+            t_logits = (
+                out["logits"] if "logits" in out else to_logits(out["output"], self._teacher_kind)
+            )
             t_feats = [out[f"feature_{i}"] for i in range(len(self.feature_distillation))]
         else:
             t_logits = to_logits(self.teacher(x, training=False), self._teacher_kind)

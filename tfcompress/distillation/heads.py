@@ -127,9 +127,7 @@ def resolve_head(model: keras.Model, declared: object, argument: str) -> _Head:
             contradicts a detected head, a multi-output model.
     """
     if not isinstance(declared, str) or declared not in DECLARED:
-        raise ValueError(
-            f"`{argument}` must be one of {list(DECLARED)}, received {declared!r}."
-        )
+        raise ValueError(f"`{argument}` must be one of {list(DECLARED)}, received {declared!r}.")
     if not is_functional(model):
         if declared == "auto":
             raise ValueError(

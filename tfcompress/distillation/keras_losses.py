@@ -78,9 +78,7 @@ _FAMILIES: dict[Any, tuple[str, str]] = {
     keras.losses.binary_crossentropy: ("binary", "BinaryCrossentropy"),
     keras.losses.binary_focal_crossentropy: ("binary", "BinaryFocalCrossentropy"),
     keras.losses.categorical_crossentropy: ("categorical", "CategoricalCrossentropy"),
-    keras.losses.categorical_focal_crossentropy: (
-        "categorical", "CategoricalFocalCrossentropy"
-    ),
+    keras.losses.categorical_focal_crossentropy: ("categorical", "CategoricalFocalCrossentropy"),
     keras.losses.kl_divergence: ("categorical", "CategoricalCrossentropy"),
     keras.losses.sparse_categorical_crossentropy: ("sparse", "SparseCategoricalCrossentropy"),
     **{
@@ -204,8 +202,9 @@ class ResolvedLoss:
                 f"loss=keras.losses.{self._logits_class}()), or give the {role} a linear output."
             )
 
-    def check_batch(self, y_true: Any, y_pred: Any, kind: str | None, model: str,
-                    role: str = "student") -> None:
+    def check_batch(
+        self, y_true: Any, y_pred: Any, kind: str | None, model: str, role: str = "student"
+    ) -> None:
         """Raise when labels of ``y_true``'s shape do not fit this loss and ``y_pred``.
 
         Runs on static shapes when a step is traced (the first batch). Losses Keras does not
@@ -238,9 +237,7 @@ class ResolvedLoss:
                     " These look one-hot: use loss='categorical_crossentropy' for one-hot "
                     "labels, or pass the class ids (np.argmax(y, axis=-1))."
                 )
-            raise ValueError(
-                f"{where}; this loss takes class ids of shape (n,) or (n, 1).{hint}"
-            )
+            raise ValueError(f"{where}; this loss takes class ids of shape (n,) or (n, 1).{hint}")
         if t_shape.rank == p_shape.rank - 1:
             label_width = 1  # Keras squeezes a (n, 1) output to match (n,) labels
         elif t_shape.rank == p_shape.rank:
@@ -318,7 +315,8 @@ def resolve_loss(spec: Any, argument: str = "loss") -> ResolvedLoss:
             _log.warning(
                 "%s has reduction %r; the Distiller averages its per-example values over the "
                 "(global) batch, as reduction 'sum_over_batch_size' does.",
-                display, resolved.reduction,
+                display,
+                resolved.reduction,
             )
         fn = resolved.fn if isinstance(resolved, LossFunctionWrapper) else None
         config = resolved.get_config()
@@ -339,9 +337,7 @@ def resolve_loss(spec: Any, argument: str = "loss") -> ResolvedLoss:
 # --------------------------------------------------------------------------- distillation
 
 
-def get_kd_loss(
-    identifier: Any, temperature: float | None = None
-) -> keras.losses.Loss:
+def get_kd_loss(identifier: Any, temperature: float | None = None) -> keras.losses.Loss:
     """The distillation loss object for ``Distiller(distillation_loss=identifier)``.
 
     Our KD names (``"binary"``, ``"softmax"``, ``"mse"``, ``"listwise"``) and loss objects go
@@ -419,8 +415,15 @@ class DistillationTerm:
         0.6931
     """
 
-    def __init__(self, loss: keras.losses.Loss, student_kind: str, teacher_kind: str,
-                 width: int | None, *, spec: Any = None) -> None:
+    def __init__(
+        self,
+        loss: keras.losses.Loss,
+        student_kind: str,
+        teacher_kind: str,
+        width: int | None,
+        *,
+        spec: Any = None,
+    ) -> None:
         resolved = resolve_loss(loss, "distillation_loss")
         resolved.display = _describe(loss if spec is None else spec, "distillation_loss")
         family = resolved.family
@@ -442,8 +445,9 @@ class DistillationTerm:
         self.on_probabilities = family in ("binary", "categorical")
         self._kinds = (student_kind, teacher_kind)
 
-    def __call__(self, teacher_logits: tf.Tensor, student_logits: tf.Tensor,
-                 sample_weight: Any = None) -> tf.Tensor:
+    def __call__(
+        self, teacher_logits: tf.Tensor, student_logits: tf.Tensor, sample_weight: Any = None
+    ) -> tf.Tensor:
         if not self.on_probabilities:
             return self.loss.loss(teacher_logits, student_logits, sample_weight=sample_weight)
         student_kind, teacher_kind = self._kinds
@@ -453,4 +457,3 @@ class DistillationTerm:
         if not self.loss.from_logits:
             prediction = _probabilities(student_logits, student_kind, family)
         return self.loss.loss(target, prediction, sample_weight=sample_weight)
-

@@ -487,6 +487,9 @@ def __getattr__(name: str) -> Any:
         new = DEPRECATED_NAMES[name]
         warnings.warn(
             f"tfcompress.distillation.losses.{name} is now {new} (tfcompress.distillation.{new}); "
-            "the old name goes in the next release.", DeprecationWarning, stacklevel=2)
+            "the old name goes in the next release.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return globals()[new]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -132,9 +132,7 @@ def mixed_precision(policy: str | None) -> Iterator[keras.mixed_precision.Policy
         'bfloat16'
     """
     if policy is not None and policy not in POLICIES:
-        raise ValueError(
-            f"`policy` must be one of {list(POLICIES)} or None, received {policy!r}."
-        )
+        raise ValueError(f"`policy` must be one of {list(POLICIES)} or None, received {policy!r}.")
     previous = keras.mixed_precision.global_policy()
     if policy is None:
         yield previous
@@ -185,8 +183,9 @@ class HostEmbedding(keras.layers.Embedding):
     Prunable by TFMOT (``get_prunable_weights``). Built by :func:`embeddings_on_cpu`.
     """
 
-    def __init__(self, input_dim: int, output_dim: int, *, host_device: str = "/CPU:0",
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, input_dim: int, output_dim: int, *, host_device: str = "/CPU:0", **kwargs: Any
+    ) -> None:
         super().__init__(input_dim, output_dim, **kwargs)
         self.host_device = _check_host(host_device)
 
@@ -259,8 +258,9 @@ def embeddings_on_cpu(
             "ignore device pins. Call it outside the scope (single replica), or shard the "
             "tables on host machines with get_strategy('parameter_server')."
         )
-    pairs = [(p, layer) for p, layer in iter_layers(model)
-             if isinstance(layer, keras.layers.Embedding)]
+    pairs = [
+        (p, layer) for p, layer in iter_layers(model) if isinstance(layer, keras.layers.Embedding)
+    ]
     if not pairs:
         raise ValueError(
             f"model '{model.name}' has no keras.layers.Embedding layer to move to {host}."
@@ -270,8 +270,9 @@ def embeddings_on_cpu(
     if not moved:
         raise ValueError(f"`skip` {skip!r} leaves no Embedding layer to move to {host}.")
     placed = _clone(model, host, moved)
-    _log.info("embeddings_on_cpu: %d table(s) of model '%s' pinned to %s", len(moved),
-              model.name, host)
+    _log.info(
+        "embeddings_on_cpu: %d table(s) of model '%s' pinned to %s", len(moved), model.name, host
+    )
     return placed
 
 

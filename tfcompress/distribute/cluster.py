@@ -31,7 +31,6 @@ _EXAMPLE = (
 )
 
 
-
 def _check_address(address: Any, where: str) -> str:
     if not isinstance(address, str) or address.count(":") < 1:
         raise ValueError(
@@ -90,8 +89,7 @@ def parse_tf_config(tf_config: Mapping[str, Any] | str | None = None) -> dict[st
         return None
     if "cluster" not in tf_config:
         raise ValueError(
-            f"TF_CONFIG has no 'cluster' key (keys: {sorted(tf_config)}); expected e.g. "
-            f"{_EXAMPLE}."
+            f"TF_CONFIG has no 'cluster' key (keys: {sorted(tf_config)}); expected e.g. {_EXAMPLE}."
         )
     clean = _parse_cluster(tf_config["cluster"])
     task = _parse_task(tf_config.get("task"), clean)

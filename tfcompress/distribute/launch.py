@@ -52,7 +52,11 @@ class WorkerError(RuntimeError):
     """
 
     def __init__(
-        self, message: str, *, task: str | None = None, returncode: int | None = None,
+        self,
+        message: str,
+        *,
+        task: str | None = None,
+        returncode: int | None = None,
         log_tail: str = "",
     ) -> None:
         super().__init__(message)
@@ -227,14 +231,17 @@ def _wait_gone(tasks: list[_Task], timeout: float = _GONE_TIMEOUT) -> None:
         if time.monotonic() > deadline:
             _log.warning(
                 "launch_local: processes %s of the killed tasks were sent SIGKILL but are still "
-                "running after %g s (uninterruptible sleep?)", left, timeout,
+                "running after %g s (uninterruptible sleep?)",
+                left,
+                timeout,
             )
             return
         time.sleep(0.01)
 
 
-def _check_launch_args(ps: int, strategy: Any, strategy_options: Any, timeout: Any, args: Any,
-                       kwargs: Any, env: Any) -> tuple[str | None, dict[str, str]]:
+def _check_launch_args(
+    ps: int, strategy: Any, strategy_options: Any, timeout: Any, args: Any, kwargs: Any, env: Any
+) -> tuple[str | None, dict[str, str]]:
     """Check :func:`launch_local`'s arguments; ``(resolved strategy, extra env)``."""
     if strategy not in _LAUNCH_STRATEGIES:
         raise ValueError(
@@ -364,13 +371,19 @@ def launch_local(
     here = os.path.abspath(__file__)
     # Each task's watchdog reads this pipe; end of file means no caller holds the write end.
     watch_r, watch_w = os.pipe()  # both non-inheritable; pass_fds hands watch_r to the tasks
-    _log.info("launching %s on loopback: %s", strategy or "no strategy",
-              ", ".join(t.name for t in tasks))
+    _log.info(
+        "launching %s on loopback: %s", strategy or "no strategy", ", ".join(t.name for t in tasks)
+    )
     try:
         for t in tasks:
             payload = {
-                "role": t.role, "module": module, "qualname": qualname, "main_file": main_file,
-                "args": fn_args, "strategy": strategy, "strategy_options": options,
+                "role": t.role,
+                "module": module,
+                "qualname": qualname,
+                "main_file": main_file,
+                "args": fn_args,
+                "strategy": strategy,
+                "strategy_options": options,
                 "sys_path": sys_path,
             }
             with open(t.payload, "wb") as f:
@@ -385,10 +398,21 @@ def launch_local(
             )
             with open(t.log, "wb") as log:
                 t.proc = subprocess.Popen(
-                    [python or sys.executable, "-c", _BOOT, here, t.payload, t.result,
-                     str(watch_r)],
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    env=task_env, start_new_session=True, pass_fds=(watch_r,),
+                    [
+                        python or sys.executable,
+                        "-c",
+                        _BOOT,
+                        here,
+                        t.payload,
+                        t.result,
+                        str(watch_r),
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=task_env,
+                    start_new_session=True,
+                    pass_fds=(watch_r,),
                 )
             t.started = time.monotonic()
         _wait(tasks, timeout, log_dir is not None)
@@ -403,7 +427,9 @@ def launch_local(
                 raise WorkerError(
                     f"launch_local: task {t.name} exited with code 0 but its result could not "
                     f"be read ({err}); return a picklable value from `fn`.",
-                    task=t.name, returncode=0, log_tail=_tail(t.log),
+                    task=t.name,
+                    returncode=0,
+                    log_tail=_tail(t.log),
                 ) from None
         return results
     finally:

@@ -100,8 +100,9 @@ def _canonical_device(name: str) -> str:
 
 
 def _mirrored_devices(devices: Sequence[str] | None) -> list[str]:
-    available = [d.name for d in tf.config.list_logical_devices() if d.device_type in
-                 ("CPU", "GPU")]
+    available = [
+        d.name for d in tf.config.list_logical_devices() if d.device_type in ("CPU", "GPU")
+    ]
     if devices is None:
         gpus = [d for d in available if _canonical_device(d).startswith("GPU")]
         return gpus or [d for d in available if _canonical_device(d).startswith("CPU")]
@@ -150,9 +151,7 @@ def resolve_strategy_name(
         'multi_worker'
     """
     if not isinstance(name, str) or name not in STRATEGY_NAMES:
-        raise ValueError(
-            f"Unknown strategy name {name!r}; valid names are {list(STRATEGY_NAMES)}."
-        )
+        raise ValueError(f"Unknown strategy name {name!r}; valid names are {list(STRATEGY_NAMES)}.")
     if name != "auto":
         return name
     cfg = parse_tf_config(tf_config)
@@ -286,8 +285,9 @@ def get_strategy(
         strategy = _parameter_server(tf_config, variable_partitioner)
     else:
         strategy = _tpu(tpu)
-    _log.info("strategy %s: %d replica(s) in sync", type(strategy).__name__,
-              strategy.num_replicas_in_sync)
+    _log.info(
+        "strategy %s: %d replica(s) in sync", type(strategy).__name__, strategy.num_replicas_in_sync
+    )
     return strategy
 
 

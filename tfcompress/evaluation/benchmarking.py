@@ -75,8 +75,12 @@ def tflite_runtime(variant: Variant, num_threads: int | None = None) -> dict[str
         ops = interpreter_ops(variant.interpreter)
     except Exception as e:  # pragma: no cover - interpreter API drift
         _log.warning("could not inspect the delegates of %r: %s", variant.name, e)
-        return {"delegate": "unknown", "delegate_partitions": None, "ops": None,
-                "num_threads": threads}
+        return {
+            "delegate": "unknown",
+            "delegate_partitions": None,
+            "ops": None,
+            "num_threads": threads,
+        }
     partitions = sum(1 for op in ops if op.get("op_name") == "DELEGATE")
     return {
         "delegate": "xnnpack" if partitions else "none",
@@ -111,7 +115,9 @@ def configure_threads(num_threads: int, *, warn: bool = True) -> dict[str, int]:
                 "TensorFlow is already initialised: its intra-op threads stay at %d (0 = all "
                 "cores); only TFLite uses num_threads=%d. Set "
                 "tf.config.threading.set_intra_op_parallelism_threads(%d) before TensorFlow runs.",
-                threading_cfg.get_intra_op_parallelism_threads(), num_threads, num_threads,
+                threading_cfg.get_intra_op_parallelism_threads(),
+                num_threads,
+                num_threads,
             )
     return {
         "intra_op": threading_cfg.get_intra_op_parallelism_threads(),
@@ -138,8 +144,9 @@ def _artifact(variant: Variant, directory: str) -> Path | None:
     try:
         variant.model.save(str(f))
     except Exception as e:  # e.g. custom layers without get_config
-        _log.warning("could not save %r to .keras to measure its size and memory: %s",
-                     variant.name, e)
+        _log.warning(
+            "could not save %r to .keras to measure its size and memory: %s", variant.name, e
+        )
         return None
     return f
 
@@ -189,8 +196,9 @@ def _take(features: Mapping[str, np.ndarray], batch_size: int) -> dict[str, np.n
     return {k: np.ascontiguousarray(v[idx]) for k, v in features.items()}
 
 
-def _latency(variant: Variant, features: Mapping[str, np.ndarray], batch_size: int,
-             warmup: int, repeats: int) -> dict[str, float]:
+def _latency(
+    variant: Variant, features: Mapping[str, np.ndarray], batch_size: int, warmup: int, repeats: int
+) -> dict[str, float]:
     batch = _take(features, batch_size)
     for _ in range(warmup):
         variant(batch)
@@ -363,24 +371,32 @@ def benchmark(
             if measure_memory and artifact is not None:
                 from tfcompress.evaluation.memory_probe import peak_memory_mb
 
-                memory = peak_memory_mb(artifact, _take(feats, max(batch_sizes)),
-                                        runs=max(1, warmup), num_threads=num_threads)
-            rows.append(BenchmarkRow(
-                name=name,
-                format=variant.format,
-                path=variant.path,
-                task=row_task,
-                quality=q,
-                bytes=size,
-                gzip_bytes=gz,
-                params=_params(variant),
-                latency_ms=latency,
-                throughput={b: b / (lat["median"] / 1e3) if lat["median"] > 0 else float("inf")
-                            for b, lat in latency.items()},
-                peak_memory_mb=memory,
-                examples=int(len(labels)),
-                positives=count_positives(labels, row_task),
-            ))
+                memory = peak_memory_mb(
+                    artifact,
+                    _take(feats, max(batch_sizes)),
+                    runs=max(1, warmup),
+                    num_threads=num_threads,
+                )
+            rows.append(
+                BenchmarkRow(
+                    name=name,
+                    format=variant.format,
+                    path=variant.path,
+                    task=row_task,
+                    quality=q,
+                    bytes=size,
+                    gzip_bytes=gz,
+                    params=_params(variant),
+                    latency_ms=latency,
+                    throughput={
+                        b: b / (lat["median"] / 1e3) if lat["median"] > 0 else float("inf")
+                        for b, lat in latency.items()
+                    },
+                    peak_memory_mb=memory,
+                    examples=int(len(labels)),
+                    positives=count_positives(labels, row_task),
+                )
+            )
             _log.info("benchmarked %s: %s", name, q)
             del variant
     notes = {n for r in rows if (n := few_positives_note(r.examples, r.positives))}
@@ -396,16 +412,21 @@ def benchmark(
         "tflite_runtime": runtimes,
         "max_examples": max_examples,
         "quality": "exact (tfcompress.export.metrics), unweighted, on every example taken",
-        "memory": ("peak RSS increase of a fresh process loading the variant and running a batch "
-                   f"of {max(batch_sizes)} (psutil)") if measure_memory else None,
+        "memory": (
+            "peak RSS increase of a fresh process loading the variant and running a batch "
+            f"of {max(batch_sizes)} (psutil)"
+        )
+        if measure_memory
+        else None,
         "versions": library_versions(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     return BenchmarkReport(tuple(rows), baseline or names[0], settings)
 
 
-def _examples(variant: Variant, data: Any, max_examples: int | None
-              ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def _examples(
+    variant: Variant, data: Any, max_examples: int | None
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     features, labels = variant.collect(data, max_examples, "data")
     if labels is None:
         raise ValueError(

@@ -150,4 +150,3 @@ def count_flops(
     if by_op:
         return total, per_example
     return total
-

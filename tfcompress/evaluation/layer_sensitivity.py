@@ -119,8 +119,10 @@ class SensitivityReport:
         return json.dumps(self.to_dict(), indent=2, default=str)
 
     def to_markdown(self) -> str:
-        what = "int8 weights" if self.technique == "quantize" else (
-            f"pruned to sparsity {self.settings.get('sparsity')}"
+        what = (
+            "int8 weights"
+            if self.technique == "quantize"
+            else (f"pruned to sparsity {self.settings.get('sparsity')}")
         )
         lines = [
             f"sensitivity ({what}, one layer at a time): {self.metric} baseline "
@@ -208,8 +210,9 @@ def _metric_fn(metric: Any, higher_is_better: bool | None) -> tuple[str, Callabl
     )
 
 
-def _check_options(technique: str, sparsity: Any, max_examples: Any, progress: Any,
-                   threshold: Any) -> None:
+def _check_options(
+    technique: str, sparsity: Any, max_examples: Any, progress: Any, threshold: Any
+) -> None:
     """Check :func:`sensitivity`'s numeric and flag arguments."""
     if technique == "prune" and (
         isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0 < sparsity < 1
@@ -328,7 +331,11 @@ def sensitivity(
         drop = baseline - value if higher else value - baseline
         rows.append(
             SensitivityRow(
-                path, type(layer).__name__, tuple(_short(w) for w in weights), baseline, value,
+                path,
+                type(layer).__name__,
+                tuple(_short(w) for w in weights),
+                baseline,
+                value,
                 drop,
             )
         )
@@ -337,7 +344,12 @@ def sensitivity(
     rows.sort(key=lambda r: r.drop, reverse=True)
     _log.info(
         "sensitivity %s (%s): baseline %s %.4f; most harmful %s (drop %.4g)",
-        model.name, technique, name, baseline, rows[0].layer, rows[0].drop,
+        model.name,
+        technique,
+        name,
+        baseline,
+        rows[0].layer,
+        rows[0].drop,
     )
     return SensitivityReport(
         technique,

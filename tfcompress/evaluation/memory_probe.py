@@ -59,8 +59,15 @@ def peak_memory_mb(
     with tempfile.TemporaryDirectory(prefix="tfcompress-mem-") as d:
         batch = Path(d) / "batch.npz"
         np.savez(batch, **{k: np.asarray(v) for k, v in features.items()})
-        cmd = [sys.executable, "-m", "tfcompress.evaluation.memory_probe", str(path), str(batch),
-               str(int(num_threads)), str(int(runs))]
+        cmd = [
+            sys.executable,
+            "-m",
+            "tfcompress.evaluation.memory_probe",
+            str(path),
+            str(batch),
+            str(int(num_threads)),
+            str(int(runs)),
+        ]
         try:
             done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -68,9 +75,13 @@ def peak_memory_mb(
             return None
     for line in done.stdout.splitlines():
         if line.startswith(_MARK):
-            return float(json.loads(line[len(_MARK):])["increase_mb"])
-    _log.warning("memory of %s: the probe failed (exit %d); not measured. %s", path,
-                 done.returncode, done.stderr.strip()[-800:])
+            return float(json.loads(line[len(_MARK) :])["increase_mb"])
+    _log.warning(
+        "memory of %s: the probe failed (exit %d); not measured. %s",
+        path,
+        done.returncode,
+        done.stderr.strip()[-800:],
+    )
     return None
 
 
@@ -121,8 +132,11 @@ def _main(argv: list[str]) -> int:
         sampler.join()
     peak[0] = max(peak[0], _rss())
     # the child's answer to its parent on stdout (the protocol, not a log line)
-    sys.stdout.write(_MARK + json.dumps({"baseline_mb": start / 2**20,
-                                         "increase_mb": (peak[0] - start) / 2**20}) + "\n")
+    sys.stdout.write(
+        _MARK
+        + json.dumps({"baseline_mb": start / 2**20, "increase_mb": (peak[0] - start) / 2**20})
+        + "\n"
+    )
     sys.stdout.flush()
     return 0
 

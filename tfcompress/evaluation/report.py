@@ -231,14 +231,17 @@ class BenchmarkReport:
             pool = (self.settings.get("tf_threads") or {}).get("intra_op")
             in_tf = any(r.format != "tflite" for r in self.rows)
             if pool is not None and pool != threads and in_tf:
-                lines.append(f"Keras/SavedModel variants ran on TensorFlow's pool of "
-                             f"{pool or 'all'} intra-op thread(s): it was fixed before the "
-                             "benchmark (set tf.config.threading before TensorFlow runs for "
-                             "equal threads).")
+                lines.append(
+                    f"Keras/SavedModel variants ran on TensorFlow's pool of "
+                    f"{pool or 'all'} intra-op thread(s): it was fixed before the "
+                    "benchmark (set tf.config.threading before TensorFlow runs for "
+                    "equal threads)."
+                )
         lines.append("quality: exact AUC/logloss/accuracy on the n examples (positives: label 1).")
         if any(r.peak_memory_mb is not None for r in self.rows):
-            lines.append("peak MB: peak RSS increase of a fresh process loading and running the "
-                         "variant.")
+            lines.append(
+                "peak MB: peak RSS increase of a fresh process loading and running the variant."
+            )
         lines += [f"warning: {note}." for note in self.notes()]
         return lines
 
@@ -264,10 +267,12 @@ class BenchmarkReport:
         lines = ["  ".join(c.ljust(w) for c, w in zip(head, widths, strict=True)).rstrip()]
         lines.append("  ".join("-" * w for w in widths))
         for cells in body:
-            lines.append("  ".join(
-                c.ljust(w) if i < 2 else c.rjust(w)
-                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-            ).rstrip())
+            lines.append(
+                "  ".join(
+                    c.ljust(w) if i < 2 else c.rjust(w)
+                    for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+                ).rstrip()
+            )
         return "\n".join([*lines, "", *self._footer()])
 
     def __str__(self) -> str:

@@ -26,10 +26,24 @@ __all__ = ["metric_higher_is_better", "pareto_front", "plot_tradeoff", "primary_
 logger = logging.getLogger("tfcompress")
 
 # Metrics where a smaller value is better (the rest, e.g. auc/accuracy/recall@k, higher-is-better).
-_LOWER_IS_BETTER = frozenset({
-    "logloss", "loss", "mse", "mae", "rmse", "mape", "msle", "perplexity", "error",
-    "error_rate", "brier", "brier_score", "ece", "calibration_error",
-})
+_LOWER_IS_BETTER = frozenset(
+    {
+        "logloss",
+        "loss",
+        "mse",
+        "mae",
+        "rmse",
+        "mape",
+        "msle",
+        "perplexity",
+        "error",
+        "error_rate",
+        "brier",
+        "brier_score",
+        "ece",
+        "calibration_error",
+    }
+)
 _LOWER_IS_BETTER_SUFFIXES = ("loss", "crossentropy", "_error", "_squared_error")
 
 
@@ -196,8 +210,7 @@ def primary_metric(report: BenchmarkReport) -> str:
 def _check_path(path: Any) -> Path:
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(
-            f"`path` must be a str or os.PathLike ending in '.png', received "
-            f"{type(path).__name__}."
+            f"`path` must be a str or os.PathLike ending in '.png', received {type(path).__name__}."
         )
     p = Path(path)
     if p.suffix.lower() != ".png":
@@ -218,8 +231,12 @@ def _panel_points(
         if q is None:
             continue  # recorded once for both panels by the caller
         cost = cost_of(r)
-        if cost is None or isinstance(cost, bool) or not isinstance(cost, numbers.Real) \
-                or math.isnan(float(cost)):
+        if (
+            cost is None
+            or isinstance(cost, bool)
+            or not isinstance(cost, numbers.Real)
+            or math.isnan(float(cost))
+        ):
             omitted.setdefault(r.name, []).append(f"no {what}")
         elif not math.isfinite(float(cost)) or float(cost) <= 0:
             omitted.setdefault(r.name, []).append(
@@ -255,16 +272,25 @@ def _fmt_ms(value: float, _pos: Any = None) -> str:
 
 # Mantissas of the tick candidates on a log axis, coarsest first.
 _TICK_MANTISSAS = (
-    (1.0,), (1.0, 2.0, 5.0), (1.0, 2.0, 3.0, 5.0), tuple(float(k) for k in range(1, 10)),
-    tuple(k / 2 for k in range(2, 20)), tuple(k / 5 for k in range(5, 50)),
+    (1.0,),
+    (1.0, 2.0, 5.0),
+    (1.0, 2.0, 3.0, 5.0),
+    tuple(float(k) for k in range(1, 10)),
+    tuple(k / 2 for k in range(2, 20)),
+    tuple(k / 5 for k in range(5, 50)),
     tuple(k / 10 for k in range(10, 100)),
 )
 
 
 def _roundness(mantissa: float) -> tuple[bool, ...]:
     """Sort key: 1 first, then 2 and 5, integers, halves, fifths, the rest."""
-    return (mantissa != 1.0, mantissa not in (2.0, 5.0), mantissa != round(mantissa),
-            mantissa * 2 != round(mantissa * 2), mantissa * 5 != round(mantissa * 5))
+    return (
+        mantissa != 1.0,
+        mantissa not in (2.0, 5.0),
+        mantissa != round(mantissa),
+        mantissa * 2 != round(mantissa * 2),
+        mantissa * 5 != round(mantissa * 5),
+    )
 
 
 def _log_ticks(ax: Any, formatter: Any) -> None:
@@ -281,16 +307,16 @@ def _log_ticks(ax: Any, formatter: Any) -> None:
     kept: list[float] = []
     for mantissas in _TICK_MANTISSAS:
         candidates = sorted(
-            ((m, float(f"{m * 10.0**e:.12g}"))
-             for e in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1)
-             for m in mantissas),
+            (
+                (m, float(f"{m * 10.0**e:.12g}"))
+                for e in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1)
+                for m in mantissas
+            ),
             key=lambda mt: _roundness(mt[0]),
         )
         kept = []
         for _, t in candidates:
-            if lo <= t <= hi and all(
-                abs(math.log10(t) - math.log10(k)) >= min_gap for k in kept
-            ):
+            if lo <= t <= hi and all(abs(math.log10(t) - math.log10(k)) >= min_gap for k in kept):
                 kept.append(t)
         if len(kept) >= 3:
             break
@@ -310,19 +336,44 @@ def _legend(ax: Any, formats: list[str], has_baseline: bool) -> None:
     from matplotlib.lines import Line2D
 
     handles = [
-        Line2D([], [], marker=_FORMAT_MARKERS.get(f, "^"), linestyle="none", markersize=8,
-               markerfacecolor="white", markeredgecolor="black", label=f)
+        Line2D(
+            [],
+            [],
+            marker=_FORMAT_MARKERS.get(f, "^"),
+            linestyle="none",
+            markersize=8,
+            markerfacecolor="white",
+            markeredgecolor="black",
+            label=f,
+        )
         for f in formats
     ]
     handles += [
-        Line2D([], [], marker="o", linestyle="-", color=_FRONT_COLOR, markeredgecolor="black",
-               label="Pareto front"),
+        Line2D(
+            [],
+            [],
+            marker="o",
+            linestyle="-",
+            color=_FRONT_COLOR,
+            markeredgecolor="black",
+            label="Pareto front",
+        ),
         Line2D([], [], marker="o", linestyle="none", color=_OTHER_COLOR, label="dominated"),
     ]
     if has_baseline:
-        handles.append(Line2D([], [], marker="o", linestyle="none", markersize=13,
-                              markerfacecolor="none", markeredgecolor="tab:red",
-                              markeredgewidth=1.8, label="baseline"))
+        handles.append(
+            Line2D(
+                [],
+                [],
+                marker="o",
+                linestyle="none",
+                markersize=13,
+                markerfacecolor="none",
+                markeredgecolor="tab:red",
+                markeredgewidth=1.8,
+                label="baseline",
+            )
+        )
     ax.legend(handles=handles, loc="best", fontsize=8, framealpha=0.85)
 
 
@@ -341,8 +392,16 @@ def _draw_panel(
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if not points:
-        ax.text(0.5, 0.5, empty_note, ha="center", va="center", transform=ax.transAxes,
-                color="0.4", wrap=True)
+        ax.text(
+            0.5,
+            0.5,
+            empty_note,
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+            color="0.4",
+            wrap=True,
+        )
         ax.set_xticks([])
         ax.set_yticks([])
         return
@@ -353,14 +412,35 @@ def _draw_panel(
     for i, (row, cost, q) in enumerate(points):
         if row.format not in formats:
             formats.append(row.format)
-        ax.scatter([cost], [q], marker=_FORMAT_MARKERS.get(row.format, "^"), s=70, zorder=3,
-                   color=_FRONT_COLOR if i in on_front else _OTHER_COLOR,
-                   edgecolors="black" if i in on_front else "none", linewidths=0.8)
+        ax.scatter(
+            [cost],
+            [q],
+            marker=_FORMAT_MARKERS.get(row.format, "^"),
+            s=70,
+            zorder=3,
+            color=_FRONT_COLOR if i in on_front else _OTHER_COLOR,
+            edgecolors="black" if i in on_front else "none",
+            linewidths=0.8,
+        )
         if row.name == baseline:
-            ax.scatter([cost], [q], marker="o", s=320, facecolors="none", edgecolors="tab:red",
-                       linewidths=1.8, zorder=4)
-        ax.annotate(row.name, (cost, q), xytext=(10, 7 if i % 2 == 0 else -13),
-                    textcoords="offset points", fontsize=8, zorder=5)
+            ax.scatter(
+                [cost],
+                [q],
+                marker="o",
+                s=320,
+                facecolors="none",
+                edgecolors="tab:red",
+                linewidths=1.8,
+                zorder=4,
+            )
+        ax.annotate(
+            row.name,
+            (cost, q),
+            xytext=(10, 7 if i % 2 == 0 else -13),
+            textcoords="offset points",
+            fontsize=8,
+            zorder=5,
+        )
     xs = [points[i][1] for i in front]
     ys = [points[i][2] for i in front]
     ax.step(xs, ys, where="post", color=_FRONT_COLOR, linewidth=1.5, zorder=2)
@@ -464,10 +544,14 @@ def plot_tradeoff(
         if _value(r, metric) is None:
             omitted_lists.setdefault(r.name, []).append(f"no {metric!r} value (both panels)")
     size_pts = _panel_points(report, metric, lambda r: r.bytes, "bytes", omitted_lists)
-    lat_what = (f"latency at batch size {batch_size}" if batch_size is not None
-                else "latency (none measured)")
-    lat_pts = _panel_points(report, metric, lambda r: _latency(r, batch_size), lat_what,
-                            omitted_lists)
+    lat_what = (
+        f"latency at batch size {batch_size}"
+        if batch_size is not None
+        else "latency (none measured)"
+    )
+    lat_pts = _panel_points(
+        report, metric, lambda r: _latency(r, batch_size), lat_what, omitted_lists
+    )
     size_front = pareto_front([(c, q) for _, c, q in size_pts], higher_quality_is_better=higher)
     lat_front = pareto_front([(c, q) for _, c, q in lat_pts], higher_quality_is_better=higher)
 
@@ -480,18 +564,36 @@ def plot_tradeoff(
     direction = "higher is better" if higher else "lower is better, axis inverted"
     ylabel = f"{metric} ({direction})"
     common = {"baseline": report.baseline, "higher": higher, "ylabel": ylabel}
-    _draw_panel(ax_size, size_pts, size_front, xlabel="size on disk (log scale)",
-                empty_note="no variant has both a size and a value for this metric",
-                formatter=_fmt_bytes, **common)
+    _draw_panel(
+        ax_size,
+        size_pts,
+        size_front,
+        xlabel="size on disk (log scale)",
+        empty_note="no variant has both a size and a value for this metric",
+        formatter=_fmt_bytes,
+        **common,
+    )
     ax_size.set_title(f"{metric} vs size")
-    lat_label = (f"median latency per batch of {batch_size} (log scale)"
-                 if batch_size is not None else "latency (not measured)")
-    _draw_panel(ax_lat, lat_pts, lat_front, xlabel=lat_label,
-                empty_note="no variant has a latency at this batch size and a value for this "
-                           "metric", formatter=_fmt_ms, **common)
+    lat_label = (
+        f"median latency per batch of {batch_size} (log scale)"
+        if batch_size is not None
+        else "latency (not measured)"
+    )
+    _draw_panel(
+        ax_lat,
+        lat_pts,
+        lat_front,
+        xlabel=lat_label,
+        empty_note="no variant has a latency at this batch size and a value for this metric",
+        formatter=_fmt_ms,
+        **common,
+    )
     ax_lat.set_title(f"{metric} vs latency" + (f" (batch {batch_size})" if batch_size else ""))
-    fig.suptitle(title if title is not None else
-                 f"Trade-off: {metric} vs size and latency (baseline: {report.baseline})")
+    fig.suptitle(
+        title
+        if title is not None
+        else f"Trade-off: {metric} vs size and latency (baseline: {report.baseline})"
+    )
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
@@ -513,6 +615,11 @@ def plot_tradeoff(
         "pareto_latency": [lat_pts[i][0].name for i in lat_front],
         "omitted": {name: "; ".join(reasons) for name, reasons in omitted_lists.items()},
     }
-    logger.info("trade-off plot written to %s (metric %s, Pareto by bytes %s, by latency %s)",
-                out_path, metric, result["pareto_bytes"], result["pareto_latency"])
+    logger.info(
+        "trade-off plot written to %s (metric %s, Pareto by bytes %s, by latency %s)",
+        out_path,
+        metric,
+        result["pareto_bytes"],
+        result["pareto_latency"],
+    )
     return result

@@ -74,7 +74,10 @@ class CapturedOutput:
         if self._terminal is None:
             self._terminal = io.TextIOWrapper(
                 os.fdopen(os.dup(self._stderr_fd), "wb", buffering=0),
-                encoding="utf-8", errors="replace", line_buffering=False, write_through=True,
+                encoding="utf-8",
+                errors="replace",
+                line_buffering=False,
+                write_through=True,
             )
         return self._terminal
 
@@ -230,8 +233,14 @@ def calibration_dataset(
             return
         from tqdm import tqdm  # only when shown
 
-        with tqdm(total=len(examples), desc=label, unit="step", file=stream or sys.stderr,
-                  leave=True, dynamic_ncols=True) as bar:
+        with tqdm(
+            total=len(examples),
+            desc=label,
+            unit="step",
+            file=stream or sys.stderr,
+            leave=True,
+            dynamic_ncols=True,
+        ) as bar:
             for example in examples:
                 yield example
                 bar.update(1)

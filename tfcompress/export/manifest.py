@@ -277,8 +277,11 @@ def remove_temps(paths: list[Path]) -> tuple[list[Path], list[str]]:
             if p.is_dir() and not p.is_symlink():
                 restored = _restore_moved_aside(p)
                 shutil.rmtree(p)
-                said.append(p.name if restored is None else f"{p.name} (after moving the "
-                            f"previous export back to {restored})")
+                said.append(
+                    p.name
+                    if restored is None
+                    else f"{p.name} (after moving the previous export back to {restored})"
+                )
             else:
                 p.unlink()
                 said.append(p.name)
@@ -381,8 +384,9 @@ def _entry_problems(directory: Path, key: str, entry: Any) -> list[str]:
     issues: list[str] = []
     for rel, info in recorded.items():
         if not isinstance(info, dict) or not isinstance(info.get("sha256"), str):
-            issues.append(f"malformed entry for file {rel}: expected {{bytes, sha256}}, found "
-                          f"{info!r:.80}")
+            issues.append(
+                f"malformed entry for file {rel}: expected {{bytes, sha256}}, found {info!r:.80}"
+            )
             continue
         f = directory / rel
         if not f.is_file():
@@ -448,9 +452,7 @@ def verify_manifest(directory: str | os.PathLike, *, strict: bool = True) -> dic
         for key, entry in data["artifacts"].items()
     }
     for name in _unlisted_artifacts(directory, set(problems)):
-        problems[name] = [
-            f"{name} is not listed in the manifest (export it again, or remove it)"
-        ]
+        problems[name] = [f"{name} is not listed in the manifest (export it again, or remove it)"]
     bad = {k: v for k, v in problems.items() if v}
     if bad and strict:
         raise ValueError(f"manifest {str(path)!r} does not match the files on disk: {bad}.")
@@ -486,12 +488,13 @@ def check_artifact(path: str | os.PathLike, *, verify: bool = True) -> bool:
     if not verify:
         _log.warning("%s: not checked against %s (verify=False).", artifact, manifest)
         return False
-    fix = ("re-export it (or restore the file), or pass verify=False to load it unchecked")
+    fix = "re-export it (or restore the file), or pass verify=False to load it unchecked"
     try:
         data = read_manifest(manifest)
     except ValueError as e:
-        raise ValueError(f"cannot check {str(artifact)!r}: {e} Or pass verify=False to load it "
-                         "unchecked.") from e
+        raise ValueError(
+            f"cannot check {str(artifact)!r}: {e} Or pass verify=False to load it unchecked."
+        ) from e
     entry = data["artifacts"].get(artifact.name)
     if entry is None:
         return False
@@ -505,8 +508,10 @@ def check_artifact(path: str | os.PathLike, *, verify: bool = True) -> bool:
         info = files.get(rel) if isinstance(files, dict) else None
         if isinstance(info, dict) and (directory / rel).is_file():
             f = directory / rel
-            details.append(f"{rel}: sha256 {_sha256(f)} ({f.stat().st_size} bytes) on disk, "
-                           f"{info.get('sha256')} ({info.get('bytes')} bytes) in the manifest")
+            details.append(
+                f"{rel}: sha256 {_sha256(f)} ({f.stat().st_size} bytes) on disk, "
+                f"{info.get('sha256')} ({info.get('bytes')} bytes) in the manifest"
+            )
         else:
             details.append(issue)
     raise ValueError(

@@ -165,12 +165,13 @@ def few_positives_note(n_examples: int, n_positives: int | None) -> str | None:
     kind = "positives" if n_positives <= n_examples - n_positives else "negatives"
     # an AUC near 0.75 has a standard error of ~sqrt(0.1 / n_minority) (Hanley & McNeil, 1982)
     se = (0.1 / max(fewest, 1)) ** 0.5
-    return (f"only {fewest} {kind} among {n_examples} examples: quality differences are "
-            f"noise (an AUC's standard error is ~{se:.2f} here)")
+    return (
+        f"only {fewest} {kind} among {n_examples} examples: quality differences are "
+        f"noise (an AUC's standard error is ~{se:.2f} here)"
+    )
 
 
-def _pick_output(outputs: dict[str, np.ndarray], output: str | None, model_name: str
-                 ) -> np.ndarray:
+def _pick_output(outputs: dict[str, np.ndarray], output: str | None, model_name: str) -> np.ndarray:
     if output is not None:
         if output not in outputs:
             raise ValueError(
@@ -263,8 +264,9 @@ def evaluate_exact(
         weighted = weighted or batch.sample_weight is not None
         if max_examples is not None and n + len(batch) > max_examples:
             keep = max_examples - n
-            batch = Batch({k: v[:keep] for k, v in batch.features.items()},
-                          batch.labels[:keep], None)
+            batch = Batch(
+                {k: v[:keep] for k, v in batch.features.items()}, batch.labels[:keep], None
+            )
         labels.append(batch.labels)
         pending.append(batch)
         n += len(batch)
@@ -300,8 +302,10 @@ def check_metric_names(metrics: Sequence[str] | None) -> None:
     if metrics is None:
         return
     if isinstance(metrics, str):
-        raise ValueError(f"`metrics` must be a list of names, received the string {metrics!r}; "
-                         f"pass [{metrics!r}].")
+        raise ValueError(
+            f"`metrics` must be a list of names, received the string {metrics!r}; "
+            f"pass [{metrics!r}]."
+        )
     for m in metrics:
         if m not in ("auc", "logloss", "accuracy") and metric_k(m) is None:
             raise ValueError(

@@ -38,8 +38,7 @@ SPARSE_MODES = ("float32", "float16")
 _QUANTIZED_TABLE_MODES = ("dynamic", "int8", "int16x8")
 
 
-def prepare_sparse(model: keras.Model, sparse: bool | None, mode: str
-                   ) -> tuple[keras.Model, bool]:
+def prepare_sparse(model: keras.Model, sparse: bool | None, mode: str) -> tuple[keras.Model, bool]:
     """Strip pruning wrappers and decide whether the converter stores weights sparsely.
 
     Example:
@@ -55,16 +54,22 @@ def prepare_sparse(model: keras.Model, sparse: bool | None, mode: str
             "under gzip; or export in float32/float16 with sparse=True."
         )
     if is_pruned(model):
-        _log.info("Model %r holds pruning wrappers: exporting tfcompress.pruning.strip(model).",
-                  model.name)
+        _log.info(
+            "Model %r holds pruning wrappers: exporting tfcompress.pruning.strip(model).",
+            model.name,
+        )
         model = strip(model)
     if sparse is None:
         overall = sparsity_report(model).overall
-        sparse = bool(overall is not None and overall >= AUTO_SPARSE_THRESHOLD
-                      and mode in SPARSE_MODES)
+        sparse = bool(
+            overall is not None and overall >= AUTO_SPARSE_THRESHOLD and mode in SPARSE_MODES
+        )
         if sparse:
-            _log.info("Model %r is %.0f%% sparse: weights stored in TFLite's sparse format.",
-                      model.name, 100 * overall)
+            _log.info(
+                "Model %r is %.0f%% sparse: weights stored in TFLite's sparse format.",
+                model.name,
+                100 * overall,
+            )
     return model, sparse
 
 
@@ -138,7 +143,9 @@ def resolve_subclassed(
         "Model %r is a subclassed model: its Embedding layers %s cannot be swapped for int8 "
         "tables with a scale per row; exporting with embeddings='float' (the converter's own "
         "handling; quantization=%r). Build it with the functional API for per-row scales.",
-        model.name, tables, mode,
+        model.name,
+        tables,
+        mode,
     )
     return "float"
 

@@ -194,8 +194,10 @@ def keep_ops_in_float(flatbuffer: bytes, op_names: Iterable[str]) -> tuple[bytes
                 continue
             for i in (i for i in op.inputs if i >= 0):
                 scale = getattr(graph.tensors[i].quantization, "scale", None)
-                if graph.tensors[i].type == schema.TensorType.INT32 and scale is not None and len(
-                    scale
+                if (
+                    graph.tensors[i].type == schema.TensorType.INT32
+                    and scale is not None
+                    and len(scale)
                 ):
                     tensor = bytes(graph.tensors[i].name or b"").decode(errors="replace")
                     raise ValueError(

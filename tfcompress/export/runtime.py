@@ -173,8 +173,13 @@ class Variant:
             >>> sum(len(b) for b in variant.batches(task.test))  # doctest: +SKIP
             20000
         """
-        return iter_batches(data, self.structure, self.input_specs, argument,
-                            positional=self.input_order is not None)
+        return iter_batches(
+            data,
+            self.structure,
+            self.input_specs,
+            argument,
+            positional=self.input_order is not None,
+        )
 
     def collect(
         self, data: Any, max_examples: int | None = None, argument: str = "data"
@@ -184,8 +189,14 @@ class Variant:
         Example:
             >>> features, labels = variant.collect(task.test)  # doctest: +SKIP
         """
-        return collect_examples(data, self.structure, self.input_specs, max_examples, argument,
-                                positional=self.input_order is not None)
+        return collect_examples(
+            data,
+            self.structure,
+            self.input_specs,
+            max_examples,
+            argument,
+            positional=self.input_order is not None,
+        )
 
     def __call__(self, features: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError  # pragma: no cover - overridden
@@ -223,7 +234,10 @@ def _recorded_input_order(path: str, specs: tuple[InputSpec, ...]) -> tuple[Inpu
     if not isinstance(names, list) or sorted(map(str, names)) != sorted(by_name):
         _log.warning(
             "%s: the input order %r recorded in %s does not match the inputs %s; ignoring it.",
-            path, names, manifest, sorted(by_name),
+            path,
+            names,
+            manifest,
+            sorted(by_name),
         )
         return None
     return tuple(by_name[str(n)] for n in names)
@@ -262,8 +276,9 @@ class _SavedModelVariant(Variant):
             for k, v in kwargs.items()
         )
         recorded = _recorded_input_order(path, specs)
-        super().__init__(name, "saved_model", path, "dict", recorded or specs,
-                         ordered=recorded is not None)
+        super().__init__(
+            name, "saved_model", path, "dict", recorded or specs, ordered=recorded is not None
+        )
         self._loaded = loaded
         self._fn = fn
 
@@ -304,8 +319,9 @@ class _TFLiteVariant(Variant):
             shape = tuple(None if int(x) < 0 else int(x) for x in d["shape_signature"][1:])
             specs.append(InputSpec(k, shape, "float32" if quantized else dt.name))
         recorded = _recorded_input_order(path, tuple(specs))
-        super().__init__(name, "tflite", path, "dict", recorded or tuple(specs),
-                         ordered=recorded is not None)
+        super().__init__(
+            name, "tflite", path, "dict", recorded or tuple(specs), ordered=recorded is not None
+        )
         self._shapes: dict[str, tuple[int, ...]] = {}
         self._interpreter.allocate_tensors()
 

@@ -144,9 +144,11 @@ def export_saved_model(
                 check_float_parity(parity, parity_tolerance, f"SavedModel export {str(target)!r}")
                 parity["drift_flag"] = None
                 if target.exists():
-                    old = Path(tempfile.mkdtemp(
-                        prefix=f".{target.name}.", suffix=".old", dir=target.parent
-                    ))
+                    old = Path(
+                        tempfile.mkdtemp(
+                            prefix=f".{target.name}.", suffix=".old", dir=target.parent
+                        )
+                    )
                     os.replace(target, old / "x")
                 os.chmod(tmp, default_dir_mode())  # mkdtemp creates 0700 whatever the umask
                 os.replace(tmp, target)

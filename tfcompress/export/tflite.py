@@ -112,8 +112,9 @@ __all__ = [
 ]
 
 
-def _check_flags(config: Any, quantization: Any, integer_io: Any, progress: Any,
-                 strict: Any) -> None:
+def _check_flags(
+    config: Any, quantization: Any, integer_io: Any, progress: Any, strict: Any
+) -> None:
     """Check the bool flags of :func:`export_tflite` and that the mode allows them."""
     for flag, value in (("integer_io", integer_io), ("progress", progress)):
         if not isinstance(value, bool):
@@ -130,9 +131,15 @@ def _check_flags(config: Any, quantization: Any, integer_io: Any, progress: Any,
         )
 
 
-def _calibration_examples(model: keras.Model, config: Any, qat_int8: bool,
-                          representative_data: Any, structure: Any, specs: Any,
-                          num_calibration_steps: int) -> list | None:
+def _calibration_examples(
+    model: keras.Model,
+    config: Any,
+    qat_int8: bool,
+    representative_data: Any,
+    structure: Any,
+    specs: Any,
+    num_calibration_steps: int,
+) -> list | None:
     """The calibration examples of the conversion (None: the mode does not calibrate)."""
     if qat_int8 and representative_data is None:
         _log.warning(
@@ -151,16 +158,21 @@ def _calibration_examples(model: keras.Model, config: Any, qat_int8: bool,
                 "`representative_data` (e.g. a tf.data.Dataset of (features, label) from the "
                 "training data)."
             )
-        return representative_examples(
-            representative_data, structure, specs, num_calibration_steps
-        )
+        return representative_examples(representative_data, structure, specs, num_calibration_steps)
     if representative_data is not None:
         _log.info("representative_data ignored: quantization=%r does not calibrate.", config.name)
     return None
 
 
-def _converter_factory(config: Any, sparse: Any, examples: list | None, strict: bool,
-                       integer_io: bool, progress: bool, target: Path) -> Any:
+def _converter_factory(
+    config: Any,
+    sparse: Any,
+    examples: list | None,
+    strict: bool,
+    integer_io: bool,
+    progress: bool,
+    target: Path,
+) -> Any:
     """``make_converter(saved_model_dir, stream)``: a configured TFLite converter."""
 
     def make_converter(saved_model_dir: str, stream: Any) -> Any:
@@ -170,13 +182,17 @@ def _converter_factory(config: Any, sparse: Any, examples: list | None, strict: 
         if config.optimize:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
         if sparse:
-            converter.optimizations = [*converter.optimizations,
-                                       tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+            converter.optimizations = [
+                *converter.optimizations,
+                tf.lite.Optimize.EXPERIMENTAL_SPARSITY,
+            ]
         if examples is not None:
             ops = config.ops + (() if strict else config.fallback_ops)
             converter.target_spec.supported_ops = [getattr(tf.lite.OpsSet, o) for o in ops]
             converter.representative_dataset = calibration_dataset(
-                examples, progress=progress, stream=stream,
+                examples,
+                progress=progress,
+                stream=stream,
                 label=f"calibrating {target.name} ({config.name})",
             )
             if integer_io:
@@ -190,10 +206,20 @@ def _converter_factory(config: Any, sparse: Any, examples: list | None, strict: 
     return make_converter
 
 
-def _write_artifact(model: keras.Model, target: Path, flatbuffer: bytes, config: Any,
-                    prepared: dict[str, Any], options: dict[str, Any], tolerances: Any,
-                    drift: Any, parity_data: Any, parity_labels: Any, parity_max_examples: Any,
-                    parity_tolerance: Any) -> dict[str, Any]:
+def _write_artifact(
+    model: keras.Model,
+    target: Path,
+    flatbuffer: bytes,
+    config: Any,
+    prepared: dict[str, Any],
+    options: dict[str, Any],
+    tolerances: Any,
+    drift: Any,
+    parity_data: Any,
+    parity_labels: Any,
+    parity_max_examples: Any,
+    parity_tolerance: Any,
+) -> dict[str, Any]:
     """Write ``flatbuffer`` to ``target`` atomically once LiteRT runs it; its parity."""
     what = f"TFLite export {str(target)!r}"
     # hidden temp name ending in .tflite, so that load_variant runs it as a TFLite file
@@ -377,8 +403,9 @@ def export_tflite(
     convert_model, prepared = prepare_for_export(model, config.name, embeddings)
     concrete = serving_function(convert_model).get_concrete_function()
 
-    make_converter = _converter_factory(config, sparse, examples, strict, integer_io,
-                                        progress, target)
+    make_converter = _converter_factory(
+        config, sparse, examples, strict, integer_io, progress, target
+    )
 
     options = {
         "mode": config.name,
@@ -397,9 +424,20 @@ def export_tflite(
         flatbuffer = _convert_quietly(
             model, convert_model, concrete, config, make_converter, strict, keep_float, options
         )
-        parity = _write_artifact(model, target, flatbuffer, config, prepared, options, tolerances,
-                                 drift, parity_data, parity_labels, parity_max_examples,
-                                 parity_tolerance)
+        parity = _write_artifact(
+            model,
+            target,
+            flatbuffer,
+            config,
+            prepared,
+            options,
+            tolerances,
+            drift,
+            parity_data,
+            parity_labels,
+            parity_max_examples,
+            parity_tolerance,
+        )
     files = file_table(target, target.parent)
     entry = manifest_entry(model.name, "tflite", options, parity, files)
     entry["inputs"] = [spec.name for spec in specs]  # the Keras input order (runtime reads it)

@@ -139,8 +139,9 @@ def _activation(value: Any) -> Any:
 
 #: size key -> its check (returns the normalised value, raises _BadEntryError).
 _SIZE_CHECKS: dict[str, Any] = {
-    **dict.fromkeys(("embedding_dim", "num_blocks", "num_heads", "ff_dim", "tower_dim"),
-                    _int_min_1),
+    **dict.fromkeys(
+        ("embedding_dim", "num_blocks", "num_heads", "ff_dim", "tower_dim"), _int_min_1
+    ),
     "cross_layers": _int_min_0,
     "cross_rank": _rank,
     "mlp_units": _units,

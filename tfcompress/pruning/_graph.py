@@ -141,9 +141,7 @@ def _unique(items: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return out
 
 
-def layout_indices(
-    layout: list[str], plan: Plan, keep: dict[str, np.ndarray]
-) -> np.ndarray:
+def layout_indices(layout: list[str], plan: Plan, keep: dict[str, np.ndarray]) -> np.ndarray:
     """Kept channel indices of a tensor with ``layout``; ``keep`` maps group roots to indices.
 
     Example:
@@ -444,9 +442,7 @@ def shrink_rewrite(layer: Any) -> Callable[[Any, np.ndarray], list] | None:
     return None if cls is None else _REWRITES.get(cls)
 
 
-def register_shrink_handler(
-    layer_class: type, handler: Callable[[Any, np.ndarray], list]
-) -> None:
+def register_shrink_handler(layer_class: type, handler: Callable[[Any, np.ndarray], list]) -> None:
     """Let :func:`~tfcompress.pruning.shrink` shrink through a channel-wise layer of your own.
 
     Without a handler, a layer class shrink does not know blocks its input channels (the

@@ -96,11 +96,18 @@ class _FitPruning(keras.callbacks.Callback):
             # that tf.function cannot be traced again ("Creating variables on a non-first
             # call"). Fit calls `model.train_function` at every step, so a fresh one, traced
             # on its first call with the schedule armed, replaces it.
-            _log.info("%s: rebuilding the train function of model '%s' (an earlier fit ran "
-                      "without pruning driver).", self._who, self.model.name)
+            _log.info(
+                "%s: rebuilding the train function of model '%s' (an earlier fit ran "
+                "without pruning driver).",
+                self._who,
+                self.model.name,
+            )
             self.model.make_train_function(force=True)
-        stock = [(w.pruning_step, 0) for _, w in self._wrappers
-                 if not isinstance(w, PruneWrapper) and int(w.pruning_step.numpy()) == -1]
+        stock = [
+            (w.pruning_step, 0)
+            for _, w in self._wrappers
+            if not isinstance(w, PruneWrapper) and int(w.pruning_step.numpy()) == -1
+        ]
         if stock:
             keras.backend.batch_set_value(stock)
 
@@ -131,9 +138,11 @@ class _FitPruning(keras.callbacks.Callback):
                     "steps_per_epoch= to fit, or size the schedule yourself with "
                     "tfcompress.prune(..., steps=total_steps or (epochs, steps_per_epoch))."
                 )
-            initial = (schedule.initial_sparsity if resumed and schedule.planned_total is None
-                       else min((mask_sparsity(w) for w in self._wrappers_of(schedule)),
-                                default=0.0))
+            initial = (
+                schedule.initial_sparsity
+                if resumed and schedule.planned_total is None
+                else min((mask_sparsity(w) for w in self._wrappers_of(schedule)), default=0.0)
+            )
             schedule.start_fit(self._start_iteration, fit_steps, initial)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:

@@ -84,8 +84,9 @@ def masked_counts(wrapper: PruneLowMagnitude) -> tuple[int, int]:
     return zeros, size
 
 
-def sparsity_logs(wrappers: list[tuple[str, PruneLowMagnitude]], per_layer: bool = True
-                  ) -> dict[str, float]:
+def sparsity_logs(
+    wrappers: list[tuple[str, PruneLowMagnitude]], per_layer: bool = True
+) -> dict[str, float]:
     """``{"sparsity": overall, "sparsity/<path>": per layer}`` of ``(path, wrapper)`` pairs, as
     the callbacks put them into ``logs``."""
     zeros_total = size_total = 0

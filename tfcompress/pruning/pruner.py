@@ -124,7 +124,8 @@ def _plan_layer(
     if found.source == "sublayers":
         pruned = {w.ref() for w in weights}
         rest = [
-            weight_label(layer, w) for w in layer.trainable_weights
+            weight_label(layer, w)
+            for w in layer.trainable_weights
             if w.ref() not in pruned and w.shape.rank >= 2
         ]
         reasons.append(
@@ -148,7 +149,9 @@ def _fresh_copy(layer: Any, pairs: list[tuple[Any, Any]], purpose: str) -> Any:
     if isinstance(layer, keras.Model):
         _log.warning(
             "%s: nested model '%s' (%s) is not functional and cannot be cloned; the new model "
-            "shares it, and its weights, with the original.", purpose, layer.name,
+            "shares it, and its weights, with the original.",
+            purpose,
+            layer.name,
             type(layer).__name__,
         )
         return layer
@@ -158,7 +161,11 @@ def _fresh_copy(layer: Any, pairs: list[tuple[Any, Any]], purpose: str) -> Any:
         _log.warning(
             "%s: layer '%s' (%s) cannot be re-created from its config (%s); the new model "
             "shares it, and its weights, with the original. Implement get_config() to get an "
-            "independent copy.", purpose, layer.name, type(layer).__name__, err,
+            "independent copy.",
+            purpose,
+            layer.name,
+            type(layer).__name__,
+            err,
         )
         return layer
     pairs.append((layer, new))
@@ -347,7 +354,12 @@ def prune(
     check_model(model, "model")
     target, m_by_n = _check_args(sparsity, structure, frequency, strict)
     plan_schedule = FitSizedSchedule(
-        target, kind=schedule, structure=structure, steps=steps, begin=begin, end=end,
+        target,
+        kind=schedule,
+        structure=structure,
+        steps=steps,
+        begin=begin,
+        end=end,
         frequency=frequency,
     )
     _check_functional(model, "prune")
@@ -436,8 +448,10 @@ def prune(
     pruned.compression_report = report
     enable_fit_pruning(pruned)
     _log.info(
-        "prune: %d layer(s) pruned to %s, %d not pruned.", len(report.applied),
-        "2:4" if m_by_n else f"sparsity {target:.2f}", len(report.skipped),
+        "prune: %d layer(s) pruned to %s, %d not pruned.",
+        len(report.applied),
+        "2:4" if m_by_n else f"sparsity {target:.2f}",
+        len(report.skipped),
     )
     return pruned
 
@@ -489,7 +503,9 @@ def _finish_undone_fits(model: keras.Model) -> None:
                 "were undone (e.g. EarlyStopping(restore_best_weights=True) listed after "
                 "PruningCallback, or an earlier checkpoint was loaded). Applying the target "
                 "masks now; list PruningCallback last, or fine-tune again if quality matters.",
-                path, mask_sparsity(wrapper), schedule.target,
+                path,
+                mask_sparsity(wrapper),
+                schedule.target,
                 " (2:4)" if wrapper.sparsity_m_by_n else "",
             )
             finalize_masks(wrapper, schedule.target)

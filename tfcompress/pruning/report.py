@@ -77,7 +77,6 @@ def find_wrappers(model: Any) -> list[tuple[str, PruneLowMagnitude]]:
     return [(p, layer) for p, layer in walk_layers(model) if isinstance(layer, PruneLowMagnitude)]
 
 
-
 # ---------------------------------------------------------------------- prunable weights
 
 
@@ -93,7 +92,7 @@ class Candidates:
 def weight_label(layer: Any, variable: Any) -> str:
     name = variable.name.split(":")[0]
     prefix = f"{layer.name}/"
-    return name[len(prefix):] if name.startswith(prefix) else name
+    return name[len(prefix) :] if name.startswith(prefix) else name
 
 
 def _registry_weights(layer: Any) -> list[Any]:
@@ -341,4 +340,3 @@ def sparsity_report(model: keras.Model) -> SparsityReport:
                 value = np.asarray(tf.convert_to_tensor(weight))
                 rows.append(_row(path, layer, weight, value, False))
     return SparsityReport(model.name, tuple(rows))
-

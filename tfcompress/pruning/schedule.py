@@ -127,9 +127,7 @@ class FitSizedSchedule(pruning_schedule.PruningSchedule):
     ) -> None:
         self.target = _check_fraction(target, "sparsity", upper_open=True)
         if kind not in ("polynomial", "constant"):
-            raise ValueError(
-                f"`schedule` must be 'polynomial' or 'constant', received {kind!r}."
-            )
+            raise ValueError(f"`schedule` must be 'polynomial' or 'constant', received {kind!r}.")
         if structure not in (None, "2:4"):
             raise ValueError(
                 f"`structure` must be None (unstructured) or '2:4', received {structure!r}."
@@ -217,8 +215,13 @@ class FitSizedSchedule(pruning_schedule.PruningSchedule):
             self.size(fit_steps, initial=initial)
             _log.info(
                 "prune: this fit runs %d steps; pruning from step %d to %d every %d step(s), "
-                "target sparsity %.2f%s.", fit_steps, self.begin_step, self.end_step,
-                self.frequency, self.target, " (2:4)" if self.structure else "",
+                "target sparsity %.2f%s.",
+                fit_steps,
+                self.begin_step,
+                self.end_step,
+                self.frequency,
+                self.target,
+                " (2:4)" if self.structure else "",
             )
             self.warn_if_unreachable(None)
         else:
@@ -245,8 +248,13 @@ class FitSizedSchedule(pruning_schedule.PruningSchedule):
                 "prune: frequency=%d exceeds the pruning span of %d steps (steps %d..%d): the "
                 "masks are updated only at steps %d and %d, a one-shot jump to sparsity %.2f. "
                 "Pass a smaller frequency (or frequency=None) for a gradual ramp.",
-                self.frequency_arg, span, self.begin_step, self.end_step, self.begin_step,
-                self.end_step, self.target,
+                self.frequency_arg,
+                span,
+                self.begin_step,
+                self.end_step,
+                self.begin_step,
+                self.end_step,
+                self.target,
             )
         if fit_steps is not None and self.planned_total is not None:
             last = done + fit_steps
@@ -256,7 +264,11 @@ class FitSizedSchedule(pruning_schedule.PruningSchedule):
                     "step %d at which the schedule (steps=%s) reaches sparsity %.2f; the model "
                     "will be at sparsity %.2f after this fit. Fit further, or pass steps=None "
                     "to size the schedule from each fit.",
-                    fit_steps, last, self.end_step, self.steps, self.target,
+                    fit_steps,
+                    last,
+                    self.end_step,
+                    self.steps,
+                    self.target,
                     self.sparsity_at(last),
                 )
 
@@ -287,16 +299,18 @@ class FitSizedSchedule(pruning_schedule.PruningSchedule):
         if self.structure is not None:
             return tf.equal(step, begin), tf.constant(0.5, tf.float32)
         in_range = tf.logical_and(step >= begin, step <= end)
-        turn = tf.logical_or(tf.equal(tf.math.floormod(step - begin, frequency), 0),
-                             tf.equal(step, end))
+        turn = tf.logical_or(
+            tf.equal(tf.math.floormod(step - begin, frequency), 0), tf.equal(step, end)
+        )
         should = tf.logical_and(in_range, turn)
         if self.kind == "constant":
             return should, tf.constant(self.target, tf.float32)
         span = tf.cast(tf.maximum(end - begin, 1), tf.float32)
         progress = tf.clip_by_value(tf.cast(step - begin, tf.float32) / span, 0.0, 1.0)
         progress = tf.where(end > begin, progress, tf.ones_like(progress))
-        sparsity = self.target + (self._initial - self.target) * tf.pow(1.0 - progress,
-                                                                        float(self.power))
+        sparsity = self.target + (self._initial - self.target) * tf.pow(
+            1.0 - progress, float(self.power)
+        )
         return should, sparsity
 
     def sparsity_at(self, step: int) -> float:
@@ -350,8 +364,14 @@ class _Pruning(pruning_impl.Pruning):
                 new_threshold = tf.constant(0.0, threshold.dtype)
             else:
                 new_threshold, new_mask = self._magnitude_mask(weight, sparsity)
-            out.append((mask, threshold, tf.cast(new_mask, mask.dtype),
-                        tf.cast(new_threshold, threshold.dtype)))
+            out.append(
+                (
+                    mask,
+                    threshold,
+                    tf.cast(new_mask, mask.dtype),
+                    tf.cast(new_threshold, threshold.dtype),
+                )
+            )
         return out
 
     def conditional_mask_update(self) -> Any:
@@ -365,8 +385,11 @@ class _Pruning(pruning_impl.Pruning):
                         if distribution is None:
                             ops.append(var.assign(value))
                         else:
-                            ops.append(distribution.extended.update(
-                                var, lambda v, x: v.assign(x), (value,)))
+                            ops.append(
+                                distribution.extended.update(
+                                    var, lambda v, x: v.assign(x), (value,)
+                                )
+                            )
                 return tf.group(ops)
 
             return tf.cond(should, update, tf.no_op)

@@ -45,8 +45,9 @@ _NOTHING_TO_REMOVE = "nothing to remove"
 # --------------------------------------------------------------------------- validation
 
 
-def _check_args(ratio: Any, criterion: Any, data: Any, embeddings: Any, min_units: Any,
-                strict: Any) -> None:
+def _check_args(
+    ratio: Any, criterion: Any, data: Any, embeddings: Any, min_units: Any, strict: Any
+) -> None:
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float, np.floating)):
         raise TypeError(
             f"shrink: `ratio` must be a float in (0, 1) (the fraction of units removed), "
@@ -99,9 +100,7 @@ def _selection(model: keras.Model, layers: LayerFilter, skip: LayerFilter) -> se
     if layers is not None:
         shrinkable = (keras.layers.Dense, keras.layers.Embedding, keras.layers.MultiHeadAttention)
         by_path = dict(pairs)
-        if not any(
-            isinstance(by_path[p], shrinkable) for p in chosen - excluded if "/" not in p
-        ):
+        if not any(isinstance(by_path[p], shrinkable) for p in chosen - excluded if "/" not in p):
             raise ValueError(
                 f"shrink: `layers`={layers!r} (minus `skip`) selects no layer shrink can change "
                 f"(a top-level Dense, Embedding or MultiHeadAttention) in model '{model.name}'; it "
@@ -142,7 +141,7 @@ def _activation_importance(model: keras.Model, plan: Plan, data: Any) -> dict[st
     sums = [np.zeros(t.shape[-1], np.float64) for _, t in owners]
     counts = [0] * len(owners)
     for start in range(0, n, _PROBE_BATCH):
-        batch = {k: v[start:start + _PROBE_BATCH] for k, v in feats.items()}
+        batch = {k: v[start : start + _PROBE_BATCH] for k, v in feats.items()}
         outs = probe(_model_feed(structure, specs, batch), training=False)
         outs = outs if isinstance(outs, (list, tuple)) else [outs]
         for i, out in enumerate(outs):
@@ -152,8 +151,7 @@ def _activation_importance(model: keras.Model, plan: Plan, data: Any) -> dict[st
     importance: dict[str, np.ndarray] = {}
     for (name, _), total, count in zip(owners, sums, counts, strict=True):
         importance[name] = importance.get(name, 0.0) + total / max(count, 1)
-    _log.debug("shrink: measured activations of %d layer output(s) on %d examples",
-               len(owners), n)
+    _log.debug("shrink: measured activations of %d layer output(s) on %d examples", len(owners), n)
     return importance
 
 
@@ -262,8 +260,9 @@ def _sliced_weights(layer: Any, in_idx: np.ndarray | None, out_idx: np.ndarray |
     return [v[in_idx] for v in values]
 
 
-def _keep_sets(plan: Plan, importance: dict[str, np.ndarray], ratio: float,
-               min_units: int) -> tuple[dict[str, np.ndarray], dict[str, tuple[str, str]]]:
+def _keep_sets(
+    plan: Plan, importance: dict[str, np.ndarray], ratio: float, min_units: int
+) -> tuple[dict[str, np.ndarray], dict[str, tuple[str, str]]]:
     """Kept indices per free group root, and (kind, reason) for groups left at full width."""
     keep: dict[str, np.ndarray] = {}
     too_small: dict[str, tuple[str, str]] = {}
@@ -387,21 +386,33 @@ def shrink(
                 heads[path] = kept
 
     new_model = _rebuild(model, plan, keep, heads)
-    report = _report(model, new_model, plan, keep, too_small, heads, head_reasons, selected,
-                     dict(ratio=ratio, criterion=criterion, embeddings=embeddings,
-                          min_units=int(min_units)))
+    report = _report(
+        model,
+        new_model,
+        plan,
+        keep,
+        too_small,
+        heads,
+        head_reasons,
+        selected,
+        dict(ratio=ratio, criterion=criterion, embeddings=embeddings, min_units=int(min_units)),
+    )
     if strict:
         _enforce_strict(report, plan, too_small, selected)
     new_model.compression_report = report
     _log.info(
         "shrink: %d -> %d parameters (%d layer(s) shrunk, %d left alone)",
-        model.count_params(), new_model.count_params(), len(report.applied), len(report.skipped),
+        model.count_params(),
+        new_model.count_params(),
+        len(report.applied),
+        len(report.skipped),
     )
     return new_model
 
 
-def _rebuild(model: keras.Model, plan: Plan, keep: dict[str, np.ndarray],
-             heads: dict[str, np.ndarray]) -> keras.Model:
+def _rebuild(
+    model: keras.Model, plan: Plan, keep: dict[str, np.ndarray], heads: dict[str, np.ndarray]
+) -> keras.Model:
     """A new model from the edited config, with the kept weights copied in."""
     changes: dict[str, dict[str, Any]] = {}
     weights: dict[str, list[np.ndarray]] = {}
@@ -413,10 +424,16 @@ def _rebuild(model: keras.Model, plan: Plan, keep: dict[str, np.ndarray],
     return new_model
 
 
-def _layer_edit(layer: Any, plan: Plan, keep: dict[str, np.ndarray],
-                heads: dict[str, np.ndarray], changes: dict[str, dict[str, Any]],
-                weights: dict[str, list[np.ndarray]]) -> None:
+def _layer_edit(
+    layer: Any,
+    plan: Plan,
+    keep: dict[str, np.ndarray],
+    heads: dict[str, np.ndarray],
+    changes: dict[str, dict[str, Any]],
+    weights: dict[str, list[np.ndarray]],
+) -> None:
     """Record ``layer``'s config changes and its kept weights."""
+
     def indices(layout: list[str] | None) -> np.ndarray | None:
         if layout is None or not any(plan.find(k) in keep for k in layout):
             return None
@@ -481,28 +498,46 @@ def _set_kept_weights(new_model: keras.Model, weights: dict[str, list[np.ndarray
             ) from err
 
 
-def _report(model: keras.Model, new_model: keras.Model, plan: Plan,
-            keep: dict[str, np.ndarray], too_small: dict[str, tuple[str, str]],
-            heads: dict[str, np.ndarray], head_reasons: dict[str, str], selected: set[str],
-            settings: dict[str, Any]) -> CompressionReport:
+def _report(
+    model: keras.Model,
+    new_model: keras.Model,
+    plan: Plan,
+    keep: dict[str, np.ndarray],
+    too_small: dict[str, tuple[str, str]],
+    heads: dict[str, np.ndarray],
+    head_reasons: dict[str, str],
+    selected: set[str],
+    settings: dict[str, Any],
+) -> CompressionReport:
     decisions: list[LayerDecision] = []
     for path, layer in iter_layers(model, nested=False):
         cls = type(layer).__name__
         new = new_model.get_layer(path)
         if isinstance(layer, keras.Model):
-            decisions.append(LayerDecision(
-                path, cls, False,
-                reason="nested model: not handled (its width and the channels flowing into it "
-                "are kept); shrink the sub-model on its own and rebuild"))
+            decisions.append(
+                LayerDecision(
+                    path,
+                    cls,
+                    False,
+                    reason="nested model: not handled (its width and the channels flowing into it "
+                    "are kept); shrink the sub-model on its own and rebuild",
+                )
+            )
             continue
         if path in plan.sources:
             decisions.append(_source_decision(path, layer, new, plan, keep, too_small))
             continue
         if isinstance(layer, keras.layers.MultiHeadAttention):
             if path in heads:
-                decisions.append(LayerDecision(
-                    path, cls, True, f"num_heads {_num_heads(layer)} -> {_num_heads(new)}",
-                    reason="query/key/value input width kept (attention is not rewired)"))
+                decisions.append(
+                    LayerDecision(
+                        path,
+                        cls,
+                        True,
+                        f"num_heads {_num_heads(layer)} -> {_num_heads(new)}",
+                        reason="query/key/value input width kept (attention is not rewired)",
+                    )
+                )
             else:
                 decisions.append(LayerDecision(path, cls, False, reason=head_reasons[path]))
             continue
@@ -514,17 +549,37 @@ def _report(model: keras.Model, new_model: keras.Model, plan: Plan,
             width = len(layout_indices(layout, plan, keep)) if layout else None
             detail = f"channels {_plan_width(plan, layout)} -> {width}" if layout else ""
             decisions.append(LayerDecision(path, cls, True, detail, ""))
-        elif isinstance(layer, (Cross, PositionEmbedding, keras.layers.BatchNormalization,
-                                keras.layers.LayerNormalization)):
-            decisions.append(LayerDecision(
-                path, cls, False, reason=f"{_NOTHING_TO_REMOVE}: none of its input channels "
-                "was removed"))
+        elif isinstance(
+            layer,
+            (
+                Cross,
+                PositionEmbedding,
+                keras.layers.BatchNormalization,
+                keras.layers.LayerNormalization,
+            ),
+        ):
+            decisions.append(
+                LayerDecision(
+                    path,
+                    cls,
+                    False,
+                    reason=f"{_NOTHING_TO_REMOVE}: none of its input channels was removed",
+                )
+            )
         else:
-            decisions.append(LayerDecision(
-                path, cls, False,
-                reason=f"{cls} is not a layer shrink can change; its weights are kept"))
-    settings = {**settings, "params_before": int(model.count_params()),
-                "params_after": int(new_model.count_params())}
+            decisions.append(
+                LayerDecision(
+                    path,
+                    cls,
+                    False,
+                    reason=f"{cls} is not a layer shrink can change; its weights are kept",
+                )
+            )
+    settings = {
+        **settings,
+        "params_before": int(model.count_params()),
+        "params_after": int(new_model.count_params()),
+    }
     return CompressionReport("shrink", tuple(decisions), settings)
 
 
@@ -533,8 +588,14 @@ def _plan_width(plan: Plan, layout: list[str]) -> int:
     return int(sum(plan.widths[k] for k in layout))
 
 
-def _source_decision(path: str, layer: Any, new: Any, plan: Plan, keep: dict[str, np.ndarray],
-                     too_small: dict[str, tuple[str, str]]) -> LayerDecision:
+def _source_decision(
+    path: str,
+    layer: Any,
+    new: Any,
+    plan: Plan,
+    keep: dict[str, np.ndarray],
+    too_small: dict[str, tuple[str, str]],
+) -> LayerDecision:
     cls = type(layer).__name__
     attr = "units" if isinstance(layer, keras.layers.Dense) else "output_dim"
     old_w, new_w = getattr(layer, attr), getattr(new, attr)
@@ -554,8 +615,9 @@ def _source_decision(path: str, layer: Any, new: Any, plan: Plan, keep: dict[str
     return LayerDecision(path, cls, False, inputs, "; ".join(r for r in reasons if r))
 
 
-def _enforce_strict(report: CompressionReport, plan: Plan,
-                    too_small: dict[str, tuple[str, str]], selected: set[str]) -> None:
+def _enforce_strict(
+    report: CompressionReport, plan: Plan, too_small: dict[str, tuple[str, str]], selected: set[str]
+) -> None:
     offending = []
     for decision in report.skipped:
         name = decision.layer
@@ -565,9 +627,10 @@ def _enforce_strict(report: CompressionReport, plan: Plan,
             kinds = {k for k, _ in plan.blocked(name)}
             if plan.find(name) in too_small or "output" in kinds:
                 continue
-            if isinstance(plan.sources[name], keras.layers.Embedding) and not report.settings[
-                "embeddings"
-            ]:
+            if (
+                isinstance(plan.sources[name], keras.layers.Embedding)
+                and not report.settings["embeddings"]
+            ):
                 continue  # embeddings=False asked for exactly this
         elif decision.reason.startswith(_NOTHING_TO_REMOVE):
             continue
@@ -578,4 +641,3 @@ def _enforce_strict(report: CompressionReport, plan: Plan,
             + "; ".join(offending)
             + ". Exclude them with skip=[...] or call with strict=False to accept the report."
         )
-

@@ -51,6 +51,8 @@ def __getattr__(name: str) -> object:
 
         return deprecated(f"tfcompress.quantization.{name}", DEPRECATED[name])
     raise AttributeError(f"module 'tfcompress.quantization' has no attribute {name!r}")
+
+
 from tfcompress.quantization.registry import register_layer  # noqa: E402
 
 __all__ += ["register_layer"]

@@ -162,9 +162,7 @@ def fit_then_quantize(
         )
     for key in ("epochs", "initial_epoch"):
         if key in fit_kwargs:
-            raise ValueError(
-                f"fit_then_quantize: pass float_epochs/qat_epochs instead of `{key}`."
-            )
+            raise ValueError(f"fit_then_quantize: pass float_epochs/qat_epochs instead of `{key}`.")
     callbacks = list(callbacks or [])
     first = None
     if float_epochs:

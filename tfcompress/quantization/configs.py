@@ -50,9 +50,7 @@ _qk = tfmot.quantization.keras
 
 
 #: Activations ``QuantizeAwareActivation`` (TFMOT) can fake-quantize inside a layer.
-SUPPORTED_ACTIVATIONS = frozenset(
-    {"linear", "relu", "swish", "gelu", "softmax", "sigmoid", "tanh"}
-)
+SUPPORTED_ACTIVATIONS = frozenset({"linear", "relu", "swish", "gelu", "softmax", "sigmoid", "tanh"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,8 +98,7 @@ SCHEMES: dict[str, QuantizationScheme] = {
     "int8_weights": QuantizationScheme(
         "int8_weights",
         activations=False,
-        description="int8 weights only (activations float); export with "
-        "quantization='dynamic'",
+        description="int8 weights only (activations float); export with quantization='dynamic'",
     ),
 }
 

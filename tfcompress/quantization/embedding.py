@@ -56,8 +56,9 @@ _QMAX = 127.0
 _QUANTIZED_MODES = ("dynamic", "int8", "int16x8")
 
 
-def check_granularity(granularity: object, argument: str = "granularity", *,
-                      allow_auto: bool = False) -> str:
+def check_granularity(
+    granularity: object, argument: str = "granularity", *, allow_auto: bool = False
+) -> str:
     """Return ``granularity`` if valid (``"row"``, ``"tensor"``, and ``"auto"`` if allowed)."""
     valid = EMBEDDING_GRANULARITIES if allow_auto else EMBEDDING_GRANULARITIES[:2]
     if granularity not in valid:
@@ -459,7 +460,8 @@ def is_qat_model(model: keras.Model) -> bool:
     """True when ``model`` holds TFMOT quantization layers (checked without importing TFMOT)."""
     for layer in flatten_layers(model, include_self=False, recursive=True):
         if _is_quantize_wrapper(layer) or any(
-            c.__name__ == "QuantizeLayer" for c in type(layer).__mro__  # TFMOT's or a subclass
+            c.__name__ == "QuantizeLayer"
+            for c in type(layer).__mro__  # TFMOT's or a subclass
         ):
             return True
     return False
@@ -507,7 +509,8 @@ def prepare_for_export(
     granularity = {"int8": "auto", "int8_row": "row", "int8_tensor": "tensor"}[choice]
     swapped = quantize_embeddings(convert, granularity=granularity, min_rows=EXPORT_MIN_ROWS)
     info["embedding_tables"] = {
-        d.layer: d.detail for d in swapped.compression_report.applied  # type: ignore[attr-defined]
+        d.layer: d.detail
+        for d in swapped.compression_report.applied  # type: ignore[attr-defined]
     }
     return swapped, info
 

@@ -93,7 +93,9 @@ def _plan_nested_model(layer: Any, scheme: QuantizationScheme, registry: Any) ->
 def _plan_embedding(layer: Any, scheme: QuantizationScheme, registry: Any) -> _Plan:
     g = qc.embedding_granularity(scheme, layer.output_dim)
     cfg = qc.LayerQuantizeConfig(
-        table_attr="embeddings", quantize_output=scheme.activations, granularity=g,
+        table_attr="embeddings",
+        quantize_output=scheme.activations,
+        granularity=g,
         weight_bits=scheme.weight_bits,
     )
     per = "per row" if g == "row" else "per table"
@@ -122,8 +124,9 @@ def _plan_dense(layer: Any, scheme: QuantizationScheme, registry: Any) -> _Plan:
         quantize_output=acts and not fused,
         weight_bits=scheme.weight_bits,
     )
-    return _Plan("annotate", f"{_WEIGHT} on kernel{' + int8 activation' if acts else ''}",
-                 config=cfg)
+    return _Plan(
+        "annotate", f"{_WEIGHT} on kernel{' + int8 activation' if acts else ''}", config=cfg
+    )
 
 
 def _plan_cross(layer: Any, scheme: QuantizationScheme, registry: Any) -> _Plan:
@@ -156,17 +159,19 @@ def _plan_pass_through(layer: Any, scheme: QuantizationScheme, registry: Any) ->
     )
 
 
-_HANDLERS.update({
-    keras.Model: _plan_nested_model,
-    keras.layers.Embedding: _plan_embedding,
-    keras.layers.MultiHeadAttention: _plan_attention,
-    keras.layers.Dense: _plan_dense,
-    keras.layers.EinsumDense: _plan_dense,
-    tfc_layers.Cross: _plan_cross,
-    tfc_layers.PositionEmbedding: _plan_position,
-    keras.layers.LayerNormalization: _plan_layer_norm,
-    **dict.fromkeys(_PASS_THROUGH, _plan_pass_through),
-})
+_HANDLERS.update(
+    {
+        keras.Model: _plan_nested_model,
+        keras.layers.Embedding: _plan_embedding,
+        keras.layers.MultiHeadAttention: _plan_attention,
+        keras.layers.Dense: _plan_dense,
+        keras.layers.EinsumDense: _plan_dense,
+        tfc_layers.Cross: _plan_cross,
+        tfc_layers.PositionEmbedding: _plan_position,
+        keras.layers.LayerNormalization: _plan_layer_norm,
+        **dict.fromkeys(_PASS_THROUGH, _plan_pass_through),
+    }
+)
 
 
 def _out(scheme: QuantizationScheme) -> str:
@@ -333,8 +338,12 @@ def quantize(
     qat.compression_report = CompressionReport(  # type: ignore[attr-defined]
         "quantize",
         tuple(decisions),
-        {"scheme": scheme.get_config(), "strict": strict, "model": model.name,
-         "sparsity_preserved": kept},
+        {
+            "scheme": scheme.get_config(),
+            "strict": strict,
+            "model": model.name,
+            "sparsity_preserved": kept,
+        },
     )
     _log.info(
         "quantize %s: %d layer(s) quantized, %d float (scheme %s)",
@@ -347,9 +356,11 @@ def quantize(
 
 
 def _is_graph_model(layer: Any) -> bool:
-    return isinstance(layer, keras.Model) and (
-        isinstance(layer, keras.Sequential) or is_graph_network(layer)
-    ) and layer.built
+    return (
+        isinstance(layer, keras.Model)
+        and (isinstance(layer, keras.Sequential) or is_graph_network(layer))
+        and layer.built
+    )
 
 
 def _quantize_graph(
@@ -410,8 +421,9 @@ def _plan_layers(
             decisions.append(LayerDecision(path, cls, False, reason="in `skip`"))
             continue
         if _is_graph_model(layer):  # a tower: its own layers are selected by path
-            inner = _quantize_nested(layer, path, selected, skipped, scheme, strict,
-                                     decisions, failures)
+            inner = _quantize_nested(
+                layer, path, selected, skipped, scheme, strict, decisions, failures
+            )
             if inner is not None:
                 nested[layer.name] = inner
             continue
@@ -446,21 +458,29 @@ def _quantize_nested(
     depth = path.count("/") + 1
     direct = sum(d.applied and d.layer.count("/") == depth for d in inner_decisions)
     if inner is None:
-        decisions.append(LayerDecision(
-            path, cls, False, reason="nested model: none of its layers is selected and "
-            "quantizable"))
+        decisions.append(
+            LayerDecision(
+                path,
+                cls,
+                False,
+                reason="nested model: none of its layers is selected and quantizable",
+            )
+        )
     else:
-        decisions.append(LayerDecision(
-            path, cls, True, f"nested model, quantized layer by layer ({direct} of "
-            "its layers; see its entries)"))
+        decisions.append(
+            LayerDecision(
+                path,
+                cls,
+                True,
+                f"nested model, quantized layer by layer ({direct} of its layers; see its entries)",
+            )
+        )
     decisions.extend(inner_decisions)
     failures.extend(inner_failures)
     return inner
 
 
-def _annotator(
-    plans: dict[str, _Plan], nested: dict[str, keras.Model], registry: Any
-) -> Any:
+def _annotator(plans: dict[str, _Plan], nested: dict[str, keras.Model], registry: Any) -> Any:
     """Step 2 of `_quantize_graph`: the clone function that annotates each layer by its plan."""
 
     def annotate(layer: Any) -> Any:
@@ -484,9 +504,7 @@ def _annotator(
     return annotate
 
 
-def _rebuild_for_qat(
-    model: keras.Model, annotate: Any, scheme: QuantizationScheme
-) -> keras.Model:
+def _rebuild_for_qat(model: keras.Model, annotate: Any, scheme: QuantizationScheme) -> keras.Model:
     """Step 3 of `_quantize_graph`: clone ``model``, annotate the clone, apply TFMOT's QAT."""
     objects = model_custom_objects(model)
     try:

@@ -80,9 +80,7 @@ def _user_handler(layer_class: type, handler: Callable[[Any, Any], Any]) -> _Han
                 "tfmot QuantizeConfig (e.g. tfcompress.quantization.configs."
                 "LayerQuantizeConfig) or None to keep the layer float."
             )
-        return _Plan(
-            "annotate", f"{type(config).__name__} from the handler {name}", config=config
-        )
+        return _Plan("annotate", f"{type(config).__name__} from the handler {name}", config=config)
 
     return plan
 

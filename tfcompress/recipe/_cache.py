@@ -197,6 +197,10 @@ def clean_run_dir(
         rel = "" if folder == root else f"{folder.name}/"
         said += [f"{rel}{phrase}" for phrase in phrases]
     if removed:
-        _log.warning("removed %d leftover(s) of an interrupted run in %s: %s", len(removed),
-                     root, ", ".join(said))
+        _log.warning(
+            "removed %d leftover(s) of an interrupted run in %s: %s",
+            len(removed),
+            root,
+            ", ".join(said),
+        )
     return removed

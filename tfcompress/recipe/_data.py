@@ -58,12 +58,18 @@ def _columns(value: Any, key: str) -> tuple[str, ...] | None:
     if isinstance(value, str):
         value = (value,)
     if not isinstance(value, (list, tuple)) or not value:
-        raise fail(key, "a non-empty list of column names", value, example,
-                   typed=not isinstance(value, (list, tuple)))
+        raise fail(
+            key,
+            "a non-empty list of column names",
+            value,
+            example,
+            typed=not isinstance(value, (list, tuple)),
+        )
     for i, item in enumerate(value):
         if not isinstance(item, str) or not item:
-            raise fail(f"{key}[{i}]", "a column name (a non-empty string)", item, example,
-                       typed=True)
+            raise fail(
+                f"{key}[{i}]", "a column name (a non-empty string)", item, example, typed=True
+            )
     return tuple(value)
 
 
@@ -80,8 +86,12 @@ def _per_column(value: Any, key: str, example: str, allow_int: bool) -> Any:
         return check_int(value, key, minimum=1, example=example)
     if not isinstance(value, Mapping) or not value:
         raise fail(key, "a table {column = count}", value, example, typed=True)
-    return FrozenDict({str(col): check_int(n, f"{key}.{col}", minimum=1, example=example)
-                       for col, n in value.items()})
+    return FrozenDict(
+        {
+            str(col): check_int(n, f"{key}.{col}", minimum=1, example=example)
+            for col, n in value.items()
+        }
+    )
 
 
 def _split(value: Any) -> tuple[float, ...] | None:
@@ -92,8 +102,12 @@ def _split(value: Any) -> tuple[float, ...] | None:
     if not isinstance(value, (list, tuple)) or not all(is_number(v) for v in value):
         raise fail("split", expected, value, example, typed=True)
     parts = tuple(float(v) for v in value)
-    if (len(parts) != 3 or not all(math.isfinite(p) and p >= 0 for p in parts)
-            or abs(sum(parts) - 1.0) > 1e-6 or parts[0] <= 0):
+    if (
+        len(parts) != 3
+        or not all(math.isfinite(p) and p >= 0 for p in parts)
+        or abs(sum(parts) - 1.0) > 1e-6
+        or parts[0] <= 0
+    ):
         raise fail("split", expected, value, example)
     return parts
 
@@ -178,27 +192,34 @@ class DataSpec:
         if isinstance(path, os.PathLike):
             path = os.fspath(path)
         if path is not None and (not isinstance(path, str) or not path):
-            raise fail("path", "a data file path (a string)", path, 'path = "clicks.csv"',
-                       typed=True)
+            raise fail(
+                "path", "a data file path (a string)", path, 'path = "clicks.csv"', typed=True
+            )
         check_choice(self.format, "format", DATA_FORMATS, example='format = "csv"')
         fmt = None if path is None else file_format(path, self.format)
         task = self._task(path, fmt)
         if path is None and self.format != "auto":
             raise RecipeError(
                 f"format = {show(self.format)} applies to data files only; set path to the "
-                'file, or remove format (simulated tasks need none).',
+                "file, or remove format (simulated tasks need none).",
                 key="format",
             )
         self._label(path, fmt, task)
         _set(self, "path", path)
         _set(self, "task", task)
-        _set(self, "samples", check_int(self.samples, "samples", minimum=100,
-                                        example="samples = 20000"))
+        _set(
+            self,
+            "samples",
+            check_int(self.samples, "samples", minimum=100, example="samples = 20000"),
+        )
         if path is None:  # a simulated task: refuse a size that cannot fit before drawing it
             _check_fits(task, self.samples)  # type: ignore[arg-type]
         _set(self, "seed", check_int(self.seed, "seed", minimum=0, example="seed = 0"))
-        _set(self, "batch_size", check_int(self.batch_size, "batch_size", minimum=1,
-                                           example="batch_size = 256"))
+        _set(
+            self,
+            "batch_size",
+            check_int(self.batch_size, "batch_size", minimum=1, example="batch_size = 256"),
+        )
         self._check_options(fmt)
         self._applies(path, fmt, task)
 
@@ -207,8 +228,13 @@ class DataSpec:
     def _task(self, path: str | None, fmt: str | None) -> str | None:
         task = self.task
         if path is None:
-            check_choice(task, "task", TASK_NAMES, example='task = "ctr"',
-                         note=" (or set path to a data file)")
+            check_choice(
+                task,
+                "task",
+                TASK_NAMES,
+                example='task = "ctr"',
+                note=" (or set path to a data file)",
+            )
             return task
         if task is None or task == "ctr":
             return None  # the default task gives way to a file (and is MovieLens' default)
@@ -217,8 +243,13 @@ class DataSpec:
 
     def _label(self, path: str | None, fmt: str | None, task: str | None) -> None:
         if self.label is not None and (not isinstance(self.label, str) or not self.label):
-            raise fail("label", "the label column name (a string)", self.label,
-                       'label = "click"', typed=True)
+            raise fail(
+                "label",
+                "the label column name (a string)",
+                self.label,
+                'label = "click"',
+                typed=True,
+            )
         if fmt == "csv" and self.label is None:
             raise RecipeError(
                 f"the CSV file {show(path)} needs its label column: expected label = "
@@ -229,7 +260,7 @@ class DataSpec:
             raise RecipeError(
                 f"label applies to CSV files only, received label = {show(self.label)} with "
                 f"{'task = ' + show(task) if path is None else 'path = ' + show(path)}; "
-                "remove label (or use a .csv file / format = \"csv\").",
+                'remove label (or use a .csv file / format = "csv").',
                 key="label",
             )
 
@@ -237,30 +268,50 @@ class DataSpec:
         self._check_split(fmt)
         self._check_columns()
         if self.timestamp_features is not None:
-            check_choice(self.timestamp_features, "timestamp_features", TIMESTAMP_FEATURES,
-                         example='timestamp_features = "hour_weekday"')
-        _set(self, "hash_buckets", _per_column(self.hash_buckets, "hash_buckets",
-                                               'hash_buckets = { user = 100000 }', False))
-        _set(self, "max_vocab", _per_column(self.max_vocab, "max_vocab",
-                                            "max_vocab = 50000", True))
-        for key, example in (("hash_threshold", "hash_threshold = 100000"),
-                             ("sequence_length", "sequence_length = 20"),
-                             ("n_features", "n_features = 1000000"),
-                             ("max_fields", "max_fields = 39")):
+            check_choice(
+                self.timestamp_features,
+                "timestamp_features",
+                TIMESTAMP_FEATURES,
+                example='timestamp_features = "hour_weekday"',
+            )
+        _set(
+            self,
+            "hash_buckets",
+            _per_column(
+                self.hash_buckets, "hash_buckets", "hash_buckets = { user = 100000 }", False
+            ),
+        )
+        _set(self, "max_vocab", _per_column(self.max_vocab, "max_vocab", "max_vocab = 50000", True))
+        for key, example in (
+            ("hash_threshold", "hash_threshold = 100000"),
+            ("sequence_length", "sequence_length = 20"),
+            ("n_features", "n_features = 1000000"),
+            ("max_fields", "max_fields = 39"),
+        ):
             if getattr(self, key) is not None:
                 _set(self, key, check_int(getattr(self, key), key, minimum=1, example=example))
         if self.negatives is not None:
             least = 0 if self.task == "retrieval" else 1
-            _set(self, "negatives", check_int(self.negatives, "negatives", minimum=least,
-                                              example="negatives = 4"))
+            _set(
+                self,
+                "negatives",
+                check_int(self.negatives, "negatives", minimum=least, example="negatives = 4"),
+            )
         if self.min_rating is not None:
-            _set(self, "min_rating", check_number(self.min_rating, "min_rating",
-                                                  example="min_rating = 4.0"))
+            _set(
+                self,
+                "min_rating",
+                check_number(self.min_rating, "min_rating", example="min_rating = 4.0"),
+            )
         fill = self.numeric_fill
-        if fill is not None and fill != "mean" and (not is_number(fill)
-                                                     or not math.isfinite(fill)):
-            raise fail("numeric_fill", '"mean" or a number', fill, 'numeric_fill = "mean"',
-                       typed=not isinstance(fill, str))
+        if fill is not None and fill != "mean" and (not is_number(fill) or not math.isfinite(fill)):
+            raise fail(
+                "numeric_fill",
+                '"mean" or a number',
+                fill,
+                'numeric_fill = "mean"',
+                typed=not isinstance(fill, str),
+            )
         self._text_options(fmt)
         check_bool(self.strict, "strict", example="strict = true")
 
@@ -272,15 +323,19 @@ class DataSpec:
             if self.split_mode not in modes:
                 listed = ", ".join(f'"{m}"' for m in modes)
                 where = f" for {_FORMAT_NAMES[fmt]} files" if fmt else ""
-                raise fail("split_mode", f"one of {listed}{where}", self.split_mode,
-                           f'split_mode = "{modes[min(1, len(modes) - 1)]}"',
-                           typed=not isinstance(self.split_mode, str))
+                raise fail(
+                    "split_mode",
+                    f"one of {listed}{where}",
+                    self.split_mode,
+                    f'split_mode = "{modes[min(1, len(modes) - 1)]}"',
+                    typed=not isinstance(self.split_mode, str),
+                )
         for key in ("time_column", "user_column"):
             _set(self, key, _name(getattr(self, key), key, f'{key} = "click_time"'))
         for key, mode in (("time_column", "time"), ("user_column", "by_user")):
             if getattr(self, key) is not None and self.split_mode != mode:
                 raise RecipeError(
-                    f"{key} applies to split_mode = \"{mode}\", received {key} = "
+                    f'{key} applies to split_mode = "{mode}", received {key} = '
                     f"{show(getattr(self, key))} with split_mode = {show(self.split_mode)}; "
                     f'set split_mode = "{mode}" or remove {key}.',
                     key=key,
@@ -294,18 +349,23 @@ class DataSpec:
             _set(self, key, cols)
             for col in cols or ():
                 if col == self.label:
-                    raise RecipeError(f"{show(col)} is the label column; remove it from {key}.",
-                                      key=key)
+                    raise RecipeError(
+                        f"{show(col)} is the label column; remove it from {key}.", key=key
+                    )
                 if col in seen:
                     raise RecipeError(
                         f"the column {show(col)} is listed in both {seen[col]} and {key}; "
-                        "keep one.", key=key)
+                        "keep one.",
+                        key=key,
+                    )
                 seen[col] = key
 
     def _text_options(self, fmt: str | None) -> None:
         one_char = fmt == "csv"
-        for key, example in (("delimiter", 'delimiter = "\\t"'),
-                             ("sequence_separator", 'sequence_separator = "|"')):
+        for key, example in (
+            ("delimiter", 'delimiter = "\\t"'),
+            ("sequence_separator", 'sequence_separator = "|"'),
+        ):
             value = getattr(self, key)
             if value is None:
                 continue
@@ -315,12 +375,19 @@ class DataSpec:
         header = self.header
         if header is None or isinstance(header, bool):
             return
-        if fmt == "csv" and isinstance(header, (list, tuple)) and header and all(
-                isinstance(h, str) and h for h in header):
+        if (
+            fmt == "csv"
+            and isinstance(header, (list, tuple))
+            and header
+            and all(isinstance(h, str) and h for h in header)
+        ):
             _set(self, "header", tuple(header))
             return
-        expected = ("true, false or the list of column names" if fmt == "csv"
-                    else "true or false (leave it out to detect it)")
+        expected = (
+            "true, false or the list of column names"
+            if fmt == "csv"
+            else "true or false (leave it out to detect it)"
+        )
         raise fail("header", expected, header, 'header = ["label", "I1", "C1"]', typed=True)
 
     def _applies(self, path: str | None, fmt: str | None, task: str | None) -> None:
@@ -401,8 +468,9 @@ class DataSpec:
                 _check_file_task(task, path, file_format(path, fmt))
         if path is not None and "task" not in config:
             config = {**config, "task": None}
-        frozen = {k: freeze(v) if k in ("hash_buckets", "max_vocab") else v
-                  for k, v in config.items()}
+        frozen = {
+            k: freeze(v) if k in ("hash_buckets", "max_vocab") else v for k, v in config.items()
+        }
         return cls(**frozen)
 
 
@@ -424,9 +492,15 @@ def _check_fits(task: str, samples: int) -> None:
     """``samples`` of the simulated ``task`` must fit in this machine's memory."""
     fixed = task_memory_bytes(task, 0)
     try:
-        check_memory(f"samples = {samples}", samples, task_memory_bytes(task, 1) - fixed, fixed,
-                     f"the simulated {task} task", "samples",
-                     'path = "clicks.csv" in [data], read from disk')
+        check_memory(
+            f"samples = {samples}",
+            samples,
+            task_memory_bytes(task, 1) - fixed,
+            fixed,
+            f"the simulated {task} task",
+            "samples",
+            'path = "clicks.csv" in [data], read from disk',
+        )
     except ValueError as err:
         raise RecipeError(str(err), key="samples") from None
 

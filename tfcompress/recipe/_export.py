@@ -28,8 +28,15 @@ _log = logging.getLogger("tfcompress")
 
 EXPORTS = "exports"
 #: the parity figures of an export that the run report keeps
-PARITY_KEYS = ("examples", "max_abs_diff", "metric", "keras_quality", "export_quality",
-               "quality_delta", "drift_flag")
+PARITY_KEYS = (
+    "examples",
+    "max_abs_diff",
+    "metric",
+    "keras_quality",
+    "export_quality",
+    "quality_delta",
+    "drift_flag",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,12 +60,14 @@ def plan_exports(recipe: Recipe, run_dir: Path, results: list[StageResult]) -> l
         if s is not final:
             plan.append(Variant(f"{s.name}_float", s.name, s.kind, run_dir / s.path, "float"))
     for mode in spec.tflite:
-        plan.append(Variant(f"{final.name}_{mode}", final.name, final.kind,
-                            run_dir / final.path, mode))
+        plan.append(
+            Variant(f"{final.name}_{mode}", final.name, final.kind, run_dir / final.path, mode)
+        )
     if spec.saved_model:
         mode = "xla" if spec.jit_compile else "savedmodel"
-        plan.append(Variant(f"{final.name}_{mode}", final.name, final.kind,
-                            run_dir / final.path, mode))
+        plan.append(
+            Variant(f"{final.name}_{mode}", final.name, final.kind, run_dir / final.path, mode)
+        )
     return plan
 
 
@@ -72,10 +81,13 @@ def _parity(parity: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
-def _export_line(index: int, total: int, v: Variant, size: int, parity: dict[str, Any],
-                 seconds: float) -> str:
-    line = (f"[export] {index}/{total} {v.name} ({v.mode}): {size / 1024:.1f} KiB, parity max "
-            f"|diff| {parity.get('max_abs_diff', float('nan')):.2e}")
+def _export_line(
+    index: int, total: int, v: Variant, size: int, parity: dict[str, Any], seconds: float
+) -> str:
+    line = (
+        f"[export] {index}/{total} {v.name} ({v.mode}): {size / 1024:.1f} KiB, parity max "
+        f"|diff| {parity.get('max_abs_diff', float('nan')):.2e}"
+    )
     if parity.get("quality_delta") is not None:
         line += f", Δ{parity.get('metric') or 'quality'} {parity['quality_delta']:+.4f}"
     line += f" ({seconds:.0f} s)"
@@ -84,8 +96,9 @@ def _export_line(index: int, total: int, v: Variant, size: int, parity: dict[str
     return line
 
 
-def export_all(r: Any, plan: list[Variant], key: str, resume: bool
-               ) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+def export_all(
+    r: Any, plan: list[Variant], key: str, resume: bool
+) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
     """Export every variant of ``plan`` (or reuse the exports of the same key).
 
     Returns:
@@ -96,8 +109,11 @@ def export_all(r: Any, plan: list[Variant], key: str, resume: bool
 
     out = r.run_dir / EXPORTS
     record = read_json(out / "exports.json")
-    if resume and record and record.get("key") == key and all(
-        (r.run_dir / p).exists() for p in record["variants"].values()
+    if (
+        resume
+        and record
+        and record.get("key") == key
+        and all((r.run_dir / p).exists() for p in record["variants"].values())
     ):
         say(r.verbose, f"[export] reused {len(record['variants'])} export(s) in {out}")
         return dict(record["variants"]), dict(record.get("parity", {}))
@@ -118,22 +134,31 @@ def export_all(r: Any, plan: list[Variant], key: str, resume: bool
         common = {"parity_data": r.task.test, "parity_max_examples": test_examples}
         if v.mode in ("xla", "savedmodel"):
             plain = strip_quantization(model) if is_quantized(model) else model
-            result = export_saved_model(plain, out / v.name, jit_compile=v.mode == "xla",
-                                        **common)
+            result = export_saved_model(plain, out / v.name, jit_compile=v.mode == "xla", **common)
         else:
             mode = None if v.mode == "float" else v.mode
             # a QAT model has trained ranges, but tensors outside them (lookups, pooling) are
             # calibrated on the data: 3x closer to the QAT model than the converter's default
             calibrate = mode in ("int8", "int16x8")
-            result = export_tflite(model, out / f"{v.name}.tflite", quantization=mode,
-                                   representative_data=r.task.validation if calibrate else None,
-                                   **common)
+            result = export_tflite(
+                model,
+                out / f"{v.name}.tflite",
+                quantization=mode,
+                representative_data=r.task.validation if calibrate else None,
+                **common,
+            )
         parities[v.name] = _parity(result.parity)
-        say(r.verbose, _export_line(index, len(plan), v, result.bytes, parities[v.name],
-                                    time.perf_counter() - t0))
+        say(
+            r.verbose,
+            _export_line(
+                index, len(plan), v, result.bytes, parities[v.name], time.perf_counter() - t0
+            ),
+        )
         variants[v.name] = str(result.path.relative_to(r.run_dir))
-    atomic_write_text(out / "exports.json", json.dumps(
-        {"key": key, "variants": variants, "parity": parities}, indent=2))
+    atomic_write_text(
+        out / "exports.json",
+        json.dumps({"key": key, "variants": variants, "parity": parities}, indent=2),
+    )
     return variants, parities
 
 
@@ -142,8 +167,9 @@ def interactive() -> bool:
     return bool(getattr(sys.stderr, "isatty", lambda: False)())
 
 
-def benchmark_all(r: Any, variants: dict[str, str], key: str, resume: bool
-                  ) -> tuple[BenchmarkReport, bool]:
+def benchmark_all(
+    r: Any, variants: dict[str, str], key: str, resume: bool
+) -> tuple[BenchmarkReport, bool]:
     """The benchmark of the exports, and whether it was measured now (False: reused)."""
     from tfcompress._keras import tf
     from tfcompress.evaluation.benchmarking import benchmark
@@ -155,14 +181,23 @@ def benchmark_all(r: Any, variants: dict[str, str], key: str, resume: bool
         say(r.verbose, "[benchmark] reused the measurements of the previous run")
         return BenchmarkReport.from_dict(record["report"]), False
     tf_threads = tf.config.threading.get_intra_op_parallelism_threads()
-    say(r.verbose, f"[benchmark] {len(variants)} variant(s), batch sizes "
-                    f"{list(spec.batch_sizes)}; TFLite with {spec.threads} thread(s), SavedModels "
-                    f"with TensorFlow's pool as training left it ("
-                    f"{tf_threads or 'all'} intra-op thread(s))")
-    report = benchmark({n: str(r.run_dir / p) for n, p in variants.items()}, r.task.test,
-                       baseline=next(iter(variants)), batch_sizes=spec.batch_sizes,
-                       repeats=spec.repeats, num_threads=spec.threads,
-                       max_examples=spec.max_examples, measure_memory=False,
-                       progress=bool(r.verbose) and interactive())
+    say(
+        r.verbose,
+        f"[benchmark] {len(variants)} variant(s), batch sizes "
+        f"{list(spec.batch_sizes)}; TFLite with {spec.threads} thread(s), SavedModels "
+        f"with TensorFlow's pool as training left it ("
+        f"{tf_threads or 'all'} intra-op thread(s))",
+    )
+    report = benchmark(
+        {n: str(r.run_dir / p) for n, p in variants.items()},
+        r.task.test,
+        baseline=next(iter(variants)),
+        batch_sizes=spec.batch_sizes,
+        repeats=spec.repeats,
+        num_threads=spec.threads,
+        max_examples=spec.max_examples,
+        measure_memory=False,
+        progress=bool(r.verbose) and interactive(),
+    )
     atomic_write_text(path, json.dumps({"key": key, "report": report.to_dict()}, indent=2))
     return report, True

@@ -301,8 +301,13 @@ def check_strings(value: Any, key: str, *, example: str) -> tuple[str, ...] | No
         raise fail(key, expected + " (leave the key out to select every layer)", value, example)
     for i, item in enumerate(value):
         if not isinstance(item, str) or not item:
-            raise fail(f"{key}[{i}]", "a non-empty layer name or regex (a string)", item,
-                       example, typed=True)
+            raise fail(
+                f"{key}[{i}]",
+                "a non-empty layer name or regex (a string)",
+                item,
+                example,
+                typed=True,
+            )
     return tuple(value)
 
 

@@ -51,8 +51,9 @@ def exact_quality(model: Any, data: Any, max_examples: int | None = None) -> dic
     """
     values = dict(metrics.evaluate_exact(model, data, max_examples=max_examples))
     n, pos = values.pop("n_examples"), values.pop("n_positives")
-    result: dict[str, Any] = {k: None if v is None else round(float(v), 6)
-                              for k, v in values.items()}
+    result: dict[str, Any] = {
+        k: None if v is None else round(float(v), 6) for k, v in values.items()
+    }
     result["n_examples"] = int(n)
     result["n_positives"] = None if pos is None else int(pos)
     return result
@@ -74,8 +75,11 @@ def id_like_columns(schema: Any, info: dict[str, Any], train_rows: int) -> list[
             by_feature[feature] = column
     found = []
     for feature in getattr(schema, "features", ()):
-        if feature.kind == "categorical" and feature.vocab_size and train_rows and (
-            feature.vocab_size - 1 >= 0.5 * train_rows
+        if (
+            feature.kind == "categorical"
+            and feature.vocab_size
+            and train_rows
+            and (feature.vocab_size - 1 >= 0.5 * train_rows)
         ):
             found.append(by_feature.get(feature.name, feature.name))
     return found
@@ -91,9 +95,10 @@ def fit_check(stage: str, check: dict[str, Any], id_like: Sequence[str] = ()) ->
     train, val = check.get("train_auc"), check.get("val_auc")
     if train is None or val is None or train < OVERFIT_TRAIN_AUC or val > OVERFIT_VAL_AUC:
         return None
-    suspects = (f"; id-like columns (about one value per training row): {list(id_like)}"
-                if id_like else "")
-    drop = f'[data] drop = {list(id_like)!r}' if id_like else '[data] drop = ["<column>"]'
+    suspects = (
+        f"; id-like columns (about one value per training row): {list(id_like)}" if id_like else ""
+    )
+    drop = f"[data] drop = {list(id_like)!r}" if id_like else '[data] drop = ["<column>"]'
     return (
         f"[{stage}] train AUC {train:.3f} but validation AUC {val:.3f}: the model memorised the "
         "training rows and learned nothing that holds on new rows. The likely cause is a leaky "
@@ -109,8 +114,13 @@ def noise_note(n_examples: int | None, n_positives: int | None, what: str) -> st
     if n_examples is None:
         return None
     note = metrics.few_positives_note(n_examples, n_positives)
-    return None if note is None else (f"⚠ {what}: {note}. Use more data (e.g. [data] samples) "
-                                      "before comparing these models.")
+    return (
+        None
+        if note is None
+        else (
+            f"⚠ {what}: {note}. Use more data (e.g. [data] samples) before comparing these models."
+        )
+    )
 
 
 def labels_of(data: Any, max_examples: int | None = None) -> np.ndarray:
@@ -136,14 +146,17 @@ def benchmark_positives(test: Any, bench: Any) -> int | None:
 def split_quality(measured: dict[str, Any]) -> dict[str, Any]:
     """``{"quality": metrics, "n_examples": ..., "n_positives": ...}`` of :func:`exact_quality`."""
     counts = ("n_examples", "n_positives")
-    return {"quality": {k: v for k, v in measured.items() if k not in counts},
-            **{k: measured.get(k) for k in counts}}
+    return {
+        "quality": {k: v for k, v in measured.items() if k not in counts},
+        **{k: measured.get(k) for k in counts},
+    }
 
 
 def quality_text(record: dict[str, Any]) -> str:
     """``auc 0.7312, logloss 0.4471 (6,000 examples, 1,212 positives)`` of a stage record."""
-    values = ", ".join("{} {}".format(k, "—" if v is None else f"{v:.4f}")
-                       for k, v in record["quality"].items())
+    values = ", ".join(
+        "{} {}".format(k, "—" if v is None else f"{v:.4f}") for k, v in record["quality"].items()
+    )
     counts = f"{record['n_examples']:,} examples"
     if record.get("n_positives") is not None:
         counts += f", {record['n_positives']:,} positives"

@@ -11,11 +11,14 @@ from tfcompress._keras import keras, tf
 #: Layer classes that draw random numbers in training (``BaseRandomLayer`` covers Keras' own
 #: dropout, noise and augmentation layers; the tuple is the fallback for older layers).
 _RANDOM_LAYERS: tuple[type, ...] = (
-    keras.layers.Dropout, keras.layers.GaussianNoise, keras.layers.GaussianDropout,
+    keras.layers.Dropout,
+    keras.layers.GaussianNoise,
+    keras.layers.GaussianDropout,
     keras.layers.AlphaDropout,
 )
-_BASE_RANDOM = getattr(getattr(getattr(keras, "__internal__", None), "layers", None),
-                       "BaseRandomLayer", None)
+_BASE_RANDOM = getattr(
+    getattr(getattr(keras, "__internal__", None), "layers", None), "BaseRandomLayer", None
+)
 if _BASE_RANDOM is not None:
     _RANDOM_LAYERS = (*_RANDOM_LAYERS, _BASE_RANDOM)
 

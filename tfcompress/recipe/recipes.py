@@ -109,8 +109,11 @@ def _check_model_task(spec: ModelSpec, data: DataSpec, key: str) -> None:
     if spec.name is None or data.task is None:
         return
     if (spec.name == "two_tower") != (data.task == "retrieval"):
-        fix = ('use name = "two_tower"' if data.task == "retrieval"
-               else 'use two_tower only with task = "retrieval"')
+        fix = (
+            'use name = "two_tower"'
+            if data.task == "retrieval"
+            else 'use two_tower only with task = "retrieval"'
+        )
         raise RecipeError(
             f"the model {show(spec.name)} does not fit the task {show(data.task)}: expected "
             f"{'two_tower' if data.task == 'retrieval' else 'a CTR/classification model'}; "
@@ -170,17 +173,37 @@ class Recipe:
 
     def __post_init__(self) -> None:
         check_run_name(self.name, "name", example='name = "ctr_prune_int8"')
-        _set(self, "model", _nested(self.model, "model", ModelSpec, "the model",
-                                    '[model] name = "dcn"'))
+        _set(
+            self,
+            "model",
+            _nested(self.model, "model", ModelSpec, "the model", '[model] name = "dcn"'),
+        )
         _set(self, "data", _nested(self.data, "data", DataSpec, "the data", '[data] task = "ctr"'))
-        _set(self, "export", _nested(self.export, "export", ExportSpec, "the exports",
-                                     '[export] tflite = ["int8"]'))
-        _set(self, "benchmark", _nested(self.benchmark, "benchmark", BenchmarkSpec,
-                                        "the benchmark", "[benchmark] repeats = 30"))
+        _set(
+            self,
+            "export",
+            _nested(self.export, "export", ExportSpec, "the exports", '[export] tflite = ["int8"]'),
+        )
+        _set(
+            self,
+            "benchmark",
+            _nested(
+                self.benchmark,
+                "benchmark",
+                BenchmarkSpec,
+                "the benchmark",
+                "[benchmark] repeats = 30",
+            ),
+        )
         stages = self.stages
         if not isinstance(stages, (list, tuple)):
-            raise fail("stages", "a list of stages ([[stages]] tables)", stages,
-                       '[[stages]] kind = "prune"', typed=True)
+            raise fail(
+                "stages",
+                "a list of stages ([[stages]] tables)",
+                stages,
+                '[[stages]] kind = "prune"',
+                typed=True,
+            )
         built = []
         for i, stage in enumerate(stages):
             if isinstance(stage, tuple(STAGE_KINDS.values())):
@@ -307,9 +330,7 @@ class Recipe:
         config = self.get_config()
         if config["benchmark"]["max_examples"] is None:  # TOML has no null
             config["benchmark"]["max_examples"] = "all"
-        return dumps_toml(
-            config, header=f"tfcompress recipe {self.name!r} (load_recipe reads it)"
-        )
+        return dumps_toml(config, header=f"tfcompress recipe {self.name!r} (load_recipe reads it)")
 
 
 # --------------------------------------------------------------------------- writing TOML
@@ -490,8 +511,9 @@ def load_recipe(path: str | os.PathLike[str]) -> Recipe:
             "the path, or start from recipes/demo.toml."
         )
     if file.is_dir():
-        raise RecipeError(f"{source!r} is a directory; give the recipe file inside it.",
-                          source=source)
+        raise RecipeError(
+            f"{source!r} is a directory; give the recipe file inside it.", source=source
+        )
     fmt = _SUFFIXES.get(file.suffix.lower())
     if fmt is None:
         raise RecipeError(
@@ -550,17 +572,28 @@ def demo_recipe(
         >>> [stage.kind for stage in demo_recipe(samples=2_000).stages]
         ['distill', 'prune', 'quantize']
     """
-    for arg, value, minimum in (("samples", samples, 100), ("teacher_epochs", teacher_epochs, 1),
-                                ("epochs", epochs, 1), ("seed", seed, 0)):
+    for arg, value, minimum in (
+        ("samples", samples, 100),
+        ("teacher_epochs", teacher_epochs, 1),
+        ("epochs", epochs, 1),
+        ("seed", seed, 0),
+    ):
         check_int(value, arg, minimum=minimum, example=f"{arg}={max(minimum, 1)}")
     return Recipe(
         name=name,
-        model=ModelSpec(name="sequence_transformer", size="teacher", epochs=teacher_epochs,
-                        learning_rate=2e-3),
+        model=ModelSpec(
+            name="sequence_transformer", size="teacher", epochs=teacher_epochs, learning_rate=2e-3
+        ),
         data=DataSpec(task="ctr", samples=samples, seed=seed, batch_size=256),
         stages=(
-            DistillStage(student=ModelSpec(name="dcn", size="student"), epochs=2 * epochs + 2,
-                         learning_rate=5e-3, temperature=1.0, alpha=0.3, train_alone=True),
+            DistillStage(
+                student=ModelSpec(name="dcn", size="student"),
+                epochs=2 * epochs + 2,
+                learning_rate=5e-3,
+                temperature=1.0,
+                alpha=0.3,
+                train_alone=True,
+            ),
             PruneStage(sparsity=0.7, epochs=epochs, learning_rate=1e-3, distill=True),
             QuantizeStage(epochs=epochs, learning_rate=5e-4, distill=True),
         ),

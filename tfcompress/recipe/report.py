@@ -111,8 +111,9 @@ class RunReport:
         for s in self.stages:
             if s.name == name:
                 return s
-        raise ValueError(f"no stage {name!r} in run {self.name!r}; stages: "
-                         f"{[s.name for s in self.stages]}.")
+        raise ValueError(
+            f"no stage {name!r} in run {self.name!r}; stages: {[s.name for s in self.stages]}."
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -174,32 +175,65 @@ class RunReport:
         metrics: list[str] = []
         for s in self.stages:
             metrics += [m for m in s.quality if m not in metrics]
-        head = ["stage", "kind", "cached", "seconds", "params", "sparsity", *metrics,
-                "n examples", "n positives"]
+        head = [
+            "stage",
+            "kind",
+            "cached",
+            "seconds",
+            "params",
+            "sparsity",
+            *metrics,
+            "n examples",
+            "n positives",
+        ]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for s in self.stages:
-            cached = "yes" if s.cached else (
-                "no" if s.resumed_from_epoch is None else f"resumed at epoch {s.resumed_from_epoch}"
+            cached = (
+                "yes"
+                if s.cached
+                else (
+                    "no"
+                    if s.resumed_from_epoch is None
+                    else f"resumed at epoch {s.resumed_from_epoch}"
+                )
             )
-            cells = [s.name, s.kind, cached, f"{s.seconds:.1f}", f"{s.params:,}",
-                     f"{s.sparsity:.3f}"]
+            cells = [
+                s.name,
+                s.kind,
+                cached,
+                f"{s.seconds:.1f}",
+                f"{s.params:,}",
+                f"{s.sparsity:.3f}",
+            ]
             cells += ["—" if s.quality.get(m) is None else f"{s.quality[m]:.4f}" for m in metrics]
             cells += [_count(s.n_examples), _count(s.n_positives)]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
-        lines.append("Quality of each stage's Keras model on the whole test split, with the exact "
-                     "metrics the export and benchmark tables use.")
+        lines.append(
+            "Quality of each stage's Keras model on the whole test split, with the exact "
+            "metrics the export and benchmark tables use."
+        )
         lines += self._parity_markdown()
         if self.benchmark is not None:
             lines += ["", f"## Exported variants (ratios against `{self.benchmark.baseline}`)", ""]
             lines.append(self.benchmark.to_markdown())
             examples = self.benchmark.rows[0].examples
             split = {s.n_examples for s in self.stages} - {None}
-            where = ("the whole test split" if split == {examples}
-                     else f"the first {examples:,} test examples")
-            lines += ["", f"Quality of the exported variants on {where}" + (
-                "" if self.benchmark_positives is None else
-                f" ({examples:,} examples, {self.benchmark_positives:,} positives)") + "."]
+            where = (
+                "the whole test split"
+                if split == {examples}
+                else f"the first {examples:,} test examples"
+            )
+            lines += [
+                "",
+                f"Quality of the exported variants on {where}"
+                + (
+                    ""
+                    if self.benchmark_positives is None
+                    else f" ({examples:,} examples, {self.benchmark_positives:,} positives)"
+                )
+                + ".",
+            ]
             drifted = [n for n in self.benchmark.names if n in self.drifted()]
             if drifted:
                 lines.append(f"⚠ drift: {', '.join(drifted)} (see the exports above).")
@@ -212,9 +246,13 @@ class RunReport:
     def _parity_markdown(self) -> list[str]:
         if not self.parity:
             return []
-        lines = ["", "## Exports (parity with the Keras model)", "",
-                 "| variant | parity max abs diff | Δ quality | n examples | note |",
-                 "|---|---|---|---|---|"]
+        lines = [
+            "",
+            "## Exports (parity with the Keras model)",
+            "",
+            "| variant | parity max abs diff | Δ quality | n examples | note |",
+            "|---|---|---|---|---|",
+        ]
         notes: list[str] = []
         for name, p in self.parity.items():
             delta = p.get("quality_delta")
@@ -224,10 +262,15 @@ class RunReport:
             if p.get("drift_flag"):
                 notes.append(f"[{len(notes) + 1}] `{name}`: {p['drift_flag']}")
                 note = f"⚠ drift [{len(notes)}]"
-            lines.append(f"| {name} | {'—' if diff is None else f'{diff:.2e}'} | {shown} | "
-                         f"{_count(p.get('examples'))} | {note} |")
-        lines += ["", "Δ quality: the export's exact quality minus its Keras model's, on the same "
-                      "test examples."]
+            lines.append(
+                f"| {name} | {'—' if diff is None else f'{diff:.2e}'} | {shown} | "
+                f"{_count(p.get('examples'))} | {note} |"
+            )
+        lines += [
+            "",
+            "Δ quality: the export's exact quality minus its Keras model's, on the same "
+            "test examples.",
+        ]
         if notes:
             lines += [""] + notes
         return lines
@@ -260,8 +303,13 @@ def load_report(run_dir: str | os.PathLike) -> RunReport:
         raise ValueError(f"{str(path)!r} is not a tfcompress run report ({e}).") from e
 
 
-def render_report(report: RunReport, run_dir: str | os.PathLike | None = None, *,
-                  metric: str | None = None, batch_size: int | None = None) -> RunReport:
+def render_report(
+    report: RunReport,
+    run_dir: str | os.PathLike | None = None,
+    *,
+    metric: str | None = None,
+    batch_size: int | None = None,
+) -> RunReport:
     """Write ``report.md``, ``tradeoff.png`` (when there is a benchmark) and ``report.json``.
 
     Args:
@@ -284,8 +332,13 @@ def render_report(report: RunReport, run_dir: str | os.PathLike | None = None, *
     if report.benchmark is not None:
         from tfcompress.evaluation.tradeoff import plot_tradeoff
 
-        plot_tradeoff(report.benchmark, directory / PLOT_FILE, metric=metric,
-                      batch_size=batch_size, title=f"tfcompress run {report.name!r}")
+        plot_tradeoff(
+            report.benchmark,
+            directory / PLOT_FILE,
+            metric=metric,
+            batch_size=batch_size,
+            title=f"tfcompress run {report.name!r}",
+        )
         plot = PLOT_FILE
     report = dataclasses.replace(report, plot=plot)
     atomic_write_text(directory / MARKDOWN_FILE, report.to_markdown() + "\n")

@@ -75,8 +75,9 @@ def load_data(spec: DataSpec) -> Any:
     if not isinstance(spec, DataSpec):
         raise TypeError(f"`spec` must be a tfcompress.recipe.DataSpec, received {spec!r:.80}.")
     if spec.path is None:
-        return data.load_task(spec.task, n_samples=spec.samples, seed=spec.seed,
-                              batch_size=spec.batch_size)
+        return data.load_task(
+            spec.task, n_samples=spec.samples, seed=spec.seed, batch_size=spec.batch_size
+        )
     path = Path(spec.path)
     if not path.is_file():
         raise FileNotFoundError(
@@ -85,8 +86,14 @@ def load_data(spec: DataSpec) -> Any:
             f"{os.getcwd()!r}); fix the path or give an absolute one."
         )
     # every [data] option of the file's loader (drop, strict, split_mode, ...)
-    return data.load_file(path, format=spec.resolved_format, label=spec.label, seed=spec.seed,
-                          batch_size=spec.batch_size, **spec.loader_options())
+    return data.load_file(
+        path,
+        format=spec.resolved_format,
+        label=spec.label,
+        seed=spec.seed,
+        batch_size=spec.batch_size,
+        **spec.loader_options(),
+    )
 
 
 def _monitor(schema: Any) -> tuple[str, str]:
@@ -124,8 +131,15 @@ class _Run:
     seed: int = 0
     _test_examples: int | None = None
 
-    def fit(self, fit_model: keras.Model, stage_dir: Path, name: str, epochs: int,
-            compression: Sequence[Any] = (), early_stopping: bool = True) -> int | None:
+    def fit(
+        self,
+        fit_model: keras.Model,
+        stage_dir: Path,
+        name: str,
+        epochs: int,
+        compression: Sequence[Any] = (),
+        early_stopping: bool = True,
+    ) -> int | None:
         """Fit with early stopping on the validation metric (keeping the best epoch),
         TensorBoard and resume; returns the epoch it resumed at (None for a fresh fit)."""
         monitor, mode = _monitor(self.task.schema)
@@ -133,52 +147,84 @@ class _Run:
         first = _FirstEpoch()
         callbacks: list[Any] = []
         if patience and early_stopping:
-            callbacks.append(keras.callbacks.EarlyStopping(
-                monitor=monitor, mode=mode, patience=patience, restore_best_weights=True))
+            callbacks.append(
+                keras.callbacks.EarlyStopping(
+                    monitor=monitor, mode=mode, patience=patience, restore_best_weights=True
+                )
+            )
         callbacks += list(compression)
         if self.verbose:  # before the TensorBoard callback adds every quantizer range to `logs`
             callbacks.append(keras.callbacks.ProgbarLogger(count_mode="steps"))
-        callbacks += [CompressionTensorBoard(str(self.logdir / name)), *self.callbacks,
-                      keras.callbacks.BackupAndRestore(str(stage_dir / "backup")), first,
-                      EpochSeeds(self.seed)]
+        callbacks += [
+            CompressionTensorBoard(str(self.logdir / name)),
+            *self.callbacks,
+            keras.callbacks.BackupAndRestore(str(stage_dir / "backup")),
+            first,
+            EpochSeeds(self.seed),
+        ]
         # the order of each epoch: a function of the stage seed and the step it starts at
         # (restored by BackupAndRestore), not of how often this process iterated the data
-        train = epoch_batches(self.task, batch_size=self.recipe.data.batch_size, seed=self.seed,
-                              position=lambda: int(fit_model.optimizer.iterations.numpy()))
-        say(self.verbose, f"[{name}] fitting up to {epochs} epoch(s)"
-                          + (f", keeping the best {monitor}" if patience and early_stopping
-                             else ""))
-        fit_model.fit(train, validation_data=self.task.validation, epochs=epochs,
-                      callbacks=callbacks, verbose=_fit_verbosity(self.verbose))
+        train = epoch_batches(
+            self.task,
+            batch_size=self.recipe.data.batch_size,
+            seed=self.seed,
+            position=lambda: int(fit_model.optimizer.iterations.numpy()),
+        )
+        say(
+            self.verbose,
+            f"[{name}] fitting up to {epochs} epoch(s)"
+            + (f", keeping the best {monitor}" if patience and early_stopping else ""),
+        )
+        fit_model.fit(
+            train,
+            validation_data=self.task.validation,
+            epochs=epochs,
+            callbacks=callbacks,
+            verbose=_fit_verbosity(self.verbose),
+        )
         return first.first or None
 
-    def distiller(self, student: keras.Model, teacher: keras.Model, distill: Any,
-                  lr: float) -> keras.Model:
+    def distiller(
+        self, student: keras.Model, teacher: keras.Model, distill: Any, lr: float
+    ) -> keras.Model:
         """``student`` inside a compiled Distiller with ``distill`` (a DistillStage)'s settings."""
         temperature = None if distill.loss == "mse" else distill.temperature
-        wrapped = Distiller(student, teacher, distillation_loss=distill.loss,
-                            student_loss_weight=1.0 - distill.alpha,
-                            temperature=temperature)
+        wrapped = Distiller(
+            student,
+            teacher,
+            distillation_loss=distill.loss,
+            student_loss_weight=1.0 - distill.alpha,
+            temperature=temperature,
+        )
         loss, metrics = models.loss_and_metrics(self.task.schema)
         wrapped.compile(keras.optimizers.Adam(lr), loss=loss, metrics=metrics)
         return wrapped
 
-    def fine_tune(self, model: keras.Model, stage: Any, stage_dir: Path,
-                  compression: Sequence[Any] = (), early_stopping: bool = True) -> int | None:
+    def fine_tune(
+        self,
+        model: keras.Model,
+        stage: Any,
+        stage_dir: Path,
+        compression: Sequence[Any] = (),
+        early_stopping: bool = True,
+    ) -> int | None:
         """Fit a compressed ``model`` for the stage's budget: on the labels, or (``distill``)
         inside a Distiller with the recipe's teacher. Call in the strategy scope."""
         lr = stage.learning_rate or self.recipe.model.learning_rate
         if not getattr(stage, "distill", False):
             models.compile_for_task(model, self.task.schema, learning_rate=lr)
-            return self.fit(model, stage_dir, stage.name, stage.epochs, compression,
-                            early_stopping)
+            return self.fit(model, stage_dir, stage.name, stage.epochs, compression, early_stopping)
         path, distill = self.teacher
         teacher = load_model(path)
-        say(self.verbose, f"[{stage.name}] fine-tuning with the teacher {teacher.name} "
-                          f"(alpha {distill.alpha}, temperature {distill.temperature})")
+        say(
+            self.verbose,
+            f"[{stage.name}] fine-tuning with the teacher {teacher.name} "
+            f"(alpha {distill.alpha}, temperature {distill.temperature})",
+        )
         wrapped = self.distiller(model, teacher, distill, lr)
-        resumed = self.fit(wrapped, stage_dir, stage.name, stage.epochs, compression,
-                           early_stopping)
+        resumed = self.fit(
+            wrapped, stage_dir, stage.name, stage.epochs, compression, early_stopping
+        )
         models.compile_for_task(model, self.task.schema, learning_rate=lr)
         return resumed
 
@@ -199,8 +245,11 @@ class _Run:
         if train is None:
             return {}
         val, _ = quality_.auc_of(model, self.task.validation)
-        return {"train_auc": round(train, 6), "val_auc": None if val is None else round(val, 6),
-                "train_examples": seen}
+        return {
+            "train_auc": round(train, 6),
+            "val_auc": None if val is None else round(val, 6),
+            "train_examples": seen,
+        }
 
     def build(self, spec: ModelSpec, seed: int) -> keras.Model:
         if spec.path is not None:
@@ -233,8 +282,9 @@ def _train_input(r: _Run, name: str, stage_dir: Path) -> tuple[keras.Model, dict
     return model, {"resumed_from_epoch": resumed}
 
 
-def _distill(r: _Run, stage: Any, teacher: keras.Model, stage_dir: Path, seed: int
-             ) -> tuple[keras.Model, dict[str, Any]]:
+def _distill(
+    r: _Run, stage: Any, teacher: keras.Model, stage_dir: Path, seed: int
+) -> tuple[keras.Model, dict[str, Any]]:
     lr = stage.learning_rate or r.recipe.model.learning_rate
     extra: dict[str, str] = {}
     with r.strategy.scope():
@@ -244,15 +294,21 @@ def _distill(r: _Run, stage: Any, teacher: keras.Model, stage_dir: Path, seed: i
         elif stage.train_alone:
             alone = r.build(stage.student, seed)
             models.compile_for_task(alone, r.task.schema, learning_rate=lr)
-            say(r.verbose, f"[{stage.name}] the student alone (reference): "
-                            f"{alone.count_params():,} parameters")
+            say(
+                r.verbose,
+                f"[{stage.name}] the student alone (reference): "
+                f"{alone.count_params():,} parameters",
+            )
             r.fit(alone, stage_dir / "alone", f"{stage.name}_alone", stage.epochs)
             save_model(alone, stage_dir / "alone.keras")
             extra[f"{stage.name}_alone"] = "alone.keras"
         student = r.build(stage.student, seed)
-        say(r.verbose, f"[{stage.name}] distilling {teacher.name} "
-                        f"({teacher.count_params():,} parameters) into {student.name} "
-                        f"({student.count_params():,})")
+        say(
+            r.verbose,
+            f"[{stage.name}] distilling {teacher.name} "
+            f"({teacher.count_params():,} parameters) into {student.name} "
+            f"({student.count_params():,})",
+        )
         distiller = r.distiller(student, teacher, stage, lr)
         resumed = r.fit(distiller, stage_dir, stage.name, stage.epochs)
         student = distiller.student
@@ -260,40 +316,61 @@ def _distill(r: _Run, stage: Any, teacher: keras.Model, stage_dir: Path, seed: i
     return student, {"resumed_from_epoch": resumed, "extra": extra}
 
 
-def _prune(r: _Run, stage: Any, model: keras.Model, stage_dir: Path
-           ) -> tuple[keras.Model, dict[str, Any]]:
+def _prune(
+    r: _Run, stage: Any, model: keras.Model, stage_dir: Path
+) -> tuple[keras.Model, dict[str, Any]]:
     with r.strategy.scope():
-        pruned = prune(model, stage.sparsity, structure=stage.structure,
-                       layers=_filter(stage.layers), skip=_filter(stage.skip))
+        pruned = prune(
+            model,
+            stage.sparsity,
+            structure=stage.structure,
+            layers=_filter(stage.layers),
+            skip=_filter(stage.skip),
+        )
         # no early stopping: the best validation epoch of a pruning fit is an early one, before
         # the schedule reached the target; its weights would be pruned again untrained by strip
         # per-layer sparsity goes to TensorBoard (CompressionTensorBoard adds it after the
         # progress bar has printed), the progress bar shows the overall figure
-        resumed = r.fine_tune(pruned, stage, stage_dir, [PruningCallback(log_layers=False)],
-                              early_stopping=False)
+        resumed = r.fine_tune(
+            pruned, stage, stage_dir, [PruningCallback(log_layers=False)], early_stopping=False
+        )
         stripped = strip(pruned)
-        models.compile_for_task(stripped, r.task.schema,
-                                learning_rate=stage.learning_rate or r.recipe.model.learning_rate)
+        models.compile_for_task(
+            stripped,
+            r.task.schema,
+            learning_rate=stage.learning_rate or r.recipe.model.learning_rate,
+        )
     return stripped, {"resumed_from_epoch": resumed}
 
 
-def _shrink(r: _Run, stage: Any, model: keras.Model, stage_dir: Path
-            ) -> tuple[keras.Model, dict[str, Any]]:
+def _shrink(
+    r: _Run, stage: Any, model: keras.Model, stage_dir: Path
+) -> tuple[keras.Model, dict[str, Any]]:
     with r.strategy.scope():
         data = r.task.validation if stage.criterion == "activation" else None
-        small = shrink(model, stage.ratio, data=data, criterion=stage.criterion,
-                       layers=_filter(stage.layers), skip=_filter(stage.skip))
-        say(r.verbose, f"[{stage.name}] {model.count_params():,} -> "
-                        f"{small.count_params():,} parameters")
+        small = shrink(
+            model,
+            stage.ratio,
+            data=data,
+            criterion=stage.criterion,
+            layers=_filter(stage.layers),
+            skip=_filter(stage.skip),
+        )
+        say(
+            r.verbose,
+            f"[{stage.name}] {model.count_params():,} -> {small.count_params():,} parameters",
+        )
         resumed = r.fine_tune(small, stage, stage_dir)
     return small, {"resumed_from_epoch": resumed}
 
 
-def _quantize(r: _Run, stage: Any, model: keras.Model, stage_dir: Path
-              ) -> tuple[keras.Model, dict[str, Any]]:
+def _quantize(
+    r: _Run, stage: Any, model: keras.Model, stage_dir: Path
+) -> tuple[keras.Model, dict[str, Any]]:
     with r.strategy.scope():
-        qat = quantize(model, scheme=stage.scheme, layers=_filter(stage.layers),
-                       skip=_filter(stage.skip))
+        qat = quantize(
+            model, scheme=stage.scheme, layers=_filter(stage.layers), skip=_filter(stage.skip)
+        )
         resumed = r.fine_tune(qat, stage, stage_dir)
     return qat, {"resumed_from_epoch": resumed}
 
@@ -378,13 +455,21 @@ def run(
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     # a crashed stage the recipe no longer has, temporaries of killed writers: removed, logged
-    clean_run_dir(run_dir, [f"00_{_input_name(recipe)}",
-                            *(f"{i:02d}_{s.name}" for i, s in enumerate(recipe.stages, 1))])
+    clean_run_dir(
+        run_dir,
+        [
+            f"00_{_input_name(recipe)}",
+            *(f"{i:02d}_{s.name}" for i, s in enumerate(recipe.stages, 1)),
+        ],
+    )
     atomic_write_text(run_dir / "recipe.toml", recipe.to_toml())
     logdir = Path(logdir) if logdir is not None else run_dir / "logs"
     strategy = get_strategy(recipe.strategy)
-    say(verbose, f"tfcompress run {recipe.name!r} -> {run_dir} (TensorBoard: {logdir}; "
-                  f"{strategy.num_replicas_in_sync} replica(s))")
+    say(
+        verbose,
+        f"tfcompress run {recipe.name!r} -> {run_dir} (TensorBoard: {logdir}; "
+        f"{strategy.num_replicas_in_sync} replica(s))",
+    )
     task = load_data(recipe.data)
     summary = getattr(task, "summary", None)
     if callable(summary):  # the data summary table (rows, positives, features) of every load
@@ -396,8 +481,7 @@ def run(
     )
 
     results, warnings, digests = _run_stages(r, input_hash)
-    noise = quality_.noise_note(results[-1].n_examples, results[-1].n_positives,
-                                "the test split")
+    noise = quality_.noise_note(results[-1].n_examples, results[-1].n_positives, "the test split")
     if noise is not None:
         _log.warning("%s", noise)
         warnings.append(noise)
@@ -412,24 +496,36 @@ def run(
     exports, parity = export_all(r, plan, export_key, resume)
     bench, measured = None, False
     if recipe.benchmark.enabled:
-        bench_key = sha256_text(export_key,
-                                 json.dumps(recipe.benchmark.get_config(), sort_keys=True))
+        bench_key = sha256_text(
+            export_key, json.dumps(recipe.benchmark.get_config(), sort_keys=True)
+        )
         bench, measured = benchmark_all(r, exports, bench_key, resume)
     report = RunReport(
-        name=recipe.name, run_dir=str(run_dir), stages=tuple(results), benchmark=bench,
-        exports=exports, logdir=str(logdir), seconds=round(time.perf_counter() - started, 1),
-        recipe=recipe.get_config(), parity=parity, warnings=tuple(warnings),
+        name=recipe.name,
+        run_dir=str(run_dir),
+        stages=tuple(results),
+        benchmark=bench,
+        exports=exports,
+        logdir=str(logdir),
+        seconds=round(time.perf_counter() - started, 1),
+        recipe=recipe.get_config(),
+        parity=parity,
+        warnings=tuple(warnings),
         benchmark_positives=quality_.benchmark_positives(r.task.test, bench),
     )
     report = render_report(report, run_dir)
     _log_report(logdir, report, plan, bench, measured, results)
-    say(verbose, f"Done in {report.seconds:.0f} s: {run_dir / 'report.md'}"
-                  + (f", {run_dir / report.plot}" if report.plot else ""))
+    say(
+        verbose,
+        f"Done in {report.seconds:.0f} s: {run_dir / 'report.md'}"
+        + (f", {run_dir / report.plot}" if report.plot else ""),
+    )
     return report
 
 
-def _check_run_args(recipe: Recipe, out_dir: Any, logdir: Any, resume: Any, verbose: Any,
-                    callbacks: Any) -> tuple[keras.callbacks.Callback, ...]:
+def _check_run_args(
+    recipe: Recipe, out_dir: Any, logdir: Any, resume: Any, verbose: Any, callbacks: Any
+) -> tuple[keras.callbacks.Callback, ...]:
     """Check :func:`run`'s arguments; the callbacks as a tuple."""
     for arg, value in (("out_dir", out_dir), ("logdir", logdir)):
         if value is not None and not isinstance(value, (str, os.PathLike)):
@@ -441,8 +537,9 @@ def _check_run_args(recipe: Recipe, out_dir: Any, logdir: Any, resume: Any, verb
     callbacks = tuple(callbacks)
     for cb in callbacks:
         if not isinstance(cb, keras.callbacks.Callback):
-            raise TypeError(f"run: every entry of `callbacks` must be a tf_keras Callback, "
-                            f"received {cb!r:.80}.")
+            raise TypeError(
+                f"run: every entry of `callbacks` must be a tf_keras Callback, received {cb!r:.80}."
+            )
     if recipe.strategy not in RUN_STRATEGIES:
         raise ValueError(
             f"run: strategy {recipe.strategy!r} needs one process per worker; tfcompress.run "
@@ -452,8 +549,7 @@ def _check_run_args(recipe: Recipe, out_dir: Any, logdir: Any, resume: Any, verb
     return callbacks
 
 
-def _run_stages(r: _Run, input_hash: str
-                ) -> tuple[list[StageResult], list[str], dict[Path, str]]:
+def _run_stages(r: _Run, input_hash: str) -> tuple[list[StageResult], list[str], dict[Path, str]]:
     """Run (or reuse) the input model and every stage: results, fit warnings, file digests."""
     recipe, run_dir, strategy, verbose = r.recipe, r.run_dir, r.strategy, r.verbose
     results: list[StageResult] = []
@@ -482,8 +578,9 @@ def _run_stages(r: _Run, input_hash: str
             if stage is not None and model is None:
                 with strategy.scope():
                     model = load_model(model_path)
-            model, record = _run_stage(r, index, stage, name, kind, model, stage_dir, key,
-                                       check_fit)
+            model, record = _run_stage(
+                r, index, stage, name, kind, model, stage_dir, key, check_fit
+            )
             cached = False
         if check_fit:
             warning = quality_.fit_warning(r, name, record)
@@ -494,27 +591,50 @@ def _run_stages(r: _Run, input_hash: str
         model_path = stage_dir / MODEL_FILE
         input_hash = record["files"][MODEL_FILE]
         digests.update({stage_dir / rel: digest for rel, digest in record["files"].items()})
-        results.append(StageResult(
-            name=name, kind=kind, cached=cached, seconds=float(record["seconds"]),
-            quality=dict(record["quality"]), params=int(record["params"]),
-            sparsity=float(record["sparsity"]), path=f"{stage_dir.name}/{MODEL_FILE}",
-            resumed_from_epoch=None if cached else record.get("resumed_from_epoch"),
-            extra={k: f"{stage_dir.name}/{v}" for k, v in record.get("extra", {}).items()},
-            n_examples=record.get("n_examples"), n_positives=record.get("n_positives"),
-        ))
+        results.append(
+            StageResult(
+                name=name,
+                kind=kind,
+                cached=cached,
+                seconds=float(record["seconds"]),
+                quality=dict(record["quality"]),
+                params=int(record["params"]),
+                sparsity=float(record["sparsity"]),
+                path=f"{stage_dir.name}/{MODEL_FILE}",
+                resumed_from_epoch=None if cached else record.get("resumed_from_epoch"),
+                extra={k: f"{stage_dir.name}/{v}" for k, v in record.get("extra", {}).items()},
+                n_examples=record.get("n_examples"),
+                n_positives=record.get("n_positives"),
+            )
+        )
     return results, warnings, digests
 
 
-def _log_report(logdir: Path, report: RunReport, plan: Any, bench: Any, measured: bool,
-                results: list[StageResult]) -> None:
+def _log_report(
+    logdir: Path,
+    report: RunReport,
+    plan: Any,
+    bench: Any,
+    measured: bool,
+    results: list[StageResult],
+) -> None:
     """The benchmark's hparams runs and the report as text in TensorBoard."""
     if measured:  # a reused benchmark is in TensorBoard already: no duplicate sessions
         by_name = {v.name: v for v in plan}
-        log_hparams(logdir / "hparams", bench, {
-            n: {"variant": n, "stage": by_name[n].stage, "kind": by_name[n].kind,
-                "format": bench.row(n).format, "mode": by_name[n].mode}
-            for n in bench.names
-        })
+        log_hparams(
+            logdir / "hparams",
+            bench,
+            {
+                n: {
+                    "variant": n,
+                    "stage": by_name[n].stage,
+                    "kind": by_name[n].kind,
+                    "format": bench.row(n).format,
+                    "mode": by_name[n].mode,
+                }
+                for n in bench.names
+            },
+        )
     if measured or not all(s.cached for s in results):
         log_text(logdir, "report", report.to_markdown())
 
@@ -523,8 +643,17 @@ def _log_report(logdir: Path, report: RunReport, plan: Any, bench: Any, measured
 _EXPORT_FORMAT = "exports.json with parity"
 
 
-def _run_stage(r: _Run, index: int, stage: Any, name: str, kind: str, model: keras.Model | None,
-               stage_dir: Path, key: str, check_fit: bool) -> tuple[keras.Model, dict[str, Any]]:
+def _run_stage(
+    r: _Run,
+    index: int,
+    stage: Any,
+    name: str,
+    kind: str,
+    model: keras.Model | None,
+    stage_dir: Path,
+    key: str,
+    check_fit: bool,
+) -> tuple[keras.Model, dict[str, Any]]:
     """Run one stage (its directory is begun); returns its model and its finished record."""
     t0 = time.perf_counter()
     r.seed = stage_seed(r.recipe.seed, index)
@@ -540,24 +669,42 @@ def _run_stage(r: _Run, index: int, stage: Any, name: str, kind: str, model: ker
     files = {MODEL_FILE: save_model(out, stage_dir / MODEL_FILE)}
     extra = info.get("extra", {})
     files.update({rel: sha256_file(stage_dir / rel) for rel in extra.values()})
-    record = {"name": name, "kind": kind, "key": key, **quality_.split_quality(measured),
-              "seconds": seconds, "params": int(out.count_params()),
-              "sparsity": zero_share(out), "files": files,
-              "resumed_from_epoch": info.get("resumed_from_epoch"), "extra": extra}
+    record = {
+        "name": name,
+        "kind": kind,
+        "key": key,
+        **quality_.split_quality(measured),
+        "seconds": seconds,
+        "params": int(out.count_params()),
+        "sparsity": zero_share(out),
+        "files": files,
+        "resumed_from_epoch": info.get("resumed_from_epoch"),
+        "extra": extra,
+    }
     if check_fit:
         record["fit_check"] = r.check_fit(out)
     finish_stage(stage_dir, record)
-    log_stage_summary(r.logdir, name, {
-        **{f"test/{k}": v for k, v in record["quality"].items() if v is not None},
-        "params": record["params"], "sparsity": record["sparsity"],
-        "seconds": record["seconds"]})
-    say(r.verbose, f"[{name}] done in {seconds:.0f} s: test {quality_.quality_text(record)}; "
-                   f"{record['params']:,} parameters, sparsity {record['sparsity']:.3f}")
+    log_stage_summary(
+        r.logdir,
+        name,
+        {
+            **{f"test/{k}": v for k, v in record["quality"].items() if v is not None},
+            "params": record["params"],
+            "sparsity": record["sparsity"],
+            "seconds": record["seconds"],
+        },
+    )
+    say(
+        r.verbose,
+        f"[{name}] done in {seconds:.0f} s: test {quality_.quality_text(record)}; "
+        f"{record['params']:,} parameters, sparsity {record['sparsity']:.3f}",
+    )
     return out, record
 
 
-def _remeasured(r: _Run, record: dict[str, Any], stage_dir: Path, check_fit: bool
-                ) -> dict[str, Any]:
+def _remeasured(
+    r: _Run, record: dict[str, Any], stage_dir: Path, check_fit: bool
+) -> dict[str, Any]:
     """A reused stage's record, measured again where it predates the exact test quality (the
     model is loaded and evaluated, not retrained)."""
     if "n_examples" in record and (not check_fit or "fit_check" in record):
@@ -568,6 +715,9 @@ def _remeasured(r: _Run, record: dict[str, Any], stage_dir: Path, check_fit: boo
     if check_fit:
         record["fit_check"] = r.check_fit(model)
     finish_stage(stage_dir, record)
-    say(r.verbose, f"[{record['name']}] measured again with the exact metrics: "
-                   f"{quality_.quality_text(record)}")
+    say(
+        r.verbose,
+        f"[{record['name']}] measured again with the exact metrics: "
+        f"{quality_.quality_text(record)}",
+    )
     return record

@@ -156,8 +156,13 @@ class ModelSpec(_SpecMixin):
         if self.name is not None:
             check_choice(self.name, "name", MODEL_NAMES, example=example)
         if path is not None and (not isinstance(path, str) or not path.endswith(".keras")):
-            raise fail("path", "the path of a saved .keras model file", path,
-                           'path = "models/ctr.keras"', typed=not isinstance(path, str))
+            raise fail(
+                "path",
+                "the path of a saved .keras model file",
+                path,
+                'path = "models/ctr.keras"',
+                typed=not isinstance(path, str),
+            )
         size = self.size
         sizes = tuple(sorted(SIZES))
         if isinstance(size, Mapping):
@@ -173,16 +178,28 @@ class ModelSpec(_SpecMixin):
                     key="size",
                 ) from None
         else:
-            check_choice(size, "size", sizes, example='size = "student"',
-                         note=' (or a table of overrides: { base = "tiny", mlp_units = [16] })')
+            check_choice(
+                size,
+                "size",
+                sizes,
+                example='size = "student"',
+                note=' (or a table of overrides: { base = "tiny", mlp_units = [16] })',
+            )
         _set(self, "path", path)
         _set(self, "size", size)
         _set(self, "epochs", check_int(self.epochs, "epochs", minimum=0, example="epochs = 3"))
-        _set(self, "learning_rate", check_number(self.learning_rate, "learning_rate", low=0,
-                                                 example="learning_rate = 0.005"))
-        _set(self, "patience", check_int(self.patience, "patience", minimum=0,
-                                         example="patience = 2"))
-
+        _set(
+            self,
+            "learning_rate",
+            check_number(
+                self.learning_rate, "learning_rate", low=0, example="learning_rate = 0.005"
+            ),
+        )
+        _set(
+            self,
+            "patience",
+            check_int(self.patience, "patience", minimum=0, example="patience = 2"),
+        )
 
 
 # --------------------------------------------------------------------------- stages
@@ -193,17 +210,28 @@ def _check_stage(stage: Any, default_epochs: int) -> None:
         check_bool(stage.distill, "distill", example="distill = true")
     name = stage.kind if stage.name is None else stage.name
     _set(stage, "name", check_run_name(name, "name", example=f'name = "{stage.kind}_1"'))
-    _set(stage, "epochs", check_int(stage.epochs, "epochs", minimum=1,
-                                    example=f"epochs = {default_epochs}"))
+    _set(
+        stage,
+        "epochs",
+        check_int(stage.epochs, "epochs", minimum=1, example=f"epochs = {default_epochs}"),
+    )
     if stage.learning_rate is not None:
-        _set(stage, "learning_rate", check_number(
-            stage.learning_rate, "learning_rate", low=0, example="learning_rate = 0.001"))
+        _set(
+            stage,
+            "learning_rate",
+            check_number(
+                stage.learning_rate, "learning_rate", low=0, example="learning_rate = 0.001"
+            ),
+        )
 
 
 def _check_filters(stage: Any) -> None:
     for key in ("layers", "skip"):
-        _set(stage, key, check_strings(getattr(stage, key), key,
-                                       example=f'{key} = ["logits", "emb_.*"]'))
+        _set(
+            stage,
+            key,
+            check_strings(getattr(stage, key), key, example=f'{key} = ["logits", "emb_.*"]'),
+        )
 
 
 class _StageMixin:
@@ -219,10 +247,12 @@ class _StageMixin:
     def from_config(cls, config: Mapping[str, Any]) -> Any:
         """Build from a ``get_config()`` dict (``kind``, if present, must be this kind)."""
         if isinstance(config, Mapping) and "kind" in config and config["kind"] != cls.kind:
-            raise fail("kind", f'"{cls.kind}" for a {cls.__name__}', config["kind"],
-                       f'kind = "{cls.kind}"')
-        return _from_config(cls, config, f"a {cls.kind} stage", f'[[stages]] kind = "{cls.kind}"',
-                            extra=("kind",))
+            raise fail(
+                "kind", f'"{cls.kind}" for a {cls.__name__}', config["kind"], f'kind = "{cls.kind}"'
+            )
+        return _from_config(
+            cls, config, f"a {cls.kind} stage", f'[[stages]] kind = "{cls.kind}"', extra=("kind",)
+        )
 
 
 @dataclass(frozen=True)
@@ -265,10 +295,16 @@ class DistillStage(_StageMixin):
                 key="student.epochs",
             )
         _set(self, "student", student)
-        _set(self, "alpha", check_number(self.alpha, "alpha", low=0, high=1, closed="[]",
-                                         example="alpha = 0.5"))
-        _set(self, "temperature", check_number(self.temperature, "temperature", low=0,
-                                               example="temperature = 2.0"))
+        _set(
+            self,
+            "alpha",
+            check_number(self.alpha, "alpha", low=0, high=1, closed="[]", example="alpha = 0.5"),
+        )
+        _set(
+            self,
+            "temperature",
+            check_number(self.temperature, "temperature", low=0, example="temperature = 2.0"),
+        )
         check_choice(self.loss, "loss", DISTILLATION_LOSSES, example='loss = "auto"')
         check_bool(self.train_alone, "train_alone", example="train_alone = true")
         _check_stage(self, 3)
@@ -306,12 +342,19 @@ class PruneStage(_StageMixin):
 
     def __post_init__(self) -> None:
         if self.sparsity is not None:
-            _set(self, "sparsity", check_number(self.sparsity, "sparsity", low=0, high=1,
-                                                example="sparsity = 0.7"))
-        note = (" (YAML reads an unquoted 2:4 as the base-60 number 124: quote it)"
-                if isinstance(self.structure, int) else "")
-        check_choice(self.structure, "structure", (None, "2:4"), example='structure = "2:4"',
-                     note=note)
+            _set(
+                self,
+                "sparsity",
+                check_number(self.sparsity, "sparsity", low=0, high=1, example="sparsity = 0.7"),
+            )
+        note = (
+            " (YAML reads an unquoted 2:4 as the base-60 number 124: quote it)"
+            if isinstance(self.structure, int)
+            else ""
+        )
+        check_choice(
+            self.structure, "structure", (None, "2:4"), example='structure = "2:4"', note=note
+        )
         if self.structure == "2:4" and self.sparsity not in (None, 0.5):
             raise RecipeError(
                 f'structure = "2:4" fixes the sparsity at 0.5, received sparsity = '
@@ -350,10 +393,8 @@ class ShrinkStage(_StageMixin):
     distill: bool = False
 
     def __post_init__(self) -> None:
-        _set(self, "ratio", check_number(self.ratio, "ratio", low=0, high=1,
-                                         example="ratio = 0.5"))
-        check_choice(self.criterion, "criterion", ("l2", "activation"),
-                     example='criterion = "l2"')
+        _set(self, "ratio", check_number(self.ratio, "ratio", low=0, high=1, example="ratio = 0.5"))
+        check_choice(self.criterion, "criterion", ("l2", "activation"), example='criterion = "l2"')
         _check_filters(self)
         _check_stage(self, 2)
 
@@ -415,12 +456,13 @@ def stage_from_config(config: Mapping[str, Any]) -> Stage:
     """
     kinds = ", ".join(f'"{k}"' for k in STAGE_KINDS)
     if not isinstance(config, Mapping):
-        raise fail(None, f"a stage table with a kind ({kinds})", config,
-                   'kind = "prune"', typed=True)
+        raise fail(
+            None, f"a stage table with a kind ({kinds})", config, 'kind = "prune"', typed=True
+        )
     if "kind" not in config:
         raise RecipeError(
             f"the stage has no kind: expected kind = one of {kinds}, received a stage with "
-            f"keys {show(sorted(map(str, config)))}; e.g. kind = \"prune\"",
+            f'keys {show(sorted(map(str, config)))}; e.g. kind = "prune"',
             key="kind",
         )
     kind = config["kind"]
@@ -460,12 +502,13 @@ class ExportSpec(_SpecMixin):
         for i, mode in enumerate(modes):
             check_choice(mode, f"tflite[{i}]", TFLITE_MODES, example=example)
             if mode in modes[:i]:
-                raise RecipeError(f"the mode {show(mode)} is listed twice in {show(modes)}; "
-                                  "list each mode once.", key=f"tflite[{i}]")
+                raise RecipeError(
+                    f"the mode {show(mode)} is listed twice in {show(modes)}; list each mode once.",
+                    key=f"tflite[{i}]",
+                )
         _set(self, "tflite", tuple(modes))
         check_bool(self.saved_model, "saved_model", example="saved_model = true")
         check_bool(self.jit_compile, "jit_compile", example="jit_compile = true")
-
 
 
 @dataclass(frozen=True)
@@ -501,23 +544,34 @@ class BenchmarkSpec(_SpecMixin):
         if isinstance(sizes, int) and not isinstance(sizes, bool):
             sizes = (sizes,)
         if not isinstance(sizes, (list, tuple)) or not sizes:
-            raise fail("batch_sizes", "a non-empty list of batch sizes", sizes, example,
-                       typed=not isinstance(sizes, (list, tuple)))
+            raise fail(
+                "batch_sizes",
+                "a non-empty list of batch sizes",
+                sizes,
+                example,
+                typed=not isinstance(sizes, (list, tuple)),
+            )
         checked = []
         for i, size in enumerate(sizes):
             checked.append(check_int(size, f"batch_sizes[{i}]", minimum=1, example=example))
             if checked[-1] in checked[:-1]:
-                raise RecipeError(f"the batch size {size} is listed twice in {show(sizes)}; "
-                                  "list each size once.", key=f"batch_sizes[{i}]")
+                raise RecipeError(
+                    f"the batch size {size} is listed twice in {show(sizes)}; list each size once.",
+                    key=f"batch_sizes[{i}]",
+                )
         _set(self, "batch_sizes", tuple(checked))
-        _set(self, "repeats", check_int(self.repeats, "repeats", minimum=1,
-                                        example="repeats = 30"))
-        _set(self, "threads", check_int(self.threads, "threads", minimum=1,
-                                        example="threads = 1"))
+        _set(self, "repeats", check_int(self.repeats, "repeats", minimum=1, example="repeats = 30"))
+        _set(self, "threads", check_int(self.threads, "threads", minimum=1, example="threads = 1"))
         if self.max_examples == "all":
             _set(self, "max_examples", None)
         if self.max_examples is not None:
-            _set(self, "max_examples", check_int(
-                self.max_examples, "max_examples", minimum=1,
-                example='max_examples = 4096 (or "all" for every test example)'))
-
+            _set(
+                self,
+                "max_examples",
+                check_int(
+                    self.max_examples,
+                    "max_examples",
+                    minimum=1,
+                    example='max_examples = 4096 (or "all" for every test example)',
+                ),
+            )
