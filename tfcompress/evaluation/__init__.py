@@ -1,4 +1,4 @@
-"""Evaluation: the side-by-side benchmark, layer sensitivity, FLOPs and the trade-off plot."""
+"""Evaluation: benchmark, paired statistics, layer sensitivity, FLOPs and the trade-off plot."""
 
 from tfcompress._layers import (
     CompressionReport,
@@ -20,6 +20,12 @@ from tfcompress.evaluation.report import (
     BenchmarkReport,
     BenchmarkRow,
 )
+from tfcompress.evaluation.statistics import (
+    PairedDifference,
+    delong_auc_difference,
+    paired_bootstrap,
+    paired_difference,
+)
 from tfcompress.evaluation.tradeoff import (
     pareto_front,
     plot_tradeoff,
@@ -30,11 +36,15 @@ __all__ = [
     "BenchmarkRow",
     "CompressionReport",
     "LayerDecision",
+    "PairedDifference",
     "SensitivityReport",
     "SensitivityRow",
     "benchmark",
     "configure_threads",
     "count_flops",
+    "delong_auc_difference",
+    "paired_bootstrap",
+    "paired_difference",
     "pareto_front",
     "plot_tradeoff",
     "sensitivity",
