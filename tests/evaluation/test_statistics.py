@@ -155,3 +155,56 @@ def test_bad_input_errors_name_the_argument_and_the_fix():
         paired_difference("accuracy", y, np.zeros((50, 3)), np.zeros((50, 4)))
     with pytest.raises(ValueError, match="'auc' needs one score per example"):
         paired_difference("auc", y, np.zeros((50, 3)), np.zeros((50, 3)))
+
+
+def test_benchmark_reports_paired_deltas_with_confidence_intervals(tmp_path):
+    from tfcompress._keras import keras
+    from tfcompress.evaluation import benchmark
+    from tfcompress.evaluation.report import BenchmarkReport
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 4)).astype("float32")
+    y = (x[:, :1] + 0.8 * rng.normal(size=(600, 1)) > 0).astype("float32")
+
+    def tiny(seed: int) -> keras.Model:
+        keras.utils.set_random_seed(seed)
+        inp = keras.Input((4,), name="x")
+        model = keras.Model(inp, keras.layers.Dense(1, activation="sigmoid")(inp), name="m")
+        model.compile("adam", "binary_crossentropy")
+        model.fit(x, y, epochs=2, batch_size=64, verbose=0)
+        return model
+
+    a, b = tiny(1), tiny(2)
+    report = benchmark(
+        {"a": a, "b": b},
+        (x, y),
+        batch_sizes=(1,),
+        warmup=0,
+        repeats=1,
+        measure_memory=False,
+        progress=False,
+    )
+    base, var = report.row("a"), report.row("b")
+    assert base.deltas == {}
+    d = var.deltas["auc"]
+    pa, pb = a.predict(x, verbose=0), b.predict(x, verbose=0)
+    assert d.baseline == pytest.approx(auc(y, pa), abs=1e-6) == base.quality["auc"]
+    assert d.variant == pytest.approx(auc(y, pb), abs=1e-6) == var.quality["auc"]
+    assert d.delta == pytest.approx(var.quality["auc"] - base.quality["auc"], abs=1e-12)
+    assert d.low < d.delta < d.high and d.method == "delong"
+    assert (d.n, d.n_positives) == (600, int(y.sum()))
+    for metric in ("logloss", "accuracy"):
+        m = var.deltas[metric]
+        assert m.method == "paired bootstrap (B=1000)" and m.low <= m.delta <= m.high
+        assert m.delta == pytest.approx(var.quality[metric] - base.quality[metric], abs=1e-12)
+    md = report.to_markdown()
+    assert "Δ auc ± CI" in md and "Δ logloss ± CI" in md and str(d) in md
+    assert "95% paired confidence interval on the same 600 examples" in md
+    assert "auc by DeLong's test; logloss, accuracy by paired bootstrap (B=1000)" in md
+    # JSON round trip keeps the intervals; a report written before them still loads
+    saved = json.loads(json.dumps(report.to_dict()))
+    assert BenchmarkReport.from_dict(saved).row("b").deltas == var.deltas
+    for row in saved["rows"]:
+        del row["deltas"]
+    old = BenchmarkReport.from_dict(saved)
+    assert old.row("b").deltas == {} and "Δ auc" in old.to_markdown()

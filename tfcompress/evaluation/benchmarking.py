@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import gzip
 import logging
@@ -25,6 +26,7 @@ import numpy as np
 from tfcompress._compat import interpreter_ops
 from tfcompress._keras import check_keras_file, check_model, keras, tf
 from tfcompress.evaluation.report import BenchmarkReport, BenchmarkRow
+from tfcompress.evaluation.statistics import PairedDifference, paired_difference
 from tfcompress.export.manifest import library_versions
 from tfcompress.export.metrics import (
     TASKS,
@@ -346,6 +348,7 @@ def benchmark(
 
         iterate = tqdm(items, desc="benchmark", unit="variant")
     rows = []
+    kept: dict[str, np.ndarray] = {}  # each variant's outputs, for the paired differences
     runtimes: dict[str, dict[str, Any]] = {}
     examples: tuple[dict[str, np.ndarray], np.ndarray] | None = None
     with tempfile.TemporaryDirectory(prefix="tfcompress-bench-") as tmp:
@@ -364,6 +367,7 @@ def benchmark(
             width = out.shape[-1] if out.ndim > 1 else 1
             row_task = task or infer_task(out, labels)
             q = quality(out, labels, list(metrics) if metrics else default_metrics(row_task, width))
+            kept[name] = out
             latency = {b: _latency(variant, feats, b, warmup, repeats) for b in batch_sizes}
             artifact = _artifact(variant, tmp)
             size, gz = _size(artifact)
@@ -399,6 +403,13 @@ def benchmark(
             )
             _log.info("benchmarked %s: %s", name, q)
             del variant
+    base_name = baseline or names[0]
+    rows = [
+        dataclasses.replace(r, deltas=_paired(r, kept, base_name, examples[1]))
+        if r.name != base_name
+        else r
+        for r in rows
+    ]
     notes = {n for r in rows if (n := few_positives_note(r.examples, r.positives))}
     for note in sorted(notes):
         _log.warning("benchmark: %s.", note)
@@ -412,6 +423,7 @@ def benchmark(
         "tflite_runtime": runtimes,
         "max_examples": max_examples,
         "quality": "exact (tfcompress.export.metrics), unweighted, on every example taken",
+        "paired": {"level": PAIRED_LEVEL, "n_boot": PAIRED_BOOT, "seed": 0},
         "memory": (
             "peak RSS increase of a fresh process loading the variant and running a batch "
             f"of {max(batch_sizes)} (psutil)"
@@ -421,7 +433,36 @@ def benchmark(
         "versions": library_versions(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    return BenchmarkReport(tuple(rows), baseline or names[0], settings)
+    return BenchmarkReport(tuple(rows), base_name, settings)
+
+
+PAIRED_LEVEL = 0.95
+PAIRED_BOOT = 1000
+
+
+def _paired(
+    row: BenchmarkRow, outputs: Mapping[str, np.ndarray], baseline: str, labels: np.ndarray
+) -> dict[str, PairedDifference]:
+    """Each metric's paired CI of ``row`` minus the baseline (DeLong for AUC, else bootstrap)."""
+    base_out, out = outputs[baseline], outputs[row.name]
+    if base_out.shape != out.shape:
+        _log.warning(
+            "benchmark: %r and the baseline %r have different output shapes %s, %s: no paired "
+            "intervals.",
+            row.name,
+            baseline,
+            out.shape,
+            base_out.shape,
+        )
+        return {}
+    deltas = {}
+    for m, value in row.quality.items():
+        if value is None:
+            continue
+        deltas[m] = paired_difference(
+            m, labels, base_out, out, level=PAIRED_LEVEL, n_boot=PAIRED_BOOT, seed=0
+        )
+    return deltas
 
 
 def _examples(

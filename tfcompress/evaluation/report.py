@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tfcompress.evaluation.statistics import PairedDifference
 from tfcompress.export.manifest import atomic_write_text
 from tfcompress.export.metrics import few_positives_note
 
@@ -43,6 +44,9 @@ class BenchmarkRow:
             (MiB; :mod:`tfcompress.evaluation.memory_probe`), None if not measured.
         examples: examples the quality was measured on.
         positives: positive examples among them (binary tasks), None for other tasks.
+        deltas: metric -> :class:`~tfcompress.evaluation.statistics.PairedDifference` against
+            the baseline on the same examples (DeLong for AUC, paired bootstrap otherwise);
+            empty for the baseline itself and for reports written before it existed.
     """
 
     name: str
@@ -58,6 +62,7 @@ class BenchmarkRow:
     peak_memory_mb: float | None
     examples: int
     positives: int | None = None
+    deltas: dict[str, PairedDifference] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -70,6 +75,7 @@ class BenchmarkRow:
         d = dict(d)
         d["latency_ms"] = {int(k): dict(v) for k, v in d["latency_ms"].items()}
         d["throughput"] = {int(k): float(v) for k, v in d["throughput"].items()}
+        d["deltas"] = {m: PairedDifference.from_dict(v) for m, v in d.get("deltas", {}).items()}
         return cls(**d)
 
 
@@ -203,7 +209,10 @@ class BenchmarkReport:
         for b in batches:
             head += [f"b{b} median ms", f"b{b} p90 ms"]
         head += (["peak MB"] if memory else []) + ["size x"] + [f"speed x b{b}" for b in batches]
-        if primary:
+        paired = [m for m in metrics if any(m in r.deltas for r in self.rows)]
+        if paired:  # Δ ± CI of every metric with a paired interval
+            head += [f"Δ {m} ± CI" for m in paired]
+        elif primary:
             head.append(f"Δ {primary}")
         body = []
         for r in self.rows:
@@ -217,7 +226,9 @@ class BenchmarkReport:
                 cells += [_fmt(lat.get("median"), 3), _fmt(lat.get("p90"), 3)]
             cells += ([_fmt(r.peak_memory_mb, 1)] if memory else []) + [_fmt(rat["size_x"], 2)]
             cells += [_fmt(rat["speed_x"].get(b), 2) for b in batches]
-            if primary:
+            if paired:
+                cells += [str(r.deltas[m]) if m in r.deltas else "—" for m in paired]
+            elif primary:
                 d = rat["quality_delta"].get(primary)
                 cells.append("—" if d is None else f"{d:+.4f}")
             body.append(cells)
@@ -238,6 +249,7 @@ class BenchmarkReport:
                     "equal threads)."
                 )
         lines.append("quality: exact AUC/logloss/accuracy on the n examples (positives: label 1).")
+        lines += _paired_footer([d for r in self.rows for d in r.deltas.values()], self.baseline)
         if any(r.peak_memory_mb is not None for r in self.rows):
             lines.append(
                 "peak MB: peak RSS increase of a fresh process loading and running the variant."
@@ -277,6 +289,24 @@ class BenchmarkReport:
 
     def __str__(self) -> str:
         return self.to_text()
+
+
+def _paired_footer(deltas: list[PairedDifference], baseline: str | None) -> list[str]:
+    """One line: what the Δ ± CI columns are (level, examples, positives, method per metric)."""
+    if not deltas:
+        return []
+    methods: dict[str, list[str]] = {}
+    for d in deltas:
+        label = "DeLong's test" if d.method == "delong" else d.method
+        if d.metric not in methods.setdefault(label, []):
+            methods[label].append(d.metric)
+    first = deltas[0]
+    pos = f", {first.n_positives:,} positives" if first.n_positives is not None else ""
+    how = "; ".join(f"{', '.join(ms)} by {label}" for label, ms in methods.items())
+    return [
+        f"Δ ± CI: variant − {baseline} with the half-width of its {first.level:.0%} paired "
+        f"confidence interval on the same {first.n:,} examples{pos}: {how}."
+    ]
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
