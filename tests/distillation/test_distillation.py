@@ -552,3 +552,16 @@ def test_count_flops_bad_inputs():
     assert count_flops(Sub(), input_signature=tf.TensorSpec([None, 5])) == 5
     with pytest.raises(TypeError, match=r"`input_signature` must hold tf.TensorSpec"):
         count_flops(Sub(), input_signature=[5])
+
+
+def test_a_frozen_student_is_rejected_not_silently_left_unchanged():
+    """A copy of a model an earlier Distiller froze as its teacher is frozen too: fitting it
+    would run and change nothing (found by compress: every second shrink stayed untrained)."""
+    teacher = _mlp(8, "t")
+    Distiller(_mlp(4, "s1"), teacher)  # freezes the teacher
+    frozen_copy = keras.models.clone_model(teacher)
+    assert not frozen_copy.trainable_weights
+    with pytest.raises(ValueError, match=r"student 't' has no trainable weights.*unfreeze"):
+        Distiller(frozen_copy, _mlp(8, "t2"))
+    teacher.trainable = True
+    assert Distiller(keras.models.clone_model(teacher), _mlp(8, "t3")).student.trainable_weights

@@ -268,6 +268,15 @@ class Distiller(keras.Model):
             t_out = layer_output(teacher, t_layer, "feature_distillation")
             hints.append((spec, s_out, t_out, _needs_projection(spec, s_out, t_out)))
 
+        if student.built and not student.trainable_weights:
+            # e.g. a student shrunk/cloned from a model an earlier Distiller froze as its
+            # teacher: fit would run and silently change nothing
+            raise ValueError(
+                f"the student {student.name!r} has no trainable weights (all its layers are "
+                "frozen), so distillation would change nothing. Set `student.trainable = True`; "
+                "if it was copied or shrunk from the teacher of an earlier Distiller, that "
+                "Distiller froze it (`teacher.trainable = False`): unfreeze it before copying."
+            )
         # Every argument is valid: only now touch the teacher and build the Distiller.
         super().__init__(**kwargs)
         teacher.trainable = False
