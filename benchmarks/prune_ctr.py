@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print()
     print(report.to_markdown())
-    report.to_json(out / "report.json")
+    report.save_json(out / "report.json")
     ratios = report.ratios(BASELINE)
     summary = {
         name: {

@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{k}: {'MET' if v else 'NOT met'}" for k, v in met.items())
     )
     print(json.dumps(summary))
-    report.to_json(out / "report.json")
+    report.save_json(out / "report.json")
     return 0
 
 

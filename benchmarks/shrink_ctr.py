@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         f"-> target (>= 2x, <= 0.005) {'MET' if met else 'NOT met'}"
     )
     print(json.dumps(summary))
-    report.to_json(out / "report.json")
+    report.save_json(out / "report.json")
     _where_time_goes({"float": model, "shrink50": small}, task, out, args.repeats * 2)
     return 0
 

@@ -256,3 +256,25 @@ def test_distiller_config_round_trips_and_old_alpha_configs_load():
     del old["student_loss_weight"]
     loaded = Distiller.from_config(old)
     assert loaded.student_loss_weight == 0.75 and loaded.distillation_loss_weight == 0.25
+
+
+@pytest.mark.parametrize("kind", ["benchmark", "run"])
+def test_to_json_with_a_path_warns_naming_save_json_and_still_writes(tmp_path, kind):
+    import json
+
+    from tfcompress.evaluation import BenchmarkReport
+    from tfcompress.evaluation.report import BenchmarkRow
+    from tfcompress.recipe import RunReport
+
+    row = BenchmarkRow("m", "keras", None, "binary", {"auc": 0.7}, 100, 50, 10, {}, {}, 3.0, 64)
+    report = BenchmarkReport((row,), baseline="m")
+    if kind == "run":
+        report = RunReport("demo", str(tmp_path), benchmark=report)
+    name = type(report).__name__
+    with pytest.warns(DeprecationWarning, match=rf"{name}\.to_json\(path\).*{name}\.save_json"):
+        path = report.to_json(tmp_path / "sub" / "r.json")
+    assert path == str(tmp_path / "sub" / "r.json")
+    with open(path, encoding="utf-8") as f:
+        assert json.load(f) == json.loads(report.to_json())
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="must end in '.json'"):
+        report.to_json(tmp_path / "r.txt")

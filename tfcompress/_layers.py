@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from tfcompress._keras import keras
+from tfcompress._text import markdown_table
 
 __all__ = [
     "CompressionReport",
@@ -206,14 +207,12 @@ class CompressionReport:
         lines = [
             f"{self.technique}: {len(self.applied)} layer(s) applied, {len(self.skipped)} skipped",
             "",
-            "| layer | class | applied | detail | reason |",
-            "|---|---|---|---|---|",
         ]
-        for d in self.decisions:
-            lines.append(
-                f"| {d.layer} | {d.class_name} | {'yes' if d.applied else 'no'} | "
-                f"{d.detail} | {d.reason} |"
-            )
+        rows = [
+            [d.layer, d.class_name, "yes" if d.applied else "no", d.detail, d.reason]
+            for d in self.decisions
+        ]
+        lines.append(markdown_table(["layer", "class", "applied", "detail", "reason"], rows))
         return "\n".join(lines)
 
     def __str__(self) -> str:

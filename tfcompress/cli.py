@@ -387,7 +387,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     )
     print(report.to_markdown())
     if args.json:
-        report.to_json(args.json)
+        report.save_json(args.json)
         print(f"Wrote {args.json}")
     return 0
 

@@ -162,7 +162,7 @@ def test_markdown_and_json_round_trip(setup, tmp_path):
     for name, line in zip(report.names, lines[2:], strict=True):
         assert line.startswith(f"| {name}")
         assert line.count("|") == header.count("|")
-    path = report.to_json(tmp_path / "sub" / "bench.json")
+    path = report.save_json(tmp_path / "sub" / "bench.json")
     with open(path) as f:
         raw = json.load(f)
     assert raw["ratios"]["int8"]["size_x"] == pytest.approx(report.ratios()["int8"]["size_x"])
@@ -170,7 +170,7 @@ def test_markdown_and_json_round_trip(setup, tmp_path):
     assert again.rows == report.rows and again.baseline == report.baseline
     assert again.to_markdown() == md
     with pytest.raises(ValueError, match="must end in '.json'"):
-        report.to_json(tmp_path / "bench.txt")
+        report.save_json(tmp_path / "bench.txt")
 
 
 def _multiclass_model(classes: int) -> keras.Model:

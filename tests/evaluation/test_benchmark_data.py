@@ -214,7 +214,7 @@ def test_few_positives_warn_in_the_log_the_tables_and_the_json(one_input, tmp_pa
     assert report.notes() == [note]
     assert f"warning: {note}." in report.to_markdown()
     assert f"warning: {note}." in report.to_text()
-    raw = json.loads(Path(report.to_json(tmp_path / "r.json")).read_text())
+    raw = json.loads(Path(report.save_json(tmp_path / "r.json")).read_text())
     assert raw["rows"][0]["examples"] == 400 and raw["rows"][0]["positives"] == 30
     assert BenchmarkReport.from_json(tmp_path / "r.json").notes() == [note]
     caplog.clear()

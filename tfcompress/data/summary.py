@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from tfcompress._text import markdown_table
+
 __all__ = ["DataSummary", "summarise"]
 
 _HEAD = ("column", "kind", "encoding", "vocabulary / buckets", "missing", "features", "why")
@@ -96,19 +98,8 @@ class DataSummary:
 
     def to_markdown(self) -> str:
         """The table in Markdown, the label line below it."""
-
-        def esc(text: str) -> str:
-            return text.replace("|", "\\|")
-
-        lines = [
-            f"Data: `{self.source}`",
-            "",
-            "| " + " | ".join(_HEAD) + " |",
-            "|" + "|".join("---" for _ in _HEAD) + "|",
-        ]
-        lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in self._cells()]
-        lines += ["", self.label_line()]
-        return "\n".join(lines)
+        table = markdown_table(_HEAD, self._cells())
+        return "\n".join([f"Data: `{self.source}`", "", table, "", self.label_line()])
 
 
 def _missing(values: list[np.ndarray], kind: str) -> float:

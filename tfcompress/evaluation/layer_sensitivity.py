@@ -18,6 +18,7 @@ import numpy as np
 
 from tfcompress._keras import check_model, keras
 from tfcompress._layers import LayerFilter, iter_layers, match_layers
+from tfcompress._text import markdown_table
 from tfcompress.export.metrics import quality
 from tfcompress.export.runtime import collect_examples, load_variant, model_input_specs
 from tfcompress.quantization.embedding import QuantizedEmbedding, dequantize_rows, quantize_rows
@@ -128,14 +129,12 @@ class SensitivityReport:
             f"sensitivity ({what}, one layer at a time): {self.metric} baseline "
             f"{self.baseline:.4f}, {len(self.rows)} layer(s), most harmful first",
             "",
-            f"| layer | class | {self.metric} | drop | weights |",
-            "|---|---|---|---|---|",
         ]
-        for r in self.rows:
-            lines.append(
-                f"| {r.layer} | {r.class_name} | {r.value:.4f} | {r.drop:+.4f} | "
-                f"{', '.join(r.weights)} |"
-            )
+        rows = [
+            [r.layer, r.class_name, f"{r.value:.4f}", f"{r.drop:+.4f}", ", ".join(r.weights)]
+            for r in self.rows
+        ]
+        lines.append(markdown_table(["layer", "class", self.metric, "drop", "weights"], rows))
         return "\n".join(lines)
 
     def __str__(self) -> str:

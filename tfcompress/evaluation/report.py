@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tfcompress._text import markdown_table, warn_to_json_path
 from tfcompress.evaluation.statistics import PairedDifference
 from tfcompress.export.manifest import atomic_write_text
 from tfcompress.export.metrics import few_positives_note
@@ -164,22 +165,38 @@ class BenchmarkReport:
             dict(data.get("settings", {})),
         )
 
-    def to_json(self, path: str | os.PathLike) -> str:
-        """Write the report as JSON atomically; return the path.
+    def to_json(self, path: str | os.PathLike | None = None) -> str:
+        """The report as a JSON string (:meth:`to_dict`, indented).
+
+        Args:
+            path: deprecated: write the file instead, as :meth:`save_json` does (warns).
 
         Example:
-            >>> report.to_json("savedmodels/bench.json")  # doctest: +SKIP
+            >>> json.loads(report.to_json())["baseline"]  # doctest: +SKIP
+            'm'
+        """
+        if path is not None:
+            warn_to_json_path(type(self).__name__)
+            return self.save_json(path)
+        return json.dumps(self.to_dict(), indent=2)
+
+    def save_json(self, path: str | os.PathLike) -> str:
+        """Write :meth:`to_json` to ``path`` (ending in ``.json``) atomically; return the path.
+
+        Example:
+            >>> report.save_json("savedmodels/bench.json")  # doctest: +SKIP
+            'savedmodels/bench.json'
         """
         p = Path(path)
         if p.suffix != ".json":
             raise ValueError(f"`path` must end in '.json', received {str(path)!r}.")
         p.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(p, json.dumps(self.to_dict(), indent=2))
+        atomic_write_text(p, self.to_json())
         return str(p)
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> BenchmarkReport:
-        """Read a report written by :meth:`to_json`."""
+        """Read a report written by :meth:`save_json`."""
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
     def notes(self) -> list[str]:
@@ -263,10 +280,7 @@ class BenchmarkReport:
         Example:
             >>> print(report.to_markdown())  # doctest: +SKIP
         """
-        head, body = self._table()
-        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        lines += ["| " + " | ".join(cells) + " |" for cells in body]
-        return "\n".join([*lines, "", *self._footer()])
+        return "\n".join([markdown_table(*self._table()), "", *self._footer()])
 
     def to_text(self) -> str:
         """The same table as :meth:`to_markdown`, as aligned plain text (for a terminal or log).

@@ -19,6 +19,7 @@ import numpy as np
 
 from tfcompress._compat import flatten_layers
 from tfcompress._keras import check_model, keras, tf
+from tfcompress._text import markdown_table
 from tfcompress.pruning.schedule import PruneLowMagnitude, PruneRegistry
 
 __all__ = [
@@ -253,15 +254,21 @@ class SparsityReport:
             f"sparsity of '{self.model}': {self.overall:.4f} overall over "
             f"{sum(r.size for r in self.rows):,} prunable weights",
             "",
-            "| layer | weight | shape | zeros | size | sparsity | 2:4 |",
-            "|---|---|---|---|---|---|---|",
         ]
-        for r in self.rows:
-            two_four = "-" if r.two_four is None else ("yes" if r.two_four else "no")
-            lines.append(
-                f"| {r.layer} | {r.weight} | {'x'.join(map(str, r.shape))} | {r.zeros:,} | "
-                f"{r.size:,} | {r.sparsity:.4f} | {two_four} |"
-            )
+        head = ["layer", "weight", "shape", "zeros", "size", "sparsity", "2:4"]
+        rows = [
+            [
+                r.layer,
+                r.weight,
+                "x".join(map(str, r.shape)),
+                f"{r.zeros:,}",
+                f"{r.size:,}",
+                f"{r.sparsity:.4f}",
+                "-" if r.two_four is None else ("yes" if r.two_four else "no"),
+            ]
+            for r in self.rows
+        ]
+        lines.append(markdown_table(head, rows))
         return "\n".join(lines)
 
     def __str__(self) -> str:

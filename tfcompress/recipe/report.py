@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tfcompress._text import markdown_table, warn_to_json_path
 from tfcompress.evaluation.report import BenchmarkReport
 from tfcompress.export.manifest import atomic_write_text
 
@@ -159,13 +160,33 @@ class RunReport:
         """
         return {n: p["drift_flag"] for n, p in self.parity.items() if p.get("drift_flag")}
 
-    def to_json(self, path: str | os.PathLike) -> str:
-        """Write the report as JSON atomically; return the path."""
+    def to_json(self, path: str | os.PathLike | None = None) -> str:
+        """The report as a JSON string (:meth:`to_dict`, indented).
+
+        Args:
+            path: deprecated: write the file instead, as :meth:`save_json` does (warns).
+
+        Example:
+            >>> json.loads(RunReport("x", ".").to_json())["name"]
+            'x'
+        """
+        if path is not None:
+            warn_to_json_path(type(self).__name__)
+            return self.save_json(path)
+        return json.dumps(self.to_dict(), indent=2)
+
+    def save_json(self, path: str | os.PathLike) -> str:
+        """Write :meth:`to_json` to ``path`` (ending in ``.json``) atomically; return the path.
+
+        Example:
+            >>> RunReport("x", ".").save_json("savedmodels/x/report.json")  # doctest: +SKIP
+            'savedmodels/x/report.json'
+        """
         p = Path(path)
         if p.suffix != ".json":
             raise ValueError(f"`path` must end in '.json', received {str(path)!r}.")
         p.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(p, json.dumps(self.to_dict(), indent=2))
+        atomic_write_text(p, self.to_json())
         return str(p)
 
     def to_markdown(self) -> str:
@@ -186,7 +207,7 @@ class RunReport:
             "n examples",
             "n positives",
         ]
-        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        rows = []
         for s in self.stages:
             cached = (
                 "yes"
@@ -207,8 +228,8 @@ class RunReport:
             ]
             cells += ["—" if s.quality.get(m) is None else f"{s.quality[m]:.4f}" for m in metrics]
             cells += [_count(s.n_examples), _count(s.n_positives)]
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
+            rows.append(cells)
+        lines += [markdown_table(head, rows), ""]
         lines.append(
             "Quality of each stage's Keras model on the whole test split, with the exact "
             "metrics the export and benchmark tables use."
@@ -342,5 +363,5 @@ def render_report(
         plot = PLOT_FILE
     report = dataclasses.replace(report, plot=plot)
     atomic_write_text(directory / MARKDOWN_FILE, report.to_markdown() + "\n")
-    report.to_json(directory / REPORT_FILE)
+    report.save_json(directory / REPORT_FILE)
     return report
