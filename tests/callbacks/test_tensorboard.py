@@ -472,7 +472,7 @@ def test_text_and_stage_reject_bad_inputs(tmp_path):
         log_text(tmp_path, "t", b"x")
     with pytest.raises(ValueError, match="`step` must be an int >= 0, received -1"):
         log_text(tmp_path, "t", "x", step=-1)
-    with pytest.raises(TypeError, match="`step` must be an int >= 0, received str"):
+    with pytest.raises(TypeError, match=r"`step` must be an int >= 0, received '1' \(str\)"):
         log_text(tmp_path, "t", "x", step="1")
     with pytest.raises(TypeError, match="`log_dir` must be a directory path"):
         log_text(3.5, "t", "x")

@@ -85,9 +85,11 @@ def test_check_split_and_check_int_good_input():
     assert check_split([0.5, 0.25, 0.25]) == (0.5, 0.25, 0.25)
     assert check_split(np.array([1.0, 0.0, 0.0])) == (1.0, 0.0, 0.0)
     assert check_int(np.int64(3), "n", 1, "5") == 3
-    with pytest.raises(TypeError, match="n must be an int, received 2.0"):
+    with pytest.raises(TypeError, match=r"`n` must be an int >= 1, received 2.0 \(float\)"):
         check_int(2.0, "n", 1, "5")
-    with pytest.raises(ValueError, match="n must be >= 1, received 0; pass e.g. n=5"):
+    with pytest.raises(
+        ValueError, match=r"`n` must be an int >= 1, received 0 \(int\)\. Pass e\.g\. n=5\."
+    ):
         check_int(0, "n", 1, "5")
 
 

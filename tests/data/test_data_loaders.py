@@ -330,8 +330,8 @@ def test_load_csv_multiclass_bad_label_and_missing_file(tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "error", "fragment"),
     [
-        ({"batch_size": 0}, ValueError, "batch_size must be >= 1, received 0"),
-        ({"batch_size": 2.0}, TypeError, "batch_size must be an int"),
+        ({"batch_size": 0}, ValueError, "`batch_size` must be an int >= 1, received 0"),
+        ({"batch_size": 2.0}, TypeError, "`batch_size` must be an int"),
         ({"split": (0.5, 0.2, 0.2)}, ValueError, "sum"),
         ({"split": (0.0, 0.5, 0.5)}, ValueError, "train > 0"),
         ({"split": "abc"}, TypeError, "split must be three numbers"),
@@ -516,9 +516,9 @@ def test_load_libfm_bad_files_name_file_and_line(tmp_path, text, kwargs, line, f
 def test_load_libfm_bad_arguments(tmp_path):
     path = tmp_path / "ok.libfm"
     path.write_text("1 0:1\n0 1:1\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="n_features must be >= 1"):
+    with pytest.raises(ValueError, match="`n_features` must be an int >= 1, received 0"):
         load_libfm(path, n_features=0)
-    with pytest.raises(TypeError, match="max_fields must be an int"):
+    with pytest.raises(TypeError, match="`max_fields` must be an int >= 1, received '3'"):
         load_libfm(path, max_fields="3")
     with pytest.raises(ValueError, match="split"):
         load_libfm(path, split=(1.0, 0.5, 0.0))
@@ -692,13 +692,13 @@ def test_load_movielens_bad_arguments_and_no_positives(tmp_path):
         load_movielens(path, min_rating=6)
     with pytest.raises(ValueError, match="task must be 'ctr' or 'retrieval'"):
         load_movielens(path, task="ranking")
-    with pytest.raises(ValueError, match="negatives must be >= 1"):
+    with pytest.raises(ValueError, match="`negatives` must be an int >= 1, received 0"):
         load_movielens(path, negatives=0)
     with pytest.raises(TypeError, match="min_rating must be a finite number"):
         load_movielens(path, min_rating="4")
     with pytest.raises(ValueError, match="sep must be None"):
         load_movielens(path, sep="")
-    with pytest.raises(ValueError, match="sequence_length must be >= 1"):
+    with pytest.raises(ValueError, match="`sequence_length` must be an int >= 1, received 0"):
         load_movielens(path, sequence_length=0)
     with pytest.raises(ValueError, match=r"gone\.dat: file not found"):
         load_movielens(tmp_path / "gone.dat")

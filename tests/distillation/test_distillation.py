@@ -444,7 +444,9 @@ def test_temperature_must_be_positive(bad):
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan")])
 def test_student_loss_weight_must_be_in_unit_interval(bad):
-    with pytest.raises(ValueError, match=r"`student_loss_weight` must be in \[0, 1\]"):
+    with pytest.raises(
+        ValueError, match=r"`student_loss_weight` must be a finite float in \[0, 1\], received"
+    ):
         Distiller(_mlp(4, "s"), _mlp(4, "t"), student_loss_weight=bad)
     with pytest.raises(TypeError, match=r"`student_loss_weight` must be a float in \[0, 1\]"):
         Distiller(_mlp(4, "s"), _mlp(4, "t"), student_loss_weight="0.5")
@@ -452,7 +454,7 @@ def test_student_loss_weight_must_be_in_unit_interval(bad):
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan")])
 def test_deprecated_alpha_must_be_in_unit_interval(bad):
-    with pytest.raises(ValueError, match=r"`alpha` must be in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"`alpha` must be a finite float in \[0, 1\], received"):
         Distiller(_mlp(4, "s"), _mlp(4, "t"), alpha=bad)
     with pytest.raises(TypeError, match=r"`alpha` must be a float in \[0, 1\]"):
         Distiller(_mlp(4, "s"), _mlp(4, "t"), alpha="0.5")

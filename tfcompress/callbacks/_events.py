@@ -67,12 +67,6 @@ def _check_log_dir(log_dir: Any, argument: str = "log_dir") -> str:
     return path
 
 
-def _check_bool(value: Any, argument: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"`{argument}` must be True or False, received {value!r}.")
-    return value
-
-
 def _check_tag(tag: Any, argument: str) -> str:
     if not isinstance(tag, str):
         raise TypeError(f"`{argument}` must be a str, received {type(tag).__name__}: {tag!r:.80}.")
@@ -88,14 +82,6 @@ def _check_tag(tag: Any, argument: str) -> str:
             "'report/benchmark')."
         )
     return tag
-
-
-def _check_step(step: Any) -> int:
-    if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
-        raise TypeError(f"`step` must be an int >= 0, received {type(step).__name__}: {step!r}.")
-    if step < 0:
-        raise ValueError(f"`step` must be an int >= 0, received {step!r}.")
-    return int(step)
 
 
 def _join(*parts: str) -> str:

@@ -24,12 +24,11 @@ from typing import Any
 import numpy as np
 from tensorboard.plugins.hparams import api as hp
 
-from tfcompress._compat import flatten_layers
+from tfcompress._compat import flatten_layers, quantized_weights, train_summary_writer
 from tfcompress._keras import check_model, keras, tf
+from tfcompress._validation import check_bool, check_int
 from tfcompress.callbacks._events import (
-    _check_bool,
     _check_log_dir,
-    _check_step,
     _check_tag,
     _join,
     _scalar,
@@ -127,9 +126,9 @@ class CompressionTensorBoard(keras.callbacks.TensorBoard):
         **tensorboard_kwargs: Any,
     ) -> None:
         path = _check_log_dir(log_dir)
-        self.sparsity = _check_bool(sparsity, "sparsity")
-        self.quantizer_ranges = _check_bool(quantizer_ranges, "quantizer_ranges")
-        self.weight_histograms = _check_bool(weight_histograms, "weight_histograms")
+        self.sparsity = check_bool(sparsity, "sparsity")
+        self.quantizer_ranges = check_bool(quantizer_ranges, "quantizer_ranges")
+        self.weight_histograms = check_bool(weight_histograms, "weight_histograms")
         if "log_dir" in tensorboard_kwargs:
             raise TypeError("`log_dir` given twice; pass it once, as the first argument.")
         super().__init__(log_dir=path, **tensorboard_kwargs)
@@ -176,7 +175,7 @@ class CompressionTensorBoard(keras.callbacks.TensorBoard):
             for layer in flatten_layers(self._quant_model, include_self=False, recursive=True):
                 if not isinstance(layer, quantize_wrapper.QuantizeWrapper):
                     continue
-                for weight, _, _ in getattr(layer, "_weight_vars", []):
+                for weight, _, _ in quantized_weights(layer):
                     name = weight.name.split(":")[0].split("/")[-1]
                     items.append((f"weights/{layer.name}/{name}", tf.convert_to_tensor(weight)))
         return items
@@ -189,7 +188,7 @@ class CompressionTensorBoard(keras.callbacks.TensorBoard):
         if self.weight_histograms:
             histograms = self._histograms()
             if histograms:
-                with self._train_writer.as_default(), tf.summary.record_if(True):
+                with train_summary_writer(self).as_default(), tf.summary.record_if(True):
                     for tag, value in histograms:
                         tf.summary.histogram(tag, value, step=epoch)
 
@@ -224,7 +223,7 @@ def log_text(log_dir: str | os.PathLike, tag: str, markdown: str, step: int = 0)
             f"`markdown` must be a str, received {type(markdown).__name__}: {markdown!r:.80}; "
             "e.g. report.to_markdown()."
         )
-    step = _check_step(step)
+    step = check_int(step, "step", minimum=0)
     _write(path, lambda: _text(tag, markdown, step))
     return path
 
@@ -273,7 +272,7 @@ def log_stage_summary(
                 f"{type(value).__name__}: {value!r:.80}."
             )
         values[name] = float(value)
-    step = _check_step(step)
+    step = check_int(step, "step", minimum=0)
 
     def body() -> None:
         for name, value in values.items():

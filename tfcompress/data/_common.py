@@ -16,6 +16,7 @@ from typing import IO, Any
 import numpy as np
 
 from tfcompress._keras import tf
+from tfcompress._validation import check_int as _check_int
 from tfcompress.data.schema import Schema, TaskData
 
 _log = logging.getLogger("tfcompress")
@@ -33,17 +34,9 @@ INDEXED_BYTES = 256 * 2**20
 
 
 def check_int(value: Any, name: str, minimum: int, example: str) -> int:
-    """``value`` as an int ``>= minimum``; TypeError / ValueError naming ``name`` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(
-            f"{name} must be an int, received {value!r} ({type(value).__name__}); "
-            f"pass e.g. {name}={example}."
-        )
-    if value < minimum:
-        raise ValueError(
-            f"{name} must be >= {minimum}, received {value!r}; pass e.g. {name}={example}."
-        )
-    return int(value)
+    """``value`` as an int ``>= minimum`` (:func:`tfcompress._validation.check_int`, with a fix
+    that shows ``name=example``)."""
+    return _check_int(value, name, minimum=minimum, fix=f"Pass e.g. {name}={example}.")
 
 
 def check_split(split: Any) -> tuple[float, float, float]:

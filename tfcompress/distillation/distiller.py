@@ -19,12 +19,12 @@ Example:
 from __future__ import annotations
 
 import logging
-import math
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tfcompress._keras import check_model, keras, tf
+from tfcompress._validation import check_float
 from tfcompress.distillation.heads import (
     auto_loss,
     detect_output_kind,
@@ -88,17 +88,6 @@ def _feature_specs(spec: object) -> list[FeatureDistillation]:
     )
 
 
-def _check_weight(value: object, argument: str, meaning: str, ends: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(
-            f"`{argument}` must be a float in [0, 1] ({meaning}), received "
-            f"{type(value).__name__}: {value!r}."
-        )
-    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"`{argument}` must be in [0, 1] ({ends}), received {value!r}.")
-    return float(value)
-
-
 def _loss_weights(alpha: object, student_loss_weight: object) -> tuple[float, float]:
     """(student loss weight, distillation loss weight) from ``student_loss_weight`` or the
     deprecated ``alpha`` (its complement, the distillation loss weight)."""
@@ -116,20 +105,24 @@ def _loss_weights(alpha: object, student_loss_weight: object) -> tuple[float, fl
             DeprecationWarning,
             stacklevel=3,
         )
-        alpha = _check_weight(
+        alpha = check_float(
             alpha,
             "alpha",
-            "the weight of the distillation loss",
-            "0: student loss only, 1: distillation loss only",
+            minimum=0,
+            maximum=1,
+            fix="It is the weight of the distillation loss (0: student loss only, 1: "
+            "distillation loss only).",
         )
         return 1.0 - alpha, alpha
     if student_loss_weight is None:
         return 0.5, 0.5
-    weight = _check_weight(
+    weight = check_float(
         student_loss_weight,
         "student_loss_weight",
-        "the weight of the student's loss on the labels",
-        "1: student loss only, 0: distillation loss only",
+        minimum=0,
+        maximum=1,
+        fix="It is the weight of the student's loss on the labels (1: student loss only, 0: "
+        "distillation loss only).",
     )
     return weight, 1.0 - weight
 

@@ -16,6 +16,7 @@ import warnings
 from typing import Any
 
 from tfcompress._keras import keras, tf
+from tfcompress._validation import check_bool, check_float
 
 __all__ = [
     "BinaryDistillationLoss",
@@ -42,23 +43,9 @@ EPSILON = 1e-7
 
 
 def _check_temperature(value: object, owner: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(
-            f"{owner}: `temperature` must be a float > 0, received {type(value).__name__}: "
-            f"{value!r}. Typical values are 1-4 (1 = no softening)."
-        )
-    if not math.isfinite(value) or not value > 0:
-        raise ValueError(
-            f"{owner}: `temperature` must be a finite float > 0, received {value!r}. Typical "
-            "values are 1-4 (1 = no softening)."
-        )
-    return float(value)
-
-
-def _check_bool(value: object, argument: str, owner: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{owner}: `{argument}` must be True or False, received {value!r}.")
-    return value
+    """``temperature`` as a finite float > 0; the error is prefixed with ``owner``."""
+    fix = "Typical values are 1-4 (1 = no softening)."
+    return check_float(value, "temperature", minimum=0, min_open=True, fix=fix, where=owner)
 
 
 def _prepare(y_true: Any, y_pred: Any, owner: str) -> tuple[tf.Tensor, tf.Tensor]:
@@ -101,7 +88,7 @@ class _TemperatureLoss(keras.losses.Loss):
         if temperature is None:
             temperature = self._default_temperature
         self.temperature = _check_temperature(temperature, owner)
-        self.from_logits = _check_bool(from_logits, "from_logits", owner)
+        self.from_logits = check_bool(from_logits, "from_logits", where=owner)
         super().__init__(reduction=reduction, name=name or _snake(owner))
 
     def get_config(self) -> dict[str, Any]:

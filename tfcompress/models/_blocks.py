@@ -77,12 +77,6 @@ def check_schema(schema: object, model: str, tasks: tuple[str, ...]) -> Schema:
     return schema
 
 
-def check_bool(value: object, argument: str, model: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{model}: `{argument}` must be True or False, received {value!r}.")
-    return value
-
-
 def _positive_int(value: object) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
 

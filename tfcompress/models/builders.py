@@ -16,13 +16,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from tfcompress._keras import check_model, keras
+from tfcompress._validation import check_bool
 from tfcompress.data.schema import Feature, Schema
 from tfcompress.models._blocks import (
     CLASSIFICATION,
     SIZES,
     Tables,
     add,
-    check_bool,
     check_schema,
     concat,
     embed,
@@ -88,7 +88,7 @@ def logistic_regression(schema: Schema, *, use_sequence: bool = True) -> keras.M
         5
     """
     check_schema(schema, "logistic_regression", CLASSIFICATION)
-    check_bool(use_sequence, "use_sequence", "logistic_regression")
+    check_bool(use_sequence, "use_sequence", where="logistic_regression")
     features = used_features(schema, use_sequence)
     require_features(features, "logistic_regression", use_sequence)
     n_out = n_outputs(schema)
@@ -135,7 +135,7 @@ def wide_deep(
     """
     check_schema(schema, "wide_deep", CLASSIFICATION)
     hp = resolve_size(size, "student", "wide_deep")
-    check_bool(use_sequence, "use_sequence", "wide_deep")
+    check_bool(use_sequence, "use_sequence", where="wide_deep")
     features = used_features(schema, use_sequence)
     require_features(features, "wide_deep", use_sequence)
     n_out = n_outputs(schema)
@@ -195,7 +195,7 @@ def dcn(
     """
     check_schema(schema, "dcn", CLASSIFICATION)
     hp = resolve_size(size, "student", "dcn")
-    check_bool(use_sequence, "use_sequence", "dcn")
+    check_bool(use_sequence, "use_sequence", where="dcn")
     if structure not in ("parallel", "stacked"):
         raise ValueError(
             f"dcn: `structure` must be 'parallel' or 'stacked', received {structure!r}."
