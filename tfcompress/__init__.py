@@ -38,6 +38,7 @@ _MODULES = (
     "pruning",
     "quantization",
     "recipe",
+    "search",
 )
 #: the verbs and the classes a user starts from -> the module that defines them
 _NAMES = {
@@ -46,6 +47,7 @@ _NAMES = {
     "PruningCallback": "tfcompress.pruning.callback",
     "Recipe": "tfcompress.recipe.recipes",
     "benchmark": "tfcompress.evaluation.benchmarking",
+    "compress": "tfcompress.search.accuracy_aware",
     "check_model": "tfcompress._keras",
     "export_saved_model": "tfcompress.export.tflite",
     "export_tflite": "tfcompress.export.tflite",
@@ -135,6 +137,7 @@ __all__ = [
     "pruning",
     "quantization",
     "recipe",
+    "search",
     # the verbs and the classes a user starts from
     "CompressionTensorBoard",
     "Distiller",
@@ -142,6 +145,7 @@ __all__ = [
     "Recipe",
     "benchmark",
     "check_model",
+    "compress",
     "export_saved_model",
     "export_tflite",
     "load_recipe",

@@ -1,0 +1,171 @@
+"""Build one `compress` candidate from the library's own verbs: ``shrink`` then a fine-tune
+distilled from the teacher, optionally ``quantize`` (QAT) and another distilled fine-tune, then
+``export_tflite``/``export_saved_model``.
+
+Example:
+    >>> from tfcompress.search.build import fit_loss
+    >>> fit_loss(model)  # doctest: +SKIP
+    'binary_crossentropy'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tfcompress._keras import keras, tf
+from tfcompress.distillation import Distiller
+from tfcompress.export import ExportResult, export_saved_model, export_tflite
+from tfcompress.pruning import shrink
+from tfcompress.quantization import quantize
+from tfcompress.search.space import Candidate, SearchSettings
+
+_log = logging.getLogger("tfcompress")
+
+__all__ = ["build_model", "export_candidate", "fit_loss", "representative_features"]
+
+
+def fit_loss(model: keras.Model) -> Any:
+    """The loss the user compiled ``model`` with; else the task's usual loss from its output
+    (one sigmoid/score column: binary cross-entropy; several: sparse categorical)."""
+    loss = getattr(model, "loss", None)
+    if loss is not None:
+        return loss
+    width = int(model.outputs[0].shape[-1] or 1) if getattr(model, "outputs", None) else 1
+    return "binary_crossentropy" if width == 1 else "sparse_categorical_crossentropy"
+
+
+def _scope(strategy: tf.distribute.Strategy | None) -> Any:
+    return strategy.scope() if strategy is not None else contextlib.nullcontext()
+
+
+def distilled_fit(
+    student: keras.Model,
+    teacher: keras.Model,
+    train: Any,
+    settings: SearchSettings,
+    *,
+    loss: Any,
+    batch_size: int,
+    strategy: tf.distribute.Strategy | None = None,
+) -> None:
+    """Fine-tune ``student`` in place for ``settings.epochs``, distilling from ``teacher``.
+
+    The seed of the fit is ``settings.seed``, so a candidate rebuilt later is the same model.
+    """
+    keras.utils.set_random_seed(settings.seed)
+    # the Distiller freezes its teacher (teacher.trainable = False); the teacher is the user's
+    # model, which later candidates shrink, and a shrunk copy of a frozen model is frozen too
+    was_trainable = teacher.trainable
+    try:
+        with _scope(strategy):
+            wrapped = Distiller(student, teacher, student_loss_weight=settings.student_loss_weight)
+            wrapped.compile(keras.optimizers.Adam(settings.learning_rate), loss=loss)
+        if isinstance(train, tuple):
+            wrapped.fit(
+                train[0],
+                train[1],
+                batch_size=batch_size,
+                epochs=settings.epochs,
+                shuffle=True,
+                verbose=0,
+            )
+        else:
+            wrapped.fit(train, epochs=settings.epochs, verbose=0)
+    finally:
+        teacher.trainable = was_trainable
+
+
+def build_model(
+    model: keras.Model,
+    teacher: keras.Model,
+    candidate: Candidate,
+    train: Any,
+    settings: SearchSettings,
+    *,
+    shrunk: keras.Model | None = None,
+    batch_size: int = 256,
+    strategy: tf.distribute.Strategy | None = None,
+) -> tuple[keras.Model, keras.Model]:
+    """The Keras model of ``candidate``: (the model to export, the shrunk float model).
+
+    Args:
+        model: the original model.
+        teacher: the model every fine-tune distils from (the original by default).
+        candidate: what to build.
+        train: the fine-tune data: a ``tf.data.Dataset`` of ``(x, y)`` batches or an
+            ``(x, y)`` tuple of arrays.
+        settings: epochs, learning rate, seed, distillation weight.
+        shrunk: the candidate's shrunk and fine-tuned float model when already built (a QAT
+            candidate reuses the PTQ candidate's), else None.
+        batch_size: batch size for array data.
+        strategy: a ``tf.distribute`` strategy to build and fit in (None: the default one).
+
+    Returns:
+        ``(model_to_export, shrunk_float_model)``; both are ``model`` for a PTQ-only candidate.
+    """
+    loss = fit_loss(model)
+    base = model
+    if candidate.shrink:
+        if shrunk is None:
+            with _scope(strategy):
+                shrunk = shrink(model, candidate.shrink, skip=list(candidate.skip) or None)
+            distilled_fit(
+                shrunk,
+                teacher,
+                train,
+                settings,
+                loss=loss,
+                batch_size=batch_size,
+                strategy=strategy,
+            )
+        base = shrunk
+    if not candidate.qat:
+        return base, base
+    with _scope(strategy):
+        qat = quantize(base, skip=list(candidate.keep_float) or None)
+    distilled_fit(
+        qat, teacher, train, settings, loss=loss, batch_size=batch_size, strategy=strategy
+    )
+    return qat, base
+
+
+def representative_features(train: Any, limit: int = 256) -> Any:
+    """Calibration features for a full-integer export: the first ``limit`` training inputs."""
+    if isinstance(train, tuple):
+        x = train[0]
+        if isinstance(x, dict):
+            return {k: np.asarray(v)[:limit] for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [np.asarray(v)[:limit] for v in x]
+        return np.asarray(x)[:limit]
+    return train.take(max(1, limit // 32))
+
+
+def export_candidate(
+    model: keras.Model,
+    candidate: Candidate,
+    path: Path,
+    *,
+    runtime: str,
+    representative: Any,
+) -> ExportResult:
+    """Export ``model`` as ``candidate`` says, to ``path`` (``.tflite`` file or directory).
+
+    Quality is judged by the search on the validation data, so the export's own drift check
+    is off (``drift="ignore"``).
+    """
+    if runtime == "saved_model":
+        return export_saved_model(model, path)
+    mode = candidate.quantization
+    return export_tflite(
+        model,
+        path,
+        mode,
+        representative_data=representative if mode == "int8" and not candidate.qat else None,
+        drift="ignore",
+    )

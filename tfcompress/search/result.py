@@ -1,0 +1,236 @@
+"""What `compress` returns: every candidate tried with its measurements
+(:class:`CandidateResult`), the chosen one, the Pareto front, and the report
+(:class:`CompressionResult`).
+
+Example:
+    >>> result = tfcompress.compress(model, (x, y), max_loss=0.002)  # doctest: +SKIP
+    >>> print(result.to_markdown())  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from tfcompress.evaluation import BenchmarkReport, pareto_front
+from tfcompress.evaluation.statistics import PairedDifference
+from tfcompress.export.manifest import atomic_write_text
+from tfcompress.search.space import Candidate, SearchSettings
+
+__all__ = ["CandidateResult", "CompressionResult"]
+
+
+@dataclasses.dataclass
+class CandidateResult:
+    """One candidate and what it measured.
+
+    Attributes:
+        candidate: what was built.
+        path: its exported file (None when it was rejected before export).
+        difference: its quality against the original on the validation data (paired, with CI).
+        accepted: whether it keeps quality under the search's rule.
+        bytes: size of the exported artifact.
+        flops: FLOPs of one example through its Keras model (None if not counted).
+        seconds: wall time spent building and measuring it (0 when it came from the cache).
+        cached: whether it came from the cache of an earlier call.
+        note: why it was rejected early, or what else happened.
+        stage: ``"export"`` (the exported file was judged) or ``"keras"`` (the float Keras
+            model of a shrink ratio, judged before any export: the bisection's early rejection).
+    """
+
+    candidate: Candidate
+    path: str | None
+    difference: PairedDifference
+    accepted: bool
+    bytes: int | None = None
+    flops: int | None = None
+    seconds: float = 0.0
+    cached: bool = False
+    note: str = ""
+    stage: str = "export"
+
+    @property
+    def name(self) -> str:
+        """The candidate's name; ``"<name> (keras)"`` for a float model judged before export."""
+        return self.candidate.name + (" (keras)" if self.stage == "keras" else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "candidate": self.candidate.get_config(),
+            "name": self.name,
+            "path": self.path,
+            "difference": self.difference.to_dict(),
+            "accepted": self.accepted,
+            "bytes": self.bytes,
+            "flops": self.flops,
+            "seconds": round(self.seconds, 3),
+            "note": self.note,
+            "stage": self.stage,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, cached: bool = False) -> CandidateResult:
+        return cls(
+            candidate=Candidate.from_config(data["candidate"]),
+            path=data.get("path"),
+            difference=PairedDifference.from_dict(data["difference"]),
+            accepted=bool(data["accepted"]),
+            bytes=data.get("bytes"),
+            flops=data.get("flops"),
+            seconds=0.0 if cached else float(data.get("seconds", 0.0)),
+            cached=cached,
+            note=data.get("note", ""),
+            stage=data.get("stage", "export"),
+        )
+
+
+@dataclasses.dataclass
+class CompressionResult:
+    """The outcome of :func:`tfcompress.compress`.
+
+    Attributes:
+        chosen: the candidate that keeps quality and is best on the objective (None when
+            none does; then :attr:`path` is the float baseline's export).
+        path: the chosen model's exported file.
+        baseline: the float export of the original model (the reference of every Δ).
+        candidates: every candidate tried, in the order tried.
+        report: the side-by-side benchmark of the baseline and every exported candidate, from
+            one run (size, latency, quality).
+        settings: the search's settings.
+        seconds: the search's wall time.
+        trained: how many candidates were fine-tuned (not from the cache).
+        stopped: why the search stopped early (budget), or ``""``.
+    """
+
+    chosen: CandidateResult | None
+    path: str
+    baseline: CandidateResult
+    candidates: list[CandidateResult]
+    report: BenchmarkReport
+    settings: SearchSettings
+    seconds: float
+    trained: int
+    stopped: str = ""
+
+    def objective_value(self, result: CandidateResult) -> float | None:
+        """The objective of ``result`` as measured (bytes, ms, or FLOPs; lower is better)."""
+        objective = self.settings.objective
+        if objective == "size":
+            return None if result.bytes is None else float(result.bytes)
+        if objective == "flops":
+            return None if result.flops is None else float(result.flops)
+        if result.name not in self.report.names:
+            return None
+        latency = self.report.row(result.name).latency_ms
+        batches = sorted(latency)
+        batch = batches[0] if objective == "latency_b1" else batches[-1]
+        value = latency.get(batch, {}).get("median")
+        return None if value is None else float(value)
+
+    @property
+    def front(self) -> list[CandidateResult]:
+        """The Pareto front of (objective, quality loss at the CI's worst end), best first."""
+        measured = [r for r in [self.baseline, *self.candidates] if r.path is not None]
+        points = [(self.objective_value(r), r.difference.worst_loss()) for r in measured]
+        keep = [i for i, (cost, _) in enumerate(points) if cost is not None]
+        front = pareto_front(
+            [(points[i][0], points[i][1]) for i in keep], higher_quality_is_better=False
+        )
+        return [measured[keep[i]] for i in front]
+
+    def ratios(self) -> dict[str, Any]:
+        """The chosen model against the float baseline: ``size_x``, ``speed_x`` per batch."""
+        if self.chosen is None:
+            return {}
+        return self.report.ratios(self.baseline.name)[self.chosen.name]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "chosen": None if self.chosen is None else self.chosen.name,
+            "path": self.path,
+            "settings": dataclasses.asdict(self.settings),
+            "seconds": round(self.seconds, 1),
+            "trained": self.trained,
+            "stopped": self.stopped,
+            "baseline": self.baseline.to_dict(),
+            "candidates": [c.to_dict() for c in self.candidates],
+            "front": [c.name for c in self.front],
+            "ratios": self.ratios(),
+            "report": self.report.to_dict(),
+        }
+
+    def to_json(self) -> str:
+        """The result as a JSON string."""
+        return json.dumps(self.to_dict(), indent=2, default=str)
+
+    def save_json(self, path: str | os.PathLike) -> str:
+        """Write :meth:`to_json` to ``path`` atomically; returns the path."""
+        atomic_write_text(Path(path), self.to_json())
+        return str(path)
+
+    def _rows(self) -> list[list[str]]:
+        rows = []
+        for r in [self.baseline, *self.candidates]:
+            value = self.objective_value(r)
+            verdict = "baseline" if r is self.baseline else ("keeps" if r.accepted else "loses")
+            if self.chosen is not None and r is self.chosen:
+                verdict = "**chosen**"
+            rows.append(
+                [
+                    r.name,
+                    f"{r.difference.variant:.4f}",
+                    "" if r is self.baseline else str(r.difference),
+                    "" if r.bytes is None else f"{r.bytes:,}",
+                    "" if value is None else f"{value:.4g}",
+                    verdict + (" (cached)" if r.cached else ""),
+                    r.note,
+                ]
+            )
+        return rows
+
+    def to_markdown(self) -> str:
+        """The candidates as a Markdown table, with the rule and the chosen model's ratios."""
+        s = self.settings
+        metric = s.metric
+        head = ["candidate", metric, f"Δ{metric} ± CI", "bytes", s.objective, "verdict", "note"]
+        lines = [
+            f"compress: max loss {s.max_loss} {metric} (rule {s.rule!r}: "
+            + (
+                "the 95% CI's worst end of Δ within the tolerance"
+                if s.rule == "ci"
+                else "the point estimate of Δ within the tolerance"
+            )
+            + f"), objective {s.objective}, runtime {s.runtime}",
+            "",
+            "| " + " | ".join(head) + " |",
+            "|" + "---|" * len(head),
+        ]
+        lines += [
+            "| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in self._rows()
+        ]
+        d = self.baseline.difference
+        lines += [
+            "",
+            f"{d.n} validation examples"
+            + ("" if d.n_positives is None else f", {d.n_positives} positives")
+            + f"; Δ by {d.method}; {len(self.candidates)} candidates, {self.trained} fine-tuned, "
+            f"{self.seconds:.0f} s" + (f"; stopped: {self.stopped}" if self.stopped else ""),
+        ]
+        if self.chosen is not None:
+            rat = self.ratios()
+            speed = ", ".join(
+                f"{v:.2f}x at batch {b}" for b, v in sorted(rat.get("speed_x", {}).items()) if v
+            )
+            lines.append(
+                f"chosen: {self.chosen.name}, {rat.get('size_x', 0):.2f}x smaller, faster {speed};"
+                f" Δ{metric} {self.chosen.difference}"
+            )
+        else:
+            lines.append("chosen: none keeps quality; the float baseline is returned")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.to_markdown()

@@ -1,0 +1,232 @@
+"""What `compress` searches: a :class:`Candidate` (shrink ratio, quantization, QAT) and the
+settings of one search (:class:`SearchSettings`), each validated where it is built.
+
+Example:
+    >>> from tfcompress.search.space import Candidate
+    >>> Candidate(shrink=0.5, quantization="int8").name
+    'shrink0.50+int8'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import re
+from typing import Any
+
+__all__ = [
+    "METRICS",
+    "OBJECTIVES",
+    "RULES",
+    "RUNTIMES",
+    "Candidate",
+    "SearchSettings",
+    "parse_budget",
+]
+
+#: What `compress` minimises among the candidates that keep quality.
+OBJECTIVES = ("latency", "latency_b1", "size", "flops")
+#: Where the chosen model runs.
+RUNTIMES = ("tflite", "saved_model")
+#: How "keeps quality" is decided (see PairedDifference.keeps_quality).
+RULES = ("ci", "point")
+#: Quality metrics `compress` can hold (binary: auc/logloss/accuracy; multiclass: accuracy).
+METRICS = ("auc", "logloss", "accuracy")
+#: The settings a candidate's build depends on (its cache key); the rest only judge it.
+_BUILD_FIELDS = ("runtime", "epochs", "learning_rate", "student_loss_weight", "seed")
+#: TFLite modes a candidate may export with (None: float32).
+_QUANTIZATIONS = (None, "dynamic", "int8", "float16")
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """One point of the search space.
+
+    Attributes:
+        shrink: structured shrink ratio of the hidden units/heads/dims (0: the model as is);
+            the shrunk model is fine-tuned distilling from the teacher.
+        quantization: the TFLite mode (None: float32; ``"dynamic"``, ``"int8"``,
+            ``"float16"``). Ignored for ``runtime="saved_model"``.
+        qat: fine-tune with quantization-aware training before an ``"int8"`` export.
+        keep_float: layers left float in QAT (the ones ``sensitivity`` ranks worst).
+        skip: layers not shrunk (the ones ``sensitivity`` ranks worst for pruning).
+
+    Example:
+        >>> Candidate(quantization="int8").name
+        'ptq-int8'
+    """
+
+    shrink: float = 0.0
+    quantization: str | None = None
+    qat: bool = False
+    keep_float: tuple[str, ...] = ()
+    skip: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if (
+            isinstance(self.shrink, bool)
+            or not isinstance(self.shrink, (int, float))
+            or not 0.0 <= float(self.shrink) < 1.0
+        ):
+            raise ValueError(
+                f"`shrink` must be a ratio in [0, 1), received {self.shrink!r}; e.g. 0.5 "
+                "removes half of each hidden layer's units."
+            )
+        object.__setattr__(self, "shrink", round(float(self.shrink), 4))
+        if self.quantization not in _QUANTIZATIONS:
+            raise ValueError(
+                f"`quantization` must be one of {_QUANTIZATIONS}, received {self.quantization!r}."
+            )
+        if not isinstance(self.qat, bool):
+            raise TypeError(f"`qat` must be a bool, received {self.qat!r}.")
+        if self.qat and self.quantization != "int8":
+            raise ValueError(
+                f"`qat=True` exports full int8; received quantization={self.quantization!r}. "
+                'Pass quantization="int8".'
+            )
+        for field in ("keep_float", "skip"):
+            names = getattr(self, field)
+            if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+                raise TypeError(f"`{field}` must be a sequence of layer names, received {names!r}.")
+            object.__setattr__(self, field, tuple(sorted(names)))
+
+    @property
+    def name(self) -> str:
+        """A short unique display name, e.g. ``"shrink0.50+qat-int8"``."""
+        parts = []
+        if self.shrink:
+            parts.append(f"shrink{self.shrink:.2f}")
+        if self.quantization:
+            mode = f"qat-{self.quantization}" if self.qat else self.quantization
+            parts.append(mode if parts else f"{'' if self.qat else 'ptq-'}{mode}")
+        name = "+".join(parts) or "float"
+        if self.skip or self.keep_float:
+            # the layer lists are part of the identity: hash them into the name
+            digest = hashlib.sha256(repr((self.skip, self.keep_float)).encode()).hexdigest()
+            name += f"~{digest[:6]}"
+        return name
+
+    @property
+    def trains(self) -> bool:
+        """Whether building it fine-tunes (shrinking or QAT), the expensive part of a search."""
+        return bool(self.shrink) or self.qat
+
+    def get_config(self) -> dict[str, Any]:
+        """The fields as plain JSON types."""
+        return {
+            "shrink": self.shrink,
+            "quantization": self.quantization,
+            "qat": self.qat,
+            "keep_float": list(self.keep_float),
+            "skip": list(self.skip),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Candidate:
+        """Build from :meth:`get_config`'s dict."""
+        return cls(
+            shrink=config.get("shrink", 0.0),
+            quantization=config.get("quantization"),
+            qat=config.get("qat", False),
+            keep_float=tuple(config.get("keep_float", ())),
+            skip=tuple(config.get("skip", ())),
+        )
+
+
+_BUDGET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h)?\s*$", re.IGNORECASE)
+_UNIT = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}
+
+
+def parse_budget(budget: Any) -> float | None:
+    """Seconds from ``None`` (no limit), a number of seconds, or ``"90s"``/``"20m"``/``"1.5h"``.
+
+    Example:
+        >>> parse_budget("20m")
+        1200.0
+    """
+    if budget is None:
+        return None
+    if isinstance(budget, bool):
+        raise TypeError(f"`budget` must be seconds or a string like '20m', received {budget!r}.")
+    if isinstance(budget, (int, float)):
+        seconds = float(budget)
+    elif isinstance(budget, str) and (match := _BUDGET.match(budget)):
+        seconds = float(match.group(1)) * _UNIT[(match.group(2) or "s").lower()]
+    else:
+        raise ValueError(
+            f"`budget` must be seconds or a duration like '90s', '20m', '1.5h', received "
+            f"{budget!r}."
+        )
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"`budget` must be a positive duration, received {budget!r}.")
+    return seconds
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSettings:
+    """The settings of one `compress` call that decide its candidates' results (and so their
+    cache keys).
+
+    Attributes:
+        metric: the quality metric held (``"auc"``, ``"logloss"``, ``"accuracy"``).
+        max_loss: the tolerated quality loss (in the metric's units, > 0... < 1).
+        rule: ``"ci"`` (the CI's worst end within ``max_loss``) or ``"point"``.
+        objective: what is minimised among the candidates that keep quality.
+        runtime: ``"tflite"`` or ``"saved_model"``.
+        epochs: fine-tune epochs of every trained candidate.
+        learning_rate: fine-tune learning rate (Adam).
+        max_shrink: the largest shrink ratio tried.
+        steps: bisection steps on the shrink ratio.
+        student_loss_weight: weight of the label loss in each distilled fine-tune.
+        seed: seeds the fine-tunes and the bootstrap.
+    """
+
+    metric: str = "auc"
+    max_loss: float = 0.001
+    rule: str = "ci"
+    objective: str = "latency"
+    runtime: str = "tflite"
+    epochs: int = 2
+    learning_rate: float = 1e-3
+    max_shrink: float = 0.875
+    steps: int = 3
+    student_loss_weight: float = 0.5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for field, choices in (
+            ("metric", METRICS),
+            ("rule", RULES),
+            ("objective", OBJECTIVES),
+            ("runtime", RUNTIMES),
+        ):
+            value = getattr(self, field)
+            if value not in choices:
+                raise ValueError(f"`{field}` must be one of {choices}, received {value!r}.")
+        _real(self, "max_loss", 0.0, 1.0, "e.g. max_loss=0.001 (0.1 AUC point)")
+        _real(self, "learning_rate", 0.0, 1.0, "e.g. learning_rate=1e-3")
+        _real(self, "max_shrink", 0.0, 0.99, "e.g. max_shrink=0.875")
+        _real(self, "student_loss_weight", -1e-12, 1.0 + 1e-12, "e.g. 0.5")
+        for field, low in (("epochs", 1), ("steps", 1), ("seed", 0)):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"`{field}` must be an int >= {low}, received {value!r}.")
+
+    def fingerprint(self) -> str:
+        """sha256 of the settings that change what a candidate's build produces (part of the
+        cache key). The others (metric, tolerance, rule, objective, the bisection's extent)
+        only change how the cached outputs are judged, so changing them reuses the cache."""
+        build = {k: getattr(self, k) for k in _BUILD_FIELDS}
+        return hashlib.sha256(json.dumps(build, sort_keys=True).encode()).hexdigest()
+
+
+def _real(settings: SearchSettings, field: str, low: float, high: float, fix: str) -> None:
+    value = getattr(settings, field)
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    if not ok or not low < float(value) <= high:
+        raise ValueError(
+            f"`{field}` must be a number in ({low:g}, {high:g}], received {value!r}; {fix}."
+        )
+    object.__setattr__(settings, field, float(value))
