@@ -85,3 +85,10 @@ def test_every_report_to_json_returns_a_json_string(report):
     text = report.to_json()
     assert isinstance(text, str)
     assert json.loads(text) == json.loads(json.dumps(report.to_dict(), default=str))
+
+
+def test_a_pipe_in_an_export_name_does_not_split_the_parity_table():
+    report = RunReport("demo", ".", parity={"m|int8": {"max_abs_diff": 0.002, "examples": 50}})
+    lines = report.to_markdown().splitlines()
+    head = lines.index("| variant | parity max abs diff | Δ quality | n examples | note |")
+    assert lines[head + 2] == "| m\\|int8 | 2.00e-03 | — | 50 |  |"

@@ -271,9 +271,8 @@ class RunReport:
             "",
             "## Exports (parity with the Keras model)",
             "",
-            "| variant | parity max abs diff | Δ quality | n examples | note |",
-            "|---|---|---|---|---|",
         ]
+        rows = []
         notes: list[str] = []
         for name, p in self.parity.items():
             delta = p.get("quality_delta")
@@ -283,11 +282,11 @@ class RunReport:
             if p.get("drift_flag"):
                 notes.append(f"[{len(notes) + 1}] `{name}`: {p['drift_flag']}")
                 note = f"⚠ drift [{len(notes)}]"
-            lines.append(
-                f"| {name} | {'—' if diff is None else f'{diff:.2e}'} | {shown} | "
-                f"{_count(p.get('examples'))} | {note} |"
-            )
+            diff = "—" if diff is None else f"{diff:.2e}"
+            rows.append([name, diff, shown, _count(p.get("examples")), note])
+        head = ["variant", "parity max abs diff", "Δ quality", "n examples", "note"]
         lines += [
+            markdown_table(head, rows),
             "",
             "Δ quality: the export's exact quality minus its Keras model's, on the same "
             "test examples.",
