@@ -313,7 +313,7 @@ def test_log_ticks_are_readable(lo, hi, expected):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from tfcompress.evaluation.tradeoff import _fmt_bytes, _fmt_ms, _log_ticks
+    from tfcompress.evaluation._tradeoff_draw import _fmt_bytes, _fmt_ms, _log_ticks
 
     fig = Figure()
     FigureCanvasAgg(fig)
