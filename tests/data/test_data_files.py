@@ -505,7 +505,9 @@ def test_every_option_an_error_recommends_is_accepted_by_its_loader_and_the_reci
     """Grep the loaders' messages for recommended options (``pass numeric_fill='mean'``,
     ``list it in categorical=``): each must be a keyword of that loader and a recipe key."""
     from tfcompress.data import (
+        _csv_args,
         _csv_build,
+        _csv_kinds,
         _csv_scan,
         csv_loader,
         files,
@@ -517,7 +519,7 @@ def test_every_option_an_error_recommends_is_accepted_by_its_loader_and_the_reci
 
     data_keys = set(DataSpec.__dataclass_fields__)
     modules = {
-        "csv": [csv_loader, _csv_build, _csv_scan, inference],
+        "csv": [csv_loader, _csv_args, _csv_build, _csv_kinds, _csv_scan, inference],
         "movielens": [movielens],
         "libfm": [libfm, inference],
         "any": [files],

@@ -8,8 +8,6 @@ Example:
 
 from __future__ import annotations
 
-import logging
-import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -21,187 +19,17 @@ from tfcompress.data._common import (
     SPLIT_MODES,
     build_task,
     check_common,
-    check_int,
     check_path,
     check_split_mode,
-    split_rows,
 )
+from tfcompress.data._csv_args import TIMESTAMP_FEATURES as TIMESTAMP_FEATURES  # re-exported
+from tfcompress.data._csv_args import check_options, column_roles, columns_arg, per_column
 from tfcompress.data._csv_build import Build, feature_name, gather
+from tfcompress.data._csv_kinds import decide, split_parts
 from tfcompress.data._csv_scan import Buffer, Column, CsvFile, read_labels
 from tfcompress.data.schema import Schema, TaskData
 
 __all__ = ["load_csv"]
-
-_log = logging.getLogger("tfcompress")
-
-#: ``timestamp_features`` values.
-TIMESTAMP_FEATURES = ("hour_weekday", "drop")
-_USER_NAMES = ("user", "user_id", "userid", "uid", "customer_id", "client_id", "visitor_id")
-
-
-def _columns_arg(value: Any, arg: str) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value]
-    if not isinstance(value, Sequence) or not all(isinstance(c, str) for c in value):
-        raise TypeError(
-            f"{arg} must be a list of column names, received {value!r}; pass e.g. {arg}=['price']."
-        )
-    return list(value)
-
-
-def _per_column(value: Any, arg: str, example: str) -> dict[str, int] | int | None:
-    if value is None:
-        return None
-    if isinstance(value, Mapping):
-        return {str(k): check_int(v, f"{arg}[{k!r}]", 1, example) for k, v in value.items()}
-    return check_int(value, arg, 1, example)
-
-
-def _check_options(
-    task: Any,
-    delimiter: Any,
-    separator: Any,
-    header: Any,
-    numeric_fill: Any,
-    timestamp_features: Any,
-    strict: Any,
-    hash_threshold: Any,
-    sequence_length: Any,
-) -> None:
-    if task not in ("binary", "multiclass"):
-        raise ValueError(f"task must be 'binary' or 'multiclass', received {task!r}.")
-    for arg, value in (("delimiter", delimiter), ("sequence_separator", separator)):
-        if not isinstance(value, str) or not value:
-            raise ValueError(f"{arg} must be a non-empty string, received {value!r}.")
-    if len(delimiter) != 1:
-        raise ValueError(f"delimiter must be one character, received {delimiter!r}; e.g. ','.")
-    if separator == delimiter:
-        raise ValueError(
-            f"sequence_separator {separator!r} equals the delimiter; pick another, "
-            "e.g. sequence_separator='|'."
-        )
-    if not isinstance(header, bool) and (
-        isinstance(header, str)
-        or not isinstance(header, Sequence)
-        or not header
-        or not all(isinstance(h, str) for h in header)
-    ):
-        raise TypeError(
-            f"header must be True (the first row names the columns), False (no header row: "
-            f"columns col_1..col_N) or a list of column names, received {header!r}; pass e.g. "
-            "header=['label', 'I1', 'C1']."
-        )
-    check_int(sequence_length, "sequence_length", 1, "20")
-    if hash_threshold is not None:
-        check_int(hash_threshold, "hash_threshold", 1, "100_000")
-    if (
-        numeric_fill is not None
-        and numeric_fill != "mean"
-        and (
-            isinstance(numeric_fill, bool)
-            or not isinstance(numeric_fill, (int, float))
-            or not math.isfinite(numeric_fill)
-        )
-    ):
-        raise ValueError(
-            f"numeric_fill must be None, 'mean' or a finite number, received {numeric_fill!r}; "
-            "pass e.g. numeric_fill='mean'."
-        )
-    if timestamp_features not in TIMESTAMP_FEATURES:
-        raise ValueError(
-            f"timestamp_features must be one of {list(TIMESTAMP_FEATURES)}, received "
-            f"{timestamp_features!r}; pass e.g. timestamp_features='hour_weekday'."
-        )
-    if not isinstance(strict, bool):
-        raise TypeError(f"strict must be True or False, received {strict!r}.")
-
-
-def _decide(col: Column) -> tuple[str, str, float | None]:
-    """``(kind, reason, epoch scale)`` of a column from what the pass saw.
-
-    ``kind`` is ``"numeric"``, ``"categorical"``, ``"timestamp"``, ``"sequence"`` or
-    ``"undecided"`` (an integer column settled on the train split by
-    :func:`inference.looks_unordered`).
-    """
-    present = col.rows - col.missing
-    if col.role in _LISTED:
-        return _decide_listed(col, present)
-    if not present:
-        return "categorical", "every cell is empty", None
-    if col.numeric:
-        return _decide_numbers(col, present)
-    return _decide_text(col)
-
-
-_LISTED = ("sequence", "numeric", "categorical", "timestamp")
-
-
-def _decide_listed(col: Column, present: int) -> tuple[str, str, float | None]:
-    """A column the caller listed in ``sequence=``, ``numeric=``, ``categorical=``, ..."""
-    if col.role == "sequence":
-        return "sequence", "listed in sequence=", None
-    if col.role == "numeric":
-        return "numeric", "listed in numeric=", None
-    if col.role == "categorical":
-        listed = "hash_buckets" if col.hashed == "hash_buckets" else "categorical"
-        return "categorical", f"listed in {listed}=", None
-    scale = None
-    if col.numeric and present:
-        scale = inference.epoch_scale(col.low, col.high)
-        if scale is None:
-            raise ValueError(
-                f"{col.path}: timestamp column {col.name!r} holds numbers "
-                f"{col.low:g}..{col.high:g}, neither epoch seconds nor milliseconds; remove it "
-                "from timestamps=."
-            )
-    return "timestamp", "listed in timestamps=", scale
-
-
-def _decide_numbers(col: Column, present: int) -> tuple[str, str, float | None]:
-    """An unlisted column whose every present cell is a number."""
-    scale = inference.epoch_scale(col.low, col.high) if col.integer else None
-    if scale is not None and inference.is_time_name(col.name):
-        return "timestamp", "time-like name, epoch values", scale
-    if not col.integer:
-        return "numeric", "numbers", None
-    if inference.is_id_name(col.name):
-        return "categorical", "integer ids (id-like name)", None
-    distinct = col.distinct()
-    many = col.limit if distinct is None else distinct
-    if present >= 50 and many >= 0.5 * present:
-        return "categorical", f"integer ids ({many}+ distinct in {present} rows)", None
-    return "undecided", "", None
-
-
-def _decide_text(col: Column) -> tuple[str, str, float | None]:
-    """An unlisted column with text cells (or a non-finite number, or ids beyond 2^53)."""
-    name = col.name
-    if col.nonfinite is not None:
-        line, value = col.nonfinite
-        raise ValueError(
-            f"{col.path} line {line}: value {value!r} in column {name!r} is not a finite number, "
-            "but every other value of the column is a number (it would silently become a "
-            "categorical column of text); replace it with an empty cell and pass "
-            "numeric_fill= (or a finite number), or list the column in categorical= to read "
-            "its values as categories."
-        )
-    if col.big_id is not None:
-        line, value = col.big_id
-        _log.info(
-            "%s line %d: column %r holds integer ids beyond 2^53 (%s) that a float cannot tell "
-            "apart; kept as categorical text so they stay distinct (numeric= makes them "
-            "rounded numbers).",
-            col.path,
-            line,
-            name,
-            value,
-        )
-        return "categorical", "integer ids beyond 2^53 (kept as text, distinct)", None
-    if col.iso:
-        return "timestamp", "ISO date-times", None
-    return "categorical", "text", None
 
 
 def load_csv(
@@ -330,7 +158,7 @@ def load_csv(
     fractions = check_common(batch_size, split, seed)
     if not isinstance(label, str) or not label:
         raise TypeError(f"label must be the label column's name, received {label!r}.")
-    _check_options(
+    check_options(
         task,
         delimiter,
         sequence_separator,
@@ -343,7 +171,7 @@ def load_csv(
     )
     check_split_mode(split_mode, SPLIT_MODES, "a CSV file")
     lists = {
-        arg: _columns_arg(value, arg)
+        arg: columns_arg(value, arg)
         for arg, value in (
             ("numeric", numeric),
             ("categorical", categorical),
@@ -354,15 +182,15 @@ def load_csv(
     }
     if hash_buckets is not None and not isinstance(hash_buckets, Mapping):
         raise TypeError(f"hash_buckets must be a dict {{column: n}}, received {hash_buckets!r}.")
-    buckets: dict[str, int] = _per_column(hash_buckets or {}, "hash_buckets", "1000")  # type: ignore[assignment]
-    caps = _per_column(max_vocab, "max_vocab", "10000")
+    buckets: dict[str, int] = per_column(hash_buckets or {}, "hash_buckets", "1000")  # type: ignore[assignment]
+    caps = per_column(max_vocab, "max_vocab", "10000")
     for arg, value in (("time_column", time_column), ("user_column", user_column)):
         if value is not None and (not isinstance(value, str) or not value):
             raise TypeError(f"{arg} must be a column name, received {value!r}.")
 
     reader = CsvFile(path, delimiter, header)
     names = reader.read_header()
-    roles = _roles(names, label, lists, buckets, caps, time_column, user_column, reader)
+    roles = column_roles(names, label, lists, buckets, caps, time_column, user_column, reader)
 
     # ------------------------------------------------------------------ the pass
     columns = {
@@ -395,8 +223,8 @@ def load_csv(
         if num_classes < 2:
             raise ValueError(f"{path}: every label is 0; multiclass needs at least 2 classes.")
 
-    decided = {col: _decide(c) for col, c in columns.items()}
-    parts, split_column = _split(
+    decided = {col: decide(c) for col, c in columns.items()}
+    parts, split_column = split_parts(
         path, split_mode, n, fractions, seed, columns, decided, time_column, user_column
     )
     train_rows = parts["train"]
@@ -480,135 +308,3 @@ def load_csv(
     return build_task(
         arrays, schema, batch_size=batch_size, seed=seed, info=info, fractions=fractions
     )
-
-
-def _roles(
-    names: list[str],
-    label: str,
-    lists: dict[str, list[str]],
-    buckets: dict[str, int],
-    caps: Any,
-    time_column: str | None,
-    user_column: str | None,
-    reader: CsvFile,
-) -> dict[str, str]:
-    """``{column: role}`` for every column but the label and the dropped ones."""
-    base = os.path.basename(reader.path)
-
-    def in_header(col: str, arg: str) -> None:
-        if col not in names:
-            raise ValueError(
-                f"column {col!r} (given in {arg}=) not in header of {base} ({reader.path} line "
-                f"{max(reader.header_line, 1)}); header has {names}. Fix the name or pass the "
-                f"right delimiter= (now {reader.delimiter!r}) or header=."
-            )
-
-    in_header(label, "label")
-    listed: dict[str, str] = {}
-    for arg in ("numeric", "categorical", "sequence", "timestamps", "hash_buckets", "drop"):
-        cols = list(buckets) if arg == "hash_buckets" else lists[arg]
-        for col in cols:
-            in_header(col, arg)
-            if col == label:
-                raise ValueError(f"column {col!r} is the label; remove it from {arg}=.")
-            if col in listed and arg != "hash_buckets":
-                raise ValueError(
-                    f"column {col!r} is listed in both {listed[col]}= and {arg}=; keep one."
-                )
-            if arg == "hash_buckets" and listed.get(col) in ("numeric", "timestamps", "drop"):
-                raise ValueError(
-                    f"column {col!r} is in {listed[col]}= and hash_buckets=; only categorical "
-                    "or sequence columns can be hashed."
-                )
-            listed.setdefault(col, arg)
-    if isinstance(caps, dict):
-        for col in caps:
-            in_header(col, "max_vocab")
-    for arg, col in (("time_column", time_column), ("user_column", user_column)):
-        if col is not None:
-            in_header(col, arg)
-            if col in lists["drop"] or col == label:
-                raise ValueError(
-                    f"{arg}={col!r} is {'the label' if col == label else 'dropped'}; pick "
-                    "another column."
-                )
-    role_of = {
-        "numeric": "numeric",
-        "categorical": "categorical",
-        "sequence": "sequence",
-        "timestamps": "timestamp",
-        "hash_buckets": "categorical",
-    }
-    return {
-        col: role_of.get(listed.get(col, ""), "auto")
-        for col in names
-        if col != label and col not in lists["drop"]
-    }
-
-
-def _split(
-    path: str,
-    mode: str,
-    n: int,
-    fractions: Sequence[float],
-    seed: int,
-    columns: dict[str, Column],
-    decided: dict[str, tuple[str, str, float | None]],
-    time_column: str | None,
-    user_column: str | None,
-) -> tuple[dict[str, np.ndarray], str | None]:
-    """The rows of each split, and the column the split followed (None for random)."""
-    if mode == "random":
-        return split_rows(mode, n, fractions, seed), None
-    if mode == "time":
-        col = time_column
-        if col is None:
-            full = [
-                c
-                for c, (kind, _, _) in decided.items()
-                if kind == "timestamp" and not columns[c].missing
-            ]
-            if len(full) != 1:
-                stamps = [c for c, (kind, _, _) in decided.items() if kind == "timestamp"]
-                raise ValueError(
-                    f"{path}: split_mode='time' needs the time of each row; "
-                    f"{'several' if full else 'no'} timestamp columns without empty cells "
-                    f"(timestamp columns: {stamps}); pass time_column='<column>' (recipe "
-                    '[data]: time_column = "<column>").'
-                )
-            col = full[0]
-        column = columns[col]
-        kind, _, scale = decided[col]
-        if kind not in ("timestamp", "numeric", "undecided"):
-            raise ValueError(
-                f"{path}: time_column={col!r} is {kind}, not a timestamp or number; pass a "
-                "date-time column as time_column=."
-            )
-        if column.missing:
-            raise ValueError(
-                f"{path} line {column.first_missing}: time_column={col!r} has an empty cell; "
-                "fill the times or pick another time_column=."
-            )
-        times = _peek_times(column, kind, scale)
-        return split_rows(mode, n, fractions, seed, times=times), col
-    col = user_column
-    if col is None:
-        found = [c for c in columns if c.lower() in _USER_NAMES]
-        if len(found) != 1:
-            raise ValueError(
-                f"{path}: split_mode='by_user' needs the user of each row; no column is named "
-                f"like a user ({', '.join(_USER_NAMES)}); pass user_column='<column>' (recipe "
-                "[data]: user_column = \"<column>\"), e.g. user_column='ip'."
-            )
-        col = found[0]
-    column = columns[col]
-    buffer = next(b for b in (column.ids, column.floats, column.times) if b is not None)
-    groups = buffer.view()
-    return split_rows(mode, n, fractions, seed, groups=groups), col
-
-
-def _peek_times(column: Column, kind: str, scale: float | None) -> np.ndarray:
-    """The time column's values (seconds, or numbers) without freeing the chunks."""
-    buffer = column.times if kind == "timestamp" and scale is None else column.floats
-    assert buffer is not None
-    return buffer.view()
