@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tfcompress._text import markdown_table
 from tfcompress.evaluation import BenchmarkReport, pareto_front
 from tfcompress.evaluation.statistics import PairedDifference
 from tfcompress.export.manifest import atomic_write_text
@@ -205,11 +206,7 @@ class CompressionResult:
             )
             + f"), objective {s.objective}, runtime {s.runtime}",
             "",
-            "| " + " | ".join(head) + " |",
-            "|" + "---|" * len(head),
-        ]
-        lines += [
-            "| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in self._rows()
+            markdown_table(head, self._rows()),
         ]
         d = self.baseline.difference
         lines += [
