@@ -25,6 +25,7 @@ import numpy as np
 
 from tfcompress._compat import interpreter_ops
 from tfcompress._keras import check_keras_file, check_model, keras, tf
+from tfcompress._validation import check_int
 from tfcompress.evaluation.report import BenchmarkReport, BenchmarkRow
 from tfcompress.evaluation.statistics import PairedDifference, paired_difference
 from tfcompress.export.manifest import library_versions
@@ -37,7 +38,7 @@ from tfcompress.export.metrics import (
     infer_task,
     quality,
 )
-from tfcompress.export.runtime import Variant, check_int_arg, load_variant, model_input_specs
+from tfcompress.export.runtime import Variant, load_variant, model_input_specs
 
 _log = logging.getLogger("tfcompress")
 
@@ -71,7 +72,7 @@ def tflite_runtime(variant: Variant, num_threads: int | None = None) -> dict[str
             f"received {variant!r:.80}."
         )
     if num_threads is not None:
-        check_int_arg(num_threads, "num_threads", 1)
+        check_int(num_threads, "num_threads", minimum=1)
     threads = num_threads
     try:
         ops = interpreter_ops(variant.interpreter)
@@ -103,7 +104,7 @@ def configure_threads(num_threads: int, *, warn: bool = True) -> dict[str, int]:
         >>> configure_threads(1)["intra_op"] in (0, 1)  # doctest: +SKIP
         True
     """
-    check_int_arg(num_threads, "num_threads", 1)
+    check_int(num_threads, "num_threads", minimum=1)
     if not isinstance(warn, bool):
         raise TypeError(f"`warn` must be True or False, received {warn!r}.")
     threading_cfg = tf.config.threading
@@ -329,14 +330,14 @@ def benchmark(
             f"`batch_sizes` must be a non-empty sequence of ints, received {batch_sizes!r}."
         )
     for b in batch_sizes:
-        check_int_arg(b, "batch_sizes", 1)
-    check_int_arg(warmup, "warmup", 0)
-    check_int_arg(repeats, "repeats", 1)
-    check_int_arg(num_threads, "num_threads", 1)
+        check_int(b, "batch_sizes", minimum=1)
+    check_int(warmup, "warmup", minimum=0)
+    check_int(repeats, "repeats", minimum=1)
+    check_int(num_threads, "num_threads", minimum=1)
     if not isinstance(verify, bool):
         raise TypeError(f"`verify` must be True or False, received {verify!r}.")
     if max_examples is not None:
-        check_int_arg(max_examples, "max_examples", 1)
+        check_int(max_examples, "max_examples", minimum=1)
     check_metric_names(metrics)
     # the report states TensorFlow's pool under its table when it differs (see _footer)
     threads = configure_threads(num_threads, warn=False)
@@ -459,9 +460,12 @@ def _paired(
     for m, value in row.quality.items():
         if value is None:
             continue
-        deltas[m] = paired_difference(
-            m, labels, base_out, out, level=PAIRED_LEVEL, n_boot=PAIRED_BOOT, seed=0
-        )
+        try:
+            deltas[m] = paired_difference(
+                m, labels, base_out, out, level=PAIRED_LEVEL, n_boot=PAIRED_BOOT, seed=0
+            )
+        except ValueError as e:  # e.g. non-finite outputs: the row keeps its figures
+            _log.warning("benchmark: no paired interval for %r, %s: %s", row.name, m, e)
     return deltas
 
 
