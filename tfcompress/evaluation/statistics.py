@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from tfcompress.export.metrics import _probabilities, check_metric_names, metric_k, quality
+from tfcompress.export.metrics import check_metric_names, metric_k, probabilities, quality
 
 __all__ = [
     "PairedDifference",
@@ -264,7 +264,7 @@ def _per_example(metric: str, outputs: np.ndarray, labels: np.ndarray) -> np.nda
     if metric == "auc":
         return None
     if width == 1:
-        p = _probabilities(out)
+        p = probabilities(out)
         y = np.asarray(labels, dtype=np.float64).reshape(-1)
         if metric == "logloss":
             pc = np.clip(p, 1e-7, 1 - 1e-7)
@@ -464,7 +464,7 @@ def paired_difference(
                 "columns (use accuracy, topK_accuracy or recall@K for class scores)."
             )
         _check_level(level)
-        return delong_auc_difference(y, _probabilities(base), _probabilities(var), level=level)
+        return delong_auc_difference(y, probabilities(base), probabilities(var), level=level)
     return paired_bootstrap(
         metric,
         labels,

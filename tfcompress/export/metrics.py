@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tfcompress._metrics import auc  # the one exact AUC (below data, which uses it too)
+from tfcompress._validation import check_int
 
 if TYPE_CHECKING:  # pragma: no cover
     from tfcompress._keras import keras
@@ -46,7 +47,7 @@ FEW_POSITIVES = 100
 """Below this many positives (or negatives), AUC/logloss differences between models are noise."""
 
 
-def _probabilities(scores: np.ndarray) -> np.ndarray:
+def probabilities(scores: np.ndarray) -> np.ndarray:
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
     if s.min(initial=0.0) < 0.0 or s.max(initial=0.0) > 1.0:  # logits
         s = 1.0 / (1.0 + np.exp(-s))
@@ -82,7 +83,7 @@ def quality(
     result: dict[str, float | None] = {}
     for m in metrics:
         if width == 1:
-            p = _probabilities(out)
+            p = probabilities(out)
             y = np.asarray(labels, dtype=np.float64).reshape(-1)
             if m == "auc":
                 result[m] = auc(y, p)
@@ -234,12 +235,12 @@ def evaluate_exact(
     """
     from tfcompress._inputs import Batch
     from tfcompress._keras import check_model
-    from tfcompress.export.runtime import check_int_arg, load_variant
+    from tfcompress.export.runtime import load_variant
 
     check_model(model, "model")
-    check_int_arg(batch_size, "batch_size", 1)
+    check_int(batch_size, "batch_size", minimum=1)
     if max_examples is not None:
-        check_int_arg(max_examples, "max_examples", 1)
+        check_int(max_examples, "max_examples", minimum=1)
     if task is not None and task not in TASKS:
         raise ValueError(f"`task` must be one of {TASKS} or None, received {task!r}.")
     check_metric_names(metrics)
