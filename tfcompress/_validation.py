@@ -290,7 +290,8 @@ def check_functional(
     if not is_functional(model):
         if not fix:
             fix = (
-                f"Apply {function} to the functional models it holds, or rebuild it with the "
+                f"Apply {function} to the functional models it holds (e.g. `distiller.student "
+                f"= tfcompress.{function}(distiller.student)`), or rebuild it with the "
                 "functional API (keras.Input ... keras.Model(inputs, outputs))."
             )
         raise ValueError(

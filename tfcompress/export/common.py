@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tfcompress.export.runtime import check_int_arg
+from tfcompress._validation import check_int
 
 __all__ = [
     "DEFAULT_PARITY_EXAMPLES",
@@ -75,7 +75,7 @@ def check_common_args(parity_tolerance: float, parity_max_examples: int, overwri
         raise ValueError(
             f"`parity_tolerance` must be a number >= 0, received {parity_tolerance!r}."
         )
-    check_int_arg(parity_max_examples, "parity_max_examples", 1)
+    check_int(parity_max_examples, "parity_max_examples", minimum=1)
     if not isinstance(overwrite, bool):
         raise TypeError(f"`overwrite` must be a bool, received {overwrite!r}.")
 

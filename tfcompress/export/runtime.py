@@ -32,6 +32,7 @@ from tfcompress._inputs import (
     random_batch,
 )
 from tfcompress._keras import check_keras_file, check_model, keras, tf
+from tfcompress._validation import check_int
 from tfcompress.export.manifest import MANIFEST_NAME, check_artifact
 
 _log = logging.getLogger("tfcompress")
@@ -362,12 +363,6 @@ class _TFLiteVariant(Variant):
         return self._interpreter
 
 
-def check_int_arg(value: Any, name: str, minimum: int) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``value`` is an int ``>= minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"`{name}` must be an int >= {minimum}, received {value!r}.")
-
-
 def load_variant(
     path_or_model: keras.Model | str | os.PathLike,
     *,
@@ -396,7 +391,7 @@ def load_variant(
         >>> v({"user_id": ids, "price": prices})["output"].shape  # doctest: +SKIP
         (32, 1)
     """
-    check_int_arg(num_threads, "num_threads", 1)
+    check_int(num_threads, "num_threads", minimum=1)
     if isinstance(path_or_model, (str, os.PathLike)):
         path = Path(path_or_model)
         if not path.exists():

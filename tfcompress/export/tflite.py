@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tfcompress._keras import check_model, keras, tf
+from tfcompress._validation import check_int
 from tfcompress.export.common import (
     DEFAULT_PARITY_EXAMPLES,
     DEFAULT_PARITY_TOLERANCE,
@@ -73,7 +74,6 @@ from tfcompress.export.runtime import (
     RANDOM_BATCH_SIZE,
     InputSpec,
     Variant,
-    check_int_arg,
     collect_examples,
     load_variant,
     model_input_specs,
@@ -386,7 +386,7 @@ def export_tflite(
     qat = is_qat_model(model)
     embeddings = resolve_subclassed(model, config.name, embeddings, qat)
     qat_int8 = config.name == "int8" and qat
-    check_int_arg(num_calibration_steps, "num_calibration_steps", 1)
+    check_int(num_calibration_steps, "num_calibration_steps", minimum=1)
     if target.exists() and not overwrite:
         raise ValueError(f"`path` {str(target)!r} exists; pass overwrite=True to replace it.")
     if target.is_dir():

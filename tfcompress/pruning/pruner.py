@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from tfcompress._compat import is_graph_network
 from tfcompress._keras import check_model, keras, tf
 from tfcompress._layers import (
     CompressionReport,
@@ -29,6 +28,7 @@ from tfcompress._layers import (
     iter_layers,
     match_layers,
 )
+from tfcompress._validation import check_functional, is_functional
 from tfcompress.pruning.callback import PruningCallback, enable_fit_pruning
 from tfcompress.pruning.masks import finalize_masks, mask_sparsity
 from tfcompress.pruning.report import (
@@ -56,12 +56,6 @@ __all__ = [
 
 _log = logging.getLogger("tfcompress")
 _STRUCTURES = {None: None, "2:4": (2, 4)}
-
-
-def _is_cloneable(model: Any) -> bool:
-    return isinstance(model, keras.Model) and (
-        isinstance(model, keras.Sequential) or is_graph_network(model)
-    )
 
 
 # ---------------------------------------------------------------------- decisions
@@ -174,7 +168,7 @@ def _fresh_copy(layer: Any, pairs: list[tuple[Any, Any]], purpose: str) -> Any:
 
 def _clone(model: keras.Model, layer_fn: Callable[[Any], Any]) -> keras.Model:
     def clone_function(layer: Any) -> Any:
-        if _is_cloneable(layer):
+        if is_functional(layer):
             return _clone(layer, layer_fn)
         return layer_fn(layer)
 
@@ -208,17 +202,6 @@ def _masked_weights(wrapper: PruneLowMagnitude) -> list[np.ndarray]:
             i = refs.index(weight.ref())
             values[i] = values[i] * np.asarray(tf.convert_to_tensor(mask)).astype(values[i].dtype)
     return values
-
-
-def _check_functional(model: keras.Model, function: str) -> None:
-    if not _is_cloneable(model):
-        raise ValueError(
-            f"{function}() needs a functional or Sequential model; '{model.name}' is a "
-            f"subclassed model ({type(model).__name__}), which Keras cannot clone. Apply "
-            f"{function} to the functional models it holds (e.g. "
-            f"`distiller.student = tfcompress.{function}(distiller.student)`), or build the "
-            "model with the functional API."
-        )
 
 
 # ---------------------------------------------------------------------- prune
@@ -362,7 +345,7 @@ def prune(
         end=end,
         frequency=frequency,
     )
-    _check_functional(model, "prune")
+    check_functional(model, "prune")
     if not model.built:
         raise ValueError(
             f"prune: model '{model.name}' is not built; build it (call it on data or give it "
@@ -388,7 +371,7 @@ def prune(
     decisions = []
     opaque: set[str] = set()  # nested subclassed models: kept as they are, contents included
     for path, layer in candidates:
-        if _is_cloneable(layer) or _covered(path, opaque):
+        if is_functional(layer) or _covered(path, opaque):
             continue
         if isinstance(layer, keras.Model):
             opaque.add(path)
@@ -539,7 +522,7 @@ def strip(model: keras.Model) -> keras.Model:
         ['d']
     """
     check_model(model, "model")
-    _check_functional(model, "strip")
+    check_functional(model, "strip")
     _finish_undone_fits(model)
     pairs: list[tuple[Any, Any]] = []
     masked_pairs: list[tuple[Any, Any]] = []

@@ -20,6 +20,7 @@ import numpy as np
 from tfcompress._compat import is_graph_network, reclass, set_variable_constraint
 from tfcompress._keras import check_model, keras, tf
 from tfcompress._layers import CompressionReport, LayerDecision, LayerFilter, match_layers
+from tfcompress._validation import check_functional
 from tfcompress.models import layers as tfc_layers
 from tfcompress.quantization import configs as qc
 from tfcompress.quantization.registry import _HANDLERS, _handler_for, _Plan
@@ -232,20 +233,6 @@ def _plan_weightless(layer: Any, scheme: QuantizationScheme, registry: Any) -> _
     return _Plan("annotate", detail, config=cfg)
 
 
-def _check_functional(model: keras.Model, what: str) -> None:
-    if not isinstance(model, keras.Sequential) and not is_graph_network(model):
-        raise ValueError(
-            f"{what}: model {model.name!r} is a subclassed model ({type(model).__name__}); "
-            "TFMOT quantizes functional and Sequential models only. Rebuild it with the "
-            "functional API (keras.Input ... keras.Model(inputs, outputs))."
-        )
-    if not model.built:
-        raise ValueError(
-            f"{what}: model {model.name!r} is not built; give it an input shape or call it "
-            "once on data first."
-        )
-
-
 def _skip_names(skip: Any) -> Any:
     """Expand SensitivityReport entries (anything with ``most_sensitive()``) into names."""
     entries = list(skip) if isinstance(skip, (list, tuple, set, frozenset)) else [skip]
@@ -314,7 +301,7 @@ def quantize(
             f"quantize: `preserve_sparsity` must be True, False or None (auto), received "
             f"{preserve_sparsity!r}."
         )
-    _check_functional(model, "quantize")
+    check_functional(model, "quantize", built=True)
     selected = None if layers is None else match_layers(model, layers, argument="layers")
     skipped: set[str] = set()
     if skip is not None:
