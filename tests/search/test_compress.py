@@ -188,3 +188,11 @@ def test_budget_and_candidate_parsing():
     # the cache key holds what changes a build, not how it is judged
     assert SearchSettings().fingerprint() != SearchSettings(epochs=3).fingerprint()
     assert SearchSettings().fingerprint() == SearchSettings(max_loss=0.002, steps=5).fingerprint()
+
+
+def test_warns_when_the_validation_set_cannot_resolve_the_tolerance(searched, caplog):
+    model, x, y, root, _ = searched
+    with caplog.at_level("WARNING", logger="tfcompress"):
+        _compress(model, x, y, root / "out", objective="size", max_loss=0.0001)  # cached: fast
+    warned = [r.getMessage() for r in caplog.records if "wider than max_loss" in r.getMessage()]
+    assert len(warned) == 1 and "validation examples would resolve it" in warned[0]

@@ -128,6 +128,7 @@ class _Search:
         self.shrunk: dict[float, keras.Model] = {}
         self.trained = 0
         self.stopped = ""
+        self.warned = False
         self.base_outputs: np.ndarray | None = None
         self.representative = representative_features(train)
 
@@ -254,12 +255,32 @@ class _Search:
 
     def _done(self, result: CandidateResult) -> None:
         self.results.append(result)
+        self._check_resolution(result.difference)
         best = self.best()
         self.say(
             f"compress: {result.name}: Δ{self.settings.metric} {result.difference} -> "
             f"{'keeps' if result.accepted else 'loses'}"
             + (" (cached)" if result.cached else "")
             + (f"; best so far {best.name} ({best.bytes:,} bytes)" if best else "")
+        )
+
+    def _check_resolution(self, difference: Any) -> None:
+        """Warn once when the validation set is too small to resolve ``max_loss``: a CI wider
+        than the tolerance rejects candidates for uncertainty, not for a measured loss."""
+        half = (difference.high - difference.low) / 2
+        if self.settings.rule != "ci" or half <= self.settings.max_loss or self.warned:
+            return
+        self.warned = True
+        needed = int(difference.n * (half / self.settings.max_loss) ** 2)
+        _log.warning(
+            "compress: the 95%% CI of Δ%s is ±%.4f on %d validation examples, wider than "
+            "max_loss %g: candidates will be rejected for uncertainty. A paired CI narrows as "
+            "1/sqrt(n): about %d validation examples would resolve it (or use rule='point').",
+            self.settings.metric,
+            half,
+            difference.n,
+            self.settings.max_loss,
+            needed,
         )
 
     # -------------------------------------------------------------------- the strategy
