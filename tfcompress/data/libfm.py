@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from tfcompress._validation import check_bool
 from tfcompress.data import inference
 from tfcompress.data._common import (
     MAX_ID,
@@ -177,8 +178,7 @@ def load_libfm(
 
 def _check_args(split_mode: Any, strict: Any, n_features: Any, max_fields: Any) -> None:
     check_split_mode(split_mode, ("random",), "libFM files (no time or user column)")
-    if not isinstance(strict, bool):
-        raise TypeError(f"strict must be True or False, received {strict!r}.")
+    check_bool(strict, "strict")
     if n_features is not None:
         check_int(n_features, "n_features", 1, "1_000_000")
         if n_features >= MAX_ID:

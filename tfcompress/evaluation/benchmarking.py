@@ -25,7 +25,7 @@ import numpy as np
 
 from tfcompress._compat import interpreter_ops
 from tfcompress._keras import check_keras_file, check_model, keras, tf
-from tfcompress._validation import check_int
+from tfcompress._validation import check_bool, check_int
 from tfcompress.evaluation.report import BenchmarkReport, BenchmarkRow
 from tfcompress.evaluation.statistics import PairedDifference, paired_difference
 from tfcompress.export.manifest import library_versions
@@ -105,8 +105,7 @@ def configure_threads(num_threads: int, *, warn: bool = True) -> dict[str, int]:
         True
     """
     check_int(num_threads, "num_threads", minimum=1)
-    if not isinstance(warn, bool):
-        raise TypeError(f"`warn` must be True or False, received {warn!r}.")
+    check_bool(warn, "warn")
     threading_cfg = tf.config.threading
     if threading_cfg.get_intra_op_parallelism_threads() != num_threads:
         try:
@@ -334,8 +333,7 @@ def benchmark(
     check_int(warmup, "warmup", minimum=0)
     check_int(repeats, "repeats", minimum=1)
     check_int(num_threads, "num_threads", minimum=1)
-    if not isinstance(verify, bool):
-        raise TypeError(f"`verify` must be True or False, received {verify!r}.")
+    check_bool(verify, "verify")
     if max_examples is not None:
         check_int(max_examples, "max_examples", minimum=1)
     check_metric_names(metrics)

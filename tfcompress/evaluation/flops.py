@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from tfcompress._keras import check_model, keras, tf
+from tfcompress._validation import check_bool
 
 __all__ = ["count_flops"]
 
@@ -122,8 +123,7 @@ def count_flops(
     check_model(model, "model")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"count_flops: `batch_size` must be an int >= 1, received {batch_size!r}.")
-    if not isinstance(by_op, bool):
-        raise TypeError(f"count_flops: `by_op` must be True or False, received {by_op!r}.")
+    check_bool(by_op, "by_op", where="count_flops")
     if input_signature is None:
         signature = _input_signature(model, batch_size)
     else:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tfcompress._validation import check_int
+from tfcompress._validation import check_bool, check_int
 
 __all__ = [
     "DEFAULT_PARITY_EXAMPLES",
@@ -76,8 +76,7 @@ def check_common_args(parity_tolerance: float, parity_max_examples: int, overwri
             f"`parity_tolerance` must be a number >= 0, received {parity_tolerance!r}."
         )
     check_int(parity_max_examples, "parity_max_examples", minimum=1)
-    if not isinstance(overwrite, bool):
-        raise TypeError(f"`overwrite` must be a bool, received {overwrite!r}.")
+    check_bool(overwrite, "overwrite")
 
 
 @contextlib.contextmanager

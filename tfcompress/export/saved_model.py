@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tfcompress._keras import check_model, keras, tf
+from tfcompress._validation import check_bool
 from tfcompress.export.common import (
     DEFAULT_PARITY_EXAMPLES,
     DEFAULT_PARITY_TOLERANCE,
@@ -99,8 +100,7 @@ def export_saved_model(
         )
     if target.exists() and not target.is_dir():
         raise ValueError(f"`path` {str(path)!r} is an existing file; pass a directory path.")
-    if not isinstance(jit_compile, bool):
-        raise TypeError(f"`jit_compile` must be a bool, received {jit_compile!r}.")
+    check_bool(jit_compile, "jit_compile")
     check_common_args(parity_tolerance, parity_max_examples, overwrite)
     if target.exists() and not overwrite:
         raise ValueError(f"`path` {str(target)!r} exists; pass overwrite=True to replace it.")

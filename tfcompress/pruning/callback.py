@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tfcompress._keras import check_model, keras, tf
+from tfcompress._validation import check_bool
 from tfcompress.pruning.masks import apply_masks, finalize_masks, mask_sparsity, sparsity_logs
 from tfcompress.pruning.report import find_wrappers
 from tfcompress.pruning.schedule import FitSizedSchedule, PruneLowMagnitude, PruneWrapper
@@ -229,9 +230,7 @@ class PruningCallback(_FitPruning):
 
     def __init__(self, log_layers: bool = True) -> None:
         super().__init__()
-        if not isinstance(log_layers, bool):
-            raise TypeError(f"`log_layers` must be True or False, received {log_layers!r}.")
-        self.log_layers = log_layers
+        self.log_layers = check_bool(log_layers, "log_layers")
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         super().on_epoch_end(epoch, logs)
