@@ -69,10 +69,14 @@ def test_a_keras_fit_reads_it(task):
     "kwargs, error, match",
     [
         ({"task": "ctr"}, TypeError, "`task` must be a tfcompress.data.TaskData"),
-        ({"batch_size": 0}, ValueError, "`batch_size` must be >= 1, received 0"),
-        ({"batch_size": 2.5}, TypeError, "`batch_size` must be an int"),
-        ({"batch_size": True}, TypeError, "`batch_size` must be an int"),
-        ({"seed": -1}, ValueError, "`seed` must be >= 0"),
+        (
+            {"batch_size": 0},
+            ValueError,
+            r"epoch_batches: `batch_size` must be an int >= 1, received 0 \(int\)",
+        ),
+        ({"batch_size": 2.5}, TypeError, "`batch_size` must be an int >= 1, received 2.5"),
+        ({"batch_size": True}, TypeError, "`batch_size` must be an int >= 1, received True"),
+        ({"seed": -1}, ValueError, "`seed` must be an int >= 0, received -1"),
         ({"position": 3}, TypeError, "`position` must be a callable"),
     ],
 )

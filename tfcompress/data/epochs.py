@@ -12,12 +12,12 @@ Example:
 from __future__ import annotations
 
 import logging
-import numbers
 from collections.abc import Callable, Iterator
 
 import numpy as np
 
 from tfcompress._keras import tf
+from tfcompress._validation import check_int
 from tfcompress.data.schema import TaskData
 
 _log = logging.getLogger("tfcompress")
@@ -31,10 +31,7 @@ def _check(task: object, batch_size: object, seed: object, position: object) -> 
             "load_file."
         )
     for name, value, minimum in (("batch_size", batch_size, 1), ("seed", seed, 0)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise TypeError(f"epoch_batches: `{name}` must be an int, received {value!r}.")
-        if value < minimum:
-            raise ValueError(f"epoch_batches: `{name}` must be >= {minimum}, received {value}.")
+        check_int(value, name, minimum=minimum, where="epoch_batches")
     if not callable(position):
         raise TypeError(
             f"epoch_batches: `position` must be a callable returning an int (e.g. "
