@@ -69,19 +69,36 @@ _TFMOT_INTERNALS: dict[str, str] = {
 
 __all__ = [
     "LossFunctionWrapper",
+    "activation_quantizer_vars",
     "attention_heads",
+    "attention_input_shapes",
+    "attention_kernel_attrs",
+    "attention_projections",
+    "autocasts",
+    "build_attention_from_signature",
+    "call_expects_mask",
     "default_strategy",
     "flatten_layers",
     "fresh_mirrored_collective_keys",
+    "in_multi_worker_mode",
     "inbound_nodes",
     "interpreter_ops",
+    "is_compiled",
     "is_graph_network",
     "keras_history",
+    "keras_layer_of",
     "keras_print_msg",
     "nodes_by_depth",
+    "output_quantizer_vars",
+    "quantize_registry_entry",
     "quantized_weights",
+    "pruning_internals",
     "reclass",
+    "set_layer_name",
+    "set_own_trainable_weights",
     "set_variable_constraint",
+    "tfmot_prunable_weights",
+    "train_summary_writer",
     "tfmot_internal",
     *_TFMOT_INTERNALS,
 ]
@@ -275,6 +292,205 @@ def quantized_weights(wrapper: keras.layers.Layer) -> list[tuple[Any, Any, dict]
 
     TFMOT 0.8.1 ``QuantizeWrapper._weight_vars``: the wrapper replaces each quantized weight
     attribute of the wrapped layer by a tensor, which untracks the variable; this list is the
-    only place that still holds it with its quantizer and range variables.
+    only place that still holds it with its quantizer and range variables. Empty for a layer
+    that is not a QAT wrapper.
     """
-    return [(weight, quantizer, variables) for weight, quantizer, variables in wrapper._weight_vars]
+    entries = getattr(wrapper, "_weight_vars", [])  # other layers quantize no weights
+    return [(weight, quantizer, variables) for weight, quantizer, variables in entries]
+
+
+# ---------------------------------------------------------------- Keras MultiHeadAttention
+
+#: tf_keras 2.21 ``MultiHeadAttention``: the four projection sub-layers, by role
+_ATTENTION_PROJECTIONS = {
+    "query": "_query_dense",
+    "key": "_key_dense",
+    "value": "_value_dense",
+    "output": "_output_dense",
+}
+
+
+def attention_projections(layer: keras.layers.Layer) -> dict[str, Any]:
+    """The ``query``/``key``/``value``/``output`` projection layers of a ``MultiHeadAttention``.
+
+    tf_keras 2.21 keeps them in ``_query_dense``, ``_key_dense``, ``_value_dense`` and
+    ``_output_dense`` (``EinsumDense`` layers, None before the layer is built); there is no
+    public view of them. Quantization wraps their kernels, structured pruning shrinks their heads.
+    """
+    return {role: getattr(layer, attr, None) for role, attr in _ATTENTION_PROJECTIONS.items()}
+
+
+def attention_kernel_attrs() -> list[str]:
+    """The dotted weight attributes of a ``MultiHeadAttention``'s four projection kernels.
+
+    TFMOT's ``QuantizeConfig`` addresses weights by attribute path, so the quantized attention
+    config lists ``_query_dense.kernel`` and the like (tf_keras 2.21 names, see
+    :func:`attention_projections`).
+    """
+    return [f"{attr}.kernel" for attr in _ATTENTION_PROJECTIONS.values()]
+
+
+def attention_input_shapes(layer: keras.layers.Layer) -> tuple[Any, Any, Any]:
+    """``(query_shape, value_shape, key_shape)`` a built ``MultiHeadAttention`` was built for.
+
+    tf_keras 2.21 records them in ``_query_shape``/``_value_shape``/``_key_shape`` (None before
+    the first call) and puts them in ``get_config`` only for the layer's own ``from_config``.
+    """
+    return layer._query_shape, layer._value_shape, layer._key_shape
+
+
+def build_attention_from_signature(
+    layer: keras.layers.Layer, query_shape: Any, value_shape: Any
+) -> None:
+    """Create a ``MultiHeadAttention``'s projections for these shapes, unless already created.
+
+    tf_keras 2.21 creates them on the first call (``_build_from_signature``, guarded by
+    ``_built_from_signature``), not in ``build``; the QAT wrapper needs them before that call.
+    """
+    if not getattr(layer, "_built_from_signature", True):
+        layer._build_from_signature(query_shape, value_shape)
+
+
+# ---------------------------------------------------------------- Keras layers and models
+
+
+def call_expects_mask(layer: keras.layers.Layer) -> bool:
+    """Whether ``layer.call`` takes a ``mask`` argument (tf_keras 2.21 ``_call_spec``).
+
+    Keras passes an incoming mask only to layers whose call accepts one; a wrapper that takes
+    ``**kwargs`` must drop it the same way for the layer it wraps.
+    """
+    return bool(layer._call_spec.expects_mask_arg)
+
+
+def set_own_trainable_weights(layer: keras.layers.Layer, weights: list) -> None:
+    """Replace the weights ``layer`` tracks as its *own* trainable ones (``_trainable_weights``).
+
+    tf_keras 2.21 has no public setter: ``trainable_weights`` adds the nested layers' weights to
+    this list; the QAT wrapper keeps only its quantized weights here (see quantization/configs).
+    """
+    layer._trainable_weights = list(weights)
+
+
+def autocasts(layer: keras.layers.Layer) -> bool:
+    """Whether ``layer`` casts its inputs to its compute dtype (tf_keras 2.21 ``_autocast``).
+
+    False for layers whose variables must keep the variable dtype under mixed precision
+    (``Embedding``); the pruning wrapper then computes in that dtype too.
+    """
+    return bool(getattr(layer, "_autocast", True))
+
+
+def is_compiled(model: keras.Model) -> bool:
+    """Whether ``model.compile`` was called (tf_keras 2.21 ``Model._is_compiled``)."""
+    return bool(getattr(model, "_is_compiled", False))
+
+
+def keras_layer_of(tensor: Any) -> keras.layers.Layer | None:
+    """The layer that produced a functional Keras tensor, or None for any other value.
+
+    Like :func:`keras_history`, but for values that may not come from a Keras layer.
+    """
+    history = getattr(tensor, "_keras_history", None)
+    return getattr(history, "layer", None)
+
+
+def in_multi_worker_mode(strategy: tf.distribute.Strategy) -> bool:
+    """Whether ``strategy`` spans several workers (TF 2.21 ``extended._in_multi_worker_mode``).
+
+    ``MultiWorkerMirroredStrategy`` has no public flag for it (a one-worker cluster is not
+    multi-worker); strategies without the method are single-worker.
+    """
+    return bool(getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)())
+
+
+# ---------------------------------------------------------------- TFMOT 0.8.1 objects
+
+
+def quantize_registry_entry(registry: Any, layer: keras.layers.Layer) -> Any:
+    """TFMOT's default 8-bit registry entry for ``type(layer)`` (``quantize_output`` ...), or None.
+
+    TFMOT 0.8.1 ``Default8BitQuantizeRegistry._layer_quantize_map``: the public ``supports`` /
+    ``get_quantize_config`` do not say whether a weightless layer's output is quantized.
+    """
+    return registry._layer_quantize_map.get(type(layer))
+
+
+def output_quantizer_vars(wrapper: keras.layers.Layer) -> dict | None:
+    """The range variables of a TFMOT QAT wrapper's output quantizer, or None without one.
+
+    TFMOT 0.8.1 ``QuantizeWrapper._output_quantizer_vars`` (``min_var``/``max_var``), set only
+    when ``_output_quantizers`` is non-empty.
+    """
+    if not getattr(wrapper, "_output_quantizers", None):
+        return None
+    return getattr(wrapper, "_output_quantizer_vars", None) or None
+
+
+def activation_quantizer_vars(wrapper: keras.layers.Layer) -> list[dict]:
+    """The range variables of each activation a TFMOT QAT wrapper quantizes (post, then pre).
+
+    TFMOT 0.8.1 ``QuantizeWrapper._quantize_activations``: ``QuantizeAwareActivation`` objects
+    holding ``_post_activation_vars`` / ``_pre_activation_vars`` (either may be absent).
+    """
+    out = []
+    for activation in getattr(wrapper, "_quantize_activations", []):
+        for attr in ("_post_activation_vars", "_pre_activation_vars"):
+            variables = getattr(activation, attr, None)
+            if variables:
+                out.append(variables)
+    return out
+
+
+def tfmot_prunable_weights(layer: keras.layers.Layer) -> list:
+    """The weights TFMOT 0.8.1's ``PruneRegistry`` would prune in ``layer`` (a supported layer).
+
+    ``PruneRegistry.get_prunable_weights`` is only public on the wrapper TFMOT builds; the
+    registry's own ``_is_rnn_layer``/``_get_rnn_cells``/``_RNN_CELLS_WEIGHTS_MAP`` (RNN cells)
+    and ``_weight_names`` (other layers) say the same for an unwrapped layer.
+    """
+    registry = tfmot_internal("prune_registry").PruneRegistry
+    weights: list = []
+    if registry._is_rnn_layer(layer):
+        for cell in registry._get_rnn_cells(layer):
+            names = registry._RNN_CELLS_WEIGHTS_MAP.get(cell.__class__)
+            if names is not None:
+                weights += [getattr(cell, name) for name in names]
+            else:
+                weights += list(cell.get_prunable_weights())
+        return weights
+    for name in registry._weight_names(layer):
+        owner = layer
+        *parents, attribute = name.split(".")
+        for parent in parents:
+            owner = getattr(owner, parent)
+        weights.append(getattr(owner, attribute))
+    return weights
+
+
+def set_layer_name(layer: keras.layers.Layer, name: str) -> None:
+    """Rename a layer after construction (tf_keras 2.21 ``Layer._name``; ``name`` is read-only).
+
+    The pruning wrapper keeps TFMOT's ``prune_low_magnitude_<layer>`` name, which TFMOT sets
+    only when no ``name`` is passed, and Keras' own unique-name counter would otherwise pick.
+    """
+    layer._name = name
+
+
+def train_summary_writer(callback: keras.callbacks.TensorBoard) -> tf.summary.SummaryWriter:
+    """The ``train`` run's summary writer of a Keras ``TensorBoard`` callback (``_train_writer``).
+
+    tf_keras 2.21 creates it lazily and keeps it private; extra summaries written through it
+    land in the same event file as Keras' own epoch logs.
+    """
+    return callback._train_writer
+
+
+def pruning_internals(pruning: Any) -> tuple[list, tuple[int, int] | None, Any]:
+    """``(pruning_vars, sparsity_m_by_n, pruning_schedule)`` of a TFMOT 0.8.1 ``Pruning`` object.
+
+    ``pruning_impl.Pruning`` keeps the ``(weight, mask, threshold)`` triples, the M-by-N
+    sparsity and the schedule it was built with in private attributes; tfcompress' subclass
+    computes its masks from them.
+    """
+    return pruning._pruning_vars, pruning._sparsity_m_by_n, pruning._pruning_schedule

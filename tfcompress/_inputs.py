@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from tfcompress._compat import inbound_nodes
+from tfcompress._compat import inbound_nodes, keras_layer_of
 from tfcompress._keras import check_model, keras, tf
 
 __all__ = [
@@ -406,7 +406,7 @@ def model_input_specs(model: keras.Model) -> tuple[str, tuple[InputSpec, ...]]:
         nested = spec[0][0]
 
     def one(name: str, t: Any) -> InputSpec:
-        layer = getattr(getattr(t, "_keras_history", None), "layer", None)
+        layer = keras_layer_of(t)
         layer_name = getattr(layer, "name", name)
         shape = tuple(None if d is None else int(d) for d in t.shape[1:])
         return InputSpec(name, shape, tf.as_dtype(t.dtype).name, vocab.get(layer_name))

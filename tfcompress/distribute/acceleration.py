@@ -15,7 +15,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from tfcompress._compat import is_graph_network
+from tfcompress._compat import in_multi_worker_mode, is_compiled, is_graph_network, keras_layer_of
 from tfcompress._keras import check_model, keras, tf
 from tfcompress._layers import LayerFilter, iter_layers, match_layers
 
@@ -63,7 +63,7 @@ def set_jit_compile(model: keras.Model, enabled: bool = True) -> bool:
     check_model(model, "model")
     if not isinstance(enabled, bool):
         raise TypeError(f"`enabled` must be True or False, received {enabled!r}.")
-    if not getattr(model, "_is_compiled", False):
+    if not is_compiled(model):
         raise ValueError(
             f"model '{model.name}' is not compiled; call model.compile(...) first (or pass "
             "jit_compile=True to compile)."
@@ -93,7 +93,7 @@ def _xla_unsupported(strategy: tf.distribute.Strategy) -> str | None:
     on_cpu = bool(devices) and all(
         (tf.DeviceSpec.from_string(d).device_type or "").upper() == "CPU" for d in devices
     )
-    multi_worker = bool(getattr(extended, "_in_multi_worker_mode", lambda: False)())
+    multi_worker = in_multi_worker_mode(strategy)
     if on_cpu and (strategy.num_replicas_in_sync > 1 or multi_worker):
         return (
             f"{type(strategy).__name__} with {strategy.num_replicas_in_sync} replicas on CPU "
@@ -161,8 +161,8 @@ def check_float32_outputs(model: keras.Model) -> keras.Model:
     outputs = tf.nest.flatten(model.outputs or [])
     for tensor in outputs:
         if tensor.dtype != tf.float32:
-            history = getattr(tensor, "_keras_history", None)
-            layer = history.layer.name if history is not None else "?"
+            producer = keras_layer_of(tensor)
+            layer = producer.name if producer is not None else "?"
             raise ValueError(
                 f"model '{model.name}': output of layer '{layer}' is {tensor.dtype.name}, not "
                 "float32. End the model with a float32 layer, e.g. "

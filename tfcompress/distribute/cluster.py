@@ -19,6 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from tfcompress._compat import in_multi_worker_mode
 from tfcompress._keras import tf
 
 __all__ = ["JOBS", "chief_only_path", "is_chief", "local_tf_config", "parse_tf_config"]
@@ -288,7 +289,7 @@ def is_chief(
         extended = strategy.extended
         if isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy):
             return True
-        in_multi = getattr(extended, "_in_multi_worker_mode", lambda: False)()
+        in_multi = in_multi_worker_mode(strategy)
         if in_multi:
             return bool(extended.should_checkpoint)
         if tf_config is None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from tfcompress._compat import attention_heads
+from tfcompress._compat import attention_heads, attention_projections
 from tfcompress._keras import keras
 from tfcompress._layers import CompressionReport, LayerDecision, iter_layers
 from tfcompress.models.layers import Cross, PositionEmbedding
@@ -26,9 +26,10 @@ def _num_heads(layer: Any) -> int:
 
 def _head_roles(layer: Any) -> dict[int, str] | None:
     """``id(variable) -> role`` of an MHA layer, or None if its weights are not (d, H, k)."""
+    projections = attention_projections(layer)
     dense = {
-        "qkv": [getattr(layer, n, None) for n in ("_query_dense", "_key_dense", "_value_dense")],
-        "out": [getattr(layer, "_output_dense", None)],
+        "qkv": [projections[role] for role in ("query", "key", "value")],
+        "out": [projections["output"]],
     }
     roles: dict[int, str] = {}
     heads = _num_heads(layer)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from tfcompress._compat import flatten_layers
+from tfcompress._compat import flatten_layers, tfmot_prunable_weights
 from tfcompress._keras import check_model, keras, tf
 from tfcompress._text import markdown_table
 from tfcompress.pruning.schedule import PruneLowMagnitude, PruneRegistry
@@ -97,23 +97,7 @@ def weight_label(layer: Any, variable: Any) -> str:
 
 
 def _registry_weights(layer: Any) -> list[Any]:
-    if _Registry._is_rnn_layer(layer):
-        weights = []
-        for cell in _Registry._get_rnn_cells(layer):
-            names = _Registry._RNN_CELLS_WEIGHTS_MAP.get(cell.__class__)
-            if names is not None:
-                weights += [getattr(cell, name) for name in names]
-            else:
-                weights += list(cell.get_prunable_weights())
-        return weights
-    weights = []
-    for name in _Registry._weight_names(layer):
-        owner = layer
-        *parents, attribute = name.split(".")
-        for parent in parents:
-            owner = getattr(owner, parent)
-        weights.append(getattr(owner, attribute))
-    return weights
+    return tfmot_prunable_weights(layer)
 
 
 def _dedupe(weights: list[Any]) -> list[Any]:

@@ -24,10 +24,13 @@ from tfcompress.pruning.masks import m_by_n_mask
 _log = logging.getLogger("tfcompress")
 
 from tfcompress._compat import (  # noqa: E402
+    autocasts,
     prune_registry,
     pruning_impl,
+    pruning_internals,
     pruning_schedule,
     pruning_wrapper,
+    set_layer_name,
 )
 from tfcompress._compat import tfmot_keras_utils as tfmot_utils  # noqa: E402
 
@@ -357,10 +360,11 @@ class _Pruning(pruning_impl.Pruning):
 
     def _new_masks(self, sparsity: tf.Tensor) -> list[tuple[Any, Any, tf.Tensor, tf.Tensor]]:
         out = []
-        for weight, mask, threshold in self._pruning_vars:
-            if self._sparsity_m_by_n:
+        pruning_vars, m_by_n, _ = pruning_internals(self)
+        for weight, mask, threshold in pruning_vars:
+            if m_by_n:
                 value = tf.convert_to_tensor(weight)
-                new_mask = m_by_n_mask(value, tuple(self._sparsity_m_by_n))
+                new_mask = m_by_n_mask(value, tuple(m_by_n))
                 new_threshold = tf.constant(0.0, threshold.dtype)
             else:
                 new_threshold, new_mask = self._magnitude_mask(weight, sparsity)
@@ -376,7 +380,7 @@ class _Pruning(pruning_impl.Pruning):
 
     def conditional_mask_update(self) -> Any:
         def update_with(distribution: Any) -> Any:
-            should, sparsity = self._pruning_schedule.current()
+            should, sparsity = pruning_internals(self)[2].current()
 
             def update() -> Any:
                 ops = []
@@ -456,7 +460,7 @@ class PruneWrapper(PruneLowMagnitude):
             layer.get_prunable_weights = get_prunable_weights
         kwargs.pop("block_size", None)
         kwargs.pop("block_pooling_type", None)
-        if not getattr(layer, "_autocast", True):
+        if not autocasts(layer):
             # e.g. Embedding under mixed precision: its table is never autocast (float32), so
             # the wrapper computes in the variable dtype and its masks are read as float32 too
             # (weight * mask needs one dtype); the layer still casts its own outputs
@@ -468,7 +472,7 @@ class PruneWrapper(PruneLowMagnitude):
             **kwargs,
         )
         self.path = path or layer.name
-        self._name = f"prune_low_magnitude_{layer.name}"  # TFMOT's naming, not the class's
+        set_layer_name(self, f"prune_low_magnitude_{layer.name}")  # TFMOT's, not the class's
 
     def _inner_ready(self) -> bool:
         indices = self.prunable_indices

@@ -15,7 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from tfcompress._compat import flatten_layers, quantized_weights
+from tfcompress._compat import (
+    activation_quantizer_vars,
+    flatten_layers,
+    output_quantizer_vars,
+    quantized_weights,
+)
 from tfcompress._keras import check_model, keras
 from tfcompress.quantization import configs as qc
 from tfcompress.quantization.qat import is_quantized, quantize
@@ -61,10 +66,9 @@ def quantizer_ranges(model: keras.Model, prefix: str = "quant") -> dict[str, flo
             continue
         if not isinstance(layer, quantize_wrapper.QuantizeWrapper):
             continue
-        rng = _range(getattr(layer, "_output_quantizer_vars", None))
-        for activation in getattr(layer, "_quantize_activations", []):
-            rng = rng or _range(getattr(activation, "_post_activation_vars", None))
-            rng = rng or _range(getattr(activation, "_pre_activation_vars", None))
+        rng = _range(output_quantizer_vars(layer))
+        for variables in activation_quantizer_vars(layer):
+            rng = rng or _range(variables)
         put(base, rng)
         for weight, quantizer, variables in quantized_weights(layer):
             name = weight.name.split(":")[0].split("/")[-1]

@@ -11,6 +11,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from tfcompress._compat import (
+    attention_input_shapes,
+    attention_projections,
+    build_attention_from_signature,
+    call_expects_mask,
+    quantized_weights,
+    set_own_trainable_weights,
+)
 from tfcompress._keras import keras, tf
 from tfcompress.quantization.embedding import (
     check_granularity,
@@ -337,7 +345,7 @@ class QATWrapper(quantize_wrapper.QuantizeWrapperV2):
 
     def __init__(self, layer: Any, quantize_config: Any, **kwargs: Any) -> None:
         super().__init__(layer, quantize_config, **kwargs)
-        self._supports_masking = bool(getattr(layer, "supports_masking", False))
+        self.supports_masking = bool(getattr(layer, "supports_masking", False))  # public setter
 
     def build(self, input_shape: Any) -> None:
         super().build(input_shape)
@@ -350,7 +358,7 @@ class QATWrapper(quantize_wrapper.QuantizeWrapperV2):
     def call(self, inputs: Any, training: Any = None, **kwargs: Any) -> Any:
         # Keras hands this wrapper the incoming mask (its call takes **kwargs); a wrapped layer
         # whose call has no `mask` argument (Flatten after a masking Embedding) must not get it
-        if "mask" in kwargs and not self.layer._call_spec.expects_mask_arg:
+        if "mask" in kwargs and not call_expects_mask(self.layer):
             kwargs.pop("mask")
         return super().call(inputs, training=training, **kwargs)
 
@@ -387,10 +395,9 @@ class MultiInputQuantizeWrapper(QATWrapper):
 
     def build(self, input_shape: Any) -> None:
         inner = self.layer
-        if not getattr(inner, "_built_from_signature", True):
-            inner._build_from_signature(input_shape, input_shape)
-        if not inner._query_dense.built:  # re-created from config: projections not built yet
-            shapes = (inner._query_shape, inner._value_shape, inner._key_shape)
+        build_attention_from_signature(inner, input_shape, input_shape)
+        if not attention_projections(inner)["query"].built:  # re-created from config
+            shapes = attention_input_shapes(inner)
             with tf.init_scope():
                 inner(*(tf.zeros([1, *tf.TensorShape(s)[1:]]) for s in shapes))
         # TFMOT sizes the output quantizer with compute_output_shape(input_shape), which for
@@ -433,10 +440,10 @@ def own_trainable_weights(wrapper: Any) -> None:
     the layer's own) and are saved with the layer.
     """
     quantized = []
-    for weight, _, _ in getattr(wrapper, "_weight_vars", []):
+    for weight, _, _ in quantized_weights(wrapper):
         if all(weight is not w for w in quantized):
             quantized.append(weight)
-    wrapper._trainable_weights = quantized
+    set_own_trainable_weights(wrapper, quantized)
 
 
 class _IntegerSafeInputQuantize(_transforms.InputLayerQuantize):

@@ -19,7 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from tfcompress._compat import flatten_layers, is_graph_network
+from tfcompress._compat import (
+    flatten_layers,
+    is_graph_network,
+    output_quantizer_vars,
+    quantized_weights,
+)
 from tfcompress._keras import check_model, keras, tf
 from tfcompress._layers import (
     CompressionReport,
@@ -341,14 +346,14 @@ def _qat_table_and_range(
     # TFMOT replaced `embedding.embeddings` by the fake-quant tensor of its last call; the
     # variable itself is in the wrapper's (weight, quantizer, variables) triples.
     table = next(
-        (w for w, q, _ in getattr(layer, "_weight_vars", []) if hasattr(q, "granularity")),
+        (w for w, q, _ in quantized_weights(layer) if hasattr(q, "granularity")),
         None,
     )
     if table is None:
         table = next((w for w in embedding.weights if "embeddings" in w.name), None)
     output_range = None
-    variables = getattr(layer, "_output_quantizer_vars", None)
-    if getattr(layer, "_output_quantizers", None) and variables:
+    variables = output_quantizer_vars(layer)
+    if variables:
         lo = float(np.asarray(variables["min_var"].numpy()).reshape(-1)[0])
         hi = float(np.asarray(variables["max_var"].numpy()).reshape(-1)[0])
         output_range = (min(lo, 0.0), max(hi, 0.0))

@@ -17,7 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from tfcompress._compat import is_graph_network, reclass, set_variable_constraint
+from tfcompress._compat import (
+    attention_input_shapes,
+    attention_kernel_attrs,
+    is_graph_network,
+    quantize_registry_entry,
+    quantized_weights,
+    reclass,
+    set_variable_constraint,
+)
 from tfcompress._keras import check_model, keras, tf
 from tfcompress._layers import CompressionReport, LayerDecision, LayerFilter, match_layers
 from tfcompress._validation import check_functional
@@ -104,10 +112,8 @@ def _plan_embedding(layer: Any, scheme: QuantizationScheme, registry: Any) -> _P
 
 
 def _plan_attention(layer: Any, scheme: QuantizationScheme, registry: Any) -> _Plan:
-    kernels = [f"{p}.kernel" for p in ("_query_dense", "_key_dense", "_value_dense")]
-    kernels.append("_output_dense.kernel")
     cfg = qc.LayerQuantizeConfig(
-        kernels, quantize_output=scheme.activations, weight_bits=scheme.weight_bits
+        attention_kernel_attrs(), quantize_output=scheme.activations, weight_bits=scheme.weight_bits
     )
     return _Plan(
         "multi",
@@ -224,7 +230,7 @@ def _plan_weightless(layer: Any, scheme: QuantizationScheme, registry: Any) -> _
     if isinstance(layer, keras.layers.Activation):  # TFLite fixes sigmoid/softmax ranges
         quantize_output = name in ("relu", "relu6", "swish", "gelu")
     else:
-        info = registry._layer_quantize_map.get(type(layer))
+        info = quantize_registry_entry(registry, layer)
         quantize_output = bool(getattr(info, "quantize_output", False))
     cfg = qc.LayerQuantizeConfig(quantize_output=quantize_output)
     detail = "int8 output range" if quantize_output else "no-op (keeps its input's range)"
@@ -482,7 +488,7 @@ def _annotator(plans: dict[str, _Plan], nested: dict[str, keras.Model], registry
             return layer
         if plan.kind == "multi":  # wrap a copy: the wrapper rewires the wrapped layer's kernels
             copy = type(layer).from_config(layer.get_config())
-            shapes = (layer._query_shape, layer._value_shape, layer._key_shape)
+            shapes = attention_input_shapes(layer)
             copy(*(tf.zeros([1, *s[1:]]) for s in shapes))  # creates the projection weights
             copy.set_weights(layer.get_weights())
             return qc.MultiInputQuantizeWrapper(copy, plan.config, name_prefix="")
@@ -524,7 +530,7 @@ def _own_wrappers(qat: keras.Model) -> None:
             reclass(layer, qc.QuantizeLayer)  # same state; builds once when loaded
         if type(layer) is quantize_wrapper.QuantizeWrapperV2:
             reclass(layer, qc.QATWrapper)  # same state; saves/loads and keeps masks (see there)
-            layer._supports_masking = bool(getattr(layer.layer, "supports_masking", False))
+            layer.supports_masking = bool(getattr(layer.layer, "supports_masking", False))
         if isinstance(layer, quantize_wrapper.QuantizeWrapper):
             qc.own_trainable_weights(layer)
 
@@ -537,7 +543,7 @@ def _init_weight_ranges(qat: keras.Model) -> None:
     kernels to a handful of levels.
     """
     for layer in qat.layers:
-        for weight, quantizer, variables in getattr(layer, "_weight_vars", []):
+        for weight, quantizer, variables in quantized_weights(layer):
             if "min_var" not in variables:
                 continue
             values = weight.numpy()
