@@ -183,3 +183,19 @@ def test_export_and_bench_bad_input(argv, message, saved_ctr_model, capsys):
     argv = [a.replace("{model}", str(saved_ctr_model)) for a in argv]
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_bench_reads_its_data_without_tfmot():
+    """`tfcompress bench --data` loads data without importing the techniques (TFMOT): the
+    CLI's data path goes through tfcompress.recipe._data, not the recipe runner."""
+    code = (
+        "import sys\n"
+        "from tfcompress.cli import _build_parser, _read_data\n"
+        "args = _build_parser().parse_args(\n"
+        "    ['bench', 'm=model.tflite', '--data', 'ctr', '--samples', '300'])\n"
+        "task = _read_data(args)\n"
+        "print(task.schema.task, 'tensorflow_model_optimization' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["binary", "False"]

@@ -130,7 +130,7 @@ def test_an_error_inside_a_stage_prints_one_line_and_where_it_was_raised(tmp_pat
     full = _cli("run", str(recipe), "--out", str(tmp_path), "--quiet", "--traceback")
     assert full.returncode == 2
     assert "Traceback (most recent call last)" in full.stderr
-    assert re.search(r'runner\.py", line \d+, in _prune', full.stderr)  # every frame
+    assert re.search(r'stages\.py", line \d+, in _prune', full.stderr)  # every frame
     assert "no_such_layer" in full.stderr.strip().splitlines()[-1]
 
 

@@ -83,11 +83,11 @@ def demo_defaults() -> dict[str, Any]:
         >>> demo_defaults()["seed"]
         0
     """
-    # the file, found without importing tfcompress.recipe (its package imports TensorFlow)
+    # the file, found without importing tfcompress.recipe.demo (it imports TensorFlow)
     spec = importlib.util.find_spec("tfcompress")
     if spec is None or not spec.submodule_search_locations:  # pragma: no cover - broken install
         return {}
-    source = Path(list(spec.submodule_search_locations)[0]) / "recipe" / "recipes.py"
+    source = Path(list(spec.submodule_search_locations)[0]) / "recipe" / "demo.py"
     tree = ast.parse(source.read_text(encoding="utf-8"))
     for node in tree.body:
         if isinstance(node, ast.FunctionDef) and node.name == "demo_recipe":
@@ -284,8 +284,7 @@ def _load_data(args: argparse.Namespace):
 def _read_data(args: argparse.Namespace):
     """The TaskData named by --data / --data-format (the same reader as a recipe's [data])."""
     from tfcompress import data
-    from tfcompress.recipe.recipes import DataSpec, RecipeError
-    from tfcompress.recipe.runner import load_data
+    from tfcompress.recipe._data import DataSpec, RecipeError, load_data  # no TFMOT: fast start
 
     spec, kind = args.data, args.data_format
     if kind == "sim" or (kind == "auto" and spec in data.TASK_NAMES):
@@ -413,7 +412,7 @@ def _run_recipe(recipe, args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from tfcompress.recipe.recipes import demo_recipe
+    from tfcompress.recipe.demo import demo_recipe
 
     options = {"seed": args.seed}
     for name in ("samples", "teacher_epochs", "epochs"):

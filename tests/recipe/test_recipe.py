@@ -200,7 +200,7 @@ def test_defaults_are_filled_in():
     assert stages[0] == {
         "kind": "distill",
         "student": ModelSpec(name="lr").get_config(),
-        "alpha": 0.5,
+        "student_loss_weight": 0.5,
         "temperature": 2.0,
         "loss": "auto",
         "train_alone": False,
@@ -236,7 +236,7 @@ def _rich_recipe():
                 "kind": "distill",
                 "student": {"name": "lr"},
                 "loss": "binary",
-                "alpha": 0.5,
+                "student_loss_weight": 0.5,
                 "train_alone": True,
             },
             ShrinkStage(ratio=0.25, criterion="activation", skip=["logits"]),
@@ -683,8 +683,10 @@ def test_python_api_errors_name_the_argument():
         ShrinkStage(skip=["a", 3])
     with pytest.raises(RecipeError, match=r"^student\.name: .*received \"bert\""):
         DistillStage(student={"name": "bert"})
-    with pytest.raises(RecipeError, match=r"^alpha: expected a number in \[0, 1\], received 2"):
-        DistillStage(student=ModelSpec(name="dcn"), alpha=2)
+    with pytest.raises(
+        RecipeError, match=r"^student_loss_weight: expected a number in \[0, 1\], received 2"
+    ):
+        DistillStage(student=ModelSpec(name="dcn"), student_loss_weight=2)
     with pytest.raises(RecipeError, match=r'^loss: .*"listwise".*received "kl"'):
         DistillStage(student=ModelSpec(name="dcn"), loss="kl")
     with pytest.raises(RecipeError, match=r"^tflite\[1\]: the mode \"int8\" is listed twice"):
@@ -930,3 +932,42 @@ def test_data_options_apply_to_their_format_and_to_files_only():
     except RecipeError as exc:
         err = exc
     assert err is not None and (err.key, err.line) == ("data.split_mode", 9)
+
+
+def test_the_stages_share_one_base_for_name_epochs_learning_rate():
+    from tfcompress.recipe.specs import _FineTuneStage, _Stage
+
+    assert all(issubclass(cls, _Stage) for cls in STAGE_KINDS.values())
+    fine_tune = [k for k, cls in STAGE_KINDS.items() if issubclass(cls, _FineTuneStage)]
+    assert fine_tune == ["prune", "shrink", "quantize"]
+    for kind, cls in STAGE_KINDS.items():
+        extra = {"student": ModelSpec(name="dcn")} if kind == "distill" else {}
+        with pytest.raises(RecipeError, match=r"^epochs: expected an integer >= 1"):
+            cls(epochs=0, **extra)
+        with pytest.raises(RecipeError, match=r"^learning_rate: "):
+            cls(learning_rate=-1.0, **extra)
+        config = cls(**extra).get_config()
+        assert list(config)[0] == "kind"
+        shared = [k for k in config if k in ("name", "epochs", "learning_rate", "distill")]
+        assert list(config)[-len(shared) :] == shared  # the shared keys last, as before
+    assert DistillStage(student=ModelSpec(name="dcn")).epochs == 3
+    assert PruneStage().epochs == 2
+
+
+def test_distill_alpha_is_deprecated_for_student_loss_weight():
+    text = (
+        'name = "r"\n[model]\nname = "dcn"\nepochs = 1\n[[stages]]\nkind = "distill"\n'
+        'student = { name = "dcn" }\nalpha = 0.3\n'
+    )
+    with pytest.warns(DeprecationWarning, match=r"student_loss_weight = 0\.7 .*alpha = 0\.3"):
+        stage = loads_recipe(text).stages[0]
+    assert stage.student_loss_weight == 1.0 - 0.3
+    assert "alpha" not in stage.get_config()
+    with pytest.warns(DeprecationWarning, match="student_loss_weight = 0.7"):
+        assert DistillStage(student=ModelSpec(name="dcn"), alpha=0.3) == stage
+    with pytest.warns(DeprecationWarning, match="read student_loss_weight"):
+        assert stage.alpha == pytest.approx(0.3)
+    with pytest.raises(RecipeError, match=r"line 8, stages\[0\]\.alpha: give student_loss_weight"):
+        loads_recipe(text + "student_loss_weight = 0.5\n")
+    with pytest.raises(RecipeError, match=r"alpha: expected a number in \[0, 1\], received 2"):
+        loads_recipe(text.replace("0.3", "2"))

@@ -10,14 +10,21 @@ Example:
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, ClassVar
 
-from tfcompress.data import LOADER_OPTIONS, TASK_NAMES, check_memory, file_format
+from tfcompress.data import (
+    LOADER_OPTIONS,
+    TASK_NAMES,
+    check_memory,
+    file_format,
+    load_file,
+    load_task,
+)
 from tfcompress.data.csv_loader import TIMESTAMP_FEATURES
 from tfcompress.data.movielens import MOVIELENS_SPLITS
 from tfcompress.data.simulated import task_memory_bytes
@@ -509,68 +516,39 @@ def _set(obj: Any, name: str, value: Any) -> None:
     object.__setattr__(obj, name, value)
 
 
-# --------------------------------------------------------------------------- file paths
-
-_log = logging.getLogger("tfcompress")
+# --------------------------------------------------------------------------- loading
 
 
-def resolve_recipe_paths(
-    config: Any, recipe_file: str, lines: Mapping[str, int] | None = None
-) -> bool:
-    """Make the relative ``path`` keys of a recipe file's config relative to the file's folder.
+def load_data(spec: DataSpec) -> Any:
+    """The :class:`~tfcompress.data.TaskData` a recipe's ``[data]`` describes.
 
-    ``data.path``, ``model.path`` and ``stages[i].student.path`` written as relative paths
-    (``"clicks.csv"``, ``"../data/u.data"``) become absolute paths in the folder of
-    ``recipe_file``, so a run reads the same files from any working directory (``~`` is
-    expanded; absolute paths are kept). A relative path whose file does not exist logs a
-    warning that names the key, its line, the file tried and the folder, since the run will
-    fail on it. Values that are not non-empty strings are left to validation. Recipes built in
-    Python (no file) are not touched: their paths stay relative to the working directory.
-
-    Args:
-        config: the parsed recipe tree (changed in place).
-        recipe_file: the recipe file the config was read from.
-        lines: key path -> line in the file, for the warning.
-
-    Returns:
-        Whether any path was changed.
+    It imports the data loaders only (no compression technique): ``tfcompress bench`` reads its
+    ``--data`` through it.
 
     Example:
-        >>> config = {"data": {"path": "clicks.csv"}}
-        >>> resolve_recipe_paths(config, "/project/recipes/r.toml")  # doctest: +SKIP
-        >>> config["data"]["path"]  # doctest: +SKIP
-        '/project/recipes/clicks.csv'
+        >>> from tfcompress.recipe import DataSpec
+        >>> load_data(DataSpec(task="ctr", samples=1_000)).schema.task
+        'binary'
     """
-    if not isinstance(config, Mapping):
-        return False
-    changed = False
-    folder = os.path.dirname(os.path.abspath(recipe_file))
-    tables: list[tuple[str, Any]] = [("data", config.get("data")), ("model", config.get("model"))]
-    stages = config.get("stages")
-    if isinstance(stages, list):
-        for i, stage in enumerate(stages):
-            if isinstance(stage, Mapping):
-                tables.append((f"stages[{i}].student", stage.get("student")))
-    for key, table in tables:
-        written = table.get("path") if isinstance(table, dict) else None
-        if not isinstance(written, str) or not written:
-            continue
-        expanded = os.path.expanduser(written)
-        if os.path.isabs(expanded):
-            changed |= expanded != written
-            table["path"] = expanded
-            continue
-        resolved = os.path.normpath(os.path.join(folder, expanded))
-        table["path"] = resolved
-        changed = True
-        if not os.path.exists(resolved):
-            where = RecipeError(
-                f"no file {resolved!r} (written {written!r}); relative paths are read from the "
-                f"recipe's folder {folder!r}, not the working directory {os.getcwd()!r}. Fix "
-                "the path (relative to the recipe file) or give an absolute one.",
-                key=f"{key}.path",
-                line=(lines or {}).get(f"{key}.path"),
-                source=recipe_file,
-            )
-            _log.warning("%s", where)
-    return changed
+    if not isinstance(spec, DataSpec):
+        raise TypeError(f"`spec` must be a tfcompress.recipe.DataSpec, received {spec!r:.80}.")
+    if spec.path is None:
+        return load_task(
+            spec.task, n_samples=spec.samples, seed=spec.seed, batch_size=spec.batch_size
+        )
+    path = Path(spec.path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"data.path {spec.path!r} does not exist (a relative path in a recipe file is read "
+            "from the recipe's folder; in a Recipe built in Python, from the working directory "
+            f"{os.getcwd()!r}); fix the path or give an absolute one."
+        )
+    # every [data] option of the file's loader (drop, strict, split_mode, ...)
+    return load_file(
+        path,
+        format=spec.resolved_format,
+        label=spec.label,
+        seed=spec.seed,
+        batch_size=spec.batch_size,
+        **spec.loader_options(),
+    )

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import difflib
 import json
-import math
 import numbers
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
+
+from tfcompress import _validation as validation
 
 __all__ = [
     "FrozenDict",
@@ -206,13 +207,15 @@ def is_number(value: Any) -> bool:
 
 
 def check_int(value: Any, key: str, *, minimum: int | None = None, example: str) -> int:
-    """``value`` as an int (bools and floats are rejected), ``>= minimum``."""
+    """``value`` as an int (bools and floats are rejected), ``>= minimum``; the check is
+    :func:`tfcompress._validation.check_int`'s, the message names the recipe key."""
     expected = "an integer" if minimum is None else f"an integer >= {minimum}"
-    if not is_int(value):
-        raise fail(key, expected, value, example, typed=True)
-    if minimum is not None and value < minimum:
-        raise fail(key, expected, value, example)
-    return int(value)
+    try:
+        return validation.check_int(value, key, minimum=minimum)
+    except TypeError:
+        raise fail(key, expected, value, example, typed=True) from None
+    except ValueError:
+        raise fail(key, expected, value, example) from None
 
 
 def check_number(
@@ -234,14 +237,19 @@ def check_number(
         expected = f"a number {'>' if closed[0] == '(' else '>='} {_num(low)}"
     else:
         expected = "a number"
-    if not is_number(value):
-        raise fail(key, expected, value, example, typed=True)
-    number = float(value)
-    too_low = low is not None and (number <= low if closed[0] == "(" else number < low)
-    too_high = high is not None and (number >= high if closed[1] == ")" else number > high)
-    if not math.isfinite(number) or too_low or too_high:
-        raise fail(key, expected, value, example)
-    return number
+    try:  # the check of tfcompress._validation; the message names the recipe key
+        return validation.check_float(
+            value,
+            key,
+            minimum=low,
+            maximum=high,
+            min_open=closed[0] == "(",
+            max_open=closed[1] == ")",
+        )
+    except TypeError:
+        raise fail(key, expected, value, example, typed=True) from None
+    except ValueError:
+        raise fail(key, expected, value, example) from None
 
 
 def _num(x: float) -> str:
@@ -250,9 +258,10 @@ def _num(x: float) -> str:
 
 def check_bool(value: Any, key: str, *, example: str) -> bool:
     """``value`` if it is ``true``/``false`` (not 0/1, not a string)."""
-    if not isinstance(value, bool):
-        raise fail(key, "true or false", value, example, typed=True)
-    return value
+    try:
+        return validation.check_bool(value, key)
+    except TypeError:
+        raise fail(key, "true or false", value, example, typed=True) from None
 
 
 def check_choice(

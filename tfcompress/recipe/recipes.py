@@ -21,16 +21,13 @@ import dataclasses
 import hashlib
 import json
 import logging
-import math
 import os
-import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tfcompress.recipe._data import resolve_recipe_paths
 from tfcompress.recipe._files import (
     RecipeError,
     check_choice,
@@ -38,8 +35,6 @@ from tfcompress.recipe._files import (
     check_run_name,
     describe,
     fail,
-    is_int,
-    is_number,
     line_for,
     show,
     toml_lines,
@@ -53,6 +48,8 @@ from tfcompress.recipe._limits import (
     strip_bom,
     yaml_tree,
 )
+from tfcompress.recipe._spec_base import _from_config, _get_config, _nested, _set
+from tfcompress.recipe._toml import dumps_toml
 from tfcompress.recipe.specs import (
     DATA_FORMATS,
     DISTILLATION_LOSSES,
@@ -69,10 +66,6 @@ from tfcompress.recipe.specs import (
     QuantizeStage,
     ShrinkStage,
     Stage,
-    _from_config,
-    _get_config,
-    _nested,
-    _set,
     stage_from_config,
 )
 
@@ -94,7 +87,6 @@ __all__ = [
     "RecipeError",
     "ShrinkStage",
     "Stage",
-    "demo_recipe",
     "load_recipe",
     "loads_recipe",
     "stage_from_config",
@@ -333,68 +325,6 @@ class Recipe:
         return dumps_toml(config, header=f"tfcompress recipe {self.name!r} (load_recipe reads it)")
 
 
-# --------------------------------------------------------------------------- writing TOML
-
-
-def _toml_key(key: str) -> str:
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return json.dumps(value)
-    if is_int(value):
-        return str(int(value))
-    if is_number(value):
-        number = float(value)
-        if not math.isfinite(number):
-            raise ValueError(f"TOML cannot hold the non-finite number {number!r}.")
-        return repr(number)
-    if isinstance(value, Mapping):
-        items = [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items() if v is not None]
-        return "{ " + ", ".join(items) + " }" if items else "{}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"TOML cannot hold {type(value).__name__} {value!r}.")
-
-
-def _is_table_list(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(isinstance(v, Mapping) for v in value)
-
-
-def dumps_toml(config: Mapping[str, Any], *, header: str = "") -> str:
-    """Write a plain config dict as TOML: scalars first, then ``[tables]`` and ``[[arrays]]``.
-
-    None values are left out (TOML has no null); tables inside tables are written inline.
-
-    Example:
-        >>> print(dumps_toml({"name": "x", "data": {"task": "ctr", "path": None}}), end="")
-        name = "x"
-        <BLANKLINE>
-        [data]
-        task = "ctr"
-    """
-    out = [f"# {line}".rstrip() for line in header.splitlines()]
-    body = [
-        f"{_toml_key(k)} = {_toml_value(v)}"
-        for k, v in config.items()
-        if v is not None and not isinstance(v, Mapping) and not _is_table_list(v)
-    ]
-    out.extend(body)
-    for key, value in config.items():
-        tables = [value] if isinstance(value, Mapping) else value if _is_table_list(value) else []
-        for table in tables:
-            if out:
-                out.append("")
-            out.append(f"[{_toml_key(key)}]" if isinstance(value, Mapping) else f"[[{key}]]")
-            out.extend(
-                f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items() if v is not None
-            )
-    return "\n".join(out) + "\n"
-
-
 # --------------------------------------------------------------------------- files
 
 _SUFFIXES = {".toml": "toml", ".yaml": "yaml", ".yml": "yaml"}
@@ -532,72 +462,66 @@ def load_recipe(path: str | os.PathLike[str]) -> Recipe:
     return recipe
 
 
-def demo_recipe(
-    *,
-    samples: int = 60_000,
-    teacher_epochs: int = 8,
-    epochs: int = 2,
-    seed: int = 0,
-    name: str = "demo",
-) -> Recipe:
-    """The demo run: distill a BST teacher into a DCN student, prune 70 %, QAT, int8 TFLite.
+# --------------------------------------------------------------------------- file paths
 
-    Pruning and QAT fine-tune with the teacher too (distillation-aware pruning and QAT).
 
-    ``recipes/demo.toml`` is this recipe with the default arguments. The learning rates and
-    distillation settings: teacher Adam 2e-3 (as ``benchmarks/distill.py``), student 5e-3,
-    alpha 0.3, temperature 1 (test AUC of the distilled student 0.7235 vs 0.7177 at alpha 0.5 and
-    0.7133 at alpha 0.9 / temperature 2, one run each, same teacher); pruning fine-tunes at 1e-3
-    (AUC 0.7046 after 2 epochs, vs 0.7019 at 2e-3 for 3 epochs and 0.6949 at 5e-4 for 3), QAT at
-    5e-4; both fine-tune with the teacher (``distill=True``: int8 logloss 0.458 vs 0.475 on the
-    labels alone; AUC 0.705-0.710 over two runs vs 0.705, within run-to-run noise). These were
-    measured before the training order became a function of the seed and step (issue 14).
+def resolve_recipe_paths(
+    config: Any, recipe_file: str, lines: Mapping[str, int] | None = None
+) -> bool:
+    """Make the relative ``path`` keys of a recipe file's config relative to the file's folder.
+
+    ``data.path``, ``model.path`` and ``stages[i].student.path`` written as relative paths
+    (``"clicks.csv"``, ``"../data/u.data"``) become absolute paths in the folder of
+    ``recipe_file``, so a run reads the same files from any working directory (``~`` is
+    expanded; absolute paths are kept). A relative path whose file does not exist logs a
+    warning that names the key, its line, the file tried and the folder, since the run will
+    fail on it. Values that are not non-empty strings are left to validation. Recipes built in
+    Python (no file) are not touched: their paths stay relative to the working directory.
 
     Args:
-        samples: simulated CTR impressions (>= 100).
-        teacher_epochs: most epochs of teacher training (>= 1; the best by validation AUC is
-            kept).
-        epochs: fine-tune epochs of the prune and quantize stages (>= 1); distillation (and the
-            student trained alone for comparison) gets ``2 * epochs + 2``.
-        seed: data and run seed (>= 0).
-        name: the run name.
+        config: the parsed recipe tree (changed in place).
+        recipe_file: the recipe file the config was read from.
+        lines: key path -> line in the file, for the warning.
 
     Returns:
-        The recipe.
-
-    Raises:
-        RecipeError: an argument out of range (the message names it).
+        Whether any path was changed.
 
     Example:
-        >>> [stage.kind for stage in demo_recipe(samples=2_000).stages]
-        ['distill', 'prune', 'quantize']
+        >>> config = {"data": {"path": "clicks.csv"}}
+        >>> resolve_recipe_paths(config, "/project/recipes/r.toml")  # doctest: +SKIP
+        >>> config["data"]["path"]  # doctest: +SKIP
+        '/project/recipes/clicks.csv'
     """
-    for arg, value, minimum in (
-        ("samples", samples, 100),
-        ("teacher_epochs", teacher_epochs, 1),
-        ("epochs", epochs, 1),
-        ("seed", seed, 0),
-    ):
-        check_int(value, arg, minimum=minimum, example=f"{arg}={max(minimum, 1)}")
-    return Recipe(
-        name=name,
-        model=ModelSpec(
-            name="sequence_transformer", size="teacher", epochs=teacher_epochs, learning_rate=2e-3
-        ),
-        data=DataSpec(task="ctr", samples=samples, seed=seed, batch_size=256),
-        stages=(
-            DistillStage(
-                student=ModelSpec(name="dcn", size="student"),
-                epochs=2 * epochs + 2,
-                learning_rate=5e-3,
-                temperature=1.0,
-                alpha=0.3,
-                train_alone=True,
-            ),
-            PruneStage(sparsity=0.7, epochs=epochs, learning_rate=1e-3, distill=True),
-            QuantizeStage(epochs=epochs, learning_rate=5e-4, distill=True),
-        ),
-        export=ExportSpec(tflite=("int8",), saved_model=True, jit_compile=True),
-        benchmark=BenchmarkSpec(batch_sizes=(1, 256), repeats=30),
-        seed=seed,
-    )
+    if not isinstance(config, Mapping):
+        return False
+    changed = False
+    folder = os.path.dirname(os.path.abspath(recipe_file))
+    tables: list[tuple[str, Any]] = [("data", config.get("data")), ("model", config.get("model"))]
+    stages = config.get("stages")
+    if isinstance(stages, list):
+        for i, stage in enumerate(stages):
+            if isinstance(stage, Mapping):
+                tables.append((f"stages[{i}].student", stage.get("student")))
+    for key, table in tables:
+        written = table.get("path") if isinstance(table, dict) else None
+        if not isinstance(written, str) or not written:
+            continue
+        expanded = os.path.expanduser(written)
+        if os.path.isabs(expanded):
+            changed |= expanded != written
+            table["path"] = expanded
+            continue
+        resolved = os.path.normpath(os.path.join(folder, expanded))
+        table["path"] = resolved
+        changed = True
+        if not os.path.exists(resolved):
+            where = RecipeError(
+                f"no file {resolved!r} (written {written!r}); relative paths are read from the "
+                f"recipe's folder {folder!r}, not the working directory {os.getcwd()!r}. Fix "
+                "the path (relative to the recipe file) or give an absolute one.",
+                key=f"{key}.path",
+                line=(lines or {}).get(f"{key}.path"),
+                source=recipe_file,
+            )
+            _log.warning("%s", where)
+    return changed

@@ -10,33 +10,24 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
 import shutil
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tfcompress import data, models
 from tfcompress._keras import keras
 from tfcompress._version import __version__
 from tfcompress.callbacks.tensorboard import (
-    CompressionTensorBoard,
     log_hparams,
     log_stage_summary,
     log_text,
 )
-from tfcompress.data.epochs import epoch_batches
-from tfcompress.distillation.distiller import Distiller
 from tfcompress.distribute.strategy import get_strategy
 from tfcompress.export.manifest import atomic_write_text
-from tfcompress.pruning.pruner import PruningCallback, prune, strip
-from tfcompress.pruning.shrinking import shrink
-from tfcompress.quantization.qat import quantize
 from tfcompress.recipe import _quality as quality_
 from tfcompress.recipe._cache import (
     begin_stage,
@@ -50,10 +41,12 @@ from tfcompress.recipe._cache import (
     sha256_text,
     zero_share,
 )
+from tfcompress.recipe._data import load_data
 from tfcompress.recipe._export import benchmark_all, export_all, plan_exports
-from tfcompress.recipe._seeds import EpochSeeds, stage_seed
-from tfcompress.recipe.recipes import DataSpec, ModelSpec, Recipe, load_recipe
+from tfcompress.recipe._seeds import stage_seed
+from tfcompress.recipe.recipes import Recipe, load_recipe
 from tfcompress.recipe.report import RunReport, StageResult, render_report
+from tfcompress.recipe.stages import STAGES, RunState, distill_student, train_input
 
 _log = logging.getLogger("tfcompress")
 
@@ -62,324 +55,6 @@ __all__ = ["load_data", "run"]
 MODEL_FILE = "model.keras"
 #: strategies ``run`` can drive from one process
 RUN_STRATEGIES = ("default", "auto", "mirrored")
-
-
-def load_data(spec: DataSpec) -> Any:
-    """The :class:`~tfcompress.data.TaskData` a recipe's ``[data]`` describes.
-
-    Example:
-        >>> from tfcompress.recipe import DataSpec
-        >>> load_data(DataSpec(task="ctr", samples=1_000)).schema.task
-        'binary'
-    """
-    if not isinstance(spec, DataSpec):
-        raise TypeError(f"`spec` must be a tfcompress.recipe.DataSpec, received {spec!r:.80}.")
-    if spec.path is None:
-        return data.load_task(
-            spec.task, n_samples=spec.samples, seed=spec.seed, batch_size=spec.batch_size
-        )
-    path = Path(spec.path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"data.path {spec.path!r} does not exist (a relative path in a recipe file is read "
-            "from the recipe's folder; in a Recipe built in Python, from the working directory "
-            f"{os.getcwd()!r}); fix the path or give an absolute one."
-        )
-    # every [data] option of the file's loader (drop, strict, split_mode, ...)
-    return data.load_file(
-        path,
-        format=spec.resolved_format,
-        label=spec.label,
-        seed=spec.seed,
-        batch_size=spec.batch_size,
-        **spec.loader_options(),
-    )
-
-
-def _monitor(schema: Any) -> tuple[str, str]:
-    return {"binary": ("val_auc", "max"), "multiclass": ("val_accuracy", "max")}.get(
-        schema.task, ("val_recall@10", "max")
-    )
-
-
-class _FirstEpoch(keras.callbacks.Callback):
-    """Records the first epoch a fit runs (> 0 when BackupAndRestore resumed it)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.first: int | None = None
-
-    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        if self.first is None:
-            self.first = epoch
-
-
-@dataclasses.dataclass
-class _Run:
-    """Everything the stages of one run share."""
-
-    recipe: Recipe
-    run_dir: Path
-    logdir: Path
-    task: Any
-    strategy: Any
-    verbose: int
-    callbacks: tuple[Any, ...]
-    #: (teacher model file, its distill stage) of the last distill stage run so far
-    teacher: tuple[Path, Any] | None = None
-    #: the seed of the stage running now (the data order and dropout of its fits derive from it)
-    seed: int = 0
-    _test_examples: int | None = None
-
-    def fit(
-        self,
-        fit_model: keras.Model,
-        stage_dir: Path,
-        name: str,
-        epochs: int,
-        compression: Sequence[Any] = (),
-        early_stopping: bool = True,
-    ) -> int | None:
-        """Fit with early stopping on the validation metric (keeping the best epoch),
-        TensorBoard and resume; returns the epoch it resumed at (None for a fresh fit)."""
-        monitor, mode = _monitor(self.task.schema)
-        patience = self.recipe.model.patience
-        first = _FirstEpoch()
-        callbacks: list[Any] = []
-        if patience and early_stopping:
-            callbacks.append(
-                keras.callbacks.EarlyStopping(
-                    monitor=monitor, mode=mode, patience=patience, restore_best_weights=True
-                )
-            )
-        callbacks += list(compression)
-        if self.verbose:  # before the TensorBoard callback adds every quantizer range to `logs`
-            callbacks.append(keras.callbacks.ProgbarLogger(count_mode="steps"))
-        callbacks += [
-            CompressionTensorBoard(str(self.logdir / name)),
-            *self.callbacks,
-            keras.callbacks.BackupAndRestore(str(stage_dir / "backup")),
-            first,
-            EpochSeeds(self.seed),
-        ]
-        # the order of each epoch: a function of the stage seed and the step it starts at
-        # (restored by BackupAndRestore), not of how often this process iterated the data
-        train = epoch_batches(
-            self.task,
-            batch_size=self.recipe.data.batch_size,
-            seed=self.seed,
-            position=lambda: int(fit_model.optimizer.iterations.numpy()),
-        )
-        say(
-            self.verbose,
-            f"[{name}] fitting up to {epochs} epoch(s)"
-            + (f", keeping the best {monitor}" if patience and early_stopping else ""),
-        )
-        fit_model.fit(
-            train,
-            validation_data=self.task.validation,
-            epochs=epochs,
-            callbacks=callbacks,
-            verbose=_fit_verbosity(self.verbose),
-        )
-        return first.first or None
-
-    def distiller(
-        self, student: keras.Model, teacher: keras.Model, distill: Any, lr: float
-    ) -> keras.Model:
-        """``student`` inside a compiled Distiller with ``distill`` (a DistillStage)'s settings."""
-        temperature = None if distill.loss == "mse" else distill.temperature
-        wrapped = Distiller(
-            student,
-            teacher,
-            distillation_loss=distill.loss,
-            student_loss_weight=1.0 - distill.alpha,
-            temperature=temperature,
-        )
-        loss, metrics = models.loss_and_metrics(self.task.schema)
-        wrapped.compile(keras.optimizers.Adam(lr), loss=loss, metrics=metrics)
-        return wrapped
-
-    def fine_tune(
-        self,
-        model: keras.Model,
-        stage: Any,
-        stage_dir: Path,
-        compression: Sequence[Any] = (),
-        early_stopping: bool = True,
-    ) -> int | None:
-        """Fit a compressed ``model`` for the stage's budget: on the labels, or (``distill``)
-        inside a Distiller with the recipe's teacher. Call in the strategy scope."""
-        lr = stage.learning_rate or self.recipe.model.learning_rate
-        if not getattr(stage, "distill", False):
-            models.compile_for_task(model, self.task.schema, learning_rate=lr)
-            return self.fit(model, stage_dir, stage.name, stage.epochs, compression, early_stopping)
-        path, distill = self.teacher
-        teacher = load_model(path)
-        say(
-            self.verbose,
-            f"[{stage.name}] fine-tuning with the teacher {teacher.name} "
-            f"(alpha {distill.alpha}, temperature {distill.temperature})",
-        )
-        wrapped = self.distiller(model, teacher, distill, lr)
-        resumed = self.fit(
-            wrapped, stage_dir, stage.name, stage.epochs, compression, early_stopping
-        )
-        models.compile_for_task(model, self.task.schema, learning_rate=lr)
-        return resumed
-
-    def evaluate(self, model: keras.Model) -> dict[str, Any]:
-        """Exact quality on the whole test split (the definition the export and benchmark
-        tables use), with ``n_examples`` and ``n_positives``."""
-        return quality_.exact_quality(model, self.task.test)
-
-    def test_examples(self) -> int:
-        """Examples in the test split."""
-        if self._test_examples is None:
-            self._test_examples = quality_.count_examples(self.task.test)
-        return self._test_examples
-
-    def check_fit(self, model: keras.Model) -> dict[str, Any]:
-        """Exact train and validation AUC of a stage's model, for :func:`fit_check`."""
-        train, seen = quality_.auc_of(model, self.task.train, quality_.TRAIN_CHECK_EXAMPLES)
-        if train is None:
-            return {}
-        val, _ = quality_.auc_of(model, self.task.validation)
-        return {
-            "train_auc": round(train, 6),
-            "val_auc": None if val is None else round(val, 6),
-            "train_examples": seen,
-        }
-
-    def build(self, spec: ModelSpec, seed: int) -> keras.Model:
-        if spec.path is not None:
-            return load_model(Path(spec.path))
-        keras.utils.set_random_seed(seed)
-        kwargs = {}
-        if spec.name == "two_tower":
-            kwargs["catalog"] = self.task.info["catalog"]
-        return models.build(spec.name, self.task.schema, size=spec.size, **kwargs)
-
-
-def _fit_verbosity(verbose: int) -> int:
-    if not verbose:
-        return 0
-    return 1 if verbose >= 2 or sys.stdout.isatty() else 2  # one line per epoch when piped
-
-
-# --- the stages ------------------------------------------------------------------------------
-
-
-def _train_input(r: _Run, name: str, stage_dir: Path) -> tuple[keras.Model, dict[str, Any]]:
-    spec = r.recipe.model
-    with r.strategy.scope():
-        model = r.build(spec, r.seed)
-        resumed = None
-        if spec.epochs:
-            models.compile_for_task(model, r.task.schema, learning_rate=spec.learning_rate)
-            say(r.verbose, f"[{name}] {model.name}: {model.count_params():,} parameters")
-            resumed = r.fit(model, stage_dir, name, spec.epochs)
-    return model, {"resumed_from_epoch": resumed}
-
-
-def _distill(
-    r: _Run, stage: Any, teacher: keras.Model, stage_dir: Path, seed: int
-) -> tuple[keras.Model, dict[str, Any]]:
-    lr = stage.learning_rate or r.recipe.model.learning_rate
-    extra: dict[str, str] = {}
-    with r.strategy.scope():
-        if stage.train_alone and (stage_dir / "alone.keras").is_file():
-            say(r.verbose, f"[{stage.name}] the student alone: reused from the interrupted run")
-            extra[f"{stage.name}_alone"] = "alone.keras"
-        elif stage.train_alone:
-            alone = r.build(stage.student, seed)
-            models.compile_for_task(alone, r.task.schema, learning_rate=lr)
-            say(
-                r.verbose,
-                f"[{stage.name}] the student alone (reference): "
-                f"{alone.count_params():,} parameters",
-            )
-            r.fit(alone, stage_dir / "alone", f"{stage.name}_alone", stage.epochs)
-            save_model(alone, stage_dir / "alone.keras")
-            extra[f"{stage.name}_alone"] = "alone.keras"
-        student = r.build(stage.student, seed)
-        say(
-            r.verbose,
-            f"[{stage.name}] distilling {teacher.name} "
-            f"({teacher.count_params():,} parameters) into {student.name} "
-            f"({student.count_params():,})",
-        )
-        distiller = r.distiller(student, teacher, stage, lr)
-        resumed = r.fit(distiller, stage_dir, stage.name, stage.epochs)
-        student = distiller.student
-        models.compile_for_task(student, r.task.schema, learning_rate=lr)
-    return student, {"resumed_from_epoch": resumed, "extra": extra}
-
-
-def _prune(
-    r: _Run, stage: Any, model: keras.Model, stage_dir: Path
-) -> tuple[keras.Model, dict[str, Any]]:
-    with r.strategy.scope():
-        pruned = prune(
-            model,
-            stage.sparsity,
-            structure=stage.structure,
-            layers=_filter(stage.layers),
-            skip=_filter(stage.skip),
-        )
-        # no early stopping: the best validation epoch of a pruning fit is an early one, before
-        # the schedule reached the target; its weights would be pruned again untrained by strip
-        # per-layer sparsity goes to TensorBoard (CompressionTensorBoard adds it after the
-        # progress bar has printed), the progress bar shows the overall figure
-        resumed = r.fine_tune(
-            pruned, stage, stage_dir, [PruningCallback(log_layers=False)], early_stopping=False
-        )
-        stripped = strip(pruned)
-        models.compile_for_task(
-            stripped,
-            r.task.schema,
-            learning_rate=stage.learning_rate or r.recipe.model.learning_rate,
-        )
-    return stripped, {"resumed_from_epoch": resumed}
-
-
-def _shrink(
-    r: _Run, stage: Any, model: keras.Model, stage_dir: Path
-) -> tuple[keras.Model, dict[str, Any]]:
-    with r.strategy.scope():
-        data = r.task.validation if stage.criterion == "activation" else None
-        small = shrink(
-            model,
-            stage.ratio,
-            data=data,
-            criterion=stage.criterion,
-            layers=_filter(stage.layers),
-            skip=_filter(stage.skip),
-        )
-        say(
-            r.verbose,
-            f"[{stage.name}] {model.count_params():,} -> {small.count_params():,} parameters",
-        )
-        resumed = r.fine_tune(small, stage, stage_dir)
-    return small, {"resumed_from_epoch": resumed}
-
-
-def _quantize(
-    r: _Run, stage: Any, model: keras.Model, stage_dir: Path
-) -> tuple[keras.Model, dict[str, Any]]:
-    with r.strategy.scope():
-        qat = quantize(
-            model, scheme=stage.scheme, layers=_filter(stage.layers), skip=_filter(stage.skip)
-        )
-        resumed = r.fine_tune(qat, stage, stage_dir)
-    return qat, {"resumed_from_epoch": resumed}
-
-
-_STAGES = {"prune": _prune, "shrink": _shrink, "quantize": _quantize}
-
-
-def _filter(names: Sequence[str] | None) -> list[str] | None:
-    return None if names is None else list(names)
 
 
 # --- run ---------------------------------------------------------------------------------------
@@ -474,7 +149,7 @@ def run(
     summary = getattr(task, "summary", None)
     if callable(summary):  # the data summary table (rows, positives, features) of every load
         say(verbose, str(summary()))
-    r = _Run(recipe, run_dir, logdir, task, strategy, verbose, callbacks)
+    r = RunState(recipe, run_dir, logdir, task, strategy, verbose, callbacks)
     input_hash = sha256_text(
         sha256_file(Path(recipe.data.path)) if recipe.data.path else "",
         sha256_file(Path(recipe.model.path)) if recipe.model.path else "",
@@ -549,7 +224,9 @@ def _check_run_args(
     return callbacks
 
 
-def _run_stages(r: _Run, input_hash: str) -> tuple[list[StageResult], list[str], dict[Path, str]]:
+def _run_stages(
+    r: RunState, input_hash: str
+) -> tuple[list[StageResult], list[str], dict[Path, str]]:
     """Run (or reuse) the input model and every stage: results, fit warnings, file digests."""
     recipe, run_dir, strategy, verbose = r.recipe, r.run_dir, r.strategy, r.verbose
     results: list[StageResult] = []
@@ -644,7 +321,7 @@ _EXPORT_FORMAT = "exports.json with parity"
 
 
 def _run_stage(
-    r: _Run,
+    r: RunState,
     index: int,
     stage: Any,
     name: str,
@@ -659,11 +336,11 @@ def _run_stage(
     r.seed = stage_seed(r.recipe.seed, index)
     keras.utils.set_random_seed(r.seed)
     if stage is None:
-        out, info = _train_input(r, name, stage_dir)
+        out, info = train_input(r, name, stage_dir)
     elif kind == "distill":
-        out, info = _distill(r, stage, model, stage_dir, r.seed)
+        out, info = distill_student(r, stage, model, stage_dir, r.seed)
     else:
-        out, info = _STAGES[kind](r, stage, model, stage_dir)
+        out, info = STAGES[kind](r, stage, model, stage_dir)
     seconds = round(time.perf_counter() - t0, 1)
     measured = r.evaluate(out)
     files = {MODEL_FILE: save_model(out, stage_dir / MODEL_FILE)}
@@ -703,7 +380,7 @@ def _run_stage(
 
 
 def _remeasured(
-    r: _Run, record: dict[str, Any], stage_dir: Path, check_fit: bool
+    r: RunState, record: dict[str, Any], stage_dir: Path, check_fit: bool
 ) -> dict[str, Any]:
     """A reused stage's record, measured again where it predates the exact test quality (the
     model is loaded and evaluated, not retrained)."""

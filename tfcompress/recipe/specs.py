@@ -9,9 +9,11 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from tfcompress.distillation.losses import KD_LOSS_NAMES
@@ -25,88 +27,31 @@ from tfcompress.recipe._files import (
     check_bool,
     check_choice,
     check_int,
-    check_keys,
     check_number,
     check_run_name,
     check_strings,
     fail,
     freeze,
-    plain,
     show,
 )
+from tfcompress.recipe._output_specs import (  # noqa: F401 - the [export] and [benchmark] parts
+    TFLITE_MODES,
+    BenchmarkSpec,
+    ExportSpec,
+)
+from tfcompress.recipe._spec_base import _from_config, _get_config, _nested, _set, _SpecMixin
 
 #: Names accepted by ``ModelSpec.name`` (those of :func:`tfcompress.models.build`).
 MODEL_NAMES: tuple[str, ...] = _MODEL_NAMES
 #: ``DistillStage.loss`` values: ``"auto"`` or a :func:`tfcompress.get_distillation_loss` name.
 DISTILLATION_LOSSES: tuple[str, ...] = ("auto", *sorted(KD_LOSS_NAMES))
-#: ``ExportSpec.tflite`` modes (``"float"`` is an unquantized float32 model).
-TFLITE_MODES = ("float", "dynamic", "int8", "float16", "int16x8")
 #: ``Recipe.strategy`` values (names of :func:`tfcompress.distribute.get_strategy`).
 RECIPE_STRATEGIES: tuple[str, ...] = tuple(
     name for name in ("default", "mirrored", "auto", "multi_worker") if name in STRATEGY_NAMES
 )
 
 
-def _nested(value: Any, key: str, cls: type, what: str, example: str) -> Any:
-    """``value`` as a ``cls`` object: kept if it is one, built with ``from_config`` if a table."""
-    if isinstance(value, cls):
-        return value
-    if isinstance(value, Mapping):
-        try:
-            return cls.from_config(value)
-        except RecipeError as err:
-            raise err.under(key) from None
-    raise fail(key, f"a table ({what}) or a {cls.__name__}", value, example, typed=True)
-
-
-_REQUIRED_EXAMPLES = {
-    "name": 'name = "ctr_prune_int8"',
-    "model": '[model] name = "dcn" epochs = 3',
-    "student": 'student = { name = "dcn", size = "student" }',
-}
-
-
-def _from_config(
-    cls: type, config: Mapping[str, Any], what: str, example: str, extra: tuple = ()
-) -> Any:
-    names = [f.name for f in fields(cls)]
-    check_keys(config, None, [*names, *extra], what, example)
-    for f in fields(cls):
-        missing = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        if missing and f.name not in config:
-            raise RecipeError(
-                f"{what} needs {f.name}: expected {f.name}, received nothing; e.g. "
-                f"{_REQUIRED_EXAMPLES.get(f.name, f.name + ' = ...')}",
-                key=f.name,
-            )
-    return cls(**{k: v for k, v in config.items() if k not in extra})
-
-
-def _get_config(obj: Any) -> dict[str, Any]:
-    return {f.name: plain(getattr(obj, f.name)) for f in fields(obj)}
-
-
-def _set(obj: Any, name: str, value: Any) -> None:
-    object.__setattr__(obj, name, value)
-
-
 # --------------------------------------------------------------------------- data and model
-
-
-class _SpecMixin:
-    """``get_config``/``from_config`` of the recipe's tables (``[model]``, ``[export]``, ...)."""
-
-    _WHAT: ClassVar[str]  # how errors name the table, e.g. "a model"
-    _EXAMPLE: ClassVar[str]  # an example line for error messages
-
-    def get_config(self) -> dict[str, Any]:
-        """Every field (defaults included) as plain JSON types."""
-        return _get_config(self)
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> Any:
-        """Build from a ``get_config()`` dict; unknown keys raise a :class:`RecipeError`."""
-        return _from_config(cls, config, cls._WHAT, cls._EXAMPLE)
 
 
 @dataclass(frozen=True)
@@ -205,26 +150,6 @@ class ModelSpec(_SpecMixin):
 # --------------------------------------------------------------------------- stages
 
 
-def _check_stage(stage: Any, default_epochs: int) -> None:
-    if hasattr(stage, "distill"):
-        check_bool(stage.distill, "distill", example="distill = true")
-    name = stage.kind if stage.name is None else stage.name
-    _set(stage, "name", check_run_name(name, "name", example=f'name = "{stage.kind}_1"'))
-    _set(
-        stage,
-        "epochs",
-        check_int(stage.epochs, "epochs", minimum=1, example=f"epochs = {default_epochs}"),
-    )
-    if stage.learning_rate is not None:
-        _set(
-            stage,
-            "learning_rate",
-            check_number(
-                stage.learning_rate, "learning_rate", low=0, example="learning_rate = 0.001"
-            ),
-        )
-
-
 def _check_filters(stage: Any) -> None:
     for key in ("layers", "skip"):
         _set(
@@ -240,8 +165,11 @@ class _StageMixin:
     kind: ClassVar[str]
 
     def get_config(self) -> dict[str, Any]:
-        """Every field (defaults included) as plain JSON types, with ``kind`` first."""
-        return {"kind": self.kind, **_get_config(self)}
+        """Every field (defaults included) as plain JSON types, with ``kind`` first and the
+        shared fields (``name``, ``epochs``, ``learning_rate``, ``distill``) last."""
+        config = _get_config(self)
+        own = {k: v for k, v in config.items() if k not in _SHARED_FIELDS}
+        return {"kind": self.kind, **own, **{k: config[k] for k in _SHARED_FIELDS if k in config}}
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Any:
@@ -255,20 +183,84 @@ class _StageMixin:
         )
 
 
+#: the fields every stage has (:class:`_Stage`, :class:`_FineTuneStage`), in get_config order
+_SHARED_FIELDS = ("name", "epochs", "learning_rate", "distill")
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Stage(_StageMixin):
+    """The fields every stage has, validated once.
+
+    Attributes:
+        name: the stage's name (default: its kind; made unique in a recipe).
+        epochs: fine-tune epochs (>= 1).
+        learning_rate: the Adam learning rate (> 0; None: the model's).
+    """
+
+    name: str | None = None
+    epochs: int = 2
+    learning_rate: float | None = None
+
+    def __post_init__(self) -> None:
+        self._check_options()
+        self._check_shared()
+
+    def _check_options(self) -> None:
+        """Validate (and normalise) the stage's own fields; errors before the shared ones'."""
+
+    def _check_shared(self) -> None:
+        name = self.kind if self.name is None else self.name
+        _set(self, "name", check_run_name(name, "name", example=f'name = "{self.kind}_1"'))
+        default = self.__dataclass_fields__["epochs"].default
+        _set(
+            self,
+            "epochs",
+            check_int(self.epochs, "epochs", minimum=1, example=f"epochs = {default}"),
+        )
+        if self.learning_rate is not None:
+            _set(
+                self,
+                "learning_rate",
+                check_number(
+                    self.learning_rate, "learning_rate", low=0, example="learning_rate = 0.001"
+                ),
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class _FineTuneStage(_Stage):
+    """A stage that fine-tunes a compressed model, on the labels or with the teacher.
+
+    Attributes:
+        distill: fine-tune inside a Distiller with the teacher of the recipe's last distill
+            stage before it (distillation-aware pruning / QAT, with that stage's
+            student_loss_weight, temperature and loss) instead of on the labels alone.
+    """
+
+    distill: bool = False
+
+    def _check_shared(self) -> None:
+        check_bool(self.distill, "distill", example="distill = true")
+        super()._check_shared()
+
+
 @dataclass(frozen=True)
-class DistillStage(_StageMixin):
+class DistillStage(_Stage):
     """Distill the current model (the teacher) into a student, which then replaces it.
 
     Attributes:
         student: the student (``name`` + ``size`` or ``path``); its ``epochs`` must be 0, the
             stage trains it.
-        alpha: weight of the distillation loss in [0, 1]; the hard-label (student) loss gets
-            1 - alpha (as in :class:`tfcompress.Distiller`).
+        student_loss_weight: weight of the hard-label (student) loss in [0, 1]; the
+            distillation loss gets 1 - student_loss_weight (as in
+            :class:`tfcompress.Distiller`). ``alpha = x`` (the distillation loss's weight)
+            still loads for one release, as ``student_loss_weight = 1 - x``, with a
+            DeprecationWarning.
         temperature: the distillation temperature (> 0).
         loss: ``"auto"`` or a :func:`tfcompress.get_distillation_loss` name.
         train_alone: also train the student without the teacher, as a reference variant.
-        name, epochs, learning_rate: the stage's name, fine-tune epochs and learning rate
-            (None: the model's).
+        name, epochs, learning_rate: the stage's name, fine-tune epochs (default 3) and
+            learning rate (None: the model's).
 
     Example:
         >>> DistillStage(student=ModelSpec(name="dcn", size="student")).epochs
@@ -277,15 +269,13 @@ class DistillStage(_StageMixin):
 
     kind: ClassVar[str] = "distill"
     student: ModelSpec
-    alpha: float = 0.5
+    student_loss_weight: float = 0.5
     temperature: float = 2.0
     loss: str = "auto"
     train_alone: bool = False
-    name: str | None = None
-    epochs: int = 3
-    learning_rate: float | None = None
+    epochs: int = dataclasses.field(default=3, kw_only=True)
 
-    def __post_init__(self) -> None:
+    def _check_options(self) -> None:
         example = 'student = { name = "dcn", size = "student" }'
         student = _nested(self.student, "student", ModelSpec, "the student model", example)
         if student.epochs != 0:
@@ -297,8 +287,15 @@ class DistillStage(_StageMixin):
         _set(self, "student", student)
         _set(
             self,
-            "alpha",
-            check_number(self.alpha, "alpha", low=0, high=1, closed="[]", example="alpha = 0.5"),
+            "student_loss_weight",
+            check_number(
+                self.student_loss_weight,
+                "student_loss_weight",
+                low=0,
+                high=1,
+                closed="[]",
+                example="student_loss_weight = 0.5",
+            ),
         )
         _set(
             self,
@@ -307,11 +304,66 @@ class DistillStage(_StageMixin):
         )
         check_choice(self.loss, "loss", DISTILLATION_LOSSES, example='loss = "auto"')
         check_bool(self.train_alone, "train_alone", example="train_alone = true")
-        _check_stage(self, 3)
+
+    @property
+    def alpha(self) -> float:
+        """Deprecated: the distillation loss's weight, ``1 - student_loss_weight``."""
+        warnings.warn(
+            "DistillStage.alpha is deprecated; read student_loss_weight (alpha is "
+            "1 - student_loss_weight).",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return 1.0 - self.student_loss_weight
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Any:
+        """Build from a ``get_config()`` dict; a deprecated ``alpha`` key is read as
+        ``student_loss_weight = 1 - alpha`` (with a DeprecationWarning)."""
+        if isinstance(config, Mapping) and "alpha" in config:
+            config = {k: v for k, v in config.items() if k != "alpha"} | {
+                "student_loss_weight": _from_alpha(config["alpha"], config)
+            }
+        return super().from_config(config)
+
+
+def _from_alpha(alpha: Any, given: Mapping[str, Any]) -> float:
+    """``student_loss_weight`` of a deprecated ``alpha``, warned; both given is an error."""
+    if "student_loss_weight" in given:
+        raise RecipeError(
+            f"give student_loss_weight or the deprecated alpha, not both; received alpha = "
+            f"{show(alpha)} and student_loss_weight = {show(given['student_loss_weight'])}. "
+            "Remove alpha.",
+            key="alpha",
+        )
+    alpha = check_number(alpha, "alpha", low=0, high=1, closed="[]", example="alpha = 0.5")
+    weight = 1.0 - alpha
+    warnings.warn(
+        f"the distill stage's alpha is deprecated; write student_loss_weight = {weight:.6g} "
+        f"(= 1 - alpha) instead of alpha = {alpha:g}.",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return weight
+
+
+_NOT_GIVEN: Any = object()
+_dataclass_init = DistillStage.__init__
+
+
+@functools.wraps(_dataclass_init)
+def _init_accepting_alpha(self: DistillStage, *args: Any, alpha: Any = _NOT_GIVEN, **kwargs: Any):
+    # DistillStage(alpha=x) keeps working for one release, as student_loss_weight = 1 - x
+    if alpha is not _NOT_GIVEN:
+        kwargs["student_loss_weight"] = _from_alpha(alpha, kwargs)
+    _dataclass_init(self, *args, **kwargs)
+
+
+DistillStage.__init__ = _init_accepting_alpha  # type: ignore[method-assign]
 
 
 @dataclass(frozen=True)
-class PruneStage(_StageMixin):
+class PruneStage(_FineTuneStage):
     """Magnitude pruning during fine-tuning (:func:`tfcompress.prune`), then ``strip``.
 
     Attributes:
@@ -320,10 +372,10 @@ class PruneStage(_StageMixin):
         structure: None (unstructured) or ``"2:4"`` (sparsity then 0.5).
         layers: layer names or regexes to prune (None: all).
         skip: layer names or regexes not to prune.
-        name, epochs, learning_rate: see :class:`DistillStage`.
+        name, epochs, learning_rate: see :class:`DistillStage` (epochs default 2).
         distill: fine-tune inside a Distiller with the teacher of the recipe's last distill
-            stage before it (distillation-aware pruning / QAT, with that stage's alpha,
-            temperature and loss) instead of on the labels alone.
+            stage before it (distillation-aware pruning / QAT, with that stage's
+            student_loss_weight, temperature and loss) instead of on the labels alone.
 
     Example:
         >>> PruneStage(sparsity=0.7, skip=["logits"]).skip
@@ -335,12 +387,8 @@ class PruneStage(_StageMixin):
     structure: str | None = None
     layers: tuple[str, ...] | None = None
     skip: tuple[str, ...] | None = None
-    name: str | None = None
-    epochs: int = 2
-    learning_rate: float | None = None
-    distill: bool = False
 
-    def __post_init__(self) -> None:
+    def _check_options(self) -> None:
         if self.sparsity is not None:
             _set(
                 self,
@@ -363,18 +411,17 @@ class PruneStage(_StageMixin):
                 key="sparsity",
             )
         _check_filters(self)
-        _check_stage(self, 2)
 
 
 @dataclass(frozen=True)
-class ShrinkStage(_StageMixin):
+class ShrinkStage(_FineTuneStage):
     """Remove whole units, embedding dimensions and heads (:func:`tfcompress.shrink`).
 
     Attributes:
         ratio: the fraction of units removed, in (0, 1).
         criterion: ``"l2"`` (weight norms) or ``"activation"`` (mean activations on data).
         layers, skip: layer names or regexes to shrink / to leave alone.
-        name, epochs, learning_rate: see :class:`DistillStage`.
+        name, epochs, learning_rate: see :class:`DistillStage` (epochs default 2).
         distill: fine-tune with the teacher; see :class:`PruneStage`.
 
     Example:
@@ -387,26 +434,21 @@ class ShrinkStage(_StageMixin):
     criterion: str = "l2"
     layers: tuple[str, ...] | None = None
     skip: tuple[str, ...] | None = None
-    name: str | None = None
-    epochs: int = 2
-    learning_rate: float | None = None
-    distill: bool = False
 
-    def __post_init__(self) -> None:
+    def _check_options(self) -> None:
         _set(self, "ratio", check_number(self.ratio, "ratio", low=0, high=1, example="ratio = 0.5"))
         check_choice(self.criterion, "criterion", ("l2", "activation"), example='criterion = "l2"')
         _check_filters(self)
-        _check_stage(self, 2)
 
 
 @dataclass(frozen=True)
-class QuantizeStage(_StageMixin):
+class QuantizeStage(_FineTuneStage):
     """Quantization-aware training (:func:`tfcompress.quantize`); must be the last stage.
 
     Attributes:
         scheme: ``"int8"`` (weights and activations) or ``"int8_weights"``.
         layers, skip: layer names or regexes to quantize / to keep float.
-        name, epochs, learning_rate: see :class:`DistillStage`.
+        name, epochs, learning_rate: see :class:`DistillStage` (epochs default 2).
         distill: fine-tune with the teacher; see :class:`PruneStage`.
 
     Example:
@@ -418,15 +460,10 @@ class QuantizeStage(_StageMixin):
     scheme: str = "int8"
     layers: tuple[str, ...] | None = None
     skip: tuple[str, ...] | None = None
-    name: str | None = None
-    epochs: int = 2
-    learning_rate: float | None = None
-    distill: bool = False
 
-    def __post_init__(self) -> None:
+    def _check_options(self) -> None:
         check_choice(self.scheme, "scheme", tuple(sorted(SCHEMES)), example='scheme = "int8"')
         _check_filters(self)
-        _check_stage(self, 2)
 
 
 Stage = DistillStage | PruneStage | ShrinkStage | QuantizeStage
@@ -468,110 +505,3 @@ def stage_from_config(config: Mapping[str, Any]) -> Stage:
     kind = config["kind"]
     check_choice(kind, "kind", tuple(STAGE_KINDS), example='kind = "prune"')
     return STAGE_KINDS[kind].from_config(config)
-
-
-# --------------------------------------------------------------------------- export, benchmark
-
-
-@dataclass(frozen=True)
-class ExportSpec(_SpecMixin):
-    """What the run exports.
-
-    Attributes:
-        tflite: TFLite modes among ``"float"``, ``"dynamic"``, ``"int8"``, ``"float16"``,
-            ``"int16x8"`` (no duplicates; empty: no TFLite file).
-        saved_model: also export a SavedModel.
-        jit_compile: XLA-compile the SavedModel's serving function.
-
-    Example:
-        >>> ExportSpec(tflite=["float", "int8"]).tflite
-        ('float', 'int8')
-    """
-
-    _WHAT: ClassVar[str] = "the export"
-    _EXAMPLE: ClassVar[str] = '[export] tflite = ["int8"]'
-    tflite: tuple[str, ...] = ("int8",)
-    saved_model: bool = True
-    jit_compile: bool = True
-
-    def __post_init__(self) -> None:
-        modes = (self.tflite,) if isinstance(self.tflite, str) else self.tflite
-        example = 'tflite = ["float", "int8"]'
-        if not isinstance(modes, (list, tuple)):
-            raise fail("tflite", "a list of TFLite modes", modes, example, typed=True)
-        for i, mode in enumerate(modes):
-            check_choice(mode, f"tflite[{i}]", TFLITE_MODES, example=example)
-            if mode in modes[:i]:
-                raise RecipeError(
-                    f"the mode {show(mode)} is listed twice in {show(modes)}; list each mode once.",
-                    key=f"tflite[{i}]",
-                )
-        _set(self, "tflite", tuple(modes))
-        check_bool(self.saved_model, "saved_model", example="saved_model = true")
-        check_bool(self.jit_compile, "jit_compile", example="jit_compile = true")
-
-
-@dataclass(frozen=True)
-class BenchmarkSpec(_SpecMixin):
-    """How the exported variants are compared.
-
-    Attributes:
-        enabled: run the benchmark at all.
-        batch_sizes: latency batch sizes (each >= 1, no duplicates).
-        repeats: timed runs per batch size (>= 1).
-        threads: CPU threads per variant (>= 1).
-        max_examples: quality is measured on at most this many test examples; the default
-            None (``"all"`` in a file, since TOML has no null) measures every test example,
-            the same definition as the stage table's.
-
-    Example:
-        >>> BenchmarkSpec(batch_sizes=[1, 64]).batch_sizes
-        (1, 64)
-    """
-
-    _WHAT: ClassVar[str] = "the benchmark"
-    _EXAMPLE: ClassVar[str] = "[benchmark] repeats = 30"
-    enabled: bool = True
-    batch_sizes: tuple[int, ...] = (1, 256)
-    repeats: int = 30
-    threads: int = 1
-    max_examples: int | None = None
-
-    def __post_init__(self) -> None:
-        check_bool(self.enabled, "enabled", example="enabled = true")
-        sizes = self.batch_sizes
-        example = "batch_sizes = [1, 256]"
-        if isinstance(sizes, int) and not isinstance(sizes, bool):
-            sizes = (sizes,)
-        if not isinstance(sizes, (list, tuple)) or not sizes:
-            raise fail(
-                "batch_sizes",
-                "a non-empty list of batch sizes",
-                sizes,
-                example,
-                typed=not isinstance(sizes, (list, tuple)),
-            )
-        checked = []
-        for i, size in enumerate(sizes):
-            checked.append(check_int(size, f"batch_sizes[{i}]", minimum=1, example=example))
-            if checked[-1] in checked[:-1]:
-                raise RecipeError(
-                    f"the batch size {size} is listed twice in {show(sizes)}; list each size once.",
-                    key=f"batch_sizes[{i}]",
-                )
-        _set(self, "batch_sizes", tuple(checked))
-        _set(self, "repeats", check_int(self.repeats, "repeats", minimum=1, example="repeats = 30"))
-        _set(self, "threads", check_int(self.threads, "threads", minimum=1, example="threads = 1"))
-        if self.max_examples == "all":
-            _set(self, "max_examples", None)
-        if self.max_examples is not None:
-            _set(
-                self,
-                "max_examples",
-                check_int(
-                    self.max_examples,
-                    "max_examples",
-                    minimum=1,
-                    example='max_examples = 4096 (or "all" for every test example)',
-                ),
-            )
