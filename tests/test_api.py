@@ -170,6 +170,7 @@ NAMESPACE_ALL = {
         "Stage",
         "StageResult",
         "demo_recipe",
+        "load_data",
         "load_recipe",
         "load_report",
         "loads_recipe",

@@ -284,7 +284,7 @@ def _load_data(args: argparse.Namespace):
 def _read_data(args: argparse.Namespace):
     """The TaskData named by --data / --data-format (the same reader as a recipe's [data])."""
     from tfcompress import data
-    from tfcompress.recipe._data import DataSpec, RecipeError, load_data  # no TFMOT: fast start
+    from tfcompress.recipe import DataSpec, RecipeError, load_data  # no TFMOT: fast start
 
     spec, kind = args.data, args.data_format
     if kind == "sim" or (kind == "auto" and spec in data.TASK_NAMES):

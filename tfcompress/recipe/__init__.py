@@ -33,6 +33,7 @@ _NAMES = {
     ),
     "DATA_FORMATS": "tfcompress.recipe._data",
     "DataSpec": "tfcompress.recipe._data",
+    "load_data": "tfcompress.recipe._data",
     "RecipeError": "tfcompress.recipe._files",
     "Recipe": "tfcompress.recipe.recipes",
     "load_recipe": "tfcompress.recipe.recipes",
