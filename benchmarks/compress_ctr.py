@@ -1,8 +1,9 @@
-"""Benchmark `tfcompress.compress` on the simulated CTR task with the teacher-size DCN-v2.
+"""Benchmark `tfcompress.compress` on the simulated CTR task with a teacher-size model.
 
-Trains ``models.dcn(schema, size="teacher")`` (Adam 5e-3, up to ``--epochs`` epochs, keeping
-the epoch with the best validation AUC), runs ``compress(max_loss=--max-loss)`` on the train
-split (candidates judged on the validation split), then benchmarks the float TFLite model and
+Trains ``models.build(--model, schema, size="teacher")`` (DCN-v2 or the BST transformer; Adam
+5e-3, up to ``--epochs`` epochs, keeping the epoch with the best validation AUC), runs
+``compress(max_loss=--max-loss)`` on the train split (candidates judged on the validation
+split), then benchmarks the float TFLite model and
 the chosen one side by side on the test split, which the search never saw (1 thread, batch 1
 and 256; paired ΔAUC with DeLong's 95% CI).
 
@@ -40,6 +41,12 @@ def main(argv: list[str] | None = None) -> int:
         "~50k-150k, see docs/evaluation.md)",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--model",
+        default="dcn",
+        choices=("dcn", "transformer"),
+        help="the teacher-size reference model: DCN-v2 or the behaviour-sequence transformer (BST)",
+    )
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--max-loss", type=float, default=0.002)
     parser.add_argument("--objective", default="latency")
@@ -61,9 +68,12 @@ def main(argv: list[str] | None = None) -> int:
         split=(1.0 - 2 * part, part, part),
     )
     teacher = models.compile_for_task(
-        models.dcn(task.schema, size="teacher"), task.schema, learning_rate=5e-3
+        models.build(args.model, task.schema, size="teacher"), task.schema, learning_rate=5e-3
     )
-    print(f"Training dcn teacher ({teacher.count_params():,} parameters), up to {args.epochs}")
+    print(
+        f"Training {args.model} teacher ({teacher.count_params():,} parameters), "
+        f"up to {args.epochs} epochs"
+    )
     fit_best(teacher, task, args.epochs)
 
     start = time.time()
