@@ -196,3 +196,19 @@ def test_warns_when_the_validation_set_cannot_resolve_the_tolerance(searched, ca
         _compress(model, x, y, root / "out", objective="size", max_loss=0.0001)  # cached: fast
     warned = [r.getMessage() for r in caplog.records if "wider than max_loss" in r.getMessage()]
     assert len(warned) == 1 and "validation examples would resolve it" in warned[0]
+
+
+def test_a_candidate_must_beat_the_float_model_on_the_objective(tmp_path):
+    """A tiny model's int8 file is larger than its float one (quantization parameters outweigh
+    the bytes saved): it keeps quality but is not chosen for size."""
+    x, y = _task(2)
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16,), name="x")
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid", name="out")(inputs))
+    model.compile("adam", "binary_crossentropy")
+    model.fit(x[:N_TRAIN], y[:N_TRAIN], epochs=1, verbose=0)
+    result = _compress(model, x, y, tmp_path, objective="size", steps=1)
+    kept = [r for r in result.candidates if r.accepted and r.path]
+    assert kept and all(r.bytes >= result.baseline.bytes for r in kept)
+    assert result.chosen is None and result.path == result.baseline.path
+    assert "better than the float model on size" in result.to_markdown()

@@ -93,8 +93,9 @@ class CompressionResult:
     """The outcome of :func:`tfcompress.compress`.
 
     Attributes:
-        chosen: the candidate that keeps quality and is best on the objective (None when
-            none does; then :attr:`path` is the float baseline's export).
+        chosen: the candidate that keeps quality and is best on the objective, better than the
+            float model itself (None when none is; then :attr:`path` is the float baseline's
+            export).
         path: the chosen model's exported file.
         baseline: the float export of the original model (the reference of every Δ).
         candidates: every candidate tried, in the order tried.
@@ -226,7 +227,12 @@ class CompressionResult:
                 f" Δ{metric} {self.chosen.difference}"
             )
         else:
-            lines.append("chosen: none keeps quality; the float baseline is returned")
+            lines.append(
+                f"chosen: none; no candidate that keeps quality is better than the float "
+                f"model on {s.objective}: the float baseline is returned"
+                if any(r.accepted and r.path for r in self.candidates)
+                else "chosen: none keeps quality; the float baseline is returned"
+            )
         return "\n".join(lines)
 
     def __str__(self) -> str:
