@@ -124,3 +124,37 @@ def test_the_parsers_choices_are_the_searchs():
     for name in ("metric", "max_loss", "rule", "objective", "runtime", "epochs", "steps", "seed"):
         assert getattr(defaults, name) == signature[name].default, name
     assert defaults.out == Path(signature["output_dir"].default)
+
+
+def test_no_candidate_keeping_quality_exits_1_and_says_so(
+    saved_ctr_model, tmp_path, monkeypatch, capsys
+):
+    """The CLI's side of "none keeps" (the search itself is tests/search/test_compress.py's)."""
+    import tfcompress.search
+
+    class NoneKeeps:
+        chosen, path = None, str(tmp_path / "float.tflite")
+
+        def to_markdown(self) -> str:
+            return "chosen: none keeps quality; the float baseline is returned"
+
+        def save_json(self, path) -> str:
+            Path(path).write_text(json.dumps({"chosen": None, "path": self.path}))
+            return str(path)
+
+    seen = {}
+
+    def fake_compress(model, data, **kwargs):
+        seen.update(kwargs, model=model)
+        return NoneKeeps()
+
+    monkeypatch.setattr(tfcompress.search, "compress", fake_compress)
+    report = tmp_path / "r.json"
+    argv = ["compress", str(saved_ctr_model), "--data", "ctr", "--samples", "300"]
+    assert main([*argv, "--max-loss", "0.0001", "--budget", "2m", "--json", str(report)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.strip().splitlines()[-1] == NoneKeeps.path
+    assert "no candidate keeps auc within --max-loss 0.0001" in captured.err
+    assert json.loads(report.read_text())["chosen"] is None
+    assert seen["max_loss"] == 0.0001 and seen["budget"] == 120.0 and seen["teacher"] is None
+    assert seen["validation_data"] is not None and seen["model"].name
