@@ -212,3 +212,18 @@ def test_a_candidate_must_beat_the_float_model_on_the_objective(tmp_path):
     assert kept and all(r.bytes >= result.baseline.bytes for r in kept)
     assert result.chosen is None and result.path == result.baseline.path
     assert "better than the float model on size" in result.to_markdown()
+
+
+def test_calibration_examples_are_read_once_into_arrays():
+    """A reshuffling tf.data pipeline would calibrate each int8 candidate on other examples."""
+    import tensorflow as tf
+
+    from tfcompress.search.build import representative_features
+
+    x, y = _task(3)
+    data = tf.data.Dataset.from_tensor_slices(({"x": x}, y)).shuffle(1000).batch(100)
+    features = representative_features(data, limit=256)
+    assert set(features) == {"x"} and features["x"].shape == (256, 16)
+    assert isinstance(features["x"], np.ndarray)
+    with pytest.raises(ValueError, match="no examples"):
+        representative_features(data.take(0))

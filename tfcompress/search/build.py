@@ -143,7 +143,22 @@ def representative_features(train: Any, limit: int = 256) -> Any:
         if isinstance(x, (list, tuple)):
             return [np.asarray(v)[:limit] for v in x]
         return np.asarray(x)[:limit]
-    return train.take(max(1, limit // 32))
+    # a tf.data pipeline may reshuffle on every pass: read it once into arrays, so every
+    # candidate of the search (and a resumed one) calibrates on the same examples
+    parts: list[Any] = []
+    seen = 0
+    for element in train:
+        x = element[0] if isinstance(element, tuple) else element
+        parts.append(x)
+        first = next(iter(x.values())) if isinstance(x, dict) else x
+        seen += int(first.shape[0]) if len(first.shape) else 1
+        if seen >= limit:
+            break
+    if not parts:
+        raise ValueError("`data` yielded no examples to calibrate the int8 export on.")
+    if isinstance(parts[0], dict):
+        return {k: np.concatenate([np.asarray(p[k]) for p in parts])[:limit] for k in parts[0]}
+    return np.concatenate([np.asarray(p) for p in parts])[:limit]
 
 
 def export_candidate(

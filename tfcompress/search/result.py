@@ -186,7 +186,7 @@ class CompressionResult:
                     f"{r.difference.variant:.4f}",
                     "" if r is self.baseline else str(r.difference),
                     "" if r.bytes is None else f"{r.bytes:,}",
-                    "" if value is None else f"{value:.4g}",
+                    _objective_cell(self.settings.objective, value),
                     verdict + (" (cached)" if r.cached else ""),
                     r.note,
                 ]
@@ -237,3 +237,12 @@ class CompressionResult:
 
     def __str__(self) -> str:
         return self.to_markdown()
+
+
+def _objective_cell(objective: str, value: float | None) -> str:
+    """The objective column: bytes and FLOPs as integers, latency in ms."""
+    if value is None:
+        return ""
+    if objective in ("size", "flops"):
+        return f"{int(value):,}"
+    return f"{value:.4g} ms"
