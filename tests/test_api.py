@@ -156,6 +156,7 @@ NAMESPACE_ALL = {
         "RECIPE_STRATEGIES",
         "STAGE_KINDS",
         "TFLITE_MODES",
+        "AutoStage",
         "BenchmarkSpec",
         "DataSpec",
         "DistillStage",

@@ -415,7 +415,7 @@ def test_readers_return_what_the_server_shows(server, written):
 
 
 def tiny_demo(name: str = "tb") -> Recipe:
-    """``demo_recipe`` at test sizes: teacher, distill (+ student alone), prune, QAT, int8."""
+    """``demo_recipe`` at test sizes: teacher, distill (+ student alone), auto, prune, QAT."""
     return dataclasses.replace(
         demo_recipe(samples=1_500, teacher_epochs=1, epochs=1, name=name),
         benchmark=BenchmarkSpec(batch_sizes=(1, 32), repeats=2, max_examples=256),
@@ -429,7 +429,9 @@ def test_a_run_shows_in_tensorboard(tmp_path_factory, serve):
     server = serve(out / "tb")
     summaries = [f"{stage.name}/summary" for stage in report.stages]
     tags = server.eventually(server.scalar_tags, lambda t: set(summaries) <= set(t))
-    assert summaries == ["teacher/summary", "distill/summary", "prune/summary", "quantize/summary"]
+    assert summaries == [
+        f"{s}/summary" for s in ("teacher", "distill", "auto", "prune", "quantize")
+    ]
     for stage, run in zip(report.stages, summaries, strict=True):  # every stage's final figures
         expected = {f"test/{k}": v for k, v in stage.quality.items() if v is not None}
         expected.update(params=stage.params, sparsity=stage.sparsity, seconds=stage.seconds)

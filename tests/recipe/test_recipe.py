@@ -111,14 +111,17 @@ def _recipe(**overrides):
 def test_demo_toml_is_demo_recipe():
     loaded = load_recipe(RECIPES / "demo.toml")
     assert loaded == demo_recipe()
-    assert [s.kind for s in loaded.stages] == ["distill", "prune", "quantize"]
+    assert [s.kind for s in loaded.stages] == ["distill", "auto", "prune", "quantize"]
     assert loaded.stages[0].student == ModelSpec(name="dcn", size="student")
-    assert loaded.stages[0].epochs == 6 and loaded.stages[1].sparsity == 0.7
+    assert loaded.stages[0].epochs == 6 and loaded.stages[2].sparsity == 0.7
+    assert loaded.stages[1].max_loss == 0.002 and loaded.stages[1].objective == "latency"
     assert loaded.data.batch_size == 256 and loaded.export.tflite == ("int8",)
+    # 51k validation and test examples: the paired CI resolves the auto stage's 0.002 AUC
+    assert loaded.data.split == (0.32, 0.34, 0.34) and loaded.data.samples == 150_000
     custom = demo_recipe(samples=2_000, teacher_epochs=1, epochs=1, seed=3, name="quick")
     assert (custom.data.samples, custom.data.seed, custom.seed) == (2000, 3, 3)
     assert custom.name == "quick"
-    assert [s.epochs for s in custom.stages] == [4, 1, 1] and custom.model.epochs == 1
+    assert [s.epochs for s in custom.stages] == [4, 1, 1, 1] and custom.model.epochs == 1
 
 
 def test_yaml_example_loads():
@@ -766,7 +769,7 @@ def test_recipe_error_format_and_pickling():
     assert str(RecipeError("bad", key="[2]").under("tflite").under("export")) == (
         "export.tflite[2]: bad"
     )
-    assert set(STAGE_KINDS) == {"distill", "prune", "shrink", "quantize"}
+    assert set(STAGE_KINDS) == {"distill", "prune", "shrink", "quantize", "auto"}
 
 
 # --------------------------------------------------------------------------- [data] file options

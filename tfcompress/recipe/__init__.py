@@ -19,6 +19,7 @@ _NAMES = {
             "RECIPE_STRATEGIES",
             "STAGE_KINDS",
             "TFLITE_MODES",
+            "AutoStage",
             "BenchmarkSpec",
             "DistillStage",
             "ExportSpec",

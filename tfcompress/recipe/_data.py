@@ -136,7 +136,8 @@ class DataSpec:
             anything is drawn).
         seed: the data seed (>= 0).
         batch_size: the training batch size (>= 1).
-        split: train / validation / test fractions (None: 0.8, 0.1, 0.1).
+        split: train / validation / test fractions (None: 0.8, 0.1, 0.1), of a file or of
+            a simulated task's samples.
         split_mode: ``"random"``, ``"time"``, ``"by_user"`` (CSV, MovieLens) or
             ``"leave_last_out"`` (MovieLens' default).
         time_column, user_column: the time / user of a CSV row for those split modes.
@@ -403,6 +404,8 @@ class DataSpec:
             value = getattr(self, key)
             if value is None or (key == "strict" and value is False):
                 continue
+            if path is None and key == "split":  # a simulated task is split as well
+                continue
             if path is None:
                 raise RecipeError(
                     f"{key} applies to data files only, received {key} = {show(plain(value))} "
@@ -533,8 +536,9 @@ def load_data(spec: DataSpec) -> Any:
     if not isinstance(spec, DataSpec):
         raise TypeError(f"`spec` must be a tfcompress.recipe.DataSpec, received {spec!r:.80}.")
     if spec.path is None:
+        split = {} if spec.split is None else {"split": spec.split}
         return load_task(
-            spec.task, n_samples=spec.samples, seed=spec.seed, batch_size=spec.batch_size
+            spec.task, n_samples=spec.samples, seed=spec.seed, batch_size=spec.batch_size, **split
         )
     path = Path(spec.path)
     if not path.is_file():

@@ -57,7 +57,10 @@ def plan_exports(recipe: Recipe, run_dir: Path, results: list[StageResult]) -> l
     for s in results:  # in stage order; a stage's reference models (distill_alone) first
         for extra, rel in s.extra.items():
             plan.append(Variant(f"{extra}_float", s.name, s.kind, run_dir / rel, "float"))
-        if s is not final:
+        if s.auto:  # the search's chosen export; the stage's model is its input's (no _float)
+            chosen = run_dir / s.auto["path"]
+            plan.append(Variant(f"{s.name}_chosen", s.name, s.kind, chosen, "auto"))
+        elif s is not final:
             plan.append(Variant(f"{s.name}_float", s.name, s.kind, run_dir / s.path, "float"))
     for mode in spec.tflite:
         plan.append(
@@ -126,6 +129,13 @@ def export_all(
     test_examples = r.test_examples()
     for index, v in enumerate(plan, 1):
         t0 = time.perf_counter()
+        if v.mode == "auto":  # exported by the auto stage already: copied, parity measured there
+            target = out / (f"{v.name}{v.source.suffix}" if v.source.is_file() else v.name)
+            copy = shutil.copyfile if v.source.is_file() else shutil.copytree
+            copy(v.source, target)
+            variants[v.name] = str(target.relative_to(r.run_dir))
+            say(r.verbose, f"[export] {index}/{len(plan)} {v.name}: the auto stage's export")
+            continue
         if v.source not in loaded:
             with r.strategy.scope():
                 loaded[v.source] = load_model(v.source)

@@ -20,6 +20,7 @@ from typing import Any
 
 from tfcompress._text import markdown_table, warn_to_json_path
 from tfcompress.evaluation.report import BenchmarkReport
+from tfcompress.evaluation.statistics import PairedDifference
 from tfcompress.export.manifest import atomic_write_text
 
 __all__ = ["RunReport", "StageResult", "load_report", "render_report"]
@@ -62,6 +63,7 @@ class StageResult:
     extra: dict[str, str] = field(default_factory=dict)
     n_examples: int | None = None
     n_positives: int | None = None
+    auto: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -262,6 +264,10 @@ class RunReport:
             lines += ["", f"Trade-off plot: `{self.plot}`"]
         if self.warnings:
             lines += ["", "## Warnings", ""] + [f"- {w}" for w in self.warnings]
+        for s in self.stages:  # last: an auto stage's search, its chosen export and test Δ
+            if s.auto:
+                lines += ["", f"## Accuracy-aware compression (`{s.name}`)", "", s.auto["table"]]
+                lines += ["", auto_summary(s.name, s.auto)]
         return "\n".join(lines)
 
     def _parity_markdown(self) -> list[str]:
@@ -294,6 +300,34 @@ class RunReport:
         if notes:
             lines += [""] + notes
         return lines
+
+
+def auto_summary(name: str, auto: dict[str, Any]) -> str:
+    """One line: an auto stage's chosen export, its ratios and its test Δ ± CI.
+
+    Example:
+        >>> auto_summary("auto", {"chosen": None, "metric": "auc", "max_loss": 0.002})
+        'auto: no candidate keeps auc within 0.002; the float export is kept'
+    """
+    metric, chosen = auto["metric"], auto.get("chosen")
+    if chosen is None:
+        return (
+            f"{name}: no candidate keeps {metric} within {auto['max_loss']}; the float export "
+            "is kept"
+        )
+    ratios = auto.get("ratios") or {}
+    speed_x = {int(b): v for b, v in (ratios.get("speed_x") or {}).items()}
+    speed = ", ".join(f"{v:.2f}x at batch {b}" for b, v in sorted(speed_x.items()) if v)
+    test = PairedDifference.from_dict(auto["test"])
+    where = f"{test.n:,} test examples" + (
+        f", {test.n_positives:,} positives" if test.n_positives is not None else ""
+    )
+    verdict = "within" if auto.get("keeps_quality_on_test") else "NOT within"
+    return (
+        f"{name}: {chosen} ({auto['path']}), {ratios.get('size_x') or 0:.2f}x smaller, faster "
+        f"{speed or '—'} than its float export; Δ{metric} {test} on {where} ({verdict} the "
+        f"tolerance {auto['max_loss']})"
+    )
 
 
 def _count(value: int | None) -> str:

@@ -164,7 +164,7 @@ def run(
     plan = plan_exports(recipe, run_dir, results)
     export_key = sha256_text(
         json.dumps(recipe.export.get_config(), sort_keys=True),
-        *(digests[v.source] for v in plan),
+        *(digests.get(v.source, str(v.source)) for v in plan),
         *(f"{v.name}:{v.mode}" for v in plan),
         _EXPORT_FORMAT,
     )
@@ -282,9 +282,17 @@ def _run_stages(
                 extra={k: f"{stage_dir.name}/{v}" for k, v in record.get("extra", {}).items()},
                 n_examples=record.get("n_examples"),
                 n_positives=record.get("n_positives"),
+                auto=_auto_result(record.get("auto"), stage_dir),
             )
         )
     return results, warnings, digests
+
+
+def _auto_result(auto: dict[str, Any] | None, stage_dir: Path) -> dict[str, Any] | None:
+    """An auto stage's summary for the report, its export's path relative to the run."""
+    if auto is None:
+        return None
+    return {**auto, "path": f"{stage_dir.name}/{auto['path']}"}
 
 
 def _log_report(
@@ -346,6 +354,9 @@ def _run_stage(
     files = {MODEL_FILE: save_model(out, stage_dir / MODEL_FILE)}
     extra = info.get("extra", {})
     files.update({rel: sha256_file(stage_dir / rel) for rel in extra.values()})
+    auto = info.get("auto")
+    if auto is not None and (stage_dir / auto["path"]).is_file():  # an auto stage's export
+        files[auto["path"]] = sha256_file(stage_dir / auto["path"])
     record = {
         "name": name,
         "kind": kind,
@@ -357,6 +368,7 @@ def _run_stage(
         "files": files,
         "resumed_from_epoch": info.get("resumed_from_epoch"),
         "extra": extra,
+        **({"auto": auto} if auto is not None else {}),
     }
     if check_fit:
         record["fit_check"] = r.check_fit(out)

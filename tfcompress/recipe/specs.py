@@ -466,12 +466,85 @@ class QuantizeStage(_FineTuneStage):
         _check_filters(self)
 
 
-Stage = DistillStage | PruneStage | ShrinkStage | QuantizeStage
+@dataclass(frozen=True)
+class AutoStage(_Stage):
+    """Accuracy-aware compression (:func:`tfcompress.compress`) of the current model.
+
+    The search distils from the recipe's teacher (that of the last distill stage before it; the
+    model itself without one) and judges every candidate on the validation split. Its chosen
+    TFLite file joins the run's benchmark; the model it hands to later stages is its input,
+    unchanged (docs/recipes.md), so it may stand anywhere before a quantize stage.
+
+    Attributes:
+        max_loss: the tolerated loss of ``metric`` in (0, 1] (0.002 = 0.2 AUC point).
+        metric: ``"auc"``, ``"logloss"`` or ``"accuracy"``.
+        rule: ``"ci"`` (the 95% CI's worst end within max_loss) or ``"point"``.
+        objective: ``"latency"`` (batch 256), ``"latency_b1"``, ``"size"`` or ``"flops"``.
+        runtime: ``"tflite"`` or ``"saved_model"``.
+        budget: the search's wall-time limit (``"20m"``, seconds, or None: none).
+        steps: bisection steps on the shrink ratio (>= 1).
+        student_loss_weight: the hard-label loss's weight in each distilled fine-tune, [0, 1].
+        name, epochs, learning_rate: see :class:`DistillStage` (epochs per fine-tune, default 2).
+
+    Example:
+        >>> AutoStage(max_loss=0.002, steps=2).get_config()["kind"]
+        'auto'
+    """
+
+    kind: ClassVar[str] = "auto"
+    max_loss: float = 0.001
+    metric: str = "auc"
+    rule: str = "ci"
+    objective: str = "latency"
+    runtime: str = "tflite"
+    budget: str | float | None = None
+    steps: int = 3
+    student_loss_weight: float = 0.5
+
+    def _check_options(self) -> None:
+        from tfcompress.search.space import METRICS, OBJECTIVES, RULES, RUNTIMES, parse_budget
+
+        number = functools.partial(check_number, low=0, high=1, closed="(]")
+        _set(self, "max_loss", number(self.max_loss, "max_loss", example="max_loss = 0.002"))
+        for key, choices in (
+            ("metric", METRICS),
+            ("rule", RULES),
+            ("objective", OBJECTIVES),
+            ("runtime", RUNTIMES),
+        ):
+            check_choice(getattr(self, key), key, choices, example=f'{key} = "{choices[0]}"')
+        try:
+            parse_budget(self.budget)
+        except (TypeError, ValueError):
+            raise fail(
+                "budget",
+                'a time ("90s", "20m", "1.5h") or seconds > 0',
+                self.budget,
+                'budget = "20m"',
+                typed=not isinstance(self.budget, (str, int, float)),
+            ) from None
+        _set(self, "steps", check_int(self.steps, "steps", minimum=1, example="steps = 3"))
+        _set(
+            self,
+            "student_loss_weight",
+            check_number(
+                self.student_loss_weight,
+                "student_loss_weight",
+                low=0,
+                high=1,
+                closed="[]",
+                example="student_loss_weight = 0.5",
+            ),
+        )
+
+
+Stage = DistillStage | PruneStage | ShrinkStage | QuantizeStage | AutoStage
 STAGE_KINDS: dict[str, type] = {
     "distill": DistillStage,
     "prune": PruneStage,
     "shrink": ShrinkStage,
     "quantize": QuantizeStage,
+    "auto": AutoStage,
 }
 
 

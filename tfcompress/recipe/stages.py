@@ -6,6 +6,7 @@ TensorBoard and resume; fine-tuning with the teacher) and one function per stage
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +17,7 @@ from tfcompress._keras import keras
 from tfcompress.callbacks.tensorboard import CompressionTensorBoard
 from tfcompress.data.epochs import epoch_batches
 from tfcompress.distillation.distiller import Distiller
+from tfcompress.evaluation.statistics import paired_difference
 from tfcompress.pruning.pruner import PruningCallback, prune, strip
 from tfcompress.pruning.shrinking import shrink
 from tfcompress.quantization.qat import quantize
@@ -307,8 +309,100 @@ def _quantize(
     return qat, {"resumed_from_epoch": resumed}
 
 
+def _auto(
+    r: RunState, stage: Any, model: keras.Model, stage_dir: Path
+) -> tuple[keras.Model, dict[str, Any]]:
+    """:func:`tfcompress.compress` of ``model``; hands ``model`` on unchanged (its chosen
+    export is the stage's artifact, a benchmark variant of the run)."""
+    from tfcompress.export import load_variant
+    from tfcompress.search.accuracy_aware import compress
+
+    teacher = None
+    if r.teacher is not None:
+        with r.strategy.scope():
+            teacher = load_model(r.teacher[0])
+    say(
+        r.verbose,
+        f"[{stage.name}] compress: max loss {stage.max_loss} {stage.metric} (rule "
+        f"{stage.rule}), objective {stage.objective}, distilling from "
+        + (teacher.name if teacher is not None else "the model itself"),
+    )
+    result = compress(
+        model,
+        r.task.train,
+        validation_data=r.task.validation,
+        metric=stage.metric,
+        max_loss=stage.max_loss,
+        rule=stage.rule,
+        objective=stage.objective,
+        runtime=stage.runtime,
+        budget=stage.budget,
+        teacher=teacher,
+        epochs=stage.epochs,
+        learning_rate=stage.learning_rate or r.recipe.model.learning_rate,
+        steps=stage.steps,
+        student_loss_weight=stage.student_loss_weight,
+        batch_size=r.recipe.data.batch_size,
+        strategy=r.strategy,
+        # the candidates' cache: outside the stage directory, so a changed max_loss / rule /
+        # objective (a new stage key) re-judges the stored candidates instead of rebuilding
+        output_dir=r.run_dir / "compress",
+        # its own HParams experiment beside the run's logs: TensorBoard reads one experiment
+        # per logdir, and the run's (one session per benchmark variant) is in <logdir>/hparams
+        log_dir=r.logdir.with_name(f"{r.logdir.name}_{stage.name}"),
+        repeats=r.recipe.benchmark.repeats,
+        progress=bool(r.verbose),
+        seed=r.seed,
+    )
+    source = Path(result.path)
+    if source.is_dir():
+        chosen = "chosen"
+        shutil.copytree(source, stage_dir / chosen, dirs_exist_ok=True)
+    else:
+        chosen = "chosen" + source.suffix
+        shutil.copyfile(source, stage_dir / chosen)
+    result.save_json(stage_dir / "compress.json")
+    # the chosen export against the float baseline of the search, paired, on the test split
+    features, labels = load_variant(result.baseline.path).collect(r.task.test, argument="test")
+    outputs = [
+        _first_output(load_variant(p).predict(features, batch_size=1024))
+        for p in (result.baseline.path, result.path)
+    ]
+    test = paired_difference(stage.metric, labels, *outputs, seed=r.seed)
+    auto = {
+        "chosen": None if result.chosen is None else result.chosen.name,
+        "path": chosen,
+        "ratios": _plain(result.ratios()),
+        "validation": result.chosen.difference.to_dict() if result.chosen else None,
+        "test": test.to_dict(),
+        "keeps_quality_on_test": bool(test.keeps_quality(stage.max_loss, rule=stage.rule)),
+        "max_loss": stage.max_loss,
+        "metric": stage.metric,
+        "candidates": len(result.candidates),
+        "trained": result.trained,
+        "seconds": round(result.seconds, 1),
+        "stopped": result.stopped,
+        "table": result.to_markdown(),
+    }
+    say(r.verbose, f"[{stage.name}] chosen {auto['chosen']}: test Δ{stage.metric} {test}")
+    return model, {"resumed_from_epoch": None, "auto": auto}
+
+
+def _first_output(outputs: Any) -> Any:
+    if isinstance(outputs, dict):
+        return outputs[sorted(outputs)[0]]
+    return outputs
+
+
+def _plain(value: Any) -> Any:
+    """JSON types (batch-size keys as strings)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
 #: the fine-tuning stages by kind: ``fn(state, stage, model, stage_dir) -> (model, info)``
-STAGES = {"prune": _prune, "shrink": _shrink, "quantize": _quantize}
+STAGES = {"prune": _prune, "shrink": _shrink, "quantize": _quantize, "auto": _auto}
 
 
 def _filter(names: Sequence[str] | None) -> list[str] | None:
