@@ -1,19 +1,29 @@
-"""Distillation: the :class:`Distiller` model (teacher -> student) and its losses."""
+"""Distillation: the :class:`Distiller` model (teacher -> student) and its losses.
 
-from tfcompress.distillation.distiller import (
-    Distiller,
-)
-from tfcompress.distillation.heads import (
-    detect_output_kind,
-)
-from tfcompress.distillation.losses import (
-    BinaryDistillationLoss,
-    FeatureDistillation,
-    ListwiseDistillationLoss,
-    MSEDistillationLoss,
-    SoftmaxDistillationLoss,
-    get_distillation_loss,
-)
+The names load on first use (PEP 562): the losses need TensorFlow only, ``Distiller`` imports
+pruning (and so TFMOT).
+"""
+
+from __future__ import annotations
+
+import importlib as _importlib
+
+#: public name -> the module that defines it
+_NAMES = {
+    "Distiller": "tfcompress.distillation.distiller",
+    "detect_output_kind": "tfcompress.distillation.heads",
+    **dict.fromkeys(
+        (
+            "BinaryDistillationLoss",
+            "FeatureDistillation",
+            "ListwiseDistillationLoss",
+            "MSEDistillationLoss",
+            "SoftmaxDistillationLoss",
+            "get_distillation_loss",
+        ),
+        "tfcompress.distillation.losses",
+    ),
+}
 
 __all__ = [
     "BinaryDistillationLoss",
@@ -40,4 +50,13 @@ def __getattr__(name: str) -> object:
         from tfcompress._moved import deprecated
 
         return deprecated(f"tfcompress.distillation.{name}", DEPRECATED[name])
-    raise AttributeError(f"module 'tfcompress.distillation' has no attribute {name!r}")
+    module = _NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tfcompress.distillation' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -1,35 +1,32 @@
-"""Evaluation: benchmark, paired statistics, layer sensitivity, FLOPs and the trade-off plot."""
+"""Evaluation: benchmark, paired statistics, layer sensitivity, FLOPs and the trade-off plot.
 
-from tfcompress._layers import (
-    CompressionReport,
-    LayerDecision,
-)
-from tfcompress.evaluation.benchmarking import (
-    benchmark,
-    configure_threads,
-)
-from tfcompress.evaluation.flops import (
-    count_flops,
-)
-from tfcompress.evaluation.layer_sensitivity import (
-    SensitivityReport,
-    SensitivityRow,
-    sensitivity,
-)
-from tfcompress.evaluation.report import (
-    BenchmarkReport,
-    BenchmarkRow,
-)
-from tfcompress.evaluation.statistics import (
-    PairedDifference,
-    delong_auc_difference,
-    paired_bootstrap,
-    paired_difference,
-)
-from tfcompress.evaluation.tradeoff import (
-    pareto_front,
-    plot_tradeoff,
-)
+The names load on first use (PEP 562): ``benchmark`` (the CLI's ``bench``) imports no TFMOT,
+``sensitivity`` imports the techniques it tries.
+"""
+
+from __future__ import annotations
+
+import importlib as _importlib
+
+#: public name -> the module that defines (or, for the private core's, publishes) it
+_NAMES = {
+    "CompressionReport": "tfcompress._layers",
+    "LayerDecision": "tfcompress._layers",
+    "benchmark": "tfcompress.evaluation.benchmarking",
+    "configure_threads": "tfcompress.evaluation.benchmarking",
+    "count_flops": "tfcompress.evaluation.flops",
+    "SensitivityReport": "tfcompress.evaluation.layer_sensitivity",
+    "SensitivityRow": "tfcompress.evaluation.layer_sensitivity",
+    "sensitivity": "tfcompress.evaluation.layer_sensitivity",
+    "BenchmarkReport": "tfcompress.evaluation.report",
+    "BenchmarkRow": "tfcompress.evaluation.report",
+    "PairedDifference": "tfcompress.evaluation.statistics",
+    "delong_auc_difference": "tfcompress.evaluation.statistics",
+    "paired_bootstrap": "tfcompress.evaluation.statistics",
+    "paired_difference": "tfcompress.evaluation.statistics",
+    "pareto_front": "tfcompress.evaluation.tradeoff",
+    "plot_tradeoff": "tfcompress.evaluation.tradeoff",
+}
 
 __all__ = [
     "BenchmarkReport",
@@ -49,3 +46,16 @@ __all__ = [
     "plot_tradeoff",
     "sensitivity",
 ]
+
+
+def __getattr__(name: str) -> object:
+    module = _NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tfcompress.evaluation' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -1,27 +1,19 @@
 """Export: TFLite (dynamic range, int8, float16, 16x8) and XLA-compiled SavedModels, each with
-a parity check and a manifest, and the runtime that loads them back."""
+a parity check and a manifest, and the runtime that loads them back.
 
-from tfcompress.export.tflite import (
-    DRIFT_MODES,
-    DRIFT_TOLERANCES,
-    QUANTIZATION_MODES,
-    ConversionError,
-    DriftError,
-    ExportResult,
-    InputSpec,
-    ParityError,
-    QuantizationConfig,
-    Variant,
-    auc,
-    collect_examples,
-    export_saved_model,
-    export_tflite,
-    load_variant,
-    model_input_specs,
-    quality,
-    resolve_quantization,
-    verify_manifest,
-)
+The names load on first use (PEP 562): the benchmark reads ``export.runtime`` without the
+converter, and nothing here imports TFMOT until a QAT model is exported.
+"""
+
+from __future__ import annotations
+
+import importlib as _importlib
+
+# Importing these registers tfcompress's Keras layers (the reference models' layers and
+# QuantizedEmbedding), so load_variant and the benchmark load a saved .keras model holding them
+# with safe_mode=True; both need TensorFlow only, as the runtime does.
+from tfcompress.models import layers as _model_layers  # noqa: F401
+from tfcompress.quantization import embedding as _quantized_embedding  # noqa: F401
 
 __all__ = [
     "DRIFT_MODES",
@@ -44,3 +36,39 @@ __all__ = [
     "resolve_quantization",
     "verify_manifest",
 ]
+
+#: public name -> the module that defines (or, for the private core's, publishes) it
+_NAMES = {
+    "ExportResult": "tfcompress.export.common",
+    "ConversionError": "tfcompress.export.converter",
+    "verify_manifest": "tfcompress.export.manifest",
+    "auc": "tfcompress.export.metrics",
+    "quality": "tfcompress.export.metrics",
+    "DRIFT_MODES": "tfcompress.export.parity",
+    "DRIFT_TOLERANCES": "tfcompress.export.parity",
+    "DriftError": "tfcompress.export.parity",
+    "ParityError": "tfcompress.export.parity",
+    "QUANTIZATION_MODES": "tfcompress.export.ptq",
+    "QuantizationConfig": "tfcompress.export.ptq",
+    "resolve_quantization": "tfcompress.export.ptq",
+    "InputSpec": "tfcompress.export.runtime",
+    "Variant": "tfcompress.export.runtime",
+    "collect_examples": "tfcompress.export.runtime",
+    "load_variant": "tfcompress.export.runtime",
+    "model_input_specs": "tfcompress.export.runtime",
+    "export_saved_model": "tfcompress.export.saved_model",
+    "export_tflite": "tfcompress.export.tflite",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tfcompress.export' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -1,27 +1,28 @@
 """Pruning: magnitude and 2:4 pruning inside ``fit``, schedules, reports, and shrinking
-(structured removal of units, heads and embedding dimensions)."""
+(structured removal of units, heads and embedding dimensions).
 
-from tfcompress.pruning.callback import (
-    PruningCallback,
-    enable_fit_pruning,
-)
-from tfcompress.pruning.pruner import (
-    is_pruned,
-    prune,
-    strip,
-)
-from tfcompress.pruning.report import (
-    SparsityReport,
-    WeightSparsity,
-    is_two_four,
-    sparsity_report,
-)
-from tfcompress.pruning.schedule import (
-    FitSizedSchedule,
-)
-from tfcompress.pruning.shrinking import (
-    shrink,
-)
+The names load on first use (PEP 562), so importing the namespace imports no TFMOT.
+"""
+
+from __future__ import annotations
+
+import importlib as _importlib
+
+#: public name -> the module that defines it
+_NAMES = {
+    "PruningCallback": "tfcompress.pruning.callback",
+    "enable_fit_pruning": "tfcompress.pruning.callback",
+    "is_pruned": "tfcompress.pruning.pruner",
+    "prune": "tfcompress.pruning.pruner",
+    "strip": "tfcompress.pruning.pruner",
+    "SparsityReport": "tfcompress.pruning.report",
+    "WeightSparsity": "tfcompress.pruning.report",
+    "is_two_four": "tfcompress.pruning.report",
+    "sparsity_report": "tfcompress.pruning.report",
+    "FitSizedSchedule": "tfcompress.pruning.schedule",
+    "shrink": "tfcompress.pruning.shrinking",
+    "register_shrink_handler": "tfcompress.pruning._graph",
+}
 
 __all__ = [
     "FitSizedSchedule",
@@ -35,7 +36,18 @@ __all__ = [
     "shrink",
     "sparsity_report",
     "strip",
+    "register_shrink_handler",
 ]
-from tfcompress.pruning._graph import register_shrink_handler  # noqa: E402
 
-__all__ += ["register_shrink_handler"]
+
+def __getattr__(name: str) -> object:
+    module = _NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tfcompress.pruning' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
