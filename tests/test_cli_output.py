@@ -138,7 +138,8 @@ def test_an_error_inside_a_stage_prints_one_line_and_where_it_was_raised(tmp_pat
 @pytest.mark.multiprocess
 def test_piped_demo_output_has_no_carriage_returns_and_a_line_per_export(tmp_path):
     """The README's demo with small sizes, piped (what a CI log shows): teacher -> distill ->
-    prune -> QAT -> export -> bench; its report, TensorBoard logs and `report` re-rendering."""
+    auto -> prune -> QAT -> export -> bench; its report, TensorBoard logs and `report`
+    re-rendering."""
     result = _cli(
         "demo",
         "--samples",
@@ -170,19 +171,22 @@ def test_piped_demo_output_has_no_carriage_returns_and_a_line_per_export(tmp_pat
         "quantize_xla",
     ]
     assert "TensorFlow is already initialised" not in result.stdout + result.stderr
-    assert re.search(r"^\| teacher \| model \| no \| .* \| 150 \| \d+ \|$", result.stdout, re.M)
+    # the demo split: 34% of 1,500 samples are test examples
+    assert re.search(r"^\| teacher \| model \| no \| .* \| 510 \| \d+ \|$", result.stdout, re.M)
     assert "n examples | n positives" in result.stdout
 
 
 def _check_demo_report(tmp_path, out: str) -> None:
     run_dir = tmp_path / "demo"
     report = json.loads((run_dir / "report.json").read_text())
-    assert [s["name"] for s in report["stages"]] == ["teacher", "distill", "prune", "quantize"]
+    stages = [s["name"] for s in report["stages"]]
+    assert stages == ["teacher", "distill", "auto", "prune", "quantize"]
     names = {r["name"] for r in report["benchmark"]["rows"]}
     assert names == {
         "teacher_float",
         "distill_float",
         "distill_alone_float",
+        "auto_chosen",  # the auto stage's export; the output ends with its search and test Δ
         "prune_float",
         "quantize_int8",
         "quantize_xla",
@@ -193,7 +197,11 @@ def _check_demo_report(tmp_path, out: str) -> None:
     ratios = report["benchmark"]["ratios"]
     assert ratios["quantize_int8"]["size_x"] > 8  # int8 student vs the float teacher
     assert ratios["prune_float"]["gzip_size_x"] > ratios["distill_float"]["gzip_size_x"]
-    assert report["stages"][2]["sparsity"] == pytest.approx(0.7, abs=0.02)
+    assert report["stages"][3]["sparsity"] == pytest.approx(0.7, abs=0.02)
+    assert "## Accuracy-aware compression (`auto`)" in out
+    # 510 test examples at these sizes: the chosen export's test Δ, or none within 0.002
+    chosen = r"auto: .* Δauc [-+]\d\.\d{4} ± \d\.\d{4} on \d+ test examples"
+    assert re.search(rf"^({chosen}|auto: no candidate keeps auc within 0.002)", out, re.M)
     assert (run_dir / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"
     scalars = read_scalars(tmp_path / "tb")  # --logdir: one run per stage, hparams per variant
     assert scalars["prune/train"]["epoch_sparsity"][-1][1] == pytest.approx(0.7, abs=0.02)
