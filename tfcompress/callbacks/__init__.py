@@ -5,7 +5,7 @@ The names load on first use (PEP 562), so importing the namespace imports no TFM
 
 from __future__ import annotations
 
-import importlib as _importlib
+from tfcompress._lazy import attach
 
 __all__ = [
     "CompressionTensorBoard",
@@ -20,14 +20,4 @@ __all__ = [
 _NAMES = dict.fromkeys(__all__, "tfcompress.callbacks.tensorboard")
 
 
-def __getattr__(name: str) -> object:
-    module = _NAMES.get(name)
-    if module is None:
-        raise AttributeError(f"module 'tfcompress.callbacks' has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = attach(__name__, _NAMES, globals(), __all__)

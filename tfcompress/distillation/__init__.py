@@ -6,7 +6,7 @@ pruning (and so TFMOT).
 
 from __future__ import annotations
 
-import importlib as _importlib
+from tfcompress._lazy import attach
 
 #: public name -> the module that defines it
 _NAMES = {
@@ -45,18 +45,4 @@ DEPRECATED = {
 }
 
 
-def __getattr__(name: str) -> object:
-    if name in DEPRECATED:
-        from tfcompress._moved import deprecated
-
-        return deprecated(f"tfcompress.distillation.{name}", DEPRECATED[name])
-    module = _NAMES.get(name)
-    if module is None:
-        raise AttributeError(f"module 'tfcompress.distillation' has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = attach(__name__, _NAMES, globals(), __all__, DEPRECATED)

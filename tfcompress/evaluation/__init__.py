@@ -6,7 +6,7 @@ The names load on first use (PEP 562): ``benchmark`` (the CLI's ``bench``) impor
 
 from __future__ import annotations
 
-import importlib as _importlib
+from tfcompress._lazy import attach
 
 #: public name -> the module that defines (or, for the private core's, publishes) it
 _NAMES = {
@@ -48,14 +48,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    module = _NAMES.get(name)
-    if module is None:
-        raise AttributeError(f"module 'tfcompress.evaluation' has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = attach(__name__, _NAMES, globals(), __all__)

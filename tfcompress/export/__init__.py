@@ -7,7 +7,7 @@ converter, and nothing here imports TFMOT until a QAT model is exported.
 
 from __future__ import annotations
 
-import importlib as _importlib
+from tfcompress._lazy import attach
 
 # Importing these registers tfcompress's Keras layers (the reference models' layers and
 # QuantizedEmbedding), so load_variant and the benchmark load a saved .keras model holding them
@@ -61,14 +61,4 @@ _NAMES = {
 }
 
 
-def __getattr__(name: str) -> object:
-    module = _NAMES.get(name)
-    if module is None:
-        raise AttributeError(f"module 'tfcompress.export' has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = attach(__name__, _NAMES, globals(), __all__)

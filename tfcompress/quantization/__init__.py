@@ -7,7 +7,7 @@ TensorFlow only, ``quantize`` and the other QAT names import TFMOT.
 
 from __future__ import annotations
 
-import importlib as _importlib
+from tfcompress._lazy import attach
 
 #: public name -> "module" or "module:attribute" that defines it
 _NAMES = {
@@ -46,19 +46,4 @@ __all__ = [
 DEPRECATED = {"strip_quantization": "tfcompress.quantization.strip"}
 
 
-def __getattr__(name: str) -> object:
-    if name in DEPRECATED:
-        from tfcompress._moved import deprecated
-
-        return deprecated(f"tfcompress.quantization.{name}", DEPRECATED[name])
-    target = _NAMES.get(name)
-    if target is None:
-        raise AttributeError(f"module 'tfcompress.quantization' has no attribute {name!r}")
-    module, _, attribute = target.partition(":")
-    value = getattr(_importlib.import_module(module), attribute or name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = attach(__name__, _NAMES, globals(), __all__, DEPRECATED)
