@@ -101,14 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
-        help="the default recipe on the simulated CTR task: teacher -> distill -> prune -> QAT "
-        "-> export -> benchmark",
+        help="the default recipe on the simulated CTR task: teacher -> distill -> auto "
+        "(compress) -> prune -> QAT -> export -> benchmark",
         description=(
             "Run the default recipe on the simulated e-commerce CTR task: train a "
-            "behaviour-sequence transformer teacher, distill it into a small DCN student, prune "
-            "it, fine-tune it with quantization-aware training, export an int8 TFLite file and an "
-            "XLA-compiled SavedModel, and print the benchmark of every stage against the "
-            "teacher's float TFLite. Finished stages are reused when run again."
+            "behaviour-sequence transformer teacher, distill it into a small DCN student, "
+            "compress the student accuracy-aware (tfcompress.compress: the fastest export "
+            "within 0.002 AUC, judged by a paired 95% CI), then by hand prune it, fine-tune it "
+            "with quantization-aware training, export an int8 TFLite file and an XLA-compiled "
+            "SavedModel, and print the benchmark of every stage against the teacher's float "
+            "TFLite, ending with the search's candidates. Finished stages are reused when run "
+            "again."
         ),
     )
     demo.add_argument(
