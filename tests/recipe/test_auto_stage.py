@@ -149,3 +149,16 @@ def test_a_recipe_with_an_auto_stage_runs_reports_benchmarks_and_resumes(tmp_pat
     tighter = run(_recipe(max_loss=0.4), out_dir=tmp_path, verbose=0).stage("auto")
     assert not tighter.cached and tighter.auto["trained"] == 0
     assert run(_recipe(max_loss=0.4), out_dir=tmp_path, verbose=0).stage("auto").cached
+
+
+def test_the_summary_says_why_the_float_export_is_kept():
+    from tfcompress.recipe.report import auto_summary
+
+    base = {"chosen": None, "metric": "auc", "max_loss": 0.002, "objective": "latency"}
+    assert auto_summary("auto", {**base, "kept": 0}) == (
+        "auto: no candidate keeps auc within 0.002; the float export is kept"
+    )
+    assert auto_summary("auto", {**base, "kept": 1}) == (
+        "auto: 1 candidate(s) keep auc within 0.002 but none beats the float export on "
+        "latency; the float export is kept"
+    )

@@ -114,7 +114,7 @@ def test_demo_toml_is_demo_recipe():
     assert [s.kind for s in loaded.stages] == ["distill", "auto", "prune", "quantize"]
     assert loaded.stages[0].student == ModelSpec(name="dcn", size="student")
     assert loaded.stages[0].epochs == 6 and loaded.stages[2].sparsity == 0.7
-    assert loaded.stages[1].max_loss == 0.002 and loaded.stages[1].objective == "latency"
+    assert loaded.stages[1].max_loss == 0.002 and loaded.stages[1].objective == "size"
     assert loaded.data.batch_size == 256 and loaded.export.tflite == ("int8",)
     # 51k validation and test examples: the paired CI resolves the auto stage's 0.002 AUC
     assert loaded.data.split == (0.32, 0.34, 0.34) and loaded.data.samples == 150_000

@@ -227,3 +227,15 @@ def test_calibration_examples_are_read_once_into_arrays():
     assert isinstance(features["x"], np.ndarray)
     with pytest.raises(ValueError, match="no examples"):
         representative_features(data.take(0))
+
+
+def test_runs_under_a_mirrored_strategy(mirrored, tmp_path):
+    """Candidates are built and fine-tuned in the strategy's scope (two replicas over virtual
+    CPUs), the teacher being the user's model built outside it."""
+    x, y = _task(4)
+    model = _model(x, y)
+    result = _compress(model, x, y, tmp_path, objective="size", steps=1, strategy=mirrored)
+    shrunk = [r for r in result.candidates if r.candidate.shrink]
+    assert shrunk and result.trained == 1
+    assert shrunk[0].difference.variant > 0.85  # the fine-tune ran and kept the model useful
+    assert result.chosen is not None and result.ratios()["size_x"] > 2.0

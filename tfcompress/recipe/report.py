@@ -310,6 +310,12 @@ def auto_summary(name: str, auto: dict[str, Any]) -> str:
         'auto: no candidate keeps auc within 0.002; the float export is kept'
     """
     metric, chosen = auto["metric"], auto.get("chosen")
+    if chosen is None and auto.get("kept"):
+        return (
+            f"{name}: {auto['kept']} candidate(s) keep {metric} within {auto['max_loss']} but "
+            f"none beats the float export on {auto.get('objective', 'the objective')}; the "
+            "float export is kept"
+        )
     if chosen is None:
         return (
             f"{name}: no candidate keeps {metric} within {auto['max_loss']}; the float export "

@@ -379,6 +379,8 @@ def _auto(
         "max_loss": stage.max_loss,
         "metric": stage.metric,
         "candidates": len(result.candidates),
+        "kept": sum(1 for c in result.candidates if c.accepted and c.path),
+        "objective": stage.objective,
         "trained": result.trained,
         "seconds": round(result.seconds, 1),
         "stopped": result.stopped,

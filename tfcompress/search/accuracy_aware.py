@@ -28,7 +28,12 @@ from tfcompress.evaluation import benchmark, count_flops, sensitivity
 from tfcompress.evaluation.statistics import paired_difference
 from tfcompress.export import load_variant
 from tfcompress.export.manifest import atomic_write_text
-from tfcompress.search.build import build_model, export_candidate, representative_features
+from tfcompress.search.build import (
+    build_model,
+    export_candidate,
+    representative_features,
+    teacher_in_scope,
+)
 from tfcompress.search.result import CandidateResult, CompressionResult
 from tfcompress.search.space import Candidate, SearchSettings, parse_budget
 
@@ -505,7 +510,7 @@ def compress(
     root = Path(output_dir) / digest.hexdigest()[:16]
     search = _Search(
         model,
-        teacher or model,
+        teacher_in_scope(teacher or model, strategy),
         train,
         settings,
         root,

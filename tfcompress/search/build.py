@@ -134,6 +134,25 @@ def build_model(
     return qat, base
 
 
+def teacher_in_scope(teacher: keras.Model, strategy: tf.distribute.Strategy | None) -> keras.Model:
+    """``teacher``, or a copy of it whose variables live in ``strategy``'s scope: Keras refuses
+    to fit a Distiller whose teacher was built outside the strategy it is compiled in."""
+    if strategy is None or not teacher.weights:
+        return teacher
+    if strategy.extended.variable_created_in_scope(teacher.weights[0]):
+        return teacher
+    try:
+        with strategy.scope():
+            copy = keras.models.clone_model(teacher)
+            copy.set_weights(teacher.get_weights())
+    except (TypeError, ValueError, NotImplementedError) as err:
+        raise ValueError(
+            f"the teacher {teacher.name!r} was built outside the strategy's scope and cannot be "
+            f"cloned into it ({err}); build it inside `with strategy.scope():`."
+        ) from err
+    return copy
+
+
 def representative_features(train: Any, limit: int = 256) -> Any:
     """Calibration features for a full-integer export: the first ``limit`` training inputs."""
     if isinstance(train, tuple):
