@@ -28,6 +28,7 @@ from tfcompress.evaluation import benchmark, count_flops, sensitivity
 from tfcompress.evaluation.statistics import paired_difference
 from tfcompress.export import load_variant
 from tfcompress.export.manifest import atomic_write_text
+from tfcompress.pruning import shrink
 from tfcompress.search.build import (
     build_model,
     export_candidate,
@@ -350,16 +351,17 @@ class _Search:
         except (TypeError, ValueError) as err:  # a model sensitivity cannot perturb
             self.say(f"compress: no shrink sensitivity ({err}); shrinking every layer")
             skip = ()
+        try:  # can this model be shrunk at all? (no training: a quick rebuild)
+            shrink(self.model, 0.5, skip=list(skip) or None)
+        except (TypeError, ValueError) as err:  # e.g. a subclassed model, nothing to shrink
+            self.say(f"compress: shrink not applicable: {err}")
+            return
         low, high = 0.0, 1.0
         for _ in range(self.settings.steps):
             ratio = round((low + high) / 2, 4)
             if ratio > self.settings.max_shrink or self.over_budget():
                 break
-            try:
-                judged = self.run(Candidate(shrink=ratio, skip=skip), export=False)
-            except (TypeError, ValueError) as err:  # shrink cannot handle this model
-                self.say(f"compress: shrink not applicable: {err}")
-                return
+            judged = self.run(Candidate(shrink=ratio, skip=skip), export=False)
             if judged.accepted:
                 self.quantized(ratio, skip)
                 low = ratio
