@@ -34,7 +34,8 @@ __all__ = [
 _log = logging.getLogger("tfcompress")
 
 # --------------------------------------------------------------------------- Keras hooks
-# Pinned by tests/test_distillation_labels.py::test_label_matching_mirrors_keras_compile_utils.
+# Pinned by tests/distillation/test_distillation_labels.py::
+# test_label_matching_mirrors_keras_compile_utils.
 #
 # 1. ``LossesContainer._get_loss_object`` (tf_keras/src/engine/compile_utils.py) wraps a loss
 #    function in ``losses.LossFunctionWrapper``; the same class is exported (not documented) as

@@ -51,6 +51,22 @@ RECIPE_STRATEGIES: tuple[str, ...] = tuple(
 )
 
 
+def _check_student_loss_weight(stage: Any) -> None:
+    """The weight of the labels' loss in a distilled fit, in [0, 1] (distill and auto stages)."""
+    _set(
+        stage,
+        "student_loss_weight",
+        check_number(
+            stage.student_loss_weight,
+            "student_loss_weight",
+            low=0,
+            high=1,
+            closed="[]",
+            example="student_loss_weight = 0.5",
+        ),
+    )
+
+
 # --------------------------------------------------------------------------- data and model
 
 
@@ -285,18 +301,7 @@ class DistillStage(_Stage):
                 key="student.epochs",
             )
         _set(self, "student", student)
-        _set(
-            self,
-            "student_loss_weight",
-            check_number(
-                self.student_loss_weight,
-                "student_loss_weight",
-                low=0,
-                high=1,
-                closed="[]",
-                example="student_loss_weight = 0.5",
-            ),
-        )
+        _check_student_loss_weight(self)
         _set(
             self,
             "temperature",
@@ -524,18 +529,7 @@ class AutoStage(_Stage):
                 typed=not isinstance(self.budget, (str, int, float)),
             ) from None
         _set(self, "steps", check_int(self.steps, "steps", minimum=1, example="steps = 3"))
-        _set(
-            self,
-            "student_loss_weight",
-            check_number(
-                self.student_loss_weight,
-                "student_loss_weight",
-                low=0,
-                high=1,
-                closed="[]",
-                example="student_loss_weight = 0.5",
-            ),
-        )
+        _check_student_loss_weight(self)
 
 
 Stage = DistillStage | PruneStage | ShrinkStage | QuantizeStage | AutoStage
