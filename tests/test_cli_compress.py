@@ -138,6 +138,9 @@ def test_no_candidate_keeping_quality_exits_1_and_says_so(
         def to_markdown(self) -> str:
             return "chosen: none keeps quality; the float baseline is returned"
 
+        def none_reason(self) -> str:
+            return "no candidate keeps auc within 0.0001 (rule ci)"
+
         def save_json(self, path) -> str:
             Path(path).write_text(json.dumps({"chosen": None, "path": self.path}))
             return str(path)
@@ -154,7 +157,8 @@ def test_no_candidate_keeping_quality_exits_1_and_says_so(
     assert main([*argv, "--max-loss", "0.0001", "--budget", "2m", "--json", str(report)]) == 1
     captured = capsys.readouterr()
     assert captured.out.strip().splitlines()[-1] == NoneKeeps.path
-    assert "no candidate keeps auc within --max-loss 0.0001" in captured.err
+    assert "no candidate keeps auc within 0.0001 (rule ci)" in captured.err
+    assert "the path below is the float baseline" in captured.err
     assert json.loads(report.read_text())["chosen"] is None
     assert seen["max_loss"] == 0.0001 and seen["budget"] == 120.0 and seen["teacher"] is None
     assert seen["validation_data"] is not None and seen["model"].name

@@ -73,6 +73,9 @@ def test_finds_a_smaller_model_within_the_tolerance(searched):
     scores = variant.predict({"x": x[N_TRAIN:]})
     measured = auc(y[N_TRAIN:], next(iter(scores.values())))
     assert measured == pytest.approx(chosen.difference.variant, abs=1e-9)
+    # evaluate() re-scores the chosen file on other data; on the validation data it must agree
+    again = result.evaluate((x[N_TRAIN:], y[N_TRAIN:]))
+    assert again.delta == pytest.approx(chosen.difference.delta, abs=1e-9)
     keras_auc = auc(y[N_TRAIN:], model.predict(x[N_TRAIN:], verbose=0))
     assert result.baseline.difference.variant == pytest.approx(keras_auc, abs=2e-4)
 
@@ -212,6 +215,10 @@ def test_a_candidate_must_beat_the_float_model_on_the_objective(tmp_path):
     assert kept and all(r.bytes >= result.baseline.bytes for r in kept)
     assert result.chosen is None and result.path == result.baseline.path
     assert "better than the float model on size" in result.to_markdown()
+    assert (
+        result.none_reason()
+        == "no candidate that keeps quality is better than the float model on size"
+    )
 
 
 def test_calibration_examples_are_read_once_into_arrays():
@@ -221,12 +228,14 @@ def test_calibration_examples_are_read_once_into_arrays():
     from tfcompress.search.build import representative_features
 
     x, y = _task(3)
+    inputs = keras.Input((16,), name="x")
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
     data = tf.data.Dataset.from_tensor_slices(({"x": x}, y)).shuffle(1000).batch(100)
-    features = representative_features(data, limit=256)
+    features = representative_features(model, data, limit=256)
     assert set(features) == {"x"} and features["x"].shape == (256, 16)
     assert isinstance(features["x"], np.ndarray)
     with pytest.raises(ValueError, match="no examples"):
-        representative_features(data.take(0))
+        representative_features(model, data.take(0))
 
 
 def test_runs_under_a_mirrored_strategy(mirrored, tmp_path):

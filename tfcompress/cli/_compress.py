@@ -15,24 +15,15 @@ from typing import Any
 
 from tfcompress.cli._options import add_data_options, positive_int
 
-__all__ = ["METRICS", "OBJECTIVES", "RULES", "RUNTIMES", "add_compress_parser", "run_compress"]
+# the search's choices and budget parser: tfcompress.search.space imports no TensorFlow, so
+# building the parser stays fast
+from tfcompress.search.space import METRICS, OBJECTIVES, RULES, RUNTIMES, parse_budget
 
-# tfcompress.search's choices, spelled out so that building the parser imports no TensorFlow
-# (tests/test_cli_compress.py checks they equal tfcompress.search's)
-#: what the search minimises among the candidates that keep quality
-OBJECTIVES = ("latency", "latency_b1", "size", "flops")
-#: where the chosen model runs
-RUNTIMES = ("tflite", "saved_model")
-#: how "keeps quality" is decided
-RULES = ("ci", "point")
-#: the quality metrics the search can hold
-METRICS = ("auc", "logloss", "accuracy")
+__all__ = ["METRICS", "OBJECTIVES", "RULES", "RUNTIMES", "add_compress_parser", "run_compress"]
 
 
 def _budget(text: str) -> float:
     """An ``argparse`` type: seconds from ``"90"``, ``"90s"``, ``"20m"``, ``"1.5h"``."""
-    from tfcompress.search import parse_budget  # only when --budget is given (loads TensorFlow)
-
     try:
         return float(parse_budget(text))
     except ValueError:
@@ -176,10 +167,9 @@ def run_compress(args: argparse.Namespace) -> int:
         print(f"Wrote {args.json}")
     if result.chosen is None:
         print(
-            f"tfcompress compress: no candidate keeps {args.metric} within --max-loss "
-            f"{args.max_loss} (rule {args.rule}); the path below is the float baseline. Try a "
-            "larger --max-loss, more --epochs, or more validation examples (--samples, a "
-            "larger file) to narrow the CI.",
+            f"tfcompress compress: {result.none_reason()}; the path below is the float "
+            "baseline. Try a larger --max-loss, more --epochs, or more validation examples "
+            "(--samples, a larger file) to narrow the CI.",
             file=sys.stderr,
         )
     print(result.path)

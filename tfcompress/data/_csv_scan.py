@@ -467,14 +467,16 @@ class Column:
         """Seconds since 1970 (NaN for empty cells); ``scale`` for epoch numbers."""
         if scale is not None:
             return self.float_array().astype(np.float64) * scale
-        assert self.times is not None
+        if self.times is None:
+            raise RuntimeError("CSV scanner: the times of this column were already taken")
         out = self.times.view()
         self.times = None
         return out
 
     def id_array(self) -> np.ndarray:
         """Vocabulary ids (by first appearance) or hashed ids, one int32 array (0 = empty)."""
-        assert self.ids is not None
+        if self.ids is None:
+            raise RuntimeError("CSV scanner: the ids of this column were already taken")
         out = self.ids.view()
         self.ids = None
         return out

@@ -17,7 +17,6 @@ from tfcompress._keras import keras
 from tfcompress.callbacks.tensorboard import CompressionTensorBoard
 from tfcompress.data.epochs import epoch_batches
 from tfcompress.distillation.distiller import Distiller
-from tfcompress.evaluation.statistics import paired_difference
 from tfcompress.pruning.pruner import PruningCallback, prune, strip
 from tfcompress.pruning.shrinking import shrink
 from tfcompress.quantization.qat import quantize
@@ -314,7 +313,6 @@ def _auto(
 ) -> tuple[keras.Model, dict[str, Any]]:
     """:func:`tfcompress.compress` of ``model``; hands ``model`` on unchanged (its chosen
     export is the stage's artifact, a benchmark variant of the run)."""
-    from tfcompress.export import load_variant
     from tfcompress.search.accuracy_aware import compress
 
     teacher = None
@@ -363,12 +361,7 @@ def _auto(
         shutil.copyfile(source, stage_dir / chosen)
     result.save_json(stage_dir / "compress.json")
     # the chosen export against the float baseline of the search, paired, on the test split
-    features, labels = load_variant(result.baseline.path).collect(r.task.test, argument="test")
-    outputs = [
-        _first_output(load_variant(p).predict(features, batch_size=1024))
-        for p in (result.baseline.path, result.path)
-    ]
-    test = paired_difference(stage.metric, labels, *outputs, seed=r.seed)
+    test = result.evaluate(r.task.test, seed=r.seed)
     auto = {
         "chosen": None if result.chosen is None else result.chosen.name,
         "path": chosen,
@@ -388,12 +381,6 @@ def _auto(
     }
     say(r.verbose, f"[{stage.name}] chosen {auto['chosen']}: test Δ{stage.metric} {test}")
     return model, {"resumed_from_epoch": None, "auto": auto}
-
-
-def _first_output(outputs: Any) -> Any:
-    if isinstance(outputs, dict):
-        return outputs[sorted(outputs)[0]]
-    return outputs
 
 
 def _plain(value: Any) -> Any:

@@ -35,7 +35,7 @@ from tfcompress.search.build import (
     representative_features,
     teacher_in_scope,
 )
-from tfcompress.search.result import CandidateResult, CompressionResult
+from tfcompress.search.result import CandidateResult, CompressionResult, first_output
 from tfcompress.search.space import Candidate, SearchSettings, parse_budget
 
 _log = logging.getLogger("tfcompress")
@@ -104,10 +104,6 @@ def _split(data: Any, validation_data: Any, validation_split: float) -> tuple[An
     )
 
 
-def _single_output(outputs: dict[str, np.ndarray]) -> np.ndarray:
-    return outputs[sorted(outputs)[0]] if len(outputs) > 1 else next(iter(outputs.values()))
-
-
 class _Search:
     """The state of one search: where it caches, the validation examples, what was tried."""
 
@@ -136,12 +132,12 @@ class _Search:
         self.stopped = ""
         self.warned = False
         self.base_outputs: np.ndarray | None = None
-        self.representative = representative_features(train)
+        self.representative = representative_features(model, train)
 
     # -------------------------------------------------------------------- measuring
     def outputs(self, model_or_path: Any) -> np.ndarray:
         variant = load_variant(model_or_path)
-        return _single_output(variant.predict(self.features, batch_size=1024))
+        return first_output(variant.predict(self.features, batch_size=1024))
 
     def judge(self, outputs: np.ndarray) -> Any:
         reference = self.base_outputs if self.base_outputs is not None else outputs

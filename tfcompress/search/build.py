@@ -15,11 +15,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from tfcompress._keras import keras, tf
 from tfcompress.distillation import Distiller
-from tfcompress.export import ExportResult, export_saved_model, export_tflite
+from tfcompress.export import ExportResult, export_saved_model, export_tflite, load_variant
 from tfcompress.pruning import shrink
 from tfcompress.quantization import quantize
 from tfcompress.search.space import Candidate, SearchSettings
@@ -153,31 +151,11 @@ def teacher_in_scope(teacher: keras.Model, strategy: tf.distribute.Strategy | No
     return copy
 
 
-def representative_features(train: Any, limit: int = 256) -> Any:
-    """Calibration features for a full-integer export: the first ``limit`` training inputs."""
-    if isinstance(train, tuple):
-        x = train[0]
-        if isinstance(x, dict):
-            return {k: np.asarray(v)[:limit] for k, v in x.items()}
-        if isinstance(x, (list, tuple)):
-            return [np.asarray(v)[:limit] for v in x]
-        return np.asarray(x)[:limit]
-    # a tf.data pipeline may reshuffle on every pass: read it once into arrays, so every
-    # candidate of the search (and a resumed one) calibrates on the same examples
-    parts: list[Any] = []
-    seen = 0
-    for element in train:
-        x = element[0] if isinstance(element, tuple) else element
-        parts.append(x)
-        first = next(iter(x.values())) if isinstance(x, dict) else x
-        seen += int(first.shape[0]) if len(first.shape) else 1
-        if seen >= limit:
-            break
-    if not parts:
-        raise ValueError("`data` yielded no examples to calibrate the int8 export on.")
-    if isinstance(parts[0], dict):
-        return {k: np.concatenate([np.asarray(p[k]) for p in parts])[:limit] for k in parts[0]}
-    return np.concatenate([np.asarray(p) for p in parts])[:limit]
+def representative_features(model: keras.Model, train: Any, limit: int = 256) -> Any:
+    """Calibration features for a full-integer export: the first ``limit`` training inputs,
+    read once into arrays (a tf.data pipeline may reshuffle on every pass, and each candidate
+    of a search, or a resumed one, must calibrate on the same examples)."""
+    return load_variant(model).collect(train, limit)[0]
 
 
 def export_candidate(

@@ -15,13 +15,21 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from tfcompress._text import markdown_table
 from tfcompress.evaluation import BenchmarkReport, pareto_front
-from tfcompress.evaluation.statistics import PairedDifference
+from tfcompress.evaluation.statistics import PairedDifference, paired_difference
+from tfcompress.export import load_variant
 from tfcompress.export.manifest import atomic_write_text
 from tfcompress.search.space import Candidate, SearchSettings
 
-__all__ = ["CandidateResult", "CompressionResult"]
+__all__ = ["CandidateResult", "CompressionResult", "first_output"]
+
+
+def first_output(outputs: dict[str, np.ndarray]) -> np.ndarray:
+    """The output a search judges: the only one, or the first by name of several."""
+    return outputs[sorted(outputs)[0]]
 
 
 @dataclasses.dataclass
@@ -149,6 +157,39 @@ class CompressionResult:
             return {}
         return self.report.ratios(self.baseline.name)[self.chosen.name]
 
+    def none_reason(self) -> str:
+        """Why nothing was chosen: no candidate keeps quality, or none that does beats the float
+        model on the objective ("" when a candidate was chosen)."""
+        if self.chosen is not None:
+            return ""
+        if any(r.accepted and r.path for r in self.candidates):
+            return (
+                "no candidate that keeps quality is better than the float model on "
+                f"{self.settings.objective}"
+            )
+        return (
+            f"no candidate keeps {self.settings.metric} within {self.settings.max_loss} "
+            f"(rule {self.settings.rule})"
+        )
+
+    def evaluate(self, data: Any, *, seed: int = 0) -> PairedDifference:
+        """The chosen export (the baseline when none was chosen) against the float baseline on
+        other labelled ``data``, paired: the search chose on its validation data, so confirm on
+        a test split.
+
+        Example:
+            >>> result.evaluate((x_test, y_test))  # doctest: +SKIP
+            PairedDifference(metric='auc', ..., delta=-0.0004, ...)
+        """
+        features, labels = load_variant(self.baseline.path).collect(data)
+        if labels is None:
+            raise ValueError("`data` has no labels; pass (x, y) or a dataset of (x, y).")
+        outputs = [
+            first_output(load_variant(path).predict(features, batch_size=1024))
+            for path in (self.baseline.path, self.path)
+        ]
+        return paired_difference(self.settings.metric, labels, *outputs, seed=seed)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "chosen": None if self.chosen is None else self.chosen.name,
@@ -227,12 +268,7 @@ class CompressionResult:
                 f" Δ{metric} {self.chosen.difference}"
             )
         else:
-            lines.append(
-                f"chosen: none; no candidate that keeps quality is better than the float "
-                f"model on {s.objective}: the float baseline is returned"
-                if any(r.accepted and r.path for r in self.candidates)
-                else "chosen: none keeps quality; the float baseline is returned"
-            )
+            lines.append(f"chosen: none; {self.none_reason()}: the float baseline is returned")
         return "\n".join(lines)
 
     def __str__(self) -> str:
