@@ -557,13 +557,8 @@ def _finish(
         stopped=search.stopped,
     )
     kept = [r for r in tried if r.accepted and r.path]
-    scored = [(result.objective_value(r), r) for r in kept]
-    # a candidate must beat the float model itself on the objective (tiny models can grow
-    # when quantized: the quantization parameters outweigh the weights they save)
-    reference = result.objective_value(baseline)
-    scored = [(v, r) for v, r in scored if v is not None and (reference is None or v < reference)]
-    if scored:
-        result.chosen = min(scored, key=lambda vr: (vr[0], vr[1].difference.worst_loss()))[1]
+    result.chosen = result.select()
+    if result.chosen is not None:
         result.path = str(result.chosen.path)
     atomic_write_text(search.root / "result.json", result.to_json())
     atomic_write_text(search.root / "result.md", result.to_markdown() + "\n")

@@ -24,7 +24,12 @@ from tfcompress.export import load_variant
 from tfcompress.export.manifest import atomic_write_text
 from tfcompress.search.space import Candidate, SearchSettings
 
-__all__ = ["CandidateResult", "CompressionResult", "first_output"]
+__all__ = ["LATENCY_TIE", "CandidateResult", "CompressionResult", "first_output"]
+
+# latencies within this fraction of the fastest candidate's (or within its own timing noise,
+# whichever is larger) count as a tie, decided by quality, then size: a smaller difference does
+# not say which file is faster
+LATENCY_TIE = 0.03
 
 
 def first_output(outputs: dict[str, np.ndarray]) -> np.ndarray:
@@ -139,6 +144,47 @@ class CompressionResult:
         batch = batches[0] if objective == "latency_b1" else batches[-1]
         value = latency.get(batch, {}).get("median")
         return None if value is None else float(value)
+
+    def objective_margin(self, result: CandidateResult) -> float:
+        """How much more than ``result`` another candidate may measure on the objective and
+        still tie with it: for latency the noise of ``result``'s own timing (its p90 minus its
+        median) or ``LATENCY_TIE`` of its median, whichever is larger; 0 for size and FLOPs,
+        which are exact."""
+        value = self.objective_value(result)
+        if value is None or self.settings.objective in ("size", "flops"):
+            return 0.0
+        latency = self.report.row(result.name).latency_ms
+        batches = sorted(latency)
+        timing = latency[batches[0] if self.settings.objective == "latency_b1" else batches[-1]]
+        spread = float(timing.get("p90", value)) - value
+        return max(spread, LATENCY_TIE * value)
+
+    def select(self) -> CandidateResult | None:
+        """The candidate to choose: among those that keep quality and beat the float model
+        itself on the objective, the best on the objective; candidates that tie with it within
+        its :meth:`objective_margin` (timing noise) go to the smallest quality loss at the CI's
+        worst end, then the smallest file. None when no candidate qualifies."""
+        # a candidate must beat the float model itself on the objective (tiny models can grow
+        # when quantized: the quantization parameters outweigh the weights they save)
+        reference = self.objective_value(self.baseline)
+        scored = []
+        for r in self.candidates:
+            value = self.objective_value(r) if r.accepted and r.path else None
+            if value is not None and (reference is None or value < reference):
+                scored.append((value, r))
+        if not scored:
+            return None
+        best_value, best = min(scored, key=lambda vr: (vr[0], vr[1].difference.worst_loss()))
+        band = best_value + self.objective_margin(best)
+        tied = [r for value, r in scored if value <= band]
+        return min(
+            tied,
+            key=lambda r: (
+                r.difference.worst_loss(),
+                float("inf") if r.bytes is None else r.bytes,
+                self.objective_value(r),
+            ),
+        )
 
     @property
     def front(self) -> list[CandidateResult]:
