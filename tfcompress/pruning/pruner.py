@@ -122,9 +122,12 @@ def _plan_layer(
             for w in layer.trainable_weights
             if w.ref() not in pruned and w.shape.rank >= 2
         ]
+        own_table = all(weight_label(layer, w) == "embeddings" for w in weights)
         reasons.append(
-            f"custom layer {cls} without get_prunable_weights(): pruned the kernels of its "
-            "Dense/EinsumDense/Conv/Embedding sublayers"
+            f"custom layer {cls} without get_prunable_weights(): pruned its own `embeddings` table"
+            if own_table
+            else f"custom layer {cls} without get_prunable_weights(): pruned the kernels of "
+            "its Dense/EinsumDense/Conv/Embedding sublayers"
         )
         if rest:
             reasons.append(f"left dense: {', '.join(rest)}")

@@ -42,6 +42,18 @@ _KERNEL_LAYERS = (
 )
 
 
+def _own_tables(layer: Any) -> list:
+    """The rank-2 weights named ``embeddings`` that ``layer`` itself (not a sublayer) holds."""
+    inner = {id(w) for sub in flatten_layers(layer, include_self=False) for w in sub.weights}
+    return [
+        w
+        for w in layer.weights
+        if id(w) not in inner
+        and w.shape.rank == 2
+        and w.name.split(":")[0].rsplit("/", 1)[-1] == "embeddings"
+    ]
+
+
 # ---------------------------------------------------------------------- finding wrappers
 
 
@@ -139,6 +151,8 @@ def prunable_weights(layer: Any) -> Candidates:
         elif isinstance(sub, _KERNEL_LAYERS):
             attribute = "embeddings" if isinstance(sub, keras.layers.Embedding) else "kernel"
             weights.append(getattr(sub, attribute, None))
+        else:  # own lookup/position tables, e.g. Model Garden OnDeviceEmbedding/PositionEmbedding
+            weights += _own_tables(sub)
     # QAT wrappers replace a kernel attribute by its fake-quantized tensor: keep variables only.
     weights = [w for w in _dedupe(weights) if getattr(w, "trainable", False)]
     if weights:
