@@ -18,6 +18,7 @@ from tfcompress.data.movielens import load_movielens
 from tfcompress.data.schema import Feature, Schema, TaskData
 from tfcompress.data.simulated import TASK_NAMES, ctr, load_task, profile, retrieval, roc_auc
 from tfcompress.data.summary import DataSummary
+from tfcompress.data.text import product_text
 from tfcompress.data.world import World
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "load_libfm",
     "load_movielens",
     "load_task",
+    "product_text",
     "profile",
     "retrieval",
     "roc_auc",

@@ -26,6 +26,7 @@ from tfcompress.data._common import (
     group_split,
 )
 from tfcompress.data.schema import Feature, Schema, TaskData
+from tfcompress.data.text import product_text
 from tfcompress.data.world import World, sample_rows, zscore
 
 __all__ = ["World", "ctr", "retrieval", "profile", "load_task", "TASK_NAMES", "roc_auc"]
@@ -571,11 +572,12 @@ _TASKS: dict[str, Callable[..., TaskData]] = {
     "ctr": ctr,
     "retrieval": retrieval,
     "profile": profile,
+    "product_text": product_text,  # no World: text.py (not in TASK_NAMES, the World tasks)
 }
 
 
 def load_task(name: str, **kwargs: Any) -> TaskData:
-    """A simulated task by name: ``"ctr"``, ``"retrieval"`` or ``"profile"``.
+    """A simulated task by name: ``"ctr"``, ``"retrieval"``, ``"profile"``, ``"product_text"``.
 
     Args:
         name: the task name.
@@ -592,7 +594,5 @@ def load_task(name: str, **kwargs: Any) -> TaskData:
         'interest'
     """
     if not isinstance(name, str) or name not in _TASKS:
-        raise ValueError(
-            f"Unknown simulated task name {name!r}; valid names are {list(TASK_NAMES)}."
-        )
+        raise ValueError(f"Unknown simulated task name {name!r}; valid names are {list(_TASKS)}.")
     return _TASKS[name](**kwargs)
