@@ -7,7 +7,7 @@ import pytest
 
 import tfcompress  # noqa: F401  (sets TF_USE_LEGACY_KERAS before the third-party imports)
 from tfcompress._keras import keras, tf
-from tfcompress.pruning import prune, sparsity_report, strip
+from tfcompress.pruning import prune, shrink, sparsity_report, strip
 
 networks = pytest.importorskip("official.nlp.modeling.networks")
 mg_models = pytest.importorskip("official.nlp.modeling.models")
@@ -71,3 +71,89 @@ def test_prune_bert_includes_embedding_tables(pruned_encoder):
     measured = sparsity_report(stripped)
     assert measured["word_embeddings"] == pytest.approx(0.5, abs=0.01)
     assert report["embeddings/layer_norm"].applied is False
+
+
+# ----------------------------------------------------------------- shrink: heads and FFN units
+
+
+def _blocks(model: keras.Model) -> list:
+    found = []
+    for layer in model.layers:
+        if type(layer).__name__ == "TransformerEncoderBlock":
+            found.append(layer)
+        elif isinstance(layer, keras.Model):
+            found += _blocks(layer)
+    return found
+
+
+def _zero_weak_half(model: keras.Model) -> None:
+    """Zero head 1 and the upper half of the FFN units of every block (shrink drops those)."""
+    for block in _blocks(model):
+        for weight in block.weights:
+            name = weight.name.split(":")[0]
+            value = weight.numpy()
+            if "/self_attention/" in name and "attention_output/bias" not in name:
+                axis = 0 if "attention_output" in name or name.endswith("bias") else 1
+                index = [slice(None)] * value.ndim
+                index[axis] = slice(1, None)
+                value[tuple(index)] = 0.0
+            elif name.endswith(("intermediate/kernel", "intermediate/bias")):
+                value[..., 32:] = 0.0
+            elif name.endswith("/output/kernel"):
+                value[32:] = 0.0
+            weight.assign(value)
+
+
+@pytest.fixture(scope="module")
+def bert_classifier():
+    tf.random.set_seed(0)
+    classifier = mg_models.BertClassifier(_encoder(), num_classes=3, dropout_rate=0.0)
+    classifier(_bert_inputs(2))
+    _zero_weak_half(classifier)
+    return classifier
+
+
+def _check_halved(small: keras.Model, report_prefix: str = "") -> None:
+    blocks = _blocks(small)
+    assert len(blocks) == 2
+    for block in blocks:
+        config = block.get_config()
+        assert (config["num_attention_heads"], config["inner_dim"], config["key_dim"]) == (
+            1,
+            32,
+            16,
+        )
+        query = [w for w in block.weights if w.name.endswith("query/kernel:0")][0]
+        assert tuple(query.shape) == (32, 1, 16)
+
+
+def test_shrink_bert_classifier_halves_heads_and_inner_units(bert_classifier):
+    small = shrink(bert_classifier, 0.5)
+    _check_halved(small)
+    assert small.count_params() < bert_classifier.count_params()
+    x = _bert_inputs(8)
+    # the removed heads and units were zero: the outputs are unchanged
+    np.testing.assert_allclose(small(x), bert_classifier(x), atol=1e-5)
+    report = small.compression_report
+    rows = [d for d in report.decisions if d.class_name == "TransformerEncoderBlock"]
+    assert [d.detail for d in rows] == ["heads 2 -> 1, inner_dim 64 -> 32"] * 2
+    assert all(d.applied and "LayerNorms" in d.reason for d in rows)
+    small.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = small.fit(x, np.arange(8) % 3, batch_size=8, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
+def test_shrink_functional_wrapper_around_bert_encoder():
+    tf.random.set_seed(0)
+    encoder = _encoder()
+    inputs = {k: keras.Input((SEQ,), dtype=tf.int32, name=k) for k in _bert_inputs()}
+    pooled = encoder(inputs)["pooled_output"]
+    hidden = keras.layers.Dense(16, activation="relu", name="hidden")(pooled)
+    wrapper = keras.Model(inputs, keras.layers.Dense(1, name="score")(hidden))
+    _zero_weak_half(wrapper)
+    small = shrink(wrapper, 0.5)
+    _check_halved(small)
+    assert small.get_layer("hidden").units == 8
+    assert small.compression_report[encoder.name].applied
+    x = _bert_inputs(4)
+    assert small(x).shape == (4, 1)

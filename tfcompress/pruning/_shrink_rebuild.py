@@ -127,14 +127,22 @@ def rebuild(
     model: keras.Model, plan: Plan, keep: dict[str, np.ndarray], heads: dict[str, np.ndarray]
 ) -> keras.Model:
     """A new model from the edited config, with the kept weights copied in."""
+    changes, weights = layer_edits(model, plan, keep, heads)
+    new_model = _from_edited_config(model, changes)
+    _set_kept_weights(new_model, weights)
+    return new_model
+
+
+def layer_edits(
+    model: keras.Model, plan: Plan, keep: dict[str, np.ndarray], heads: dict[str, np.ndarray]
+) -> tuple[dict[str, dict[str, Any]], dict[str, list[np.ndarray]]]:
+    """Config changes and kept weights of every top-level layer (by layer name)."""
     changes: dict[str, dict[str, Any]] = {}
     weights: dict[str, list[np.ndarray]] = {}
     for layer in model.layers:
         if not isinstance(layer, keras.layers.InputLayer):
             _layer_edit(layer, plan, keep, heads, changes, weights)
-    new_model = _from_edited_config(model, changes)
-    _set_kept_weights(new_model, weights)
-    return new_model
+    return changes, weights
 
 
 def _layer_edit(
@@ -295,6 +303,27 @@ def build_report(
         "params_after": int(new_model.count_params()),
     }
     return CompressionReport("shrink", tuple(decisions), settings)
+
+
+def with_block_rows(report: CompressionReport, rows: list[LayerDecision]) -> CompressionReport:
+    """``report`` with the rows of the transformer blocks (nested ones too) added, and the
+    nested models that hold shrunk blocks described as such."""
+    if not rows:
+        return report
+    shrunk = [row.layer for row in rows if row.applied]
+    decisions = []
+    for decision in report.decisions:
+        inside = [p for p in shrunk if p.startswith(decision.layer + "/")]
+        if inside and decision.reason.startswith("nested model"):
+            reason = (
+                f"nested model: its transformer blocks are shrunk (rows {', '.join(inside)}); "
+                "its other layers and its output width are kept"
+            )
+            decision = LayerDecision(decision.layer, decision.class_name, True, "", reason)
+        elif decision.layer in {row.layer for row in rows}:
+            continue
+        decisions.append(decision)
+    return CompressionReport(report.technique, (*decisions, *rows), report.settings)
 
 
 def _plan_width(plan: Plan, layout: list[str]) -> int:

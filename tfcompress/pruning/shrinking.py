@@ -23,12 +23,15 @@ from tfcompress._inputs import collect_examples, model_input_specs
 from tfcompress._keras import check_model, keras
 from tfcompress._layers import LayerFilter, iter_layers, match_layers
 from tfcompress.pruning._graph import Plan, analyse
+from tfcompress.pruning._shrink_blocks import clone_rebuild, config_rebuilds, plan_blocks
 from tfcompress.pruning._shrink_rebuild import (
     NOTHING_TO_REMOVE,
     build_report,
     enforce_strict,
     head_keep,
+    layer_edits,
     rebuild,
+    with_block_rows,
 )
 
 __all__ = ["shrink"]
@@ -279,7 +282,11 @@ def shrink(
             else:
                 heads[path] = kept
 
-    new_model = rebuild(model, plan, keep, heads)
+    blocks, block_rows = plan_blocks(model, ratio, int(min_units), layers, skip)
+    if blocks or not config_rebuilds(model):  # e.g. BertEncoder / BertClassifier
+        new_model = clone_rebuild(model, *layer_edits(model, plan, keep, heads), blocks)
+    else:
+        new_model = rebuild(model, plan, keep, heads)
     report = build_report(
         model,
         new_model,
@@ -291,6 +298,7 @@ def shrink(
         selected,
         dict(ratio=ratio, criterion=criterion, embeddings=embeddings, min_units=int(min_units)),
     )
+    report = with_block_rows(report, block_rows)
     if strict:
         enforce_strict(report, plan, too_small, selected)
     new_model.compression_report = report
