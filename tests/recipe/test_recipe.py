@@ -186,6 +186,7 @@ def test_defaults_are_filled_in():
         "epochs": 1,
         "learning_rate": 5e-3,
         "patience": 2,
+        "imports": [],
     }
     assert config["export"] == {"tflite": ["int8"], "saved_model": True, "jit_compile": True}
     assert config["benchmark"] == {

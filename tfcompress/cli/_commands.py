@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,30 +55,29 @@ def read_data(args: argparse.Namespace) -> Any:
     return load_data(file_spec)
 
 
-def load_keras(path: Path) -> Any:
-    """The tf_keras model in the .keras file ``path`` (safe_mode; our layers and TFMOT's QAT
-    classes in scope); a clear error for another suffix, a Keras 3 or a damaged file.
+def load_keras(path: Path, imports: Sequence[str] = ()) -> Any:
+    """The tf_keras model in the .keras file ``path`` (safe_mode; our layers, TFMOT's QAT
+    classes and the layers of the ``--import`` modules ``imports`` in scope); a clear error for
+    another suffix, a Keras 3 or a damaged file, and one naming each layer class nobody
+    imported with the ``--import`` to add.
 
     Example:
-        >>> model = load_keras(Path("savedmodels/student.keras"))  # doctest: +SKIP
+        >>> model = load_keras(Path("dcn.keras"), ["tensorflow_recommenders"])  # doctest: +SKIP
     """
-    import tfcompress.models  # noqa: F401  (registers the custom layers for safe_mode loading)
-    from tfcompress._keras import check_keras_file
-    from tfcompress.quantization.qat import load_quantized
+    from tfcompress.recipe.model_files import load_model_file
 
     if path.suffix != ".keras":
         raise ValueError(
             f"MODEL {str(path)!r} must be a .keras file (save your model with "
             "model.save('name.keras'))."
         )
-    check_keras_file(path, argument="MODEL")  # a Keras 3 or damaged file: a clear error
-    return load_quantized(path)  # safe_mode, with TFMOT's QAT classes in scope
+    return load_model_file(path, imports, argument="MODEL")
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from tfcompress.export.tflite import export_saved_model, export_tflite
 
-    model = load_keras(args.model)
+    model = load_keras(args.model, args.imports)
     task = load_data(args) if args.data else None
     parity = task.test if task else None
     mode = None if args.quantization == "none" else args.quantization
@@ -135,7 +134,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             name, path = Path(item).name, item
         if name in variants:
             raise ValueError(f"variant name {name!r} is given twice; use NAME=PATH to rename one.")
-        variants[name] = load_keras(Path(path)) if path.endswith(".keras") else path
+        variants[name] = load_keras(Path(path), args.imports) if path.endswith(".keras") else path
     task = load_data(args)
     report = benchmark(
         variants,
@@ -154,7 +153,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _run_recipe(recipe, args: argparse.Namespace) -> int:
+    from tfcompress.recipe.model_files import import_modules
     from tfcompress.recipe.runner import run
+
+    import_modules(args.imports)  # --import: before the recipe's models are loaded
 
     report = run(
         recipe,

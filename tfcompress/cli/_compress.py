@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tfcompress.cli._options import add_data_options, positive_int
+from tfcompress.cli._options import add_data_options, add_import_option, positive_int
 
 # the search's choices and budget parser: tfcompress.search.space imports no TensorFlow, so
 # building the parser stays fast
@@ -66,6 +66,7 @@ def add_compress_parser(sub: Any) -> argparse.ArgumentParser:
         "cached under --out: the same command again resumes.",
     )
     p.add_argument("model", type=Path, metavar="MODEL", help="the .keras file to compress")
+    add_import_option(p)
     add_data_options(
         p,
         required=True,
@@ -135,8 +136,8 @@ def run_compress(args: argparse.Namespace) -> int:
     """
     from tfcompress.cli._commands import interactive, load_data, load_keras
 
-    model = load_keras(args.model)
-    teacher = load_keras(args.teacher) if args.teacher is not None else None
+    model = load_keras(args.model, args.imports)
+    teacher = load_keras(args.teacher, args.imports) if args.teacher is not None else None
     task = load_data(args)
     if not interactive():  # piped: candidate lines only, no redrawn progress bar (tqdm >= 4.66)
         os.environ.setdefault("TQDM_DISABLE", "1")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_data_options", "positive_int"]
+__all__ = ["add_data_options", "add_import_option", "positive_int"]
 
 #: what ``--data`` is used for, in the help of ``export`` and ``bench``
 _DATA_USE = "the test split is used for parity/benchmark and the validation split for calibration"
@@ -62,3 +62,18 @@ def add_data_options(
         help="samples of a simulated task (default: 20000)",
     )
     p.add_argument("--seed", type=int, default=0, help=seed_help)
+
+
+def add_import_option(p: argparse.ArgumentParser) -> None:
+    """``--import MODULE`` (repeatable): packages imported before a ``.keras`` model is loaded,
+    so the layer classes they register (``tensorflow_recommenders``' ``Cross``, Model Garden's
+    ``BertEncoder``) are known to ``safe_mode`` loading."""
+    p.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE before loading the model, for the layer classes it registers "
+        "(e.g. --import tensorflow_recommenders); repeat for several",
+    )

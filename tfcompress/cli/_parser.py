@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tfcompress.cli._compress import add_compress_parser
-from tfcompress.cli._options import add_data_options, positive_int
+from tfcompress.cli._options import add_data_options, add_import_option, positive_int
 
 __all__ = ["add_run_options", "build_parser", "demo_defaults"]
 
@@ -46,6 +46,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         help="run every stage again instead of reusing finished ones",
     )
     p.add_argument("--quiet", action="store_true", help="no progress output, only the report")
+    add_import_option(p)
 
 
 def _add_traceback(p: argparse.ArgumentParser, default: Any) -> None:
@@ -206,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="target file/directory (default: savedmodels/<model>_<mode>...)",
     )
     add_data_options(export, required=False)
+    add_import_option(export)
 
     bench = sub.add_parser(
         "bench",
@@ -229,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--json", type=Path, help="also write the report as JSON here")
     add_data_options(bench, required=True)
+    add_import_option(bench)
     add_compress_parser(sub)
     for command in sub.choices.values():  # also after the command: tfcompress run R --traceback
         _add_traceback(command, argparse.SUPPRESS)

@@ -58,16 +58,21 @@ def sha256_text(*parts: str) -> str:
 
 
 def load_model(path: Path) -> keras.Model:
-    import tfcompress.models  # noqa: F401  (registers the custom layers for safe loading)
-    from tfcompress.quantization.qat import load_quantized
+    from tfcompress.recipe.model_files import load_model_file
 
     if path.suffix != ".keras" or not path.is_file():
         raise FileNotFoundError(
             f"model file {str(path)!r} does not exist or is not a .keras file (save models "
             "with model.save('name.keras'))."
         )
-    # safe_mode loading, with TFMOT's QAT classes in scope; the stages compile what they fit
-    return load_quantized(path, compile=False)
+    # safe_mode loading, with TFMOT's QAT classes in scope; the stages compile what they fit.
+    # The run imported [model] imports first; a class nobody registered names what to add.
+    return load_model_file(
+        path,
+        compile=False,
+        argument="model file",
+        how='add imports = ["{module}"] under [model] in the recipe',
+    )
 
 
 def save_model(model: keras.Model, path: Path) -> str:

@@ -44,6 +44,7 @@ from tfcompress.recipe._cache import (
 from tfcompress.recipe._data import load_data
 from tfcompress.recipe._export import benchmark_all, export_all, plan_exports
 from tfcompress.recipe._seeds import stage_seed
+from tfcompress.recipe.model_files import import_modules
 from tfcompress.recipe.recipes import Recipe, load_recipe
 from tfcompress.recipe.report import RunReport, StageResult, render_report
 from tfcompress.recipe.stages import STAGES, RunState, distill_student, train_input
@@ -124,6 +125,8 @@ def run(
     started = time.perf_counter()
     recipe = _as_recipe(recipe)
     callbacks = _check_run_args(recipe, out_dir, logdir, resume, verbose, callbacks)
+    # [model] imports: the packages that register the layers of the models this run loads
+    import_modules(recipe.model.imports, "[model] imports")
 
     run_dir = Path(out_dir) / recipe.name
     if not resume and run_dir.exists():

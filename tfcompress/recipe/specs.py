@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from tfcompress.recipe._output_specs import (  # noqa: F401 - the [export] and [
 )
 from tfcompress.recipe._spec_base import _from_config, _get_config, _nested, _set, _SpecMixin
 
+_MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 #: Names accepted by ``ModelSpec.name`` (those of :func:`tfcompress.models.build`).
 MODEL_NAMES: tuple[str, ...] = _MODEL_NAMES
 #: ``DistillStage.loss`` values: ``"auto"`` or a :func:`tfcompress.get_distillation_loss` name.
@@ -70,6 +72,25 @@ def _check_student_loss_weight(stage: Any) -> None:
 # --------------------------------------------------------------------------- data and model
 
 
+def _check_imports(value: Any) -> tuple[str, ...]:
+    """``[model] imports``: a list of dotted module names (a single string is a list of one)."""
+    example = 'imports = ["tensorflow_recommenders"]'
+    if isinstance(value, str):
+        value = (value,)
+    if not isinstance(value, (list, tuple)):
+        raise fail("imports", "a list of module names", value, example, typed=True)
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not _MODULE_NAME.match(item):
+            raise fail(
+                f"imports[{i}]",
+                "a dotted Python module name (a string)",
+                item,
+                example,
+                typed=not isinstance(item, str),
+            )
+    return tuple(value)
+
+
 @dataclass(frozen=True)
 class ModelSpec(_SpecMixin):
     """A model: a reference model built by name (and trained), or a saved ``.keras`` file.
@@ -84,6 +105,8 @@ class ModelSpec(_SpecMixin):
             ``name`` as the recipe's model needs >= 1; a distillation student needs 0.
         learning_rate: the Adam learning rate (> 0); stages default to it.
         patience: early-stopping patience on the validation metric (>= 0; 0 turns it off).
+        imports: modules imported before the run loads any model, for the layer classes they
+            register (``["tensorflow_recommenders"]`` for a model with TFRS ``Cross`` layers).
 
     Example:
         >>> ModelSpec(name="dcn", size={"base": "tiny", "mlp_units": [16]}).size["mlp_units"]
@@ -98,9 +121,11 @@ class ModelSpec(_SpecMixin):
     epochs: int = 0
     learning_rate: float = 5e-3
     patience: int = 2
+    imports: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         path = os.fspath(self.path) if isinstance(self.path, os.PathLike) else self.path
+        _set(self, "imports", _check_imports(self.imports))
         example = 'name = "dcn"'
         if self.name is not None and path is not None:
             raise RecipeError(
