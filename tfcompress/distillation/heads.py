@@ -50,6 +50,32 @@ def _activation_name(fn: Any) -> str | None:
     return None
 
 
+#: modules whose layers apply their ``activation`` attribute to their output (Keras' own, ours)
+_TRUSTED_MODULES = ("tf_keras", "keras", "tfcompress")
+#: the sublayer that makes the output of a third-party head: Model Garden's
+#: ``ClassificationHead`` / ``MultiClsHeads`` keep a tanh ``dense`` (the pooler) and a linear
+#: ``out_proj`` (the logits); its own ``activation`` attribute is the pooler's
+_OUTPUT_SUBLAYERS = ("out_proj",)
+
+
+def _output_activation(layer: Any) -> tuple[str | None, str]:
+    """The name of the activation ``layer`` applies to its output, and where it was read.
+
+    Keras' and tfcompress' layers apply their ``activation``; another package's layer may hold
+    an ``activation`` it applies elsewhere (Model Garden's ``ClassificationHead``: tanh on the
+    pooler, logits out), so only its output sublayer (``out_proj``) is trusted; None when it
+    has none.
+    """
+    module = type(layer).__module__ or ""
+    if module.split(".")[0] in _TRUSTED_MODULES:
+        return _activation_name(getattr(layer, "activation", None)), ""
+    for attr in _OUTPUT_SUBLAYERS:
+        sub = getattr(layer, attr, None)
+        if isinstance(sub, keras.layers.Layer):
+            return _activation_name(getattr(sub, "activation", None)), f" via '{attr}'"
+    return None, ""
+
+
 def is_functional(model: keras.Model) -> bool:
     """Whether ``model`` is a functional/sequential graph network with known outputs."""
     return is_graph_network(model) and bool(model.outputs)
@@ -67,10 +93,10 @@ def _detect(model: keras.Model) -> tuple[str | None, Any, str]:
         return "softmax", layer.get_input_at(node_index), f"{where})"
     if isinstance(inner, CatalogLogits):
         return "logits", output, f"{where}: catalogue logits)"
-    name = _activation_name(getattr(inner, "activation", None))
+    name, via = _output_activation(inner)
     if name is None:
         return None, None, f"{where})"
-    where = f"{where}, activation {name})"
+    where = f"{where}, activation {name}{via})"
     if isinstance(inner, keras.layers.Activation):
         if name in ("sigmoid", "softmax"):
             return name, layer.get_input_at(node_index), where
