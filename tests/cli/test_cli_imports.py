@@ -142,3 +142,34 @@ def test_a_loaded_file_keeps_its_layers(dcn_file):
     x = np.ones((2, 8), "float32")
     np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), atol=1e-6)
     assert json.loads(json.dumps(ModelSpec(name="dcn").get_config()))["imports"] == []
+
+
+def test_our_own_classes_load_after_a_bare_import(tmp_path):
+    """A pruned model (tfcompress' PruneWrapper) and a HostEmbedding load in a fresh process
+    that imported only the loader (they were unknown there before)."""
+    from tfcompress.distribute.acceleration import HostEmbedding
+    from tfcompress.pruning import prune
+
+    inp = keras.Input((3,), dtype="int32")
+    x = keras.layers.Flatten()(HostEmbedding(10, 4, name="host")(inp))
+    keras.Model(inp, keras.layers.Dense(1)(x)).save(tmp_path / "host.keras")
+    inp = keras.Input((4,))
+    model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.Dense(8)(inp)))
+    prune(model, 0.5).save(tmp_path / "pruned.keras")
+    code = (
+        "import sys\n"
+        "from tfcompress.recipe.model_files import load_model_file\n"
+        "for f in sys.argv[1:]:\n"
+        "    print(sorted({type(l).__name__ for l in load_model_file(f).layers}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "host.keras"), str(tmp_path / "pruned.keras")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    host, pruned = done.stdout.strip().splitlines()[-2:]
+    assert "HostEmbedding" in host
+    assert "PruneWrapper" in pruned

@@ -30,6 +30,16 @@ from tfcompress._keras import check_keras_file, keras
 __all__ = ["import_modules", "load_model_file", "unknown_layer_classes"]
 
 _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+#: tfcompress' modules that register serializable classes a saved model may hold (reference
+#: layers, pruning wrappers and schedules, distillation losses and the Distiller, host
+#: embeddings; the quantization classes come in with ``load_quantized``'s scope)
+_OUR_MODULES = (
+    "tfcompress.models",
+    "tfcompress.pruning.schedule",
+    "tfcompress.distillation.losses",
+    "tfcompress.distillation.distiller",
+    "tfcompress.distribute.acceleration",
+)
 #: modules whose classes tf_keras resolves itself (its built-in layers, initializers, ...)
 _BUILTIN_PREFIXES = ("keras", "tf_keras", "builtins")
 
@@ -149,8 +159,9 @@ def load_model_file(
 ) -> keras.Model:
     """Load the tf_keras model in the ``.keras`` file ``path`` with ``safe_mode=True``.
 
-    The modules of ``imports`` are imported first; tfcompress' own layers and TFMOT's QAT
-    classes are in scope. When loading fails and the archive names layer classes nobody
+    The modules of ``imports`` are imported first; every tfcompress class a saved model may
+    hold (reference layers, pruning wrappers, host embeddings, ...) and TFMOT's QAT classes
+    are in scope. When loading fails and the archive names layer classes nobody
     registered, the error names each (its class, recorded module and registered name) and the
     option that imports its package.
 
@@ -173,9 +184,10 @@ def load_model_file(
     Example:
         >>> m = load_model_file("dcn.keras", ["tensorflow_recommenders"])  # doctest: +SKIP
     """
-    import tfcompress.models  # noqa: F401  (registers our layers for safe_mode loading)
     from tfcompress.quantization.qat import load_quantized
 
+    for module in _OUR_MODULES:  # after a bare `import tfcompress` they are not registered yet
+        importlib.import_module(module)
     import_modules(imports, option)
     path = check_keras_file(path, argument=argument)
     try:
