@@ -157,3 +157,50 @@ def test_shrink_functional_wrapper_around_bert_encoder():
     assert small.compression_report[encoder.name].applied
     x = _bert_inputs(4)
     assert small(x).shape == (4, 1)
+
+
+# ----------------------------------------------------------------- shrink: TFRS DCN-v2
+
+
+def _dcn() -> keras.Model:
+    ids = [keras.Input((), dtype=tf.int32, name=f"f{i}") for i in range(2)]
+    embedded = [keras.layers.Embedding(50, 8, name=f"emb{i}")(x) for i, x in enumerate(ids)]
+    x0 = keras.layers.Concatenate(name="concat")(embedded)
+    x1 = tfrs.layers.dcn.Cross(name="cross_full")(x0)
+    x2 = tfrs.layers.dcn.Cross(projection_dim=8, name="cross_low")(x0, x1)
+    hidden = keras.layers.Dense(16, activation="relu", name="hidden")(x2)
+    return keras.Model(ids, keras.layers.Dense(1, name="score")(hidden), name="dcn_v2")
+
+
+def _zero_weak_half_dcn(model: keras.Model) -> None:
+    for name in ("emb0", "emb1"):
+        table = model.get_layer(name).embeddings
+        table.assign(tf.concat([table[:, :4], tf.zeros_like(table[:, 4:])], axis=1))
+    u = model.get_layer("cross_low").weights[0]
+    u.assign(tf.concat([u[:, :4], tf.zeros_like(u[:, 4:])], axis=1))
+    hidden = model.get_layer("hidden")
+    hidden.kernel.assign(tf.concat([hidden.kernel[:, :8], tf.zeros((16, 8))], axis=1))
+    hidden.bias.assign(tf.concat([hidden.bias[:8], tf.zeros(8)], axis=0))
+
+
+def test_shrink_through_tfrs_cross():
+    tf.random.set_seed(0)
+    model = _dcn()
+    _zero_weak_half_dcn(model)
+    small = shrink(model, 0.5)
+    assert [small.get_layer(n).output_dim for n in ("emb0", "emb1")] == [4, 4]
+    assert [tuple(w.shape) for w in small.get_layer("cross_full").weights] == [(8, 8), (8,)]
+    low = small.get_layer("cross_low")
+    assert low.get_config()["projection_dim"] == 4
+    assert [tuple(w.shape) for w in low.weights] == [(8, 4), (4, 8), (8,)]
+    assert small.get_layer("hidden").units == 8
+    assert small.count_params() < model.count_params()
+    report = small.compression_report
+    assert report["cross_full"].detail == "channels 16 -> 8"
+    assert report["cross_low"].detail == "channels 16 -> 8, projection_dim 8 -> 4"
+    x = {"f0": np.arange(6, dtype=np.int32), "f1": np.arange(6, dtype=np.int32) * 7}
+    # the removed dimensions, projections and units were zero: the outputs are unchanged
+    np.testing.assert_allclose(small(x), model(x), atol=1e-5)
+    small.compile("adam", "mse")
+    history = small.fit(x, np.ones((6, 1)), batch_size=6, verbose=0)
+    assert np.isfinite(history.history["loss"][0])

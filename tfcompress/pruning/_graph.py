@@ -21,6 +21,7 @@ import numpy as np
 from tfcompress._compat import nodes_by_depth
 from tfcompress._keras import keras
 from tfcompress.models.layers import Cross, MaskedMean, PositionEmbedding, TokenAt
+from tfcompress.pruning._thirdparty import thirdparty_kind
 
 __all__ = ["Plan", "analyse", "layout_indices", "register_shrink_handler", "shrink_rewrite"]
 
@@ -387,7 +388,7 @@ def _visit_concatenate(w: _Walker, node: Any, inputs: list, outputs: list, first
 def _visit_merge(w: _Walker, node: Any, inputs: list, outputs: list, first: Any) -> None:
     layer = node.layer
     tied = w.tie([w.layout(t) for t in inputs], layer)
-    if isinstance(layer, Cross) and tied is not None:
+    if (isinstance(layer, Cross) or thirdparty_kind(layer) == "tfrs_cross") and tied is not None:
         w.record_in_layout(layer, tied)
     w.layouts[id(outputs[0])] = tied
     if tied is None:
@@ -432,6 +433,8 @@ def _registered_class(layer: Any) -> type | None:
 
 
 def _visitor_for(layer: Any) -> _Visitor | None:
+    if thirdparty_kind(layer) == "tfrs_cross":  # x0 * (W x + b) + x: ties x0 and x
+        return _visit_merge
     cls = _registered_class(layer)
     return None if cls is None else _VISITORS[cls]
 

@@ -21,7 +21,14 @@ from tfcompress._layers import LayerDecision, LayerFilter, iter_layers, match_la
 from tfcompress._validation import is_functional
 from tfcompress.pruning._thirdparty import thirdparty_kind
 
-__all__ = ["BlockEdit", "clone_rebuild", "config_rebuilds", "plan_blocks"]
+__all__ = [
+    "BlockEdit",
+    "clone_rebuild",
+    "config_rebuilds",
+    "plan_blocks",
+    "plan_projections",
+    "projection_rows",
+]
 
 #: weight name (relative to the block) -> (role, axis of heads / inner units)
 _HEAD_AXES = {
@@ -143,6 +150,42 @@ def plan_blocks(
             edits[id(layer)] = edit
             decisions.append(LayerDecision(path, cls, True, edit.detail, LEFT_ALONE))
     return edits, decisions
+
+
+def plan_projections(
+    model: keras.Model, selected: set[str], ratio: float, min_units: int
+) -> dict[str, np.ndarray]:
+    """Kept projections (by L2 norm of ``U``'s column and ``V``'s row) of every selected
+    top-level low-rank TFRS ``Cross`` (``projection_dim`` set), by layer name."""
+    kept: dict[str, np.ndarray] = {}
+    for layer in model.layers:
+        if thirdparty_kind(layer) != "tfrs_cross" or layer.name not in selected:
+            continue
+        rank = layer.get_config().get("projection_dim")
+        if rank is None or len(layer.weights) < 2:
+            continue
+        u, v = (np.asarray(w.numpy(), np.float64) for w in layer.weights[:2])
+        target = min(rank, max(int(min_units), int(np.floor(rank * (1.0 - ratio) + 0.5))))
+        if u.shape[-1] != rank or v.shape[0] != rank or target >= rank:
+            continue
+        kept[layer.name] = _keep(np.sqrt((u**2).sum(axis=0) + (v**2).sum(axis=1)), target)
+    return kept
+
+
+def projection_rows(
+    report_rows: tuple[LayerDecision, ...], kept: dict[str, np.ndarray], model: keras.Model
+) -> list[LayerDecision]:
+    """Report rows of the TFRS ``Cross`` layers whose projection was cut."""
+    rows = []
+    by_name = {row.layer: row for row in report_rows}
+    for name, indices in kept.items():
+        layer = model.get_layer(name)
+        old = by_name.get(name)
+        channels = old.detail if old is not None and old.applied else ""
+        detail = f"projection_dim {layer.get_config()['projection_dim']} -> {len(indices)}"
+        detail = f"{channels}, {detail}" if channels else detail
+        rows.append(LayerDecision(name, type(layer).__name__, True, detail, ""))
+    return rows
 
 
 def config_rebuilds(model: keras.Model) -> bool:

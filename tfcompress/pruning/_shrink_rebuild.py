@@ -13,6 +13,7 @@ from tfcompress._keras import keras
 from tfcompress._layers import CompressionReport, LayerDecision, iter_layers
 from tfcompress.models.layers import Cross, PositionEmbedding
 from tfcompress.pruning._graph import Plan, layout_indices, shrink_rewrite
+from tfcompress.pruning._thirdparty import thirdparty_kind
 
 #: The start of the reason of a layer left alone because nothing of it could be removed.
 NOTHING_TO_REMOVE = "nothing to remove"
@@ -87,6 +88,20 @@ def _slice_heads(layer: Any, kept: np.ndarray) -> list[np.ndarray]:
 # --------------------------------------------------------------------------- slicing
 
 
+def tfrs_cross_weights(
+    layer: Any, in_idx: np.ndarray | None, projection: np.ndarray | None
+) -> list[np.ndarray]:
+    """TFRS ``Cross`` weights with input channels ``in_idx`` and low-rank projections
+    ``projection`` kept: full rank ``[W (d, d), b]``; low rank ``[U (d, p), V (p, d), b]``."""
+    values = [w.numpy() for w in layer.weights]
+    d = slice(None) if in_idx is None else in_idx
+    p = slice(None) if projection is None else projection
+    if layer.get_config()["projection_dim"] is None:
+        return [v[d][:, d] if v.ndim == 2 else v[d] for v in values]
+    u, v_kernel, *bias = values
+    return [u[d][:, p], v_kernel[p][:, d], *[b[d] for b in bias]]
+
+
 def _sliced_weights(layer: Any, in_idx: np.ndarray | None, out_idx: np.ndarray | None) -> list:
     """The layer's weights with input channels ``in_idx`` and own units ``out_idx`` kept."""
     values = [w.numpy() for w in layer.weights]
@@ -119,30 +134,54 @@ def _sliced_weights(layer: Any, in_idx: np.ndarray | None, out_idx: np.ndarray |
         return out
     if isinstance(layer, PositionEmbedding):
         return [v[..., in_idx] for v in values]
+    if thirdparty_kind(layer) == "tfrs_cross":
+        return tfrs_cross_weights(layer, in_idx, None)
     # BatchNormalization / LayerNormalization: one value per channel of the last axis
     return [v[in_idx] for v in values]
 
 
 def rebuild(
-    model: keras.Model, plan: Plan, keep: dict[str, np.ndarray], heads: dict[str, np.ndarray]
+    model: keras.Model,
+    plan: Plan,
+    keep: dict[str, np.ndarray],
+    heads: dict[str, np.ndarray],
+    projections: dict[str, np.ndarray] | None = None,
 ) -> keras.Model:
     """A new model from the edited config, with the kept weights copied in."""
-    changes, weights = layer_edits(model, plan, keep, heads)
+    changes, weights = layer_edits(model, plan, keep, heads, projections)
     new_model = _from_edited_config(model, changes)
     _set_kept_weights(new_model, weights)
     return new_model
 
 
 def layer_edits(
-    model: keras.Model, plan: Plan, keep: dict[str, np.ndarray], heads: dict[str, np.ndarray]
+    model: keras.Model,
+    plan: Plan,
+    keep: dict[str, np.ndarray],
+    heads: dict[str, np.ndarray],
+    projections: dict[str, np.ndarray] | None = None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, list[np.ndarray]]]:
-    """Config changes and kept weights of every top-level layer (by layer name)."""
+    """Config changes and kept weights of every top-level layer (by layer name);
+    ``projections``: kept low-rank projections of TFRS ``Cross`` layers."""
     changes: dict[str, dict[str, Any]] = {}
     weights: dict[str, list[np.ndarray]] = {}
     for layer in model.layers:
         if not isinstance(layer, keras.layers.InputLayer):
             _layer_edit(layer, plan, keep, heads, changes, weights)
+            kept = (projections or {}).get(layer.name)
+            if kept is not None:
+                changes[layer.name] = {"projection_dim": int(len(kept))}
+                in_idx = weights_in_idx(layer, plan, keep)
+                weights[layer.name] = tfrs_cross_weights(layer, in_idx, kept)
     return changes, weights
+
+
+def weights_in_idx(layer: Any, plan: Plan, keep: dict[str, np.ndarray]) -> np.ndarray | None:
+    """Kept input channels of ``layer`` (None: all kept)."""
+    layout = plan.in_layouts.get(layer.name)
+    if layout is None or not any(plan.find(k) in keep for k in layout):
+        return None
+    return layout_indices(layout, plan, keep)
 
 
 def _layer_edit(
@@ -271,7 +310,7 @@ def build_report(
             width = len(layout_indices(layout, plan, keep)) if layout else None
             detail = f"channels {_plan_width(plan, layout)} -> {width}" if layout else ""
             decisions.append(LayerDecision(path, cls, True, detail, ""))
-        elif isinstance(
+        elif thirdparty_kind(layer) == "tfrs_cross" or isinstance(
             layer,
             (
                 Cross,

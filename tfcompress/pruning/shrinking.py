@@ -23,7 +23,13 @@ from tfcompress._inputs import collect_examples, model_input_specs
 from tfcompress._keras import check_model, keras
 from tfcompress._layers import LayerFilter, iter_layers, match_layers
 from tfcompress.pruning._graph import Plan, analyse
-from tfcompress.pruning._shrink_blocks import clone_rebuild, config_rebuilds, plan_blocks
+from tfcompress.pruning._shrink_blocks import (
+    clone_rebuild,
+    config_rebuilds,
+    plan_blocks,
+    plan_projections,
+    projection_rows,
+)
 from tfcompress.pruning._shrink_rebuild import (
     NOTHING_TO_REMOVE,
     build_report,
@@ -283,10 +289,12 @@ def shrink(
                 heads[path] = kept
 
     blocks, block_rows = plan_blocks(model, ratio, int(min_units), layers, skip)
+    projections = plan_projections(model, selected, ratio, int(min_units))  # TFRS low-rank Cross
     if blocks or not config_rebuilds(model):  # e.g. BertEncoder / BertClassifier
-        new_model = clone_rebuild(model, *layer_edits(model, plan, keep, heads), blocks)
+        edits = layer_edits(model, plan, keep, heads, projections)
+        new_model = clone_rebuild(model, *edits, blocks)
     else:
-        new_model = rebuild(model, plan, keep, heads)
+        new_model = rebuild(model, plan, keep, heads, projections)
     report = build_report(
         model,
         new_model,
@@ -298,7 +306,9 @@ def shrink(
         selected,
         dict(ratio=ratio, criterion=criterion, embeddings=embeddings, min_units=int(min_units)),
     )
-    report = with_block_rows(report, block_rows)
+    report = with_block_rows(
+        report, block_rows + projection_rows(report.decisions, projections, model)
+    )
     if strict:
         enforce_strict(report, plan, too_small, selected)
     new_model.compression_report = report
