@@ -204,3 +204,36 @@ def test_shrink_through_tfrs_cross():
     small.compile("adam", "mse")
     history = small.fit(x, np.ones((6, 1)), batch_size=6, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+
+
+# ----------------------------------------------------------------- errors name the layer
+
+
+class _Scale(keras.layers.Layer):
+    """A custom layer whose get_config forgets its constructor argument."""
+
+    def __init__(self, factor, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = factor
+
+    def call(self, x):
+        return x * self.factor
+
+    def get_config(self):
+        return {"name": self.name}
+
+
+def test_shrink_names_the_layer_whose_config_does_not_rebuild():
+    x = keras.Input((4,))
+    h = _Scale(2.0, name="scale")(keras.layers.Dense(8, name="h")(x))
+    model = keras.Model(x, keras.layers.Dense(1, name="out")(h))
+    with pytest.raises(ValueError, match=r"layers 'scale' \(_Scale\): TypeError"):
+        shrink(model, 0.5)
+
+
+def test_tfmot_wrapper_errors_name_the_layer():
+    from tfcompress.pruning.schedule import FitSizedSchedule, PruneWrapper
+
+    layer = _Scale(2.0, name="scale")  # no get_prunable_weights, not in TFMOT's registry
+    with pytest.raises(ValueError, match=r"TFMOT could not wrap layer 'scale' \(_Scale\)"):
+        PruneWrapper(layer, FitSizedSchedule(0.5))

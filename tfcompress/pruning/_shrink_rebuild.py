@@ -240,10 +240,27 @@ def _from_edited_config(model: keras.Model, changes: dict[str, dict[str, Any]]) 
             return keras.Sequential.from_config(config, custom_objects=custom)
         return keras.Model.from_config(config, custom_objects=custom)
     except Exception as err:  # a layer whose config does not rebuild it
+        culprits = _unrebuildable(model, custom)
+        named = f" (layers {', '.join(culprits)} fail)" if culprits else ""
         raise ValueError(
-            f"shrink: model '{model.name}' could not be rebuilt from its config ({err}); every "
-            "layer must implement get_config() returning its constructor arguments."
+            f"shrink: model '{model.name}' could not be rebuilt from its config{named}: "
+            f"{type(err).__name__}: {err}. Every layer must implement get_config() returning "
+            "its constructor arguments (fix that layer's get_config)."
         ) from err
+
+
+def _unrebuildable(model: keras.Model, custom: dict[str, Any]) -> list[str]:
+    """``"'name' (Class): error"`` for each top-level layer whose config does not rebuild it."""
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        try:
+            with keras.utils.custom_object_scope(custom):
+                layer.__class__.from_config(layer.get_config())
+        except Exception as err:  # noqa: BLE001 - reported, then the caller raises
+            found.append(f"'{layer.name}' ({type(layer).__name__}): {type(err).__name__}: {err}")
+    return found
 
 
 def _set_kept_weights(new_model: keras.Model, weights: dict[str, list[np.ndarray]]) -> None:

@@ -404,6 +404,17 @@ class _Pruning(pruning_impl.Pruning):
         return update_with(None)
 
 
+def _named_error(err: Exception, layer: Any, path: str | None, what: str) -> Exception:
+    """``err`` (raised by TFMOT's ``PruneLowMagnitude``) re-raised naming the layer and the fix."""
+    name = path or getattr(layer, "name", repr(layer))
+    cls = type(err) if type(err) in (ValueError, TypeError) else ValueError
+    return cls(
+        f"prune: TFMOT could not {what} layer '{name}' ({type(layer).__name__}): "
+        f"{type(err).__name__}: {err}. Leave it out with prune(..., skip=['{name}']), or give "
+        "the layer a get_prunable_weights() method returning the float kernels to prune."
+    )
+
+
 @_register
 class PruneWrapper(PruneLowMagnitude):
     """TFMOT's ``PruneLowMagnitude`` driven by a :class:`FitSizedSchedule`.
@@ -465,12 +476,15 @@ class PruneWrapper(PruneLowMagnitude):
             # the wrapper computes in the variable dtype and its masks are read as float32 too
             # (weight * mask needs one dtype); the layer still casts its own outputs
             kwargs.setdefault("dtype", layer.dtype_policy.variable_dtype)
-        super().__init__(
-            layer,
-            pruning_schedule=pruning_schedule,
-            sparsity_m_by_n=None if sparsity_m_by_n is None else tuple(sparsity_m_by_n),
-            **kwargs,
-        )
+        try:
+            super().__init__(
+                layer,
+                pruning_schedule=pruning_schedule,
+                sparsity_m_by_n=None if sparsity_m_by_n is None else tuple(sparsity_m_by_n),
+                **kwargs,
+            )
+        except (ValueError, TypeError) as err:
+            raise _named_error(err, layer, path, "wrap") from err
         self.path = path or layer.name
         set_layer_name(self, f"prune_low_magnitude_{layer.name}")  # TFMOT's, not the class's
 
@@ -489,15 +503,18 @@ class PruneWrapper(PruneLowMagnitude):
             self._pending = True
 
     def _build_pruning(self, input_shape: Any) -> None:
-        PruneLowMagnitude.build(self, input_shape)
-        self.pruning_obj = _Pruning(
-            training_step_fn=self.pruning_schedule.step,
-            pruning_vars=self.pruning_vars,
-            pruning_schedule=self.pruning_schedule,
-            block_size=self.block_size,
-            block_pooling_type=self.block_pooling_type,
-            sparsity_m_by_n=self.sparsity_m_by_n,
-        )
+        try:
+            PruneLowMagnitude.build(self, input_shape)
+            self.pruning_obj = _Pruning(
+                training_step_fn=self.pruning_schedule.step,
+                pruning_vars=self.pruning_vars,
+                pruning_schedule=self.pruning_schedule,
+                block_size=self.block_size,
+                block_pooling_type=self.block_pooling_type,
+                sparsity_m_by_n=self.sparsity_m_by_n,
+            )
+        except (ValueError, TypeError, AttributeError) as err:
+            raise _named_error(err, self.layer, self.path, "build the pruning masks of") from err
         self._pending = False
 
     def _call_layer(self, inputs: Any, args: Any, training: Any, kwargs: Any) -> Any:
