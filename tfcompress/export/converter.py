@@ -23,6 +23,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from tfcompress._keras import keras, tf
+from tfcompress.export.converter_errors import describe_conversion_failure
 from tfcompress.export.ptq import QuantizationConfig
 
 _log = logging.getLogger("tfcompress")
@@ -49,6 +50,7 @@ class ConversionError(ValueError):
     def __init__(self, message: str, converter_output: str = "") -> None:
         tail = _tail(converter_output)
         super().__init__(message + (f"\nConverter output (last lines):\n{tail}" if tail else ""))
+        self.summary = message  # what failed and what to do, without the output
         self.converter_output = converter_output
 
 
@@ -248,17 +250,22 @@ def calibration_dataset(
     return generate
 
 
-def convert(make_converter: Callable[[], Any], config: QuantizationConfig) -> bytes:
-    """Run ``make_converter().convert()``; map the known converter failures to clear errors.
+def convert(
+    make_converter: Callable[[], Any], config: QuantizationConfig, model: Any = None
+) -> bytes:
+    """Run ``make_converter().convert()``; every converter failure is re-raised as a
+    :class:`ConversionError` naming the mode, the op and layer the converter names, and the fix
+    (chained from the converter's own exception).
 
     Example:
         >>> flatbuffer = convert(make_converter, resolve_quantization("int8"))  # doctest: +SKIP
     """
+    converter = make_converter()  # ours: its errors are already clear
     try:
         with warnings.catch_warnings():
             # TF's calibrator still runs the deprecated tf.lite.Interpreter internally.
             warnings.filterwarnings("ignore", message=r".*tf\.lite\.Interpreter is deprecated")
-            return make_converter().convert()
+            return converter.convert()
     except Exception as e:
         if "Max and min for dynamic tensors" in str(e):
             # The int16x8 quantizer tries to quantize the int32 inputs of comparisons such as the
@@ -270,4 +277,13 @@ def convert(make_converter: Callable[[], Any], config: QuantizationConfig) -> by
                 "tf.minimum(tf.maximum(ids, 0), 1) like tfcompress.models.layers.PaddingMask, "
                 "or use quantization='int8' or 'dynamic' for this model."
             ) from e
-        raise
+        name = getattr(model, "name", None)
+        error = ConversionError(
+            "TFLite conversion"
+            + (f" of model {name!r}" if name else "")
+            + f" with quantization={config.name!r} failed: "
+            + describe_conversion_failure(f"{e}", model, config.name)
+        )
+        # the whole text, MLIR included (export_tflite puts the captured output there instead)
+        error.converter_output = f"{type(e).__name__}: {e}"
+        raise error from e

@@ -24,6 +24,7 @@ from tfcompress.export.common import (
     check_common_args,
     created_dirs,
 )
+from tfcompress.export.converter_errors import first_line
 from tfcompress.export.manifest import (
     MANIFEST_NAME,
     clean_stale_temps,
@@ -44,7 +45,33 @@ from tfcompress.export.runtime import (
 
 _log = logging.getLogger("tfcompress")
 
-__all__ = ["export_saved_model"]
+__all__ = ["describe_save_failure", "export_saved_model"]
+
+
+def describe_save_failure(err: BaseException, model_name: str, jit_compile: bool) -> str:
+    """What failed when ``tf.saved_model.save`` refused a model, and what to do.
+
+    Example:
+        >>> describe_save_failure(AssertionError("boom"), "m", True).startswith("SavedModel")
+        True
+    """
+    what = first_line(str(err) or type(err).__name__).removesuffix(" See the information below:")
+    if "untracked" in str(err):
+        fix = (
+            "Every TF object call() uses (variables, lookup tables, sub-models) must be an "
+            "attribute of the model or of one of its layers, not a global or an object Keras "
+            "does not track."
+        )
+    else:
+        fix = (
+            "Check the model runs in a tf.function (model.predict works) and that every TF "
+            "object it uses is tracked by one of its layers"
+            + ("; or try jit_compile=False." if jit_compile else ".")
+        )
+    return (
+        f"SavedModel export of model {model_name!r} (jit_compile={jit_compile}) failed while "
+        f"saving: {type(err).__name__}: {what} {fix}"
+    )
 
 
 def export_saved_model(
@@ -125,11 +152,14 @@ def export_saved_model(
         with held(tmp):  # a cleaner in another process leaves it alone while we write
             old = None
             try:
-                tf.saved_model.save(
-                    module,
-                    str(tmp),
-                    signatures={"serving_default": module.serve.get_concrete_function()},
-                )
+                try:
+                    tf.saved_model.save(
+                        module,
+                        str(tmp),
+                        signatures={"serving_default": module.serve.get_concrete_function()},
+                    )
+                except Exception as e:  # TF's own: re-raised naming the model, mode and fix
+                    raise ValueError(describe_save_failure(e, model.name, jit_compile)) from e
                 try:
                     artifact = load_variant(tmp, name=target.name)
                     parity = measure_parity(

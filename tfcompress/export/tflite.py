@@ -476,8 +476,11 @@ def _convert_quietly(
     out = None
     try:
         with captured_output() as out, saved_model_for_conversion(convert_model, concrete) as d:
-            flatbuffer = convert(lambda: make_converter(d, out.terminal), config)
+            flatbuffer = convert(lambda: make_converter(d, out.terminal), config, model)
             flatbuffer, kept = keep_ops_in_float(flatbuffer, keep_float)
+    except ConversionError as e:  # the converter's: its summary, then what it printed
+        output = (out.text if out is not None else "") or e.converter_output
+        raise ConversionError(e.summary, output) from e.__cause__
     except ValueError:
         raise  # ours, already clear (the converter's output is attached as a note)
     except Exception as e:
