@@ -138,6 +138,12 @@ def test_shrink_bert_classifier_halves_heads_and_inner_units(bert_classifier):
     rows = [d for d in report.decisions if d.class_name == "TransformerEncoderBlock"]
     assert [d.detail for d in rows] == ["heads 2 -> 1, inner_dim 64 -> 32"] * 2
     assert all(d.applied and "LayerNorms" in d.reason for d in rows)
+    # keep all: the blocks skipped, the rebuilt classifier equals the original
+    block_class = type(_blocks(bert_classifier)[0])
+    same = shrink(bert_classifier, 0.5, skip=block_class)
+    assert same.count_params() == bert_classifier.count_params()
+    assert not [d for d in same.compression_report.decisions if d.applied]
+    np.testing.assert_allclose(same(x), bert_classifier(x), atol=1e-6)
     small.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     history = small.fit(x, np.arange(8) % 3, batch_size=8, verbose=0)
     assert np.isfinite(history.history["loss"][0])

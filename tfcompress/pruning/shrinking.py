@@ -212,6 +212,15 @@ def shrink(
     with the same layer names, inputs and outputs, smaller layer configs and the kept weights.
     It is not compiled: compile and fine-tune it with ``fit``.
 
+    Third-party layers (recognised by class name; neither library is imported): a Model Garden
+    ``TransformerEncoderBlock`` (inside ``BertEncoder``/``BertClassifier`` too) keeps
+    ``round(heads * (1 - ratio))`` attention heads and the same share of its FFN units, ranked
+    by the L2 norm of their weights; its hidden width, LayerNorms and the embeddings and pooler
+    around it are kept (reported). A TFRS ``Cross`` is tied channel by channel like ours, and a
+    low-rank one also loses that share of its ``projection_dim``. Models whose config does not
+    rebuild their graph (``BertEncoder``, ``BertClassifier``) come back as the plain functional
+    graph they wrap.
+
     Left alone (and reported, with the reason): the output layers (whose units are the model's
     outputs), layers whose output reaches an op that cannot be rewired (the query/key/value of
     attention, a ``Reshape`` to another shape, a channel-mixing activation, an unknown or
