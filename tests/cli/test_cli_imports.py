@@ -10,6 +10,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from ai_edge_litert.interpreter import Interpreter
 
 import tfcompress  # noqa: F401  (sets TF_USE_LEGACY_KERAS before the third-party imports)
 from tfcompress._keras import keras
@@ -72,7 +73,7 @@ def test_export_of_a_tfrs_model_needs_import_and_says_so(dcn_file, tmp_path):
     assert done.returncode == 0, done.stderr
     assert f"Wrote {out}" in done.stdout
     # the TFLite file computes what the Keras model does
-    interpreter = __import__("tensorflow").lite.Interpreter(model_path=str(out))
+    interpreter = Interpreter(str(out))  # LiteRT, as the runtime loads it
     interpreter.allocate_tensors()
     x = np.random.default_rng(0).normal(size=(1, 8)).astype("float32")
     interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from ai_edge_litert.interpreter import Interpreter
 
 import tfcompress  # noqa: F401  (sets TF_USE_LEGACY_KERAS before the third-party imports)
 from tfcompress._keras import keras, tf
@@ -65,3 +66,77 @@ def test_distiller_takes_a_bert_classifier_head_as_logits(caplog):
     after = student.trainable_weights
     changed = sum(not np.array_equal(a, w.numpy()) for a, w in zip(before, after, strict=True))
     assert changed > 0  # the student learned; the teacher's weights are frozen
+
+
+# ------------------------------------------------- TFRS two-tower: compress the towers
+
+
+def _tower(name: str, vocab: int) -> keras.Model:
+    ids = keras.Input((1,), dtype="int32", name=f"{name}_id")
+    x = keras.layers.Flatten()(keras.layers.Embedding(vocab, 8, name=f"{name}_emb")(ids))
+    x = keras.layers.Dense(16, activation="relu", name=f"{name}_hidden")(x)
+    return keras.Model(ids, keras.layers.Dense(8, name=f"{name}_out")(x), name=f"{name}_tower")
+
+
+class TwoTower(tfrs.Model):
+    """The TFRS retrieval pattern: functional towers as attributes, compute_loss on a task."""
+
+    def __init__(self, query: keras.Model, candidate: keras.Model) -> None:
+        super().__init__()
+        self.query_model = query
+        self.candidate_model = candidate
+        self.task = tfrs.tasks.Retrieval()  # in-batch softmax
+
+    def compute_loss(self, features, training=False):
+        return self.task(
+            self.query_model(features["user_id"]), self.candidate_model(features["item_id"])
+        )
+
+
+def test_tfrs_two_tower_towers_are_pruned_quantized_and_exported(tmp_path):
+    from tfcompress.export import export_tflite
+    from tfcompress.pruning import PruningCallback, prune, strip
+    from tfcompress.quantization import quantize
+
+    tf.random.set_seed(0)
+    query = prune(_tower("user", 50), 0.5, schedule="constant", steps=1)
+    candidate = quantize(_tower("item", 40))
+    assert {d.layer for d in query.compression_report.applied} == {
+        "user_emb",
+        "user_hidden",
+        "user_out",
+    }
+    assert {d.layer for d in candidate.compression_report.applied} >= {"item_hidden", "item_out"}
+    model = TwoTower(query, candidate)
+    model.compile(optimizer=keras.optimizers.Adagrad(0.1), run_eagerly=True)  # one step
+    rng = np.random.default_rng(0)
+    features = {
+        "user_id": rng.integers(0, 50, (16, 1)).astype("int32"),
+        "item_id": rng.integers(0, 40, (16, 1)).astype("int32"),
+    }
+    history = model.fit(
+        tf.data.Dataset.from_tensor_slices(features).batch(16),
+        epochs=1,
+        verbose=0,
+        callbacks=[PruningCallback()],
+    )
+    assert np.isfinite(history.history["loss"][0])
+
+    stripped = strip(query)
+    for name in ("user_emb", "user_hidden", "user_out"):
+        kernel = stripped.get_layer(name).weights[0].numpy()
+        assert abs(float(np.mean(kernel == 0)) - 0.5) < 0.05, name
+    ids = features["user_id"]
+    np.testing.assert_allclose(stripped(ids).numpy(), query(ids).numpy(), atol=1e-6)
+    result = export_tflite(stripped, tmp_path / "query.tflite", parity_data=ids)
+    assert result.parity["max_abs_diff"] < 1e-5
+    interpreter = Interpreter(str(result.path))  # LiteRT, as the runtime loads it
+    interpreter.allocate_tensors()
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    interpreter.resize_tensor_input(inp["index"], ids.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(inp["index"], ids)
+    interpreter.invoke()
+    np.testing.assert_allclose(
+        interpreter.get_tensor(out["index"]), stripped(ids).numpy(), atol=1e-5
+    )
