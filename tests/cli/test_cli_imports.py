@@ -174,3 +174,23 @@ def test_our_own_classes_load_after_a_bare_import(tmp_path):
     host, pruned = done.stdout.strip().splitlines()[-2:]
     assert "HostEmbedding" in host
     assert "PruneWrapper" in pruned
+
+
+def test_recipe_imports_are_parsed_recorded_and_imported_first(tmp_path):
+    from tfcompress.recipe import loads_recipe
+    from tfcompress.recipe.runner import run
+
+    text = (
+        'name = "their_dcn"\n[data]\ntask = "ctr"\nsamples = 2000\n'
+        '[model]\npath = "dcn.keras"\nimports = ["json", "tensorflow_recommenders"]\n'
+    )
+    recipe = loads_recipe(text)
+    assert recipe.model.imports == ("json", "tensorflow_recommenders")
+    assert 'imports = ["json", "tensorflow_recommenders"]' in recipe.to_toml()
+    assert loads_recipe(recipe.to_toml()).model.imports == recipe.model.imports
+    with pytest.raises(RecipeError, match=r"model\.imports\[0\]"):
+        loads_recipe(text.replace('"json"', '"not a module"'))
+    missing = loads_recipe(text.replace('"json"', '"no_such_pkg_xyz"'))
+    with pytest.raises(ValueError, match=r"\[model\] imports 'no_such_pkg_xyz': no module"):
+        run(missing, out_dir=tmp_path, verbose=0)
+    assert not (tmp_path / "their_dcn").exists()  # refused before any work
