@@ -83,12 +83,21 @@ def test_finds_a_smaller_model_within_the_tolerance(searched):
 def test_bisection_rejects_too_much_shrinking_before_export(searched):
     _, _, _, _, result = searched
     by_name = {r.name: r for r in result.candidates}
-    assert [r.name for r in result.candidates][:2] == ["ptq-int8", "shrink0.50 (keras)"]
+    # every PTQ mode of the original is judged (which file is fastest is measured), then 0.5
+    assert [r.name for r in result.candidates][:4] == [
+        "ptq-int8",
+        "ptq-dynamic",
+        "ptq-float16",
+        "shrink0.50 (keras)",
+    ]
     # shrinking half of every hidden layer loses more than the tolerance: never exported
     assert not by_name["shrink0.50 (keras)"].accepted
     assert by_name["shrink0.50 (keras)"].path is None and "shrink0.50+int8" not in by_name
     assert by_name["shrink0.25 (keras)"].accepted  # so the bisection went down to 0.25
     assert by_name["shrink0.25+int8"].accepted
+    # the kept ratio is exported as float too: the fastest file may be a float one
+    assert {"shrink0.25", "shrink0.25+dynamic", "shrink0.25+float16"} <= set(by_name)
+    assert by_name["shrink0.25"].bytes > by_name["shrink0.25+int8"].bytes
     assert result.trained == 2
 
 
