@@ -567,3 +567,36 @@ def test_a_frozen_student_is_rejected_not_silently_left_unchanged():
         Distiller(frozen_copy, _mlp(8, "t2"))
     teacher.trainable = True
     assert Distiller(keras.models.clone_model(teacher), _mlp(8, "t3")).student.trainable_weights
+
+
+class _PoolerHead(keras.layers.Layer):
+    """Model Garden's ClassificationHead shape: a tanh pooler dense, a linear out_proj."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = keras.activations.get("tanh")
+        self.dense = keras.layers.Dense(4, activation=self.activation)
+        self.out_proj = keras.layers.Dense(3)
+
+    def call(self, x):
+        return self.out_proj(self.dense(x))
+
+
+class _SigmoidHead(keras.layers.Layer):
+    """A user's own head that applies its activation to its output."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = keras.activations.get("sigmoid")
+        self.dense = keras.layers.Dense(1)
+
+    def call(self, x):
+        return self.activation(self.dense(x))
+
+
+def test_a_custom_head_is_read_from_its_output_sublayer():
+    inp = keras.Input((5,))
+    pooler = keras.Model(inp, _PoolerHead(name="cls")(inp))
+    assert detect_output_kind(pooler) == "logits"  # not "activation tanh"
+    own = keras.Model(inp, _SigmoidHead(name="head")(inp))
+    assert detect_output_kind(own) == "sigmoid"

@@ -63,8 +63,8 @@ def _output_activation(layer: Any) -> tuple[str | None, str]:
 
     Keras' and tfcompress' layers apply their ``activation``; another package's layer may hold
     an ``activation`` it applies elsewhere (Model Garden's ``ClassificationHead``: tanh on the
-    pooler, logits out), so only its output sublayer (``out_proj``) is trusted; None when it
-    has none.
+    pooler, logits out), so its output sublayer (``out_proj``) is read when it has one, and
+    its own ``activation`` otherwise.
     """
     module = type(layer).__module__ or ""
     if module.split(".")[0] in _TRUSTED_MODULES:
@@ -73,7 +73,7 @@ def _output_activation(layer: Any) -> tuple[str | None, str]:
         sub = getattr(layer, attr, None)
         if isinstance(sub, keras.layers.Layer):
             return _activation_name(getattr(sub, "activation", None)), f" via '{attr}'"
-    return None, ""
+    return _activation_name(getattr(layer, "activation", None)), ""  # a user's own head
 
 
 def is_functional(model: keras.Model) -> bool:
