@@ -593,3 +593,18 @@ def test_explicit_legacy_keras_off_is_a_clear_error():
     assert proc.returncode != 0
     assert "TF_USE_LEGACY_KERAS=0" in proc.stderr
     assert "unset it or set TF_USE_LEGACY_KERAS=1" in proc.stderr
+
+
+def test_nested_io_keeps_the_structure_a_functional_model_was_built_with():
+    a, b = keras.Input((2,), name="a"), keras.Input((3,), name="b")
+    model = keras.Model([a, b], {"sum": keras.layers.Dense(1)(a), "b": b})
+    inputs, outputs = _compat.nested_io(model)
+    assert inputs == [a, b] and sorted(outputs) == ["b", "sum"]
+
+
+def test_layer_attributes_list_private_sublayers_of_a_custom_layer():
+    layer = keras.layers.MultiHeadAttention(num_heads=2, key_dim=2)
+    layer(tf.zeros([1, 3, 4]), tf.zeros([1, 3, 4]))
+    attributes = _compat.layer_attributes(layer)
+    assert isinstance(attributes["_query_dense"], keras.layers.EinsumDense)
+    assert attributes["_softmax"] is not None

@@ -494,3 +494,28 @@ def pruning_internals(pruning: Any) -> tuple[list, tuple[int, int] | None, Any]:
     computes its masks from them.
     """
     return pruning._pruning_vars, pruning._sparsity_m_by_n, pruning._pruning_schedule
+
+
+# ---------------------------------------------------------------- issue 17: third-party layers
+
+
+def nested_io(model: keras.Model) -> tuple[Any, Any]:
+    """``(inputs, outputs)`` of a functional model in the structure it was built with.
+
+    tf_keras 2.21 ``Functional._nested_inputs``/``_nested_outputs``: ``model.inputs`` and
+    ``model.outputs`` are flat lists, so a dict-output model (Model Garden ``BertEncoder``)
+    re-wrapped as a plain functional model would lose its output keys.
+    """
+    return model._nested_inputs, model._nested_outputs
+
+
+def layer_attributes(layer: keras.layers.Layer) -> dict[str, Any]:
+    """Every instance attribute of ``layer``, private ones included (``vars(layer)``).
+
+    A custom layer keeps its sublayers in attributes of its own choosing (Model Garden's
+    ``TransformerEncoderBlock``: ``_attention_layer``, ``_intermediate_dense``...; TFRS
+    ``Cross``: ``_dense``/``_dense_u``/``_dense_v``); quantization finds its ``Dense``/
+    ``EinsumDense``/``Embedding``/``MultiHeadAttention`` sublayers and tables through them and
+    addresses their weights by these attribute paths (TFMOT's ``QuantizeConfig`` sets them).
+    """
+    return dict(vars(layer))

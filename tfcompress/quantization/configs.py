@@ -501,7 +501,10 @@ class IntegerSafeScheme(_scheme.Default8BitQuantizeScheme):
 
 def custom_objects() -> dict[str, Any]:
     """The classes a saved QAT model needs besides TFMOT's (for ``quantize_scope``)."""
+    from tfcompress.quantization.composite import CompositeQuantizeWrapper  # imports this module
+
     return {
+        "CompositeQuantizeWrapper": CompositeQuantizeWrapper,
         "LayerQuantizeConfig": LayerQuantizeConfig,
         "RowQuantizer": RowQuantizer,
         "ActivationQuantizer": ActivationQuantizer,

@@ -31,11 +31,12 @@ from tfcompress._layers import CompressionReport, LayerDecision, LayerFilter, ma
 from tfcompress._validation import check_functional
 from tfcompress.models import layers as tfc_layers
 from tfcompress.quantization import configs as qc
+from tfcompress.quantization.composite import plan_custom, wrap_composite
+from tfcompress.quantization.rebuild import copy_graph, rebuild_error, rebuild_objects
 from tfcompress.quantization.registry import _HANDLERS, _handler_for, _Plan
 from tfcompress.quantization.saving import (
     is_quantized,
     load_quantized,
-    model_custom_objects,
     quantize_scope,
     strip_quantization,
 )
@@ -207,6 +208,9 @@ def _plan(layer: Any, scheme: QuantizationScheme, registry: Any) -> _Plan:
             reason=f"kept float: TFMOT has no 8-bit config for {type(layer).__name__}",
             strict_ok=False,
         )
+    custom = plan_custom(layer, scheme)  # through its sublayers; weightless; known tables
+    if custom is not None:
+        return custom
     return _Plan(
         "float",
         reason=f"kept float: unknown layer class {type(layer).__module__}."
@@ -380,7 +384,9 @@ def _quantize_graph(
             "would stay float: " + "; ".join(failures) + ". Pass them in `skip` to keep them "
             "float knowingly, or use strict=False."
         )
-    if not nested and not any(p.kind in ("annotate", "registry", "multi") for p in plans.values()):
+    if not nested and not any(
+        p.kind in ("annotate", "registry", "multi", "composite") for p in plans.values()
+    ):
         return None, decisions, failures
     qat = _rebuild_for_qat(model, _annotator(plans, nested, registry), scheme)
     _init_weight_ranges(qat)
@@ -425,7 +431,7 @@ def _plan_layers(
             continue
         plan = _plan(layer, scheme, registry)
         plans[layer.name] = plan
-        applied = plan.kind in ("annotate", "registry", "multi")
+        applied = plan.kind in ("annotate", "registry", "multi", "composite")
         decisions.append(LayerDecision(path, cls, applied, plan.detail, plan.reason))
         if not plan.strict_ok:
             failures.append(f"{path} ({cls}): {plan.reason}")
@@ -492,6 +498,8 @@ def _annotator(plans: dict[str, _Plan], nested: dict[str, keras.Model], registry
             copy(*(tf.zeros([1, *s[1:]]) for s in shapes))  # creates the projection weights
             copy.set_weights(layer.get_weights())
             return qc.MultiInputQuantizeWrapper(copy, plan.config, name_prefix="")
+        if plan.kind == "composite":
+            return wrap_composite(layer, plan.config)
         return _qk.quantize_annotate_layer(layer, plan.config)
 
     return annotate
@@ -499,13 +507,12 @@ def _annotator(plans: dict[str, _Plan], nested: dict[str, keras.Model], registry
 
 def _rebuild_for_qat(model: keras.Model, annotate: Any, scheme: QuantizationScheme) -> keras.Model:
     """Step 3 of `_quantize_graph`: clone ``model``, annotate the clone, apply TFMOT's QAT."""
-    objects = model_custom_objects(model)
+    objects = rebuild_objects(model)
     try:
         with quantize_scope(objects):
             # annotate a copy: annotation wires the layers into a new graph, and the user's
             # model must not gain inbound nodes (its layers' `.output` would become ambiguous)
-            base = keras.models.clone_model(model)
-            base.set_weights(model.get_weights())
+            base = copy_graph(model)
             annotated = keras.models.clone_model(base, clone_function=annotate)
             # TFMOT hook (QuantizeAnnotate, a private path in TFMOT 0.8.1): quantize_apply needs
             # one annotated top-level layer; with only quantized towers there is none
@@ -516,11 +523,8 @@ def _rebuild_for_qat(model: keras.Model, annotate: Any, scheme: QuantizationSche
                     quantized_layer_name_prefix="",  # same layer and output names as `model`
                 )
             return annotated  # only nested models are quantized (e.g. two towers)
-    except (TypeError, ValueError, RuntimeError) as e:
-        raise ValueError(
-            f"quantize: TFMOT could not rebuild model {model.name!r} for QAT ({e}). Make sure "
-            "every custom layer implements get_config() so it can be re-created, or skip it."
-        ) from e
+    except Exception as e:  # noqa: BLE001 - every TFMOT/Keras failure, re-raised with the layer
+        raise rebuild_error(model, e, objects) from e
 
 
 def _own_wrappers(qat: keras.Model) -> None:
