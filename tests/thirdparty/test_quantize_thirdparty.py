@@ -260,3 +260,17 @@ def test_weightless_custom_layer_is_reported_as_no_weights():
     reason = qat.compression_report["double"].reason
     assert "no weights" in reason and "unknown" not in reason
     assert tf.reduce_all(tf.math.is_finite(qat(tf.ones([2, 4]))))
+
+
+def test_legacy_bert_qat_loads_with_its_lambda_and_says_so_without(legacy_classifier, tmp_path):
+    model, qat = legacy_classifier
+    qat.save(tmp_path / "legacy.keras")
+    head = {"ClassificationHead": type(model.get_layer("sentence_prediction"))}
+    with pytest.raises(ValueError, match=r"lambda activation.*custom_objects=\{'<lambda>': fn\}"):
+        load_quantized(tmp_path / "legacy.keras", compile=False, custom_objects=head)
+    approx_gelu = lambda x: keras.activations.gelu(x, approximate=True)  # noqa: E731
+    again = load_quantized(
+        tmp_path / "legacy.keras", compile=False, custom_objects={**head, "<lambda>": approx_gelu}
+    )
+    x = _bert_inputs(4)
+    np.testing.assert_allclose(again(x).numpy(), qat(x).numpy(), atol=1e-5)

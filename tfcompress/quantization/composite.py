@@ -228,10 +228,15 @@ def function_objects(layers: Any) -> dict[str, Any]:
             if name in found and found[name] is not value:
                 clashes.add(name)
             found[name] = value
-    out = {k: v for k, v in found.items() if k not in clashes}
-    if "<lambda>" in out:  # Keras' new serialization format names any lambda "__lambda__"
-        out["__lambda__"] = _SameFunction(out["<lambda>"])
-    return out
+    return with_lambda({k: v for k, v in found.items() if k not in clashes})
+
+
+def with_lambda(objects: dict[str, Any]) -> dict[str, Any]:
+    """``objects`` plus, when it holds a ``"<lambda>"`` function, the ``"__lambda__"`` entry
+    Keras' serialization format looks up for a serialized lambda (that same function)."""
+    if "<lambda>" in objects and "__lambda__" not in objects:
+        return {**objects, "__lambda__": _SameFunction(objects["<lambda>"])}
+    return objects
 
 
 class _SameFunction:

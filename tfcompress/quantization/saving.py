@@ -92,7 +92,8 @@ def load_quantized(
 
     Args:
         path: the ``.keras`` file.
-        custom_objects: extra classes (your own custom layers, if not registered).
+        custom_objects: extra classes (your own custom layers, if not registered), and
+            ``"<lambda>"``: the lambda activation the model was built with, if any.
         compile: restore the training configuration.
 
     Returns:
@@ -112,10 +113,21 @@ def load_quantized(
         raise TypeError(
             f"`custom_objects` must be a dict {{name: class}}, received {custom_objects!r}."
         )
+    from tfcompress.quantization.composite import with_lambda  # composite imports configs
+
+    custom_objects = with_lambda(custom_objects or {})
     try:
         with quantize_scope(custom_objects):
             return keras.models.load_model(path, compile=compile, safe_mode=True)
     except (OSError, ValueError, TypeError) as e:
+        if "__lambda__" in str(e) or "'<lambda>'" in str(e):
+            raise ValueError(
+                f"load_quantized: {str(path)!r} holds a lambda activation (Model Garden's "
+                "legacy BertEncoder default is one), which a .keras file cannot store safely. "
+                "Pass the same function as `custom_objects={'<lambda>': fn}` (e.g. fn = lambda "
+                "x: tf_keras.activations.gelu(x, approximate=True)), or build the model with a "
+                "named activation such as inner_activation='gelu'."
+            ) from e
         unknown = _unknown_classes(path, custom_objects or {})
         if unknown:
             example = ", ".join(f"{name!r}: {name}" for name in unknown)
