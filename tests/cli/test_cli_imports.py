@@ -72,6 +72,8 @@ def test_export_of_a_tfrs_model_needs_import_and_says_so(dcn_file, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert f"Wrote {out}" in done.stdout
+    entry = json.loads((tmp_path / "manifest.json").read_text())["artifacts"]["dcn.tflite"]
+    assert entry["imports"] == ["tensorflow_recommenders"]  # recorded beside the file
     # the TFLite file computes what the Keras model does
     interpreter = Interpreter(str(out))  # LiteRT, as the runtime loads it
     interpreter.allocate_tensors()

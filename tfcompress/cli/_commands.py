@@ -107,6 +107,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
             drift=args.drift,
             progress=not args.quiet and interactive(),
         )
+    if args.imports:  # what a Python consumer of the source model must import, beside it
+        from tfcompress.export.manifest import read_manifest, update_manifest
+
+        entry = read_manifest(result.manifest_path)["artifacts"][result.path.name]
+        update_manifest(
+            result.manifest_path.parent, result.path.name, {**entry, "imports": args.imports}
+        )
     print(f"Wrote {result.path} ({result.bytes:,} bytes, sha256 {result.sha256[:12]}...)")
     for key, value in sorted(result.parity.items()):
         if isinstance(value, float):
