@@ -88,8 +88,10 @@ def _user_handler(layer_class: type, handler: Callable[[Any, Any], Any]) -> _Han
 def register_layer(layer_class: type, handler: Callable[[Any, Any], Any]) -> None:
     """Tell :func:`~tfcompress.quantization.quantize` how to quantize ``layer_class``.
 
-    Without a handler, a layer class of your own stays float and the report says why
-    (``"kept float: unknown layer class ..."``). The handler is called once per layer of that
+    Without a handler, a layer class of your own is quantized through the ``Dense``/
+    ``EinsumDense``/``Embedding``/``MultiHeadAttention`` sublayers it holds (the report lists
+    their kernels), runs as it is when it has no weights, and otherwise stays float with the
+    reason in the report (``"kept float: unknown layer class ..."``); a handler overrides that. The handler is called once per layer of that
     class (and of its subclasses, unless a subclass has a handler of its own) with the layer
     and the :class:`~tfcompress.quantization.QuantizationScheme`, and returns either a TFMOT
     ``QuantizeConfig`` — the layer is annotated with it, and the report names the config and
