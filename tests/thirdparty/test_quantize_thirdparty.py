@@ -274,3 +274,21 @@ def test_legacy_bert_qat_loads_with_its_lambda_and_says_so_without(legacy_classi
     )
     x = _bert_inputs(4)
     np.testing.assert_allclose(again(x).numpy(), qat(x).numpy(), atol=1e-5)
+
+
+class Twice(keras.layers.Wrapper):
+    """A user wrapper (like TFMOT's pruning wrapper): not quantized through what it wraps."""
+
+    def call(self, x):
+        return 2.0 * self.layer(x)
+
+
+def test_a_wrapper_layer_is_not_quantized_through_the_layer_it_wraps():
+    x = keras.Input((4,))
+    twice = Twice(keras.layers.Dense(3, name="inner"), name="twice")
+    model = keras.Model(x, keras.layers.Dense(1, name="d")(twice(x)))
+    with keras.utils.custom_object_scope({"Twice": Twice}):
+        qat = quantize(model)
+    decision = qat.compression_report["twice"]
+    assert not decision.applied and "strip it first" in decision.reason
+    assert qat.compression_report["d"].applied

@@ -136,6 +136,14 @@ def plan_custom(layer: Any, scheme: Any) -> _Plan | None:
             reason=f"pass-through: no weights to quantize ({type(layer).__name__}); runs in "
             "float, its int8 ranges are calibrated at export",
         )
+    if isinstance(layer, keras.layers.Wrapper):  # pruning wrappers and the like
+        return _Plan(
+            "float",
+            reason=f"kept float: {type(layer).__name__} wraps {type(layer.layer).__name__} "
+            "(a pruning or other wrapper); strip it first (tfcompress.pruning.strip) and "
+            "quantize the plain model",
+            strict_ok=False,
+        )
     kind = THIRD_PARTY.get(class_path(layer))
     own_table = (
         kind is None
