@@ -161,6 +161,8 @@ def test_our_own_classes_load_after_a_bare_import(tmp_path):
     prune(model, 0.5).save(tmp_path / "pruned.keras")
     code = (
         "import sys\n"
+        "from tfcompress.export import load_variant\n"
+        "print(load_variant(sys.argv[2]).name)\n"  # the benchmark's loader, before the CLI's
         "from tfcompress.recipe.model_files import load_model_file\n"
         "for f in sys.argv[1:]:\n"
         "    print(sorted({type(l).__name__ for l in load_model_file(f).layers}))\n"
@@ -173,7 +175,8 @@ def test_our_own_classes_load_after_a_bare_import(tmp_path):
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    host, pruned = done.stdout.strip().splitlines()[-2:]
+    variant, host, pruned = done.stdout.strip().splitlines()[-3:]
+    assert variant == "pruned.keras"
     assert "HostEmbedding" in host
     assert "PruneWrapper" in pruned
 

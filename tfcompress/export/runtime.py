@@ -414,7 +414,11 @@ def load_variant(
             return _TFLiteVariant(str(path), label, num_threads=num_threads)
         if suffix in (".keras", ".h5"):
             check_keras_file(path, argument="path_or_model")
-            model = keras.models.load_model(str(path), compile=False, safe_mode=True)
+            # pruning wrappers and QAT classes in scope too (both import TFMOT: only here)
+            import tfcompress.pruning.schedule  # noqa: F401
+            from tfcompress.quantization.saving import load_quantized
+
+            model = load_quantized(path, compile=False)  # safe_mode=True
             return _KerasVariant(model, label)
         raise ValueError(
             f"`path_or_model` {str(path)!r} has an unknown file type {suffix!r}; expected a "
