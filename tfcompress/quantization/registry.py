@@ -93,7 +93,8 @@ def register_layer(layer_class: type, handler: Callable[[Any, Any], Any]) -> Non
     their kernels), runs as it is when it has no weights, and otherwise stays float with the
     reason in the report (``"kept float: unknown layer class ..."``); a handler overrides that.
     The handler is called once per layer of that class (and of its subclasses, unless a
-    subclass has a handler of its own) with the layer and the :class:`~tfcompress.quantization.QuantizationScheme`, and returns either a TFMOT
+    subclass has a handler of its own) with the layer and the
+    :class:`~tfcompress.quantization.QuantizationScheme`, and returns either a TFMOT
     ``QuantizeConfig`` — the layer is annotated with it, and the report names the config and
     the handler — or ``None`` to keep the layer float (reported as skipped; ``strict=True``
     raises for it). :class:`tfcompress.quantization.configs.LayerQuantizeConfig` covers most
