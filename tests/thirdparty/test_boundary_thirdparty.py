@@ -140,3 +140,22 @@ def test_tfrs_two_tower_towers_are_pruned_quantized_and_exported(tmp_path):
     np.testing.assert_allclose(
         interpreter.get_tensor(out["index"]), stripped(ids).numpy(), atol=1e-5
     )
+
+
+def test_a_bert_classifier_file_that_cannot_rebuild_names_the_class(tmp_path):
+    from tfcompress.recipe.model_files import load_model_file
+
+    path = tmp_path / "bert.keras"
+    _classifier(32, 1, "clf").save(path)
+    # Model Garden's BertClassifier.from_config gets its encoder as a dict ("'dict' object has
+    # no attribute 'inputs'"): named, with what to do, instead of the raw AttributeError
+    with pytest.raises(ValueError) as info:
+        load_model_file(path, ["official.nlp.modeling"])
+    message = str(info.value)
+    assert message.startswith(
+        f"MODEL {str(path)!r}: tf_keras could not rebuild class BertClassifier (module "
+        "official.nlp.modeling.models.bert_classifier) from the config the file holds "
+        "(AttributeError: 'dict' object has no attribute 'inputs')."
+    )
+    assert "load_weights" in message
+    assert isinstance(info.value.__cause__, AttributeError)

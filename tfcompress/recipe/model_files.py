@@ -194,6 +194,34 @@ def load_model_file(
         return load_quantized(path, compile=compile)  # safe_mode, TFMOT's QAT classes in scope
     except Exception as err:
         unknown = unknown_layer_classes(path)
-        if not unknown:
+        if unknown:
+            raise ValueError(_unknown_message(path, unknown, argument, how)) from err
+        rebuilding = _from_config_class(err)
+        if rebuilding is None or isinstance(err, (ValueError, TypeError)):
             raise
-        raise ValueError(_unknown_message(path, unknown, argument, how)) from err
+        raise ValueError(
+            f"{argument} {str(path)!r}: tf_keras could not rebuild {rebuilding} from the config "
+            f"the file holds ({type(err).__name__}: {first_message(err)}). Its from_config does "
+            "not rebuild what its get_config saved (Model Garden's BertClassifier keeps its "
+            "encoder as a config). Build the model in code and load its weights "
+            "(model.save_weights('m.weights.h5') / model.load_weights(...)), or save a "
+            "functional model built from its parts."
+        ) from err
+
+
+def first_message(err: BaseException) -> str:
+    """The first line of ``err``'s message (bounded)."""
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+
+
+def _from_config_class(err: BaseException) -> str | None:
+    """``"class BertClassifier (module ...)"`` whose ``from_config`` raised ``err``, if any."""
+    tb, found = err.__traceback__, None
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name == "from_config":
+            cls = frame.f_locals.get("cls")
+            if isinstance(cls, type) and not cls.__module__.startswith(_BUILTIN_PREFIXES):
+                found = f"class {cls.__name__} (module {cls.__module__})"
+        tb = tb.tb_next
+    return found
