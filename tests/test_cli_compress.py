@@ -69,6 +69,9 @@ def test_compress_prints_the_table_writes_the_json_and_ends_with_the_chosen_file
     assert "| candidate | auc | Δauc ± CI | bytes | size | verdict | note |" in stdout
     assert "| float | " in stdout and "**chosen**" in stdout
     assert "\r" not in stdout + done.stderr  # piped: no redrawn progress bar
+    # confirmed on the test split, which the search never saw (2,000 samples: 10% are test)
+    test_line = next(ln for ln in stdout.splitlines() if ln.startswith("On the test split"))
+    assert " on 200 examples: within --max-loss 0.05" in test_line, test_line
     result = json.loads(report.read_text())
     assert result["chosen"] is not None and result["settings"]["objective"] == "size"
     assert result["settings"]["max_loss"] == 0.05 and result["settings"]["steps"] == 1

@@ -163,6 +163,22 @@ def run_compress(args: argparse.Namespace) -> int:
     )
     print()
     print(result.to_markdown())
+    if result.chosen is not None and getattr(task, "test", None) is not None:
+        # the search chose on the validation split: confirm on examples it never saw
+        test = result.evaluate(task.test, seed=args.seed)
+        within = test.keeps_quality(args.max_loss, args.rule)
+        print(
+            f"On the test split (never seen by the search): Δ{args.metric} {test} on "
+            f"{test.n:,} examples: {'within' if within else 'OUTSIDE'} --max-loss "
+            f"{args.max_loss} (rule {args.rule})"
+        )
+        if not within:
+            print(
+                "tfcompress compress: the chosen model keeps quality on the validation split "
+                "but not on the test split; use more validation examples or a smaller "
+                "--max-loss",
+                file=sys.stderr,
+            )
     if args.json:
         result.save_json(args.json)
         print(f"Wrote {args.json}")
