@@ -13,7 +13,12 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import fnmatch
 import logging
+import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -21,7 +26,14 @@ import numpy as np
 from tfcompress._compat import is_graph_network
 from tfcompress._inputs import collect_examples, model_input_specs
 from tfcompress._keras import check_model, keras
-from tfcompress._layers import LayerFilter, iter_layers, match_layers
+from tfcompress._layers import (
+    CompressionReport,
+    LayerDecision,
+    LayerFilter,
+    iter_layers,
+    match_layers,
+)
+from tfcompress._validation import check_float
 from tfcompress.pruning._graph import Plan, analyse
 from tfcompress.pruning._shrink_blocks import (
     clone_rebuild,
@@ -39,6 +51,7 @@ from tfcompress.pruning._shrink_rebuild import (
     rebuild,
     with_block_rows,
 )
+from tfcompress.pruning._thirdparty import thirdparty_kind
 
 __all__ = ["shrink"]
 
@@ -56,12 +69,15 @@ _PROBE_BATCH = 256
 def _check_args(
     ratio: Any, criterion: Any, data: Any, embeddings: Any, min_units: Any, strict: Any
 ) -> None:
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float, np.floating)):
+    if isinstance(ratio, Mapping):
+        pass  # checked key by key against the model by _resolve_ratios
+    elif isinstance(ratio, bool) or not isinstance(ratio, (int, float, np.floating)):
         raise TypeError(
-            f"shrink: `ratio` must be a float in (0, 1) (the fraction of units removed), "
-            f"received {type(ratio).__name__}: {ratio!r}."
+            f"shrink: `ratio` must be a float in (0, 1) (the fraction of units removed) or a "
+            f"mapping {{layer name or pattern: ratio, 'default': ratio}}, received "
+            f"{type(ratio).__name__}: {ratio!r}."
         )
-    if not 0.0 < float(ratio) < 1.0:
+    elif not 0.0 < float(ratio) < 1.0:
         raise ValueError(
             f"shrink: `ratio` must be in (0, 1), the fraction of units removed (0.5 halves "
             f"every width), received {ratio!r}."
@@ -117,6 +133,135 @@ def _selection(model: keras.Model, layers: LayerFilter, skip: LayerFilter) -> se
     return chosen - excluded
 
 
+# --------------------------------------------------------------------------- per-layer ratios
+
+#: Keys of a ``ratio`` mapping that set the ratio of every layer no other key matches.
+DEFAULT_KEYS = ("default", "*")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Ratios:
+    """The resolved ``ratio`` argument: a default and explicit ratios by layer path."""
+
+    default: float
+    by_path: dict[str, float] = dataclasses.field(default_factory=dict)
+    keys: dict[str, float] | None = None  # the mapping's keys and values; None: a float
+
+    def of(self, path: str) -> float:
+        """The ratio of ``path``: its own key's, else its closest enclosing model's, else the
+        default."""
+        parts = path.split("/")
+        for end in range(len(parts), 0, -1):
+            prefix = "/".join(parts[:end])
+            if prefix in self.by_path:
+                return self.by_path[prefix]
+        return self.default
+
+    def setting(self) -> Any:
+        """``ratio`` as the report's settings record it."""
+        if self.keys is None:
+            return self.default
+        return {**self.keys, "default": self.default}
+
+
+def _key_matcher(key: str) -> Callable[[str, str], bool]:
+    """A layer name, a regex matched in full (as in ``layers=``) or a shell glob (``emb_*``)."""
+    try:
+        pattern = re.compile(key)
+    except re.error:
+        pattern = None
+
+    def matches(path: str, name: str) -> bool:
+        if key in (path, name):
+            return True
+        if pattern is not None and (pattern.fullmatch(path) or pattern.fullmatch(name)):
+            return True
+        return fnmatch.fnmatchcase(path, key) or fnmatch.fnmatchcase(name, key)
+
+    return matches
+
+
+def _no_match(model: keras.Model, key: str, paths: list[str]) -> ValueError:
+    close = difflib.get_close_matches(key, paths, n=3, cutoff=0.5)
+    hint = f" Close matches: {', '.join(close)}." if close else ""
+    return ValueError(
+        f"shrink: `ratio` key {key!r} matches no layer of model '{model.name}' (a key is a "
+        f"layer name, a regex matched in full or a glob such as 'emb_*'; 'default' or '*' sets "
+        f"the rest).{hint} Layers: {', '.join(paths) or '(none)'}."
+    )
+
+
+def _resolve_ratios(model: keras.Model, ratio: Any) -> _Ratios:
+    """Validate ``ratio`` (a float or a ``{layer name/pattern: ratio}`` mapping) against
+    ``model`` and resolve it to a ratio per layer path."""
+    if not isinstance(ratio, Mapping):
+        return _Ratios(float(ratio))
+    if not ratio:
+        raise ValueError(
+            "shrink: `ratio` is an empty mapping; give {layer name or pattern: ratio, "
+            "'default': ratio} or a float."
+        )
+    defaults = [k for k in ratio if k in DEFAULT_KEYS]
+    if len(defaults) > 1:
+        raise ValueError(
+            f"shrink: `ratio` has both {defaults[0]!r} and {defaults[1]!r}, which both set the "
+            "default ratio; keep one."
+        )
+    values: dict[str, float] = {}
+    for key, value in ratio.items():
+        if not isinstance(key, str) or not key:
+            raise TypeError(
+                f"shrink: `ratio` keys must be layer names or patterns (non-empty str), "
+                f"received {key!r} ({type(key).__name__})."
+            )
+        values[key] = check_float(
+            value,
+            f"ratio[{key!r}]",
+            minimum=0,
+            maximum=1,
+            max_open=True,
+            fix="A ratio is the fraction of units removed; 0 keeps the layer whole.",
+            where="shrink",
+        )
+    default = values.pop(defaults[0]) if defaults else 0.0
+    pairs = list(iter_layers(model))
+    paths = [path for path, _ in pairs]
+    exact: dict[str, str] = {}
+    by_pattern: dict[str, str] = {}
+    for key in values:
+        matcher = _key_matcher(key)
+        hits = [path for path, layer in pairs if matcher(path, layer.name)]
+        if not hits:
+            raise _no_match(model, key, paths)
+        for path in hits:
+            if key in (path, path.rsplit("/", 1)[-1]):
+                exact[path] = key
+            elif path in by_pattern and values[by_pattern[path]] != values[key]:
+                raise ValueError(
+                    f"shrink: layer '{path}' matches the `ratio` keys {by_pattern[path]!r} "
+                    f"({values[by_pattern[path]]}) and {key!r} ({values[key]}); make the "
+                    f"patterns disjoint or add the exact key {path!r}, which wins."
+                )
+            else:
+                by_pattern.setdefault(path, key)
+    key_of = {**by_pattern, **exact}
+    by_path = {path: values[key] for path, key in key_of.items()}
+    return _Ratios(default, by_path, dict(values))
+
+
+def _group_ratio(plan: Plan, root: str, ratios: _Ratios) -> tuple[float, str]:
+    """One ratio for a channel group: the smallest of its sources' (the safest), and a note
+    when they disagree."""
+    members = plan.members(root)
+    own = [ratios.of(m) for m in members]
+    chosen = min(own)
+    if len(set(own)) < 2:
+        return chosen, ""
+    names = ", ".join(members)
+    shown = "/".join(f"{r:g}" for r in own)
+    return chosen, f"tied group {{{names}}}: ratios {shown} -> {chosen:g}"
+
+
 # --------------------------------------------------------------------------- importance
 
 
@@ -164,27 +309,82 @@ def _activation_importance(model: keras.Model, plan: Plan, data: Any) -> dict[st
 
 
 def _keep_sets(
-    plan: Plan, importance: dict[str, np.ndarray], ratio: float, min_units: int
-) -> tuple[dict[str, np.ndarray], dict[str, tuple[str, str]]]:
-    """Kept indices per free group root, and (kind, reason) for groups left at full width."""
+    plan: Plan, importance: dict[str, np.ndarray], ratios: _Ratios, min_units: int
+) -> tuple[
+    dict[str, np.ndarray], dict[str, tuple[str, str]], dict[str, float], dict[str, list[str]]
+]:
+    """Kept indices per free group root, (kind, reason) for groups left at full width, the
+    ratio each source was shrunk at, and the notes on tied groups whose sources disagree (note
+    -> the group's sources)."""
     keep: dict[str, np.ndarray] = {}
     too_small: dict[str, tuple[str, str]] = {}
+    used: dict[str, float] = {}
+    notes: dict[str, list[str]] = {}
     for root in plan.roots():
+        ratio, note = _group_ratio(plan, root, ratios)
+        used.update(dict.fromkeys(plan.members(root), ratio))
         if plan.blocked(root):
             continue
+        if note:
+            notes[note] = plan.members(root)
         width = plan.widths[root]
         target = max(int(min_units), int(np.floor(width * (1.0 - ratio) + 0.5)))
         if target >= width:
-            too_small[root] = (
-                "min_units",
-                f"{NOTHING_TO_REMOVE}: width {width} at ratio {ratio} with "
-                f"min_units={min_units} keeps {width}",
+            why = (
+                f"ratio 0 keeps width {width}"
+                if ratio == 0.0
+                else f"width {width} at ratio {ratio:g} with min_units={min_units} keeps {width}"
             )
+            too_small[root] = ("min_units", f"{NOTHING_TO_REMOVE}: {why}")
             continue
         score = sum(np.asarray(importance[m], np.float64) for m in plan.members(root))
         order = np.argsort(-score, kind="stable")
         keep[root] = np.sort(order[:target])
-    return keep, too_small
+    return keep, too_small, used, notes
+
+
+def _blocks_by_ratio(
+    model: keras.Model, ratios: _Ratios, min_units: int, layers: LayerFilter, skip: LayerFilter
+) -> tuple[dict[int, Any], list[LayerDecision], dict[str, float]]:
+    """:func:`plan_blocks` with each transformer block at its own ratio."""
+    if ratios.keys is None:
+        edits, rows = plan_blocks(model, ratios.default, min_units, layers, skip)
+        return edits, rows, {row.layer: ratios.default for row in rows if row.applied}
+    edits: dict[int, Any] = {}
+    rows: list[LayerDecision] = []
+    wanted = [p for p, layer in iter_layers(model) if thirdparty_kind(layer) == "transformer_block"]
+    for ratio in sorted({ratios.of(path) for path in wanted}):
+        some, some_rows = plan_blocks(model, ratio, min_units, layers, skip)
+        edits.update({k: e for k, e in some.items() if ratios.of(e.path) == ratio})
+        rows.extend(row for row in some_rows if ratios.of(row.layer) == ratio)
+    order = {path: i for i, path in enumerate(wanted)}
+    rows.sort(key=lambda row: order.get(row.layer, len(order)))
+    return edits, rows, {row.layer: ratios.of(row.layer) for row in rows if row.applied}
+
+
+def _projections_by_ratio(
+    model: keras.Model, selected: set[str], ratios: _Ratios, min_units: int
+) -> dict[str, np.ndarray]:
+    """:func:`plan_projections` with each low-rank TFRS ``Cross`` at its own ratio."""
+    kept: dict[str, np.ndarray] = {}
+    for ratio in sorted({ratios.of(name) for name in selected}):
+        names = {name for name in selected if ratios.of(name) == ratio}
+        kept.update(plan_projections(model, names, ratio, min_units))
+    return kept
+
+
+def _with_ratio_notes(report: CompressionReport, notes: dict[str, list[str]]) -> CompressionReport:
+    """``report`` with each tied-group note added to the reason of the group's layers."""
+    by_layer = {}
+    for note, members in notes.items():
+        by_layer.update(dict.fromkeys(members, note))
+    decisions = []
+    for d in report.decisions:
+        note = by_layer.get(d.layer)
+        if note and d.applied:
+            d = dataclasses.replace(d, reason=f"{d.reason}; {note}" if d.reason else note)
+        decisions.append(d)
+    return CompressionReport(report.technique, tuple(decisions), report.settings)
 
 
 # --------------------------------------------------------------------------- public API
@@ -192,7 +392,7 @@ def _keep_sets(
 
 def shrink(
     model: keras.Model,
-    ratio: float = 0.5,
+    ratio: float | Mapping[str, float] = 0.5,
     *,
     data: Any = None,
     criterion: str = "l2",
@@ -231,7 +431,16 @@ def shrink(
 
     Args:
         model: a functional or built Sequential tf_keras model.
-        ratio: the fraction of units removed, in (0, 1); 0.5 halves every width.
+        ratio: the fraction of units removed, in (0, 1); 0.5 halves every width. Or a
+            mapping ``{key: ratio}`` with a ratio per layer, each in [0, 1) (0 keeps the layer
+            whole): a key is a layer name (or nested path), a regex matched in full (as in
+            ``layers=``) or a shell glob (``"emb_*"``); ``"default"`` (or ``"*"``) sets the
+            ratio of every other layer (0 when absent). An exact name beats a pattern; two
+            patterns that give one layer different ratios are an error; a layer inside a
+            nested model takes its enclosing model's ratio unless a key matches it. Layers
+            tied channel by channel (``Add``, ``Cross``) are shrunk at the smallest ratio of
+            their group (reported in ``settings["tied_groups"]`` and the layers' reasons).
+            ``settings["ratios"]`` of the report holds the ratio each layer was shrunk at.
         data: examples for ``criterion="activation"``: a ``tf.data.Dataset`` of
             ``(features, label)`` or features (batched or not), a features dict, or an iterable
             of those. Up to ``MAX_ACTIVATION_EXAMPLES`` (2048) examples are used.
@@ -255,10 +464,11 @@ def shrink(
     Raises:
         TypeError: ``model`` is not a tf_keras model (e.g. a Keras 3 model); an argument of
             the wrong type.
-        ValueError: ``ratio`` outside (0, 1); unknown ``criterion``; ``criterion="activation"``
-            without ``data``; a subclassed model; a filter entry matching no layer or
-            selecting no shrinkable layer; ``strict=True`` and a selected layer left alone;
-            ``data`` not matching the model inputs.
+        ValueError: ``ratio`` outside (0, 1) (a mapping value outside [0, 1), naming its key;
+            a mapping key matching no layer, listing the layers); unknown ``criterion``;
+            ``criterion="activation"`` without ``data``; a subclassed model; a filter entry
+            matching no layer or selecting no shrinkable layer; ``strict=True`` and a selected
+            layer left alone; ``data`` not matching the model inputs.
 
     Example:
         >>> from tfcompress import data, models
@@ -272,7 +482,7 @@ def shrink(
     check_model(model, "model")
     _check_args(ratio, criterion, data, embeddings, min_units, strict)
     _check_graph(model)
-    ratio = float(ratio)
+    ratios = _resolve_ratios(model, ratio)
     selected = _selection(model, layers, skip)
     plan = analyse(model, lambda name: name in selected, embeddings)
 
@@ -282,7 +492,9 @@ def shrink(
         if data is not None:
             _log.info("shrink: `data` is not used with criterion='l2'.")
         importance = {name: _l2_importance(layer) for name, layer in plan.sources.items()}
-    keep, too_small = _keep_sets(plan, importance, ratio, min_units)
+    keep, too_small, used, notes = _keep_sets(plan, importance, ratios, min_units)
+    for note in notes:
+        _log.info("shrink: %s", note)
 
     heads: dict[str, np.ndarray] = {}
     head_reasons: dict[str, str] = {}
@@ -291,33 +503,37 @@ def shrink(
             if path not in selected:
                 head_reasons[path] = f"'{path}' is not selected by `layers`/`skip`"
                 continue
-            kept, reason = head_keep(layer, ratio)
+            used[path] = ratios.of(path)
+            kept, reason = head_keep(layer, used[path])
             if kept is None:
                 head_reasons[path] = reason
             else:
                 heads[path] = kept
 
-    blocks, block_rows = plan_blocks(model, ratio, int(min_units), layers, skip)
-    projections = plan_projections(model, selected, ratio, int(min_units))  # TFRS low-rank Cross
+    blocks, block_rows, block_ratios = _blocks_by_ratio(model, ratios, int(min_units), layers, skip)
+    used.update(block_ratios)
+    projections = _projections_by_ratio(model, selected, ratios, int(min_units))  # TFRS low-rank
+    used.update({name: ratios.of(name) for name in projections})
     if blocks or not config_rebuilds(model):  # e.g. BertEncoder / BertClassifier
         edits = layer_edits(model, plan, keep, heads, projections)
         new_model = clone_rebuild(model, *edits, blocks)
     else:
         new_model = rebuild(model, plan, keep, heads, projections)
+    settings = dict(
+        ratio=ratios.setting(),
+        criterion=criterion,
+        embeddings=embeddings,
+        min_units=int(min_units),
+        ratios={path: used[path] for path, _ in iter_layers(model) if path in used},
+        tied_groups=list(notes),
+    )
     report = build_report(
-        model,
-        new_model,
-        plan,
-        keep,
-        too_small,
-        heads,
-        head_reasons,
-        selected,
-        dict(ratio=ratio, criterion=criterion, embeddings=embeddings, min_units=int(min_units)),
+        model, new_model, plan, keep, too_small, heads, head_reasons, selected, settings
     )
     report = with_block_rows(
         report, block_rows + projection_rows(report.decisions, projections, model)
     )
+    report = _with_ratio_notes(report, notes)
     if strict:
         enforce_strict(report, plan, too_small, selected)
     new_model.compression_report = report
