@@ -196,8 +196,8 @@ def test_bad_inputs():
         import keras as keras3
 
         quantize_embeddings(keras3.Sequential([keras3.Input((3,)), keras3.layers.Dense(1)]))
-    with pytest.raises(ValueError, match=r"`embeddings` must be None .* received 'int4'"):
-        export.export_tflite(model, "/tmp/never.tflite", "dynamic", embeddings="int4")
+    with pytest.raises(ValueError, match=r"`embeddings` must be None .* received 'int2'"):
+        export.export_tflite(model, "/tmp/never.tflite", "dynamic", embeddings="int2")
     with pytest.raises(ValueError, match="`input_dim` must be an int >= 1"):
         QuantizedEmbedding(0, 4)
     with pytest.raises(ValueError, match="`output_range` must be"):

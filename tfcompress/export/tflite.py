@@ -334,7 +334,9 @@ def export_tflite(
             ``"int8"`` and ``"int16x8"`` modes, ``"float"`` otherwise; ``"float"`` for a
             subclassed model (its layers cannot be swapped; logged at INFO). ``"int8"``: tables
             of >= 64 rows become int8 with a scale per row (rows of >= 32 values) or per table;
-            ``"int8_row"``/``"int8_tensor"`` force the scale granularity; ``"float"``: the
+            ``"int8_row"``/``"int8_tensor"`` force the scale granularity; ``"int4"``: tables
+            of >= 64 rows become int4 (two codes a byte, a float16 scale and offset per row,
+            unpacked after the gather with builtin ops; every mode); ``"float"``: the
             converter's own handling (the ``"dynamic"`` and ``"int8"`` converters store large
             tables int8 with one scale per table). See :mod:`tfcompress.quantization.embedding`.
         sparse: store pruned weights in TFLite's sparse format

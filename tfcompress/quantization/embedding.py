@@ -33,12 +33,16 @@ from tfcompress._layers import (
     iter_layers,
     match_layers,
 )
+from tfcompress._validation import check_choice
+from tfcompress.quantization.embedding_int4 import QuantizedEmbedding4
 
 __all__ = [
     "EMBEDDING_GRANULARITIES",
     "EMBEDDING_MODES",
+    "EMBEDDING_BITS",
     "EXPORT_MIN_ROWS",
     "QuantizedEmbedding",
+    "QuantizedEmbedding4",
     "dequantize_rows",
     "is_qat_model",
     "prepare_for_export",
@@ -50,7 +54,9 @@ _log = logging.getLogger("tfcompress")
 
 EMBEDDING_GRANULARITIES = ("row", "tensor", "auto")
 #: ``export_tflite(embeddings=...)`` values; None picks per quantization mode.
-EMBEDDING_MODES = ("float", "int8", "int8_row", "int8_tensor")
+EMBEDDING_MODES = ("float", "int8", "int8_row", "int8_tensor", "int4")
+#: ``quantize_embeddings(bits=...)`` values: int8 rows or int4 rows (QuantizedEmbedding4)
+EMBEDDING_BITS = (8, 4)
 #: Tables with fewer rows are left to the converter at export: their bytes are below the graph
 #: cost of the dequantize ops (about 6 ops, ~0.5 KB, per lookup).
 EXPORT_MIN_ROWS = 64
@@ -367,8 +373,13 @@ def quantize_embeddings(
     layers: LayerFilter = None,
     skip: LayerFilter = None,
     min_rows: int = 1,
+    bits: int = 8,
 ) -> keras.Model:
     """Return a copy of ``model`` whose ``Embedding`` layers are :class:`QuantizedEmbedding`.
+
+    With ``bits=4`` they are :class:`~tfcompress.quantization.embedding_int4.QuantizedEmbedding4`
+    instead (int4 codes two a byte, a float16 scale and offset per row; ``granularity`` is
+    then ignored: int4 is always per row).
 
     Every other layer is shared with ``model`` (not copied), so the new model computes the same
     function up to the int8 rounding of the tables; it is meant for export and evaluation (the
@@ -385,6 +396,7 @@ def quantize_embeddings(
         layers: layer filter of the embeddings to quantize (default: all).
         skip: layer filter of embeddings to keep in float.
         min_rows: tables with fewer rows stay float (their bytes do not matter).
+        bits: 8 (int8 rows, default) or 4 (int4 rows).
 
     Returns:
         The new model (or ``model`` itself when no embedding was selected).
@@ -403,6 +415,13 @@ def quantize_embeddings(
     check_granularity(granularity, allow_auto=True)
     if isinstance(min_rows, bool) or not isinstance(min_rows, (int, np.integer)) or min_rows < 1:
         raise ValueError(f"`min_rows` must be an int >= 1, received {min_rows!r}.")
+    check_choice(
+        bits,
+        "bits",
+        EMBEDDING_BITS,
+        where="quantize_embeddings",
+        fix="Pass bits=8 (int8 rows) or bits=4 (int4 rows, two codes a byte).",
+    )
     pairs = [(p, lyr) for p, lyr in iter_layers(model) if embedding_of(lyr) is not None]
     selected = {p for p, _ in pairs} if layers is None else match_layers(model, layers)
     skipped = match_layers(model, skip, argument="skip") if skip is not None else set()
@@ -427,7 +446,7 @@ def quantize_embeddings(
     if not chosen:
         _log.info("quantize_embeddings: no embedding selected in %r", model.name)
         model.compression_report = CompressionReport(  # type: ignore[attr-defined]
-            "embeddings", tuple(decisions.values()), {"granularity": granularity}
+            "embeddings", tuple(decisions.values()), {"granularity": granularity, "bits": bits}
         )
         return model
 
@@ -435,6 +454,15 @@ def quantize_embeddings(
         if id(layer) in chosen:
             emb = embedding_of(layer)
             table, output_range, qat_granularity = _qat_table_and_range(layer, emb)
+            if bits == 4:
+                new = QuantizedEmbedding4.from_embedding(
+                    emb, table=table, output_range=output_range, name=layer.name
+                )
+                detail = "int4 table (two codes a byte), a float16 scale and offset per row"
+                decisions[chosen[id(layer)]] = LayerDecision(
+                    chosen[id(layer)], "Embedding", True, detail
+                )
+                return new
             g = qat_granularity or resolve_granularity(granularity, emb.output_dim)
             new = QuantizedEmbedding.from_embedding(
                 emb, g, table=table, output_range=output_range, name=layer.name
@@ -456,7 +484,7 @@ def quantize_embeddings(
     new_model.compression_report = CompressionReport(  # type: ignore[attr-defined]
         "embeddings",
         tuple(decisions[p] for p, _ in pairs if p in decisions),
-        {"granularity": granularity, "min_rows": min_rows},
+        {"granularity": granularity, "min_rows": min_rows, "bits": bits},
     )
     return new_model
 
@@ -477,7 +505,8 @@ def check_embeddings_mode(embeddings: object) -> str | None:
     if embeddings is not None and embeddings not in EMBEDDING_MODES:
         raise ValueError(
             f"`embeddings` must be None (int8 tables in the 'dynamic', 'int8' and 'int16x8' "
-            f"modes, float otherwise) or one of {list(EMBEDDING_MODES)}; received "
+            f"modes, float otherwise) or one of {list(EMBEDDING_MODES)} ('int4': 4-bit rows, "
+            f"two codes a byte); received "
             f"{embeddings!r}."
         )
     return embeddings  # type: ignore[return-value]
@@ -494,7 +523,8 @@ def prepare_for_export(
     - ``embeddings`` None means ``"int8"`` in the ``"dynamic"``, ``"int8"`` and ``"int16x8"``
       modes and ``"float"`` otherwise. ``"int8"`` swaps the tables of at least
       :data:`EXPORT_MIN_ROWS` rows (and every QAT table) for :class:`QuantizedEmbedding`
-      (granularity ``"auto"``); ``"int8_row"``/``"int8_tensor"`` force the granularity.
+      (granularity ``"auto"``); ``"int8_row"``/``"int8_tensor"`` force the granularity;
+      ``"int4"`` swaps them for int4 tables (``quantize_embeddings(bits=4)``).
 
     Returns:
         ``(model_to_convert, info)`` with ``info`` keys ``qat`` (bool), ``embeddings`` (the
@@ -511,8 +541,13 @@ def prepare_for_export(
     info: dict[str, Any] = {"qat": qat, "embeddings": choice, "embedding_tables": {}}
     if choice == "float":
         return convert, info
-    granularity = {"int8": "auto", "int8_row": "row", "int8_tensor": "tensor"}[choice]
-    swapped = quantize_embeddings(convert, granularity=granularity, min_rows=EXPORT_MIN_ROWS)
+    granularity = {"int8": "auto", "int8_row": "row", "int8_tensor": "tensor"}.get(choice, "row")
+    swapped = quantize_embeddings(
+        convert,
+        granularity=granularity,
+        min_rows=EXPORT_MIN_ROWS,
+        bits=4 if choice == "int4" else 8,
+    )
     info["embedding_tables"] = {
         d.layer: d.detail
         for d in swapped.compression_report.applied  # type: ignore[attr-defined]
