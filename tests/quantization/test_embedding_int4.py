@@ -12,9 +12,11 @@ from tfcompress._compat import interpreter_ops
 from tfcompress._keras import keras, tf
 from tfcompress.quantization.embedding import quantize_embeddings, quantize_rows
 from tfcompress.quantization.embedding_int4 import (
+    Int4AwareEmbedding,
     QuantizedEmbedding4,
     dequantize_rows_int4,
     fake_quantize_rows_int4,
+    int4_aware_embeddings,
     int4_row_bytes,
     quantize_rows_int4,
 )
@@ -113,6 +115,32 @@ def test_int4_tflite_equals_numpy_dequantization_with_builtin_ops_only(dim, tmp_
     out = next(iter(tflite.values()))
     np.testing.assert_allclose(out, dequantize_rows_int4(packed, params, dim)[ids].reshape(64, -1),
                                rtol=1e-6, atol=1e-6)  # fmt: skip
+
+
+def test_int4_aware_fine_tune_trains_the_values_quantize_embeddings_serves(tmp_path):
+    ids = keras.Input((3,), dtype="int32", name="ids")
+    emb = keras.layers.Embedding(ROWS, 8, mask_zero=True, name="emb")
+    pooled = keras.layers.GlobalAveragePooling1D()(emb(ids))  # masked mean, padding id 0
+    model = keras.Model(ids, keras.layers.Dense(1, name="out")(pooled))
+    emb.set_weights([_table(dim=8)])
+    aware = int4_aware_embeddings(model)
+    layer = aware.get_layer("emb")
+    assert isinstance(layer, Int4AwareEmbedding) and layer.mask_zero
+    assert aware.get_layer("out") is model.get_layer("out")
+    x = np.random.default_rng(2).integers(0, ROWS, (32, 3)).astype("int32")
+    x[:, 2] = 0
+    before = layer.get_weights()[0].copy()
+    aware.compile(keras.optimizers.SGD(0.5), "mse")
+    aware.fit(x, np.ones((32, 1)), epochs=1, batch_size=32, verbose=0)
+    moved = np.abs(layer.get_weights()[0] - before).max(1) > 0
+    assert moved[x[:, :2].ravel()].all() and moved.sum() <= 64  # straight-through, looked-up rows
+    served = quantize_embeddings(aware, bits=4)
+    assert isinstance(served.get_layer("emb"), QuantizedEmbedding4)
+    np.testing.assert_allclose(served(x).numpy(), aware(x).numpy(), atol=1e-6)
+    aware.save(tmp_path / "aware.keras")
+    loaded = keras.models.load_model(tmp_path / "aware.keras")
+    assert loaded.get_layer("emb").get_config() == layer.get_config()
+    np.testing.assert_allclose(loaded(x).numpy(), aware(x).numpy(), atol=1e-6)
 
 
 @pytest.fixture(scope="module")

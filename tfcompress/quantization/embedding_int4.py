@@ -23,14 +23,17 @@ from typing import Any
 
 import numpy as np
 
+from tfcompress._compat import is_graph_network
 from tfcompress._keras import keras, tf
 from tfcompress._validation import check_choice
 
 __all__ = [
     "SCALE_DTYPES",
+    "Int4AwareEmbedding",
     "QuantizedEmbedding4",
     "dequantize_rows_int4",
     "fake_quantize_rows_int4",
+    "int4_aware_embeddings",
     "int4_row_bytes",
     "quantize_rows_int4",
 ]
@@ -325,3 +328,87 @@ class QuantizedEmbedding4(keras.layers.Layer):
             "mask_zero": self.mask_zero,
             "output_range": None if self.output_range is None else list(self.output_range),
         }
+
+
+# --------------------------------------------------------------------------- QAT (fine-tune)
+
+
+@keras.saving.register_keras_serializable(package="tfcompress")
+class Int4AwareEmbedding(keras.layers.Embedding):
+    """A trainable ``Embedding`` whose lookups are int4 fake-quantized (for fine-tuning).
+
+    Each looked-up row is quantized on its own ``[min, max]`` exactly as
+    :class:`QuantizedEmbedding4` stores it (:func:`fake_quantize_rows_int4`), with a
+    straight-through gradient. Row-wise quantization is row-local, so only the gathered rows are
+    quantized (the cost does not grow with the vocabulary). It is an ``Embedding`` (masking,
+    pruning and ``quantize_embeddings(bits=4)`` see it as one), so after fine-tuning
+    ``quantize_embeddings(model, bits=4)`` serves exactly the values it trained with.
+
+    Args:
+        scale_dtype: ``"float16"`` (default) or ``"float32"``, as in :class:`QuantizedEmbedding4`.
+        **kwargs: ``keras.layers.Embedding`` arguments.
+
+    Example:
+        >>> layer = Int4AwareEmbedding(10, 4)
+        >>> layer(tf.constant([[1, 2]])).shape
+        TensorShape([1, 2, 4])
+    """
+
+    def __init__(self, *args: Any, scale_dtype: str = "float16", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.scale_dtype = _check_scale_dtype(scale_dtype, "Int4AwareEmbedding")
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        ids = tf.cast(inputs, tf.int32) if inputs.dtype != tf.int32 else inputs
+        rows = tf.gather(self.embeddings, ids)
+        flat = tf.reshape(rows, (-1, self.output_dim))
+        return tf.reshape(fake_quantize_rows_int4(flat, self.scale_dtype), tf.shape(rows))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "scale_dtype": self.scale_dtype}
+
+
+def int4_aware_embeddings(model: keras.Model, *, scale_dtype: str = "float16") -> keras.Model:
+    """A copy of ``model`` whose ``Embedding`` layers are :class:`Int4AwareEmbedding` (QAT).
+
+    Fine-tune the copy (it trains its tables with int4 fake quantization and a straight-through
+    gradient), then serve it with ``quantize_embeddings(model, bits=4)`` or
+    ``export_tflite(..., embeddings="int4")``. Other layers are shared with ``model``; the new
+    tables start from a copy of the old ones. Nested functional models are rewritten too.
+
+    Args:
+        model: a functional or Sequential tf_keras model.
+        scale_dtype: ``"float16"`` or ``"float32"``.
+
+    Returns:
+        The new model.
+
+    Raises:
+        ValueError: a subclassed model (its layers cannot be swapped); a bad ``scale_dtype``.
+
+    Example:
+        >>> aware = int4_aware_embeddings(model)  # doctest: +SKIP
+        >>> aware.fit(task.train, epochs=1)  # doctest: +SKIP
+    """
+    _check_scale_dtype(scale_dtype, "int4_aware_embeddings")
+
+    def swap(layer: Any) -> Any:
+        if type(layer) is keras.layers.Embedding:
+            new = Int4AwareEmbedding(**layer.get_config(), scale_dtype=scale_dtype)
+            new.build((None,))
+            new.set_weights(layer.get_weights())
+            return new
+        if isinstance(layer, keras.Model):
+            return clone(layer)
+        return layer
+
+    def clone(inner: keras.Model) -> keras.Model:
+        if not isinstance(inner, keras.Sequential) and not is_graph_network(inner):
+            raise ValueError(
+                f"int4_aware_embeddings: model {inner.name!r} is a subclassed model; its "
+                "Embedding layers cannot be swapped. Build it with the functional API or "
+                "keras.Sequential."
+            )
+        return keras.models.clone_model(inner, clone_function=swap)
+
+    return clone(model)
