@@ -134,7 +134,7 @@ def resolve_subclassed(
     if embeddings is not None:
         raise ValueError(
             f"`embeddings={embeddings!r}`: model {model.name!r} is a subclassed model, so its "
-            f"Embedding layers {tables} cannot be swapped for int8 tables. Pass "
+            f"Embedding layers {tables} cannot be swapped for int8/int4 tables. Pass "
             "embeddings='float' (in the 'dynamic' and 'int8' modes the converter still stores "
             "large tables int8, with one scale per table), or build the model with the "
             "functional API or keras.Sequential for a scale per row."

@@ -548,6 +548,11 @@ def prepare_for_export(
         min_rows=EXPORT_MIN_ROWS,
         bits=4 if choice == "int4" else 8,
     )
+    own = {id(layer) for _, layer in iter_layers(convert)}
+    for _, layer in iter_layers(swapped):
+        if isinstance(layer, QuantizedEmbedding4) and id(layer) not in own:
+            # full-integer converters requantize the float nibble unpack to int8: unpack in int32
+            layer.integer_unpack = mode in ("int8", "int16x8")
     info["embedding_tables"] = {
         d.layer: d.detail
         for d in swapped.compression_report.applied  # type: ignore[attr-defined]
