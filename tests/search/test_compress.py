@@ -257,3 +257,74 @@ def test_runs_under_a_mirrored_strategy(mirrored, tmp_path):
     assert shrunk and result.trained == 1
     assert shrunk[0].difference.variant > 0.85  # the fine-tune ran and kept the model useful
     assert result.chosen is not None and result.ratios()["size_x"] > 2.0
+
+
+def _embedding_model(seed: int = 0):
+    """ids (an Embedding of 16 dims) + 8 dense features -> Dense(32) -> click."""
+    rng = np.random.default_rng(seed)
+    n = N_TRAIN + N_VAL
+    ids = rng.integers(0, 40, size=(n, 1)).astype("int32")
+    x = rng.normal(size=(n, 8)).astype("float32")
+    logit = rng.normal(size=40)[ids[:, 0]] + x @ rng.normal(size=8) * 0.5
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype("float32")
+    keras.utils.set_random_seed(0)
+    id_in, x_in = keras.Input((1,), dtype="int32", name="ids"), keras.Input((8,), name="x")
+    table = keras.layers.Flatten()(keras.layers.Embedding(40, 16, name="table")(id_in))
+    h = keras.layers.Dense(32, activation="relu", name="hidden")(
+        keras.layers.Concatenate()([table, x_in])
+    )
+    model = keras.Model([id_in, x_in], keras.layers.Dense(1, activation="sigmoid", name="out")(h))
+    model.compile("adam", "binary_crossentropy")
+    features = {"ids": ids, "x": x}
+    model.fit(features, y, epochs=2, batch_size=128, verbose=0)
+    return model, features, y
+
+
+def test_the_embedding_tables_are_a_second_axis(tmp_path):
+    """After the global ratio, the tables' dimensions are bisected beyond it (shrink with a
+    per-layer ratio): shrink 0.5 keeps, then the table at 0.75 with the rest at 0.5."""
+    from tfcompress.search.build import shrink_ratio
+
+    model, features, y = _embedding_model()
+    train = ({k: v[:N_TRAIN] for k, v in features.items()}, y[:N_TRAIN])
+    val = ({k: v[N_TRAIN:] for k, v in features.items()}, y[N_TRAIN:])
+    assert shrink_ratio(model, Candidate(shrink=0.5, embeddings=0.75)) == {
+        "default": 0.5,
+        "table": 0.75,
+    }
+    result = tfcompress.compress(
+        model,
+        train,
+        validation_data=val,
+        max_loss=0.05,
+        objective="size",
+        epochs=1,
+        steps=1,
+        repeats=2,
+        progress=False,
+        output_dir=tmp_path,
+    )
+    by_name = {r.name: r for r in result.candidates}
+    assert by_name["shrink0.50 (keras)"].accepted
+    assert "shrink0.50+emb0.75 (keras)" in by_name  # one step on the second axis
+    assert by_name["shrink0.50+emb0.75 (keras)"].accepted
+    # the table at 4 of 16 dims instead of 8: a smaller file
+    assert by_name["shrink0.50+emb0.75"].bytes < by_name["shrink0.50"].bytes
+    assert result.trained == 2
+
+
+def test_a_candidates_table_ratio_is_validated_and_named():
+    assert Candidate(shrink=0.5, embeddings=0.75, quantization="int8").name == (
+        "shrink0.50+emb0.75+int8"
+    )
+    assert Candidate(shrink=0.5, embeddings=0.5) == Candidate(shrink=0.5)  # the same model
+    config = Candidate(shrink=0.25, embeddings=0.5).get_config()
+    assert Candidate.from_config(config).embeddings == 0.5
+    with pytest.raises(ValueError, match="`embeddings` must be None or a ratio in"):
+        Candidate(shrink=0.5, embeddings=1.0)
+    from tfcompress.search.build import shrink_ratio
+
+    inputs = keras.Input((4,))
+    plain = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    with pytest.raises(ValueError, match="no top-level Embedding layer"):
+        shrink_ratio(plain, Candidate(shrink=0.5, embeddings=0.75))

@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -31,6 +32,7 @@ from tfcompress.export.manifest import atomic_write_text
 from tfcompress.pruning import shrink
 from tfcompress.search.build import (
     build_model,
+    embedding_layers,
     export_candidate,
     representative_features,
     teacher_in_scope,
@@ -127,7 +129,7 @@ class _Search:
         self.batch_size, self.strategy, self.budget, self.say = batch_size, strategy, budget, report
         self.start = time.monotonic()
         self.results: list[CandidateResult] = []
-        self.shrunk: dict[float, keras.Model] = {}
+        self.shrunk: dict[tuple[float, float | None], keras.Model | Path] = {}
         self.trained = 0
         self.stopped = ""
         self.warned = False
@@ -198,7 +200,7 @@ class _Search:
             self.base_outputs = outputs
         folder.mkdir(parents=True, exist_ok=True)
         _save_array(folder / "outputs.npy", outputs)
-        if candidate.shrink and not export and not candidate.qat:
+        if candidate.shrinks is not None and not export and not candidate.qat:
             _save_model(model, folder / "model.keras")  # the later exports of this ratio
         difference = self.judge(outputs)
         result = CandidateResult(
@@ -231,12 +233,12 @@ class _Search:
         result.accepted = result.difference.keeps_quality(
             self.settings.max_loss, self.settings.rule
         )
-        if result.stage == "keras" and result.candidate.shrink not in self.shrunk:
-            self.shrunk[result.candidate.shrink] = folder / "model.keras"
+        if result.stage == "keras" and result.candidate.shrinks not in self.shrunk:
+            self.shrunk[result.candidate.shrinks] = folder / "model.keras"
         return result
 
     def _build(self, candidate: Candidate) -> keras.Model:
-        shrunk = self.shrunk.get(candidate.shrink)
+        shrunk = self.shrunk.get(candidate.shrinks)
         if isinstance(shrunk, Path):
             shrunk = keras.models.load_model(shrunk, compile=False)
         model, float_model = build_model(
@@ -249,8 +251,8 @@ class _Search:
             batch_size=self.batch_size,
             strategy=self.strategy,
         )
-        if candidate.shrink:
-            self.shrunk[candidate.shrink] = float_model
+        if candidate.shrinks is not None:
+            self.shrunk[candidate.shrinks] = float_model
         if candidate.trains and (shrunk is None or candidate.qat):
             self.trained += 1
         return model
@@ -286,9 +288,9 @@ class _Search:
         )
 
     # -------------------------------------------------------------------- the strategy
-    def quantized(self, shrink: float, skip: tuple[str, ...]) -> None:
-        """Export the float model at ``shrink`` in every PTQ mode (and as float when shrunk),
-        and QAT int8 when PTQ int8 does not keep quality.
+    def quantized(self, base: Candidate) -> None:
+        """Export the float model of ``base`` (the original, or a shrunk one) in every PTQ mode
+        (and as float when shrunk), and QAT int8 when PTQ int8 does not keep quality.
 
         Every mode is exported and judged (seconds each, no training) rather than stopping at
         the first that keeps: which file is fastest is measured, not assumed. The int8 kernels
@@ -296,20 +298,16 @@ class _Search:
         int8 file took 62 ms at batch 256 against its float file's 23 ms.
         """
         if self.settings.runtime == "saved_model":
-            self.run(Candidate(shrink=shrink, skip=skip))
+            self.run(base)
             return
-        modes = (None, *_PTQ_ORDER) if shrink else _PTQ_ORDER
+        modes = (None, *_PTQ_ORDER) if base.shrinks is not None else _PTQ_ORDER
         for mode in modes:
             if self.over_budget():
                 return
-            result = self.run(Candidate(shrink=shrink, quantization=mode, skip=skip))
+            result = self.run(dataclasses.replace(base, quantization=mode))
             if mode == "int8" and not result.accepted and not self.over_budget():
                 keep = self.keep_float()
-                self.run(
-                    Candidate(
-                        shrink=shrink, quantization="int8", qat=True, keep_float=keep, skip=skip
-                    )
-                )
+                self.run(dataclasses.replace(base, quantization="int8", qat=True, keep_float=keep))
 
     def keep_float(self) -> tuple[str, ...]:
         """Layers whose int8 weights alone cost more than the tolerance: they stay float in QAT."""
@@ -355,17 +353,32 @@ class _Search:
         except (TypeError, ValueError) as err:  # e.g. a subclassed model, nothing to shrink
             self.say(f"compress: shrink not applicable: {err}")
             return
-        low, high = 0.0, 1.0
-        for _ in range(self.settings.steps):
+        low = self._bisect(lambda r: Candidate(shrink=r, skip=skip), 0.0, self.settings.steps)
+        if low and embedding_layers(self.model):
+            # the second axis: the embedding tables' dimensions beyond the global ratio (tables
+            # are most of a recommender's bytes, and often tolerate more than the MLP)
+            self._bisect(
+                lambda r: Candidate(shrink=low, skip=skip, embeddings=r),
+                low,
+                max(1, self.settings.steps - 1),
+            )
+
+    def _bisect(self, make: Callable[[float], Candidate], low: float, steps: int) -> float:
+        """Bisect a ratio in (``low``, ``max_shrink``]: ``steps`` fine-tunes, each judged as a
+        float Keras model first (early rejection); a ratio that keeps is exported in every
+        mode. Returns the largest ratio that kept (``low`` when none did)."""
+        high = 1.0
+        for _ in range(steps):
             ratio = round((low + high) / 2, 4)
             if ratio > self.settings.max_shrink or self.over_budget():
                 break
-            judged = self.run(Candidate(shrink=ratio, skip=skip), export=False)
-            if judged.accepted:
-                self.quantized(ratio, skip)
+            candidate = make(ratio)
+            if self.run(candidate, export=False).accepted:
+                self.quantized(candidate)
                 low = ratio
             else:
                 high = ratio
+        return low
 
 
 def _save_array(path: Path, values: np.ndarray) -> None:
@@ -524,7 +537,7 @@ def compress(
     )
     baseline = search.run(Candidate())
     if runtime == "tflite":
-        search.quantized(0.0, ())
+        search.quantized(Candidate())
     search.bisect()
     return _finish(search, baseline, log_dir, repeats, progress)
 
@@ -569,6 +582,9 @@ def _finish(
         hparams = {
             r.name: {
                 "shrink": r.candidate.shrink,
+                "embeddings": (
+                    r.candidate.shrink if r.candidate.embeddings is None else r.candidate.embeddings
+                ),
                 "quantization": r.candidate.quantization or "float32",
                 "qat": r.candidate.qat,
                 "kept": r.accepted,

@@ -24,7 +24,14 @@ from tfcompress.search.space import Candidate, SearchSettings
 
 _log = logging.getLogger("tfcompress")
 
-__all__ = ["build_model", "export_candidate", "fit_loss", "representative_features"]
+__all__ = [
+    "build_model",
+    "embedding_layers",
+    "export_candidate",
+    "fit_loss",
+    "representative_features",
+    "shrink_ratio",
+]
 
 
 def fit_loss(model: keras.Model) -> Any:
@@ -108,10 +115,12 @@ def build_model(
     """
     loss = fit_loss(model)
     base = model
-    if candidate.shrink:
+    if candidate.shrinks is not None:
         if shrunk is None:
             with _scope(strategy):
-                shrunk = shrink(model, candidate.shrink, skip=list(candidate.skip) or None)
+                shrunk = shrink(
+                    model, shrink_ratio(model, candidate), skip=list(candidate.skip) or None
+                )
             distilled_fit(
                 shrunk,
                 teacher,
@@ -130,6 +139,26 @@ def build_model(
         qat, teacher, train, settings, loss=loss, batch_size=batch_size, strategy=strategy
     )
     return qat, base
+
+
+def embedding_layers(model: keras.Model) -> list[str]:
+    """The names of ``model``'s top-level ``Embedding`` layers (the tables whose dimensions the
+    search's second axis shrinks)."""
+    return [layer.name for layer in model.layers if isinstance(layer, keras.layers.Embedding)]
+
+
+def shrink_ratio(model: keras.Model, candidate: Candidate) -> float | dict[str, float]:
+    """What ``shrink`` gets for ``candidate``: its ratio, or per layer when the embedding
+    tables have a ratio of their own."""
+    if candidate.embeddings is None:
+        return candidate.shrink
+    tables = embedding_layers(model)
+    if not tables:
+        raise ValueError(
+            f"candidate {candidate.name}: model '{model.name}' has no top-level Embedding layer "
+            "whose dimensions `embeddings` could shrink; leave `embeddings=None`."
+        )
+    return {"default": candidate.shrink, **{name: candidate.embeddings for name in tables}}
 
 
 def teacher_in_scope(teacher: keras.Model, strategy: tf.distribute.Strategy | None) -> keras.Model:

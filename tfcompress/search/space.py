@@ -52,6 +52,8 @@ class Candidate:
         qat: fine-tune with quantization-aware training before an ``"int8"`` export.
         keep_float: layers left float in QAT (the ones ``sensitivity`` ranks worst).
         skip: layers not shrunk (the ones ``sensitivity`` ranks worst for pruning).
+        embeddings: the shrink ratio of the ``Embedding`` tables' dimensions when it differs
+            from ``shrink`` (None: the same); the search's second axis.
 
     Example:
         >>> Candidate(quantization="int8").name
@@ -63,6 +65,7 @@ class Candidate:
     qat: bool = False
     keep_float: tuple[str, ...] = ()
     skip: tuple[str, ...] = ()
+    embeddings: float | None = None
 
     def __post_init__(self) -> None:
         if (
@@ -75,6 +78,21 @@ class Candidate:
                 "removes half of each hidden layer's units."
             )
         object.__setattr__(self, "shrink", round(float(self.shrink), 4))
+        if self.embeddings is not None:
+            if (
+                isinstance(self.embeddings, bool)
+                or not isinstance(self.embeddings, (int, float))
+                or not 0.0 <= float(self.embeddings) < 1.0
+            ):
+                raise ValueError(
+                    f"`embeddings` must be None or a ratio in [0, 1), received "
+                    f"{self.embeddings!r}; e.g. 0.75 removes three quarters of each embedding "
+                    "table's dimensions."
+                )
+            embeddings = round(float(self.embeddings), 4)
+            # the same ratio as the rest is the plain shrink candidate
+            same = embeddings == self.shrink
+            object.__setattr__(self, "embeddings", None if same else embeddings)
         if self.quantization not in _QUANTIZATIONS:
             raise ValueError(
                 f"`quantization` must be one of {_QUANTIZATIONS}, received {self.quantization!r}."
@@ -98,6 +116,8 @@ class Candidate:
         parts = []
         if self.shrink:
             parts.append(f"shrink{self.shrink:.2f}")
+        if self.embeddings is not None:
+            parts.append(f"emb{self.embeddings:.2f}")
         if self.quantization:
             mode = f"qat-{self.quantization}" if self.qat else self.quantization
             parts.append(mode if parts else f"{'' if self.qat else 'ptq-'}{mode}")
@@ -109,9 +129,14 @@ class Candidate:
         return name
 
     @property
+    def shrinks(self) -> tuple[float, float | None] | None:
+        """The float model it starts from: ``(shrink, embeddings)``, None for the original."""
+        return (self.shrink, self.embeddings) if self.shrink or self.embeddings else None
+
+    @property
     def trains(self) -> bool:
         """Whether building it fine-tunes (shrinking or QAT), the expensive part of a search."""
-        return bool(self.shrink) or self.qat
+        return self.shrinks is not None or self.qat
 
     def get_config(self) -> dict[str, Any]:
         """The fields as plain JSON types."""
@@ -121,6 +146,7 @@ class Candidate:
             "qat": self.qat,
             "keep_float": list(self.keep_float),
             "skip": list(self.skip),
+            "embeddings": self.embeddings,
         }
 
     @classmethod
@@ -132,6 +158,7 @@ class Candidate:
             qat=config.get("qat", False),
             keep_float=tuple(config.get("keep_float", ())),
             skip=tuple(config.get("skip", ())),
+            embeddings=config.get("embeddings"),
         )
 
 
