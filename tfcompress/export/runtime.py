@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import weakref
+import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -414,6 +415,9 @@ def load_variant(
             return _TFLiteVariant(str(path), label, num_threads=num_threads)
         if suffix in (".keras", ".h5"):
             check_keras_file(path, argument="path_or_model")
+            if not _needs_tfmot(path):  # a plain model: TFMOT (seconds to import) stays out
+                model = keras.models.load_model(str(path), compile=False, safe_mode=True)
+                return _KerasVariant(model, label)
             # pruning wrappers and QAT classes in scope too (both import TFMOT: only here)
             import tfcompress.pruning.schedule  # noqa: F401
             from tfcompress.quantization.saving import load_quantized
@@ -426,3 +430,24 @@ def load_variant(
         )
     model = check_model(path_or_model, "path_or_model")
     return _KerasVariant(model, name or model.name)
+
+
+#: what a ``.keras`` config names when loading it needs TFMOT's classes (pruning and QAT
+#: wrappers, quantizers) or ours built on them
+_TFMOT_MARKERS = (
+    "tensorflow_model_optimization",
+    "tfcompress.quantization.configs",
+    "tfcompress.quantization.composite",
+    "tfcompress.pruning",
+)
+
+
+def _needs_tfmot(path: Path) -> bool:
+    """Whether the ``.keras`` archive at ``path`` names a TFMOT class (True when it cannot be
+    read as one: an ``.h5`` file, a damaged archive; the loader then says what is wrong)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            text = archive.read("config.json").decode("utf-8", errors="replace")
+    except (OSError, KeyError, zipfile.BadZipFile):
+        return True
+    return any(marker in text for marker in _TFMOT_MARKERS)
