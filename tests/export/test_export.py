@@ -615,7 +615,7 @@ def test_reference_dcn_full_integer_accuracy(
     assert abs(p["quality_delta"]["auc"]) <= max_auc_drop, p
     assert p["drift_flag"] is None, p  # a healthy calibrated export is not flagged
     assert p["mean_abs_diff"] <= max_mean_diff and p["max_abs_diff"] <= max_diff, p
-    assert r.options["float_ops"] == ([] if mode == "int8" else ["SQUARED_DIFFERENCE"])
+    assert r.options["float_ops"] == ([] if mode == "int8" else ["SQUARED_DIFFERENCE", "SUB"])
     assert r.options["float_ops_applied"] == []  # the DCN has no LayerNormalization
     assert r.bytes < float_bytes / (2.5 if mode == "int8" else 1.8)
 
@@ -660,12 +660,44 @@ def test_int16x8_keeps_squared_difference_in_float(tmp_path):
     assert _dtype_counts(r.path).get("int16", 0) >= 3
 
 
+@pytest.mark.slow
+def test_int16x8_of_layer_normalization_runs(tmp_path):
+    """LiteRT's int16 SUB (LayerNormalization's x - mean) aborts the process in TF 2.21: the
+    int16x8 default keeps it in float. A subprocess, so that a regression fails this test
+    instead of killing the test worker."""
+    import subprocess
+    import sys
+
+    script = f"""
+import numpy as np
+import tfcompress
+from tfcompress import export
+from tfcompress._keras import keras
+keras.utils.set_random_seed(0)
+inp = keras.Input((8,), name="x")
+h = keras.layers.LayerNormalization(name="ln")(keras.layers.Dense(8)(inp))
+model = keras.Model(inp, keras.layers.Dense(1, name="y")(h))
+x = np.random.default_rng(0).normal(size=(64, 8)).astype("float32")
+r = export.export_tflite(model, {str(tmp_path / "ln.tflite")!r}, "int16x8",
+                         representative_data=x, parity_data=x, num_calibration_steps=64)
+print("APPLIED", sorted(r.options["float_ops_applied"]), r.parity["max_abs_diff"])
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    line = next(ln for ln in done.stdout.splitlines() if ln.startswith("APPLIED"))
+    assert "['SQUARED_DIFFERENCE', 'SUB']" in line
+    assert float(line.rsplit(" ", 1)[1]) < 0.05  # the int16 file tracks the float model
+
+
 def test_float_ops_validation(models, datasets, tmp_path):
     int8 = export.resolve_quantization("int8")
     assert tflite_quant.check_float_ops(None, int8) == ()
     assert tflite_quant.check_float_ops(["div", "DIV"], int8) == ("DIV",)
     assert tflite_quant.check_float_ops(None, export.resolve_quantization("int16x8")) == (
         "SQUARED_DIFFERENCE",
+        "SUB",
     )
     with pytest.raises(ValueError, match=r"unknown TFLite op name\(s\) \['DIVIDE'\]"):
         tflite_quant.check_float_ops(["DIVIDE"], int8)

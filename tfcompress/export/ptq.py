@@ -3,7 +3,7 @@ kept in float (:func:`keep_ops_in_float`, ``export_tflite(float_ops=...)``).
 
 Example:
     >>> resolve_quantization("int16x8").default_float_ops
-    ('SQUARED_DIFFERENCE',)
+    ('SQUARED_DIFFERENCE', 'SUB')
 """
 
 from __future__ import annotations
@@ -73,7 +73,9 @@ QUANTIZATION_MODES: dict[str, QuantizationConfig] = {
         ops=("EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8",),
         fallback_ops=("TFLITE_BUILTINS",),
         integer_io_type="int16",
-        default_float_ops=("SQUARED_DIFFERENCE",),  # no int16 kernel in LiteRT (LiteRT#4383)
+        # LayerNormalization's variance and centring: LiteRT has no int16 SQUARED_DIFFERENCE
+        # kernel (LiteRT#4383), and its int16 SUB aborts the process on x - mean (TF 2.21)
+        default_float_ops=("SQUARED_DIFFERENCE", "SUB"),
     ),
 }
 _MODE_ALIASES = {None: "float32", "none": "float32", "float": "float32", "float32": "float32"}

@@ -314,9 +314,9 @@ def export_tflite(
         float_ops: full-integer modes only: TFLite op types (e.g. ``["DIV"]``) that run in float
             between a DEQUANTIZE and a QUANTIZE (selective quantization, see
             :func:`tfcompress.export.ptq.keep_ops_in_float`). None (default): the mode's
-            default, ``["SQUARED_DIFFERENCE"]`` for ``"int16x8"`` (LiteRT has no int16 kernel for
-            the variance of ``LayerNormalization``), none for ``"int8"``; ``[]`` keeps every op
-            quantized.
+            default, ``["SQUARED_DIFFERENCE", "SUB"]`` for ``"int16x8"`` (LiteRT has no int16
+            kernel for the variance of ``LayerNormalization``, and its int16 SUB of the
+            centring aborts the process), none for ``"int8"``; ``[]`` keeps every op quantized.
         parity_data: data to compare the file with the Keras model on (up to
             ``parity_max_examples`` examples); default: a small deterministic random batch.
             With labels (``(features, label)`` elements or ``parity_labels``) the quality of
