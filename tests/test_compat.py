@@ -608,3 +608,22 @@ def test_layer_attributes_list_private_sublayers_of_a_custom_layer():
     attributes = _compat.layer_attributes(layer)
     assert isinstance(attributes["_query_dense"], keras.layers.EinsumDense)
     assert attributes["_softmax"] is not None
+
+
+@pytest.mark.parametrize("name", _compat.MASK_ADDER_MODULES)
+def test_bounded_mask_adder_bounds_the_masked_softmax_adder(name):
+    """tf_keras 2.21's Softmax and Model Garden 2.20's MaskedSoftmax take -1e9 from the private
+    _large_compatible_negative; within the block it is the bounded value, restored after."""
+    import importlib
+
+    module = importlib.import_module(name)
+    original = module._large_compatible_negative
+    assert original(tf.float32) == -1e9
+    layer = keras.layers.Softmax() if name.startswith("tf_keras") else module.MaskedSoftmax()
+    scores, mask = tf.constant([[0.0, 0.0]]), tf.constant([[1.0, 0.0]])
+    with _compat.bounded_mask_adder(-10.0) as patched:
+        assert name in patched and module._large_compatible_negative(tf.float32) == -10.0
+        bounded = layer(scores, mask).numpy()
+    assert module._large_compatible_negative is original
+    np.testing.assert_allclose(bounded[0, 1], np.exp(-10.0) / (1 + np.exp(-10.0)), rtol=1e-5)
+    assert layer(scores, mask).numpy()[0, 1] == 0.0  # -1e9 again

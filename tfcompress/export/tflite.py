@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tfcompress._compat import bounded_mask_adder
 from tfcompress._keras import check_model, keras, tf
 from tfcompress._validation import check_int
 from tfcompress.export.common import (
@@ -162,6 +163,12 @@ def _calibration_examples(
     if representative_data is not None:
         _log.info("representative_data ignored: quantization=%r does not calibrate.", config.name)
     return None
+
+
+#: the score full-integer exports give masked attention positions (instead of tf_keras' and
+#: Model Garden's -1e9): exp(-30) makes a padded token's weight negligible, and the softmax input's
+#: int8 range stays near the real scores' (a scale of ~0.15 instead of ~4e6)
+MASKED_SCORE = -30.0
 
 
 def _converter_factory(
@@ -403,7 +410,16 @@ def export_tflite(
     clean_stale_temps(target.parent)  # what an interrupted export left there (logged)
 
     convert_model, prepared = prepare_for_export(model, config.name, embeddings)
-    concrete = serving_function(convert_model).get_concrete_function()
+    # full-integer modes calibrate every tensor: the -1e9 attention-mask adder of tf_keras'
+    # Softmax (every MultiHeadAttention) and Model Garden's MaskedSoftmax would give the
+    # softmax input a scale of 1e9/255 (attention collapses); trace with a bounded one
+    bounded = contextlib.nullcontext([])
+    if config.needs_representative_data:
+        bounded = bounded_mask_adder(MASKED_SCORE)
+    with bounded as patched:
+        concrete = serving_function(convert_model).get_concrete_function()
+        if patched:
+            prepared = {**prepared, "masked_score": MASKED_SCORE}
 
     make_converter = _converter_factory(
         config, sparse, examples, strict, integer_io, progress, target
