@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import tfcompress  # noqa: F401  (sets TF_USE_LEGACY_KERAS before the third-party imports)
+# installed by make/tox from requirements/third-party-models.txt: a missing one fails
+import tensorflow_recommenders as tfrs
+from official.nlp.modeling import models as mg_models
+from official.nlp.modeling import networks
+
+import tfcompress  # noqa: F401  (tests/conftest.py imported it first: tf_keras for Model Garden)
 from tfcompress._keras import keras, tf
 from tfcompress.pruning import prune, shrink, sparsity_report, strip
-
-networks = pytest.importorskip("official.nlp.modeling.networks")
-mg_models = pytest.importorskip("official.nlp.modeling.models")
-tfrs = pytest.importorskip("tensorflow_recommenders")
 
 SEQ = 16
 TABLES = ("word_embeddings", "position_embedding", "type_embeddings")

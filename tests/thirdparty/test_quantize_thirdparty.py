@@ -6,19 +6,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+# installed by make/tox from requirements/third-party-models.txt: a missing one fails
+import tensorflow_recommenders as tfrs
+from official.nlp.modeling import models as bert_models
+from official.nlp.modeling import networks
 from tflite_tensors import constant_matrices
 
-import tfcompress  # noqa: F401  (sets TF_USE_LEGACY_KERAS before Model Garden / TFRS load)
+import tfcompress  # noqa: F401  (tests/conftest.py imported it first: tf_keras for Model Garden)
 from tfcompress import export
 from tfcompress._compat import quantized_weights
 from tfcompress._keras import keras, tf
 from tfcompress.quantization import load_quantized, quantize, register_layer
 from tfcompress.quantization import qat as qat_module
 from tfcompress.quantization import registry as qreg
-
-networks = pytest.importorskip("official.nlp.modeling.networks")
-bert_models = pytest.importorskip("official.nlp.modeling.models")
-tfrs = pytest.importorskip("tensorflow_recommenders")
 
 TINY = dict(
     vocab_size=100,
