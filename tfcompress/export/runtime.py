@@ -74,13 +74,16 @@ def _structure_inputs(features: Mapping[str, Any], structure: str, specs: tuple[
 
 
 def serving_function(
-    model: keras.Model, *, jit_compile: bool = False
+    model: keras.Model, *, jit_compile: bool = False, cached: bool = True
 ) -> tf.types.experimental.GenericFunction:
     """A ``tf.function`` taking a dict keyed by input name and returning a dict of outputs.
 
     Cached per model and ``jit_compile`` (the function reads the model's variables by reference,
     so later weight updates are seen), which avoids re-tracing on every export.
+    ``cached=False`` traces a fresh one (an export that traces under patched layer code).
     """
+    if not cached:
+        return _make_serving_function(model, jit_compile)
     cache = _SERVING_CACHE.setdefault(model, {})
     if jit_compile not in cache:
         cache[jit_compile] = _make_serving_function(model, jit_compile)

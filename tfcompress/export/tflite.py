@@ -417,7 +417,8 @@ def export_tflite(
     if config.needs_representative_data:
         bounded = bounded_mask_adder(MASKED_SCORE)
     with bounded as patched:
-        concrete = serving_function(convert_model).get_concrete_function()
+        # a fresh trace when patched: the cached one may hold the -1e9 of an earlier export
+        concrete = serving_function(convert_model, cached=not patched).get_concrete_function()
         if patched:
             prepared = {**prepared, "masked_score": MASKED_SCORE}
 
