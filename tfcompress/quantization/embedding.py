@@ -34,7 +34,7 @@ from tfcompress._layers import (
     match_layers,
 )
 from tfcompress._validation import check_choice
-from tfcompress.quantization.embedding_int4 import QuantizedEmbedding4
+from tfcompress.quantization.embedding_int4 import QuantizedEmbedding4, check_built_embedding
 
 __all__ = [
     "EMBEDDING_GRANULARITIES",
@@ -238,16 +238,7 @@ class QuantizedEmbedding(keras.layers.Layer):
             >>> QuantizedEmbedding.from_embedding(emb).table.shape
             TensorShape([5, 2])
         """
-        if not isinstance(layer, keras.layers.Embedding):
-            raise TypeError(
-                f"QuantizedEmbedding.from_embedding: `layer` must be a keras.layers.Embedding, "
-                f"received {type(layer).__name__}."
-            )
-        if not layer.built:
-            raise ValueError(
-                f"QuantizedEmbedding.from_embedding: Embedding {layer.name!r} is not built; call "
-                "it on data (or build the model) first."
-            )
+        check_built_embedding(layer, "QuantizedEmbedding.from_embedding")
         values = layer.embeddings if table is None else table
         new = cls(
             layer.input_dim,

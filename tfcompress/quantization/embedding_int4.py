@@ -29,6 +29,7 @@ from tfcompress._validation import check_choice
 
 __all__ = [
     "SCALE_DTYPES",
+    "check_built_embedding",
     "Int4AwareEmbedding",
     "QuantizedEmbedding4",
     "dequantize_rows_int4",
@@ -151,6 +152,26 @@ def fake_quantize_rows_int4(table: tf.Tensor, scale_dtype: str = "float16") -> t
     return table + tf.stop_gradient(values - table)
 
 
+def check_built_embedding(layer: Any, owner: str) -> None:
+    """Raise unless ``layer`` is a built ``keras.layers.Embedding`` (the source of a quantized
+    table); the message names ``owner`` and the fix.
+
+    Example:
+        >>> check_built_embedding(keras.layers.Dense(2), "demo")
+        Traceback (most recent call last):
+        TypeError: demo: `layer` must be a keras.layers.Embedding, received Dense.
+    """
+    if not isinstance(layer, keras.layers.Embedding):
+        raise TypeError(
+            f"{owner}: `layer` must be a keras.layers.Embedding, received {type(layer).__name__}."
+        )
+    if not layer.built:
+        raise ValueError(
+            f"{owner}: Embedding {layer.name!r} is not built; call it on data (or build the "
+            "model) first."
+        )
+
+
 @keras.saving.register_keras_serializable(package="tfcompress")
 class QuantizedEmbedding4(keras.layers.Layer):
     """An ``Embedding`` whose table is int4, two codes a byte, with a scale and offset per row.
@@ -254,16 +275,7 @@ class QuantizedEmbedding4(keras.layers.Layer):
             >>> QuantizedEmbedding4.from_embedding(emb).table.shape
             TensorShape([5, 2])
         """
-        if not isinstance(layer, keras.layers.Embedding):
-            raise TypeError(
-                f"QuantizedEmbedding4.from_embedding: `layer` must be a keras.layers.Embedding, "
-                f"received {type(layer).__name__}."
-            )
-        if not layer.built:
-            raise ValueError(
-                f"QuantizedEmbedding4.from_embedding: Embedding {layer.name!r} is not built; "
-                "call it on data (or build the model) first."
-            )
+        check_built_embedding(layer, "QuantizedEmbedding4.from_embedding")
         values = layer.embeddings if table is None else table
         new = cls(
             layer.input_dim,

@@ -30,6 +30,7 @@ from tfcompress.evaluation.statistics import paired_difference
 from tfcompress.export import load_variant
 from tfcompress.export.manifest import atomic_write_text
 from tfcompress.pruning import shrink
+from tfcompress.search._store import fingerprint, hash_arrays, save_array, save_model
 from tfcompress.search.build import (
     build_model,
     embedding_layers,
@@ -46,27 +47,6 @@ __all__ = ["compress"]
 
 #: PTQ modes exported for every float model that keeps quality (smallest file first).
 _PTQ_ORDER = ("int8", "dynamic", "float16")
-
-
-def _hash_arrays(digest: Any, value: Any) -> None:
-    if isinstance(value, dict):
-        for key in sorted(value):
-            digest.update(key.encode())
-            _hash_arrays(digest, value[key])
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            _hash_arrays(digest, v)
-    else:
-        array = np.ascontiguousarray(np.asarray(value))
-        digest.update(str((array.dtype, array.shape)).encode())
-        digest.update(array.tobytes())
-
-
-def _fingerprint(model: keras.Model) -> str:
-    digest = hashlib.sha256(model.to_json().encode())
-    for w in model.get_weights():
-        _hash_arrays(digest, w)
-    return digest.hexdigest()
 
 
 def _split(data: Any, validation_data: Any, validation_split: float) -> tuple[Any, Any]:
@@ -199,9 +179,9 @@ class _Search:
         if self.base_outputs is None:
             self.base_outputs = outputs
         folder.mkdir(parents=True, exist_ok=True)
-        _save_array(folder / "outputs.npy", outputs)
+        save_array(folder / "outputs.npy", outputs)
         if candidate.shrinks is not None and not export and not candidate.qat:
-            _save_model(model, folder / "model.keras")  # the later exports of this ratio
+            save_model(model, folder / "model.keras")  # the later exports of this ratio
         difference = self.judge(outputs)
         result = CandidateResult(
             candidate,
@@ -381,19 +361,6 @@ class _Search:
         return low
 
 
-def _save_array(path: Path, values: np.ndarray) -> None:
-    """``np.save`` to a temp file, then rename: an interrupted call leaves no half file."""
-    temp = path.with_name(path.name + ".tmp.npy")
-    np.save(temp, values)
-    os.replace(temp, path)
-
-
-def _save_model(model: keras.Model, path: Path) -> None:
-    temp = path.with_name("tmp-" + path.name)
-    model.save(temp)
-    os.replace(temp, path)
-
-
 def _flops(model: keras.Model) -> int | None:
     try:
         return int(count_flops(model, batch_size=1))
@@ -516,11 +483,11 @@ def compress(
     if labels is None:
         raise ValueError("`validation_data` has no labels; pass (x, y).")
     digest = hashlib.sha256(settings.fingerprint().encode())
-    digest.update(_fingerprint(model).encode())
-    digest.update(_fingerprint(teacher or model).encode())
-    _hash_arrays(digest, (features, labels))
+    digest.update(fingerprint(model).encode())
+    digest.update(fingerprint(teacher or model).encode())
+    hash_arrays(digest, (features, labels))
     if isinstance(train, tuple):
-        _hash_arrays(digest, train)
+        hash_arrays(digest, train)
     root = Path(output_dir) / digest.hexdigest()[:16]
     search = _Search(
         model,
