@@ -181,13 +181,17 @@ def test_workers_and_their_children_die_with_the_caller(tmp_path, sig):
     )
     tmp = tmp_path / "tmp"  # where launch_local makes its run folder (payloads, logs)
     tmp.mkdir()
-    caller = subprocess.Popen(
-        [sys.executable, str(script)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "TMPDIR": str(tmp)},
-    )
+    # the caller's output goes to a file, not a pipe: the workers inherit it, so waiting for a
+    # pipe's end of file would wait on them (and their watchdogs), not on the caller
+    log = tmp_path / "caller.log"
+    with open(log, "wb") as out:
+        caller = subprocess.Popen(
+            [sys.executable, str(script)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "TMPDIR": str(tmp)},
+        )
     try:
         with _cleanup(pid_dir):
             names = ["worker-0", "worker-1", "grandchild-0", "grandchild-1"]
@@ -195,10 +199,16 @@ def test_workers_and_their_children_die_with_the_caller(tmp_path, sig):
                 pids = _wait_for_pids(pid_dir, names)
             except AssertionError:
                 caller.kill()
-                raise AssertionError(caller.communicate(timeout=30)[0].decode()) from None
+                caller.wait(timeout=30)
+                raise AssertionError(log.read_text(errors="replace")) from None
             time.sleep(0.3)  # worker 0 has returned; worker 1 sleeps
             caller.send_signal(sig)
-            caller.communicate(timeout=60)
+            try:
+                caller.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                raise AssertionError(
+                    f"the caller outlived {sig!r} by 60 s: " + log.read_text(errors="replace")
+                ) from None
             assert caller.returncode != 0
             assert _survivors(pids, within=10) == {}
             deadline = time.monotonic() + 10
