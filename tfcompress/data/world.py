@@ -25,6 +25,10 @@ _log = logging.getLogger("tfcompress")
 N_HOURS = 24
 _DEMO_SHARE = 0.4  # share of a user's taste set by demographics
 _HOUR_BLOCK = np.repeat(np.arange(4), 6)  # night, morning, afternoon, evening
+#: Rows drawn at once where a draw is per user x category or per stored click: bounds the
+#: temporaries of a world with millions of users to tens of MB (the draws do not depend on it).
+_PREF_CHUNK_USERS = 1 << 16
+_HISTORY_CHUNK_CLICKS = 1 << 18
 
 
 def zscore(x: np.ndarray) -> np.ndarray:
@@ -117,6 +121,7 @@ class World:
         latent_dim: int = 8,
         history_len: int = 50,
         zipf_exponent: float = 1.1,
+        user_zipf_exponent: float | None = None,
     ) -> World:
         """Draw a world from ``seed``.
 
@@ -128,6 +133,15 @@ class World:
             latent_dim: width of the user / item latent vectors.
             history_len: how many past clicks each user's stored history holds.
             zipf_exponent: item popularity is ``rank ** -zipf_exponent`` (> 0).
+            user_zipf_exponent: None (default) gives a log-normal user activity; a float > 0
+                gives a Zipf-like one, ``rank ** -user_zipf_exponent`` (the users keep their
+                activity order, so every other draw is the same), as in real logs where a few
+                users make a large share of the impressions and most have a handful.
+
+        Memory: the world's arrays take about ``8 * (n_categories + latent_dim + n_platforms
+        + history_len + 6)`` bytes a user and ``8 * (latent_dim + 8)`` an item (about 1.1 GB
+        for 1.5M users and 600k items); the draws are made in chunks, so the peak stays close
+        to that (the draws are the same as in one go).
 
         Returns:
             A frozen :class:`World`.
@@ -156,6 +170,16 @@ class World:
             raise ValueError(
                 f"zipf_exponent must be a finite number > 0 (e.g. 1.1), received {zipf_exponent!r}."
             )
+        if user_zipf_exponent is not None and (
+            isinstance(user_zipf_exponent, bool)
+            or not isinstance(user_zipf_exponent, numbers.Real)
+            or not np.isfinite(user_zipf_exponent)
+            or user_zipf_exponent <= 0
+        ):
+            raise ValueError(
+                "user_zipf_exponent must be None (log-normal user activity) or a finite number "
+                f"> 0 (e.g. 0.8), received {user_zipf_exponent!r}."
+            )
         rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
         n_cat = n_categories
 
@@ -165,11 +189,19 @@ class World:
         # Taste = a demographic prior (learnable from age x gender) mixed with a peaked
         # personal Dirichlet (visible only through the user's history).
         demo_prior = rng.dirichlet(np.full(n_cat, 0.5), size=(n_age, n_genders))
-        gam = rng.standard_gamma(np.full((n_users + 1, n_cat), 0.1)) + 1e-12
-        pref = _DEMO_SHARE * demo_prior[age - 1, gender - 1] + (1 - _DEMO_SHARE) * (
-            gam / gam.sum(axis=1, keepdims=True)
-        )
+        pref = np.empty((n_users + 1, n_cat))
+        for lo in range(0, n_users + 1, _PREF_CHUNK_USERS):  # row by row: same draws
+            hi = min(lo + _PREF_CHUNK_USERS, n_users + 1)
+            gam = rng.standard_gamma(np.full((hi - lo, n_cat), 0.1)) + 1e-12
+            pref[lo:hi] = _DEMO_SHARE * demo_prior[age[lo:hi] - 1, gender[lo:hi] - 1] + (
+                1 - _DEMO_SHARE
+            ) * (gam / gam.sum(axis=1, keepdims=True))
+        del gam
         activity = rng.lognormal(0.0, 0.6, n_users + 1)
+        if user_zipf_exponent is not None:  # same order of users, a Zipf-shaped level
+            rank = np.empty(n_users + 1)
+            rank[np.argsort(-activity, kind="stable")] = np.arange(1.0, n_users + 2)
+            activity = rank ** -float(user_zipf_exponent)
         demo_latent = rng.normal(0.0, 1.0, (n_age, n_genders, latent_dim))
         user_latent = demo_latent[age - 1, gender - 1] + 0.5 * rng.normal(
             0.0, 1.0, (n_users + 1, latent_dim)
@@ -244,17 +276,7 @@ class World:
             user_history=np.zeros((n_users + 1, history_len), np.int32),
             user_history_hours=np.zeros((n_users + 1, history_len), np.int32),
         )
-        # Past clicks: 60 % follow the user's taste, 40 % are popularity-driven noise.
-        users = np.arange(n_users + 1)
-        n_hist = np.clip(np.round(activity / activity.max() * 4 * history_len), 3, history_len)
-        flat_u = np.repeat(users, history_len)
-        items = world._taste_or_popular(flat_u, 0.6, rng).reshape(n_users + 1, history_len)
-        hours = world._hours(flat_u, rng).reshape(n_users + 1, history_len)
-        # Keep the last n_hist clicks of each row, front-padded; the padding user has none.
-        n_hist = np.where(users > 0, n_hist, 0)
-        ends = (users + 1) * history_len
-        world.user_history[...] = pad_trailing(items.reshape(-1), ends, n_hist, history_len)
-        world.user_history_hours[...] = pad_trailing(hours.reshape(-1), ends, n_hist, history_len)
+        _draw_history(world, activity, rng)
         for name in [f.name for f in fields(world)]:
             value = getattr(world, name)
             if isinstance(value, np.ndarray):
@@ -287,13 +309,26 @@ class World:
         }
 
     # ----------------------------------------------------------------- samplers
-    def _popular_items(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        cum = np.cumsum(self.item_popularity)
+    def _popular_items(
+        self, n: int, rng: np.random.Generator, cum: np.ndarray | None = None
+    ) -> np.ndarray:
+        cum = np.cumsum(self.item_popularity) if cum is None else cum
         idx = np.searchsorted(cum, rng.random(n) * cum[-1], side="right")
         return np.clip(idx, 1, self.n_items).astype(np.int32)
 
-    def _items_in(self, cats: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def _items_in(
+        self, cats: np.ndarray, rng: np.random.Generator, index: tuple | None = None
+    ) -> np.ndarray:
         """One item per entry of ``cats`` (1-based category ids), by popularity within it."""
+        order, keys, start = self._category_index() if index is None else index
+        cats = np.asarray(cats, np.int64)
+        pos = np.searchsorted(keys, cats - 1 + rng.random(cats.shape), side="right")
+        pos = np.clip(pos, start[cats - 1], start[cats] - 1)
+        return order[pos].astype(np.int32)
+
+    def _category_index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Items sorted by category, their within-category cumulative popularity + category
+        id - 1 (the search keys), and where each category's block starts."""
         order = np.argsort(self.item_category[1:], kind="stable") + 1
         sorted_cat = self.item_category[order]
         pop = self.item_popularity[order]
@@ -304,20 +339,7 @@ class World:
             np.concatenate([[0.0], np.cumsum(within)])[start[:-1]], np.diff(start)
         )
         cum[start[1:] - 1] = 1.0  # close every block exactly
-        keys = sorted_cat - 1 + cum
-        cats = np.asarray(cats, np.int64)
-        pos = np.searchsorted(keys, cats - 1 + rng.random(cats.shape), side="right")
-        pos = np.clip(pos, start[cats - 1], start[cats] - 1)
-        return order[pos].astype(np.int32)
-
-    def _taste_or_popular(
-        self, users: np.ndarray, p_taste: float, rng: np.random.Generator
-    ) -> np.ndarray:
-        cats = sample_rows(np.cumsum(self.user_pref[users], axis=1), rng) + 1
-        taste = self._items_in(cats, rng)
-        return np.where(
-            rng.random(len(users)) < p_taste, taste, self._popular_items(len(users), rng)
-        )
+        return order, sorted_cat - 1 + cum, start
 
     def _hours(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         shift = np.round(rng.normal(0.0, 2.5, len(users))).astype(np.int64)
@@ -382,6 +404,46 @@ class World:
             + 0.3 * act_z[u - 1]
             + self.item_quality[items]
         )
+
+
+def _draw_history(world: World, activity: np.ndarray, rng: np.random.Generator) -> None:
+    """Fill ``world.user_history`` (and its hours) with each user's past clicks, in chunks.
+
+    60 % of clicks follow the user's taste, 40 % are popularity-driven noise; a user keeps the
+    last ``n_hist`` (3 to ``history_len``, by activity) clicks, front-padded. The draws equal
+    those of one vectorised pass over all ``(n_users + 1) * history_len`` clicks: that pass drew
+    four uniform streams of that length one after the other (taste category, item within it,
+    taste-or-popular, popular item; one 64-bit step each) and then the hour shifts, so each
+    stream gets its own generator started where its values began (PCG64 ``advance``) and the
+    chunks walk along them.
+    """
+    n_users, h_len = world.n_users, world.history_len
+    n_total = (n_users + 1) * h_len
+    streams = []
+    for k in range(5):
+        bits = np.random.PCG64()
+        bits.state = rng.bit_generator.state
+        streams.append(np.random.Generator(bits.advance(k * n_total)))
+    pick_cat, pick_item, pick_taste, pick_popular, pick_hour = streams
+    index, pop_cum = world._category_index(), np.cumsum(world.item_popularity)
+    chunk_users = max(1, _HISTORY_CHUNK_CLICKS // h_len)
+    n_hist_all = np.clip(np.round(activity / activity.max() * 4 * h_len), 3, h_len)
+    n_hist_all[0] = 0  # the padding user has no clicks
+    for lo in range(0, n_users + 1, chunk_users):
+        users = np.arange(lo, min(lo + chunk_users, n_users + 1))
+        flat_u = np.repeat(users, h_len)
+        cats = sample_rows(np.cumsum(world.user_pref[flat_u], axis=1), pick_cat) + 1
+        taste = world._items_in(cats, pick_item, index)
+        items = np.where(
+            pick_taste.random(len(flat_u)) < 0.6,
+            taste,
+            world._popular_items(len(flat_u), pick_popular, pop_cum),
+        )
+        hours = world._hours(flat_u, pick_hour)
+        ends = (users - lo + 1) * h_len
+        n_hist = n_hist_all[users]
+        world.user_history[users] = pad_trailing(items, ends, n_hist, h_len)
+        world.user_history_hours[users] = pad_trailing(hours, ends, n_hist, h_len)
 
 
 def _interaction_only(table: np.ndarray) -> np.ndarray:
