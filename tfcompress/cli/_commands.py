@@ -151,6 +151,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         progress=sys.stderr.isatty(),  # no \r when piped
         verify=not args.no_verify,
+        profile=args.profile,
     )
     print(report.to_markdown())
     if args.json:

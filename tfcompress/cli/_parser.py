@@ -229,6 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="load .tflite/SavedModel files whose sha256 no longer matches their "
         "manifest.json (with a warning) instead of refusing them",
     )
+    bench.add_argument(
+        "--profile",
+        action="store_true",
+        help="also profile each variant per op (LiteRT's profiler for .tflite, TensorFlow's "
+        "otherwise) and report its share of this machine's measured GEMM peak",
+    )
     bench.add_argument("--json", type=Path, help="also write the report as JSON here")
     add_data_options(bench, required=True)
     add_import_option(bench)

@@ -26,6 +26,8 @@ import numpy as np
 from tfcompress._compat import interpreter_ops
 from tfcompress._keras import check_keras_file, check_model, keras, tf
 from tfcompress._validation import check_bool, check_int
+from tfcompress.evaluation.peak import machine_peak, row_achieved
+from tfcompress.evaluation.profile import profile_variant
 from tfcompress.evaluation.report import BenchmarkReport, BenchmarkRow
 from tfcompress.evaluation.statistics import PairedDifference, paired_difference
 from tfcompress.export.manifest import library_versions
@@ -271,6 +273,8 @@ def benchmark(
     measure_memory: bool = True,
     progress: bool = True,
     verify: bool = True,
+    profile: bool = False,
+    peak: bool | None = None,
 ) -> BenchmarkReport:
     """Measure every variant on the same data with the same settings.
 
@@ -302,6 +306,12 @@ def benchmark(
         verify: check each ``.tflite``/SavedModel against the sha256 in the ``manifest.json``
             beside it, refusing a changed file (see :func:`tfcompress.load_variant`); False
             loads it anyway with a WARNING.
+        profile: also profile each variant per op at every batch size with a real profiler
+            (LiteRT's for ``.tflite``, TensorFlow's otherwise; see
+            :mod:`tfcompress.evaluation.profile`); the tables are in the report.
+        peak: measure this machine's GEMM peak per dtype
+            (:func:`tfcompress.evaluation.peak.machine_peak`, ~10 s) and report each variant's
+            achieved G(FL)OP/s and its share of the peak; default: as ``profile``.
 
     Returns:
         A :class:`~tfcompress.evaluation.report.BenchmarkReport`.
@@ -334,6 +344,8 @@ def benchmark(
     check_int(repeats, "repeats", minimum=1)
     check_int(num_threads, "num_threads", minimum=1)
     check_bool(verify, "verify")
+    check_bool(profile, "profile")
+    peak = profile if peak is None else check_bool(peak, "peak")
     if max_examples is not None:
         check_int(max_examples, "max_examples", minimum=1)
     check_metric_names(metrics)
@@ -346,6 +358,7 @@ def benchmark(
         from tqdm.auto import tqdm
 
         iterate = tqdm(items, desc="benchmark", unit="variant")
+    peaks = machine_peak(num_threads) if peak else {}
     rows = []
     kept: dict[str, np.ndarray] = {}  # each variant's outputs, for the paired differences
     runtimes: dict[str, dict[str, Any]] = {}
@@ -368,6 +381,12 @@ def benchmark(
             q = quality(out, labels, list(metrics) if metrics else default_metrics(row_task, width))
             kept[name] = out
             latency = {b: _latency(variant, feats, b, warmup, repeats) for b in batch_sizes}
+            profiles = {
+                b: profile_variant(
+                    variant, feats, b, runs=min(repeats, 20), num_threads=num_threads
+                )
+                for b in (batch_sizes if profile else ())
+            }
             artifact = _artifact(variant, tmp)
             size, gz = _size(artifact)
             memory = None
@@ -398,6 +417,8 @@ def benchmark(
                     peak_memory_mb=memory,
                     examples=int(len(labels)),
                     positives=count_positives(labels, row_task),
+                    profiles={b: p.to_dict() for b, p in profiles.items()},
+                    achieved=row_achieved(variant, latency, peaks) if peak else {},
                 )
             )
             _log.info("benchmarked %s: %s", name, q)
@@ -429,6 +450,8 @@ def benchmark(
         )
         if measure_memory
         else None,
+        "peak": peaks or None,
+        "profiler": sorted({p["profiler"] for r in rows for p in r.profiles.values()}) or None,
         "versions": library_versions(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }

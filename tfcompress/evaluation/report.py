@@ -48,6 +48,11 @@ class BenchmarkRow:
         deltas: metric -> :class:`~tfcompress.evaluation.statistics.PairedDifference` against
             the baseline on the same examples (DeLong for AUC, paired bootstrap otherwise);
             empty for the baseline itself and for reports written before it existed.
+        profiles: batch size -> :meth:`~tfcompress.evaluation.profile.OpProfile.to_dict` of
+            its per-op profile (``benchmark(..., profile=True)``), else empty.
+        achieved: batch size -> ``{"flops", "dtype", "gflops", "share"}``: GEMM operations per
+            batch, achieved G(FL)OP/s at the median latency and its share of the machine's peak
+            for that dtype (``benchmark(..., peak=True)``), else empty.
     """
 
     name: str
@@ -64,11 +69,13 @@ class BenchmarkRow:
     examples: int
     positives: int | None = None
     deltas: dict[str, PairedDifference] = field(default_factory=dict)
+    profiles: dict[int, dict[str, Any]] = field(default_factory=dict)
+    achieved: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["latency_ms"] = {str(k): v for k, v in self.latency_ms.items()}
-        d["throughput"] = {str(k): v for k, v in self.throughput.items()}
+        for key in ("latency_ms", "throughput", "profiles", "achieved"):
+            d[key] = {str(k): v for k, v in getattr(self, key).items()}
         return d
 
     @classmethod
@@ -77,6 +84,8 @@ class BenchmarkRow:
         d["latency_ms"] = {int(k): dict(v) for k, v in d["latency_ms"].items()}
         d["throughput"] = {int(k): float(v) for k, v in d["throughput"].items()}
         d["deltas"] = {m: PairedDifference.from_dict(v) for m, v in d.get("deltas", {}).items()}
+        d["profiles"] = {int(k): dict(v) for k, v in d.get("profiles", {}).items()}
+        d["achieved"] = {int(k): dict(v) for k, v in d.get("achieved", {}).items()}
         return cls(**d)
 
 
@@ -226,6 +235,9 @@ class BenchmarkReport:
         for b in batches:
             head += [f"b{b} median ms", f"b{b} p90 ms"]
         head += (["peak MB"] if memory else []) + ["size x"] + [f"speed x b{b}" for b in batches]
+        peak = any(r.achieved for r in self.rows)
+        if peak:
+            head += [h for b in batches for h in (f"b{b} GFLOP/s", f"b{b} % peak")]
         paired = [m for m in metrics if any(m in r.deltas for r in self.rows)]
         if paired:  # Δ ± CI of every metric with a paired interval
             head += [f"Δ {m} ± CI" for m in paired]
@@ -243,6 +255,14 @@ class BenchmarkReport:
                 cells += [_fmt(lat.get("median"), 3), _fmt(lat.get("p90"), 3)]
             cells += ([_fmt(r.peak_memory_mb, 1)] if memory else []) + [_fmt(rat["size_x"], 2)]
             cells += [_fmt(rat["speed_x"].get(b), 2) for b in batches]
+            if peak:
+                for b in batches:
+                    a = r.achieved.get(b, {})
+                    share = a.get("share")
+                    cells += [
+                        _fmt(a.get("gflops"), 2),
+                        _fmt(None if share is None else 100 * share, 1),
+                    ]
             if paired:
                 cells += [str(r.deltas[m]) if m in r.deltas else "—" for m in paired]
             elif primary:
@@ -271,8 +291,32 @@ class BenchmarkReport:
             lines.append(
                 "peak MB: peak RSS increase of a fresh process loading and running the variant."
             )
+        peak = self.settings.get("peak")
+        if peak and any(r.achieved for r in self.rows):
+            lines.append(
+                "GFLOP/s: GEMM operations (FULLY_CONNECTED/BATCH_MATMUL, Keras MatMul/Einsum/Conv) "
+                "per batch over the median latency; % peak: of this machine's GEMM peak for the "
+                "variant's dtype, "
+                + ", ".join(f"{d} {v['gflops']:.1f} G(FL)OP/s" for d, v in peak.items())
+                + f" (one-op {'x'.join(map(str, next(iter(peak.values()))['shape']))} "
+                "FULLY_CONNECTED on LiteRT/XNNPACK, same threads)."
+            )
         lines += [f"warning: {note}." for note in self.notes()]
         return lines
+
+    def profile_markdown(self) -> str:
+        """The per-op tables of ``benchmark(..., profile=True)`` (empty string without them).
+
+        Example:
+            >>> print(report.profile_markdown())  # doctest: +SKIP
+        """
+        from tfcompress.evaluation.profile import OpProfile
+
+        parts = []
+        for r in self.rows:
+            for b in sorted(r.profiles):
+                parts += [OpProfile.from_dict(r.profiles[b]).to_markdown(), ""]
+        return "\n".join(["## Per-op profiles", "", *parts]).rstrip() if parts else ""
 
     def to_markdown(self) -> str:
         """A Markdown table: one row per variant, with ratios against the baseline, and notes.
@@ -280,7 +324,9 @@ class BenchmarkReport:
         Example:
             >>> print(report.to_markdown())  # doctest: +SKIP
         """
-        return "\n".join([markdown_table(*self._table()), "", *self._footer()])
+        text = "\n".join([markdown_table(*self._table()), "", *self._footer()])
+        profiles = self.profile_markdown()
+        return f"{text}\n\n{profiles}" if profiles else text
 
     def to_text(self) -> str:
         """The same table as :meth:`to_markdown`, as aligned plain text (for a terminal or log).
