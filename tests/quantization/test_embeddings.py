@@ -7,6 +7,7 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter
 
 from tfcompress import data, export, models
+from tfcompress._compat import interpreter_ops
 from tfcompress._keras import keras, tf
 from tfcompress.export.runtime import collect_examples, load_variant, model_input_specs
 from tfcompress.quantization.embedding import (
@@ -209,3 +210,33 @@ def test_bad_inputs():
         layer.set_quantized(np.zeros((3, 2), "int8"), np.ones(3))
     with pytest.raises(TypeError, match="must be a keras.layers.Embedding"):
         QuantizedEmbedding.from_embedding(keras.layers.Dense(2))
+
+
+def test_int8_mode_leaves_one_scale_unshared_tables_to_the_converter(tmp_path):
+    """A one-scale table read once is one GATHER on an int8 table, no dequantize ops after it."""
+    task = data.load_task("ctr", n_samples=400, seed=0, batch_size=64)
+    model = models.dcn(task.schema, size="tiny")
+    result = export.export_tflite(
+        model,
+        tmp_path / "d.tflite",
+        "int8",
+        representative_data=task.train,
+        num_calibration_steps=16,
+        parity_data=task.test,
+    )
+    tables = result.options["embedding_tables"]
+    assert tables["emb_user_id"] == "int8 table, one scale (by the converter: one GATHER)"
+    assert "by the converter" not in tables["emb_item_id"]  # shared: swapped, stored once
+    interpreter = Interpreter(str(result.path))
+    details = {d["index"]: d for d in interpreter.get_tensor_details()}
+    consumers = {}
+    for op in interpreter_ops(interpreter):
+        for i in op["inputs"]:
+            consumers.setdefault(i, []).append(op["op_name"])
+    user = [
+        op
+        for op in interpreter_ops(interpreter)
+        if op["op_name"] == "GATHER" and tuple(details[op["inputs"][0]]["shape"]) == (2001, 4)
+    ]
+    assert len(user) == 1 and np.dtype(details[user[0]["inputs"][0]]["dtype"]).name == "int8"
+    assert consumers[user[0]["outputs"][0]] == ["RESHAPE"]  # no CAST / MUL dequantize chain
