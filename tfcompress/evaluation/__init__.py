@@ -1,4 +1,5 @@
-"""Evaluation: benchmark, paired statistics, layer sensitivity, FLOPs and the trade-off plot.
+"""Evaluation: benchmark, paired statistics, layer sensitivity, FLOPs, per-op profiles, the
+machine's peak and the trade-off plot.
 
 The names load on first use (PEP 562): ``benchmark`` (the CLI's ``bench``) imports no TFMOT,
 ``sensitivity`` imports the techniques it tries.
@@ -25,6 +26,10 @@ _NAMES = {
     "paired_bootstrap": "tfcompress.evaluation.statistics",
     "paired_difference": "tfcompress.evaluation.statistics",
     "pareto_front": "tfcompress.evaluation.tradeoff",
+    "machine_peak": "tfcompress.evaluation.peak",
+    "OpProfile": "tfcompress.evaluation.profile",
+    "OpRow": "tfcompress.evaluation.profile",
+    "profile_variant": "tfcompress.evaluation.profile",
     "plot_tradeoff": "tfcompress.evaluation.tradeoff",
 }
 
@@ -33,6 +38,8 @@ __all__ = [
     "BenchmarkRow",
     "CompressionReport",
     "LayerDecision",
+    "OpProfile",
+    "OpRow",
     "PairedDifference",
     "SensitivityReport",
     "SensitivityRow",
@@ -40,10 +47,12 @@ __all__ = [
     "configure_threads",
     "count_flops",
     "delong_auc_difference",
+    "machine_peak",
     "paired_bootstrap",
     "paired_difference",
     "pareto_front",
     "plot_tradeoff",
+    "profile_variant",
     "sensitivity",
 ]
 
