@@ -128,3 +128,14 @@ def test_world_peak_memory_is_bounded_by_its_arrays():
     )
     assert own > 50e6  # the world itself: ~70 MB
     assert peak - own < 150e6, f"peak {peak / 1e6:.0f} MB for a world of {own / 1e6:.0f} MB"
+
+
+def test_a_world_larger_than_memory_is_refused_before_drawing(monkeypatch):
+    from tfcompress.data import _common
+
+    monkeypatch.setattr(_common, "physical_memory", lambda: 2**30)
+    with pytest.raises(
+        ValueError, match=r"n_users=5_000_000 needs about .* use at most [\d,]+ users"
+    ):
+        World.create(0, n_users=5_000_000, n_items=1_000)
+    assert World.create(0, n_users=100, n_items=100).n_users == 100

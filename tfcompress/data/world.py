@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from tfcompress.data._common import check_int, pad_trailing
+from tfcompress.data._common import check_int, check_memory, pad_trailing
 
 __all__ = ["World"]
 
@@ -29,6 +29,7 @@ _HOUR_BLOCK = np.repeat(np.arange(4), 6)  # night, morning, afternoon, evening
 #: temporaries of a world with millions of users to tens of MB (the draws do not depend on it).
 _PREF_CHUNK_USERS = 1 << 16
 _HISTORY_CHUNK_CLICKS = 1 << 18
+_CHUNK_TEMP_BYTES = 150 * 2**20  # the chunks' temporaries (tests/data/test_world_scale.py)
 
 
 def zscore(x: np.ndarray) -> np.ndarray:
@@ -147,7 +148,9 @@ class World:
             A frozen :class:`World`.
 
         Raises:
-            TypeError, ValueError: an argument has the wrong type or range.
+            TypeError, ValueError: an argument has the wrong type or range, or the world's
+                arrays would not fit in this machine's memory (the error says how many users
+                would).
 
         Example:
             >>> World.create(seed=0, n_users=10, n_items=40).user_history.shape
@@ -180,6 +183,14 @@ class World:
                 "user_zipf_exponent must be None (log-normal user activity) or a finite number "
                 f"> 0 (e.g. 0.8), received {user_zipf_exponent!r}."
             )
+        check_memory(
+            f"n_users={n_users:_}",
+            n_users + 1,
+            8 * (n_categories + latent_dim + n_platforms + 1) + 4 * (3 + 2 * history_len),
+            (n_items + 1) * (8 * (latent_dim + 2) + 12) + _CHUNK_TEMP_BYTES,
+            f"a simulated World with {n_items:_} items",
+            "users",
+        )
         rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
         n_cat = n_categories
 
