@@ -6,8 +6,10 @@ Ids are ranked by how often they occur (most frequent first, ties by id) and cut
 e.g. the popular 1%, the next 9% and the rest. Block ``k`` has its own table of width ``d_k``
 (popular ids wide, rare ids narrow) and a projection ``d_k -> d`` to the common width (none for a
 full-width block). An int32 table maps each id to its rank (one ``GATHER``); each block gathers
-its rows at the clamped local index and zeroes the positions outside it, the narrow blocks'
-rows are concatenated and projected by one matrix product, and the full-width rows added.
+its row at the local index clamped onto zero rows padding the block's table (ids outside the
+block read a zero row), the narrow blocks' rows are concatenated and projected by one matrix
+product, and the full-width rows added. In training the rows are gathered from the unpadded
+table and multiplied by an in-block mask instead, so the updates stay sparse rows of the block.
 
 Example:
     >>> positions, sizes = frequency_blocks(np.array([0, 5, 9, 1]), [1, 1, 2])
@@ -279,10 +281,12 @@ class MixedDimEmbedding(keras.layers.Layer):
 
     Weights: ``positions`` int32 ``(input_dim,)`` (not trainable): each id's rank; ``table_k``
     ``(block_sizes[k], block_dims[k])`` per block; ``projection_k`` ``(block_dims[k],
-    output_dim)`` for each block narrower than ``output_dim``. The lookup (TFLite built-in ops
-    only: ``GATHER``, ``SUB``, ``MAXIMUM``/``MINIMUM``, ``EQUAL``, ``CAST``, ``MUL``,
-    ``CONCATENATION``, one matrix product, ``ADD``) gathers the rank, then in each block the row
-    at the clamped local index, zeroed outside the block; gradients stay sparse (row updates).
+    output_dim)`` for each block narrower than ``output_dim``. Inference (and TFLite, built-in
+    ops only: ``GATHER``, ``SUB``, ``MAXIMUM``, ``MINIMUM``, ``CONCATENATION``,
+    ``FULLY_CONNECTED``, ``ADD_N``) gathers the rank, then in each block the row at the local
+    index clamped onto the zero rows that pad the block's table (folded to a constant by the
+    converter); training gathers from the unpadded table and multiplies by an in-block mask
+    (the same values; gradients stay sparse row updates of the block).
     Build one from a trained ``Embedding`` with :meth:`from_embedding`, or for a whole model
     with :func:`mixed_dimension_embeddings`.
 
@@ -410,35 +414,51 @@ class MixedDimEmbedding(keras.layers.Layer):
             parts.append(rows if projection is None else rows @ projection.numpy())
         return np.concatenate(parts)[self.positions.numpy()]
 
-    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+    def call(self, inputs: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         ids = tf.cast(inputs, tf.int32) if inputs.dtype != tf.int32 else inputs
         rank = tf.gather(self.positions, ids)
         last = len(self.block_sizes) - 1
-        wide, narrow, projections = [], [], []
+        rows = []
         start = 0
         for k, n in enumerate(self.block_sizes):
-            local = rank - start if start else rank
-            clamped = local
-            if k > 0:
-                clamped = tf.maximum(clamped, 0)
-            if k < last:
-                clamped = tf.minimum(clamped, n - 1)
-            rows = tf.gather(self.tables[k], clamped)
-            if last > 0:
-                inside = tf.cast(tf.equal(local, clamped), rows.dtype)
-                rows = rows * tf.expand_dims(inside, -1)
-            if self.projections[k] is None:
-                wide.append(rows)
+            if training or last == 0:
+                rows.append(self._masked_rows(k, rank, start, n, last))
             else:
-                narrow.append(rows)
-                projections.append(self.projections[k])
+                rows.append(self._padded_rows(k, rank, start, n, last))
             start += n
+        wide = [r for r, p in zip(rows, self.projections, strict=True) if p is None]
+        narrow = [r for r, p in zip(rows, self.projections, strict=True) if p is not None]
         if narrow:
+            matrix = [p for p in self.projections if p is not None]
             stacked = narrow[0] if len(narrow) == 1 else tf.concat(narrow, axis=-1)
-            matrix = projections[0] if len(projections) == 1 else tf.concat(projections, axis=0)
-            # one BATCH_MATMUL (broadcast over the id axes) for every narrow block
+            matrix = matrix[0] if len(matrix) == 1 else tf.concat(matrix, axis=0)
+            # one FULLY_CONNECTED in TFLite for every narrow block
             wide.append(tf.matmul(stacked, matrix))
         return wide[0] if len(wide) == 1 else tf.add_n(wide)
+
+    def _masked_rows(self, k: int, rank: tf.Tensor, start: int, n: int, last: int) -> tf.Tensor:
+        """Training: the row at the clamped index, times 0 outside the block (sparse updates
+        of the block's own rows only)."""
+        local = rank - start if start else rank
+        clamped = tf.maximum(local, 0) if k > 0 else local
+        clamped = tf.minimum(clamped, n - 1) if k < last else clamped
+        rows = tf.gather(self.tables[k], clamped)
+        if last == 0:
+            return rows
+        inside = tf.cast(tf.equal(local, clamped), rows.dtype)
+        return rows * tf.expand_dims(inside, -1)
+
+    def _padded_rows(self, k: int, rank: tf.Tensor, start: int, n: int, last: int) -> tf.Tensor:
+        """Inference: the table with zero rows around it (a constant in TFLite), the index
+        clamped onto them outside the block: no mask ops."""
+        table = self.tables[k]
+        zero = tf.zeros((1, self.block_dims[k]), table.dtype)
+        if k == 0:  # ranks >= n land on the zero row after the block
+            return tf.gather(tf.concat([table, zero], 0), tf.minimum(rank, n))
+        local = tf.maximum(rank - (start - 1), 0)  # ranks before the block land on row 0
+        if k < last:
+            return tf.gather(tf.concat([zero, table, zero], 0), tf.minimum(local, n + 1))
+        return tf.gather(tf.concat([zero, table], 0), local)
 
     def compute_mask(self, inputs: tf.Tensor, mask: Any = None) -> tf.Tensor | None:
         if not self.mask_zero:
