@@ -234,3 +234,20 @@ def test_bad_input_names_argument_and_fix():
     small, report = mixed_dimension_embeddings(model, counts, min_rows=500)
     assert not report.applied and "200 rows < min_rows=500" in report["emb"].reason
     assert not isinstance(small.get_layer("emb"), MixedDimEmbedding)
+
+
+def test_mask_zero_and_sequential_models_keep_the_mask():
+    model = keras.Sequential(
+        [
+            keras.Input((4,), dtype="int32"),
+            keras.layers.Embedding(ROWS, DIM, mask_zero=True, name="emb"),
+            keras.layers.GlobalAveragePooling1D(),  # masked mean: reads the Embedding's mask
+            keras.layers.Dense(1, name="out"),
+        ]
+    )
+    new, report = mixed_dimension_embeddings(model, _counts(), dims=(8, 8, 8))
+    layer = new.get_layer("emb")
+    assert isinstance(layer, MixedDimEmbedding) and layer.mask_zero and report["emb"].applied
+    x = np.array([[3, 7, 0, 0], [5, 0, 0, 0]], "int32")
+    np.testing.assert_array_equal(layer.compute_mask(tf.constant(x)).numpy(), x != 0)
+    np.testing.assert_allclose(new.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
