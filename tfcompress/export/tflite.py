@@ -40,6 +40,7 @@ from tfcompress.export.converter import (
     convert,
     saved_model_for_conversion,
 )
+from tfcompress.export.fuse import fuse_for_export
 from tfcompress.export.manifest import (
     MANIFEST_NAME,
     clean_stale_temps,
@@ -280,6 +281,7 @@ def export_tflite(
     embeddings: str | None = None,
     sparse: bool | None = None,
     progress: bool = False,
+    fuse_embeddings: bool | None = None,
 ) -> ExportResult:
     """Convert ``model`` to a ``.tflite`` file, check parity, and record it in the manifest.
 
@@ -355,6 +357,12 @@ def export_tflite(
             first.
         progress: show a progress bar (stderr) over the calibration steps of ``"int8"`` /
             ``"int16x8"``.
+        fuse_embeddings: one gather per table width instead of one per feature, and the
+            pooling as a sum (:func:`tfcompress.export.fuse.fuse_embeddings`). None: when >= 2
+            tables and a ``MaskedMean`` pooling can be fused, in the float32, ``"dynamic"`` and
+            ``"float16"`` modes, with float tables (``embeddings`` None in float32/float16, or
+            ``"float"``); True: always (an error naming the tables when none can be); False:
+            never. Recorded in ``options["fused_embeddings"]`` (None when not fused).
 
     Returns:
         The :class:`ExportResult`; ``result.parity["drift_flag"]`` and
@@ -395,6 +403,9 @@ def export_tflite(
     qat = is_qat_model(model)
     embeddings = resolve_subclassed(model, config.name, embeddings, qat)
     qat_int8 = config.name == "int8" and qat
+    fuse_model, fused = fuse_for_export(
+        model, fuse_embeddings, "qat" if qat else config.name, embeddings
+    )
     check_int(num_calibration_steps, "num_calibration_steps", minimum=1)
     if target.exists() and not overwrite:
         raise ValueError(f"`path` {str(target)!r} exists; pass overwrite=True to replace it.")
@@ -409,7 +420,8 @@ def export_tflite(
         read_manifest(manifest_path)  # fail on a corrupt manifest before any work
     clean_stale_temps(target.parent)  # what an interrupted export left there (logged)
 
-    convert_model, prepared = prepare_for_export(model, config.name, embeddings)
+    convert_model, prepared = prepare_for_export(fuse_model, config.name, embeddings)
+    prepared = {**prepared, "fused_embeddings": fused}
     # full-integer modes calibrate every tensor: the -1e9 attention-mask adder of tf_keras'
     # Softmax (every MultiHeadAttention) and Model Garden's MaskedSoftmax would give the
     # softmax input a scale of 1e9/255 (attention collapses); trace with a bounded one

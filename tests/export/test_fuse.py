@@ -1,0 +1,224 @@
+"""Tests of tfcompress.export.fuse: the fused embedding front end (one GATHER per table width,
+pooling as a sum over zero padding rows) and ``export_tflite(fuse_embeddings=...)``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ai_edge_litert.interpreter import Interpreter
+
+from tfcompress import data, export, models
+from tfcompress._compat import interpreter_ops
+from tfcompress._keras import keras, tf
+from tfcompress.export.fuse import fusable_tables, fuse_embeddings, fuse_for_export
+from tfcompress.export.manifest import read_manifest
+from tfcompress.models.layers import MaskedMean
+
+
+def _gathers(path):
+    """(rows, dim) of the table each GATHER of the file reads."""
+    interpreter = Interpreter(str(path))
+    interpreter.allocate_tensors()
+    details = {d["index"]: d for d in interpreter.get_tensor_details()}
+    return sorted(
+        tuple(int(s) for s in details[op["inputs"][0]]["shape"])
+        for op in interpreter_ops(interpreter)
+        if op["op_name"] == "GATHER"
+    )
+
+
+@pytest.fixture(scope="module")
+def dcn():
+    task = data.load_task("ctr", n_samples=400, seed=0, batch_size=64)
+    keras.utils.set_random_seed(0)
+    model = models.dcn(task.schema, size="tiny")
+    features = next(iter(task.test.unbatch().batch(256)))[0]
+    features = {k: v.numpy() for k, v in features.items()}
+    features["hist_item_ids"][:3] = 0  # fully padded histories: a zero vector, never NaN
+    return task, model, features
+
+
+def _user_model():
+    """Two width-4 tables (one shared by a categorical and a sequence input), one width-6 table,
+    a mask_zero table, a table read by a computed tensor, a nested model's table, a raw use."""
+    a = keras.Input((1,), dtype="int32", name="a")
+    seq = keras.Input((3,), dtype="int32", name="seq")
+    b = keras.Input((2,), dtype="int32", name="b")
+    c = keras.Input((1,), dtype="int32", name="c")
+    m = keras.Input((3,), dtype="int32", name="m")
+    items = keras.layers.Embedding(50, 4, name="items")
+    other = keras.layers.Embedding(50, 4, name="other")
+    wide = keras.layers.Embedding(20, 6, name="wide")
+    masked = keras.layers.Embedding(10, 4, mask_zero=True, name="masked")
+    computed = keras.layers.Embedding(10, 4, name="computed")
+    inner_in = keras.Input((1,), dtype="int32")
+    inner = keras.Model(
+        inner_in, keras.layers.Flatten()(keras.layers.Embedding(9, 4, name="inner")(inner_in))
+    )
+    parts = [
+        keras.layers.Flatten(name="flat_a")(items(a)),
+        keras.layers.Flatten(name="flat_b")(other(b)),  # (batch, 2) categorical: 8 values
+        MaskedMean(name="pool_seq")([items(seq), seq]),
+        keras.layers.GlobalAveragePooling1D(name="gap_seq")(other(seq)),  # a raw use
+        keras.layers.Flatten(name="flat_c")(wide(c)),
+        keras.layers.GlobalAveragePooling1D(name="gap_m")(masked(m)),
+        keras.layers.Flatten(name="flat_comp")(computed(keras.layers.Maximum()([c, c]))),
+        inner(c),
+    ]
+    x = keras.layers.Concatenate(name="all")(parts)
+    model = keras.Model([a, seq, b, c, m], keras.layers.Dense(1, name="out")(x), name="user")
+    rng = np.random.default_rng(0)
+    batch = {
+        "a": rng.integers(0, 50, (64, 1)),
+        "seq": rng.integers(0, 50, (64, 3)) * (rng.random((64, 3)) > 0.4),
+        "b": rng.integers(0, 50, (64, 2)),
+        "c": rng.integers(0, 9, (64, 1)),
+        "m": rng.integers(0, 10, (64, 3)),
+    }
+    batch["seq"][:4] = 0
+    return model, {k: v.astype("int32") for k, v in batch.items()}
+
+
+def test_fuse_dcn_is_one_table_with_exact_math(dcn):
+    _, model, features = dcn
+    fused, report = fuse_embeddings(model)
+    assert sorted(d.layer for d in report.applied) == sorted(
+        layer.name for layer in model.layers if isinstance(layer, keras.layers.Embedding)
+    )
+    assert not report.skipped
+    tables = [layer for layer in fused.layers if isinstance(layer, keras.layers.Embedding)]
+    rows = sum(
+        layer.input_dim for layer in model.layers if isinstance(layer, keras.layers.Embedding)
+    )
+    assert [(t.name, t.input_dim) for t in tables] == [("fused_embedding", rows + 1)]
+    assert not np.any(tables[0].get_weights()[0][-1])  # the zero row padding ids read
+    want = model(features).numpy()
+    for pooling in ("sum", "matmul"):
+        got = fuse_embeddings(model, pooling=pooling)[0](features).numpy()
+        assert np.abs(got - want).max() <= 1e-5, pooling
+    assert "rows 0-" in report[report.applied[0].layer].detail
+
+
+def test_export_fuses_by_default_to_one_gather_with_parity(dcn, tmp_path):
+    task, model, features = dcn
+    plain = export.export_tflite(model, tmp_path / "plain.tflite", fuse_embeddings=False)
+    fused = export.export_tflite(model, tmp_path / "fused.tflite", parity_data=task.test)
+    record = fused.options["fused_embeddings"]
+    assert plain.options["fused_embeddings"] is None
+    assert record["auto"] is True and len(record["tables"]) == 9 and not record["left_alone"]
+    manifest = read_manifest(tmp_path / "manifest.json")
+    assert manifest["artifacts"]["fused.tflite"]["options"]["fused_embeddings"] == record
+    rows = sum(
+        layer.input_dim for layer in model.layers if isinstance(layer, keras.layers.Embedding)
+    )
+    assert _gathers(fused.path) == [(rows + 1, 4)]  # one GATHER where there were 13
+    assert len(_gathers(plain.path)) == 13
+    assert fused.parity["max_abs_diff"] <= 1e-5
+    want = model(features).numpy().reshape(-1)
+    got = export.load_variant(fused.path).predict(features)
+    assert np.abs(next(iter(got.values())).reshape(-1) - want).max() <= 1e-5
+
+
+def test_user_model_fuses_what_it_can_and_says_why_not(tmp_path):
+    model, batch = _user_model()
+    assert fusable_tables(model) == ["items", "other"]
+    fused, report = fuse_embeddings(model)
+    assert [d.layer for d in report.applied] == ["items", "other"]
+    reasons = {d.layer: d.reason for d in report.skipped}
+    assert set(reasons) == {"wide", "masked", "computed", "inner"}
+    assert "only lookup of width 6" in reasons["wide"]
+    assert "mask_zero=True" in reasons["masked"]
+    assert "not a model input" in reasons["computed"] and "Maximum" in reasons["computed"]
+    assert "nested model" in reasons["inner"]
+    assert "items" not in [layer.name for layer in fused.layers]
+    assert np.abs(fused(batch).numpy() - model(batch).numpy()).max() <= 1e-5
+    result = export.export_tflite(
+        model, tmp_path / "u.tflite", fuse_embeddings=True, parity_data=batch
+    )
+    # the fused width-4 table (50 + 50 rows + the zero row) once; the others untouched
+    assert _gathers(result.path) == [(9, 4), (10, 4), (10, 4), (20, 6), (101, 4)]
+    assert result.options["fused_embeddings"]["left_alone"] == reasons
+    got = export.load_variant(result.path).predict(batch)
+    want = model(batch).numpy()
+    assert np.abs(next(iter(got.values())) - want).max() <= 1e-5
+
+
+def test_fused_table_composes_with_int8_and_int4_rows(dcn, tmp_path):
+    task, model, _ = dcn
+    rows = sum(
+        layer.input_dim for layer in model.layers if isinstance(layer, keras.layers.Embedding)
+    )
+    for tables in ("int8_row", "int4"):
+        result = export.export_tflite(
+            model,
+            tmp_path / f"{tables}.tflite",
+            embeddings=tables,
+            fuse_embeddings=True,
+            parity_data=task.test,
+            drift="error",
+        )
+        assert list(result.options["embedding_tables"]) == ["fused_embedding"]
+        assert result.options["fused_embeddings"]["auto"] is False
+        assert result.parity["max_abs_diff"] < 0.02
+        interpreter = Interpreter(str(result.path))
+        dtypes = {
+            np.dtype(d["dtype"]).name
+            for d in interpreter.get_tensor_details()
+            if len(d["shape"]) == 2 and d["shape"][0] == rows + 1
+        }
+        assert dtypes & {"int8", "uint8"}, dtypes
+
+
+def test_auto_rules_and_saving(dcn, tmp_path):
+    _, model, features = dcn
+    for mode, tables, fused in [
+        ("float32", None, True),
+        ("float16", None, True),
+        ("dynamic", None, False),  # int8 row tables by default: opt in with True
+        ("dynamic", "float", True),
+        ("int8", None, False),
+        ("int16x8", "float", False),
+        ("qat", None, False),
+    ]:
+        _, record = fuse_for_export(model, None, mode, tables)
+        assert (record is not None) == fused, (mode, tables)
+    assert fuse_for_export(model, False, "float32") == (model, None)
+    # lookups alone fused (no masked mean) measured no faster: auto leaves them, True fuses
+    a, b = keras.Input((1,), dtype="int32", name="a"), keras.Input((1,), dtype="int32", name="b")
+    flat = [keras.layers.Flatten()(keras.layers.Embedding(9, 2)(x)) for x in (a, b)]
+    flat_only = keras.Model([a, b], keras.layers.Concatenate()(flat))
+    assert fuse_for_export(flat_only, None, "float32") == (flat_only, None)
+    assert fuse_for_export(flat_only, True, "float32")[1]["auto"] is False
+    new, _ = fuse_embeddings(model)
+    new.save(tmp_path / "fused.keras")
+    loaded = keras.models.load_model(tmp_path / "fused.keras", safe_mode=True)
+    np.testing.assert_allclose(loaded(features).numpy(), new(features).numpy(), atol=1e-6)
+
+
+def test_bad_input(dcn, tmp_path):
+    _, model, _ = dcn
+    with pytest.raises(TypeError, match="model"):
+        fuse_embeddings("not a model")
+    with pytest.raises(ValueError, match="`pooling` must be one of"):
+        fuse_embeddings(model, pooling="mean")
+    seq = keras.Sequential([keras.Input((2,), dtype="int32"), keras.layers.Embedding(5, 2)])
+    with pytest.raises(ValueError, match="Sequential model"):
+        fuse_embeddings(seq)
+
+    class Sub(keras.Model):
+        def call(self, x):
+            return x
+
+    with pytest.raises(ValueError, match="subclassed model"):
+        fuse_embeddings(Sub())
+    with pytest.raises(TypeError, match="`fuse_embeddings` must be True, False or None"):
+        export.export_tflite(model, tmp_path / "x.tflite", fuse_embeddings="yes")
+    ids = keras.Input((1,), dtype="int32", name="ids")
+    one = keras.Model(ids, keras.layers.Flatten()(keras.layers.Embedding(5, 2, name="t")(ids)))
+    with pytest.raises(
+        ValueError, match=r"no embedding tables to fuse: 't' \(Embedding\) the only"
+    ):
+        export.export_tflite(one, tmp_path / "one.tflite", fuse_embeddings=True)
+    assert not (tmp_path / "one.tflite").exists()
+    assert fuse_embeddings(one)[0] is one  # nothing to fuse: the model itself
+    assert tf.is_tensor(one(np.zeros((1, 1), "int32")))
