@@ -11,6 +11,7 @@ from tfcompress import data, export, models
 from tfcompress._compat import interpreter_ops
 from tfcompress._keras import keras, tf
 from tfcompress.export.fuse import fusable_tables, fuse_embeddings, fuse_for_export
+from tfcompress.export.fuse_layers import FusedGatherIds
 from tfcompress.export.manifest import read_manifest
 from tfcompress.models.layers import MaskedMean
 
@@ -222,3 +223,20 @@ def test_bad_input(dcn, tmp_path):
     assert not (tmp_path / "one.tflite").exists()
     assert fuse_embeddings(one)[0] is one  # nothing to fuse: the model itself
     assert tf.is_tensor(one(np.zeros((1, 1), "int32")))
+
+
+def test_rows_in_int32_for_full_integer_exports_match_the_float_rows(dcn):
+    _, model, features = dcn
+    fused, record = fuse_for_export(model, True, "int8")
+    layer = next(x for x in fused.layers if isinstance(x, FusedGatherIds))
+    assert layer.integer_rows is True and record["auto"] is False
+    ids = [features[t.name] for t in layer.input]
+    ids[-1] = ids[-1].copy()
+    ids[-1][:2] = -3  # negative ids count as padding in MaskedMean: the zero row too
+    as_int = [t.numpy() for t in layer(ids)]
+    layer.integer_rows = False
+    as_float = [t.numpy() for t in layer(ids)]
+    np.testing.assert_array_equal(as_int[0], as_float[0])
+    np.testing.assert_array_equal(as_int[1], as_float[1])
+    assert (as_int[1][:2, -1] == layer.zero_row).all()
+    assert fuse_for_export(model, True, "float32")[0].get_layer("fused_ids").integer_rows is False

@@ -268,6 +268,7 @@ POOLING_METHODS = ("sum", "matmul")
 #: quantization modes in which ``export_tflite(fuse_embeddings=None)`` fuses (see docs/export.md)
 AUTO_FUSE_MODES = ("float32", "dynamic", "float16")
 _FLOAT_MODES = ("float32", "float16")  # the modes whose default tables stay float
+_INTEGER_MODES = ("int8", "int16x8", "qat")  # full-integer: the rows are computed in int32
 
 
 class _Rewrite:
@@ -508,6 +509,9 @@ def fuse_for_export(
             f"{why or 'it has no Embedding layer'}. Pass fuse_embeddings=None (auto) or False."
         )
     fused, report = fuse_embeddings(model)
+    for layer in fused.layers:
+        if isinstance(layer, FusedGatherIds):  # int8 converters quantize float row arithmetic
+            layer.integer_rows = mode in _INTEGER_MODES
     if fuse is None and not report.settings["pooled"]:
         return model, None  # measured: lookups alone fused are no faster (docs/export.md)
     record = {

@@ -59,10 +59,20 @@ class FusedGatherIds(keras.layers.Layer):
         self.offsets = [int(o) for o in offsets]
         self.pooled = [int(p) for p in (pooled or [0] * len(self.offsets))]
         self.zero_row = int(zero_row)
+        #: compute the rows in int32 (set for full-integer exports, whose converter would
+        #: quantize the float row arithmetic to int8); not saved: an export-time switch
+        self.integer_rows = False
 
     def call(self, inputs: list[tf.Tensor]) -> list[tf.Tensor]:
         ids = [tf.cast(x, tf.int32) if x.dtype != tf.int32 else x for x in inputs]
         raw = tf.concat(ids, axis=1) if len(ids) > 1 else ids[0]
+        if self.integer_rows:
+            valid = tf.minimum(tf.maximum(raw, 0), 1)
+            pooled_i = np.array(self.pooled, np.int32)
+            gate = tf.maximum(valid, tf.constant(1 - pooled_i))
+            zero_i = pooled_i * self.zero_row
+            rows = gate * (raw + tf.constant(np.array(self.offsets, np.int32) - zero_i))
+            return [tf.cast(valid, tf.float32), rows + tf.constant(zero_i)]
         raw_f = tf.cast(raw, tf.float32)
         present = tf.minimum(tf.maximum(raw_f, 0.0), 1.0)
         if not any(self.pooled):
