@@ -71,3 +71,27 @@ def test_bad_arguments_name_the_argument(files):
         choose_float_ops(int8, examples, margin=-1.0)
     with pytest.raises(ValueError, match="batch dimension"):
         choose_float_ops(int8, {"tokens": np.ones((0, 6, 8))})
+
+
+def test_export_tflite_float_ops_auto_measures_and_records_the_choice(files, tmp_path):
+    _, _, examples, _ = files
+    keras.utils.set_random_seed(0)
+    x = keras.Input((6, 8), name="tokens")
+    h = keras.layers.MultiHeadAttention(2, 4, name="mha")(x, x)
+    out = keras.layers.Dense(1, name="head")(keras.layers.Flatten()(h))
+    model = keras.Model(x, out)
+    result = export_tflite(
+        model,
+        tmp_path / "auto.tflite",
+        "int8",
+        representative_data=[examples["tokens"][:8]],
+        float_ops="auto",
+        parity_data=examples["tokens"],
+    )
+    auto = result.options["float_ops_auto"]
+    assert "+attention" in auto["latency_ms"] and set(auto["latency_ms"]["int8"]) == {"1", "256"}
+    assert set(auto["float_ops"]) <= set(result.options["float_ops"])
+    assert all(g in OP_GROUPS for g in auto["groups"])
+    assert result.parity["max_abs_diff"] < 0.5  # int8 error of an untrained model, not garbage
+    with pytest.raises(ValueError, match="full-integer"):
+        export_tflite(model, tmp_path / "d.tflite", "dynamic", float_ops="auto")

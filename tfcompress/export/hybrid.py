@@ -39,7 +39,7 @@ import numpy as np
 from tfcompress._validation import check_float, check_int, must_be
 from tfcompress.export.ptq import keep_ops_in_float
 
-__all__ = ["OP_GROUPS", "HybridChoice", "choose_float_ops"]
+__all__ = ["OP_GROUPS", "HybridChoice", "apply_auto_float_ops", "choose_float_ops"]
 
 _log = logging.getLogger("tfcompress")
 
@@ -253,3 +253,35 @@ def choose_float_ops(
     finally:
         timer.close()
     return HybridChoice(kept_ops, tuple(kept_groups), current, table, speedup, vs_float, skipped)
+
+
+def apply_auto_float_ops(
+    flatbuffer: bytes,
+    examples: list[dict[str, np.ndarray]] | None,
+    specs: Any,
+    options: dict[str, Any],
+) -> bytes:
+    """``export_tflite(float_ops="auto")``: the measured hybrid of a converted file.
+
+    ``examples`` are the calibration examples (None for a QAT model exported without data: a
+    deterministic random batch then). Records the choice in ``options["float_ops_auto"]`` and
+    adds the kept op types to ``options["float_ops"]``.
+
+    Example:
+        >>> fb = apply_auto_float_ops(fb, examples, specs, options)  # doctest: +SKIP
+    """
+    if examples:
+        feed = {k: np.concatenate([np.asarray(e[k]) for e in examples]) for k in examples[0]}
+    else:
+        from tfcompress._inputs import random_batch
+
+        feed = random_batch(specs)
+    choice = choose_float_ops(flatbuffer, feed)
+    options["float_ops"] = list(dict.fromkeys([*options.get("float_ops", []), *choice.float_ops]))
+    options["float_ops_auto"] = choice.to_dict()
+    _log.info(
+        "float_ops='auto': kept %s in float (%.2fx the full-integer file's speed)",
+        ", ".join(choice.groups) or "nothing",
+        choice.speedup,
+    )
+    return choice.flatbuffer

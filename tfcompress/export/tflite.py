@@ -41,6 +41,7 @@ from tfcompress.export.converter import (
     saved_model_for_conversion,
 )
 from tfcompress.export.fuse import fuse_for_export
+from tfcompress.export.hybrid import apply_auto_float_ops
 from tfcompress.export.manifest import (
     MANIFEST_NAME,
     clean_stale_temps,
@@ -326,6 +327,9 @@ def export_tflite(
             default, ``["SQUARED_DIFFERENCE", "SUB"]`` for ``"int16x8"`` (LiteRT has no int16
             kernel for the variance of ``LayerNormalization``, and its int16 SUB of the
             centring aborts the process), none for ``"int8"``; ``[]`` keeps every op quantized.
+            ``"auto"``: measured on this machine, the op groups whose float run is faster
+            (latency-aware hybrid, :func:`tfcompress.export.hybrid.choose_float_ops`; a few
+            seconds on the calibration examples; the choice is in ``options["float_ops_auto"]``).
         parity_data: data to compare the file with the Keras model on (up to
             ``parity_max_examples`` examples); default: a small deterministic random batch.
             With labels (``(features, label)`` elements or ``parity_labels``) the quality of
@@ -395,7 +399,13 @@ def export_tflite(
     check_drift_mode(drift)
     tolerances = check_drift_tolerances(drift_tolerances)
     _check_flags(config, quantization, integer_io, progress, strict)
-    keep_float = check_float_ops(float_ops, config)
+    auto_float = isinstance(float_ops, str) and float_ops.lower() == "auto"
+    keep_float = check_float_ops(None if auto_float else float_ops, config)
+    if auto_float and not config.needs_representative_data:
+        raise ValueError(
+            f"`float_ops=\"auto\"` applies to the full-integer modes ('int8', 'int16x8'); "
+            f"received quantization={config.name!r}."
+        )
     check_embeddings_mode(embeddings)
     if sparse is not None and not isinstance(sparse, bool):
         raise TypeError(f"`sparse` must be True, False or None (auto), received {sparse!r}.")
@@ -455,6 +465,8 @@ def export_tflite(
         flatbuffer = _convert_quietly(
             model, convert_model, concrete, config, make_converter, strict, keep_float, options
         )
+        if auto_float:
+            flatbuffer = apply_auto_float_ops(flatbuffer, examples, specs, options)
         parity = _write_artifact(
             model,
             target,
