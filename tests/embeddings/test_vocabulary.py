@@ -1,0 +1,192 @@
+"""prune_vocabulary: exact mappings, kept ids unchanged, pruned ids to OOV rows, shared tables
+with masked pooling, the mapping file, LiteRT parity and int8/int4 tables after pruning."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ai_edge_litert.interpreter import Interpreter
+
+from tfcompress import export
+from tfcompress._keras import keras, tf
+from tfcompress.embeddings.vocabulary import (
+    IdRemap,
+    load_vocabulary,
+    prune_vocabulary,
+    save_vocabulary,
+    vocabulary_mapping,
+)
+
+ITEMS = 200
+
+
+def _model(seed=0):
+    keras.utils.set_random_seed(seed)
+    item = keras.Input((1,), dtype="int32", name="item")
+    hist = keras.Input((4,), dtype="int32", name="history")
+    user = keras.Input((1,), dtype="int32", name="user")
+    items = keras.layers.Embedding(ITEMS, 8, mask_zero=True, name="emb_item")
+    users = keras.layers.Embedding(5, 2, name="emb_user")
+    x = keras.layers.Concatenate()(
+        [
+            keras.layers.Flatten()(items(item)),
+            keras.layers.GlobalAveragePooling1D()(items(hist)),  # masked mean: padding 0
+            keras.layers.Flatten()(users(user)),
+        ]
+    )
+    out = keras.layers.Dense(1, activation="sigmoid", name="head")(x)
+    model = keras.Model([item, hist, user], out)
+    rng = np.random.default_rng(seed)
+    items.set_weights([rng.normal(size=(ITEMS, 8)).astype("f4")])
+    return model
+
+
+def _counts():
+    item = np.zeros(ITEMS, np.int64)
+    item[0] = 50  # padding: always kept
+    item[1:100] = np.arange(1, 100) % 7 + 3  # >= 3: kept with min_count=3
+    item[100:150] = 1  # pruned, seen
+    # 150..199: never seen, pruned
+    return {"emb_item": item, "emb_user": np.array([0, 4, 4, 4, 4])}
+
+
+def _batch(rng, n=32, low=1, high=ITEMS):
+    return {
+        "item": rng.integers(low, high, size=(n, 1)).astype("i4"),
+        "history": np.where(
+            rng.random((n, 4)) < 0.3, 0, rng.integers(low, high, size=(n, 4))
+        ).astype("i4"),
+        "user": rng.integers(0, 5, size=(n, 1)).astype("i4"),
+    }
+
+
+@pytest.fixture(scope="module")
+def pruned():
+    model = _model()
+    small, report = prune_vocabulary(model, _counts(), min_count=3)
+    return model, small, report
+
+
+def test_mapping_is_exact_for_known_counts():
+    counts = np.array([0, 5, 1, 0, 9, 2, 7])
+    mapping, kept = vocabulary_mapping(counts, min_count=2)
+    assert kept == 4 and mapping.tolist() == [0, 1, 5, 5, 2, 3, 4]
+    mapping, kept = vocabulary_mapping(counts, min_count=2, oov_buckets=2)
+    assert mapping.tolist() == [0, 1, 5, 6, 2, 3, 4]  # 2 % 2 -> row 5, 3 % 2 -> row 6
+    mapping, kept = vocabulary_mapping(counts, min_count=1, max_ids=2)
+    assert kept == 2 and mapping.tolist() == [0, 3, 3, 3, 1, 3, 2]  # ids 4 and 6 most frequent
+
+
+def test_report_and_shared_table_with_masked_pooling(pruned):
+    model, small, report = pruned
+    stats = report.settings["tables"]["emb_item"]
+    assert (stats["rows_before"], stats["rows_kept"], stats["oov_rows"]) == (200, 100, 1)
+    assert stats["pruned_ids"] == 100
+    assert stats["bytes_before"] == 200 * 8 * 4
+    assert stats["bytes_after"] == 101 * 8 * 4 + 200 * 4
+    counts = _counts()["emb_item"]
+    assert stats["pruned_impression_share"] == pytest.approx(50 / counts[1:].sum())
+    assert report["emb_user"].reason == "nothing to prune: every id is kept"
+    assert [d.layer for d in report.applied] == ["emb_item"]
+    # one nested table, read by both inputs; the user table is the original layer
+    table = small.get_layer("emb_item")
+    assert isinstance(table, keras.Sequential) and len(table.inbound_nodes) >= 2
+    assert type(table.get_layer("emb_item_kept")) is keras.layers.Embedding
+    assert table.get_layer("emb_item_kept").input_dim == 101
+    assert small.get_layer("emb_user") is model.get_layer("emb_user")
+    assert sum(isinstance(lyr, IdRemap) for lyr in table.layers) == 1
+
+
+def test_kept_ids_are_unchanged_and_pruned_ids_read_the_oov_row(pruned):
+    model, small, report = pruned
+    rng = np.random.default_rng(1)
+    kept = _batch(rng, low=1, high=100)  # kept ids and padding in the history
+    np.testing.assert_allclose(small.predict(kept, verbose=0), model(kept).numpy(), atol=1e-6)
+    original = model.get_layer("emb_item").get_weights()[0]
+    counts = _counts()["emb_item"].astype(float)
+    expected = (original[100:150] * counts[100:150, None]).sum(0) / counts[100:150].sum()
+    lookup = small.get_layer("emb_item")
+    rows = lookup(np.array([[120, 199, 0, 5]])).numpy()[0]
+    np.testing.assert_allclose(rows[0], expected, atol=1e-5)
+    np.testing.assert_allclose(rows[1], expected, atol=1e-5)  # unseen ids share the row too
+    np.testing.assert_allclose(rows[2], original[0])  # padding keeps its own row
+    np.testing.assert_allclose(rows[3], original[5])
+    pooled = keras.layers.GlobalAveragePooling1D()(lookup(tf.constant([[0, 3]])))  # masked
+    np.testing.assert_allclose(pooled.numpy()[0], original[3], atol=1e-6)
+
+
+def test_mapping_file_round_trip_and_keras_file(pruned, tmp_path):
+    _, small, report = pruned
+    path = save_vocabulary(small, tmp_path / "sub" / "vocab.npz")
+    loaded = load_vocabulary(path)
+    assert list(loaded) == ["emb_item"]
+    np.testing.assert_array_equal(
+        loaded["emb_item"], report.settings["tables"]["emb_item"]["mapping"]
+    )
+    assert loaded["emb_item"].dtype == np.int32
+    save_vocabulary(report, path)  # from the report, over the file
+    assert sorted(p.name for p in path.parent.iterdir()) == ["vocab.npz"]  # no temp file left
+    small.save(tmp_path / "small.keras")
+    again = keras.models.load_model(tmp_path / "small.keras")
+    batch = _batch(np.random.default_rng(2))
+    np.testing.assert_allclose(again.predict(batch, verbose=0), small.predict(batch, verbose=0))
+
+
+def _litert(path, batch):
+    runner = Interpreter(str(path)).get_signature_runner()
+    return runner(**batch)
+
+
+@pytest.mark.parametrize("embeddings", ["float", "int8", "int4"])
+def test_export_parity_through_litert_and_int8_int4_tables_compose(pruned, embeddings, tmp_path):
+    model, small, _ = pruned
+    batch = _batch(np.random.default_rng(3))
+    result = export.export_tflite(
+        small, tmp_path / "p.tflite", embeddings=embeddings, parity_data=batch, drift="error"
+    )
+    if embeddings == "float":
+        assert result.options["embedding_tables"] == {}
+    else:  # the smaller table (101 rows >= 64) is found inside the nested model and quantized
+        assert list(result.options["embedding_tables"]) == ["emb_item/emb_item_kept"]
+    outputs = _litert(result.path, batch)
+    (tflite,) = outputs.values()
+    keras_out = small.predict(batch, verbose=0)
+    tol = {"float": 1e-5, "int8": 0.02, "int4": 0.05}[embeddings]
+    np.testing.assert_allclose(tflite, keras_out, atol=tol)
+    assert result.parity["max_abs_diff"] <= tol
+
+
+def test_bad_inputs():
+    model = _model()
+    with pytest.raises(ValueError, match=r"`tables` names \['nope'\]"):
+        prune_vocabulary(model, _counts(), tables="nope")
+    with pytest.raises(ValueError, match="min_count"):
+        prune_vocabulary(model, _counts(), min_count=0)
+    with pytest.raises(ValueError, match="oov_buckets"):
+        prune_vocabulary(model, _counts(), oov_buckets=0)
+    with pytest.raises(ValueError, match="no entry for table 'emb_user'"):
+        prune_vocabulary(model, {"emb_item": _counts()["emb_item"]})
+    with pytest.raises(ValueError, match=r"counts\['emb_item'\].*200 ids.*\(199,\)"):
+        prune_vocabulary(model, {**_counts(), "emb_item": np.ones(199)})
+    with pytest.raises(TypeError, match="counts"):
+        prune_vocabulary(model, [1, 2])
+    with pytest.raises(TypeError, match="model"):
+        prune_vocabulary("m.keras", _counts())
+    with pytest.raises(ValueError, match="end in '.npz'"):
+        save_vocabulary(model, "/tmp/v.json")
+    with pytest.raises(ValueError, match="no pruned table"):
+        save_vocabulary(model, "/tmp/tfc_unused_vocab.npz")
+    with pytest.raises(FileNotFoundError):
+        load_vocabulary("/tmp/tfc_no_such_vocab.npz")
+
+
+def test_tables_left_alone_say_why():
+    model = _model()
+    small, report = prune_vocabulary(
+        model, {"emb_item": _counts()["emb_item"]}, tables=["emb_item", "head"]
+    )
+    assert report["head"].reason == "not a keras.layers.Embedding"
+    assert report["emb_user"].reason == "not in `tables`"
+    assert report["emb_item"].applied
+    same, report = prune_vocabulary(model, _counts(), tables="emb_user")
+    assert same is model and not report.applied
