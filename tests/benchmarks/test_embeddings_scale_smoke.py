@@ -63,7 +63,7 @@ def test_smoke_run_prints_table_bytes_ratios_auc_and_memory(tmp_path):
         assert _number(rows[name]["file x"]) > 1.2
         delta, half = rows[name]["ΔAUC ± 95% CI"].split("±")
         assert abs(_number(delta)) < 0.01 and 0 <= _number(half) < 0.01
-    assert rows["float tables"]["ΔAUC ± 95% CI"] == "+0.0000 ± 0.0000"
+    assert rows["float tables"]["ΔAUC ± 95% CI"] == "+0.00000 ± 0.00000"
     assert _number(rows["int8 tables"]["vs int8"]) == 1.0
     for row in rows.values():
         assert 0.0 < _number(row["test AUC"]) < 1.0
