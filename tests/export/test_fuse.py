@@ -240,3 +240,26 @@ def test_rows_in_int32_for_full_integer_exports_match_the_float_rows(dcn):
     np.testing.assert_array_equal(as_int[1], as_float[1])
     assert (as_int[1][:2, -1] == layer.zero_row).all()
     assert fuse_for_export(model, True, "float32")[0].get_layer("fused_ids").integer_rows is False
+
+
+def test_outputs_that_were_fused_keep_their_names(tmp_path):
+    ids = keras.Input((1,), dtype="int32", name="ids")
+    seq = keras.Input((4,), dtype="int32", name="seq")
+    table = keras.layers.Embedding(20, 3, name="table")
+    pooled = MaskedMean(name="user_vector")([table(seq), seq])
+    flat = keras.layers.Flatten(name="item_vector")(table(ids))
+    model = keras.Model([ids, seq], [pooled, flat], name="towers")
+    fused, report = fuse_embeddings(model)
+    assert [d.layer for d in report.applied] == ["table"]
+    assert fused.output_names == ["user_vector", "item_vector"]
+    batch = {
+        "ids": np.array([[3], [0]], "int32"),
+        "seq": np.array([[1, 2, 0, 0], [0] * 4], "int32"),
+    }
+    for want, got in zip(model(batch), fused(batch), strict=True):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-6)
+    result = export.export_tflite(
+        model, tmp_path / "t.tflite", parity_data=batch, fuse_embeddings=True
+    )
+    assert result.options["fused_embeddings"]["tables"] == ["table"]
+    assert sorted(export.load_variant(result.path).predict(batch)) == sorted(model.output_names)

@@ -393,8 +393,15 @@ class _Rewrite:
                 new = node.layer(*args, **kwargs)
             for old, value in zip(outs, tf.nest.flatten(new), strict=True):
                 self.mapping[id(old)] = value
-        outputs = tf.nest.map_structure(self.get, self.model.output)
+        outputs = tf.nest.map_structure(self._named_output, self.model.output)
         return keras.Model(self.model.input, outputs, name=self.model.name)
+
+    def _named_output(self, tensor: Any) -> Any:
+        """The new output of ``tensor``, under its layer's name (the signature's output name)."""
+        new, name = self.get(tensor), keras_history(tensor)[0].name
+        if keras_history(new)[0].name == name:
+            return new
+        return keras.layers.Identity(name=name)(new)
 
 
 def fuse_embeddings(
