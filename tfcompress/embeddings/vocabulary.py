@@ -34,6 +34,7 @@ from tfcompress._validation import check_functional, check_int
 
 __all__ = [
     "IdRemap",
+    "clone_with",
     "load_vocabulary",
     "prune_vocabulary",
     "save_vocabulary",
@@ -209,7 +210,9 @@ def prune_vocabulary(
     trained table; an OOV row starts at the frequency-weighted mean of the rows it replaces.
     Id 0 (padding) always keeps its own row 0, so ``mask_zero`` and masked pooling still work.
     The new model takes the original ids (see the module docstring); tables read by several
-    inputs stay shared. The mapping layout is :func:`vocabulary_mapping`'s.
+    inputs stay shared. Every other layer is a copy with the same weights, so the new model
+    can be fine-tuned with a ``Distiller`` from ``model``. The mapping layout is
+    :func:`vocabulary_mapping`'s.
 
     Args:
         model: a functional or Sequential tf_keras model.
@@ -309,15 +312,26 @@ def prune_vocabulary(
     if not plans:
         return model, report
 
-    def swap(layer: Any) -> Any:
-        if id(layer) not in plans:
-            return layer
-        name, mapping, rows, small = plans[id(layer)]
-        return _remapped_table(layer, name, mapping, rows, small)
-
-    new_model = keras.models.clone_model(model, clone_function=swap)
+    swaps = {key: _remapped_table(model.get_layer(plan[0]), *plan) for key, plan in plans.items()}
+    new_model = clone_with(model, swaps)
     new_model.compression_report = report  # type: ignore[attr-defined]
     return new_model, report
+
+
+def clone_with(model: keras.Model, swaps: Mapping[int, Any]) -> keras.Model:
+    """A copy of ``model`` with ``swaps[id(layer)]`` in place of those layers; every other layer
+    is a fresh copy holding the same weights (so the copy can be distilled from ``model``)."""
+
+    def clone(layer: Any) -> Any:
+        if id(layer) in swaps:
+            return swaps[id(layer)]
+        return layer.__class__.from_config(layer.get_config())
+
+    new_model = keras.models.clone_model(model, clone_function=clone)
+    for layer in model.layers:
+        if id(layer) not in swaps and not isinstance(layer, keras.layers.InputLayer):
+            new_model.get_layer(layer.name).set_weights(layer.get_weights())
+    return new_model
 
 
 def _compact(mapping: np.ndarray, kept: int) -> np.ndarray:
