@@ -194,3 +194,30 @@ def test_tables_left_alone_say_why():
     assert report["emb_item"].applied
     same, report = prune_vocabulary(model, _counts(), tables="emb_user")
     assert same is model and not report.applied
+
+
+def test_dcn_item_table_shared_with_the_masked_history_prunes_and_exports(tmp_path):
+    from tfcompress import data, models
+    from tfcompress.embeddings import count_ids, table_inputs
+
+    task = data.load_task("ctr", n_samples=600, seed=0, batch_size=128)
+    keras.utils.set_random_seed(0)
+    model = models.build("dcn", task.schema, size="student")  # untrained: parity is the point
+    counts = count_ids(model, task.train)
+    feeds = table_inputs(model)["emb_item_id"]
+    assert len(feeds) == 2 and any(f.startswith("hist_") for f in feeds)  # item + history
+    small, report = prune_vocabulary(model, counts, min_count=2, tables="emb_item_id")
+    assert [d.layer for d in report.applied] == ["emb_item_id"]
+    stats = report.settings["tables"]["emb_item_id"]
+    assert stats["bytes_after"] < stats["bytes_before"] and stats["pruned_ids"] > 0
+    # kept ids (and the padding the MaskedMean pooling skips) give the original outputs
+    kept_ids = np.flatnonzero((stats["mapping"] > 0) & (stats["mapping"] < stats["rows_kept"]))
+    features = {k: v.numpy() for k, v in next(iter(task.train))[0].items()}
+    for feed in feeds:
+        ok = np.isin(features[feed], kept_ids) | (features[feed] == 0)
+        features[feed] = np.where(
+            ok, features[feed], 0 if feed.startswith("hist_") else kept_ids[0]
+        )
+    np.testing.assert_allclose(small(features).numpy(), model(features).numpy(), atol=1e-6)
+    result = export.export_tflite(small, tmp_path / "dcn.tflite", parity_data=task.test)
+    assert result.parity["max_abs_diff"] < 1e-5
