@@ -95,9 +95,17 @@ def test_saved_models_with_tfcompress_layers_load_after_import_tfcompress(tmp_pa
 
     task = data.load_task("ctr", n_samples=200, seed=0)
     model = models.dcn(task.schema, size="student")
-    paths = {"dcn": tmp_path / "dcn.keras", "qemb": tmp_path / "qemb.keras"}
+    paths = {k: tmp_path / f"{k}.keras" for k in ("dcn", "qemb", "vocab", "qr", "fused")}
     model.save(paths["dcn"])
     quantization.quantize_embeddings(model).save(paths["qemb"])
+    # the layers of tfcompress.embeddings and of the fused front end (export.fuse_layers)
+    from tfcompress.embeddings import compositional_embeddings, count_ids, prune_vocabulary
+    from tfcompress.export.fuse import fuse_embeddings
+
+    counts = count_ids(model, task.train)
+    prune_vocabulary(model, counts, min_count=2)[0].save(paths["vocab"])
+    compositional_embeddings(model, mode="qr", tables=["emb_user_id"])[0].save(paths["qr"])
+    fuse_embeddings(model)[0].save(paths["fused"])
     result = _run(
         f"""
 import json, sys
@@ -113,5 +121,7 @@ print(json.dumps({{"layers": layers, "tfmot": "tensorflow_model_optimization" in
 """
     )
     assert "QuantizedEmbedding" in result["layers"]["qemb"]
+    assert "QREmbedding" in result["layers"]["qr"] and "Sequential" in result["layers"]["vocab"]
+    assert "FusedGatherIds" in result["layers"]["fused"]
     assert "Embedding" in result["layers"]["dcn"]
     assert result["tfmot"] is False

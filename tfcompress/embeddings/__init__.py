@@ -14,11 +14,34 @@ from tfcompress._lazy import attach
 
 #: public name -> the module that defines it
 _NAMES = {
+    "HashedEmbedding": "tfcompress.embeddings.compositional",
+    "QREmbedding": "tfcompress.embeddings.compositional",
+    "collision_report": "tfcompress.embeddings.compositional",
+    "compositional_embeddings": "tfcompress.embeddings.compositional",
     "count_ids": "tfcompress.embeddings.frequency",
     "table_inputs": "tfcompress.embeddings.frequency",
+    "MixedDimEmbedding": "tfcompress.embeddings.mixed_dim",
+    "mixed_dimension_embeddings": "tfcompress.embeddings.mixed_dim",
+    "IdRemap": "tfcompress.embeddings.vocabulary",
+    "load_vocabulary": "tfcompress.embeddings.vocabulary",
+    "prune_vocabulary": "tfcompress.embeddings.vocabulary",
+    "save_vocabulary": "tfcompress.embeddings.vocabulary",
 }
 
-__all__ = ["count_ids", "table_inputs"]
+__all__ = [
+    "HashedEmbedding",
+    "IdRemap",
+    "MixedDimEmbedding",
+    "QREmbedding",
+    "collision_report",
+    "compositional_embeddings",
+    "count_ids",
+    "load_vocabulary",
+    "mixed_dimension_embeddings",
+    "prune_vocabulary",
+    "save_vocabulary",
+    "table_inputs",
+]
 
 
 __getattr__, __dir__ = attach(__name__, _NAMES, globals(), __all__)

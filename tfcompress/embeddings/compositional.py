@@ -31,7 +31,12 @@ import numpy as np
 from tfcompress._keras import check_model, keras, tf
 from tfcompress._layers import CompressionReport, LayerDecision
 from tfcompress._validation import check_choice, check_functional, check_int
-from tfcompress.embeddings.vocabulary import _check_counts, _is_embedding, _select, clone_with
+from tfcompress.embeddings._tables import (
+    check_counts,
+    clone_with,
+    is_plain_embedding,
+    select_tables,
+)
 
 __all__ = [
     "COMBINES",
@@ -300,17 +305,17 @@ def compositional_embeddings(
             "e.g. buckets=input_dim // 8."
         )
     check_functional(model, "compositional_embeddings")
-    layers, selected = _select(tables, model)
+    layers, selected = select_tables(tables, model)
     decisions: list[LayerDecision] = []
     settings: dict[str, Any] = {"mode": mode, "combine": combine, "seed": seed, "tables": {}}
     new: dict[int, keras.layers.Layer] = {}
     for layer in layers:
         cls = type(layer).__name__
         if selected is not None and layer.name not in selected:
-            if _is_embedding(layer):
+            if is_plain_embedding(layer):
                 decisions.append(LayerDecision(layer.name, cls, False, reason="not in `tables`"))
             continue
-        if not _is_embedding(layer):
+        if not is_plain_embedding(layer):
             if selected is not None:
                 decisions.append(
                     LayerDecision(layer.name, cls, False, reason="not a keras.layers.Embedding")
@@ -318,7 +323,7 @@ def compositional_embeddings(
             continue
         size, dim = int(layer.input_dim), int(layer.output_dim)
         table = np.asarray(layer.get_weights()[0])
-        w = np.ones(size) if counts is None else _check_counts(counts, layer.name, size)
+        w = np.ones(size) if counts is None else check_counts(counts, layer.name, size)
         m = buckets or math.ceil(math.sqrt(size))
         if mode == "qr":
             swap = QREmbedding(size, dim, m, combine, layer.mask_zero, name=layer.name)

@@ -31,10 +31,15 @@ import numpy as np
 from tfcompress._keras import check_model, keras, tf
 from tfcompress._layers import CompressionReport, LayerDecision, iter_layers
 from tfcompress._validation import check_functional, check_int
+from tfcompress.embeddings._tables import (
+    check_counts,
+    clone_with,
+    is_plain_embedding,
+    select_tables,
+)
 
 __all__ = [
     "IdRemap",
-    "clone_with",
     "load_vocabulary",
     "prune_vocabulary",
     "save_vocabulary",
@@ -85,57 +90,6 @@ class IdRemap(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "size": self.size}
-
-
-def _check_counts(counts: Any, name: str, size: int) -> np.ndarray:
-    if not isinstance(counts, Mapping):
-        raise TypeError(
-            f"`counts` must be a dict {{table name: counts per id}} (what "
-            f"tfcompress.embeddings.count_ids returns), received {type(counts).__name__}."
-        )
-    if name not in counts:
-        raise ValueError(
-            f"`counts` has no entry for table {name!r} (keys: {sorted(counts)}); count its ids "
-            "with count_ids(model, data) or leave it out of `tables`."
-        )
-    values = np.asarray(counts[name])
-    if values.ndim != 1 or values.shape[0] != size:
-        raise ValueError(
-            f"`counts[{name!r}]` must hold one count per id of the table ({size} ids, its "
-            f"input_dim), received shape {values.shape}."
-        )
-    if not np.issubdtype(values.dtype, np.number) or (values.size and values.min() < 0):
-        raise ValueError(f"`counts[{name!r}]` must hold non-negative numbers.")
-    return values.astype(np.float64)
-
-
-def _select(
-    tables: str | Sequence[str] | None, model: keras.Model
-) -> tuple[list[Any], set[str] | None]:
-    """Top-level layers of ``model`` and the table names ``tables`` selects (None: all)."""
-    layers = [layer for _, layer in iter_layers(model, nested=False)]
-    if tables is None:
-        return layers, None
-    names = [tables] if isinstance(tables, str) else tables
-    if not isinstance(names, Sequence) or not all(isinstance(n, str) for n in names):
-        raise TypeError(
-            f"`tables` must be None, a layer name or a list of layer names, received {tables!r}."
-        )
-    known = {layer.name for layer in layers}
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise ValueError(
-            f"`tables` names {unknown}, which are not layers of model {model.name!r}; its "
-            f"Embedding layers: {sorted(lyr.name for lyr in layers if _is_embedding(lyr))}."
-        )
-    return layers, set(names)
-
-
-def _is_embedding(layer: Any) -> bool:
-    return type(layer) is keras.layers.Embedding or (
-        isinstance(layer, keras.layers.Embedding)
-        and type(layer).call is keras.layers.Embedding.call
-    )
 
 
 def vocabulary_mapping(
@@ -246,7 +200,7 @@ def prune_vocabulary(
         check_int(max_ids, "max_ids", minimum=1, where="prune_vocabulary")
     check_int(oov_buckets, "oov_buckets", minimum=1, where="prune_vocabulary")
     check_functional(model, "prune_vocabulary")
-    layers, selected = _select(tables, model)
+    layers, selected = select_tables(tables, model)
     settings: dict[str, Any] = {
         "min_count": min_count,
         "max_ids": max_ids,
@@ -258,17 +212,17 @@ def prune_vocabulary(
     for layer in layers:
         cls = type(layer).__name__
         if selected is not None and layer.name not in selected:
-            if _is_embedding(layer):
+            if is_plain_embedding(layer):
                 decisions.append(LayerDecision(layer.name, cls, False, reason="not in `tables`"))
             continue
-        if not _is_embedding(layer):
+        if not is_plain_embedding(layer):
             if selected is not None:
                 decisions.append(
                     LayerDecision(layer.name, cls, False, reason="not a keras.layers.Embedding")
                 )
             continue
         size = int(layer.input_dim)
-        values = _check_counts(counts, layer.name, size)
+        values = check_counts(counts, layer.name, size)
         mapping, kept = vocabulary_mapping(
             values, min_count=min_count, max_ids=max_ids, oov_buckets=oov_buckets
         )
@@ -316,22 +270,6 @@ def prune_vocabulary(
     new_model = clone_with(model, swaps)
     new_model.compression_report = report  # type: ignore[attr-defined]
     return new_model, report
-
-
-def clone_with(model: keras.Model, swaps: Mapping[int, Any]) -> keras.Model:
-    """A copy of ``model`` with ``swaps[id(layer)]`` in place of those layers; every other layer
-    is a fresh copy holding the same weights (so the copy can be distilled from ``model``)."""
-
-    def clone(layer: Any) -> Any:
-        if id(layer) in swaps:
-            return swaps[id(layer)]
-        return layer.__class__.from_config(layer.get_config())
-
-    new_model = keras.models.clone_model(model, clone_function=clone)
-    for layer in model.layers:
-        if id(layer) not in swaps and not isinstance(layer, keras.layers.InputLayer):
-            new_model.get_layer(layer.name).set_weights(layer.get_weights())
-    return new_model
 
 
 def _compact(mapping: np.ndarray, kept: int) -> np.ndarray:
