@@ -38,6 +38,9 @@ METRICS = ("auc", "logloss", "accuracy")
 _BUILD_FIELDS = ("runtime", "epochs", "learning_rate", "student_loss_weight", "seed")
 #: TFLite modes a candidate may export with (None: float32).
 _QUANTIZATIONS = (None, "dynamic", "int8", "float16")
+#: how candidates are exported, part of the cache key: bump it when an export of the same model
+#: changes (2: full int8 exports are latency-aware hybrids, ``float_ops="auto"``)
+EXPORT_REVISION = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -246,6 +249,7 @@ class SearchSettings:
         cache key). The others (metric, tolerance, rule, objective, the bisection's extent)
         only change how the cached outputs are judged, so changing them reuses the cache."""
         build = {k: getattr(self, k) for k in _BUILD_FIELDS}
+        build["exports"] = EXPORT_REVISION
         return hashlib.sha256(json.dumps(build, sort_keys=True).encode()).hexdigest()
 
 
