@@ -69,12 +69,35 @@ class Variant:
     export: dict[str, Any] = field(default_factory=dict)  # tfcompress.export_tflite kwargs
 
 
+def _counts(model: Any, task: Any) -> dict[str, np.ndarray]:
+    from tfcompress.embeddings import count_ids
+
+    return count_ids(model, task.train)
+
+
+def rare_ids(model: Any, task: Any) -> Any:
+    """Ids never seen in training share one OOV row (their rows were never trained)."""
+    from tfcompress.embeddings import prune_vocabulary
+
+    return prune_vocabulary(model, _counts(model, task), min_count=1)[0]
+
+
+def mixed_dims(model: Any, task: Any) -> Any:
+    """Widths 16 / 4 / 1 for the popular 1% / next 9% / other 90% of ids (SVD start)."""
+    from tfcompress.embeddings import mixed_dimension_embeddings
+
+    return mixed_dimension_embeddings(model, _counts(model, task), dims=(16, 4, 1))[0]
+
+
 #: The rows; the first is the float baseline of ΔAUC and table/file ratios, and the row named
 #: "int8 tables" is the latency baseline.
 VARIANTS: list[Variant] = [
     Variant("float tables", None, {"embeddings": "float"}),
     Variant("int8 tables", None, {"embeddings": "int8"}),
     Variant("int4 tables", None, {"embeddings": "int4"}),
+    Variant("rare ids + int8", rare_ids, {"embeddings": "int8"}),
+    Variant("rare ids + int4", rare_ids, {"embeddings": "int4"}),
+    Variant("mixed dims 16-4-1", mixed_dims, {"embeddings": "float"}),
 ]
 LATENCY_BASELINE = "int8 tables"
 
