@@ -32,7 +32,7 @@ serving and latency ~20 s; 33.7M parameters, training peak RSS 3.1 GiB);
 Usage:
     python benchmarks/embeddings_scale.py [--users 1500000] [--items 600000]
         [--train 1000000] [--eval 150000] [--user-zipf 0.8] [--out savedmodels/bench_embeddings]
-        [--smoke]
+        [--variants "int4 tables,rare ids + int4"] [--smoke]
 """
 
 from __future__ import annotations
@@ -145,8 +145,22 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="savedmodels/bench_embeddings")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (a test runs it)")
+    parser.add_argument(
+        "--variants",
+        default="all",
+        help="comma-separated variant names to run (default all; the float baseline and the "
+        "int8-table latency baseline always run)",
+    )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.variants != "all":
+        names = {n.strip() for n in args.variants.split(",")} | {"float tables", LATENCY_BASELINE}
+        unknown = names - {v.name for v in VARIANTS}
+        if unknown:
+            parser.error(
+                f"--variants: unknown {sorted(unknown)}; known {[v.name for v in VARIANTS]}"
+            )
+        VARIANTS[:] = [v for v in VARIANTS if v.name in names]  # workers parse the same list
     if args.smoke:
         args.users, args.items, args.train, args.eval, args.validation = (
             3_000,

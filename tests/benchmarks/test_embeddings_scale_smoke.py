@@ -35,7 +35,15 @@ def _number(text: str) -> float:
 def test_smoke_run_prints_table_bytes_ratios_auc_and_memory(tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
     run = subprocess.run(
-        [sys.executable, str(SCRIPT), "--smoke", "--out", str(tmp_path)],
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--smoke",
+            "--out",
+            str(tmp_path),
+            "--variants",
+            "int4 tables,rare ids + int4",
+        ],
         capture_output=True,
         text=True,
         env=env,
@@ -49,7 +57,7 @@ def test_smoke_run_prints_table_bytes_ratios_auc_and_memory(tmp_path):
     for line in lines[1:]:
         cells = [c.strip() for c in line.strip("|").split("|")]
         rows[cells[0]] = dict(zip(COLUMNS, cells, strict=True))
-    assert list(rows) == ["float tables", "int8 tables", "int4 tables"]
+    assert list(rows) == ["float tables", "int8 tables", "int4 tables", "rare ids + int4"]
     table = {k: _number(r["table bytes"]) for k, r in rows.items()}
     # 3,000 users + 2,000 items at dim 16: 5,002 x 16 float32 rows are most of the tables
     assert table["float tables"] >= 5_002 * 16 * 4
@@ -59,6 +67,8 @@ def test_smoke_run_prints_table_bytes_ratios_auc_and_memory(tmp_path):
     )
     assert _number(rows["int8 tables"]["table x"]) > 3.5
     assert _number(rows["int4 tables"]["table x"]) > 5.0
+    # the transform ran in its own process: fewer rows than the plain int4 tables
+    assert table["rare ids + int4"] < table["int4 tables"]
     for name in ("int8 tables", "int4 tables"):
         assert _number(rows[name]["file x"]) > 1.2
         delta, half = rows[name]["ΔAUC ± 95% CI"].split("±")
