@@ -82,6 +82,13 @@ def rare_ids(model: Any, task: Any) -> Any:
     return prune_vocabulary(model, _counts(model, task), min_count=1)[0]
 
 
+def rare_ids_2(model: Any, task: Any) -> Any:
+    """Ids seen fewer than twice in training share one OOV row."""
+    from tfcompress.embeddings import prune_vocabulary
+
+    return prune_vocabulary(model, _counts(model, task), min_count=2)[0]
+
+
 def mixed_dims(model: Any, task: Any) -> Any:
     """Widths 16 / 4 / 1 for the popular 1% / next 9% / other 90% of ids (SVD start)."""
     from tfcompress.embeddings import mixed_dimension_embeddings
@@ -98,6 +105,8 @@ VARIANTS: list[Variant] = [
     Variant("rare ids + int8", rare_ids, {"embeddings": "int8"}),
     Variant("rare ids + int4", rare_ids, {"embeddings": "int4"}),
     Variant("mixed dims 16-4-1", mixed_dims, {"embeddings": "float"}),
+    Variant("ids seen >= 2 + int8", rare_ids_2, {"embeddings": "int8"}),
+    Variant("ids seen >= 2 + int4", rare_ids_2, {"embeddings": "int4"}),
 ]
 LATENCY_BASELINE = "int8 tables"
 
