@@ -263,3 +263,18 @@ def test_outputs_that_were_fused_keep_their_names(tmp_path):
     )
     assert result.options["fused_embeddings"]["tables"] == ["table"]
     assert sorted(export.load_variant(result.path).predict(batch)) == sorted(model.output_names)
+
+
+def test_float16_export_of_a_fused_front_end_keeps_parity(tmp_path):
+    """The fused rows go past 2048 (float16's last exact integer): they are computed in int32."""
+    task = data.load_task("ctr", n_samples=400, seed=0, batch_size=64)
+    model = models.dcn(task.schema, size="tiny")
+    assert sum(layer.input_dim for layer in model.layers if hasattr(layer, "input_dim")) > 2048
+    fused = export.export_tflite(
+        model, tmp_path / "f.tflite", "float16", fuse_embeddings=True, parity_data=task.test
+    )
+    plain = export.export_tflite(
+        model, tmp_path / "p.tflite", "float16", fuse_embeddings=False, parity_data=task.test
+    )
+    assert fused.options["fused_embeddings"] is not None
+    assert fused.parity["max_abs_diff"] < 2 * plain.parity["max_abs_diff"] + 1e-4
