@@ -39,8 +39,9 @@ _BUILD_FIELDS = ("runtime", "epochs", "learning_rate", "student_loss_weight", "s
 #: TFLite modes a candidate may export with (None: float32).
 _QUANTIZATIONS = (None, "dynamic", "int8", "float16")
 #: how candidates are exported, part of the cache key: bump it when an export of the same model
-#: changes (2: full int8 exports are latency-aware hybrids, ``float_ops="auto"``)
-EXPORT_REVISION = 2
+#: changes (2: full int8 exports are latency-aware hybrids, ``float_ops="auto"``; 3: fused
+#: float16 front ends compute their rows in int32)
+EXPORT_REVISION = 3
 
 
 @dataclasses.dataclass(frozen=True)
