@@ -10,15 +10,21 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from tfcompress._keras import keras
-from tfcompress._layers import iter_layers
+from tfcompress._layers import LayerDecision, iter_layers
 
-__all__ = ["check_counts", "clone_with", "is_plain_embedding", "select_tables"]
+__all__ = [
+    "check_counts",
+    "chosen_tables",
+    "clone_with",
+    "is_plain_embedding",
+    "select_tables",
+]
 
 
 def check_counts(counts: Any, name: str, size: int) -> np.ndarray:
@@ -86,3 +92,24 @@ def clone_with(model: keras.Model, swaps: Mapping[int, Any]) -> keras.Model:
         if id(layer) not in swaps and not isinstance(layer, keras.layers.InputLayer):
             new_model.get_layer(layer.name).set_weights(layer.get_weights())
     return new_model
+
+
+def chosen_tables(
+    layers: list[Any], selected: set[str] | None, decisions: list[LayerDecision]
+) -> Iterator[Any]:
+    """The plain ``Embedding`` layers of ``layers`` that ``selected`` names (None: all of them);
+    a table not selected, or a selected layer that is not a plain ``Embedding``, gets a
+    ``LayerDecision`` saying why it is left alone."""
+    for layer in layers:
+        cls = type(layer).__name__
+        if selected is not None and layer.name not in selected:
+            if is_plain_embedding(layer):
+                decisions.append(LayerDecision(layer.name, cls, False, reason="not in `tables`"))
+            continue
+        if not is_plain_embedding(layer):
+            if selected is not None:
+                decisions.append(
+                    LayerDecision(layer.name, cls, False, reason="not a keras.layers.Embedding")
+                )
+            continue
+        yield layer

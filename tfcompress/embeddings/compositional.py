@@ -33,8 +33,8 @@ from tfcompress._layers import CompressionReport, LayerDecision
 from tfcompress._validation import check_choice, check_functional, check_int
 from tfcompress.embeddings._tables import (
     check_counts,
+    chosen_tables,
     clone_with,
-    is_plain_embedding,
     select_tables,
 )
 
@@ -309,18 +309,8 @@ def compositional_embeddings(
     decisions: list[LayerDecision] = []
     settings: dict[str, Any] = {"mode": mode, "combine": combine, "seed": seed, "tables": {}}
     new: dict[int, keras.layers.Layer] = {}
-    for layer in layers:
+    for layer in chosen_tables(layers, selected, decisions):
         cls = type(layer).__name__
-        if selected is not None and layer.name not in selected:
-            if is_plain_embedding(layer):
-                decisions.append(LayerDecision(layer.name, cls, False, reason="not in `tables`"))
-            continue
-        if not is_plain_embedding(layer):
-            if selected is not None:
-                decisions.append(
-                    LayerDecision(layer.name, cls, False, reason="not a keras.layers.Embedding")
-                )
-            continue
         size, dim = int(layer.input_dim), int(layer.output_dim)
         table = np.asarray(layer.get_weights()[0])
         w = np.ones(size) if counts is None else check_counts(counts, layer.name, size)

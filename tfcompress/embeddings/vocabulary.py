@@ -33,8 +33,8 @@ from tfcompress._layers import CompressionReport, LayerDecision, iter_layers
 from tfcompress._validation import check_functional, check_int
 from tfcompress.embeddings._tables import (
     check_counts,
+    chosen_tables,
     clone_with,
-    is_plain_embedding,
     select_tables,
 )
 
@@ -209,18 +209,8 @@ def prune_vocabulary(
     }
     decisions: list[LayerDecision] = []
     plans: dict[int, tuple[str, np.ndarray, int, np.ndarray]] = {}
-    for layer in layers:
+    for layer in chosen_tables(layers, selected, decisions):
         cls = type(layer).__name__
-        if selected is not None and layer.name not in selected:
-            if is_plain_embedding(layer):
-                decisions.append(LayerDecision(layer.name, cls, False, reason="not in `tables`"))
-            continue
-        if not is_plain_embedding(layer):
-            if selected is not None:
-                decisions.append(
-                    LayerDecision(layer.name, cls, False, reason="not a keras.layers.Embedding")
-                )
-            continue
         size = int(layer.input_dim)
         values = check_counts(counts, layer.name, size)
         mapping, kept = vocabulary_mapping(
