@@ -418,7 +418,6 @@ def load_variant(
             return _TFLiteVariant(str(path), label, num_threads=num_threads)
         if suffix in (".keras", ".h5"):
             check_keras_file(path, argument="path_or_model")
-            _register_layers()
             if not _needs_tfmot(path):  # a plain model: TFMOT (seconds to import) stays out
                 model = keras.models.load_model(str(path), compile=False, safe_mode=True)
                 return _KerasVariant(model, label)
@@ -444,18 +443,6 @@ _TFMOT_MARKERS = (
     "tfcompress.quantization.composite",
     "tfcompress.pruning",
 )
-
-
-def _register_layers() -> None:
-    """Import the modules whose registered layers a saved tfcompress model can name (none of
-    them imports TFMOT), so ``load_variant("m.keras")`` works in a fresh process."""
-    import tfcompress.embeddings.compositional  # noqa: F401
-    import tfcompress.embeddings.mixed_dim_layer  # noqa: F401
-    import tfcompress.embeddings.vocabulary  # noqa: F401
-    import tfcompress.export.fuse_layers  # noqa: F401
-    import tfcompress.models.layers  # noqa: F401
-    import tfcompress.quantization.embedding  # noqa: F401
-    import tfcompress.quantization.embedding_int4  # noqa: F401
 
 
 def _needs_tfmot(path: Path) -> bool:
