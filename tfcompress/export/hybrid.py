@@ -217,41 +217,38 @@ def choose_float_ops(
     check_int(repeats, "repeats", minimum=1)
     check_float(margin, "margin", minimum=0.0)
 
+    original = bytes(flatbuffer)
+    baselines = {"int8": original}
+    if float_flatbuffer is not None:
+        baselines["float"] = bytes(float_flatbuffer)
     timer = _Timer(num_threads, sizes, repeats)
     try:
-        current, kept_ops, kept_groups = bytes(flatbuffer), (), []
-        table: dict[str, dict[int, float]] = {}
+        current, kept_ops, kept_groups, rewritten = original, (), [], 0
+        table = timer.time(baselines, data)
         skipped: dict[str, str] = {}
-        first = {"int8": current}
-        if float_flatbuffer is not None:
-            first["float"] = bytes(float_flatbuffer)
-        table.update(timer.time(first, data))
         for group in names:
             ops = tuple(dict.fromkeys(kept_ops + OP_GROUPS[group]))
             try:
-                candidate, done = keep_ops_in_float(bytes(flatbuffer), ops)
+                candidate, done = keep_ops_in_float(original, ops)
             except ValueError as e:
                 skipped[group] = f"cannot run in float: {e}"
                 continue
-            if len(done) == len(keep_ops_in_float(bytes(flatbuffer), kept_ops)[1]):
+            if len(done) == rewritten:  # no op of this group is quantized
                 skipped[group] = "the model quantizes none of " + ", ".join(OP_GROUPS[group])
                 continue
-            timed = timer.time({"current": current, f"+{group}": candidate}, data)
             # re-timed side by side: compare with the current file from the same round
+            timed = timer.time({"current": current, f"+{group}": candidate}, data)
             gain = _speed(timed["current"], timed[f"+{group}"])
             table[f"+{group}"] = timed[f"+{group}"]
             _log.info("hybrid int8: +%s is %.2fx the current file's speed", group, gain)
             if gain > 1.0 + margin:
-                current, kept_ops = candidate, ops
+                current, kept_ops, rewritten = candidate, ops, len(done)
                 kept_groups.append(group)
-        final = timer.time({"int8": bytes(flatbuffer), "chosen": current}, data)
-        speedup = _speed(final["int8"], final["chosen"])
-        vs_float = None
-        if float_flatbuffer is not None:
-            last = timer.time({"float": bytes(float_flatbuffer), "chosen": current}, data)
-            vs_float = _speed(last["float"], last["chosen"])
+        final = timer.time({**baselines, "chosen": current}, data)
     finally:
         timer.close()
+    speedup = _speed(final["int8"], final["chosen"])
+    vs_float = _speed(final["float"], final["chosen"]) if "float" in final else None
     return HybridChoice(kept_ops, tuple(kept_groups), current, table, speedup, vs_float, skipped)
 
 
