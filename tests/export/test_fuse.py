@@ -278,3 +278,39 @@ def test_float16_export_of_a_fused_front_end_keeps_parity(tmp_path):
     )
     assert fused.options["fused_embeddings"] is not None
     assert fused.parity["max_abs_diff"] < 2 * plain.parity["max_abs_diff"] + 1e-4
+
+
+def test_out_of_range_ids_read_their_own_tables_clipped_rows(dcn, tmp_path):
+    """An id past its table's rows (or negative) is clipped to [0, rows - 1] of ITS table, in
+    the fused Keras model, its int32-rows twin and the fused .tflite (the unfused file's GATHER
+    fails on such ids: "gather index out of bounds"); the rest keeps parity."""
+    _, model, features = dcn
+    fused, _ = fuse_embeddings(model)
+    layer = fused.get_layer("fused_ids")
+    limit, position = {}, 0
+    for t in layer.input:  # each input's positions are contiguous, in input order
+        limit[t.name.split(":")[0]] = layer.limits[position]
+        position += int(t.shape[1])
+    assert limit["user_id"] == 2000 and limit["hist_item_ids"] == 1000
+    wild = {k: v.copy() for k, v in features.items()}
+    rng = np.random.default_rng(1)
+    for name, last in limit.items():
+        rows = rng.random(len(wild[name])) < 0.5  # half the examples: out-of-range ids
+        wild[name][rows] += np.where(rng.random(wild[name][rows].shape) < 0.5, last + 1, -7)
+    wild["hist_item_ids"][-1] = 10**9  # far out of range everywhere: the last row, counted
+    clipped = {k: np.clip(v, 0, limit[k]) if k in limit else v for k, v in wild.items()}
+    want = model(clipped).numpy()
+    assert np.abs(fused(wild).numpy() - want).max() <= 1e-5
+    layer.integer_rows = True  # the full-integer and float16 exports' int32 rows clip alike
+    assert np.abs(fused(wild).numpy() - want).max() <= 1e-5
+    layer.integer_rows = False
+    path = export.export_tflite(model, tmp_path / "fused.tflite", fuse_embeddings=True).path
+    got = export.load_variant(path).predict(wild)
+    assert np.abs(next(iter(got.values())).reshape(-1) - want.reshape(-1)).max() <= 1e-5
+    got = export.load_variant(path).predict(features)  # in-range ids: unchanged
+    assert (
+        np.abs(next(iter(got.values())).reshape(-1) - model(features).numpy().reshape(-1)).max()
+        <= 1e-5
+    )
+    with pytest.raises(ValueError, match="limits"):
+        FusedGatherIds([0, 5], [0, 0], 0, [4])

@@ -7,8 +7,9 @@ The rewrite (measurements and limits: docs/export.md, "Fused embedding front end
 - the ``Embedding`` layers of one output width that read integer model inputs directly share a
   table: their rows are stacked, each table at a row offset (a table read by several inputs
   appears once), plus one all-zero row when something is pooled. The id inputs are
-  concatenated (one ``CONCATENATION``), shifted by their table's offset (a padding id at a
-  pooled position to the zero row) and looked up once (one ``GATHER``);
+  concatenated (one ``CONCATENATION``), clipped to their table's rows (one ``MAXIMUM`` with 0,
+  one ``MINIMUM`` with the per-position last rows), shifted by their table's offset (a padding
+  id at a pooled position to the zero row) and looked up once (one ``GATHER``);
 - a run of ``Flatten``-ed lookups is one reshape of its slice of the gather; a run of
   :class:`~tfcompress.models.layers.MaskedMean` poolings of one length (each by its own ids,
   0 = padding) is one ``SUM`` (the padding rows are zero) times ``1 / max(count, 1)``;
@@ -298,10 +299,11 @@ class _Rewrite:
             if id(t.layer) not in offsets:
                 offsets[id(t.layer)] = sum(int(x.input_dim) for x in tables)
                 tables.append(t.layer)
-        pos_offsets, start = [], 0
+        pos_offsets, pos_limits, start = [], [], 0
         for t in lookups:
             t.start, start = start, start + t.length
             pos_offsets += [offsets[id(t.layer)]] * t.length
+            pos_limits += [int(t.layer.input_dim) - 1] * t.length  # ids clipped to their table
         rows = sum(int(x.input_dim) for x in tables)
         pooled = [0] * start
         for item in items:
@@ -311,9 +313,9 @@ class _Rewrite:
         weights = [x.get_weights()[0] for x in tables]
         if any(pooled):  # the zero row pooled padding ids read
             weights.append(np.zeros((1, dim), weights[0].dtype))
-        present, shifted = FusedGatherIds(pos_offsets, pooled, rows, name=f"fused_ids{suffix}")(
-            [self.mapping[id(t.ids)] for t in lookups]
-        )
+        present, shifted = FusedGatherIds(
+            pos_offsets, pooled, rows, pos_limits, name=f"fused_ids{suffix}"
+        )([self.mapping[id(t.ids)] for t in lookups])
         stacked = np.concatenate(weights, axis=0)
         table = keras.layers.Embedding(len(stacked), dim, name=f"fused_embedding{suffix}")
         gathered = table(shifted)
@@ -414,8 +416,9 @@ def fuse_embeddings(
     output width, if that width has at least two lookups. Its ``Flatten`` uses become reshapes
     of the gather and its :class:`~tfcompress.models.layers.MaskedMean` uses a ``SUM`` over
     rows whose padding reads an all-zero row, times ``1 / max(count, 1)``. The math is the
-    same (max |diff| ~1e-7). Ids must lie in their table's rows (``Embedding`` fails on others;
-    here an id past its table's rows reads the next table's rows). The new
+    same (max |diff| ~1e-7). Ids outside a table's rows (``Embedding`` and the unfused
+    ``.tflite`` fail on them) are clipped to ``[0, rows - 1]`` of their own table, never read
+    from the next table: a negative id reads row 0 (or, pooled, counts as padding). The new
     model shares every other layer (and its weights) with ``model``; use it for export.
 
     Args:

@@ -44,21 +44,38 @@ class FusedGatherIds(keras.layers.Layer):
     id (<= 0) at a pooled position reads ``zero_row``, an all-zero row, so the pooling is a
     plain sum. Both are computed in float (exact below :data:`MAX_FLOAT_ROWS` rows; LiteRT runs
     float elementwise ops in XNNPACK, int32 ones with a broadcast on slow reference kernels),
-    then cast. Ids are not clipped: an id past its table's rows reads the next table's rows.
+    then cast. With ``limits``, each id is first clipped to ``[0, limit]`` of its table (one
+    ``MAXIMUM`` with 0, shared with ``present``, and one ``MINIMUM`` with the per-position
+    limits), so an id past its table's rows reads its table's last row, never the next table's
+    (``Embedding`` raises on such ids and the unfused ``.tflite``'s ``GATHER`` fails: "gather
+    index out of bounds"); a negative id reads row 0 (pooled: it is padding, the zero row).
 
     Args:
         offsets: per position, the row offset of its table in the fused table.
         pooled: per position, 1 if a masked mean pools it, else 0.
         zero_row: the all-zero row (unused when nothing is pooled).
+        limits: per position, the last row of its table (``input_dim - 1``); None: ids are not
+            clipped (fused models saved before the clipping load this way).
     """
 
     def __init__(
-        self, offsets: list[int], pooled: list[int] | None = None, zero_row: int = 0, **kwargs: Any
+        self,
+        offsets: list[int],
+        pooled: list[int] | None = None,
+        zero_row: int = 0,
+        limits: list[int] | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.offsets = [int(o) for o in offsets]
         self.pooled = [int(p) for p in (pooled or [0] * len(self.offsets))]
         self.zero_row = int(zero_row)
+        self.limits = None if limits is None else [int(v) for v in limits]
+        if self.limits is not None and len(self.limits) != len(self.offsets):
+            raise ValueError(
+                f"FusedGatherIds {self.name!r}: `limits` has {len(self.limits)} values for "
+                f"{len(self.offsets)} positions; pass one last row per position (as `offsets`)."
+            )
         #: compute the rows in int32 (set for full-integer exports, whose converter would
         #: quantize the float row arithmetic to int8); not saved: an export-time switch
         self.integer_rows = False
@@ -67,16 +84,25 @@ class FusedGatherIds(keras.layers.Layer):
         ids = [tf.cast(x, tf.int32) if x.dtype != tf.int32 else x for x in inputs]
         raw = tf.concat(ids, axis=1) if len(ids) > 1 else ids[0]
         if self.integer_rows:
-            valid = tf.minimum(tf.maximum(raw, 0), 1)
+            above = tf.maximum(raw, 0)
+            valid = tf.minimum(above, 1)
+            if self.limits is not None:
+                raw = tf.minimum(above, tf.constant(np.array(self.limits, np.int32)))
             pooled_i = np.array(self.pooled, np.int32)
             gate = tf.maximum(valid, tf.constant(1 - pooled_i))
             zero_i = pooled_i * self.zero_row
             rows = gate * (raw + tf.constant(np.array(self.offsets, np.int32) - zero_i))
             return [tf.cast(valid, tf.float32), rows + tf.constant(zero_i)]
         raw_f = tf.cast(raw, tf.float32)
-        present = tf.minimum(tf.maximum(raw_f, 0.0), 1.0)
+        above_f = tf.maximum(raw_f, 0.0)
+        present = tf.minimum(above_f, 1.0)
+        if self.limits is not None:  # one MINIMUM over every position (XNNPACK, float)
+            raw_f = tf.minimum(above_f, tf.constant(np.array(self.limits, np.float32)))
         if not any(self.pooled):
-            return [present, raw + tf.constant(self.offsets, tf.int32)]
+            if self.limits is None:
+                return [present, raw + tf.constant(self.offsets, tf.int32)]
+            offsets_f = tf.constant(np.array(self.offsets, np.float32))
+            return [present, tf.cast(raw_f + offsets_f, tf.int32)]
         pooled = np.array(self.pooled, np.float32)
         zero = pooled * self.zero_row
         # pooled positions: zero_row + present * (id + offset - zero_row); the others: id + offset
@@ -95,6 +121,7 @@ class FusedGatherIds(keras.layers.Layer):
             "offsets": self.offsets,
             "pooled": self.pooled,
             "zero_row": self.zero_row,
+            "limits": self.limits,
         }
 
 
