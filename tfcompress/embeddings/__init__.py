@@ -1,5 +1,6 @@
 """Embedding-table compression for real vocabularies: id frequencies, rare-id (vocabulary)
-pruning, hashed and quotient-remainder tables, mixed dimensions (docs/embeddings.md).
+pruning by frequency or learned, hashed and quotient-remainder tables, mixed dimensions
+(docs/embeddings.md).
 
 int8/int4 row quantization lives in :mod:`tfcompress.quantization` (it is quantization); this
 package changes what the tables hold and how ids reach them. The names load on first use.
@@ -19,6 +20,8 @@ _NAMES = {
     "collision_report": "tfcompress.embeddings.compositional",
     "compositional_embeddings": "tfcompress.embeddings.compositional",
     "count_ids": "tfcompress.embeddings.frequency",
+    "RowShrinkage": "tfcompress.embeddings.learned",
+    "learned_row_pruning": "tfcompress.embeddings.learned",
     "table_inputs": "tfcompress.embeddings.frequency",
     "MixedDimEmbedding": "tfcompress.embeddings.mixed_dim",
     "mixed_dimension_embeddings": "tfcompress.embeddings.mixed_dim",
@@ -33,9 +36,11 @@ __all__ = [
     "IdRemap",
     "MixedDimEmbedding",
     "QREmbedding",
+    "RowShrinkage",
     "collision_report",
     "compositional_embeddings",
     "count_ids",
+    "learned_row_pruning",
     "load_vocabulary",
     "mixed_dimension_embeddings",
     "prune_vocabulary",
