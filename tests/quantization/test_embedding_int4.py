@@ -153,15 +153,21 @@ def student():
     return task, model
 
 
-@pytest.mark.parametrize("mode", [None, "dynamic", "int8"])
-def test_student_dcn_int4_export_keeps_auc_and_sequence_pooling(student, mode, tmp_path):
+@pytest.mark.parametrize(
+    ("mode", "embeddings"),
+    [(None, "int4"), ("dynamic", "int4"), ("int8", "int4"), (None, "int4_compact"),
+     ("int8", "int4_compact")],
+)  # fmt: skip
+def test_student_dcn_int4_export_keeps_auc_and_sequence_pooling(
+    student, mode, embeddings, tmp_path
+):
     task, model = student
     assert any(name.startswith("hist_") for name in model.input_names)
     result = export.export_tflite(
         model,
         tmp_path / "s.tflite",
         mode,
-        embeddings="int4",
+        embeddings=embeddings,
         representative_data=task.train if mode == "int8" else None,
         num_calibration_steps=16,
         parity_data=task.test,
@@ -189,7 +195,9 @@ def test_bad_inputs():
         quantize_embeddings(model, bits=3)
     with pytest.raises(ValueError, match=r"`embeddings` must be .*'int4'.*received 'int3'"):
         export.export_tflite(model, "/tmp/unused_tfc.tflite", embeddings="int3")
-    with pytest.raises(ValueError, match=r"`scale_dtype` must be one of \['float16', 'float32'\]"):
+    with pytest.raises(
+        ValueError, match=r"`scale_dtype` must be one of \['float16', 'float32', 'codebook'\]"
+    ):
         QuantizedEmbedding4(4, 2, scale_dtype="bfloat16")
     with pytest.raises(ValueError, match="`output_dim` must be an int >= 1"):
         QuantizedEmbedding4(4, 0)

@@ -35,7 +35,13 @@ from tfcompress._layers import (
     match_layers,
 )
 from tfcompress._validation import check_choice
-from tfcompress.quantization.embedding_int4 import QuantizedEmbedding4, check_built_embedding
+from tfcompress.quantization.embedding_int4 import (
+    INT4_MODES,
+    QuantizedEmbedding4,
+    check_built_embedding,
+    check_int4_scale_dtype,
+    int4_swap,
+)
 
 __all__ = [
     "EMBEDDING_GRANULARITIES",
@@ -55,7 +61,7 @@ _log = logging.getLogger("tfcompress")
 
 EMBEDDING_GRANULARITIES = ("row", "tensor", "auto")
 #: ``export_tflite(embeddings=...)`` values; None picks per quantization mode.
-EMBEDDING_MODES = ("float", "int8", "int8_row", "int8_tensor", "int4")
+EMBEDDING_MODES = ("float", "int8", "int8_row", "int8_tensor", "int4", "int4_compact")
 #: ``quantize_embeddings(bits=...)`` values: int8 rows or int4 rows (QuantizedEmbedding4)
 EMBEDDING_BITS = (8, 4)
 #: Tables with fewer rows are left to the converter at export: their bytes are below the graph
@@ -366,12 +372,14 @@ def quantize_embeddings(
     skip: LayerFilter = None,
     min_rows: int = 1,
     bits: int = 8,
+    scale_dtype: str | None = None,
 ) -> keras.Model:
     """Return a copy of ``model`` whose ``Embedding`` layers are :class:`QuantizedEmbedding`.
 
     With ``bits=4`` they are :class:`~tfcompress.quantization.embedding_int4.QuantizedEmbedding4`
-    instead (int4 codes two a byte, a float16 scale and offset per row; ``granularity`` is
-    then ignored: int4 is always per row).
+    instead (int4 codes two a byte, a float16 scale and offset per row, or with
+    ``scale_dtype="codebook"`` one byte a row; ``granularity`` is then ignored: int4 is always
+    per row).
 
     Every other layer is shared with ``model`` (not copied), so the new model computes the same
     function up to the int8 rounding of the tables; it is meant for export and evaluation (the
@@ -389,6 +397,9 @@ def quantize_embeddings(
         skip: layer filter of embeddings to keep in float.
         min_rows: tables with fewer rows stay float (their bytes do not matter).
         bits: 8 (int8 rows, default) or 4 (int4 rows).
+        scale_dtype: with ``bits=4``: ``"float16"``, ``"float32"`` or ``"codebook"`` (the
+            compact rows, 9 bytes at width 16); None: an ``Int4AwareEmbedding``'s own (what it
+            fine-tuned with), else ``"float16"``.
 
     Returns:
         The new model (or ``model`` itself when no embedding was selected).
@@ -414,6 +425,7 @@ def quantize_embeddings(
         where="quantize_embeddings",
         fix="Pass bits=8 (int8 rows) or bits=4 (int4 rows, two codes a byte).",
     )
+    check_int4_scale_dtype(scale_dtype, bits)
     pairs = [(p, lyr) for p, lyr in iter_layers(model) if embedding_of(lyr) is not None]
     selected = {p for p, _ in pairs} if layers is None else match_layers(model, layers)
     skipped = match_layers(model, skip, argument="skip") if skip is not None else set()
@@ -447,10 +459,7 @@ def quantize_embeddings(
             emb = embedding_of(layer)
             table, output_range, qat_granularity = _qat_table_and_range(layer, emb)
             if bits == 4:
-                new = QuantizedEmbedding4.from_embedding(
-                    emb, table=table, output_range=output_range, name=layer.name
-                )
-                detail = "int4 table (two codes a byte), a float16 scale and offset per row"
+                new, detail = int4_swap(emb, scale_dtype, table, output_range, layer.name)
                 decisions[chosen[id(layer)]] = LayerDecision(
                     chosen[id(layer)], "Embedding", True, detail
                 )
@@ -476,7 +485,8 @@ def quantize_embeddings(
     new_model.compression_report = CompressionReport(  # type: ignore[attr-defined]
         "embeddings",
         tuple(decisions[p] for p, _ in pairs if p in decisions),
-        {"granularity": granularity, "min_rows": min_rows, "bits": bits},
+        {"granularity": granularity, "min_rows": min_rows, "bits": bits}
+        | ({"scale_dtype": scale_dtype} if scale_dtype is not None else {}),
     )
     return new_model
 
@@ -498,8 +508,8 @@ def check_embeddings_mode(embeddings: object) -> str | None:
         raise ValueError(
             f"`embeddings` must be None (int8 tables in the 'dynamic', 'int8' and 'int16x8' "
             f"modes, float otherwise) or one of {list(EMBEDDING_MODES)} ('int4': 4-bit rows, "
-            f"two codes a byte); received "
-            f"{embeddings!r}."
+            f"two codes a byte; 'int4_compact': the same with 1 byte of parameters a row, 7.1x "
+            f"smaller than float at width 16); received {embeddings!r}."
         )
     return embeddings  # type: ignore[return-value]
 
@@ -516,7 +526,8 @@ def prepare_for_export(
       modes and ``"float"`` otherwise. ``"int8"`` swaps the tables of at least
       :data:`EXPORT_MIN_ROWS` rows (and every QAT table) for :class:`QuantizedEmbedding`
       (granularity ``"auto"``); ``"int8_row"``/``"int8_tensor"`` force the granularity;
-      ``"int4"`` swaps them for int4 tables (``quantize_embeddings(bits=4)``).
+      ``"int4"`` swaps them for int4 tables (``quantize_embeddings(bits=4)``), ``"int4_compact"``
+      for compact int4 tables (``quantize_embeddings(bits=4, scale_dtype="codebook")``).
 
     Returns:
         ``(model_to_convert, info)`` with ``info`` keys ``qat`` (bool), ``embeddings`` (the
@@ -552,7 +563,8 @@ def prepare_for_export(
         convert,
         granularity=granularity,
         min_rows=EXPORT_MIN_ROWS,
-        bits=4 if choice == "int4" else 8,
+        bits=4 if choice in INT4_MODES else 8,
+        scale_dtype=INT4_MODES.get(choice),
         skip=left or None,
     )
     own = {id(layer) for _, layer in iter_layers(convert)}

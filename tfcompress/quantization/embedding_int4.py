@@ -9,6 +9,11 @@ of a row holds code ``j`` in its low nibble and code ``j + ceil(dim / 2)`` in it
 so the lookup unpacks with one ``CONCATENATION`` instead of an interleave (``PACK`` +
 ``RESHAPE``). Odd widths get a zero pad code, sliced off after the lookup.
 
+``scale_dtype="codebook"`` is the compact format (one byte of per-row parameters: 9 bytes a
+16-wide row, 7.1x smaller than float32): symmetric codes and a per-row uint8 code into a
+per-table 256-entry scale codebook, fused with the codes into one row
+(:mod:`tfcompress.quantization.embedding_int4_compact`).
+
 Example:
     >>> q, params = quantize_rows_int4(np.array([[0.0, 6.0, 15.0]], "float32"))
     >>> q.shape, params.shape
@@ -26,8 +31,16 @@ import numpy as np
 from tfcompress._compat import is_graph_network
 from tfcompress._keras import keras, tf
 from tfcompress._validation import check_choice
+from tfcompress.quantization.embedding_int4_compact import (
+    CODEBOOK_SIZE,
+    codebook_of,
+    dequantize_rows_int4_compact,
+    fake_quantize_rows_int4_compact,
+    quantize_rows_int4_compact,
+)
 
 __all__ = [
+    "INT4_MODES",
     "SCALE_DTYPES",
     "check_built_embedding",
     "Int4AwareEmbedding",
@@ -39,34 +52,61 @@ __all__ = [
     "quantize_rows_int4",
 ]
 
-#: how the per-row scale and offset are stored: float16 (4 bytes a row) or float32 (8 bytes)
-SCALE_DTYPES = ("float16", "float32")
+#: how the per-row parameters are stored: a float16 (4 bytes a row) or float32 (8 bytes) scale
+#: and offset, or "codebook" (the compact format: one byte a row, a code into a per-table
+#: 256-entry float32 scale codebook, symmetric codes)
+SCALE_DTYPES = ("float16", "float32", "codebook")
+CODEBOOK = "codebook"
+#: ``export_tflite(embeddings=...)``'s int4 modes and the ``scale_dtype`` each stores:
+#: "int4_compact" is one byte of parameters a row (9 bytes a 16-wide row)
+INT4_MODES = {"int4": "float16", "int4_compact": CODEBOOK}
 _LEVELS = 15.0
 # the stored scale/offset are bit patterns in an integer tensor (the converter quantizes float
 # constants it can, see docs/quantization.md), turned back with BITCAST
 _BITS = {"float16": (np.int16, tf.int16, tf.float16), "float32": (np.int32, tf.int32, tf.float32)}
 
 
-def _check_scale_dtype(scale_dtype: object, where: str) -> str:
+def check_scale_dtype(scale_dtype: object, where: str) -> str:
+    """Return ``scale_dtype`` if it is one of :data:`SCALE_DTYPES`, else a ValueError naming
+    ``where`` and the fix."""
     return str(
         check_choice(
             scale_dtype,
             "scale_dtype",
             SCALE_DTYPES,
             where=where,
-            fix="float16 keeps parity at 4 bytes a row (docs/quantization.md).",
+            fix="float16 keeps parity at 4 bytes a row; 'codebook' takes 1 byte a row "
+            "(7.1x smaller than float32 at width 16, docs/quantization.md).",
         )
     )
 
 
+def check_int4_scale_dtype(scale_dtype: object, bits: object) -> None:
+    """``quantize_embeddings``'s ``scale_dtype``: None, or one of :data:`SCALE_DTYPES` with
+    ``bits=4``."""
+    if scale_dtype is None:
+        return
+    check_scale_dtype(scale_dtype, "quantize_embeddings")
+    if bits != 4:
+        raise ValueError(
+            f"quantize_embeddings: `scale_dtype` applies to int4 rows only, received "
+            f"scale_dtype={scale_dtype!r} with bits={bits!r}; pass bits=4 or scale_dtype=None."
+        )
+
+
 def int4_row_bytes(dim: int, scale_dtype: str = "float16") -> int:
-    """Bytes one row of an int4 table takes: packed codes plus its scale and offset.
+    """Bytes one row of an int4 table takes: packed codes plus its per-row parameters (a scale
+    and an offset, or one codebook byte for ``"codebook"``, whose table also holds its 1 KiB
+    codebook).
 
     Example:
-        >>> int4_row_bytes(16), int4_row_bytes(16, "float32")
-        (12, 16)
+        >>> int4_row_bytes(16), int4_row_bytes(16, "float32"), int4_row_bytes(16, "codebook")
+        (12, 16, 9)
     """
-    return (int(dim) + 1) // 2 + 2 * np.dtype(_check_scale_dtype(scale_dtype, "")).itemsize
+    scale_dtype = check_scale_dtype(scale_dtype, "int4_row_bytes")
+    if scale_dtype == CODEBOOK:
+        return (int(dim) + 1) // 2 + 1
+    return (int(dim) + 1) // 2 + 2 * np.dtype(scale_dtype).itemsize
 
 
 def _scale_offset(table: tf.Tensor, scale_dtype: str) -> tuple[tf.Tensor, tf.Tensor]:
@@ -90,11 +130,14 @@ def quantize_rows_int4(table: Any, scale_dtype: str = "float16") -> tuple[np.nda
         table: a ``(rows, dim)`` float tensor or array (any ``dim >= 1``; odd widths get a
             zero pad code).
         scale_dtype: ``"float16"`` or ``"float32"``: the precision the scale and offset are
-            rounded to (and stored in).
+            rounded to (and stored in); ``"codebook"``: the compact format
+            (:func:`~tfcompress.quantization.embedding_int4_compact.quantize_rows_int4_compact`).
 
     Returns:
         ``(packed, params)``: uint8 ``(rows, ceil(dim / 2))`` codes (split-half layout, see the
-        module docstring) and float32 ``(rows, 2)`` ``[scale, offset]`` per row.
+        module docstring) and float32 ``(rows, 2)`` ``[scale, offset]`` per row; for
+        ``"codebook"`` uint8 ``(rows, 1 + ceil(dim / 2))`` fused rows and the float32 ``(256,)``
+        codebook.
 
     Raises:
         ValueError: ``table`` is not 2-D; a bad ``scale_dtype``.
@@ -104,7 +147,8 @@ def quantize_rows_int4(table: Any, scale_dtype: str = "float16") -> tuple[np.nda
         >>> packed.dtype.name, packed.shape
         ('uint8', (3, 4))
     """
-    _check_scale_dtype(scale_dtype, "quantize_rows_int4")
+    if check_scale_dtype(scale_dtype, "quantize_rows_int4") == CODEBOOK:
+        return quantize_rows_int4_compact(table)
     table = tf.convert_to_tensor(table, tf.float32)
     if table.shape.rank != 2:
         raise ValueError(
@@ -122,7 +166,8 @@ def quantize_rows_int4(table: Any, scale_dtype: str = "float16") -> tuple[np.nda
 
 
 def dequantize_rows_int4(packed: Any, params: Any, dim: int) -> np.ndarray:
-    """The float table ``(rows, dim)`` of packed int4 codes and ``[scale, offset]`` rows (numpy).
+    """The float table ``(rows, dim)`` of packed int4 codes and ``[scale, offset]`` rows (numpy);
+    a 1-D ``params`` is the codebook of compact rows (``scale_dtype="codebook"``).
 
     Example:
         >>> dequantize_rows_int4(np.array([[0x21]], "uint8"), np.array([[0.5, -1.0]]), 2).tolist()
@@ -130,6 +175,8 @@ def dequantize_rows_int4(packed: Any, params: Any, dim: int) -> np.ndarray:
     """
     packed = np.asarray(packed, np.uint8)
     params = np.asarray(params, np.float32)
+    if params.ndim == 1:
+        return dequantize_rows_int4_compact(packed, params, dim)
     codes = np.concatenate([packed & 0x0F, packed >> 4], axis=1)[:, :dim].astype(np.float32)
     return codes * params[:, :1] + params[:, 1:2]
 
@@ -138,15 +185,17 @@ def fake_quantize_rows_int4(table: tf.Tensor, scale_dtype: str = "float16") -> t
     """Per-row asymmetric int4 fake quantization with a straight-through gradient (for QAT).
 
     The forward value is exactly what :class:`QuantizedEmbedding4` serves for ``table``; the
-    gradient is the identity (straight-through estimator).
+    gradient is the identity (straight-through estimator). ``"codebook"`` quantizes ``table``
+    on its own codebook (the compact format).
 
     Example:
         >>> t = tf.constant([[0.0, 0.1, 1.0]])
         >>> [round(float(v), 3) for v in fake_quantize_rows_int4(t).numpy()[0]]
         [0.0, 0.133, 1.0]
     """
-    _check_scale_dtype(scale_dtype, "fake_quantize_rows_int4")
     table = tf.convert_to_tensor(table)
+    if check_scale_dtype(scale_dtype, "fake_quantize_rows_int4") == CODEBOOK:
+        return fake_quantize_rows_int4_compact(table, codebook_of(table))
     scale, offset = _scale_offset(tf.stop_gradient(table), scale_dtype)
     values = _codes(table, scale, offset) * scale[:, None] + offset[:, None]
     return table + tf.stop_gradient(values - table)
@@ -185,10 +234,17 @@ class QuantizedEmbedding4(keras.layers.Layer):
     trained ``Embedding`` with :meth:`from_embedding`, or for a whole model with
     ``tfcompress.quantization.quantize_embeddings(model, bits=4)``.
 
+    With ``scale_dtype="codebook"`` (the compact format) ``table`` is uint8 ``(input_dim, 1 +
+    ceil(output_dim / 2))`` fused rows ``[scale code | codes]`` and ``params`` the int32
+    ``(256,)`` bit patterns of the float32 scale codebook; the lookup is ``GATHER``, ``CAST``,
+    ``SPLIT``, the same nibble unpack, ``SUB`` (the +8 bias), ``CAST``, ``GATHER``, ``BITCAST``
+    (the row's scale), ``MUL``.
+
     Args:
         input_dim: vocabulary size.
         output_dim: embedding width.
-        scale_dtype: ``"float16"`` (default, 4 bytes a row) or ``"float32"`` (8 bytes a row).
+        scale_dtype: ``"float16"`` (default, 4 bytes a row), ``"float32"`` (8 bytes a row) or
+            ``"codebook"`` (1 byte a row plus a 1 KiB codebook a table).
         mask_zero: like ``Embedding(mask_zero=True)``: id 0 is padding and masked.
         output_range: optional ``(min, max)``: fake-quantize the output to int8 in this range
             (the range a QAT model learned for the lookup).
@@ -223,7 +279,7 @@ class QuantizedEmbedding4(keras.layers.Layer):
                 )
         self.input_dim = int(input_dim)
         self.output_dim = int(output_dim)
-        self.scale_dtype = _check_scale_dtype(scale_dtype, "QuantizedEmbedding4")
+        self.scale_dtype = check_scale_dtype(scale_dtype, "QuantizedEmbedding4")
         self.mask_zero = bool(mask_zero)
         if output_range is not None:
             lo, hi = (float(v) for v in output_range)
@@ -235,17 +291,18 @@ class QuantizedEmbedding4(keras.layers.Layer):
             output_range = (lo, hi)
         self.output_range = output_range
         self.supports_masking = self.mask_zero
+        compact = self.scale_dtype == CODEBOOK
         self.table = self.add_weight(
             name="table",
-            shape=(self.input_dim, (self.output_dim + 1) // 2),
+            shape=(self.input_dim, int(compact) + (self.output_dim + 1) // 2),
             dtype="uint8",
             initializer="zeros",
             trainable=False,
         )
         self.params = self.add_weight(
-            name="params",
-            shape=(self.input_dim, 2),
-            dtype=_BITS[self.scale_dtype][1].name,
+            name="codebook" if compact else "params",
+            shape=(CODEBOOK_SIZE,) if compact else (self.input_dim, 2),
+            dtype=_BITS["float32" if compact else self.scale_dtype][1].name,
             initializer="zeros",
             trainable=False,
         )
@@ -264,7 +321,7 @@ class QuantizedEmbedding4(keras.layers.Layer):
 
         Args:
             layer: a built ``keras.layers.Embedding``.
-            scale_dtype: ``"float16"`` or ``"float32"``.
+            scale_dtype: ``"float16"``, ``"float32"`` or ``"codebook"``.
             table: the float table to quantize instead of ``layer.embeddings``.
             output_range: see the class arguments.
             name: the new layer's name (default: ``layer.name``).
@@ -289,23 +346,32 @@ class QuantizedEmbedding4(keras.layers.Layer):
         return new
 
     def set_quantized(self, packed: Any, params: Any) -> None:
-        """Assign packed codes and ``[scale, offset]`` rows (as :func:`quantize_rows_int4`)."""
+        """Assign packed codes and ``[scale, offset]`` rows, or fused compact rows and their
+        codebook (as :func:`quantize_rows_int4` returns them for this ``scale_dtype``)."""
         packed = np.asarray(packed)
         params = np.asarray(params, dtype=np.float32)
         if packed.shape != tuple(self.table.shape) or params.shape != tuple(self.params.shape):
-            raise ValueError(
-                f"QuantizedEmbedding4 {self.name!r}: expected packed codes of shape "
-                f"{tuple(self.table.shape)} and params of shape {tuple(self.params.shape)} "
-                f"(input_dim, ceil(output_dim / 2)) and (input_dim, 2), received {packed.shape} "
-                f"and {params.shape}; pass what quantize_rows_int4(table) returns."
+            shapes = (
+                "(input_dim, 1 + ceil(output_dim / 2)) and (256,)"
+                if self.scale_dtype == CODEBOOK
+                else "(input_dim, ceil(output_dim / 2)) and (input_dim, 2)"
             )
-        int_type = _BITS[self.scale_dtype][0]
+            raise ValueError(
+                f"QuantizedEmbedding4 {self.name!r} (scale_dtype={self.scale_dtype!r}): "
+                f"expected packed codes of shape {tuple(self.table.shape)} and params of shape "
+                f"{tuple(self.params.shape)} {shapes}, received {packed.shape} and "
+                f"{params.shape}; pass what quantize_rows_int4(table, "
+                f"{self.scale_dtype!r}) returns."
+            )
+        float_name = "float32" if self.scale_dtype == CODEBOOK else self.scale_dtype
         self.table.assign(packed.astype(np.uint8))
-        self.params.assign(params.astype(self.scale_dtype).view(int_type))
+        self.params.assign(params.astype(float_name).view(_BITS[float_name][0]))
 
     def float_params(self) -> np.ndarray:
-        """``[scale, offset]`` per row as float32 numpy values, ``(input_dim, 2)``."""
-        return self.params.numpy().view(self.scale_dtype).astype(np.float32)
+        """``[scale, offset]`` per row as float32 numpy values, ``(input_dim, 2)``; the float32
+        ``(256,)`` codebook for ``scale_dtype="codebook"``."""
+        float_name = "float32" if self.scale_dtype == CODEBOOK else self.scale_dtype
+        return self.params.numpy().view(float_name).astype(np.float32)
 
     def dequantized(self) -> np.ndarray:
         """The float table this layer represents, ``(input_dim, output_dim)``."""
@@ -313,6 +379,8 @@ class QuantizedEmbedding4(keras.layers.Layer):
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
         ids = tf.cast(inputs, tf.int32) if inputs.dtype != tf.int32 else inputs
+        if self.scale_dtype == CODEBOOK:
+            return self._output(self._call_compact(ids))
         # unpacked in float32 (exact for 0..255): CAST, MUL, FLOOR, MUL, SUB run ~4x faster in
         # LiteRT than the int32 FLOOR_DIV / FLOOR_MOD (measured, docs/quantization.md)
         if self.integer_unpack:
@@ -330,7 +398,29 @@ class QuantizedEmbedding4(keras.layers.Layer):
         if float_type != tf.float32:
             params = tf.cast(params, tf.float32)
         scale, offset = tf.split(params, 2, axis=-1)
-        out = codes * scale + offset
+        return self._output(codes * scale + offset)
+
+    def _call_compact(self, ids: tf.Tensor) -> tf.Tensor:
+        # one GATHER of the fused row [scale code | codes]: fewer ops than two gathers (measured
+        # with LiteRT, docs/quantization.md), and the float unpack beats a byte -> codes LUT
+        half = (self.output_dim + 1) // 2
+        if self.integer_unpack:
+            row = tf.cast(tf.gather(self.table, ids), tf.int32)
+            code, packed = tf.split(row, [1, half], axis=-1)
+            nibbles = tf.concat([tf.math.floormod(packed, 16), tf.math.floordiv(packed, 16)], -1)
+            codes = tf.cast(nibbles - 8, tf.float32)
+        else:
+            row = tf.cast(tf.gather(self.table, ids), tf.float32)
+            code, packed = tf.split(row, [1, half], axis=-1)
+            high = tf.floor(packed * (1.0 / 16.0))
+            codes = tf.concat([packed - high * 16.0, high], axis=-1) - 8.0
+            code = tf.cast(code, tf.int32)
+        if self.output_dim % 2:
+            codes = codes[..., : self.output_dim]
+        scale = tf.bitcast(tf.gather(self.params, code), tf.float32)  # (..., 1)
+        return codes * scale
+
+    def _output(self, out: tf.Tensor) -> tf.Tensor:
         if self.output_range is not None:
             out = tf.quantization.fake_quant_with_min_max_args(
                 out, min=self.output_range[0], max=self.output_range[1], num_bits=8
@@ -367,12 +457,14 @@ class Int4AwareEmbedding(keras.layers.Embedding):
     Each looked-up row is quantized on its own ``[min, max]`` exactly as
     :class:`QuantizedEmbedding4` stores it (:func:`fake_quantize_rows_int4`), with a
     straight-through gradient. Row-wise quantization is row-local, so only the gathered rows are
-    quantized (the cost does not grow with the vocabulary). It is an ``Embedding`` (masking,
+    quantized (``"codebook"``: on the scale codebook of the whole current table, as the export
+    computes it, one pass over the table a step). It is an ``Embedding`` (masking,
     pruning and ``quantize_embeddings(bits=4)`` see it as one), so after fine-tuning
     ``quantize_embeddings(model, bits=4)`` serves exactly the values it trained with.
 
     Args:
-        scale_dtype: ``"float16"`` (default) or ``"float32"``, as in :class:`QuantizedEmbedding4`.
+        scale_dtype: ``"float16"`` (default), ``"float32"`` or ``"codebook"``, as in
+            :class:`QuantizedEmbedding4`.
         **kwargs: ``keras.layers.Embedding`` arguments.
 
     Example:
@@ -383,16 +475,46 @@ class Int4AwareEmbedding(keras.layers.Embedding):
 
     def __init__(self, *args: Any, scale_dtype: str = "float16", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.scale_dtype = _check_scale_dtype(scale_dtype, "Int4AwareEmbedding")
+        self.scale_dtype = check_scale_dtype(scale_dtype, "Int4AwareEmbedding")
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
         ids = tf.cast(inputs, tf.int32) if inputs.dtype != tf.int32 else inputs
         rows = tf.gather(self.embeddings, ids)
         flat = tf.reshape(rows, (-1, self.output_dim))
-        return tf.reshape(fake_quantize_rows_int4(flat, self.scale_dtype), tf.shape(rows))
+        if self.scale_dtype == CODEBOOK:
+            # the codebook spans the whole table (one pass over it a step), the rows are local
+            fake = fake_quantize_rows_int4_compact(flat, codebook_of(self.embeddings))
+        else:
+            fake = fake_quantize_rows_int4(flat, self.scale_dtype)
+        return tf.reshape(fake, tf.shape(rows))
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "scale_dtype": self.scale_dtype}
+
+
+def int4_swap(
+    emb: Any,
+    scale_dtype: str | None,
+    table: Any,
+    output_range: tuple[float, float] | None,
+    name: str,
+) -> tuple[QuantizedEmbedding4, str]:
+    """``quantize_embeddings(bits=4)``'s swap of ``emb``: the int4 layer and its report detail.
+
+    ``scale_dtype`` None takes an :class:`Int4AwareEmbedding`'s own (what it fine-tuned with),
+    else ``"float16"``.
+    """
+    own = emb.scale_dtype if isinstance(emb, Int4AwareEmbedding) else "float16"
+    dtype = scale_dtype or own
+    new = QuantizedEmbedding4.from_embedding(
+        emb, dtype, table=table, output_range=output_range, name=name
+    )
+    params = (
+        "a one-byte scale code per row (256-entry codebook)"
+        if dtype == CODEBOOK
+        else f"a {dtype} scale and offset per row"
+    )
+    return new, f"int4 table (two codes a byte), {params}"
 
 
 def int4_aware_embeddings(model: keras.Model, *, scale_dtype: str = "float16") -> keras.Model:
@@ -405,7 +527,8 @@ def int4_aware_embeddings(model: keras.Model, *, scale_dtype: str = "float16") -
 
     Args:
         model: a functional or Sequential tf_keras model.
-        scale_dtype: ``"float16"`` or ``"float32"``.
+        scale_dtype: ``"float16"``, ``"float32"`` or ``"codebook"`` (serve it with
+            ``embeddings="int4_compact"``).
 
     Returns:
         The new model.
@@ -417,7 +540,7 @@ def int4_aware_embeddings(model: keras.Model, *, scale_dtype: str = "float16") -
         >>> aware = int4_aware_embeddings(model)  # doctest: +SKIP
         >>> aware.fit(task.train, epochs=1)  # doctest: +SKIP
     """
-    _check_scale_dtype(scale_dtype, "int4_aware_embeddings")
+    check_scale_dtype(scale_dtype, "int4_aware_embeddings")
 
     def swap(layer: Any) -> Any:
         if type(layer) is keras.layers.Embedding:
