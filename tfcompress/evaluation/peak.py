@@ -26,6 +26,7 @@ import numpy as np
 
 from tfcompress._keras import keras
 from tfcompress._validation import check_int, must_be
+from tfcompress.evaluation.graph_flops import GEMM_OPS as _GEMM_TF_OPS
 
 __all__ = ["DTYPES", "achieved", "gemm_flops", "machine_peak", "tflite_flops"]
 
@@ -223,25 +224,15 @@ def achieved(flops: int | None, latency_ms: float | None, peak: dict[str, Any] |
     return {"gflops": rate, "share": share}
 
 
-_GEMM_TF_OPS = {
-    "MatMul",
-    "BatchMatMul",
-    "BatchMatMulV2",
-    "BatchMatMulV3",
-    "Einsum",
-    "Conv2D",
-    "Conv3D",
-    "DepthwiseConv2dNative",
-}
-
-
 def variant_flops(variant: Any, batch_size: int) -> tuple[int | None, str]:
     """GEMM operations of one run of a :class:`~tfcompress.export.runtime.Variant` at
     ``batch_size`` and the dtype whose peak it is compared with (None: not countable).
 
     TFLite: :func:`tflite_flops`. Keras: the ``MatMul``/``BatchMatMul``/``Einsum``/``Conv``
     FLOPs of :func:`tfcompress.evaluation.flops.count_flops` times the batch (float32).
-    SavedModels: None.
+    SavedModels (XLA-compiled or not): the same ops of the serving function's graph at the
+    batch (:func:`tfcompress.evaluation.graph_flops.saved_model_flops`; float32); None where
+    a GEMM's shape is unknown at that batch or the variant has no path.
 
     Example:
         >>> variant_flops(load_variant("m.tflite"), 256)  # doctest: +SKIP
@@ -259,6 +250,15 @@ def variant_flops(variant: Any, batch_size: int) -> tuple[int | None, str]:
             return None, "float32"
         per_example = sum(v for k, v in by_op.items() if k in _GEMM_TF_OPS)
         return int(per_example * batch_size), "float32"
+    if variant.format == "saved_model" and getattr(variant, "path", None):
+        from tfcompress.evaluation.graph_flops import saved_model_flops
+
+        try:
+            flops = saved_model_flops(variant.path, batch_size)
+        except (ValueError, TypeError) as e:
+            _log.warning("could not count the FLOPs of %r: %s", variant.name, e)
+            return None, "float32"
+        return (None if flops is None else int(flops)), "float32"
     return None, "float32"
 
 
