@@ -1,6 +1,7 @@
 """Build one `compress` candidate from the library's own verbs: ``shrink`` then a fine-tune
-distilled from the teacher, optionally ``quantize`` (QAT) and another distilled fine-tune, then
-``export_tflite``/``export_saved_model``.
+distilled from the teacher, optionally ``quantize`` (QAT) and another distilled fine-tune, or
+``prune_vocabulary`` (rare ids share an OOV row), then ``export_tflite`` (with the candidate's
+table storage) / ``export_saved_model``.
 
 Example:
     >>> from tfcompress.search.build import fit_loss
@@ -12,11 +13,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from tfcompress._keras import keras, tf
 from tfcompress.distillation import Distiller
+from tfcompress.embeddings.frequency import count_ids
+from tfcompress.embeddings.vocabulary import prune_vocabulary
 from tfcompress.export import ExportResult, export_saved_model, export_tflite, load_variant
 from tfcompress.pruning import shrink
 from tfcompress.quantization import quantize
@@ -29,6 +35,7 @@ __all__ = [
     "embedding_layers",
     "export_candidate",
     "fit_loss",
+    "id_counts",
     "representative_features",
     "shrink_ratio",
 ]
@@ -95,6 +102,7 @@ def build_model(
     shrunk: keras.Model | None = None,
     batch_size: int = 256,
     strategy: tf.distribute.Strategy | None = None,
+    counts: Mapping[str, np.ndarray] | None = None,
 ) -> tuple[keras.Model, keras.Model]:
     """The Keras model of ``candidate``: (the model to export, the shrunk float model).
 
@@ -109,9 +117,13 @@ def build_model(
             candidate reuses the PTQ candidate's), else None.
         batch_size: batch size for array data.
         strategy: a ``tf.distribute`` strategy to build and fit in (None: the default one).
+        counts: ``{table: counts per id}`` on the training data (:func:`id_counts`); required
+            when ``candidate.min_count`` is set.
 
     Returns:
         ``(model_to_export, shrunk_float_model)``; both are ``model`` for a PTQ-only candidate.
+        A rare-id candidate's model is the shrunk float model with its tables pruned, not
+        fine-tuned (docs/compress.md, "The embedding axis", says why).
     """
     loss = fit_loss(model)
     base = model
@@ -131,6 +143,15 @@ def build_model(
                 strategy=strategy,
             )
         base = shrunk
+    if candidate.min_count:
+        if counts is None:
+            raise ValueError(
+                f"candidate {candidate.name}: `min_count` needs the ids' counts on the training "
+                "data; pass counts=id_counts(model, train)."
+            )
+        with _scope(strategy):
+            pruned, _ = prune_vocabulary(base, counts, min_count=candidate.min_count)
+        return pruned, base
     if not candidate.qat:
         return base, base
     with _scope(strategy):
@@ -145,6 +166,17 @@ def embedding_layers(model: keras.Model) -> list[str]:
     """The names of ``model``'s top-level ``Embedding`` layers (the tables whose dimensions the
     search's second axis shrinks)."""
     return [layer.name for layer in model.layers if isinstance(layer, keras.layers.Embedding)]
+
+
+def id_counts(model: keras.Model, train: Any) -> dict[str, np.ndarray]:
+    """How often each id of each top-level table of ``model`` occurs in ``train`` (an ``(x, y)``
+    tuple of arrays or a ``tf.data.Dataset``): the input of rare-id pruning, counted once per
+    search.
+
+    Raises:
+        ValueError: no table reads a model input directly (``count_ids``'s message).
+    """
+    return count_ids(model, [train] if isinstance(train, tuple) else train)
 
 
 def shrink_ratio(model: keras.Model, candidate: Candidate) -> float | dict[str, float]:
@@ -198,18 +230,20 @@ def export_candidate(
     """Export ``model`` as ``candidate`` says, to ``path`` (``.tflite`` file or directory).
 
     Quality is judged by the search on the validation data, so the export's own drift check
-    is off (``drift="ignore"``).
+    is off (``drift="ignore"``). The tables are stored as ``candidate.rows`` says.
     """
     if runtime == "saved_model":
         return export_saved_model(model, path)
     mode = candidate.quantization
+    calibrated = mode in ("int8", "int16x8") and not candidate.qat
     return export_tflite(
         model,
         path,
         mode,
-        representative_data=representative if mode == "int8" and not candidate.qat else None,
+        representative_data=representative if calibrated else None,
         # full int8 keeps in float the op groups measured faster in float on this machine
         # (attention, normalization...: the BST's int8 file went from 0.42x to 0.93x float)
         float_ops="auto" if mode == "int8" else None,
         drift="ignore",
+        embeddings=candidate.rows,
     )

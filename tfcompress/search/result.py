@@ -44,20 +44,22 @@ class CandidateResult:
     Attributes:
         candidate: what was built.
         path: its exported file (None when it was rejected before export).
-        difference: its quality against the original on the validation data (paired, with CI).
+        difference: its quality against the original on the validation data (paired, with CI);
+            None when its export failed (``stage="failed"``, the reason in ``note``).
         accepted: whether it keeps quality under the search's rule.
         bytes: size of the exported artifact.
         flops: FLOPs of one example through its Keras model (None if not counted).
         seconds: wall time spent building and measuring it (0 when it came from the cache).
         cached: whether it came from the cache of an earlier call.
         note: why it was rejected early, or what else happened.
-        stage: ``"export"`` (the exported file was judged) or ``"keras"`` (the float Keras
-            model of a shrink ratio, judged before any export: the bisection's early rejection).
+        stage: ``"export"`` (the exported file was judged), ``"keras"`` (the float Keras
+            model of a shrink ratio, judged before any export: the bisection's early rejection)
+            or ``"failed"`` (the export failed, e.g. a mode the model does not convert to).
     """
 
     candidate: Candidate
     path: str | None
-    difference: PairedDifference
+    difference: PairedDifference | None
     accepted: bool
     bytes: int | None = None
     flops: int | None = None
@@ -76,7 +78,7 @@ class CandidateResult:
             "candidate": self.candidate.get_config(),
             "name": self.name,
             "path": self.path,
-            "difference": self.difference.to_dict(),
+            "difference": None if self.difference is None else self.difference.to_dict(),
             "accepted": self.accepted,
             "bytes": self.bytes,
             "flops": self.flops,
@@ -90,7 +92,11 @@ class CandidateResult:
         return cls(
             candidate=Candidate.from_config(data["candidate"]),
             path=data.get("path"),
-            difference=PairedDifference.from_dict(data["difference"]),
+            difference=(
+                None
+                if data.get("difference") is None
+                else PairedDifference.from_dict(data["difference"])
+            ),
             accepted=bool(data["accepted"]),
             bytes=data.get("bytes"),
             flops=data.get("flops"),
@@ -118,6 +124,8 @@ class CompressionResult:
         seconds: the search's wall time.
         trained: how many candidates were fine-tuned (not from the cache).
         stopped: why the search stopped early (budget), or ``""``.
+        skipped: the parts of the search not tried and why, e.g. ``{"embeddings": "model 'm'
+            has no top-level Embedding table"}``.
     """
 
     chosen: CandidateResult | None
@@ -129,6 +137,7 @@ class CompressionResult:
     seconds: float
     trained: int
     stopped: str = ""
+    skipped: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def objective_value(self, result: CandidateResult) -> float | None:
         """The objective of ``result`` as measured (bytes, ms, or FLOPs; lower is better)."""
@@ -244,6 +253,7 @@ class CompressionResult:
             "seconds": round(self.seconds, 1),
             "trained": self.trained,
             "stopped": self.stopped,
+            "skipped": dict(self.skipped),
             "baseline": self.baseline.to_dict(),
             "candidates": [c.to_dict() for c in self.candidates],
             "front": [c.name for c in self.front],
@@ -265,13 +275,15 @@ class CompressionResult:
         for r in [self.baseline, *self.candidates]:
             value = self.objective_value(r)
             verdict = "baseline" if r is self.baseline else ("keeps" if r.accepted else "loses")
+            if r.stage == "failed":
+                verdict = "failed"
             if self.chosen is not None and r is self.chosen:
                 verdict = "**chosen**"
             rows.append(
                 [
                     r.name,
-                    f"{r.difference.variant:.4f}",
-                    "" if r is self.baseline else str(r.difference),
+                    "" if r.difference is None else f"{r.difference.variant:.4f}",
+                    "" if r is self.baseline or r.difference is None else str(r.difference),
                     "" if r.bytes is None else f"{r.bytes:,}",
                     _objective_cell(self.settings.objective, value),
                     verdict + (" (cached)" if r.cached else ""),
@@ -304,6 +316,7 @@ class CompressionResult:
             + f"; Δ by {d.method}; {len(self.candidates)} candidates, {self.trained} fine-tuned, "
             f"{self.seconds:.0f} s" + (f"; stopped: {self.stopped}" if self.stopped else ""),
         ]
+        lines += [f"not tried: {part}: {why}" for part, why in self.skipped.items()]
         if self.chosen is not None:
             rat = self.ratios()
             speed = ", ".join(

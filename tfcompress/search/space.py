@@ -20,6 +20,7 @@ __all__ = [
     "METRICS",
     "OBJECTIVES",
     "RULES",
+    "ROWS",
     "RUNTIMES",
     "Candidate",
     "SearchSettings",
@@ -37,7 +38,10 @@ METRICS = ("auc", "logloss", "accuracy")
 #: The settings a candidate's build depends on (its cache key); the rest only judge it.
 _BUILD_FIELDS = ("runtime", "epochs", "learning_rate", "student_loss_weight", "seed")
 #: TFLite modes a candidate may export with (None: float32).
-_QUANTIZATIONS = (None, "dynamic", "int8", "float16")
+_QUANTIZATIONS = (None, "dynamic", "int8", "float16", "int16x8")
+#: how a candidate's embedding tables are stored in its TFLite file (None: the mode's default;
+#: ``export_tflite(embeddings=...)``)
+ROWS = (None, "int8_row", "int4")
 #: how candidates are exported, part of the cache key: bump it when an export of the same model
 #: changes (2: full int8 exports are latency-aware hybrids, ``float_ops="auto"``; 3: fused
 #: float16 front ends compute their rows in int32)
@@ -58,6 +62,10 @@ class Candidate:
         skip: layers not shrunk (the ones ``sensitivity`` ranks worst for pruning).
         embeddings: the shrink ratio of the ``Embedding`` tables' dimensions when it differs
             from ``shrink`` (None: the same); the search's second axis.
+        min_count: rare-id (vocabulary) pruning: ids seen fewer times in the training data
+            share an OOV row (``prune_vocabulary``; 0: no pruning).
+        rows: how the tables are stored in the TFLite file (``export_tflite(embeddings=...)``):
+            None (the mode's default), ``"int8_row"`` or ``"int4"``.
 
     Example:
         >>> Candidate(quantization="int8").name
@@ -70,6 +78,8 @@ class Candidate:
     keep_float: tuple[str, ...] = ()
     skip: tuple[str, ...] = ()
     embeddings: float | None = None
+    min_count: int = 0
+    rows: str | None = None
 
     def __post_init__(self) -> None:
         if (
@@ -108,6 +118,25 @@ class Candidate:
                 f"`qat=True` exports full int8; received quantization={self.quantization!r}. "
                 'Pass quantization="int8".'
             )
+        if (
+            isinstance(self.min_count, bool)
+            or not isinstance(self.min_count, int)
+            or self.min_count < 0
+        ):
+            raise ValueError(
+                f"`min_count` must be an int >= 0, received {self.min_count!r}; e.g. 2 gives the "
+                "ids seen once in the training data a shared OOV row (0: no pruning)."
+            )
+        if self.min_count and self.qat:
+            raise ValueError(
+                f"`min_count={self.min_count}` with `qat=True`: rare-id pruning applies to float "
+                "models; pass qat=False."
+            )
+        if self.rows not in ROWS:
+            raise ValueError(
+                f"`rows` must be one of {ROWS}, received {self.rows!r}; e.g. rows='int4' stores "
+                "each table row as 4-bit codes with a per-row scale and offset."
+            )
         for field in ("keep_float", "skip"):
             names = getattr(self, field)
             if isinstance(names, str) or not all(isinstance(n, str) for n in names):
@@ -122,6 +151,10 @@ class Candidate:
             parts.append(f"shrink{self.shrink:.2f}")
         if self.embeddings is not None:
             parts.append(f"emb{self.embeddings:.2f}")
+        if self.min_count:
+            parts.append(f"vocab{self.min_count}")
+        if self.rows:
+            parts.append(f"{self.rows.replace('_row', '')}rows")
         if self.quantization:
             mode = f"qat-{self.quantization}" if self.qat else self.quantization
             parts.append(mode if parts else f"{'' if self.qat else 'ptq-'}{mode}")
@@ -151,6 +184,8 @@ class Candidate:
             "keep_float": list(self.keep_float),
             "skip": list(self.skip),
             "embeddings": self.embeddings,
+            "min_count": self.min_count,
+            "rows": self.rows,
         }
 
     @classmethod
@@ -163,6 +198,9 @@ class Candidate:
             keep_float=tuple(config.get("keep_float", ())),
             skip=tuple(config.get("skip", ())),
             embeddings=config.get("embeddings"),
+            # caches written before the embedding axis hold neither key
+            min_count=config.get("min_count", 0),
+            rows=config.get("rows"),
         )
 
 
