@@ -16,6 +16,8 @@ _NAMES = {
     "benchmark": "tfcompress.evaluation.benchmarking",
     "configure_threads": "tfcompress.evaluation.benchmarking",
     "count_flops": "tfcompress.evaluation.flops",
+    "function_gemm_flops": "tfcompress.evaluation.graph_flops",
+    "saved_model_flops": "tfcompress.evaluation.graph_flops",
     "SensitivityReport": "tfcompress.evaluation.layer_sensitivity",
     "SensitivityRow": "tfcompress.evaluation.layer_sensitivity",
     "sensitivity": "tfcompress.evaluation.layer_sensitivity",
@@ -47,12 +49,14 @@ __all__ = [
     "configure_threads",
     "count_flops",
     "delong_auc_difference",
+    "function_gemm_flops",
     "machine_peak",
     "paired_bootstrap",
     "paired_difference",
     "pareto_front",
     "plot_tradeoff",
     "profile_variant",
+    "saved_model_flops",
     "sensitivity",
 ]
 

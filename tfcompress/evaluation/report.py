@@ -294,9 +294,9 @@ class BenchmarkReport:
         peak = self.settings.get("peak")
         if peak and any(r.achieved for r in self.rows):
             lines.append(
-                "GFLOP/s: GEMM operations (FULLY_CONNECTED/BATCH_MATMUL, Keras MatMul/Einsum/Conv) "
-                "per batch over the median latency; % peak: of this machine's GEMM peak for the "
-                "variant's dtype, "
+                "GFLOP/s: GEMM operations (FULLY_CONNECTED/BATCH_MATMUL, Keras MatMul/Einsum/Conv, "
+                "the SavedModel serving graph's MatMul/Einsum/Conv) per batch over the median "
+                "latency; % peak: of this machine's GEMM peak for the variant's dtype, "
                 + ", ".join(f"{d} {v['gflops']:.1f} G(FL)OP/s" for d, v in peak.items())
                 + f" (one-op {'x'.join(map(str, next(iter(peak.values()))['shape']))} "
                 "FULLY_CONNECTED on LiteRT/XNNPACK, same threads)."
