@@ -627,3 +627,29 @@ def test_bounded_mask_adder_bounds_the_masked_softmax_adder(name):
     assert module._large_compatible_negative is original
     np.testing.assert_allclose(bounded[0, 1], np.exp(-10.0) / (1 + np.exp(-10.0)), rtol=1e-5)
     assert layer(scores, mask).numpy()[0, 1] == 0.0  # -1e9 again
+
+
+def test_graph_flop_hooks_count_a_matmul_and_read_a_function_library():
+    from tfcompress._compat import frozen_graph, function_def_to_graph_def, node_flops
+
+    variable = tf.Variable(tf.ones((3, 5)))
+
+    @tf.function(input_signature=[tf.TensorSpec((4, 3), tf.float32)])
+    def forward(x):
+        return tf.matmul(x, variable)
+
+    concrete = forward.get_concrete_function()
+    graph = frozen_graph(concrete)  # the variable became a constant
+    assert not [op for op in graph.get_operations() if op.type == "VarHandleOp"]
+    matmul = next(op for op in graph.get_operations() if op.type == "MatMul")
+    assert node_flops(graph, matmul.node_def) == 2 * 4 * 3 * 5
+    relu = tf.Graph()
+    with relu.as_default():
+        tf.nn.relu(tf.constant([1.0]), name="r")
+    assert node_flops(relu, relu.get_operation_by_name("r").node_def) == 0  # no statistics
+    fdef = concrete.function_def
+    graph_def = function_def_to_graph_def(fdef)
+    assert "MatMul" in {node.op for node in graph_def.node}
+    assert len([n for n in graph_def.node if n.op == "Placeholder"]) == len(
+        fdef.signature.input_arg
+    )

@@ -566,3 +566,27 @@ def bounded_mask_adder(value: float) -> Iterator[list[str]]:
     finally:
         for module, original in patched:
             module._large_compatible_negative = original
+
+
+# TF 2.21 graph internals for FLOP counts (evaluation/flops.py, graph_flops.py): the registered
+# per-op "flops" statistics (what tf.compat.v1.profiler's float_operation reads), the function
+# library -> GraphDef conversion, and variable freezing. No public API gives them.
+def node_flops(graph: Any, node_def: Any) -> int:
+    """The registered "flops" statistic of ``node_def`` in ``graph`` (0 when none)."""
+    from tensorflow.python.framework import ops as tf_ops
+
+    return int(tf_ops.get_stats_for_node_def(graph, node_def, "flops").value or 0)
+
+
+def function_def_to_graph_def(fdef: Any) -> Any:
+    """The ``GraphDef`` of a ``FunctionDef`` (its argument nodes named after its inputs)."""
+    from tensorflow.python.framework.function_def_to_graph import function_def_to_graph_def
+
+    return function_def_to_graph_def(fdef)[0]
+
+
+def frozen_graph(concrete: Any) -> tf.Graph:
+    """``concrete``'s graph with its variables replaced by constants."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    return convert_variables_to_constants_v2(concrete).graph

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from tfcompress._compat import frozen_graph, node_flops
 from tfcompress._keras import check_model, keras, tf
 from tfcompress._validation import check_bool
 
@@ -26,7 +27,8 @@ _log = logging.getLogger("tfcompress")
 _FREE = {"Const", "Placeholder", "Identity", "NoOp", "Reshape", "GatherV2", "ResourceGather"}
 
 
-def _einsum_flops(op: Any) -> int:
+def einsum_flops(op: Any) -> int:
+    """Multiply-adds x 2 of an ``Einsum`` op with fully known shapes (shared with graph_flops)."""
     equation = op.get_attr("equation").decode()
     lhs = equation.split("->")[0].replace(" ", "")
     if "..." in lhs:
@@ -43,15 +45,12 @@ def _einsum_flops(op: Any) -> int:
 
 
 def _op_flops(graph: Any, op: Any) -> int:
-    from tensorflow.python.framework import ops as tf_ops
-
     if op.type in _FREE:
         return 0
     if op.type == "Einsum":
-        return _einsum_flops(op)
-    # Ops without registered statistics (casts, lookups, data movement) give None.
-    stats = tf_ops.get_stats_for_node_def(graph, op.node_def, "flops")
-    return int(stats.value or 0)
+        return einsum_flops(op)
+    # Ops without registered statistics (casts, lookups, data movement) count 0.
+    return node_flops(graph, op.node_def)
 
 
 def _input_signature(model: keras.Model, batch_size: int) -> Any:
@@ -129,16 +128,12 @@ def count_flops(
     else:
         signature = _with_batch(input_signature, batch_size)
 
-    from tensorflow.python.framework.convert_to_constants import (
-        convert_variables_to_constants_v2,
-    )
-
     @tf.function(autograph=False)
     def forward(x: Any) -> Any:
         return model(x, training=False)
 
     concrete = forward.get_concrete_function(signature)
-    graph = convert_variables_to_constants_v2(concrete).graph
+    graph = frozen_graph(concrete)
     per_type: dict[str, int] = {}
     for op in graph.get_operations():
         flops = _op_flops(graph, op)

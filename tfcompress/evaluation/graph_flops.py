@@ -32,9 +32,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from tfcompress._compat import function_def_to_graph_def, node_flops
 from tfcompress._keras import tf
 from tfcompress._validation import check_bool, check_int, must_be
-from tfcompress.evaluation.flops import _einsum_flops
+from tfcompress.evaluation.flops import einsum_flops
 
 __all__ = ["GEMM_OPS", "function_gemm_flops", "saved_model_flops"]
 
@@ -62,14 +63,12 @@ class _UnknownShapeError(Exception):
 
 
 def _gemm_op_flops(graph: Any, op: Any) -> int:
-    from tensorflow.python.framework import ops as tf_ops
-
     if not all(t.shape.is_fully_defined() for t in op.inputs):
         shapes = [tuple(t.shape) for t in op.inputs]
         raise _UnknownShapeError(f"{op.type} '{op.name}' of shapes {shapes}")
     if op.type == "Einsum":
-        return _einsum_flops(op)
-    return int(tf_ops.get_stats_for_node_def(graph, op.node_def, "flops").value or 0)
+        return einsum_flops(op)
+    return node_flops(graph, op.node_def)
 
 
 def _resource_source(tensor: Any) -> tuple[Any, Any] | None:
@@ -103,8 +102,6 @@ def _import(graph_def: Any, arguments: dict[str, tuple[Any, Any, bool]]) -> Any:
 
 
 def _count(graph: Any, library: dict[str, Any], totals: dict[str, int], depth: int) -> None:
-    from tensorflow.python.framework.function_def_to_graph import function_def_to_graph_def
-
     if depth > _MAX_DEPTH:
         raise _UnknownShapeError(f"function calls nested deeper than {_MAX_DEPTH}")
     for op in graph.get_operations():
@@ -114,7 +111,7 @@ def _count(graph: Any, library: dict[str, Any], totals: dict[str, int], depth: i
             fdef = library.get(op.get_attr("f").name)
             if fdef is None:
                 continue
-            body, _ = function_def_to_graph_def(fdef)
+            body = function_def_to_graph_def(fdef)
             body.library.function.extend(library.values())
             args = {}
             for a, t in zip(fdef.signature.input_arg, op.inputs, strict=True):
