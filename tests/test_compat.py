@@ -653,3 +653,29 @@ def test_graph_flop_hooks_count_a_matmul_and_read_a_function_library():
     assert len([n for n in graph_def.node if n.op == "Placeholder"]) == len(
         fdef.signature.input_arg
     )
+
+
+def test_upstream_internal_modules_are_imported_only_in_compat():
+    """``tensorflow.python``, ``tf_keras.src`` and TFMOT's ``python`` tree are upstream's private
+    modules: only tfcompress/_compat.py imports them (by name, in an import statement or a
+    string handed to importlib)."""
+    internal = ("tensorflow.python", "tf_keras.src", "tensorflow_model_optimization.python")
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "_compat.py" and path.parent == PACKAGE:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                names.append(node.value)
+            for name in names:
+                if name.startswith(internal):
+                    offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {name}")
+    assert not offenders, (
+        f"upstream internal modules imported outside tfcompress/_compat.py: {offenders}; add a "
+        "named hook there (why, which version) with a test in tests/test_compat.py"
+    )
