@@ -11,8 +11,8 @@ so the lookup unpacks with one ``CONCATENATION`` instead of an interleave (``PAC
 
 ``scale_dtype="codebook"`` is the compact format (one byte of per-row parameters: 9 bytes a
 16-wide row, 7.1x smaller than float32): symmetric codes and a per-row uint8 code into a
-per-table 256-entry scale codebook, fused with the codes into one row
-(:mod:`tfcompress.quantization.embedding_int4_compact`).
+per-table 256-entry scale codebook; the codes are signed ``-7..7``, stored split-half as int8
+``low + 16 * high`` (:mod:`tfcompress.quantization.embedding_int4_compact`).
 
 Example:
     >>> q, params = quantize_rows_int4(np.array([[0.0, 6.0, 15.0]], "float32"))
@@ -136,8 +136,8 @@ def quantize_rows_int4(table: Any, scale_dtype: str = "float16") -> tuple[np.nda
     Returns:
         ``(packed, params)``: uint8 ``(rows, ceil(dim / 2))`` codes (split-half layout, see the
         module docstring) and float32 ``(rows, 2)`` ``[scale, offset]`` per row; for
-        ``"codebook"`` uint8 ``(rows, 1 + ceil(dim / 2))`` fused rows and the float32 ``(256,)``
-        codebook.
+        ``"codebook"`` int8 ``(rows, ceil(dim / 2))`` signed codes and ``params = (scale_codes,
+        codebook)``: uint8 ``(rows,)`` and float32 ``(256,)``.
 
     Raises:
         ValueError: ``table`` is not 2-D; a bad ``scale_dtype``.
@@ -148,7 +148,8 @@ def quantize_rows_int4(table: Any, scale_dtype: str = "float16") -> tuple[np.nda
         ('uint8', (3, 4))
     """
     if check_scale_dtype(scale_dtype, "quantize_rows_int4") == CODEBOOK:
-        return quantize_rows_int4_compact(table)
+        packed, scale_codes, codebook = quantize_rows_int4_compact(table)
+        return packed, (scale_codes, codebook)  # type: ignore[return-value]
     table = tf.convert_to_tensor(table, tf.float32)
     if table.shape.rank != 2:
         raise ValueError(
@@ -167,16 +168,16 @@ def quantize_rows_int4(table: Any, scale_dtype: str = "float16") -> tuple[np.nda
 
 def dequantize_rows_int4(packed: Any, params: Any, dim: int) -> np.ndarray:
     """The float table ``(rows, dim)`` of packed int4 codes and ``[scale, offset]`` rows (numpy);
-    a 1-D ``params`` is the codebook of compact rows (``scale_dtype="codebook"``).
+    ``params = (scale_codes, codebook)``: compact rows (``scale_dtype="codebook"``).
 
     Example:
         >>> dequantize_rows_int4(np.array([[0x21]], "uint8"), np.array([[0.5, -1.0]]), 2).tolist()
         [[-0.5, 0.0]]
     """
+    if isinstance(params, tuple):
+        return dequantize_rows_int4_compact(packed, *params, dim)
     packed = np.asarray(packed, np.uint8)
     params = np.asarray(params, np.float32)
-    if params.ndim == 1:
-        return dequantize_rows_int4_compact(packed, params, dim)
     codes = np.concatenate([packed & 0x0F, packed >> 4], axis=1)[:, :dim].astype(np.float32)
     return codes * params[:, :1] + params[:, 1:2]
 
@@ -234,11 +235,11 @@ class QuantizedEmbedding4(keras.layers.Layer):
     trained ``Embedding`` with :meth:`from_embedding`, or for a whole model with
     ``tfcompress.quantization.quantize_embeddings(model, bits=4)``.
 
-    With ``scale_dtype="codebook"`` (the compact format) ``table`` is uint8 ``(input_dim, 1 +
-    ceil(output_dim / 2))`` fused rows ``[scale code | codes]`` and ``params`` the int32
-    ``(256,)`` bit patterns of the float32 scale codebook; the lookup is ``GATHER``, ``CAST``,
-    ``SPLIT``, the same nibble unpack, ``SUB`` (the +8 bias), ``CAST``, ``GATHER``, ``BITCAST``
-    (the row's scale), ``MUL``.
+    With ``scale_dtype="codebook"`` (the compact format) ``table`` is int8 ``(input_dim,
+    ceil(output_dim / 2))`` signed codes ``low + 16 * high``, ``params`` uint8 ``(input_dim, 1)``
+    scale codes and ``codebook`` the int32 ``(256,)`` bit patterns of the float32 scale codebook;
+    the lookup is ``GATHER``, ``CAST``, ``MUL``, ``ROUND``, ``MUL``, ``SUB``, ``CONCATENATION``
+    (the codes) and ``GATHER``, ``CAST``, ``GATHER``, ``BITCAST`` (the row's scale), ``MUL``.
 
     Args:
         input_dim: vocabulary size.
@@ -294,18 +295,27 @@ class QuantizedEmbedding4(keras.layers.Layer):
         compact = self.scale_dtype == CODEBOOK
         self.table = self.add_weight(
             name="table",
-            shape=(self.input_dim, int(compact) + (self.output_dim + 1) // 2),
-            dtype="uint8",
+            shape=(self.input_dim, (self.output_dim + 1) // 2),
+            dtype="int8" if compact else "uint8",
             initializer="zeros",
             trainable=False,
         )
         self.params = self.add_weight(
-            name="codebook" if compact else "params",
-            shape=(CODEBOOK_SIZE,) if compact else (self.input_dim, 2),
-            dtype=_BITS["float32" if compact else self.scale_dtype][1].name,
+            name="scale_codes" if compact else "params",
+            shape=(self.input_dim, 1 if compact else 2),
+            dtype="uint8" if compact else _BITS[self.scale_dtype][1].name,
             initializer="zeros",
             trainable=False,
         )
+        self.codebook = None
+        if compact:
+            self.codebook = self.add_weight(
+                name="codebook",
+                shape=(CODEBOOK_SIZE,),
+                dtype="int32",
+                initializer="zeros",
+                trainable=False,
+            )
 
     @classmethod
     def from_embedding(
@@ -346,35 +356,48 @@ class QuantizedEmbedding4(keras.layers.Layer):
         return new
 
     def set_quantized(self, packed: Any, params: Any) -> None:
-        """Assign packed codes and ``[scale, offset]`` rows, or fused compact rows and their
-        codebook (as :func:`quantize_rows_int4` returns them for this ``scale_dtype``)."""
+        """Assign packed codes and ``[scale, offset]`` rows, or for ``"codebook"`` signed codes
+        and ``(scale_codes, codebook)`` (as :func:`quantize_rows_int4` returns them)."""
         packed = np.asarray(packed)
-        params = np.asarray(params, dtype=np.float32)
-        if packed.shape != tuple(self.table.shape) or params.shape != tuple(self.params.shape):
-            shapes = (
-                "(input_dim, 1 + ceil(output_dim / 2)) and (256,)"
-                if self.scale_dtype == CODEBOOK
-                else "(input_dim, ceil(output_dim / 2)) and (input_dim, 2)"
-            )
+        if self.scale_dtype == CODEBOOK:
+            codes, book = (np.asarray(p) for p in params)
+            shapes = [packed.shape, codes.reshape(-1).shape, book.shape]
+            expected = [tuple(self.table.shape), (self.input_dim,), (CODEBOOK_SIZE,)]
+            layout = "(input_dim, ceil(output_dim / 2)), (input_dim,) and (256,)"
+        else:
+            params = np.asarray(params, dtype=np.float32)
+            shapes = [packed.shape, params.shape]
+            expected = [tuple(self.table.shape), tuple(self.params.shape)]
+            layout = "(input_dim, ceil(output_dim / 2)) and (input_dim, 2)"
+        if shapes != expected:
             raise ValueError(
                 f"QuantizedEmbedding4 {self.name!r} (scale_dtype={self.scale_dtype!r}): "
-                f"expected packed codes of shape {tuple(self.table.shape)} and params of shape "
-                f"{tuple(self.params.shape)} {shapes}, received {packed.shape} and "
-                f"{params.shape}; pass what quantize_rows_int4(table, "
-                f"{self.scale_dtype!r}) returns."
+                f"expected arrays of shapes {expected} {layout}, received {shapes}; pass what "
+                f"quantize_rows_int4(table, {self.scale_dtype!r}) returns."
             )
-        float_name = "float32" if self.scale_dtype == CODEBOOK else self.scale_dtype
+        if self.scale_dtype == CODEBOOK:
+            self.table.assign(packed.astype(np.int8))
+            self.params.assign(codes.reshape(-1, 1).astype(np.uint8))
+            self.codebook.assign(book.astype(np.float32).view(np.int32))  # type: ignore[union-attr]
+            return
         self.table.assign(packed.astype(np.uint8))
-        self.params.assign(params.astype(float_name).view(_BITS[float_name][0]))
+        self.params.assign(params.astype(self.scale_dtype).view(_BITS[self.scale_dtype][0]))
 
     def float_params(self) -> np.ndarray:
-        """``[scale, offset]`` per row as float32 numpy values, ``(input_dim, 2)``; the float32
-        ``(256,)`` codebook for ``scale_dtype="codebook"``."""
-        float_name = "float32" if self.scale_dtype == CODEBOOK else self.scale_dtype
-        return self.params.numpy().view(float_name).astype(np.float32)
+        """``[scale, offset]`` per row as float32 numpy values, ``(input_dim, 2)`` (for
+        ``"codebook"``: the scale, ``(input_dim, 1)``)."""
+        if self.scale_dtype == CODEBOOK:
+            return self._codebook()[self.params.numpy().astype(np.int64)]
+        return self.params.numpy().view(self.scale_dtype).astype(np.float32)
+
+    def _codebook(self) -> np.ndarray:
+        return self.codebook.numpy().view(np.float32)  # type: ignore[union-attr]
 
     def dequantized(self) -> np.ndarray:
         """The float table this layer represents, ``(input_dim, output_dim)``."""
+        if self.scale_dtype == CODEBOOK:
+            params = (self.params.numpy().reshape(-1), self._codebook())
+            return dequantize_rows_int4(self.table.numpy(), params, self.output_dim)
         return dequantize_rows_int4(self.table.numpy(), self.float_params(), self.output_dim)
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
@@ -401,24 +424,21 @@ class QuantizedEmbedding4(keras.layers.Layer):
         return self._output(codes * scale + offset)
 
     def _call_compact(self, ids: tf.Tensor) -> tf.Tensor:
-        # one GATHER of the fused row [scale code | codes]: fewer ops than two gathers (measured
-        # with LiteRT, docs/quantization.md), and the float unpack beats a byte -> codes LUT
-        half = (self.output_dim + 1) // 2
-        if self.integer_unpack:
-            row = tf.cast(tf.gather(self.table, ids), tf.int32)
-            code, packed = tf.split(row, [1, half], axis=-1)
-            nibbles = tf.concat([tf.math.floormod(packed, 16), tf.math.floordiv(packed, 16)], -1)
-            codes = tf.cast(nibbles - 8, tf.float32)
+        # signed codes: high = round(b / 16) (|low| <= 7 < 8), no bias to subtract; the scale
+        # code is a second GATHER: both measured faster in LiteRT than a fused row and a SPLIT,
+        # a -8..7 bias SUB or a byte -> codes lookup table (docs/quantization.md)
+        if self.integer_unpack:  # exact under the full-integer converters
+            packed = tf.cast(tf.gather(self.table, ids), tf.int32)
+            high = tf.math.floordiv(packed + 8, 16)
+            codes = tf.cast(tf.concat([packed - high * 16, high], axis=-1), tf.float32)
         else:
-            row = tf.cast(tf.gather(self.table, ids), tf.float32)
-            code, packed = tf.split(row, [1, half], axis=-1)
-            high = tf.floor(packed * (1.0 / 16.0))
-            codes = tf.concat([packed - high * 16.0, high], axis=-1) - 8.0
-            code = tf.cast(code, tf.int32)
+            packed = tf.cast(tf.gather(self.table, ids), tf.float32)
+            high = tf.round(packed * (1.0 / 16.0))
+            codes = tf.concat([packed - high * 16.0, high], axis=-1)
         if self.output_dim % 2:
             codes = codes[..., : self.output_dim]
-        scale = tf.bitcast(tf.gather(self.params, code), tf.float32)  # (..., 1)
-        return codes * scale
+        index = tf.cast(tf.gather(self.params, ids), tf.int32)  # (..., 1)
+        return codes * tf.bitcast(tf.gather(self.codebook, index), tf.float32)
 
     def _output(self, out: tf.Tensor) -> tf.Tensor:
         if self.output_range is not None:
