@@ -42,6 +42,8 @@ def _parse(argv=None) -> argparse.Namespace:
     parser.add_argument("--eval", type=int, default=200_000)
     parser.add_argument("--strength", default="3e-4,1e-3")
     parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--optimizer", default="adam", help="the learned fine-tune's optimizer")
+    parser.add_argument("--finetune-lr", type=float, default=None, help="its rate (--lr)")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -95,7 +97,13 @@ def main(argv=None) -> int:
         keras.utils.set_random_seed(args.seed + 1)
         start = time.time()
         learned, report = learned_row_pruning(
-            model, task.train, strength=strength, learning_rate=args.lr, counts=counts, verbose=0
+            model,
+            task.train,
+            strength=strength,
+            learning_rate=args.finetune_lr or args.lr,
+            optimizer=args.optimizer,
+            counts=counts,
+            verbose=0,
         )
         seconds = time.time() - start
         budget = {n: t["rows_kept"] - 1 for n, t in report.settings["tables"].items()}

@@ -103,6 +103,8 @@ def test_bad_input(trained):
         learned_row_pruning(model, data, strength=0.0)
     with pytest.raises(ValueError, match="epochs"):
         learned_row_pruning(model, data, strength=1e-3, epochs=0)
+    with pytest.raises(ValueError, match="optimizer"):
+        learned_row_pruning(model, data, strength=1e-3, optimizer="rmsprop")
     with pytest.raises(TypeError, match="data"):
         learned_row_pruning(model, "train.csv", strength=1e-3, verbose=0)
     with pytest.raises(ValueError, match="not layers"):

@@ -33,11 +33,23 @@ import numpy as np
 
 from tfcompress._keras import check_model, keras, tf
 from tfcompress._layers import CompressionReport, LayerDecision
-from tfcompress._validation import check_float, check_functional, check_int, must_be
+from tfcompress._validation import (
+    check_choice,
+    check_float,
+    check_functional,
+    check_int,
+    must_be,
+)
 from tfcompress.embeddings._tables import check_counts, chosen_tables, clone_with, select_tables
 from tfcompress.embeddings.vocabulary import prune_vocabulary
 
 __all__ = ["RowShrinkage", "learned_row_pruning"]
+
+_OPTIMIZERS = {
+    "adam": keras.optimizers.Adam,
+    "sgd": keras.optimizers.SGD,
+    "adagrad": keras.optimizers.Adagrad,
+}
 
 
 class RowShrinkage(keras.callbacks.Callback):
@@ -112,6 +124,7 @@ def learned_row_pruning(
     strength: float,
     epochs: int = 1,
     learning_rate: float = 1e-3,
+    optimizer: str = "adam",
     max_ids: int | None = None,
     tables: str | Sequence[str] | None = None,
     counts: Mapping[str, Any] | None = None,
@@ -135,7 +148,11 @@ def learned_row_pruning(
         strength: shrinkage of a row's L2 norm per step (> 0): larger prunes more rows. A
             row of norm ``n`` that gets no gradient reaches 0 after ``n / strength`` steps.
         epochs: fine-tune epochs (>= 1).
-        learning_rate: Adam's learning rate for the fine-tune.
+        learning_rate: the optimizer's learning rate for the fine-tune.
+        optimizer: ``"adam"`` (default), ``"sgd"`` or ``"adagrad"``. Adam moves a row by
+            about ``learning_rate`` per visit whatever its gradient's size, so under a constant
+            shrink a row survives by how often it is visited; SGD's step is the gradient's, so
+            a row survives by how much the loss pulls on it (docs/embeddings.md).
         max_ids: keep at most this many ids (besides padding) per table, the largest rows.
         tables: a table name or names (default: every ``Embedding``).
         counts: optional ``{table: counts per id}`` (:func:`~tfcompress.embeddings.count_ids`):
@@ -178,6 +195,7 @@ def learned_row_pruning(
     if max_ids is not None:
         check_int(max_ids, "max_ids", minimum=1, where=where)
     check_int(batch_size, "batch_size", minimum=1, where=where)
+    check_choice(optimizer, "optimizer", tuple(_OPTIMIZERS), where=where)
     loss = loss if loss is not None else getattr(model, "loss", None)
     if loss is None:
         raise ValueError(
@@ -194,7 +212,7 @@ def learned_row_pruning(
         return model, CompressionReport("vocabulary", tuple(decisions), {"tables": {}})
 
     tuned = clone_with(model, {})
-    tuned.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss)
+    tuned.compile(optimizer=_OPTIMIZERS[optimizer](learning_rate), loss=loss)
     shrink = RowShrinkage(names, strength)
     fit_args: dict[str, Any] = {"epochs": epochs, "verbose": verbose, "callbacks": [shrink]}
     if isinstance(data, tf.data.Dataset):
@@ -221,6 +239,7 @@ def learned_row_pruning(
         stats["pruned_impression_share"] = share
     settings["learned"] = {
         "strength": strength,
+        "optimizer": optimizer,
         "epochs": epochs,
         "zero_rows": {n: int((v[1:] == 0.0).sum()) for n, v in norms.items()},
         "history": {k: [float(x) for x in v] for k, v in history.history.items()},
