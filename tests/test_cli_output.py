@@ -9,11 +9,15 @@ import re
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+from tensorboard_server import Server, tensorboard_servers
 
 from tfcompress.callbacks.tensorboard import read_hparams, read_scalars
 from tfcompress.cli import demo_defaults, main
+from tfcompress.recipe.report import RunReport, load_report
 
 
 def _python(
@@ -134,12 +138,12 @@ def test_an_error_inside_a_stage_prints_one_line_and_where_it_was_raised(tmp_pat
     assert "no_such_layer" in full.stderr.strip().splitlines()[-1]
 
 
-@pytest.mark.slow
-@pytest.mark.multiprocess
-def test_piped_demo_output_has_no_carriage_returns_and_a_line_per_export(tmp_path):
-    """The README's demo with small sizes, piped (what a CI log shows): teacher -> distill ->
-    auto -> prune -> QAT -> export -> bench; its report, TensorBoard logs and `report`
-    re-rendering."""
+@pytest.fixture(scope="module")
+def piped_demo(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess, RunReport]:
+    """The README's demo with small sizes, piped (what a CI log shows), run once for the tests
+    of its output and of its TensorBoard logs: its folder, its process, its report as the run
+    wrote it (read before ``tfcompress report`` re-renders it)."""
+    tmp_path = tmp_path_factory.mktemp("demo")
     result = _cli(
         "demo",
         "--samples",
@@ -154,6 +158,16 @@ def test_piped_demo_output_has_no_carriage_returns_and_a_line_per_export(tmp_pat
         str(tmp_path / "tb"),
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    return tmp_path, result, load_report(tmp_path / "demo")
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_piped_demo_output_has_no_carriage_returns_and_a_line_per_export(piped_demo):
+    """The README's demo with small sizes, piped (what a CI log shows): teacher -> distill ->
+    auto -> prune -> QAT -> export -> bench; its report, TensorBoard logs and `report`
+    re-rendering."""
+    tmp_path, result, _ = piped_demo
     _check_demo_report(tmp_path, result.stdout)
     assert "\r" not in result.stdout and "\r" not in result.stderr  # no redrawn progress bars
     exports = re.findall(
@@ -213,3 +227,60 @@ def _check_demo_report(tmp_path, out: str) -> None:
     assert again.returncode == 0, again.stderr[-2000:]
     assert "| quantize_int8 | tflite |" in again.stdout
     assert (run_dir / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# ------------------------------------------------------------- a whole run in TensorBoard
+
+
+@pytest.fixture(scope="module")
+def serve(tmp_path_factory) -> Iterator[Callable[[Path], Server]]:
+    """``serve(logdir)`` starts the real ``tensorboard --logdir logdir`` (its default loader);
+    every server is stopped at the end of the module, also when a test fails."""
+    with tensorboard_servers(tmp_path_factory) as start:
+        yield start
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_a_run_shows_in_tensorboard(piped_demo, serve):
+    """Every stage's final figures, the HParams table (one row per benchmarked variant) and the
+    report's text, as the TensorBoard server shows the demo run's ``--logdir`` (the run:
+    teacher, distill (+ student alone), auto, prune, QAT; tests/callbacks/
+    test_tensorboard_server.py tests each kind of summary on its own)."""
+    tmp_path, _, report = piped_demo
+    server = serve(tmp_path / "tb")
+    summaries = [f"{stage.name}/summary" for stage in report.stages]
+    tags = server.eventually(server.scalar_tags, lambda t: set(summaries) <= set(t))
+    assert summaries == [
+        f"{s}/summary" for s in ("teacher", "distill", "auto", "prune", "quantize")
+    ]
+    for stage, run in zip(report.stages, summaries, strict=True):  # every stage's final figures
+        expected = {f"test/{k}": v for k, v in stage.quality.items() if v is not None}
+        expected.update(params=stage.params, sparsity=stage.sparsity, seconds=stage.seconds)
+        shown = {tag: server.scalars(run, tag) for tag in tags[run]}
+        assert shown == {k: [(0, pytest.approx(v, rel=1e-6))] for k, v in expected.items()}
+    assert server.scalars("prune/summary", "sparsity")[0][1] == pytest.approx(0.7, abs=0.02)
+    assert server.scalars("prune/train", "epoch_sparsity")[-1][1] == pytest.approx(0.7, abs=0.02)
+    assert any(t.startswith("epoch_quant/") for t in tags["quantize/train"])
+    assert "epoch_distillation_loss" in tags["distill/train"]
+
+    bench = report.benchmark
+    ratios = bench.ratios()
+    experiment = server.experiment()
+    assert {"variant", "stage", "kind", "format", "mode"} <= {
+        h["name"] for h in experiment["hparamInfos"]
+    }
+    groups = server.eventually(
+        lambda: server.session_groups(experiment), lambda g: all(v["metrics"] for v in g.values())
+    )
+    assert set(groups) == set(bench.names) == set(report.exports)
+    for name, group in groups.items():  # the HParams table: one row per variant, with values
+        row, metrics = bench.row(name), group["metrics"]
+        assert group["hparams"]["variant"] == name
+        assert metrics["quality/auc"] == pytest.approx(row.quality["auc"], rel=1e-6)
+        assert metrics["size/bytes"] == pytest.approx(row.bytes, rel=1e-7)
+        assert metrics["ratio/size_x"] == pytest.approx(ratios[name]["size_x"], rel=1e-6)
+        assert metrics["latency/b1_ms"] == pytest.approx(row.latency_ms[1]["median"], rel=1e-6)
+    assert groups["quantize_int8"]["metrics"]["ratio/size_x"] > 3
+    ((step, html),) = server.text(".", "report")
+    assert step == 0 and "<table>" in html and "quantize_int8" in html

@@ -4,27 +4,18 @@ The server is started as a subprocess with its default loader (the Rust
 ``tensorboard-data-server``, the "fast" loader of ``--load_fast=auto``) and queried through the
 HTTP API its dashboards use: the Scalars dashboard, the HParams dashboard (the POST requests its
 query pane sends), the Text dashboard. ``read_scalars``/``read_hparams``/``read_text`` must
-return what the server shows.
+return what the server shows. (A whole run shown by the server: ``test_a_run_shows_in_tensorboard``
+in tests/test_cli_output.py, on the logdir of the piped ``tfcompress demo`` tested there.)
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
+from tensorboard_server import Server, tensorboard_servers
 
 import tfcompress
 from tfcompress._keras import keras
@@ -38,163 +29,16 @@ from tfcompress.callbacks.tensorboard import (
     read_text,
 )
 from tfcompress.evaluation.report import BenchmarkReport, BenchmarkRow
-from tfcompress.recipe import BenchmarkSpec, Recipe, demo_recipe
 
 pytestmark = pytest.mark.multiprocess
-
-TENSORBOARD = Path(sys.executable).parent / "tensorboard"
-STATUSES = ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"]
-WAIT_S = 180.0  # TensorBoard imports TensorFlow before it serves: slow on a busy machine
-LOAD_S = 30.0  # then it loads the logdir in the background
-
-
-# --------------------------------------------------------------------------- the server
-
-
-class Server:
-    """A ``tensorboard --logdir`` subprocess and its HTTP API."""
-
-    def __init__(self, logdir: Path, output: Path) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.output = output
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
-        with open(output, "wb") as log:
-            # the default loader: no --load_fast flag
-            self.process = subprocess.Popen(
-                [
-                    str(TENSORBOARD),
-                    "--logdir",
-                    str(logdir),
-                    "--port",
-                    str(self.port),
-                    "--host",
-                    "127.0.0.1",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-            )
-
-    def log(self) -> str:
-        return self.output.read_text(errors="replace")
-
-    def wait_until_serving(self) -> None:
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(
-                    f"tensorboard exited with {self.process.returncode}:\n{self.log()[-3000:]}"
-                )
-            try:
-                self.get("/data/runs")
-                return
-            except (urllib.error.URLError, ConnectionError):
-                time.sleep(0.5)
-        raise AssertionError(f"tensorboard did not answer in {WAIT_S} s:\n{self.log()[-3000:]}")
-
-    def get(self, route: str, **params: str) -> Any:
-        query = f"?{urllib.parse.urlencode(params)}" if params else ""
-        with urllib.request.urlopen(f"{self.url}{route}{query}", timeout=30) as response:
-            return json.loads(response.read())
-
-    def post(self, route: str, body: dict) -> Any:
-        """POST ``body`` as the dashboards do (JSON as text/plain)."""
-        request = urllib.request.Request(
-            f"{self.url}{route}",
-            data=json.dumps(body).encode(),
-            method="POST",
-            headers={"Content-Type": "text/plain"},
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())
-
-    def eventually(self, fetch: Callable[[], Any], ready: Callable[[Any], bool]) -> Any:
-        """``fetch()`` until ``ready`` holds on its answer (the server loads the logdir in the
-        background after it starts serving) or ``LOAD_S`` pass; returns the last answer."""
-        deadline = time.monotonic() + LOAD_S
-        while True:
-            answer = fetch()
-            if ready(answer) or time.monotonic() > deadline:
-                return answer
-            time.sleep(0.5)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=20)
-
-    # --- the dashboards' queries
-
-    def scalar_tags(self) -> dict[str, list[str]]:
-        return {run: sorted(tags) for run, tags in self.get("/data/plugin/scalars/tags").items()}
-
-    def scalars(self, run: str, tag: str) -> list[tuple[int, float]]:
-        rows = self.get("/data/plugin/scalars/scalars", run=run, tag=tag)
-        return [(int(step), float(value)) for _, step, value in rows]
-
-    def experiment(self) -> dict:
-        return self.post(
-            "/data/plugin/hparams/experiment", {"experimentName": "", "hparamsLimit": 1000}
-        )
-
-    def session_groups(self, experiment: dict) -> dict[str, dict]:
-        """The HParams table: session group name -> {"hparams": ..., "metrics": {tag: value}},
-        asked for as the dashboard's query pane does (every hparam and metric column)."""
-        columns = [
-            {"hparam": h["name"], "includeInResult": True} for h in experiment["hparamInfos"]
-        ]
-        columns += [
-            {"metric": m["name"], "includeInResult": True} for m in experiment["metricInfos"]
-        ]
-        answer = self.post(
-            "/data/plugin/hparams/session_groups",
-            {
-                "experimentName": "",
-                "allowedStatuses": STATUSES,
-                "colParams": columns,
-                "startIndex": 0,
-                "sliceSize": 100,
-            },
-        )
-        return {
-            group["name"]: {
-                "hparams": group["hparams"],
-                "sessions": [s["name"] for s in group["sessions"]],
-                "metrics": {m["name"]["tag"]: m["value"] for m in group.get("metricValues", [])},
-            }
-            for group in answer.get("sessionGroups", [])
-        }
-
-    def text(self, run: str, tag: str) -> list[tuple[int, str]]:
-        rows = self.get("/data/plugin/text/text", run=run, tag=tag)
-        return [(int(r["step"]), r["text"]) for r in rows]
 
 
 @pytest.fixture(scope="module")
 def serve(tmp_path_factory) -> Iterator[Callable[[Path], Server]]:
     """``serve(logdir)`` starts ``tensorboard --logdir logdir``; every server is stopped at the
     end of the module, also when a test fails."""
-    servers: list[Server] = []
-
-    def start(logdir: Path) -> Server:
-        server = Server(logdir, tmp_path_factory.mktemp("tb") / "tensorboard.log")
-        servers.append(server)
-        server.wait_until_serving()
-        return server
-
-    try:
+    with tensorboard_servers(tmp_path_factory) as start:
         yield start
-    finally:
-        for server in servers:
-            server.stop()
 
 
 # --------------------------------------------------------------------------- what we write
@@ -409,56 +253,3 @@ def test_readers_return_what_the_server_shows(server, written):
         (session,) = group["sessions"]
         assert hparams[session] == group["hparams"]
     assert read_text(logdir)["."]["report"] == [(0, MARKDOWN)]
-
-
-# --------------------------------------------------------------------------- a whole run
-
-
-def tiny_demo(name: str = "tb") -> Recipe:
-    """``demo_recipe`` at test sizes: teacher, distill (+ student alone), auto, prune, QAT."""
-    return dataclasses.replace(
-        demo_recipe(samples=1_500, teacher_epochs=1, epochs=1, name=name),
-        benchmark=BenchmarkSpec(batch_sizes=(1, 32), repeats=2, max_examples=256),
-    )
-
-
-@pytest.mark.slow
-def test_a_run_shows_in_tensorboard(tmp_path_factory, serve):
-    out = tmp_path_factory.mktemp("runs")
-    report = tfcompress.run(tiny_demo(), out_dir=out, logdir=out / "tb", verbose=0)
-    server = serve(out / "tb")
-    summaries = [f"{stage.name}/summary" for stage in report.stages]
-    tags = server.eventually(server.scalar_tags, lambda t: set(summaries) <= set(t))
-    assert summaries == [
-        f"{s}/summary" for s in ("teacher", "distill", "auto", "prune", "quantize")
-    ]
-    for stage, run in zip(report.stages, summaries, strict=True):  # every stage's final figures
-        expected = {f"test/{k}": v for k, v in stage.quality.items() if v is not None}
-        expected.update(params=stage.params, sparsity=stage.sparsity, seconds=stage.seconds)
-        shown = {tag: server.scalars(run, tag) for tag in tags[run]}
-        assert shown == {k: [(0, pytest.approx(v, rel=1e-6))] for k, v in expected.items()}
-    assert server.scalars("prune/summary", "sparsity")[0][1] == pytest.approx(0.7, abs=0.02)
-    assert server.scalars("prune/train", "epoch_sparsity")[-1][1] == pytest.approx(0.7, abs=0.02)
-    assert any(t.startswith("epoch_quant/") for t in tags["quantize/train"])
-    assert "epoch_distillation_loss" in tags["distill/train"]
-
-    bench = report.benchmark
-    ratios = bench.ratios()
-    experiment = server.experiment()
-    assert {"variant", "stage", "kind", "format", "mode"} <= {
-        h["name"] for h in experiment["hparamInfos"]
-    }
-    groups = server.eventually(
-        lambda: server.session_groups(experiment), lambda g: all(v["metrics"] for v in g.values())
-    )
-    assert set(groups) == set(bench.names) == set(report.exports)
-    for name, group in groups.items():  # the HParams table: one row per variant, with values
-        row, metrics = bench.row(name), group["metrics"]
-        assert group["hparams"]["variant"] == name
-        assert metrics["quality/auc"] == pytest.approx(row.quality["auc"], rel=1e-6)
-        assert metrics["size/bytes"] == pytest.approx(row.bytes, rel=1e-7)
-        assert metrics["ratio/size_x"] == pytest.approx(ratios[name]["size_x"], rel=1e-6)
-        assert metrics["latency/b1_ms"] == pytest.approx(row.latency_ms[1]["median"], rel=1e-6)
-    assert groups["quantize_int8"]["metrics"]["ratio/size_x"] > 3
-    ((step, html),) = server.text(".", "report")
-    assert step == 0 and "<table>" in html and "quantize_int8" in html
