@@ -32,7 +32,7 @@ serving and latency ~20 s; 33.7M parameters, training peak RSS 3.1 GiB);
 Usage:
     python benchmarks/embeddings_scale.py [--users 1500000] [--items 600000]
         [--train 1000000] [--eval 150000] [--user-zipf 0.8] [--out savedmodels/bench_embeddings]
-        [--variants "int4 tables,rare ids + int4"] [--smoke]
+        [--variants "int4 tables,int4 compact tables,rare ids + int4"] [--smoke]
 """
 
 from __future__ import annotations
@@ -102,11 +102,14 @@ VARIANTS: list[Variant] = [
     Variant("float tables", None, {"embeddings": "float"}),
     Variant("int8 tables", None, {"embeddings": "int8"}),
     Variant("int4 tables", None, {"embeddings": "int4"}),
+    # int4 with one byte of per-row parameters (a scale codebook code): 9 bytes a 16-wide row
+    Variant("int4 compact tables", None, {"embeddings": "int4_compact"}),
     Variant("rare ids + int8", rare_ids, {"embeddings": "int8"}),
     Variant("rare ids + int4", rare_ids, {"embeddings": "int4"}),
     Variant("mixed dims 16-4-1", mixed_dims, {"embeddings": "float"}),
     Variant("ids seen >= 2 + int8", rare_ids_2, {"embeddings": "int8"}),
     Variant("ids seen >= 2 + int4", rare_ids_2, {"embeddings": "int4"}),
+    Variant("ids seen >= 2 + int4 compact", rare_ids_2, {"embeddings": "int4_compact"}),
 ]
 LATENCY_BASELINE = "int8 tables"
 
