@@ -13,7 +13,7 @@ for a finer step), the one with the least squared error. The codes are stored si
 byte, split-half: int8 byte ``j`` of a row is ``q[j] + 16 * q[j + ceil(dim / 2)]``, so the
 lookup unpacks it with ``high = round(byte / 16)``, ``low = byte - 16 * high`` (no bias to
 subtract: why -7..7 and not -8..7, docs/quantization.md); the scale codes are a second uint8
-``(rows,)`` array (two ``GATHER`` s measured faster in LiteRT than one fused row and a
+``(rows,)`` array (two gathers measured faster in LiteRT than one fused row and a
 ``SPLIT``).
 
 Everything is computed with TensorFlow ops, for the export and for the QAT fake quantization
