@@ -349,7 +349,9 @@ def export_tflite(
             of >= 64 rows become int8 with a scale per row (rows of >= 32 values) or per table;
             ``"int8_row"``/``"int8_tensor"`` force the scale granularity; ``"int4"``: tables
             of >= 64 rows become int4 (two codes a byte, a float16 scale and offset per row,
-            unpacked after the gather with builtin ops; every mode); ``"float"``: the
+            unpacked after the gather with builtin ops; every mode); ``"int4_compact"``:
+            int4 with symmetric codes and one byte a row for the scale, an index into a
+            256-entry codebook per table (9 bytes a 16-wide row, 7.1x float); ``"float"``: the
             converter's own handling (the ``"dynamic"`` and ``"int8"`` converters store large
             tables int8 with one scale per table). See :mod:`tfcompress.quantization.embedding`.
         sparse: store pruned weights in TFLite's sparse format
