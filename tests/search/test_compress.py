@@ -83,12 +83,12 @@ def test_finds_a_smaller_model_within_the_tolerance(searched):
 def test_bisection_rejects_too_much_shrinking_before_export(searched):
     _, _, _, _, result = searched
     by_name = {r.name: r for r in result.candidates}
-    # every PTQ mode of the original is judged (which file is fastest is measured), then 0.5
-    assert [r.name for r in result.candidates][:5] == [
+    # every PTQ mode of the original is judged (which file is fastest is measured), then 0.5;
+    # int16x8 only when PTQ int8 loses (it is int8's size, with slower kernels)
+    assert [r.name for r in result.candidates][:4] == [
         "ptq-int8",
         "ptq-dynamic",
         "ptq-float16",
-        "ptq-int16x8",
         "shrink0.50 (keras)",
     ]
     # shrinking half of every hidden layer loses more than the tolerance: never exported
@@ -99,10 +99,6 @@ def test_bisection_rejects_too_much_shrinking_before_export(searched):
     # the kept ratio is exported as float too: the fastest file may be a float one
     assert {"shrink0.25", "shrink0.25+dynamic", "shrink0.25+float16"} <= set(by_name)
     assert by_name["shrink0.25"].bytes > by_name["shrink0.25+int8"].bytes
-    # int16x8 (int16 activations, int8 weights): about int8's size, converted and judged
-    sixteen = by_name["shrink0.25+int16x8"]
-    assert sixteen.stage == "export" and sixteen.accepted
-    assert sixteen.bytes < by_name["shrink0.25"].bytes
     # a model without tables: the embedding axis is skipped, and says why
     assert "no top-level Embedding table" in result.skipped["embeddings"]
     assert not any(r.candidate.min_count or r.candidate.rows for r in result.candidates)

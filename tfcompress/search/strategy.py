@@ -25,15 +25,36 @@ from tfcompress.search.result import CandidateResult
 from tfcompress.search.runner import Search
 from tfcompress.search.space import Candidate
 
-__all__ = ["PTQ_ORDER", "ROWS_ORDER", "SearchStrategy"]
+__all__ = ["INT8_FALLBACK", "PTQ_ORDER", "ROWS_ORDER", "SearchStrategy"]
 
-#: PTQ modes exported for every float model that keeps quality (smallest file first; int16x8's
-#: int8 weights make it int8's size, its int16 activations keep more of the float quality)
-PTQ_ORDER = ("int8", "dynamic", "float16", "int16x8")
+#: PTQ modes exported for every float model that keeps quality (smallest file first)
+PTQ_ORDER = ("int8", "dynamic", "float16")
+#: tried when PTQ int8 loses, before QAT: int8 weights (int8's size), int16 activations (more
+#: of the float quality), LiteRT's slower int16 kernels (never faster than int8: measured)
+INT8_FALLBACK = "int16x8"
 #: table storage tried on the embedding axis (smallest first)
 ROWS_ORDER = ("int4", "int8_row")
 #: the rare-id ladder: the first threshold, and the factor it grows by while it keeps
 _FIRST_MIN_COUNT, _GROWTH = 2, 4
+#: graph bytes of one table's dequantize (or remap) ops in a .tflite file (quantization.embedding)
+_OP_BYTES = 512
+
+
+def row_bytes(storage: str | None, mode: str | None, dim: int, rows: int) -> float:
+    """Bytes of one table row in a .tflite file: ``storage`` (``export_tflite(embeddings=)``)
+    in ``mode``; tables under ``EXPORT_MIN_ROWS`` rows are left to the converter.
+
+    Example:
+        >>> row_bytes("int4", "int8", 16, 1000), row_bytes(None, "int8", 16, 1000)
+        (12, 16)
+    """
+    if storage == "int4" and rows >= EXPORT_MIN_ROWS:
+        return (dim + 1) // 2 + 4  # two codes a byte, a float16 scale and offset
+    if storage == "int8_row" and rows >= EXPORT_MIN_ROWS:
+        return dim + 2  # a float16 scale per row
+    if mode in ("dynamic", "int8", "int16x8"):  # int8, a row scale from 32 values on
+        return dim + 2 if dim >= 32 and rows >= EXPORT_MIN_ROWS else dim
+    return 2 * dim if mode == "float16" else 4 * dim
 
 
 class SearchStrategy(Search):
@@ -41,7 +62,8 @@ class SearchStrategy(Search):
 
     def quantized(self, base: Candidate) -> None:
         """Export the float model of ``base`` (the original, or a shrunk one) in every PTQ mode
-        (and as float when shrunk), and QAT int8 when PTQ int8 does not keep quality.
+        (and as float when shrunk); when PTQ int8 does not keep quality, int16x8 (no training)
+        and QAT int8.
 
         Every mode is exported and judged (seconds each, no training) rather than stopping at
         the first that keeps: which file is fastest is measured, not assumed. The int8 kernels
@@ -57,6 +79,9 @@ class SearchStrategy(Search):
                 return
             result = self.run(dataclasses.replace(base, quantization=mode))
             if mode == "int8" and not result.accepted and not self.over_budget():
+                self.run(dataclasses.replace(base, quantization=INT8_FALLBACK))
+                if self.over_budget():
+                    return
                 keep = self.keep_float()
                 self.run(dataclasses.replace(base, quantization="int8", qat=True, keep_float=keep))
 
@@ -177,12 +202,27 @@ class SearchStrategy(Search):
                 "export leaves such tables to the converter",
             )
             return (None,)
-        kept = []
+        shapes = self._table_shapes(base)
+        kept, tried, mode = [], 0, base.quantization
         for storage in ROWS_ORDER:
+            saved = sum(
+                rows * (row_bytes(None, mode, dim, rows) - row_bytes(storage, mode, dim, rows))
+                for rows, dim in shapes.values()
+            )
+            if saved <= _OP_BYTES * len(shapes):  # e.g. int4 of 8-wide rows, int8 rows in int8
+                continue
             if self.over_budget():
                 return ()
+            tried += 1
             if self.run(dataclasses.replace(base, rows=storage)).accepted:
                 kept.append(storage)
+        if not tried:
+            widths = sorted({dim for _, dim in shapes.values()})
+            self._skip(
+                "rows",
+                f"no table storage of {ROWS_ORDER} saves bytes over mode {mode!r}'s own for "
+                f"rows of {widths} values (int4 pays from 9 values a row)",
+            )
         return tuple(kept) or (None,)  # a storage that loses alone loses pruned too
 
     def _vocabulary_axis(self, base: Candidate, rows: tuple[str | None, ...]) -> None:
@@ -193,19 +233,27 @@ class SearchStrategy(Search):
         except ValueError as err:  # tables fed by other layers than the model's inputs
             self._skip("vocabulary", f"rare-id pruning not applicable: {err}")
             return
-        # ids (padding 0 aside) below this count exist: a smaller threshold prunes nothing
-        rarest = min((int(c[1:].min()) for c in counts.values() if c.size > 1), default=0)
+        shapes = self._table_shapes(base)
+
+        def saved(min_count: int, storage: str | None) -> float:
+            """Bytes the pruning saves: the rows of the pruned ids, less a 4-byte-per-id remap."""
+            total = 0.0
+            for name, (rows, dim) in shapes.items():
+                pruned = int((counts[name][1:] < min_count).sum()) if name in counts else 0
+                if pruned:
+                    size = row_bytes(storage, base.quantization, dim, rows)
+                    total += (pruned - 1) * size - 4 * rows - _OP_BYTES
+            return total
 
         def keeps(min_count: int) -> bool:
-            if min_count <= rarest:
-                return True  # every id is seen >= min_count times: the candidate is `base`
-            accepted = False
+            accepted = built = False
             for storage in rows:
-                if self.over_budget():
-                    break
+                if saved(min_count, storage) <= 0 or self.over_budget():
+                    continue  # prunes nothing, or too little to pay for the remap
+                built = True
                 candidate = dataclasses.replace(base, min_count=min_count, rows=storage)
                 accepted = self.run(candidate).accepted or accepted
-            return accepted
+            return accepted or not built  # a larger threshold prunes more
 
         low, high, count = 0, None, _FIRST_MIN_COUNT
         for _ in range(self.settings.steps + 1):
@@ -217,12 +265,21 @@ class SearchStrategy(Search):
                 high = count
             count = low * _GROWTH if high is None else int(round(np.sqrt(max(low, 1) * high)))
             count = min(max(count, low + 1), high - 1) if high is not None else count
-        if low and low <= rarest:
+        if not any(r.candidate.min_count for r in self.results):
             self._skip(
                 "vocabulary",
-                f"every id is seen at least {rarest} times in the training data; min_count up to "
-                f"{low} prunes nothing",
+                f"min_count up to {low} prunes too few ids to pay for the id remap (4 bytes an id)",
             )
+
+    def _table_shapes(self, base: Candidate) -> dict[str, tuple[int, int]]:
+        """``{table: (rows, dim)}`` of ``base``'s float model (dims after its tables' ratio)."""
+        ratio = base.shrink if base.embeddings is None else base.embeddings
+        shapes = {}
+        for name in embedding_layers(self.model):
+            layer = self.model.get_layer(name)
+            dim = max(1, int(round(int(layer.output_dim) * (1 - ratio))))
+            shapes[name] = (int(layer.input_dim), dim)
+        return shapes
 
     def _base_mode(self, base: Candidate) -> str | None:
         """The quantization of ``base``'s smallest kept PTQ export (None: float)."""
