@@ -29,9 +29,12 @@ __all__ = ["INT8_FALLBACK", "PTQ_ORDER", "ROWS_ORDER", "SearchStrategy"]
 
 #: PTQ modes exported for every float model that keeps quality (smallest file first)
 PTQ_ORDER = ("int8", "dynamic", "float16")
-#: tried when PTQ int8 loses, before QAT: int8 weights (int8's size), int16 activations (more
-#: of the float quality), LiteRT's slower int16 kernels (never faster than int8: measured)
+#: tried when PTQ int8 loses, before QAT, for the size and FLOPs objectives: int8 weights
+#: (int8's size), int16 activations (more of the float quality), but LiteRT's int16 kernels are
+#: far slower (DCN-v2 teacher, batch 256, 1 thread: 110.6 ms against int8's 1.17 and float's
+#: 3.49), so it can never win on latency
 INT8_FALLBACK = "int16x8"
+_FALLBACK_OBJECTIVES = ("size", "flops")
 #: table storage tried on the embedding axis (smallest first)
 ROWS_ORDER = ("int4", "int8_row")
 #: the rare-id ladder: the first threshold, and the factor it grows by while it keeps
@@ -62,8 +65,8 @@ class SearchStrategy(Search):
 
     def quantized(self, base: Candidate) -> None:
         """Export the float model of ``base`` (the original, or a shrunk one) in every PTQ mode
-        (and as float when shrunk); when PTQ int8 does not keep quality, int16x8 (no training)
-        and QAT int8.
+        (and as float when shrunk); when PTQ int8 does not keep quality, int16x8 (no training;
+        for the size and FLOPs objectives only, see ``INT8_FALLBACK``) and QAT int8.
 
         Every mode is exported and judged (seconds each, no training) rather than stopping at
         the first that keeps: which file is fastest is measured, not assumed. The int8 kernels
@@ -79,9 +82,10 @@ class SearchStrategy(Search):
                 return
             result = self.run(dataclasses.replace(base, quantization=mode))
             if mode == "int8" and not result.accepted and not self.over_budget():
-                self.run(dataclasses.replace(base, quantization=INT8_FALLBACK))
-                if self.over_budget():
-                    return
+                if self.settings.objective in _FALLBACK_OBJECTIVES:
+                    self.run(dataclasses.replace(base, quantization=INT8_FALLBACK))
+                    if self.over_budget():
+                        return
                 keep = self.keep_float()
                 self.run(dataclasses.replace(base, quantization="int8", qat=True, keep_float=keep))
 
@@ -221,7 +225,7 @@ class SearchStrategy(Search):
             self._skip(
                 "rows",
                 f"no table storage of {ROWS_ORDER} saves bytes over mode {mode!r}'s own for "
-                f"rows of {widths} values (int4 pays from 9 values a row)",
+                f"rows of {widths} values (int4 pays from 10 values a row)",
             )
         return tuple(kept) or (None,)  # a storage that loses alone loses pruned too
 
