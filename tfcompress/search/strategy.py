@@ -178,11 +178,12 @@ class SearchStrategy(Search):
 
         ``min_count`` starts at 2 (ids seen once share an OOV row) and grows 4x while a
         candidate keeps quality, then bisects between the last that kept and the first that
-        lost, ``settings.steps`` thresholds after the first; a threshold that prunes no id
-        counts as kept without a candidate. Skipped (with the reason in
-        ``self.skipped["embeddings"]`` and a progress line) for a model without top-level
-        ``Embedding`` tables; the storage alone for tables below ``EXPORT_MIN_ROWS`` rows
-        (the export leaves them to the converter: the candidate would be ``base`` again).
+        lost, ``settings.steps`` thresholds after the first. A storage or a threshold is built
+        only when its estimated bytes saved (:func:`row_bytes`) pay for its ops and the id
+        remap; a threshold that would not counts as kept (a larger one prunes more). Skipped
+        (with the reason in ``self.skipped["embeddings"]`` and a progress line) for a model
+        without top-level ``Embedding`` tables; likewise ``"rows"`` and ``"vocabulary"`` for
+        the parts that do not apply.
         """
         tables = embedding_layers(self.model)
         if not tables:
@@ -213,7 +214,8 @@ class SearchStrategy(Search):
                 rows * (row_bytes(None, mode, dim, rows) - row_bytes(storage, mode, dim, rows))
                 for rows, dim in shapes.values()
             )
-            if saved <= _OP_BYTES * len(shapes):  # e.g. int4 of 8-wide rows, int8 rows in int8
+            quantized = sum(rows >= EXPORT_MIN_ROWS for rows, _ in shapes.values())
+            if saved <= _OP_BYTES * quantized:  # e.g. int4 of 8-wide rows, int8 rows in int8
                 continue
             if self.over_budget():
                 return ()
