@@ -75,24 +75,25 @@ def test_the_axis_tries_table_storage_then_rare_id_pruning(table_search):
     # float ops are chosen by timing, so which of the two is smaller can vary)
     ptq = [by_name[f"ptq-{m}"] for m in ("int8", "dynamic", "float16")]
     mode = min(ptq, key=lambda r: r.bytes).candidate.quantization
-    # the PTQ ladder (int8 keeps: no int16x8), then int4 rows (int8 rows of 32 values already
-    # have a row scale in that mode: they would save nothing, so are not built), then
-    # min_count 2 and 2 * 4 = 8 (steps=1: one threshold after the first)
+    # the PTQ ladder (int8 keeps: no int16x8), then compact int4 rows (which keep, so int4
+    # rows, larger and slower, are not built; int8 rows of 32 values already have a row scale
+    # in that mode: they would save nothing, so are not built either), then min_count 2 and
+    # 2 * 4 = 8 (steps=1: one threshold after the first)
     assert [r.name for r in result.candidates] == [
         "ptq-int8",
         "ptq-dynamic",
         "ptq-float16",
-        f"int4rows+{mode}",
-        f"vocab2+int4rows+{mode}",
-        f"vocab8+int4rows+{mode}",
+        f"int4crows+{mode}",
+        f"vocab2+int4crows+{mode}",
+        f"vocab8+int4crows+{mode}",
     ]
     assert all(r.accepted and r.stage == "export" for r in result.candidates)
-    # int4 rows are smaller than the mode's int8 tables; pruning the ids seen once smaller
+    # compact int4 rows are smaller than the mode's int8 tables; pruning the ids seen once smaller
     # still, and more at 8
     base = by_name[f"ptq-{mode}"].bytes
-    assert by_name[f"int4rows+{mode}"].bytes < 0.8 * base
-    assert by_name[f"vocab2+int4rows+{mode}"].bytes < 0.8 * by_name[f"int4rows+{mode}"].bytes
-    assert by_name[f"vocab8+int4rows+{mode}"].bytes < by_name[f"vocab2+int4rows+{mode}"].bytes
+    assert by_name[f"int4crows+{mode}"].bytes < 0.8 * base
+    assert by_name[f"vocab2+int4crows+{mode}"].bytes < 0.8 * by_name[f"int4crows+{mode}"].bytes
+    assert by_name[f"vocab8+int4crows+{mode}"].bytes < by_name[f"vocab2+int4crows+{mode}"].bytes
     # the chosen one (objective size) is the smallest accepted export
     accepted = [r for r in result.candidates if r.accepted and r.path]
     assert result.chosen.bytes == min(r.bytes for r in accepted)
@@ -150,6 +151,7 @@ def test_a_cache_written_before_the_axis_resumes(table_search, tmp_path):
 def test_candidates_embedding_fields_are_validated_and_named():
     c = Candidate(shrink=0.5, min_count=2, rows="int4", quantization="int8")
     assert c.name == "shrink0.50+vocab2+int4rows+int8"
+    assert Candidate(rows="int4_compact", quantization="dynamic").name == "int4crows+dynamic"
     assert Candidate(rows="int8_row").name == "int8rows"
     assert Candidate(quantization="int16x8").name == "ptq-int16x8"
     assert Candidate.from_config(c.get_config()) == c
@@ -159,7 +161,10 @@ def test_candidates_embedding_fields_are_validated_and_named():
         (dict(min_count=-1), r"`min_count` must be an int >= 0, received -1"),
         (dict(min_count=2.0), r"`min_count` must be an int >= 0"),
         (dict(min_count=True), r"`min_count` must be an int >= 0"),
-        (dict(rows="int3"), r"`rows` must be one of \(None, 'int8_row', 'int4'\), received 'int3'"),
+        (
+            dict(rows="int3"),
+            r"`rows` must be one of \(None, 'int8_row', 'int4', 'int4_compact'\), received 'int3'",
+        ),
         (dict(min_count=2, quantization="int8", qat=True), r"pass qat=False"),
         (dict(quantization="int2"), r"`quantization` must be one of"),
     ):

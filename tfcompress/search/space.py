@@ -41,7 +41,7 @@ _BUILD_FIELDS = ("runtime", "epochs", "learning_rate", "student_loss_weight", "s
 _QUANTIZATIONS = (None, "dynamic", "int8", "float16", "int16x8")
 #: how a candidate's embedding tables are stored in its TFLite file (None: the mode's default;
 #: ``export_tflite(embeddings=...)``)
-ROWS = (None, "int8_row", "int4")
+ROWS = (None, "int8_row", "int4", "int4_compact")
 #: how candidates are exported, part of the cache key: bump it when an export of the same model
 #: changes (2: full int8 exports are latency-aware hybrids, ``float_ops="auto"``; 3: fused
 #: float16 front ends compute their rows in int32)
@@ -65,7 +65,7 @@ class Candidate:
         min_count: rare-id (vocabulary) pruning: ids seen fewer times in the training data
             share an OOV row (``prune_vocabulary``; 0: no pruning).
         rows: how the tables are stored in the TFLite file (``export_tflite(embeddings=...)``):
-            None (the mode's default), ``"int8_row"`` or ``"int4"``.
+            None (the mode's default), ``"int8_row"``, ``"int4"`` or ``"int4_compact"``.
 
     Example:
         >>> Candidate(quantization="int8").name
@@ -154,7 +154,9 @@ class Candidate:
         if self.min_count:
             parts.append(f"vocab{self.min_count}")
         if self.rows:
-            parts.append(f"{self.rows.replace('_row', '')}rows")
+            parts.append(
+                {"int4_compact": "int4c"}.get(self.rows, self.rows.replace("_row", "")) + "rows"
+            )
         if self.quantization:
             mode = f"qat-{self.quantization}" if self.qat else self.quantization
             parts.append(mode if parts else f"{'' if self.qat else 'ptq-'}{mode}")
