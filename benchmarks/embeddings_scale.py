@@ -89,6 +89,13 @@ def rare_ids_2(model: Any, task: Any) -> Any:
     return prune_vocabulary(model, _counts(model, task), min_count=2)[0]
 
 
+def rare_ids_2_compact_map(model: Any, task: Any) -> Any:
+    """Ids seen fewer than twice share one OOV row; the id map takes ~1 byte an id."""
+    from tfcompress.embeddings import prune_vocabulary
+
+    return prune_vocabulary(model, _counts(model, task), min_count=2, compact_map=True)[0]
+
+
 def mixed_dims(model: Any, task: Any) -> Any:
     """Widths 16 / 4 / 1 for the popular 1% / next 9% / other 90% of ids (SVD start)."""
     from tfcompress.embeddings import mixed_dimension_embeddings
@@ -110,6 +117,13 @@ VARIANTS: list[Variant] = [
     Variant("ids seen >= 2 + int8", rare_ids_2, {"embeddings": "int8"}),
     Variant("ids seen >= 2 + int4", rare_ids_2, {"embeddings": "int4"}),
     Variant("ids seen >= 2 + int4 compact", rare_ids_2, {"embeddings": "int4_compact"}),
+    # the id map as uint8 offsets + an int32 base per 255 ids (embeddings.remap.BlockedIdRemap)
+    Variant("ids seen >= 2, 1-byte map + int8", rare_ids_2_compact_map, {"embeddings": "int8"}),
+    Variant(
+        "ids seen >= 2, 1-byte map + int4 compact",
+        rare_ids_2_compact_map,
+        {"embeddings": "int4_compact"},
+    ),
 ]
 LATENCY_BASELINE = "int8 tables"
 

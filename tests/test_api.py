@@ -139,6 +139,7 @@ NAMESPACE_ALL = {
         "sensitivity",
     },
     "embeddings": {
+        "BlockedIdRemap",
         "HashedEmbedding",
         "IdRemap",
         "MixedDimEmbedding",

@@ -16,6 +16,7 @@ from tfcompress._lazy import attach
 #: public name -> the module that defines it
 _NAMES = {
     "HashedEmbedding": "tfcompress.embeddings.compositional",
+    "BlockedIdRemap": "tfcompress.embeddings.remap",
     "QREmbedding": "tfcompress.embeddings.compositional",
     "collision_report": "tfcompress.embeddings.compositional",
     "compositional_embeddings": "tfcompress.embeddings.compositional",
@@ -32,6 +33,7 @@ _NAMES = {
 }
 
 __all__ = [
+    "BlockedIdRemap",
     "HashedEmbedding",
     "IdRemap",
     "MixedDimEmbedding",

@@ -30,13 +30,14 @@ import numpy as np
 
 from tfcompress._keras import check_model, keras, tf
 from tfcompress._layers import CompressionReport, LayerDecision, iter_layers
-from tfcompress._validation import check_functional, check_int
+from tfcompress._validation import check_bool, check_functional, check_int
 from tfcompress.embeddings._tables import (
     check_counts,
     chosen_tables,
     clone_with,
     select_tables,
 )
+from tfcompress.embeddings.remap import BlockedIdRemap, blocked_map_bytes
 
 __all__ = [
     "IdRemap",
@@ -155,6 +156,7 @@ def prune_vocabulary(
     max_ids: int | None = None,
     tables: str | Sequence[str] | None = None,
     oov_buckets: int = 1,
+    compact_map: bool = False,
 ) -> tuple[keras.Model, CompressionReport]:
     """Give each chosen table's rare ids shared OOV rows; return the smaller model.
 
@@ -176,10 +178,16 @@ def prune_vocabulary(
         max_ids: keep at most this many ids (besides padding) per table, the most frequent.
         tables: a table name or names (default: every ``Embedding``).
         oov_buckets: OOV rows per table (>= 1).
+        compact_map: store each table's id map as a
+            :class:`~tfcompress.embeddings.remap.BlockedIdRemap` (a uint8 offset an id and an
+            int32 base row per 255 ids: ~1 byte an id) instead of an :class:`IdRemap` (an
+            int32 an id); a few more ops a lookup. (With fewer pruned ids than
+            ``oov_buckets`` the map stays an ``IdRemap``.)
 
     Returns:
         ``(new_model, report)``. ``report.settings["tables"][name]`` holds ``bytes_before``,
-        ``bytes_after`` (the smaller table plus the 4-byte-per-id mapping), ``rows_before``,
+        ``bytes_after`` (the smaller table plus the mapping: 4 bytes an id, ~1 with
+        ``compact_map``), ``rows_before``,
         ``rows_kept`` (kept ids plus padding), ``oov_rows``, ``pruned_ids``,
         ``pruned_impression_share`` (share of the counted lookups that hit a pruned id) and
         ``mapping``. ``new_model`` is ``model`` itself when nothing was pruned.
@@ -199,12 +207,14 @@ def prune_vocabulary(
     if max_ids is not None:
         check_int(max_ids, "max_ids", minimum=1, where="prune_vocabulary")
     check_int(oov_buckets, "oov_buckets", minimum=1, where="prune_vocabulary")
+    check_bool(compact_map, "compact_map", where="prune_vocabulary")
     check_functional(model, "prune_vocabulary")
     layers, selected = select_tables(tables, model)
     settings: dict[str, Any] = {
         "min_count": min_count,
         "max_ids": max_ids,
         "oov_buckets": oov_buckets,
+        "compact_map": compact_map,
         "tables": {},
     }
     decisions: list[LayerDecision] = []
@@ -223,8 +233,10 @@ def prune_vocabulary(
             )
             continue
         oov = min(oov_buckets, pruned)
+        blocked = compact_map
         if oov < oov_buckets:  # fewer pruned ids than buckets: no empty OOV rows
             mapping = _compact(mapping, kept)
+            blocked = False  # its OOV rows no longer follow id % oov_buckets
         rows = kept + 1 + oov
         table = np.asarray(layer.get_weights()[0])
         itemsize = table.dtype.itemsize
@@ -232,7 +244,10 @@ def prune_vocabulary(
         hit = values[1:][mapping[1:] > kept].sum()
         stats = {
             "bytes_before": int(size * layer.output_dim * itemsize),
-            "bytes_after": int(rows * layer.output_dim * itemsize + 4 * size),
+            "bytes_after": int(
+                rows * layer.output_dim * itemsize
+                + (blocked_map_bytes(size) if blocked else 4 * size)
+            ),
             "rows_before": size,
             "rows_kept": kept + 1,
             "oov_rows": oov,
@@ -241,7 +256,13 @@ def prune_vocabulary(
             "mapping": mapping,
         }
         settings["tables"][layer.name] = stats
-        plans[id(layer)] = (layer.name, mapping, rows, _shrunk_table(table, values, mapping, rows))
+        remap: IdRemap | BlockedIdRemap = (
+            BlockedIdRemap(size, kept + 1, oov_buckets, name=f"{layer.name}_remap")
+            if blocked
+            else IdRemap(size, name=f"{layer.name}_remap")
+        )
+        remap.set_mapping(mapping)
+        plans[id(layer)] = (layer.name, remap, rows, _shrunk_table(table, values, mapping, rows))
         decisions.append(
             LayerDecision(
                 layer.name,
@@ -272,16 +293,18 @@ def _compact(mapping: np.ndarray, kept: int) -> np.ndarray:
 
 
 def _remapped_table(
-    layer: keras.layers.Embedding, name: str, mapping: np.ndarray, rows: int, small: np.ndarray
+    layer: keras.layers.Embedding,
+    name: str,
+    remap: IdRemap | BlockedIdRemap,
+    rows: int,
+    small: np.ndarray,
 ) -> keras.Sequential:
-    """``IdRemap -> Embedding(rows)`` as a nested model named like ``layer``.
+    """``remap -> Embedding(rows)`` as a nested model named like ``layer``.
 
     A Sequential left unbuilt (no Input): ``clone_model`` then numbers its calls like the
     Embedding's (a functional sub-model's own first node would shift them, and tf_keras'
     graph rebuild never finishes).
     """
-    remap = IdRemap(mapping.shape[0], name=f"{name}_remap")
-    remap.set_mapping(mapping)
     config = layer.get_config()
     config.update(name=f"{name}_kept", input_dim=rows, input_length=None)
     table = keras.layers.Embedding.from_config(config)
@@ -302,9 +325,10 @@ def _mappings(model_or_report: Any) -> dict[str, np.ndarray]:
     check_model(model_or_report, "model_or_report")
     out: dict[str, np.ndarray] = {}
     for path, layer in iter_layers(model_or_report):
-        if isinstance(layer, IdRemap):
+        if isinstance(layer, (IdRemap, BlockedIdRemap)):
             table = path.rsplit("/", 1)[0] if "/" in path else path
-            out[table] = layer.mapping.numpy().astype(np.int32)
+            values = layer.mapping() if isinstance(layer, BlockedIdRemap) else layer.mapping
+            out[table] = np.asarray(values).astype(np.int32)
     return out
 
 

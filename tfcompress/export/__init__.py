@@ -15,6 +15,7 @@ from tfcompress._lazy import attach
 # imports TFMOT.
 from tfcompress.embeddings import compositional as _compositional  # noqa: F401
 from tfcompress.embeddings import mixed_dim_layer as _mixed_dim_layer  # noqa: F401
+from tfcompress.embeddings import remap as _remap  # noqa: F401
 from tfcompress.embeddings import vocabulary as _vocabulary  # noqa: F401
 from tfcompress.export import fuse_layers as _fuse_layers  # noqa: F401
 from tfcompress.models import layers as _model_layers  # noqa: F401
