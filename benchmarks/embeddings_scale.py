@@ -118,9 +118,9 @@ VARIANTS: list[Variant] = [
     Variant("ids seen >= 2 + int4", rare_ids_2, {"embeddings": "int4"}),
     Variant("ids seen >= 2 + int4 compact", rare_ids_2, {"embeddings": "int4_compact"}),
     # the id map as uint8 offsets + an int32 base per 255 ids (embeddings.remap.BlockedIdRemap)
-    Variant("ids seen >= 2, 1-byte map + int8", rare_ids_2_compact_map, {"embeddings": "int8"}),
+    Variant("ids seen >= 2 (1-byte map) + int8", rare_ids_2_compact_map, {"embeddings": "int8"}),
     Variant(
-        "ids seen >= 2, 1-byte map + int4 compact",
+        "ids seen >= 2 (1-byte map) + int4 compact",
         rare_ids_2_compact_map,
         {"embeddings": "int4_compact"},
     ),
