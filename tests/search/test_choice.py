@@ -68,11 +68,13 @@ def test_latencies_within_the_timing_noise_tie_and_the_smaller_loss_wins():
     assert noisy.select() is far
 
 
-def test_size_is_exact_and_a_candidate_must_beat_the_float_model():
+def test_sizes_within_one_percent_tie_and_a_candidate_must_beat_the_float_model():
     small = _candidate(0.5, "int8", -0.0019, 900)
-    larger = _candidate(0.25, "int8", -0.0001, 901)
+    larger = _candidate(0.25, "int8", -0.0001, 909)  # 1% larger: a tie, won on quality
     result = _result("size", [(small, 2.0, 2.0), (larger, 2.0, 2.0)])
-    assert result.objective_margin(small) == 0.0 and result.select() is small
+    assert result.objective_margin(small) == pytest.approx(9.0) and result.select() is larger
+    beyond = _candidate(0.25, "int8", -0.0001, 910)  # more than 1% larger: the smaller wins
+    assert _result("size", [(small, 2.0, 2.0), (beyond, 2.0, 2.0)]).select() is small
     grown = _candidate(0.0, "int8", 0.0, 12_000)  # larger than the float file
     assert _result("size", [(grown, 1.0, 1.0)]).select() is None
     lost = _candidate(0.75, "int8", -0.01, 500)  # rejected: not accepted
