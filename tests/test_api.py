@@ -145,6 +145,7 @@ NAMESPACE_ALL = {
         "MixedDimEmbedding",
         "QREmbedding",
         "RowShrinkage",
+        "blocked_map_bytes",
         "collision_report",
         "compositional_embeddings",
         "count_ids",

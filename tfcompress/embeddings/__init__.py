@@ -17,6 +17,7 @@ from tfcompress._lazy import attach
 _NAMES = {
     "HashedEmbedding": "tfcompress.embeddings.compositional",
     "BlockedIdRemap": "tfcompress.embeddings.remap",
+    "blocked_map_bytes": "tfcompress.embeddings.remap",
     "QREmbedding": "tfcompress.embeddings.compositional",
     "collision_report": "tfcompress.embeddings.compositional",
     "compositional_embeddings": "tfcompress.embeddings.compositional",
@@ -39,6 +40,7 @@ __all__ = [
     "MixedDimEmbedding",
     "QREmbedding",
     "RowShrinkage",
+    "blocked_map_bytes",
     "collision_report",
     "compositional_embeddings",
     "count_ids",

@@ -150,7 +150,11 @@ def build_model(
                 "data; pass counts=id_counts(model, train)."
             )
         with _scope(strategy):
-            pruned, _ = prune_vocabulary(base, counts, min_count=candidate.min_count)
+            # the id map in ~1 byte an id (BlockedIdRemap) instead of 4: at 2M ids 19.6x
+            # instead of 10.2x smaller tables with int8 rows (docs/embeddings.md)
+            pruned, _ = prune_vocabulary(
+                base, counts, min_count=candidate.min_count, compact_map=True
+            )
         return pruned, base
     if not candidate.qat:
         return base, base

@@ -44,8 +44,9 @@ _QUANTIZATIONS = (None, "dynamic", "int8", "float16", "int16x8")
 ROWS = (None, "int8_row", "int4", "int4_compact")
 #: how candidates are exported, part of the cache key: bump it when an export of the same model
 #: changes (2: full int8 exports are latency-aware hybrids, ``float_ops="auto"``; 3: fused
-#: float16 front ends compute their rows in int32)
-EXPORT_REVISION = 3
+#: float16 front ends compute their rows in int32; 4: rare-id pruned tables map ids in ~1 byte
+#: an id, BlockedIdRemap)
+EXPORT_REVISION = 4
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from tfcompress.embeddings import blocked_map_bytes
 from tfcompress.evaluation import sensitivity
 from tfcompress.pruning import shrink
 from tfcompress.quantization.embedding import EXPORT_MIN_ROWS
@@ -249,13 +250,13 @@ class SearchStrategy(Search):
         shapes = self._table_shapes(base)
 
         def saved(min_count: int, storage: str | None) -> float:
-            """Bytes the pruning saves: the rows of the pruned ids, less a 4-byte-per-id remap."""
+            """Bytes the pruning saves: the rows of the pruned ids, less the ~1-byte-an-id map."""
             total = 0.0
             for name, (rows, dim) in shapes.items():
                 pruned = int((counts[name][1:] < min_count).sum()) if name in counts else 0
                 if pruned:
                     size = row_bytes(storage, base.quantization, dim, rows)
-                    total += (pruned - 1) * size - 4 * rows - _OP_BYTES
+                    total += (pruned - 1) * size - blocked_map_bytes(rows) - _OP_BYTES
             return total
 
         def keeps(min_count: int) -> bool:
@@ -281,7 +282,7 @@ class SearchStrategy(Search):
         if not any(r.candidate.min_count for r in self.results):
             self._skip(
                 "vocabulary",
-                f"min_count up to {low} prunes too few ids to pay for the id remap (4 bytes an id)",
+                f"min_count up to {low} prunes too few ids to pay for the id remap (~1 byte an id)",
             )
 
     def _table_shapes(self, base: Candidate) -> dict[str, tuple[int, int]]:
