@@ -36,6 +36,7 @@ NOTEBOOKS = (
     "02_distill_profile_transformer.ipynb",
     "03_fit_callbacks_tensorboard.ipynb",
     "04_multi_device_strategy.ipynb",
+    "05_embeddings.ipynb",
 )
 SMALL_SWITCH = 'SMALL = os.environ.get("TFCOMPRESS_NOTEBOOK_SMALL") == "1"'
 CELL_TIMEOUT_S = 300
