@@ -22,6 +22,7 @@ from typing import Any
 
 from tfcompress._keras import check_model, keras, tf
 from tfcompress.callbacks import log_hparams
+from tfcompress.distribute import chief_only_path, is_chief
 from tfcompress.evaluation import benchmark
 from tfcompress.export import load_variant
 from tfcompress.export.manifest import atomic_write_text
@@ -100,7 +101,12 @@ def compress(
         steps: bisection steps on the shrink ratio (3: a resolution of 1/8).
         batch_size: batch size of array data.
         validation_split: the held-out fraction when ``validation_data`` is None.
-        strategy: a ``tf.distribute`` strategy to build and fine-tune candidates in.
+        strategy: a ``tf.distribute`` strategy to build and fine-tune candidates in. Under a
+            ``MultiWorkerMirroredStrategy`` every worker runs ``compress`` with the same
+            arguments and takes the same steps: nothing is read from the cache (a worker's
+            cache may differ from the chief's), the budget stops every worker when any would
+            stop, and only the chief writes ``output_dir`` and ``log_dir`` (the other workers'
+            files go to a temporary folder, removed on return: use the chief's result).
         output_dir: where candidates are exported and cached.
         log_dir: when given, every measured candidate is logged to TensorBoard's HParams
             dashboard there.
@@ -148,25 +154,28 @@ def compress(
     hash_arrays(digest, (features, labels))
     if isinstance(train, tuple):
         hash_arrays(digest, train)
-    root = Path(output_dir) / digest.hexdigest()[:16]
-    search = SearchStrategy(
-        model,
-        teacher_in_scope(teacher or model, strategy),
-        train,
-        settings,
-        root,
-        features,
-        labels,
-        batch_size=batch_size,
-        strategy=strategy,
-        budget=seconds,
-        report=progress_printer(progress),
-    )
-    baseline = search.run(Candidate())
-    if runtime == "tflite":
-        search.quantized(Candidate())
-    search.embedding_axis(search.bisect())
-    return _finish(search, baseline, log_dir, repeats, progress)
+    # under a multi-worker strategy every worker builds and judges every candidate (each
+    # fine-tune is a collective fit); only the chief's files stay
+    with chief_only_path(Path(output_dir) / digest.hexdigest()[:16], strategy) as root:
+        search = SearchStrategy(
+            model,
+            teacher_in_scope(teacher or model, strategy),
+            train,
+            settings,
+            Path(root),
+            features,
+            labels,
+            batch_size=batch_size,
+            strategy=strategy,
+            budget=seconds,
+            report=progress_printer(progress),
+        )
+        baseline = search.run(Candidate())
+        if runtime == "tflite":
+            search.quantized(Candidate())
+        search.embedding_axis(search.bisect())
+        chief = is_chief(strategy)
+        return _finish(search, baseline, log_dir if chief else None, repeats, progress)
 
 
 def _finish(

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from tfcompress._compat import in_multi_worker_mode
 from tfcompress._keras import keras, tf
 from tfcompress.evaluation import count_flops
 from tfcompress.evaluation.statistics import paired_difference
@@ -96,6 +97,9 @@ class Search:
         self.model, self.teacher, self.train, self.settings = model, teacher, train, settings
         self.root, self.features, self.labels = root, features, labels
         self.batch_size, self.strategy, self.budget, self.say = batch_size, strategy, budget, report
+        # every worker of a multi-worker strategy must take the same steps (each fine-tune is a
+        # collective fit): no cache reads (a worker's cache may differ) and one budget decision
+        self.multi_worker = strategy is not None and in_multi_worker_mode(strategy)
         self.start = time.monotonic()
         self.results: list[CandidateResult] = []
         self.shrunk: dict[tuple[float, float | None], keras.Model | Path] = {}
@@ -126,15 +130,20 @@ class Search:
         )
 
     def over_budget(self) -> bool:
-        if self.budget is None or self.stopped:
+        if self.stopped or (self.budget is None and not self.multi_worker):
             return bool(self.stopped)
         spent = time.monotonic() - self.start
         trained = [r.seconds for r in self.results if r.candidate.trains and not r.cached]
         expect = max(trained) if trained else 0.0
-        if spent + expect > self.budget:
+        mine = self.budget is not None and spent + expect > self.budget
+        # wall clocks differ between workers: stop everywhere when any worker would
+        over = any_worker(self.strategy, mine) if self.multi_worker else mine
+        if over:
             self.stopped = (
                 f"budget {self.budget:.0f} s: {spent:.0f} s spent, the next fine-tune takes "
                 f"~{expect:.0f} s"
+                if mine
+                else "another worker's budget ran out (every worker stops at the same step)"
             )
             self.say(f"compress: stopping, {self.stopped}")
         return bool(self.stopped)
@@ -152,7 +161,7 @@ class Search:
         ``export=False`` judges the float Keras model only (a shrink ratio's early rejection).
         """
         folder = self.root / (candidate.name + ("" if export else "@keras"))
-        result = self._cached(folder)
+        result = None if self.multi_worker else self._cached(folder)
         if result is not None:
             self._done(result)
             return result
@@ -319,3 +328,10 @@ def progress_printer(enabled: bool) -> Callable[[str], None]:
             tqdm.write(message)
 
     return say
+
+
+def any_worker(strategy: tf.distribute.Strategy, flag: bool) -> bool:
+    """Whether ``flag`` is True on any worker of ``strategy``: a SUM all-reduce, so every
+    worker must call it at the same step of the search (they do: they take the same steps)."""
+    value = strategy.run(lambda: tf.constant(1.0 if flag else 0.0))
+    return float(strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)) > 0.0
