@@ -20,6 +20,21 @@ VIRTUAL_CPUS = [d.name for d in tf.config.list_logical_devices("CPU")]
 
 
 @pytest.fixture(autouse=True)
+def _no_tf_config_leak(request):
+    """A test that sets TF_CONFIG must restore it (monkeypatch): a leaked worker-1 TF_CONFIG made
+    every later test of the same xdist worker a non-chief (compress wrote to a temp folder)."""
+    before = os.environ.get("TF_CONFIG")
+    yield
+    after = os.environ.get("TF_CONFIG")
+    if after != before:
+        if before is None:
+            os.environ.pop("TF_CONFIG", None)
+        else:
+            os.environ["TF_CONFIG"] = before
+        pytest.fail(f"{request.node.nodeid} left TF_CONFIG={after!r} in the environment")
+
+
+@pytest.fixture(autouse=True)
 def _seed_everything():
     """Every test starts from the same seeds and a fresh Keras session."""
     keras.backend.clear_session()

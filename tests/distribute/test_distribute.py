@@ -120,7 +120,11 @@ def test_local_tf_config_ports_tasks_and_env(monkeypatch):
             s.bind(("127.0.0.1", p))
     assert cfg["task"] == {"type": "chief", "index": 0}
     assert distribute.parse_tf_config(cfg)["cluster"] == cluster
-    monkeypatch.delenv("TF_CONFIG", raising=False)
+    # set_env writes os.environ itself: a setenv first makes monkeypatch restore the variable's
+    # state after the test (a delenv of an absent variable records nothing, and the worker-1
+    # TF_CONFIG leaked into every later test of this xdist worker)
+    monkeypatch.setenv("TF_CONFIG", "")
+    monkeypatch.delenv("TF_CONFIG")
     fixed = distribute.local_tf_config(2, task=("worker", 1), ports=[21000, 21001], set_env=True)
     assert fixed["cluster"] == {"worker": ["127.0.0.1:21000", "127.0.0.1:21001"]}
     assert json.loads(os.environ["TF_CONFIG"]) == fixed

@@ -14,12 +14,14 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
 from pathlib import Path
 from typing import Any
 
+from tfcompress._compat import in_multi_worker_mode
 from tfcompress._keras import check_model, keras, tf
 from tfcompress.callbacks import log_hparams
 from tfcompress.distribute import chief_only_path, is_chief
@@ -155,8 +157,12 @@ def compress(
     if isinstance(train, tuple):
         hash_arrays(digest, train)
     # under a multi-worker strategy every worker builds and judges every candidate (each
-    # fine-tune is a collective fit); only the chief's files stay
-    with chief_only_path(Path(output_dir) / digest.hexdigest()[:16], strategy) as root:
+    # fine-tune is a collective fit); only the chief's files stay. Asked of the strategy only:
+    # a TF_CONFIG in the environment does not make a single-process call a worker's
+    multi = strategy is not None and in_multi_worker_mode(strategy)
+    target = Path(output_dir) / digest.hexdigest()[:16]
+    where = chief_only_path(target, strategy) if multi else contextlib.nullcontext(str(target))
+    with where as root:
         search = SearchStrategy(
             model,
             teacher_in_scope(teacher or model, strategy),
@@ -174,7 +180,7 @@ def compress(
         if runtime == "tflite":
             search.quantized(Candidate())
         search.embedding_axis(search.bisect())
-        chief = is_chief(strategy)
+        chief = not multi or is_chief(strategy)
         return _finish(search, baseline, log_dir if chief else None, repeats, progress)
 
 
