@@ -199,3 +199,20 @@ def test_bench_reads_its_data_without_tfmot():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["binary", "False"]
+
+
+def test_export_chooses_the_table_storage_and_fusing(saved_ctr_model, tmp_path, capsys):
+    from tfcompress.cli._parser import EMBEDDING_CHOICES
+    from tfcompress.quantization.embedding import EMBEDDING_MODES
+
+    assert EMBEDDING_CHOICES == EMBEDDING_MODES  # the parser's copy (it imports no TensorFlow)
+    tfl = tmp_path / "m4.tflite"
+    argv = ["export", str(saved_ctr_model), "-o", str(tfl), "--embeddings", "int4_compact"]
+    assert main([*argv, "--fuse-embeddings", "off", "--data", "ctr", "--samples", "2000"]) == 0
+    assert f"Wrote {tfl}" in capsys.readouterr().out
+    options = json.loads((tmp_path / "manifest.json").read_text())["artifacts"]["m4.tflite"]
+    assert options["options"]["embeddings"] == "int4_compact"
+    assert options["options"]["fused_embeddings"] is None
+    argv = ["export", str(saved_ctr_model), "--format", "savedmodel", "--embeddings", "int4"]
+    assert main(argv) == 2
+    assert "apply to --format tflite only" in capsys.readouterr().err

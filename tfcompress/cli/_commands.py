@@ -88,6 +88,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
                 f"--quantization {args.quantization} applies to --format tflite only; the "
                 "SavedModel is exported in float (use --no-jit to skip XLA)."
             )
+        if args.embeddings is not None or args.fuse_embeddings != "auto":
+            raise ValueError(
+                "--embeddings and --fuse-embeddings apply to --format tflite only; the "
+                "SavedModel keeps the model's own tables."
+            )
         out = args.output or Path("savedmodels") / f"{stem}_savedmodel"
         result = export_saved_model(model, out, jit_compile=not args.no_jit, parity_data=parity)
     else:
@@ -102,6 +107,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
             out,
             quantization=mode,
             integer_io=args.integer_io,
+            embeddings=args.embeddings,
+            fuse_embeddings={"auto": None, "on": True, "off": False}[args.fuse_embeddings],
             representative_data=task.validation if task else None,
             parity_data=parity,
             drift=args.drift,

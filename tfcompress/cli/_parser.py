@@ -18,6 +18,10 @@ from tfcompress.cli._options import add_data_options, add_import_option, positiv
 
 __all__ = ["add_run_options", "build_parser", "demo_defaults"]
 
+#: ``export --embeddings`` (``tfcompress.quantization.embedding.EMBEDDING_MODES``, pinned by a
+#: test: the parser imports no TensorFlow)
+EMBEDDING_CHOICES = ("float", "int8", "int8_row", "int8_tensor", "int4", "int4_compact")
+
 
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
@@ -188,6 +192,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument(
         "--integer-io", action="store_true", help="int8/int16x8: integer float inputs/outputs"
+    )
+    export.add_argument(
+        "--embeddings",
+        choices=EMBEDDING_CHOICES,
+        default=None,
+        help="TFLite: how embedding tables are stored (default: int8 in the dynamic/int8/int16x8 "
+        "modes, float otherwise; int4_compact: 4-bit codes and a 1-byte scale a row)",
+    )
+    export.add_argument(
+        "--fuse-embeddings",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="TFLite: one gather for all tables of a width (auto: where measured faster)",
     )
     export.add_argument(
         "--drift",
