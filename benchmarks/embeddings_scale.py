@@ -75,25 +75,18 @@ def _counts(model: Any, task: Any) -> dict[str, np.ndarray]:
     return count_ids(model, task.train)
 
 
-def rare_ids(model: Any, task: Any) -> Any:
-    """Ids never seen in training share one OOV row (their rows were never trained)."""
-    from tfcompress.embeddings import prune_vocabulary
+def rare_ids(min_count: int, compact_map: bool = False) -> Callable[[Any, Any], Any]:
+    """A transform: ids seen fewer than ``min_count`` times in training share one OOV row
+    (``min_count=1``: the ids never seen, whose rows were never trained); ``compact_map``: the
+    id map takes ~1 byte an id instead of 4."""
 
-    return prune_vocabulary(model, _counts(model, task), min_count=1)[0]
+    def transform(model: Any, task: Any) -> Any:
+        from tfcompress.embeddings import prune_vocabulary
 
+        counts = _counts(model, task)
+        return prune_vocabulary(model, counts, min_count=min_count, compact_map=compact_map)[0]
 
-def rare_ids_2(model: Any, task: Any) -> Any:
-    """Ids seen fewer than twice in training share one OOV row."""
-    from tfcompress.embeddings import prune_vocabulary
-
-    return prune_vocabulary(model, _counts(model, task), min_count=2)[0]
-
-
-def rare_ids_2_compact_map(model: Any, task: Any) -> Any:
-    """Ids seen fewer than twice share one OOV row; the id map takes ~1 byte an id."""
-    from tfcompress.embeddings import prune_vocabulary
-
-    return prune_vocabulary(model, _counts(model, task), min_count=2, compact_map=True)[0]
+    return transform
 
 
 def mixed_dims(model: Any, task: Any) -> Any:
@@ -111,17 +104,19 @@ VARIANTS: list[Variant] = [
     Variant("int4 tables", None, {"embeddings": "int4"}),
     # int4 with one byte of per-row parameters (a scale codebook code): 9 bytes a 16-wide row
     Variant("int4 compact tables", None, {"embeddings": "int4_compact"}),
-    Variant("rare ids + int8", rare_ids, {"embeddings": "int8"}),
-    Variant("rare ids + int4", rare_ids, {"embeddings": "int4"}),
+    Variant("rare ids + int8", rare_ids(1), {"embeddings": "int8"}),
+    Variant("rare ids + int4", rare_ids(1), {"embeddings": "int4"}),
     Variant("mixed dims 16-4-1", mixed_dims, {"embeddings": "float"}),
-    Variant("ids seen >= 2 + int8", rare_ids_2, {"embeddings": "int8"}),
-    Variant("ids seen >= 2 + int4", rare_ids_2, {"embeddings": "int4"}),
-    Variant("ids seen >= 2 + int4 compact", rare_ids_2, {"embeddings": "int4_compact"}),
+    Variant("ids seen >= 2 + int8", rare_ids(2), {"embeddings": "int8"}),
+    Variant("ids seen >= 2 + int4", rare_ids(2), {"embeddings": "int4"}),
+    Variant("ids seen >= 2 + int4 compact", rare_ids(2), {"embeddings": "int4_compact"}),
     # the id map as uint8 offsets + an int32 base per 255 ids (embeddings.remap.BlockedIdRemap)
-    Variant("ids seen >= 2 (1-byte map) + int8", rare_ids_2_compact_map, {"embeddings": "int8"}),
+    Variant(
+        "ids seen >= 2 (1-byte map) + int8", rare_ids(2, compact_map=True), {"embeddings": "int8"}
+    ),
     Variant(
         "ids seen >= 2 (1-byte map) + int4 compact",
-        rare_ids_2_compact_map,
+        rare_ids(2, compact_map=True),
         {"embeddings": "int4_compact"},
     ),
 ]

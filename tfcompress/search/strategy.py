@@ -21,6 +21,7 @@ from tfcompress.embeddings import blocked_map_bytes
 from tfcompress.evaluation import sensitivity
 from tfcompress.pruning import shrink
 from tfcompress.quantization.embedding import EXPORT_MIN_ROWS
+from tfcompress.quantization.embedding_int4 import int4_row_bytes
 from tfcompress.search.build import embedding_layers
 from tfcompress.search.result import CandidateResult
 from tfcompress.search.runner import Search
@@ -56,9 +57,10 @@ def row_bytes(storage: str | None, mode: str | None, dim: int, rows: int) -> flo
         (12, 16)
     """
     if storage == "int4_compact" and rows >= EXPORT_MIN_ROWS:
-        return (dim + 1) // 2 + 1 + 1024 / rows  # a scale code a row, a 256-entry codebook
+        # a scale code a row, and the table's 256-entry float32 codebook spread over its rows
+        return int4_row_bytes(dim, "codebook") + 1024 / rows
     if storage == "int4" and rows >= EXPORT_MIN_ROWS:
-        return (dim + 1) // 2 + 4  # two codes a byte, a float16 scale and offset
+        return int4_row_bytes(dim)  # two codes a byte, a float16 scale and offset
     if storage == "int8_row" and rows >= EXPORT_MIN_ROWS:
         return dim + 2  # a float16 scale per row
     if mode in ("dynamic", "int8", "int16x8"):  # int8, a row scale from 32 values on
