@@ -1,12 +1,14 @@
 """compress under MultiWorkerMirroredStrategy (two local worker processes): every worker takes
-the same steps (each fine-tune is a collective fit), only the chief's files stay, and a budget
-that runs out on one worker stops both at the same step instead of leaving the other in a
-collective alone."""
+the same steps (each fine-tune is a collective fit), the chief's folder is the result and the
+other worker caches in its own, a repeated call resumes where every worker has a candidate and
+rebuilds (collectively) what one worker lacks, and a budget that runs out on one worker stops
+both at the same step instead of leaving the other in a collective alone."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -51,13 +53,14 @@ def _compress_worker(strategy, out, logs, budgets):
         "accepted": [r.accepted for r in result.candidates],
         "deltas": [None if r.difference is None else r.difference.delta for r in result.candidates],
         "trained": result.trained,
+        "cached": [r.cached for r in result.candidates],
         "stopped": result.stopped,
         "path": result.path,
         "exists": os.path.exists(result.path),
     }
 
 
-def test_workers_take_the_same_steps_and_only_the_chief_writes(tmp_path):
+def test_workers_take_the_same_steps_resume_together_and_stop_together(tmp_path):
     from tfcompress.distribute.launch import launch_local
 
     out, logs = str(tmp_path / "out"), str(tmp_path / "logs")
@@ -70,13 +73,29 @@ def test_workers_take_the_same_steps_and_only_the_chief_writes(tmp_path):
     assert chief["accepted"] == other["accepted"]
     np.testing.assert_allclose(chief["deltas"], other["deltas"], atol=1e-9)
     assert chief["trained"] == other["trained"] == 1
-    # only the chief's files stay: its chosen file is under out, the other worker's is gone
-    assert chief["exists"] and chief["path"].startswith(out)
-    assert not other["exists"] and not other["path"].startswith(out)
-    assert len(os.listdir(out)) == 1 and os.listdir(logs)
+    # the chief's folder is the result; the other worker caches in a folder of its own inside
+    (key,) = os.listdir(out)
+    assert chief["exists"] and chief["path"].startswith(os.path.join(out, key) + os.sep)
+    mine = os.path.join(out, key, "workers", "worker-1")
+    assert other["exists"] and other["path"].startswith(mine + os.sep)
+    assert os.listdir(logs)
+    names, first = chief["names"], chief
 
-    # a budget that runs out on worker 1 only (worker 0 has none) stops both at the same step;
-    # nothing is read from the chief's cache of the first run (worker 1 has none)
+    # the same call again, with worker 1's fine-tuned model gone from its cache: both rebuild
+    # that one (a collective fit: had worker 0 read its cache, worker 1 would wait alone), and
+    # read every other candidate from their own caches
+    shutil.rmtree(os.path.join(mine, "shrink0.50@keras"))
+    chief, other = launch_local(
+        _compress_worker, 2, args=(out, logs, (None, None)), strategy="multi_worker", timeout=300
+    )
+    assert chief["names"] == other["names"] == names
+    assert chief["trained"] == other["trained"] == 1
+    rebuilt = names.index("shrink0.50 (keras)")
+    for result in (chief, other):
+        assert result["cached"] == [i != rebuilt for i in range(len(names))]
+    np.testing.assert_allclose(chief["deltas"], first["deltas"], atol=1e-9)
+
+    # a budget that runs out on worker 1 only (worker 0 has none) stops both at the same step
     chief, other = launch_local(
         _compress_worker, 2, args=(out, logs, (None, 1e-6)), strategy="multi_worker", timeout=300
     )

@@ -14,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import time
@@ -24,7 +23,7 @@ from typing import Any
 from tfcompress._compat import in_multi_worker_mode
 from tfcompress._keras import check_model, keras, tf
 from tfcompress.callbacks import log_hparams
-from tfcompress.distribute import chief_only_path, is_chief
+from tfcompress.distribute import is_chief
 from tfcompress.evaluation import benchmark
 from tfcompress.export import load_variant
 from tfcompress.export.manifest import atomic_write_text
@@ -105,10 +104,10 @@ def compress(
         validation_split: the held-out fraction when ``validation_data`` is None.
         strategy: a ``tf.distribute`` strategy to build and fine-tune candidates in. Under a
             ``MultiWorkerMirroredStrategy`` every worker runs ``compress`` with the same
-            arguments and takes the same steps: nothing is read from the cache (a worker's
-            cache may differ from the chief's), the budget stops every worker when any would
-            stop, and only the chief writes ``output_dir`` and ``log_dir`` (the other workers'
-            files go to a temporary folder, removed on return: use the chief's result).
+            arguments and takes the same steps: a cached candidate is read only when every
+            worker has it (else all rebuild it), the budget stops every worker when any would
+            stop, only the chief writes ``log_dir``, and the other workers cache under
+            ``<output_dir>/<key>/workers/<task>/`` (use the chief's result).
         output_dir: where candidates are exported and cached.
         log_dir: when given, every measured candidate is logged to TensorBoard's HParams
             dashboard there.
@@ -157,31 +156,34 @@ def compress(
     if isinstance(train, tuple):
         hash_arrays(digest, train)
     # under a multi-worker strategy every worker builds and judges every candidate (each
-    # fine-tune is a collective fit); only the chief's files stay. Asked of the strategy only:
-    # a TF_CONFIG in the environment does not make a single-process call a worker's
+    # fine-tune is a collective fit). Asked of the strategy only: a TF_CONFIG in the
+    # environment does not make a single-process call a worker's
     multi = strategy is not None and in_multi_worker_mode(strategy)
-    target = Path(output_dir) / digest.hexdigest()[:16]
-    where = chief_only_path(target, strategy) if multi else contextlib.nullcontext(str(target))
-    with where as root:
-        search = SearchStrategy(
-            model,
-            teacher_in_scope(teacher or model, strategy),
-            train,
-            settings,
-            Path(root),
-            features,
-            labels,
-            batch_size=batch_size,
-            strategy=strategy,
-            budget=seconds,
-            report=progress_printer(progress),
-        )
-        baseline = search.run(Candidate())
-        if runtime == "tflite":
-            search.quantized(Candidate())
-        search.embedding_axis(search.bisect())
-        chief = not multi or is_chief(strategy)
-        return _finish(search, baseline, log_dir if chief else None, repeats, progress)
+    chief = not multi or is_chief(strategy)
+    root = Path(output_dir) / digest.hexdigest()[:16]
+    if not chief:
+        # each other worker caches in a folder of its own (the chief's stays the result), so
+        # it resumes too, and workers sharing a file system never write the same file
+        resolver = strategy.cluster_resolver
+        root = root / "workers" / f"{resolver.task_type}-{resolver.task_id}"
+    search = SearchStrategy(
+        model,
+        teacher_in_scope(teacher or model, strategy),
+        train,
+        settings,
+        root,
+        features,
+        labels,
+        batch_size=batch_size,
+        strategy=strategy,
+        budget=seconds,
+        report=progress_printer(progress),
+    )
+    baseline = search.run(Candidate())
+    if runtime == "tflite":
+        search.quantized(Candidate())
+    search.embedding_axis(search.bisect())
+    return _finish(search, baseline, log_dir if chief else None, repeats, progress)
 
 
 def _finish(

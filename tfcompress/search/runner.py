@@ -98,7 +98,8 @@ class Search:
         self.root, self.features, self.labels = root, features, labels
         self.batch_size, self.strategy, self.budget, self.say = batch_size, strategy, budget, report
         # every worker of a multi-worker strategy must take the same steps (each fine-tune is a
-        # collective fit): no cache reads (a worker's cache may differ) and one budget decision
+        # collective fit): a cached candidate is read only where every worker has it, and the
+        # budget is one decision for all
         self.multi_worker = strategy is not None and in_multi_worker_mode(strategy)
         self.start = time.monotonic()
         self.results: list[CandidateResult] = []
@@ -161,10 +162,13 @@ class Search:
         ``export=False`` judges the float Keras model only (a shrink ratio's early rejection).
         """
         folder = self.root / (candidate.name + ("" if export else "@keras"))
-        result = None if self.multi_worker else self._cached(folder)
-        if result is not None:
-            self._done(result)
-            return result
+        cached = self._cached(folder)
+        if self.multi_worker and not every_worker(self.strategy, cached is not None):
+            # a worker without it rebuilds it, so every worker does: a fine-tune only some
+            # workers ran would leave them in a collective alone
+            cached = None
+        if cached is not None:
+            return self._resume(*cached, folder)
         started = time.monotonic()
         self.say(f"compress: candidate {len(self.results) + 1}: {candidate.name} ...")
         model = self._build(candidate)
@@ -230,28 +234,38 @@ class Search:
         self._done(result)
         return result
 
-    def _cached(self, folder: Path) -> CandidateResult | None:
-        """The result stored in ``folder``, re-judged under this search's rule; None if absent
-        or incomplete (a call interrupted while building it)."""
+    def _cached(self, folder: Path) -> tuple[CandidateResult, np.ndarray | None] | None:
+        """The result stored in ``folder`` and its validation outputs (None: failed), or None if
+        absent or incomplete (a call interrupted while building it). Reads only: what the
+        search takes from it is :meth:`_resume`'s, once every worker has it."""
         stored, outputs = folder / "result.json", folder / "outputs.npy"
         if not stored.exists():
             return None
         result = CandidateResult.from_dict(json.loads(stored.read_text()), cached=True)
         if result.stage == "failed":
-            return result
+            return result, None
         if not outputs.exists():
             return None
         if result.path is not None and not Path(result.path).exists():
             return None
-        values = np.load(outputs)
-        if result.candidate == Candidate() and self.base_outputs is None:
-            self.base_outputs = values
-        result.difference = self.judge(values)
-        result.accepted = result.difference.keeps_quality(
-            self.settings.max_loss, self.settings.rule
-        )
+        return result, np.load(outputs)
+
+    def _resume(
+        self, result: CandidateResult, values: np.ndarray | None, folder: Path
+    ) -> CandidateResult:
+        """Take a cached result: re-judge its outputs under this search's rule (a search
+        with another ``max_loss``/``rule``/``metric`` reuses the cache), and let the later
+        exports of its shrink ratio load its Keras model instead of fine-tuning again."""
+        if values is not None:
+            if result.candidate == Candidate() and self.base_outputs is None:
+                self.base_outputs = values
+            result.difference = self.judge(values)
+            result.accepted = result.difference.keeps_quality(
+                self.settings.max_loss, self.settings.rule
+            )
         if result.stage == "keras" and result.candidate.shrinks not in self.shrunk:
             self.shrunk[result.candidate.shrinks] = folder / "model.keras"
+        self._done(result)
         return result
 
     def _build(self, candidate: Candidate) -> keras.Model:
@@ -328,6 +342,11 @@ def progress_printer(enabled: bool) -> Callable[[str], None]:
             tqdm.write(message)
 
     return say
+
+
+def every_worker(strategy: tf.distribute.Strategy, flag: bool) -> bool:
+    """Whether ``flag`` is True on every worker of ``strategy`` (see :func:`any_worker`)."""
+    return not any_worker(strategy, not flag)
 
 
 def any_worker(strategy: tf.distribute.Strategy, flag: bool) -> bool:
