@@ -1,7 +1,7 @@
 """Build one `compress` candidate from the library's own verbs: ``shrink`` then a fine-tune
 distilled from the teacher, optionally ``quantize`` (QAT) and another distilled fine-tune, or
 ``prune_vocabulary`` (rare ids share an OOV row), then ``export_tflite`` (with the candidate's
-table storage) / ``export_saved_model``.
+table storage and fused front end) / ``export_saved_model``.
 
 Example:
     >>> from tfcompress.search.build import fit_loss
@@ -24,6 +24,8 @@ from tfcompress.distillation import Distiller
 from tfcompress.embeddings.frequency import count_ids
 from tfcompress.embeddings.vocabulary import prune_vocabulary
 from tfcompress.export import ExportResult, export_saved_model, export_tflite, load_variant
+from tfcompress.export.converter import ConversionError
+from tfcompress.export.fuse import fusable_tables
 from tfcompress.pruning import shrink
 from tfcompress.quantization import quantize
 from tfcompress.search.space import Candidate, SearchSettings
@@ -234,10 +236,18 @@ def export_candidate(
     """Export ``model`` as ``candidate`` says, to ``path`` (``.tflite`` file or directory).
 
     Quality is judged by the search on the validation data, so the export's own drift check
-    is off (``drift="ignore"``). The tables are stored as ``candidate.rows`` says.
+    is off (``drift="ignore"``). The tables are stored as ``candidate.rows`` says, and the
+    front end fused as ``candidate.fuse`` says (None: the export's auto rule).
     """
     if runtime == "saved_model":
         return export_saved_model(model, path)
+    if candidate.fuse and not fusable_tables(model):
+        # e.g. a shrink that skipped one of two tables of one width: a failed candidate
+        # (recorded with this reason), not a failed search
+        raise ConversionError(
+            f"candidate {candidate.name}: model {model.name!r} has no two Embedding tables of "
+            "one width reading integer model inputs to fuse; pass fuse=None."
+        )
     mode = candidate.quantization
     calibrated = mode in ("int8", "int16x8") and not candidate.qat
     return export_tflite(
@@ -250,4 +260,5 @@ def export_candidate(
         float_ops="auto" if mode == "int8" else None,
         drift="ignore",
         embeddings=candidate.rows,
+        fuse_embeddings=candidate.fuse,
     )

@@ -1,5 +1,6 @@
-"""What `compress` searches: a :class:`Candidate` (shrink ratio, quantization, QAT) and the
-settings of one search (:class:`SearchSettings`), each validated where it is built.
+"""What `compress` searches: a :class:`Candidate` (shrink ratio, quantization, QAT, table
+storage, the fused front end) and the settings of one search (:class:`SearchSettings`), each
+validated where it is built.
 
 Example:
     >>> from tfcompress.search.space import Candidate
@@ -67,6 +68,11 @@ class Candidate:
             share an OOV row (``prune_vocabulary``; 0: no pruning).
         rows: how the tables are stored in the TFLite file (``export_tflite(embeddings=...)``):
             None (the mode's default), ``"int8_row"``, ``"int4"`` or ``"int4_compact"``.
+        fuse: the fused embedding front end (``export_tflite(fuse_embeddings=...)``): None (the
+            export's auto rule: float32/float16 with float tables), True (fused in any mode;
+            named ``"+fused"``) or False (never; ``"+unfused"``). Not with ``qat`` or
+            ``min_count`` (their tables are wrapped or read an id map, which fusion cannot
+            read).
 
     Example:
         >>> Candidate(quantization="int8").name
@@ -81,6 +87,7 @@ class Candidate:
     embeddings: float | None = None
     min_count: int = 0
     rows: str | None = None
+    fuse: bool | None = None
 
     def __post_init__(self) -> None:
         if (
@@ -138,6 +145,18 @@ class Candidate:
                 f"`rows` must be one of {ROWS}, received {self.rows!r}; e.g. rows='int4' stores "
                 "each table row as 4-bit codes with a per-row scale and offset."
             )
+        if self.fuse is not None and not isinstance(self.fuse, bool):
+            raise TypeError(
+                f"`fuse` must be None (the export's auto rule), True or False, received "
+                f"{self.fuse!r}; e.g. fuse=True exports the fused embedding front end."
+            )
+        if self.fuse and (self.qat or self.min_count):
+            what = "qat=True" if self.qat else f"min_count={self.min_count}"
+            raise ValueError(
+                f"`fuse=True` with `{what}`: the fused front end reads plain Embedding tables on "
+                "the model's id inputs, which QAT wraps and rare-id pruning feeds through an id "
+                "map; pass fuse=None."
+            )
         for field in ("keep_float", "skip"):
             names = getattr(self, field)
             if isinstance(names, str) or not all(isinstance(n, str) for n in names):
@@ -162,6 +181,8 @@ class Candidate:
             mode = f"qat-{self.quantization}" if self.qat else self.quantization
             parts.append(mode if parts else f"{'' if self.qat else 'ptq-'}{mode}")
         name = "+".join(parts) or "float"
+        if self.fuse is not None:
+            name += "+fused" if self.fuse else "+unfused"
         if self.skip or self.keep_float:
             # the layer lists are part of the identity: hash them into the name
             digest = hashlib.sha256(repr((self.skip, self.keep_float)).encode()).hexdigest()
@@ -189,6 +210,7 @@ class Candidate:
             "embeddings": self.embeddings,
             "min_count": self.min_count,
             "rows": self.rows,
+            "fuse": self.fuse,
         }
 
     @classmethod
@@ -204,6 +226,8 @@ class Candidate:
             # caches written before the embedding axis hold neither key
             min_count=config.get("min_count", 0),
             rows=config.get("rows"),
+            # caches written before fused candidates hold no "fuse": the export's auto rule
+            fuse=config.get("fuse"),
         )
 
 

@@ -1,8 +1,9 @@
 """What `compress` tries, in what order (docs/compress.md, "The search, and why"): every PTQ
 mode of a float model (QAT int8 when PTQ int8 loses), bisection on a global shrink ratio and on
 the tables' own ratio, then the embedding axis (table storage x rare-id pruning) of the best
-kept float model. :class:`SearchStrategy` adds these steps to :class:`~.runner.Search`, which
-builds, judges and caches each candidate.
+kept float model; for the latency objectives, the fused embedding front end of the exports
+that kept quality and that the export's auto rule leaves unfused. :class:`SearchStrategy` adds
+these steps to :class:`~.runner.Search`, which builds, judges and caches each candidate.
 
 Example:
     >>> search = SearchStrategy(model, teacher, train, settings, root, x_val, y_val,
@@ -14,11 +15,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
 from tfcompress.embeddings import blocked_map_bytes
 from tfcompress.evaluation import sensitivity
+from tfcompress.export.fuse import fusable_tables, fuse_embeddings
+from tfcompress.export.manifest import MANIFEST_NAME, read_manifest
 from tfcompress.pruning import shrink
 from tfcompress.quantization.embedding import EXPORT_MIN_ROWS
 from tfcompress.quantization.embedding_int4 import int4_row_bytes
@@ -27,7 +31,7 @@ from tfcompress.search.result import CandidateResult
 from tfcompress.search.runner import Search
 from tfcompress.search.space import Candidate
 
-__all__ = ["INT8_FALLBACK", "PTQ_ORDER", "ROWS_ORDER", "SearchStrategy"]
+__all__ = ["FUSE_OBJECTIVES", "INT8_FALLBACK", "PTQ_ORDER", "ROWS_ORDER", "SearchStrategy"]
 
 #: PTQ modes exported for every float model that keeps quality (smallest file first)
 PTQ_ORDER = ("int8", "dynamic", "float16")
@@ -46,6 +50,11 @@ _DOMINATED = {"int4": "int4_compact"}
 _FIRST_MIN_COUNT, _GROWTH = 2, 4
 #: graph bytes of one table's dequantize (or remap) ops in a .tflite file (quantization.embedding)
 _OP_BYTES = 512
+#: objectives for which the fused front end of the exports the auto rule leaves unfused (full
+#: int8, dynamic, int8/int4 row tables) is tried: fusing removes per-op cost (the DCN student's
+#: 53 -> 36 ops), measured 1.32-1.34x at batch 1 in int8 and 1.64x with int8 rows, but 1.02x at
+#: batch 256 in int8 and a few KB at most (docs/export.md), so never for size or FLOPs
+FUSE_OBJECTIVES = ("latency", "latency_b1")
 
 
 def row_bytes(storage: str | None, mode: str | None, dim: int, rows: int) -> float:
@@ -96,6 +105,7 @@ class SearchStrategy(Search):
                         return
                 keep = self.keep_float()
                 self.run(dataclasses.replace(base, quantization="int8", qat=True, keep_float=keep))
+        self.fused(base)
 
     def keep_float(self) -> tuple[str, ...]:
         """Layers whose int8 weights alone cost more than the tolerance: they stay float in QAT."""
@@ -232,6 +242,8 @@ class SearchStrategy(Search):
             tried += 1
             if self.run(dataclasses.replace(base, rows=storage)).accepted:
                 kept.append(storage)
+        if kept and not self.over_budget():
+            self.fused(base)
         if not tried:
             widths = sorted({dim for _, dim in shapes.values()})
             self._skip(
@@ -308,11 +320,85 @@ class SearchStrategy(Search):
             and not r.candidate.qat
             and not r.candidate.min_count
             and r.candidate.rows is None
+            and r.candidate.fuse is None
             and r.candidate.shrinks == base.shrinks
             and r.candidate.skip == base.skip
         ]
         return min(own, key=lambda r: r.bytes).candidate.quantization if own else None
 
+    # -------------------------------------------------------------------- the fused front end
+    def fused(self, base: Candidate) -> None:
+        """The fused embedding front end (``Candidate(fuse=True)``) of each export of ``base``'s
+        float model that kept quality and that the export's auto rule left unfused (its
+        manifest's ``options["fused_embeddings"]`` is None: full int8, dynamic, int8/int4 row
+        tables), for the latency objectives in TFLite; no training, each judged like any
+        candidate. Only exports that kept are fused: the fused file computes the same function
+        (the unfused file's drift plus the fused table's own quantization, docs/export.md), so
+        a mode that lost unfused is not tried fused. QAT and rare-id pruned exports are not
+        fused (``Candidate`` refuses them). Skipped, with the reason in
+        ``self.skipped["fuse"]``, for a model with fewer than two fusable tables of one width
+        or without a ``MaskedMean`` pooling among them (fused lookups alone measured slower).
+        """
+        if self.settings.objective not in FUSE_OBJECTIVES or self.fusion_problem():
+            return
+        tried = {r.candidate for r in self.results}
+        for result in list(self.results):
+            c = result.candidate
+            if not (result.accepted and result.path and result.stage == "export"):
+                continue
+            if c.fuse is not None or c.qat or c.min_count:
+                continue
+            if (c.shrinks, c.skip) != (base.shrinks, base.skip) or _auto_fused(result.path):
+                continue
+            candidate = dataclasses.replace(c, fuse=True)
+            if candidate in tried:
+                continue
+            if self.over_budget():
+                return
+            tried.add(candidate)
+            self.run(candidate)
+
+    def fusion_problem(self) -> str:
+        """Why the fused front end is not tried on this search's model ('' when it is), asked
+        once (the shrunk models keep the original's tables and inputs); recorded in
+        ``self.skipped["fuse"]`` for the latency objectives."""
+        if not hasattr(self, "_fusion_problem"):
+            problem = self._fusion_check()
+            if problem and self.settings.objective in FUSE_OBJECTIVES:
+                self._skip("fuse", problem)
+            self._fusion_problem = problem
+        return self._fusion_problem
+
+    def _fusion_check(self) -> str:
+        if self.settings.runtime != "tflite":
+            return f"runtime {self.settings.runtime!r}: the fused front end is a TFLite rewrite"
+        tables = fusable_tables(self.model)
+        if len(tables) < 2:
+            why = ""
+            try:
+                left = fuse_embeddings(self.model)[1].skipped
+                why = "; ".join(f"'{d.layer}' ({d.class_name}) {d.reason}" for d in left)
+            except (TypeError, ValueError) as err:  # not a functional model
+                why = str(err).split(";")[0]
+            return (
+                f"model {self.model.name!r} has {len(tables)} fusable Embedding tables (fusion "
+                "needs >= 2 of one width reading integer model inputs)"
+                + (f": {why}" if why else "")
+            )
+        if not fuse_embeddings(self.model)[1].settings["pooled"]:
+            return (
+                f"no MaskedMean pooling among the fusable tables {tables}: fused lookups alone "
+                "measured slower (0.87x at batch 1, 0.75x at batch 256; docs/export.md)"
+            )
+        return ""
+
     def _skip(self, part: str, reason: str) -> None:
         self.skipped[part] = reason
         self.say(f"compress: {part} axis skipped: {reason}")
+
+
+def _auto_fused(path: str) -> bool:
+    """Whether the export at ``path`` has a fused front end (its manifest's record)."""
+    manifest = read_manifest(Path(path).parent / MANIFEST_NAME)
+    entry = manifest["artifacts"].get(Path(path).name, {})
+    return bool(entry.get("options", {}).get("fused_embeddings"))
