@@ -10,14 +10,15 @@ from __future__ import annotations
 from tfcompress._lazy import attach
 
 # Importing these registers tfcompress's Keras layers (the reference models' layers, the int8
-# and int4 tables, the tables of tfcompress.embeddings and the fused front end), so load_variant
-# and the benchmark load a saved .keras model holding them with safe_mode=True; none of them
-# imports TFMOT.
+# and int4 tables, the tables of tfcompress.embeddings and their stored twins, the fused front
+# end), so load_variant and the benchmark load a saved .keras model holding them with
+# safe_mode=True; none of them imports TFMOT.
 from tfcompress.embeddings import compositional as _compositional  # noqa: F401
 from tfcompress.embeddings import mixed_dim_layer as _mixed_dim_layer  # noqa: F401
 from tfcompress.embeddings import remap as _remap  # noqa: F401
 from tfcompress.embeddings import vocabulary as _vocabulary  # noqa: F401
 from tfcompress.export import fuse_layers as _fuse_layers  # noqa: F401
+from tfcompress.export import table_layers as _table_layers  # noqa: F401
 from tfcompress.models import layers as _model_layers  # noqa: F401
 from tfcompress.quantization import embedding as _quantized_embedding  # noqa: F401
 

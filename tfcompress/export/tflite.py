@@ -84,6 +84,7 @@ from tfcompress.export.runtime import (
     serving_function,
 )
 from tfcompress.export.saved_model import export_saved_model
+from tfcompress.export.tables import with_stored_tables
 from tfcompress.quantization.embedding import (
     check_embeddings_mode,
     is_qat_model,
@@ -354,6 +355,9 @@ def export_tflite(
             256-entry codebook per table (9 bytes a 16-wide row, 7.1x float); ``"float"``: the
             converter's own handling (the ``"dynamic"`` and ``"int8"`` converters store large
             tables int8 with one scale per table). See :mod:`tfcompress.quantization.embedding`.
+            The row tables of ``QREmbedding``, ``HashedEmbedding``, ``MixedDimEmbedding`` and
+            of layers registered with :func:`tfcompress.export.tables.register_table_storage`
+            are stored alike (``options["embedding_tables_left"]``: those left float, and why).
         sparse: store pruned weights in TFLite's sparse format
             (``tf.lite.Optimize.EXPERIMENTAL_SPARSITY``); float32 and float16 only (LiteRT
             cannot run sparse integer weights). None: in those modes, when at least half of
@@ -433,6 +437,7 @@ def export_tflite(
     clean_stale_temps(target.parent)  # what an interrupted export left there (logged)
 
     convert_model, prepared = prepare_for_export(fuse_model, config.name, embeddings)
+    convert_model, prepared = with_stored_tables(convert_model, prepared, config.name)
     prepared = {**prepared, "fused_embeddings": fused}
     # full-integer modes calibrate every tensor: the -1e9 attention-mask adder of tf_keras'
     # Softmax (every MultiHeadAttention) and Model Garden's MaskedSoftmax would give the
