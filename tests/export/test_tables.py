@@ -32,6 +32,7 @@ from tfcompress.quantization.table_storage import (
     empty_table,
     fill_table,
     resolve_storage,
+    storage_bytes,
     stored_table,
 )
 
@@ -142,8 +143,8 @@ def test_export_stores_the_row_tables_and_litert_serves_the_dequantized_rows(
     assert tables["hashed"].startswith(f"HashedEmbedding: table 2000x16 {storage[:4]} rows")
     left = result.options["embedding_tables_left"]
     assert left == {
-        "tiny": "HashedEmbedding: its 1 row table(s) have [40] rows, all under 64: left to "
-        "the converter"
+        "tiny": "HashedEmbedding: every row table stays float (40x8: < 64 rows: left to the "
+        "converter)"
     }
 
     ids = _ids()
@@ -217,6 +218,12 @@ def test_table_storage_primitive_matches_the_row_math_and_checks_its_input():
         layer = stored_table(values, storage, name="t")
         ids = np.array([[0, 69, 3]])
         np.testing.assert_array_equal(layer(ids).numpy(), _dequantized(values, storage)[ids])
+        stored = sum(w.numpy().nbytes for w in layer.weights)
+        assert stored == storage_bytes(70, 5, storage) == _stored_bytes(70, 5, storage)
+    # a storage that would not be smaller stays float: int4 rows of one value take 5 bytes
+    assert TableStorage("int4").storage_for(1000, 1) == "float"
+    assert "int4 would not be smaller" in TableStorage("int4").float_reason(1000, 1)
+    assert TableStorage("int4_compact").storage_for(1000, 1) == "int4_compact"  # 2 bytes
     assert resolve_storage("int8", 32) == "int8_row" and resolve_storage("int8", 31) == (
         "int8_tensor"
     )

@@ -41,7 +41,12 @@ from tfcompress.export.table_layers import (
     StoredQREmbedding,
 )
 from tfcompress.quantization.embedding import EMBEDDING_MODES, EXPORT_MIN_ROWS
-from tfcompress.quantization.table_storage import resolve_storage, storage_detail, stored_table
+from tfcompress.quantization.table_storage import (
+    resolve_storage,
+    storage_bytes,
+    storage_detail,
+    stored_table,
+)
 
 __all__ = [
     "TableHandler",
@@ -89,10 +94,21 @@ class TableStorage:
         self.bytes_before = 0  # float32 bytes of the tables in parts
         self.bytes_after = 0  # their stored bytes
 
+    def float_reason(self, rows: int, dim: int) -> str:
+        """Why a ``rows x dim`` table stays float (under ``min_rows`` rows, or the mode's
+        storage would not be smaller, e.g. int4 rows of 1 value); ``""`` when it is stored."""
+        if rows < self.min_rows:
+            return f"< {self.min_rows} rows: left to the converter"
+        storage = resolve_storage(self.mode, dim)
+        if storage_bytes(rows, dim, storage) >= storage_bytes(rows, dim, "float"):
+            return f"{storage} would not be smaller: left float"
+        return ""
+
     def storage_for(self, rows: int, dim: int) -> str:
-        """The storage of a ``rows x dim`` table: ``"float"`` under ``min_rows`` rows, else
-        the mode's (``"int8"`` resolved to ``"int8_row"``/``"int8_tensor"`` by width)."""
-        return "float" if rows < self.min_rows else resolve_storage(self.mode, dim)
+        """The storage of a ``rows x dim`` table: ``"float"`` when :meth:`float_reason` says
+        so, else the mode's (``"int8"`` resolved to ``"int8_row"``/``"int8_tensor"`` by
+        width)."""
+        return "float" if self.float_reason(rows, dim) else resolve_storage(self.mode, dim)
 
     def table(self, values: Any, name: str) -> keras.layers.Layer:
         """A gather layer (an ``Embedding``, ``QuantizedEmbedding`` or ``QuantizedEmbedding4``)
@@ -101,16 +117,14 @@ class TableStorage:
         rows, dim = values.shape
         storage = self.storage_for(int(rows), int(dim))
         layer = stored_table(values, storage, name=name, integer_unpack=self.integer_unpack)
-        self.note(layer, name)
+        self.note(layer, name, self.float_reason(int(rows), int(dim)))
         return layer
 
-    def note(self, layer: keras.layers.Layer, name: str) -> None:
+    def note(self, layer: keras.layers.Layer, name: str, why: str = "") -> None:
         """Record a gather layer of :mod:`tfcompress.quantization.table_storage` in
-        :attr:`parts`."""
+        :attr:`parts` (``why``: why it stayed float)."""
         rows, dim = int(layer.input_dim), int(layer.output_dim)
-        small = isinstance(layer, keras.layers.Embedding)  # float: under min_rows
-        why = f" (< {self.min_rows} rows: left to the converter)" if small else ""
-        self.parts.append(f"{name} {storage_detail(layer)}{why}")
+        self.parts.append(f"{name} {storage_detail(layer)}" + (f" ({why})" if why else ""))
         self.bytes_before += rows * dim * 4
         self.bytes_after += sum(int(w.numpy().nbytes) for w in layer.weights)
 
@@ -125,15 +139,16 @@ def _twin(cls: Any, shapes: Callable[[Any], list[tuple[int, int]]]) -> TableHand
 
     def handler(layer: Any, storage: TableStorage) -> Any:
         sizes = shapes(layer)
-        storages = [storage.storage_for(rows, dim) for rows, dim in sizes]
-        if set(storages) == {"float"}:
-            return (
-                f"its {len(sizes)} row table(s) have {[r for r, _ in sizes]} rows, all under "
-                f"{storage.min_rows}: left to the converter"
+        reasons = [storage.float_reason(rows, dim) for rows, dim in sizes]
+        if all(reasons):
+            listed = ", ".join(
+                f"{r}x{d}: {why}" for (r, d), why in zip(sizes, reasons, strict=True)
             )
+            return f"every row table stays float ({listed})"
+        storages = [storage.storage_for(rows, dim) for rows, dim in sizes]
         new = cls.from_layer(layer, storages, integer_unpack=storage.integer_unpack)
-        for table in new.tables:
-            storage.note(table, table.name)
+        for table, why in zip(new.tables, reasons, strict=True):
+            storage.note(table, table.name, why)
         return new
 
     return handler

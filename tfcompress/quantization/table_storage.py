@@ -33,14 +33,17 @@ from tfcompress.quantization.embedding import (
 from tfcompress.quantization.embedding_int4 import (
     INT4_MODES,
     QuantizedEmbedding4,
+    int4_row_bytes,
     quantize_rows_int4,
 )
+from tfcompress.quantization.embedding_int4_compact import CODEBOOK_SIZE
 
 __all__ = [
     "TABLE_STORAGES",
     "empty_table",
     "fill_table",
     "resolve_storage",
+    "storage_bytes",
     "storage_detail",
     "stored_table",
     "table_values",
@@ -69,6 +72,25 @@ def resolve_storage(mode: str, dim: int) -> str:
     if mode == "int8":
         return "int8_" + resolve_granularity("auto", int(dim))
     return mode
+
+
+def storage_bytes(rows: int, dim: int, storage: str) -> int:
+    """Bytes a ``rows x dim`` table takes in ``storage``: codes and per-row parameters (and an
+    int4_compact table's scale codebook).
+
+    Example:
+        >>> storage_bytes(1000, 1, "float"), storage_bytes(1000, 1, "int4")  # int4: larger
+        (4000, 5000)
+    """
+    storage = _check_storage(storage, "storage_bytes")
+    rows, dim = int(rows), int(dim)
+    if storage == "float":
+        return 4 * rows * dim
+    if storage in INT4_MODES:
+        scale_dtype = INT4_MODES[storage]
+        book = 4 * CODEBOOK_SIZE if scale_dtype == "codebook" else 0
+        return rows * int4_row_bytes(dim, scale_dtype) + book
+    return rows * dim + 2 * (rows if storage == "int8_row" else 1)
 
 
 def _check_storage(storage: object, where: str) -> str:
