@@ -1,11 +1,13 @@
 """compress tries the fused embedding front end (``Candidate(fuse=True)``) of the exports the
-export's auto rule leaves unfused (full int8, dynamic) for the latency objectives, on a tiny
-functional model with three 8-wide tables, two of them masked-mean pooled; never for size. One
+export's auto rule leaves unfused (full int8, dynamic, int4 row tables) for the latency
+objectives, on a tiny functional model with three 16-wide tables, two of them masked-mean
+pooled; never for size. One
 latency search (no shrink: ``max_shrink=0.3``, so no fine-tune) is shared by the tests."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -22,16 +24,16 @@ from tfcompress.search.strategy import SearchStrategy
 
 pytestmark = pytest.mark.slow
 
-N_TRAIN, N_VAL, LENGTH, DIM = 3000, 3000, 6, 8
+N_TRAIN, N_VAL, LENGTH, DIM, ITEMS = 3000, 3000, 6, 16, 1000
 
 
 def _data(seed: int = 0):
     rng = np.random.default_rng(seed)
     n = N_TRAIN + N_VAL
     user = rng.integers(1, 40, size=(n, 1)).astype("int32")
-    items = rng.integers(0, 50, size=(n, LENGTH)).astype("int32")  # 0 = padding
+    items = rng.integers(0, ITEMS, size=(n, LENGTH)).astype("int32")  # 0 = padding
     cats = rng.integers(0, 30, size=(n, LENGTH)).astype("int32")
-    weight = rng.normal(size=50)
+    weight = rng.normal(size=ITEMS)
     logit = weight[items].mean(axis=1) * 3 + rng.normal(size=40)[user[:, 0]]
     y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype("float32")
     x = {"user": user, "items": items, "cats": cats}
@@ -48,7 +50,7 @@ def _model(pooled: bool = True, tables: int = 3) -> keras.Model:
     items = keras.Input((LENGTH,), dtype="int32", name="items")
     cats = keras.Input((LENGTH,), dtype="int32", name="cats")
     parts = [keras.layers.Flatten()(keras.layers.Embedding(40, DIM, name="emb_user")(user))]
-    for ids, rows in ((items, 50), (cats, 30))[: tables - 1]:
+    for ids, rows in ((items, ITEMS), (cats, 30))[: tables - 1]:
         looked = keras.layers.Embedding(rows, DIM, name=f"emb_{ids.name}")(ids)
         parts.append(MaskedMean()([looked, ids]) if pooled else keras.layers.Flatten()(looked))
     h = parts[0] if len(parts) == 1 else keras.layers.Concatenate()(parts)
@@ -91,13 +93,19 @@ def test_a_latency_search_tries_the_fused_front_end_of_int8_and_dynamic(fused_se
     _, _, val, _, result = fused_search
     by_name = {r.name: r for r in result.candidates}
     # the PTQ ladder, then the fused variant of each export the auto rule left unfused and
-    # that kept quality (float16 is fused by the auto rule already: no "+fused" twin)
+    # that kept quality (float16 is fused by the auto rule already: no "+fused" twin); then the
+    # table storage of the axis (in the mode of the smallest unfused PTQ file: int8 or dynamic)
+    # and its fused twin
+    smallest = min((by_name[f"ptq-{m}"] for m in ("int8", "dynamic")), key=lambda r: r.bytes)
+    axis = smallest.candidate.quantization
     assert [r.name for r in result.candidates] == [
         "ptq-int8",
         "ptq-dynamic",
         "ptq-float16",
         "ptq-int8+fused",
         "ptq-dynamic+fused",
+        f"int4crows+{axis}",
+        f"int4crows+{axis}+fused",
     ]
     assert all(r.accepted and r.stage == "export" for r in result.candidates)
     assert "fuse" not in result.skipped
@@ -121,13 +129,18 @@ def test_a_latency_search_tries_the_fused_front_end_of_int8_and_dynamic(fused_se
         # the AUC the paired CI was computed from is the file's own, in LiteRT
         assert auc(val[1], outputs[1]) == pytest.approx(fused.difference.variant, abs=1e-9)
         assert abs(fused.difference.delta - plain.difference.delta) < 0.01
+    # the fused table of the axis' candidate is stored as its storage says, like the tables
+    rows = _options(by_name[f"int4crows+{axis}+fused"].path)
+    assert sorted(rows["fused_embeddings"]["tables"]) == ["emb_cats", "emb_items", "emb_user"]
+    assert "int4" in rows["embedding_tables"]["fused_embedding"]
+    assert "fused_embedding" not in _options(by_name[f"int4crows+{axis}"].path)["embedding_tables"]
     # judged and reported like every candidate
     text = result.to_markdown()
     assert "ptq-int8+fused" in text and "ptq-dynamic+fused" in text
     assert {"ptq-int8+fused", "ptq-dynamic+fused"} <= set(result.report.names)
     data = json.loads(result.to_json())
     fused_configs = [c["candidate"] for c in data["candidates"] if c["name"].endswith("+fused")]
-    assert [c["fuse"] for c in fused_configs] == [True, True]
+    assert [c["fuse"] for c in fused_configs] == [True, True, True]
 
 
 def test_a_size_search_from_an_old_cache_does_not_fuse(fused_search, tmp_path):
@@ -142,10 +155,12 @@ def test_a_size_search_from_an_old_cache_does_not_fuse(fused_search, tmp_path):
         if "candidate" in data and data["candidate"].pop("fuse", True) is None:
             path.write_text(json.dumps(data))
             stripped += 1
-    assert stripped == 4  # float and the three PTQ modes
+    assert stripped == 5  # float, the three PTQ modes and the int4 rows
     again = _search(model, train, val, copy, objective="size")
     assert all(r.cached for r in again.candidates)
-    assert [r.name for r in again.candidates] == ["ptq-int8", "ptq-dynamic", "ptq-float16"]
+    unfused = [r.name for r in first.candidates if r.candidate.fuse is None]
+    assert [r.name for r in again.candidates] == unfused
+    assert len(unfused) == 4 and not any(r.candidate.fuse for r in again.candidates)
     assert "fuse" not in again.skipped
 
 
@@ -181,7 +196,7 @@ def test_a_model_fusion_does_not_speed_up_skips_it_with_the_reason(
     search, messages = _strategy(_model(pooled, tables), tmp_path)
     search.fused(Candidate())  # nothing exported yet: it only decides
     assert search.results == []
-    assert search.skipped["fuse"] and __import__("re").search(reason, search.skipped["fuse"])
+    assert search.skipped["fuse"] and re.search(reason, search.skipped["fuse"])
     assert any("fuse axis skipped" in m for m in messages)
     # a size search neither tries it nor records a reason
     sized, _ = _strategy(_model(pooled, tables), tmp_path, objective="size")
