@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -176,6 +177,50 @@ def test_timeout_kills_every_group_including_finished_workers(tmp_path):
         pids = _read_pids(tmp_path)
         assert len(pids) == 4
         assert _survivors(pids, within=0) == {}
+
+
+def test_ctrl_c_during_cleanup_waits_for_it_to_finish(tmp_path, monkeypatch):
+    """A second Ctrl-C (SIGINT) that lands in launch_local's cleanup is held until the cleanup is
+    done: every group is killed, the watchdog pipe closed and the run folder removed, and only
+    then does KeyboardInterrupt reach the caller (before, it cut the cleanup short: in a caller
+    that goes on, e.g. a notebook, the tasks' children ran on and the pipe's fds leaked)."""
+    from tfcompress.distribute import launch
+
+    real_kill, calls = launch._kill, []
+
+    def kill_after_ctrl_c(task):
+        if not calls:
+            signal.raise_signal(signal.SIGINT)  # the user presses Ctrl-C again, in the cleanup
+        calls.append(task.name)
+        real_kill(task)
+
+    monkeypatch.setattr(launch, "_kill", kill_after_ctrl_c)
+    pid_dir, tmp = tmp_path / "pids", tmp_path / "tmp"
+    pid_dir.mkdir()
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))  # where the run folder goes
+    # a pytest started in the background inherits SIGINT ignored: handle it as a terminal would
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    fds = set(os.listdir("/proc/self/fd"))
+    try:
+        with _cleanup(pid_dir):
+            with pytest.raises(KeyboardInterrupt):
+                launch.launch_local(
+                    _grandchild_then,
+                    2,
+                    args=(str(pid_dir), ("return", "return")),
+                    strategy=None,
+                    timeout=60,
+                )
+            assert calls == ["worker:0", "worker:1"]  # the cleanup ran to its end
+            pids = _read_pids(pid_dir)
+            assert sorted(pids) == ["grandchild-0", "grandchild-1", "worker-0", "worker-1"]
+            assert _survivors(pids, within=0) == {}
+            assert list(tmp.iterdir()) == []  # no run folder left behind
+            assert set(os.listdir("/proc/self/fd")) <= fds  # the watchdog pipe is closed
+            assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @pytest.mark.slow  # the caller process imports TensorFlow (tfcompress.distribute.cluster): ~6 s

@@ -15,29 +15,30 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import json
 import logging
 import os
 import pickle
-import runpy
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-import traceback
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from tfcompress.distribute._worker import WORKER_RUN_NAME
 
 _log = logging.getLogger("tfcompress")
 
 __all__ = ["LaunchTimeoutError", "WorkerError", "launch_local"]
 
 _LAUNCH_STRATEGIES = ("auto", "multi_worker", "parameter_server", None)
-_WORKER_RUN_NAME = "__tfcompress_worker__"
-_BOOT = f"import runpy, sys; runpy.run_path(sys.argv[1], run_name={_WORKER_RUN_NAME!r})"
+_BOOT = f"import runpy, sys; runpy.run_path(sys.argv[1], run_name={WORKER_RUN_NAME!r})"
 _TAIL_CHARS = 4000
 _GONE_TIMEOUT = 10.0  # seconds to wait for killed process groups to be gone
 
@@ -301,20 +302,19 @@ def launch_local(
     If any task fails, the others are killed and :class:`WorkerError` is raised with the failing
     task's traceback (or the end of its output).
 
-    Process lifetime: each task runs in its own session (process group). Whenever
-    ``launch_local`` exits (it returns, raises :class:`WorkerError` or
-    :class:`LaunchTimeoutError`, or is interrupted by ``KeyboardInterrupt`` or another
-    exception) it SIGKILLs every task's whole process group, whether the task is still running
-    or has already exited, reaps the tasks and waits (up to 10 s, then logs a warning) until no
-    live process is left in those groups. So nothing ``fn`` started (subprocesses, servers)
-    outlives the call, except processes that moved themselves to another process group or
-    session (``setsid``, ``start_new_session=True``, daemons). If the calling process dies
-    without running that cleanup (SIGKILL, a crash), each task notices within moments through
-    a pipe it inherited from the caller (end of file once no caller holds the other end): a
-    small watchdog process in each task's group removes the temporary run folder and SIGKILLs
-    the group, so this also covers tasks that already returned. A process forked from the
-    caller (``os.fork``, not ``subprocess``) while the call runs holds the pipe open, which
-    delays this until it exits.
+    Process lifetime: each task runs in its own session (process group). Whenever ``launch_local``
+    exits (it returns, raises :class:`WorkerError` or :class:`LaunchTimeoutError`, or is interrupted
+    by ``KeyboardInterrupt`` or another exception) it SIGKILLs every task's whole process group,
+    whether the task is still running or has already exited, reaps the tasks and waits (up to 10 s,
+    then logs a warning) until no live process is left in those groups; a SIGINT (Ctrl-C) that
+    arrives during that cleanup is held until it is done. So nothing ``fn`` started (subprocesses,
+    servers) outlives the call, except processes that moved themselves to another process group or
+    session (``setsid``, ``start_new_session=True``, daemons). If the calling process dies without
+    running that cleanup (SIGKILL, a crash), each task notices within moments through a pipe it
+    inherited from the caller (end of file once no caller holds the other end): a small watchdog
+    process in each task's group removes the temporary run folder and SIGKILLs the group, so this
+    also covers tasks that already returned. A process forked from the caller (``os.fork``, not
+    ``subprocess``) while the call runs holds the pipe open, which delays this until it exits.
 
     Args:
         fn: a module-level function ``fn(strategy, *args, **kwargs) -> picklable``.
@@ -368,7 +368,7 @@ def launch_local(
     else:
         tasks = [_Task("worker", i, "run", run_dir, logs) for i in range(workers)]
     sys_path = [os.path.abspath(p or os.curdir) for p in sys.path]
-    here = os.path.abspath(__file__)
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_worker.py")  # task side
     # Each task's watchdog reads this pipe; end of file means no caller holds the write end.
     watch_r, watch_w = os.pipe()  # both non-inheritable; pass_fds hands watch_r to the tasks
     _log.info(
@@ -433,12 +433,53 @@ def launch_local(
                 ) from None
         return results
     finally:
-        for t in tasks:
-            _kill(t)
-        os.close(watch_r)
-        os.close(watch_w)  # any task still running kills its own group on end of file
-        _wait_gone(tasks)
-        shutil.rmtree(run_dir, ignore_errors=True)  # payloads and results; logs too by default
+        with _sigint_held():
+            _shutdown(tasks, (watch_r, watch_w), run_dir)
+
+
+@contextlib.contextmanager
+def _sigint_held() -> Any:
+    """Hold SIGINT (Ctrl-C) while the block runs, then hand it to the previous handler.
+
+    So a second Ctrl-C cannot cut :func:`launch_local`'s cleanup short (tasks left running, the
+    watchdog pipe and run folder left behind in a caller that goes on, e.g. a notebook); the
+    ``KeyboardInterrupt`` comes once the cleanup is done. Only the main thread can set signal
+    handlers; elsewhere, or when SIGINT is ignored or not handled by Python (an inherited
+    ``SIG_IGN``: the caller was started in the background), the block runs as is.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield
+        return
+    held: list[Any] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: held.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if held:
+            previous(signal.SIGINT, held[-1])
+
+
+def _shutdown(tasks: list[_Task], fds: tuple[int, ...], run_dir: str) -> None:
+    """Kill and reap every task's group, close the watchdog pipe, remove the run folder.
+
+    Every step runs even if an earlier one raises (the first exception is re-raised at the end):
+    once the pipe is closed, any task still running kills its own group on end of file.
+    """
+    steps: list[Callable[[], Any]] = [functools.partial(_kill, t) for t in tasks]
+    steps += [functools.partial(os.close, fd) for fd in fds]
+    steps.append(functools.partial(_wait_gone, tasks))
+    # payloads and results; logs too by default
+    steps.append(functools.partial(shutil.rmtree, run_dir, ignore_errors=True))
+    first: BaseException | None = None
+    for step in steps:
+        try:
+            step()
+        except BaseException as err:  # re-raised below, after the remaining steps
+            first = first or err
+    if first is not None:
+        raise first
 
 
 def _wait(tasks: list[_Task], timeout: float, keep_logs: bool) -> None:
@@ -489,95 +530,3 @@ def _failure(t: _Task, rc: int, tasks: list[_Task], keep_logs: bool) -> WorkerEr
     if keep_logs:
         lines.append(f"Full log: {t.log}")
     return WorkerError("\n".join(lines), task=t.name, returncode=rc, log_tail=error or tail)
-
-
-# --------------------------------------------------------------------------- worker side
-
-
-def _resolve(module: str, qualname: str, main_file: str | None) -> Any:
-    if module == "__main__":
-        obj: Any = runpy.run_path(main_file, run_name="__tfcompress_main__")
-        first, *rest = qualname.split(".")
-        obj = obj[first]
-    else:
-        obj = importlib.import_module(module)
-        rest = qualname.split(".")
-    for part in rest:
-        obj = getattr(obj, part)
-    return obj
-
-
-def _atomic_write(path: str, data: bytes) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
-def _watch_caller(fd: int, run_dir: str) -> None:
-    """Fork a watchdog that SIGKILLs this task's process group once the caller is gone.
-
-    The watchdog is a child process in the task's group; it blocks reading the pipe ``fd``,
-    which the caller never writes, so the read returns end of file only when no process holds
-    the write end any more: the caller exited or died. It then removes the caller's ``run_dir``
-    (payloads, results and default logs, which nobody will read) and SIGKILLs the group: the
-    task (if it still runs), every process the task started, and itself. Being a process of its
-    own, it outlives a task that already returned and fires even while the task's main thread
-    holds the GIL. It only kills a group the task leads (:func:`launch_local` starts each task
-    in its own session), never the caller's; elsewhere it does nothing.
-    """
-    pgid = os.getpgid(0)
-    if pgid != os.getpid():
-        os.close(fd)
-        return
-    if os.fork() == 0:  # the watchdog: system calls only, never returns
-        try:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            while os.read(fd, 512):
-                pass
-            shutil.rmtree(run_dir, ignore_errors=True)
-            os.killpg(pgid, signal.SIGKILL)
-        finally:
-            os._exit(0)
-    os.close(fd)  # the task itself keeps no end of the pipe
-
-
-def _worker_main(argv: list[str]) -> int:
-    """Entry point of a task process started by :func:`launch_local`."""
-    payload_path, result_path, watch_fd = argv
-    _watch_caller(int(watch_fd), os.path.dirname(os.path.abspath(payload_path)))
-    with open(payload_path, "rb") as f:
-        payload = pickle.load(f)
-    for p in reversed(payload["sys_path"]):
-        if p not in sys.path:
-            sys.path.insert(0, p)
-    try:
-        if payload["role"] == "serve":
-            from tfcompress.distribute.strategy import run_server
-
-            run_server()
-            return 0
-        strategy = None
-        if payload["strategy"] is not None:
-            from tfcompress.distribute.strategy import get_strategy
-
-            options = pickle.loads(payload["strategy_options"])
-            strategy = get_strategy(payload["strategy"], **options)
-        fn = _resolve(payload["module"], payload["qualname"], payload["main_file"])
-        args, kwargs = pickle.loads(payload["args"])
-        value = fn(strategy, *args, **kwargs)
-        _atomic_write(result_path, pickle.dumps(value))
-        return 0
-    except BaseException:
-        text = traceback.format_exc()
-        sys.stderr.write(text)
-        with contextlib.suppress(OSError):
-            _atomic_write(result_path + ".error", text.encode("utf-8", "replace"))
-        return 1
-
-
-if __name__ == _WORKER_RUN_NAME:
-    _code = _worker_main(sys.argv[2:])
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(_code)  # skip interpreter teardown: gRPC/collective threads may block it
