@@ -9,8 +9,11 @@ from ai_edge_litert.interpreter import Interpreter
 
 from tfcompress import export
 from tfcompress._keras import keras, tf
+from tfcompress._layers import iter_layers
+from tfcompress.embeddings.remap import BlockedIdRemap
 from tfcompress.embeddings.vocabulary import (
     IdRemap,
+    detach_vocabulary,
     load_vocabulary,
     prune_vocabulary,
     save_vocabulary,
@@ -158,6 +161,55 @@ def test_export_parity_through_litert_and_int8_int4_tables_compose(pruned, embed
     tol = {"float": 1e-5, "int8": 0.02, "int4": 0.05}[embeddings]
     np.testing.assert_allclose(tflite, keras_out, atol=tol)
     assert result.parity["max_abs_diff"] <= tol
+
+
+def _op_count(path):
+    return len(Interpreter(str(path))._get_ops_details())  # noqa: SLF001 - test-only count
+
+
+@pytest.mark.parametrize("compact_map", [False, True])
+def test_detached_model_reads_rows_and_drops_the_map_from_the_file(compact_map, tmp_path):
+    model = _model()
+    small, report = prune_vocabulary(model, _counts(), min_count=3, compact_map=compact_map)
+    detached, maps = detach_vocabulary(small)
+    # the shared item table is read by two inputs: both get its map; emb_user was not pruned
+    assert sorted(maps) == ["history", "item"]
+    expected = report.settings["tables"]["emb_item"]["mapping"]
+    for name in maps:
+        np.testing.assert_array_equal(maps[name], expected)
+    inner = [layer for _, layer in iter_layers(detached)]
+    assert not any(isinstance(layer, (IdRemap, BlockedIdRemap)) for layer in inner)
+    assert detached.get_layer("emb_item").layers[0].input_dim == expected.max() + 1
+    batch = _batch(np.random.default_rng(3))  # no fully padded history (its mean is NaN)
+    rows = {k: maps[k][v] if k in maps else v for k, v in batch.items()}
+    np.testing.assert_allclose(
+        detached.predict(rows, verbose=0), small.predict(batch, verbose=0), atol=1e-6
+    )
+    # in LiteRT: the same outputs, the map's bytes and ops gone from the file
+    with_map = export.export_tflite(small, tmp_path / "map.tflite", parity_data=batch)
+    without = export.export_tflite(detached, tmp_path / "rows.tflite", parity_data=rows)
+    (out,) = _litert(without.path, rows).values()
+    np.testing.assert_allclose(out, small.predict(batch, verbose=0), atol=1e-5)
+    map_bytes = 200 + 4 if compact_map else 4 * ITEMS
+    assert with_map.bytes - without.bytes >= map_bytes
+    assert _op_count(without.path) < _op_count(with_map.path)
+
+
+def test_detach_vocabulary_bad_inputs():
+    model = _model()
+    with pytest.raises(ValueError, match="no remapped table.*no IdRemap"):
+        detach_vocabulary(model)
+    with pytest.raises(TypeError, match="model"):
+        detach_vocabulary("m.keras")
+    # a remapped table that reads a computed tensor keeps its map, and says why
+    ids = keras.Input((2,), dtype="int32", name="ids")
+    shifted = keras.layers.Lambda(lambda t: t + 1, name="shift")(ids)
+    emb = keras.layers.Embedding(50, 4, name="emb")
+    computed = keras.Model(ids, keras.layers.Flatten()(emb(shifted)))
+    counts = {"emb": np.r_[0, np.full(10, 5), np.zeros(39)]}
+    pruned_model, _ = prune_vocabulary(computed, counts, min_count=2)
+    with pytest.raises(ValueError, match=r"'emb': it reads 'shift' \(Lambda\), not a model input"):
+        detach_vocabulary(pruned_model)
 
 
 def test_bad_inputs():

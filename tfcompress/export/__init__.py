@@ -33,6 +33,7 @@ __all__ = [
     "InputSpec",
     "ParityError",
     "QuantizationConfig",
+    "TableStorage",
     "Variant",
     "auc",
     "choose_float_ops",
@@ -44,6 +45,8 @@ __all__ = [
     "load_variant",
     "model_input_specs",
     "quality",
+    "register_table_storage",
+    "registered_tables",
     "resolve_quantization",
     "verify_manifest",
 ]
@@ -73,6 +76,9 @@ _NAMES = {
     "model_input_specs": "tfcompress.export.runtime",
     "export_saved_model": "tfcompress.export.saved_model",
     "export_tflite": "tfcompress.export.tflite",
+    "TableStorage": "tfcompress.export.tables",
+    "register_table_storage": "tfcompress.export.tables",
+    "registered_tables": "tfcompress.export.tables",
 }
 
 
