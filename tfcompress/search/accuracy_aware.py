@@ -76,9 +76,11 @@ def compress(
     whose int8 weights alone cost more than ``max_loss`` stay float) when PTQ int8 loses;
     then the tables' dimensions bisected beyond the kept ratio; (4) the embedding axis of the
     largest kept shrink (or the original): int4 and int8 row-wise tables, then rare-id pruning
-    (``min_count`` 2, growing while it keeps), no training; (5) one benchmark run of the
-    baseline and every export (size, latency at batch 1 and 256, quality), and the best on
-    ``objective`` among those that keep quality is chosen.
+    (``min_count`` 2, growing while it keeps), no training; (5) for the latency objectives,
+    the fused embedding front end (``export_tflite(fuse_embeddings=True)``) of every kept
+    export the auto rule left unfused (full int8, dynamic, int8/int4 row tables); (6) one
+    benchmark run of the baseline and every export (size, latency at batch 1 and 256,
+    quality), and the best on ``objective`` among those that keep quality is chosen.
     Every candidate is cached under ``output_dir`` (keyed by the model, the data, the teacher and
     the settings), so an interrupted or repeated call resumes where it stopped.
 
@@ -234,6 +236,7 @@ def _finish(
                 "qat": r.candidate.qat,
                 "min_count": r.candidate.min_count,
                 "rows": r.candidate.rows or "default",
+                "fuse": {None: "auto", True: "on", False: "off"}[r.candidate.fuse],
                 "kept": r.accepted,
             }
             for r in [baseline, *kept, *[t for t in tried if t.path and not t.accepted]]
