@@ -25,16 +25,16 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from tfcompress._keras import keras, tf
 from tfcompress._text import markdown_table
-from tfcompress._validation import check_int
+from tfcompress._validation import check_choice, check_int
 from tfcompress.export.runtime import Variant, load_variant
 
-__all__ = ["OpProfile", "OpRow", "profile_variant"]
+__all__ = ["GROUPS", "OpProfile", "OpRow", "profile_variant"]
 
 _log = logging.getLogger("tfcompress")
 
@@ -48,14 +48,22 @@ PROFILERS = {
 
 @dataclass(frozen=True)
 class OpRow:
-    """One op type of a profile: ``count`` executions and ``ms`` milliseconds per run, its
-    ``share`` of the profiled op time; ``kind``: ``"xnnpack"``, ``"tflite"`` or ``"tf"``."""
+    """One row of a profile: ``count`` executions and ``ms`` milliseconds per run, its
+    ``share`` of the profiled op time; ``kind``: ``"xnnpack"``, ``"tflite"`` or ``"tf"``.
+
+    ``op`` is what the row groups (see ``group`` of :func:`profile_variant`): an op name
+    (``group="op"``), a TFLite node / TF op (``"node"``) or a layer's name scope
+    (``"layer"``). ``where`` is the other side: for an op row the layers it ran for, slowest
+    first; for a node or layer row the ops that ran for it (TFLite op, then XNNPACK
+    operators). Empty where the profile could not tell (see the profile's notes).
+    """
 
     op: str
     kind: str
     count: float
     ms: float
     share: float
+    where: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,8 @@ class OpProfile:
         run_ms: the runtime's own time per run when it records one (LiteRT's ``Invoke``), else
             None; ``run_ms`` minus the op total is time outside the ops.
         num_threads: threads the profile ran with.
+        notes: lines printed under the table.
+        group: what a row is: ``"op"`` (an op type), ``"node"`` or ``"layer"``.
     """
 
     variant: str
@@ -81,6 +91,7 @@ class OpProfile:
     run_ms: float | None = None
     num_threads: int | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    group: str = "op"
 
     @property
     def op_ms(self) -> float:
@@ -93,17 +104,23 @@ class OpProfile:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> OpProfile:
         d = dict(d)
-        d["rows"] = tuple(OpRow(**r) for r in d["rows"])
+        d["rows"] = tuple(OpRow(**{**r, "where": tuple(r.get("where", ()))}) for r in d["rows"])
         d["notes"] = tuple(d.get("notes", ()))
         return cls(**d)
 
     def to_markdown(self) -> str:
-        """A table: op, kind, count per run, ms per run, share; then what measured it."""
-        head = ["op", "kind", "count/run", "ms/run", "share"]
+        """A table: op (node, layer), kind, count per run, ms per run, share (and for node or
+        layer rows the ops that ran); then what measured it."""
+        head = [self.group, "kind", "count/run", "ms/run", "share"]
         body = [
             [r.op, r.kind, f"{r.count:g}", f"{r.ms:.4f}", f"{100 * r.share:.1f}%"]
             for r in self.rows
         ]
+        if self.group != "op":
+            head.append("ops")
+            for line, r in zip(body, self.rows, strict=True):
+                shown = ", ".join(r.where[:4]) + (", ..." if len(r.where) > 4 else "")
+                line.append(shown.replace("|", "/"))
         run = f", runtime Invoke {self.run_ms:.3f} ms/run" if self.run_ms is not None else ""
         lines = [
             f"**{self.variant}**, batch {self.batch_size}, {self.runs} runs, "
@@ -117,70 +134,149 @@ class OpProfile:
         return "\n".join(lines)
 
 
-def _rows(per_run: Mapping[tuple[str, str], list[list[float]]], runs: int) -> tuple[OpRow, ...]:
-    """``(op, kind) -> per run [count, microseconds]`` -> rows, slowest first.
+GROUPS = ("op", "node", "layer")
 
-    ``ms`` is the median over runs of the op's time in a run (robust to a stalled run on a
-    shared machine); ``count`` its mean number of executions per run.
-    """
-    stats = {
-        key: (
-            sum(c for c, _ in v) / runs,
-            float(np.median([us for _, us in v] + [0.0] * (runs - len(v)))) / 1e3,
-        )
-        for key, v in per_run.items()
-    }
-    total = sum(ms for _, ms in stats.values())
-    rows = [
-        OpRow(op, kind, count, ms, ms / total if total > 0 else 0.0)
-        for (op, kind), (count, ms) in stats.items()
-    ]
+
+class _Slot(NamedTuple):
+    """One op execution of a run (or, where runs differ, one op type): its op name, kind,
+    TFLite op / TF op type, node label and layer scope ("" when unknown), executions and
+    milliseconds per run."""
+
+    op: str
+    kind: str
+    node_op: str
+    node: str
+    layer: str
+    count: float
+    ms: float
+
+
+def scope(names: tuple[str, ...] | list[str]) -> str:
+    """The name scope of a node from its tensor names: the first ``/``-path among the
+    ``;``-joined names, less its last part (``"model/dense_1/MatMul;model/dense_1/Relu"``
+    -> ``"model/dense_1"``); the first name as is when none has a ``/``."""
+    for name in names:
+        for part in name.split(";"):
+            if "/" in part:
+                return part.rsplit("/", 1)[0]
+    return names[0].split(";", 1)[0] if names else ""
+
+
+def _group(slots: list[_Slot], group: str) -> tuple[OpRow, ...]:
+    """Slots -> rows keyed by ``group``, slowest first; a row's ms is the sum of its slots'."""
+    acc: dict[tuple[str, str], list] = {}
+    for s in slots:
+        if group == "op":
+            key, other = s.op, ((s.layer, s.ms),) if s.layer else ()
+        else:
+            label = s.node if group == "node" else s.layer
+            key = label or "(not mapped to a node)"
+            other = tuple((o, 0.0) for o in (s.node_op, s.op) if o and o != "?")
+        entry = acc.setdefault((key, s.kind), [0.0, 0.0, {}])
+        entry[0] += s.count
+        entry[1] += s.ms
+        for name, ms in other:
+            entry[2][name] = entry[2].get(name, 0.0) + ms
+    total = sum(v[1] for v in acc.values())
+    rows = []
+    for (key, kind), (count, ms, other) in acc.items():
+        names = list(other)  # insertion order: the ops of a node in execution order
+        if group == "op":
+            names.sort(key=lambda n, o=other: -o[n])
+        rows.append(OpRow(key, kind, count, ms, ms / total if total > 0 else 0.0, tuple(names)))
     return tuple(sorted(rows, key=lambda r: (-r.ms, r.op)))
 
 
-def _accumulate(
-    events: list[tuple[int, str, str, float]],
-) -> dict[tuple[str, str], list[list[float]]]:
-    """``(run, op, kind, us)`` events -> ``(op, kind) -> [[count, us] per run it ran in]``."""
-    by_run: dict[tuple[str, str], dict[int, list[float]]] = {}
-    for run, op, kind, us in events:
-        acc = by_run.setdefault((op, kind), {}).setdefault(run, [0, 0.0])
-        acc[0] += 1
-        acc[1] += us
-    return {key: list(v.values()) for key, v in by_run.items()}
+def _tflite_slots(path: str, events: list, runs: int) -> tuple[list[_Slot], str]:
+    """LiteRT events -> one slot per op execution of a run (each slot's median over the runs),
+    each mapped to its TFLite node where the mapping holds; and why it does not ("" if it
+    does)."""
+    from tfcompress.evaluation._litert_profile import OP_EVENTS
+    from tfcompress.evaluation._xnnpack_nodes import graph_nodes, map_xnnpack_events
 
-
-def _profile_tflite(
-    name: str, path: str, batch: Mapping[str, np.ndarray], runs: int, warmup: int, threads: int
-) -> OpProfile:
-    from tfcompress.evaluation._litert_profile import OP_EVENTS, ProfileSession
-
-    with ProfileSession(path, num_threads=threads) as session:
-        events = session.profile(batch, runs=runs, warmup=warmup)
-    invoke_us = [e.elapsed_us for e in events if e.event_type == 1 and e.tag == "Invoke"]
-    ops, run = [], -1
+    per_run: list[list] = [[] for _ in range(runs)]
+    run = -1
     for e in events:
         if e.event_type == 1 and e.tag == "Invoke":  # LiteRT's Invoke opens each run
             run += 1
         elif e.event_type in OP_EVENTS:
-            ops.append(
-                (max(run, 0), e.tag, "xnnpack" if e.event_type == 8 else "tflite", e.elapsed_us)
+            per_run[min(max(run, 0), runs - 1)].append(e)
+    kind = {8: "xnnpack"}
+    sequence = [(e.tag, e.event_type) for e in per_run[0]]
+    if any([(e.tag, e.event_type) for e in r] != sequence for r in per_run):
+        # runs differ (should not happen): today's per op type medians, no nodes
+        by_op: dict[tuple[str, int], list[float]] = {}
+        counts: dict[tuple[str, int], int] = {}
+        for i, r in enumerate(per_run):
+            for e in r:
+                by_op.setdefault((e.tag, e.event_type), [0.0] * runs)[i] += e.elapsed_us
+                counts[(e.tag, e.event_type)] = counts.get((e.tag, e.event_type), 0) + 1
+        slots = [
+            _Slot(
+                tag,
+                kind.get(t, "tflite"),
+                "",
+                "",
+                "",
+                counts[(tag, t)] / runs,
+                float(np.median(us)) / 1e3,
             )
-    totals = _accumulate(ops)
+            for (tag, t), us in by_op.items()
+        ]
+        return slots, "the runs did not execute the same ops"
+    nodes = graph_nodes(path)
+    owners, why = map_xnnpack_events(per_run[0], nodes)
+    slots = []
+    for k, e in enumerate(per_run[0]):
+        us = float(np.median([r[k].elapsed_us for r in per_run]))
+        o = owners[k]
+        n = nodes[o] if o is not None and 0 <= o < len(nodes) else None
+        slots.append(
+            _Slot(
+                op=e.tag,
+                kind=kind.get(e.event_type, "tflite"),
+                node_op=n.op if n else "",
+                node=f"#{n.index} {n.names[0].split(';', 1)[0]}" if n and n.names else "",
+                layer=scope(n.names + n.const_names) if n else "",
+                count=1.0,
+                ms=us / 1e3,
+            )
+        )
+    return slots, why
+
+
+def _profile_tflite(
+    name: str,
+    path: str,
+    batch: Mapping[str, np.ndarray],
+    runs: int,
+    warmup: int,
+    threads: int,
+    group: str,
+) -> OpProfile:
+    from tfcompress.evaluation._litert_profile import ProfileSession
+
+    with ProfileSession(path, num_threads=threads) as session:
+        events = session.profile(batch, runs=runs, warmup=warmup)
+    invoke_us = [e.elapsed_us for e in events if e.event_type == 1 and e.tag == "Invoke"]
+    slots, why = _tflite_slots(path, events, runs)
     notes = []
-    if ops and all(us == 0 for *_, us in ops):
+    if slots and all(s.ms == 0 for s in slots):
         notes.append(
             "note: every op took under the profiler's 1 µs resolution; profile a larger batch."
         )
+    if why:
+        notes.append(f"note: the XNNPACK operators are not mapped to TFLite nodes: {why}.")
     return OpProfile(
         variant=name,
         profiler="litert",
         batch_size=len(next(iter(batch.values()))),
         runs=runs,
-        rows=_rows(totals, runs),
+        rows=_group(slots, group),
         run_ms=float(np.median(invoke_us)) / 1e3 if invoke_us else None,
         num_threads=threads,
         notes=tuple(notes),
+        group=group,
     )
 
 
@@ -207,7 +303,13 @@ def _xspace_op_events(logdir: str) -> list[tuple[str, str, float]]:
 
 
 def _profile_tensorflow(
-    name: str, variant: Variant, batch: Mapping[str, np.ndarray], runs: int, warmup: int, threads
+    name: str,
+    variant: Variant,
+    batch: Mapping[str, np.ndarray],
+    runs: int,
+    warmup: int,
+    threads: int,
+    group: str,
 ) -> OpProfile:
     for _ in range(max(1, warmup)):
         variant(batch)
@@ -223,17 +325,20 @@ def _profile_tensorflow(
             tf.profiler.experimental.stop()
         events = _xspace_op_events(logdir)
     # the trace does not split runs: the tf rows are means over the runs
-    totals = _accumulate([(0, op_type, "tf", us / runs) for _, op_type, us in events])
-    totals = {k: [[c / runs, us] for c, us in v] for k, v in totals.items()}
+    slots = [
+        _Slot(op_type, "tf", op_type, op, scope([op]), 1.0 / runs, us / runs / 1e3)
+        for op, op_type, us in events
+    ]
     notes = () if events else ("note: the trace held no TF op events.",)
     return OpProfile(
         variant=name,
         profiler="tensorflow",
         batch_size=len(next(iter(batch.values()))),
         runs=runs,
-        rows=_rows(totals, 1),
+        rows=_group(slots, group),
         num_threads=threads,
         notes=notes,
+        group=group,
     )
 
 
@@ -246,6 +351,7 @@ def profile_variant(
     warmup: int = 3,
     num_threads: int = 1,
     name: str | None = None,
+    group: str = "op",
 ) -> OpProfile:
     """Profile one variant per op at ``batch_size`` with a real profiler (see the module).
 
@@ -259,24 +365,43 @@ def profile_variant(
         num_threads: TFLite/XNNPACK threads (TensorFlow's pool is process-wide, see
             :func:`~tfcompress.evaluation.benchmarking.configure_threads`).
         name: the name shown (default: the variant's).
+        group: what a row sums: ``"op"`` (an op type, the default), ``"node"`` (one TFLite
+            node / TF op) or ``"layer"`` (the name scope of the node's tensors, e.g.
+            ``"model/dense_1"``). For ``.tflite`` files each XNNPACK operator is mapped to the
+            TFLite node it runs for (:func:`~tfcompress.evaluation._xnnpack_nodes.
+            map_xnnpack_events`); where that mapping cannot be established, its rows say
+            ``"(not mapped to a node)"`` and a note says why. The total is the same whatever
+            the grouping.
 
     Returns:
         An :class:`OpProfile`.
 
     Raises:
         ValueError: ``batch_size``, ``runs`` or ``num_threads`` < 1, ``warmup`` < 0, missing
-            inputs in ``features``.
+            inputs in ``features``, ``group`` not one of :data:`GROUPS`.
         RuntimeError: LiteRT's C API refused a call (it names the call and the file).
 
     Example:
         >>> p = profile_variant("m.tflite", {"x": x}, 256)  # doctest: +SKIP
         >>> [r.op for r in p.rows][:1]  # doctest: +SKIP
         ['Fully Connected (NC, F32) GEMM']
+        >>> p.rows[0].where  # doctest: +SKIP
+        ('model/dense_1', 'model/dense')
+        >>> by_layer = profile_variant("m.tflite", {"x": x}, 256, group="layer")  # doctest: +SKIP
+        >>> (by_layer.rows[0].op, by_layer.rows[0].where[:2])  # doctest: +SKIP
+        ('model/dense_1', ('FULLY_CONNECTED', 'Fully Connected (NC, F32) GEMM'))
     """
     check_int(batch_size, "batch_size", minimum=1)
     check_int(runs, "runs", minimum=1)
     check_int(warmup, "warmup", minimum=0)
     check_int(num_threads, "num_threads", minimum=1)
+    check_choice(
+        group,
+        "group",
+        GROUPS,
+        fix='Pass group="op" (per op type), "node" (per TFLite node) or "layer" (per name scope).',
+        where="profile_variant",
+    )
     if not isinstance(variant, Variant):
         variant = load_variant(variant, num_threads=num_threads, verify=False)
     missing = [s.name for s in variant.input_specs if s.name not in features]
@@ -293,5 +418,5 @@ def profile_variant(
     }
     shown = name or variant.name or "model"
     if variant.format == "tflite":
-        return _profile_tflite(shown, variant.path, batch, runs, warmup, num_threads)
-    return _profile_tensorflow(shown, variant, batch, runs, warmup, num_threads)
+        return _profile_tflite(shown, variant.path, batch, runs, warmup, num_threads, group)
+    return _profile_tensorflow(shown, variant, batch, runs, warmup, num_threads, group)
