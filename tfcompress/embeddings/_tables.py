@@ -10,11 +10,13 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from tfcompress._compat import is_graph_network
 from tfcompress._keras import keras
 from tfcompress._layers import LayerDecision, iter_layers
 
@@ -23,6 +25,9 @@ __all__ = [
     "chosen_tables",
     "clone_with",
     "is_plain_embedding",
+    "is_remapped_table",
+    "nested_tables",
+    "NestedTable",
     "select_tables",
 ]
 
@@ -50,9 +55,12 @@ def check_counts(counts: Any, name: str, size: int) -> np.ndarray:
 
 
 def select_tables(
-    tables: str | Sequence[str] | None, model: keras.Model
+    tables: str | Sequence[str] | None, model: keras.Model, *, nested: bool = False
 ) -> tuple[list[Any], set[str] | None]:
-    """Top-level layers of ``model`` and the table names ``tables`` selects (None: all)."""
+    """Top-level layers of ``model`` and the table names ``tables`` selects (None: all).
+
+    With ``nested``, ``tables`` may also name the tables of sub-models by path
+    (``"tower/emb_item"``, :func:`nested_tables`)."""
     layers = [layer for _, layer in iter_layers(model, nested=False)]
     if tables is None:
         return layers, None
@@ -62,11 +70,13 @@ def select_tables(
             f"`tables` must be None, a layer name or a list of layer names, received {tables!r}."
         )
     known = {layer.name for layer in layers}
-    unknown = [n for n in names if n not in known]
+    inner = [t.path for t in nested_tables(model)] if nested else []
+    unknown = [n for n in names if n not in known and n not in inner]
     if unknown:
+        tables_here = sorted(lyr.name for lyr in layers if is_plain_embedding(lyr)) + inner
         raise ValueError(
             f"`tables` names {unknown}, which are not layers of model {model.name!r}; its "
-            f"Embedding layers: {sorted(lyr.name for lyr in layers if is_plain_embedding(lyr))}."
+            f"Embedding layers: {tables_here}."
         )
     return layers, set(names)
 
@@ -80,18 +90,101 @@ def is_plain_embedding(layer: Any) -> bool:
 
 def clone_with(model: keras.Model, swaps: Mapping[int, Any]) -> keras.Model:
     """A copy of ``model`` with ``swaps[id(layer)]`` in place of those layers; every other layer
-    is a fresh copy holding the same weights (so the copy can be distilled from ``model``)."""
+    is a fresh copy holding the same weights (so the copy can be distilled from ``model``).
+    ``swaps`` may hold layers of sub-models (:func:`nested_tables`): a sub-model holding one is
+    rebuilt the same way, recursively (the walk ``quantize_embeddings`` uses)."""
+
+    def holds_swap(layer: Any) -> bool:
+        return isinstance(layer, keras.Model) and any(
+            id(inner) in swaps for _, inner in iter_layers(layer)
+        )
 
     def clone(layer: Any) -> Any:
         if id(layer) in swaps:
             return swaps[id(layer)]
+        if holds_swap(layer):
+            return clone_with(layer, swaps)
         return layer.__class__.from_config(layer.get_config())
 
     new_model = keras.models.clone_model(model, clone_function=clone)
     for layer in model.layers:
-        if id(layer) not in swaps and not isinstance(layer, keras.layers.InputLayer):
+        if (
+            id(layer) not in swaps
+            and not holds_swap(layer)
+            and not isinstance(layer, keras.layers.InputLayer)
+        ):
             new_model.get_layer(layer.name).set_weights(layer.get_weights())
     return new_model
+
+
+@dataclasses.dataclass(frozen=True)
+class NestedTable:
+    """A plain ``Embedding`` inside a sub-model (a TFRS-style tower).
+
+    Attributes:
+        path: ``"tower/emb_item"`` (:func:`~tfcompress._layers.iter_layers`' path), its name in
+            ``count_ids``' counts, reports and vocabulary files.
+        layer: the table.
+        chain: the sub-models that hold it, outermost first (``chain[-1].layers`` holds it).
+        reason: why it cannot be counted or rewritten (empty when it can).
+    """
+
+    path: str
+    layer: Any
+    chain: tuple[Any, ...]
+    reason: str = ""
+
+
+def is_remapped_table(layer: Any) -> bool:
+    """Whether ``layer`` is a table ``prune_vocabulary`` made: ``Sequential([remap, Embedding])``
+    (checked by class name: the remap layers live in modules that import this one)."""
+    parts = layer.layers if isinstance(layer, keras.Sequential) else []
+    return (
+        len(parts) == 2
+        and type(parts[0]).__name__ in ("IdRemap", "BlockedIdRemap")
+        and isinstance(parts[1], keras.layers.Embedding)
+    )
+
+
+def nested_tables(model: keras.Model) -> list[NestedTable]:
+    """The plain ``Embedding`` tables of ``model``'s sub-models (not its top-level layers, not
+    the tables of ``prune_vocabulary``'s remapped tables), each with why it cannot be counted
+    or rewritten, if it cannot: a table inside a subclassed sub-model, or one layer reached by
+    several paths (shared by two sub-models)."""
+    found: list[tuple[str, Any, tuple[Any, ...]]] = []
+    for path, layer in iter_layers(model):
+        if "/" not in path or not is_plain_embedding(layer):
+            continue
+        chain: list[Any] = []
+        container = model
+        for name in path.split("/")[:-1]:
+            container = container.get_layer(name)
+            chain.append(container)
+        if not any(is_remapped_table(c) for c in chain):
+            found.append((path, layer, tuple(chain)))
+    paths: dict[int, list[str]] = {}
+    for path, layer, _ in found:
+        paths.setdefault(id(layer), []).append(path)
+    out = []
+    for path, layer, chain in found:
+        reason = ""
+        subclassed = [
+            c for c in chain if not isinstance(c, keras.Sequential) and not is_graph_network(c)
+        ]
+        if subclassed:
+            c = subclassed[0]
+            reason = (
+                f"inside subclassed model {c.name!r} ({type(c).__name__}): its layers cannot "
+                "be swapped nor its call traced; build it with the functional API or "
+                "keras.Sequential"
+            )
+        elif len(paths[id(layer)]) > 1:
+            reason = (
+                f"one layer shared by several sub-models ({', '.join(paths[id(layer)])}); "
+                "give each its own table or prune the top-level model's tables"
+            )
+        out.append(NestedTable(path, layer, chain, reason))
+    return out
 
 
 def chosen_tables(

@@ -12,6 +12,8 @@ Example:
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -20,8 +22,13 @@ from tfcompress._compat import inbound_nodes
 from tfcompress._inputs import iter_batches, model_input_specs
 from tfcompress._keras import check_model, keras, tf
 from tfcompress._validation import check_int
+from tfcompress.embeddings._tables import nested_tables
 
 __all__ = ["count_ids", "table_inputs"]
+
+_log = logging.getLogger("tfcompress")
+
+Feed = Callable[[list[Any]], list[np.ndarray]]
 
 
 def table_inputs(model: keras.Model) -> dict[str, list[str]]:
@@ -49,13 +56,86 @@ def table_inputs(model: keras.Model) -> dict[str, list[str]]:
     return out
 
 
+def _calls(container: keras.Model, child: Any) -> Callable[[list[Any]], list[list[Any]]]:
+    """A function of the values of ``container``'s inputs giving the values of ``child``'s
+    inputs, once for each call of ``child`` inside ``container``."""
+    if isinstance(container, keras.Sequential):
+        before = []
+        for layer in container.layers:
+            if layer is child:
+                break
+            before.append(layer)
+
+        def run(values: list[Any]) -> list[list[Any]]:
+            x = tf.convert_to_tensor(values[0])
+            for layer in before:
+                x = layer(x, training=False)
+            return [[x]]
+
+        return run
+    probes = []
+    for node in inbound_nodes(child):
+        try:  # a node of another graph (a functional sub-model's own) is disconnected here
+            probes.append(keras.Model(container.inputs, list(node.keras_inputs)))
+        except ValueError:
+            continue
+    if not probes:
+        raise ValueError(f"{child.name!r} is not called in {container.name!r}'s graph")
+
+    def probe(values: list[Any]) -> list[list[Any]]:
+        args = values[0] if len(values) == 1 else values
+        return [tf.nest.flatten(p(args, training=False)) for p in probes]
+
+    return probe
+
+
+def _feed(container: keras.Model, chain: tuple[Any, ...], table: Any) -> Feed:
+    """The id arrays ``table`` reads, as a function of ``container``'s input values, through
+    the sub-models of ``chain`` (outermost first)."""
+    calls = _calls(container, chain[0] if chain else table)
+    inner = _feed(chain[0], chain[1:], table) if chain else None
+
+    def feed(values: list[Any]) -> list[np.ndarray]:
+        out: list[np.ndarray] = []
+        for args in calls(values):
+            out.extend(inner(args) if inner else [np.asarray(a) for a in args])
+        return out
+
+    return feed
+
+
+def _nested_feeds(model: keras.Model) -> dict[str, tuple[int, Feed]]:
+    """``{path: (input_dim, feed)}`` for the tables of ``model``'s sub-models that can be
+    counted; each one that cannot is logged with its reason."""
+    feeds = {}
+    for table in nested_tables(model):
+        reason = table.reason
+        if not reason:
+            try:
+                feeds[table.path] = (
+                    int(table.layer.input_dim),
+                    _feed(model, table.chain, table.layer),
+                )
+            except ValueError as err:
+                reason = f"its input cannot be traced from the model inputs ({err})"
+        if reason:
+            _log.warning("count_ids: table %r (Embedding) not counted: %s.", table.path, reason)
+    return feeds
+
+
 def count_ids(
     model: keras.Model, data: Any, *, max_batches: int | None = None
 ) -> dict[str, np.ndarray]:
     """Count the ids each ``Embedding`` table of ``model`` is asked for in ``data``.
 
+    Tables of sub-models (a TFRS-style tower ``Sequential([IntegerLookup, Embedding])`` or a
+    functional tower the model calls) are counted too, under their path (``"tower/emb_item"``):
+    the ids they see, after the tower's layers before them (a lookup) ran on ``data``. A nested
+    table that cannot be counted (inside a subclassed model, shared by two sub-models) is left
+    out with a logged warning saying why.
+
     Args:
-        model: a functional tf_keras model whose tables read model inputs directly.
+        model: a functional tf_keras model whose top-level tables read model inputs directly.
         data: what ``model.fit`` takes: a ``tf.data.Dataset`` or an iterable of batches of
             ``(features, labels)`` or features alone.
         max_batches: stop after this many batches (``None``: all of ``data``).
@@ -74,13 +154,16 @@ def count_ids(
     if max_batches is not None:
         check_int(max_batches, "max_batches", minimum=1)
     sources = {name: feeds for name, feeds in table_inputs(model).items() if feeds}
-    if not sources:
+    nested = _nested_feeds(model)
+    if not sources and not nested:
         raise ValueError(
-            f"`model` {model.name!r} has no Embedding layer that reads a model input directly; "
-            "count_ids needs tables fed by integer keras.Input ids."
+            f"`model` {model.name!r} has no Embedding layer that reads a model input directly "
+            "(nor a countable table in a sub-model); count_ids needs tables fed by integer "
+            "keras.Input ids."
         )
     structure, specs = model_input_specs(model)
     counts = {name: np.zeros(model.get_layer(name).input_dim, np.int64) for name in sources}
+    counts.update({path: np.zeros(size, np.int64) for path, (size, _) in nested.items()})
     for i, batch in enumerate(iter_batches(data, structure, specs)):
         if max_batches is not None and i >= max_batches:
             break
@@ -100,4 +183,17 @@ def count_ids(
                         f"(input_dim {size}); the ids must lie in [0, {size})."
                     )
                 counts[name] += np.bincount(ids, minlength=size)
+        if nested:
+            values = [batch.features[name] for name in model.input_names]
+            for path, (size, feed) in nested.items():
+                for seen in feed(values):
+                    ids = seen.astype(np.int64).ravel()
+                    if ids.size and (ids.min() < 0 or ids.max() >= size):
+                        bad = int(ids.max()) if ids.max() >= size else int(ids.min())
+                        raise ValueError(
+                            f"Table {path!r} (Embedding in a sub-model) reads id {bad} on "
+                            f"`data`, outside its input_dim {size}; the ids it sees (after the "
+                            f"layers before it) must lie in [0, {size})."
+                        )
+                    counts[path] += np.bincount(ids, minlength=size)
     return counts

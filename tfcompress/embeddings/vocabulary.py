@@ -37,6 +37,7 @@ from tfcompress.embeddings._tables import (
     check_counts,
     chosen_tables,
     clone_with,
+    nested_tables,
     select_tables,
 )
 from tfcompress.embeddings.remap import BlockedIdRemap, blocked_map_bytes
@@ -163,7 +164,9 @@ def prune_vocabulary(
 ) -> tuple[keras.Model, CompressionReport]:
     """Give each chosen table's rare ids shared OOV rows; return the smaller model.
 
-    For each ``Embedding`` table (top-level layers of a functional model), ids seen fewer than
+    For each ``Embedding`` table (top-level layers of a functional model, and the tables of
+    its functional or Sequential sub-models, named by path: ``"tower/emb_item"``, as
+    :func:`~tfcompress.embeddings.count_ids` names them), ids seen fewer than
     ``min_count`` times in ``counts`` (or beyond the ``max_ids`` most frequent) share
     ``oov_buckets`` rows (``id % oov_buckets`` picks one). Kept rows are copied from the
     trained table; an OOV row starts at the frequency-weighted mean of the rows it replaces.
@@ -171,7 +174,10 @@ def prune_vocabulary(
     The new model takes the original ids (see the module docstring); tables read by several
     inputs stay shared. Every other layer is a copy with the same weights, so the new model
     can be fine-tuned with a ``Distiller`` from ``model``. The mapping layout is
-    :func:`vocabulary_mapping`'s.
+    :func:`vocabulary_mapping`'s. A sub-model holding a pruned table is rebuilt around its
+    remapped twin (its other layers copies with the same weights); a nested table that cannot
+    be pruned (inside a subclassed model, shared by two sub-models, or, unless named in
+    ``tables``, absent from ``counts``) is left alone with the reason in the report.
 
     Args:
         model: a functional or Sequential tf_keras model.
@@ -179,7 +185,8 @@ def prune_vocabulary(
             returns.
         min_count: ids seen fewer times are pruned (>= 1; 1 prunes the ids never seen).
         max_ids: keep at most this many ids (besides padding) per table, the most frequent.
-        tables: a table name or names (default: every ``Embedding``).
+        tables: a table name or path (``"tower/emb_item"``), or a list of them (default:
+            every ``Embedding``).
         oov_buckets: OOV rows per table (>= 1).
         compact_map: store each table's id map as a
             :class:`~tfcompress.embeddings.remap.BlockedIdRemap` (a uint8 offset an id and an
@@ -212,7 +219,7 @@ def prune_vocabulary(
     check_int(oov_buckets, "oov_buckets", minimum=1, where="prune_vocabulary")
     check_bool(compact_map, "compact_map", where="prune_vocabulary")
     check_functional(model, "prune_vocabulary")
-    layers, selected = select_tables(tables, model)
+    layers, selected = select_tables(tables, model, nested=True)
     settings: dict[str, Any] = {
         "min_count": min_count,
         "max_ids": max_ids,
@@ -221,69 +228,120 @@ def prune_vocabulary(
         "tables": {},
     }
     decisions: list[LayerDecision] = []
-    plans: dict[int, tuple[str, np.ndarray, int, np.ndarray]] = {}
+    swaps: dict[int, keras.Sequential] = {}
+    options = (min_count, max_ids, oov_buckets, compact_map)
     for layer in chosen_tables(layers, selected, decisions):
-        cls = type(layer).__name__
-        size = int(layer.input_dim)
-        values = check_counts(counts, layer.name, size)
-        mapping, kept = vocabulary_mapping(
-            values, min_count=min_count, max_ids=max_ids, oov_buckets=oov_buckets
+        _plan(
+            layer,
+            layer.name,
+            check_counts(counts, layer.name, int(layer.input_dim)),
+            options,
+            settings,
+            decisions,
+            swaps,
         )
-        pruned = size - 1 - kept
-        if pruned == 0:
-            decisions.append(
-                LayerDecision(layer.name, cls, False, reason="nothing to prune: every id is kept")
+    for table in nested_tables(model):
+        cls = type(table.layer).__name__
+        reason = table.reason
+        if selected is not None and table.path not in selected:
+            reason = "not in `tables`"
+        elif (
+            not reason
+            and selected is None
+            and isinstance(counts, Mapping)
+            and table.path not in counts
+        ):
+            reason = (
+                "no `counts` entry: count its ids with count_ids(model, data), which logs "
+                "why a nested table cannot be counted"
             )
+        if reason:
+            decisions.append(LayerDecision(table.path, cls, False, reason=reason))
             continue
-        oov = min(oov_buckets, pruned)
-        blocked = compact_map
-        if oov < oov_buckets:  # fewer pruned ids than buckets: no empty OOV rows
-            mapping = _compact(mapping, kept)
-            blocked = False  # its OOV rows no longer follow id % oov_buckets
-        rows = kept + 1 + oov
-        table = np.asarray(layer.get_weights()[0])
-        itemsize = table.dtype.itemsize
-        total = values[1:].sum()
-        hit = values[1:][mapping[1:] > kept].sum()
-        stats = {
-            "bytes_before": int(size * layer.output_dim * itemsize),
-            "bytes_after": int(
-                rows * layer.output_dim * itemsize
-                + (blocked_map_bytes(size) if blocked else 4 * size)
-            ),
-            "rows_before": size,
-            "rows_kept": kept + 1,
-            "oov_rows": oov,
-            "pruned_ids": pruned,
-            "pruned_impression_share": float(hit / total) if total else 0.0,
-            "mapping": mapping,
-        }
-        settings["tables"][layer.name] = stats
-        remap: IdRemap | BlockedIdRemap = (
-            BlockedIdRemap(size, kept + 1, oov_buckets, name=f"{layer.name}_remap")
-            if blocked
-            else IdRemap(size, name=f"{layer.name}_remap")
-        )
-        remap.set_mapping(mapping)
-        plans[id(layer)] = (layer.name, remap, rows, _shrunk_table(table, values, mapping, rows))
-        decisions.append(
-            LayerDecision(
-                layer.name,
-                cls,
-                True,
-                f"{size} -> {rows} rows ({kept} kept ids + padding + {oov} OOV), "
-                f"{stats['bytes_before']} -> {stats['bytes_after']} bytes (mapping included), "
-                f"{stats['pruned_impression_share']:.2%} of lookups pruned",
-            )
+        size = int(table.layer.input_dim)
+        _plan(
+            table.layer,
+            table.path,
+            check_counts(counts, table.path, size),
+            options,
+            settings,
+            decisions,
+            swaps,
         )
     report = CompressionReport("vocabulary", tuple(decisions), settings)
-    if not plans:
+    if not swaps:
         return model, report
 
-    swaps = {key: _remapped_table(model.get_layer(plan[0]), *plan) for key, plan in plans.items()}
     new_model = clone_with(model, swaps)
     new_model.compression_report = report  # type: ignore[attr-defined]
     return new_model, report
+
+
+def _plan(
+    layer: keras.layers.Embedding,
+    name: str,
+    values: np.ndarray,
+    options: tuple[int, int | None, int, bool],
+    settings: dict[str, Any],
+    decisions: list[LayerDecision],
+    swaps: dict[int, keras.Sequential],
+) -> None:
+    """Plan one table named ``name`` (its path): its stats in ``settings["tables"]``, its
+    decision, and its remapped twin in ``swaps`` (nothing when every id is kept)."""
+    min_count, max_ids, oov_buckets, compact_map = options
+    cls = type(layer).__name__
+    size = int(layer.input_dim)
+    mapping, kept = vocabulary_mapping(
+        values, min_count=min_count, max_ids=max_ids, oov_buckets=oov_buckets
+    )
+    pruned = size - 1 - kept
+    if pruned == 0:
+        decisions.append(
+            LayerDecision(name, cls, False, reason="nothing to prune: every id is kept")
+        )
+        return
+    oov = min(oov_buckets, pruned)
+    blocked = compact_map
+    if oov < oov_buckets:  # fewer pruned ids than buckets: no empty OOV rows
+        mapping = _compact(mapping, kept)
+        blocked = False  # its OOV rows no longer follow id % oov_buckets
+    rows = kept + 1 + oov
+    table = np.asarray(layer.get_weights()[0])
+    itemsize = table.dtype.itemsize
+    total = values[1:].sum()
+    hit = values[1:][mapping[1:] > kept].sum()
+    stats = {
+        "bytes_before": int(size * layer.output_dim * itemsize),
+        "bytes_after": int(
+            rows * layer.output_dim * itemsize + (blocked_map_bytes(size) if blocked else 4 * size)
+        ),
+        "rows_before": size,
+        "rows_kept": kept + 1,
+        "oov_rows": oov,
+        "pruned_ids": pruned,
+        "pruned_impression_share": float(hit / total) if total else 0.0,
+        "mapping": mapping,
+    }
+    settings["tables"][name] = stats
+    remap: IdRemap | BlockedIdRemap = (
+        BlockedIdRemap(size, kept + 1, oov_buckets, name=f"{layer.name}_remap")
+        if blocked
+        else IdRemap(size, name=f"{layer.name}_remap")
+    )
+    remap.set_mapping(mapping)
+    swaps[id(layer)] = _remapped_table(
+        layer, layer.name, remap, rows, _shrunk_table(table, values, mapping, rows)
+    )
+    decisions.append(
+        LayerDecision(
+            name,
+            cls,
+            True,
+            f"{size} -> {rows} rows ({kept} kept ids + padding + {oov} OOV), "
+            f"{stats['bytes_before']} -> {stats['bytes_after']} bytes (mapping included), "
+            f"{stats['pruned_impression_share']:.2%} of lookups pruned",
+        )
+    )
 
 
 def _compact(mapping: np.ndarray, kept: int) -> np.ndarray:
