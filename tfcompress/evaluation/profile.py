@@ -7,6 +7,9 @@
   activation is part of its GEMM); ops left to LiteRT's built-in kernels are timed by the
   interpreter (``kind="tflite"``, TFLite op names such as ``"GATHER"``). The installed
   libLiteRt cannot run without the delegate, so there is no delegate-free table.
+* ``group="node"`` / ``"layer"`` sums the same executions per TFLite node or per name scope
+  (``model/dense_1``) instead of per op; XNNPACK operators are attributed to their nodes by
+  :mod:`tfcompress.evaluation._xnnpack_nodes`, which says when it cannot.
 * Keras models and SavedModels: TensorFlow's profiler (``tf.profiler.experimental`` trace, host
   tracer level 3, which also traces inexpensive ops): the CPU time of every TF op kernel
   (``kind="tf"``), grouped by op type.
@@ -171,7 +174,7 @@ def _group(slots: list[_Slot], group: str) -> tuple[OpRow, ...]:
         else:
             label = s.node if group == "node" else s.layer
             key = label or "(not mapped to a node)"
-            other = tuple((o, 0.0) for o in (s.node_op, s.op) if o and o != "?")
+            other = tuple((o, 0.0) for o in (s.node_op, s.op) if o)
         entry = acc.setdefault((key, s.kind), [0.0, 0.0, {}])
         entry[0] += s.count
         entry[1] += s.ms
