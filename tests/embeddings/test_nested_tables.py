@@ -14,6 +14,7 @@ from tfcompress import export
 from tfcompress._keras import keras
 from tfcompress._layers import iter_layers
 from tfcompress.embeddings.frequency import count_ids
+from tfcompress.embeddings.remap import BlockedIdRemap
 from tfcompress.embeddings.vocabulary import (
     IdRemap,
     load_vocabulary,
@@ -218,3 +219,36 @@ def test_nested_table_bad_inputs():
         ValueError, match=r"'tower/emb_item' \(Embedding in a sub-model\) reads id 999"
     ):
         count_ids(model, [{"item": np.array([[999, 1]]), "user": np.array([[0]])}])
+
+
+def test_a_tower_called_twice_with_a_tower_inside_counts_both_calls_and_prunes_compactly(
+    tmp_path,
+):
+    keras.utils.set_random_seed(0)
+    inner = keras.Sequential([keras.layers.Embedding(ITEMS, 4, name="emb_deep")], name="inner")
+    ids = keras.Input((None,), dtype="int32", name="tower_ids")
+    pool = keras.layers.GlobalAveragePooling1D
+    own = pool()(keras.layers.Embedding(ITEMS, 4, name="emb_item")(ids))
+    tower = keras.Model(ids, keras.layers.Add()([own, pool()(inner(ids))]), name="tower")
+    item = keras.Input((1,), dtype="int32", name="item")
+    hist = keras.Input((3,), dtype="int32", name="history")
+    both = keras.layers.Concatenate()([tower(item), tower(hist)])
+    model = keras.Model([item, hist], keras.layers.Dense(1)(both))
+    rng = np.random.default_rng(0)
+    data = {"item": rng.integers(1, 40, (64, 1)), "history": rng.integers(1, 60, (64, 3))}
+    counts = count_ids(model, [data])
+    seen = np.bincount(np.r_[data["item"].ravel(), data["history"].ravel()], minlength=ITEMS)
+    assert sorted(counts) == ["tower/emb_item", "tower/inner/emb_deep"]
+    for path in counts:  # both calls of the tower, through both levels
+        np.testing.assert_array_equal(counts[path], seen)
+    small, report = prune_vocabulary(model, counts, min_count=2, compact_map=True)
+    assert [d.layer for d in report.applied] == ["tower/emb_item", "tower/inner/emb_deep"]
+    paths = dict(iter_layers(small))
+    assert isinstance(paths["tower/inner/emb_deep/emb_deep_remap"], BlockedIdRemap)
+    kept = np.flatnonzero(seen >= 2)
+    x = {"item": rng.choice(kept, (8, 1)), "history": rng.choice(kept, (8, 3))}
+    np.testing.assert_allclose(small(x).numpy(), model(x).numpy(), atol=1e-6)
+    assert sorted(load_vocabulary(save_vocabulary(small, tmp_path / "v.npz"))) == [
+        "tower/emb_item",
+        "tower/inner/emb_deep",
+    ]
