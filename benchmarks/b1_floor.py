@@ -21,7 +21,8 @@ all interleaved (``--rounds`` rounds of ``--calls`` calls each, ratios of median
 - ``mask column``: the padding mask read from a 5th table column (0 on the pooled table's
   row 0), so the front end before the gather is only clip + offset (3 float ops instead of 13);
   ``, int32 clip``: the clip + offset on LiteRT's int32 kernels (no first partition);
-  ``, no clip (unsafe)``: offsets only (4 nodes run; a bound: out-of-range ids fail the GATHER).
+  ``, no clip (unsafe)``: offsets only (4 nodes run; a bound: out-of-range ids fail the GATHER);
+- ``logits split``: the DCN's ``logits(concat([cross, mlp]))`` as ``FC(cross) + FC(mlp)``.
 
 ``max |diff|``: against the fused Keras model on 512 ids (30% padding, 2% negative, ids past
 the tables), one example per call. ``--profile`` adds LiteRT's op profile of the float and
@@ -29,7 +30,8 @@ chosen files at batch 1 and 8 (its 1 µs resolution and its own cost, ~50 µs an
 resolve ops of a 1.6 µs invoke: the table's cuts and variants do).
 
 Measured (one run, 31 x 2000 calls, shared 2-core machine): ``invoke`` chosen/float 2.66-2.86x,
-``set+invoke+get`` 1.9-2.0x, ``call`` 1.55-1.62x; no variant is faster than the chosen file.
+``set+invoke+get`` 1.86-1.98x, ``call`` 1.52-1.62x; no variant is faster than the chosen file
+(logits split 1.01x, the rest 0.71-0.94x).
 
 Usage:
     python benchmarks/b1_floor.py [--search savedmodels/bench_compress_ml/search/<hash>]
@@ -122,6 +124,23 @@ class MaskColumnFrontEnd(keras.layers.Layer):
         return outs
 
 
+def _logits_split(fused: keras.Model, layers: dict) -> keras.Model:
+    """The fused model with ``logits(concat([cross, mlp]))`` as ``FC(cross) + FC(mlp)``."""
+    x0 = layers["dcn_input"].output
+    x, h, i = x0, x0, 0
+    while f"cross_{i}" in layers:
+        x, i = layers[f"cross_{i}"]([x0, x]), i + 1
+    i = 0
+    while f"mlp_{i}" in layers:
+        h, i = layers[f"mlp_{i}"](h), i + 1
+    kernel, bias = layers["logits"].get_weights()
+    cross, mlp = keras.layers.Dense(1, use_bias=False), keras.layers.Dense(1)
+    logit = keras.layers.Add()([cross(x), mlp(h)])
+    cross.set_weights([kernel[: x.shape[-1]]])
+    mlp.set_weights([kernel[x.shape[-1] :], bias])
+    return keras.Model(fused.inputs, keras.layers.Activation("sigmoid")(logit))
+
+
 def _variants(keras_path: Path, out: Path) -> tuple[keras.Model, dict[str, str]]:
     model = keras.models.load_model(keras_path)
     fused, _ = fuse_embeddings(model)
@@ -162,6 +181,7 @@ def _variants(keras_path: Path, out: Path) -> tuple[keras.Model, dict[str, str]]
         )
         model = keras.Model(inputs, back(front_end(ordered)))
         files[label] = _convert(model, out / f"mask_column_{rows}.tflite")
+    files["logits split"] = _convert(_logits_split(fused, layers), out / "logits_split.tflite")
     floor = keras.Sequential([keras.Input((12,)), keras.layers.Dense(1)])
     files["floor: Dense(12->1)"] = _convert(floor, out / "floor.tflite")
     return fused, files
