@@ -29,7 +29,7 @@ the tables), one example per call. ``--profile`` adds LiteRT's op profile of the
 chosen files at batch 1 and 8 (its 1 µs resolution and its own cost, ~50 µs an invoke, cannot
 resolve ops of a 1.6 µs invoke: the table's cuts and variants do).
 
-Measured (one run, 31 x 2000 calls, shared 2-core machine): ``invoke`` chosen/float 2.66-2.86x,
+Measured (one run, 31 x 2000 calls, shared 2-core machine): ``invoke`` chosen/float 2.61-2.86x,
 ``set+invoke+get`` 1.86-1.98x, ``call`` 1.52-1.62x; no variant is faster than the chosen file
 (logits split 1.01x, the rest 0.71-0.94x).
 
