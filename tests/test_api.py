@@ -118,6 +118,7 @@ NAMESPACE_ALL = {
         "verify_manifest",
     },
     "evaluation": {
+        "TIMINGS",
         "BenchmarkReport",
         "BenchmarkRow",
         "CompressionReport",

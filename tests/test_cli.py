@@ -98,6 +98,8 @@ def test_export_tflite_and_savedmodel_then_bench(saved_ctr_model, tmp_path, caps
             f"xla={sm}",
             "--repeats",
             "3",
+            "--timing",
+            "call",
             "--json",
             str(report),
             *data_args,
@@ -110,6 +112,11 @@ def test_export_tflite_and_savedmodel_then_bench(saved_ctr_model, tmp_path, caps
     assert table.count("\n| ") >= 3 and "float" in table and "xla" in table
     rows = json.loads(report.read_text())
     assert "keras" in json.dumps(rows) and "float" in json.dumps(rows)
+    assert rows["settings"]["timing"] == "call" and "the Python call" in table
+    from tfcompress.cli._parser import TIMING_CHOICES
+    from tfcompress.evaluation import TIMINGS
+
+    assert TIMING_CHOICES == TIMINGS  # the parser's copy (it imports no TensorFlow)
 
 
 def test_export_int8_prints_the_quality_change(saved_ctr_model, tmp_path, capsys):

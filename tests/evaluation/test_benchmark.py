@@ -100,6 +100,8 @@ def test_benchmark_rows(setup):
     assert float_row.params == pytest.approx(model.count_params(), rel=0.01)
     assert int8_row.bytes * 3 < float_row.bytes
     assert report.settings["num_threads"] == 1 and report.settings["repeats"] == 3
+    assert report.settings["timing"] == "invoke"
+    assert "invoke() with the inputs set" in report.to_markdown()
     # the delegate the interpreter really applied, per TFLite row, and one word for the report
     runtime = report.settings["tflite_runtime"]
     assert sorted(runtime) == ["float", "int8"]
@@ -224,6 +226,8 @@ def test_benchmark_bad_inputs(tmp_path):
     kw = {"batch_sizes": (1,), "warmup": 0, "repeats": 1, "progress": False}
     with pytest.raises(ValueError, match="`variants` is empty"):
         bm.benchmark({}, [(x, y)], **kw)
+    with pytest.raises(ValueError, match=r"`timing` must be one of \['invoke', 'call'\]"):
+        bm.benchmark({"a": model}, [(x, y)], timing="native", **kw)
     with pytest.raises(ValueError, match=r"path '.*missing\.tflite' does not exist"):
         bm.benchmark({"a": tmp_path / "missing.tflite"}, [(x, y)], **kw)
     (tmp_path / "m.onnx").write_bytes(b"x")
@@ -443,3 +447,31 @@ def test_report_states_tensorflows_pool_when_it_differs_from_num_threads():
     assert "TensorFlow's pool" not in BenchmarkReport((keras_row,), settings=equal).to_markdown()
     with pytest.raises(TypeError, match="`warn` must be True or False, received 'no'"):
         bm.configure_threads(1, warn="no")
+
+
+@pytest.mark.slow
+def test_invoker_runs_the_model_on_inputs_set_once(setup):
+    """What `timing="invoke"` times: the interpreter's invoke() on inputs set once gives the
+    outputs of a full call; a Keras/SavedModel variant's invoker is its call."""
+    out, model, ds, _ = setup
+    feats = {k: v[:4] for k, v in _data(4)[0].items()}
+    for path in (out / "float.tflite", out / "int8.tflite"):
+        variant = export.load_variant(path)
+        expected = variant(feats)
+        run = variant.invoker(feats)
+        assert run == variant.interpreter.invoke  # no Python around the model's run
+        variant({k: v[::-1].copy() for k, v in feats.items()})  # other inputs in between
+        run = variant.invoker(feats)
+        run()
+        (name,) = expected
+        index = next(d["index"] for d in variant.interpreter.get_output_details())
+        raw = variant.interpreter.get_tensor(index)
+        scale, zero = variant.interpreter.get_output_details()[0]["quantization"]
+        got = (raw.astype("float32") - zero) * scale if scale else raw
+        np.testing.assert_allclose(got, expected[name], atol=1e-6)
+    keras_variant = export.load_variant(model)
+    np.testing.assert_allclose(
+        next(iter(keras_variant.invoker(feats)().values())),
+        next(iter(keras_variant(feats).values())),
+        atol=1e-6,
+    )

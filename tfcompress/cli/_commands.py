@@ -159,6 +159,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         progress=sys.stderr.isatty(),  # no \r when piped
         verify=not args.no_verify,
         profile=args.profile,
+        timing=args.timing,
     )
     print(report.to_markdown())
     if args.json:

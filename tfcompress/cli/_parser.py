@@ -18,6 +18,9 @@ from tfcompress.cli._options import add_data_options, add_import_option, positiv
 
 __all__ = ["add_run_options", "build_parser", "demo_defaults"]
 
+#: ``bench --timing`` (``tfcompress.evaluation.TIMINGS``, pinned by a test: the parser
+#: imports no TensorFlow)
+TIMING_CHOICES = ("invoke", "call")
 #: ``export --embeddings`` (``tfcompress.quantization.embedding.EMBEDDING_MODES``, pinned by a
 #: test: the parser imports no TensorFlow)
 EMBEDDING_CHOICES = ("float", "int8", "int8_row", "int8_tensor", "int4", "int4_compact")
@@ -239,6 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--repeats", type=positive_int, default=50, help="timed runs per batch size (default: 50)"
+    )
+    bench.add_argument(
+        "--timing",
+        choices=TIMING_CHOICES,
+        default="invoke",
+        help="what a .tflite latency measures: invoke() with the inputs set, as a native server "
+        "runs it (default), or the Python call (inputs and outputs copied: ~3 us more a call)",
     )
     bench.add_argument(
         "--no-verify",

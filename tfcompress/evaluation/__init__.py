@@ -31,11 +31,13 @@ _NAMES = {
     "machine_peak": "tfcompress.evaluation.peak",
     "OpProfile": "tfcompress.evaluation.profile",
     "OpRow": "tfcompress.evaluation.profile",
+    "TIMINGS": "tfcompress.evaluation.benchmarking",
     "profile_variant": "tfcompress.evaluation.profile",
     "plot_tradeoff": "tfcompress.evaluation.tradeoff",
 }
 
 __all__ = [
+    "TIMINGS",
     "BenchmarkReport",
     "BenchmarkRow",
     "CompressionReport",

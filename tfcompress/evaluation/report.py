@@ -275,7 +275,13 @@ class BenchmarkReport:
         lines = []
         threads = self.settings.get("num_threads")
         if threads is not None:
-            lines.append(f"threads: {threads}; latency per batch in ms (median / p90).")
+            timing = self.settings.get("timing", "call")
+            what = (
+                ".tflite: invoke() with the inputs set, as a native server runs it"
+                if timing == "invoke"
+                else "the Python call, inputs and outputs copied"
+            )
+            lines.append(f"threads: {threads}; latency per batch in ms (median / p90); {what}.")
             pool = (self.settings.get("tf_threads") or {}).get("intra_op")
             in_tf = any(r.format != "tflite" for r in self.rows)
             if pool is not None and pool != threads and in_tf:

@@ -175,9 +175,9 @@ def embedding_layers(model: keras.Model) -> list[str]:
 
 
 def id_counts(model: keras.Model, train: Any) -> dict[str, np.ndarray]:
-    """How often each id of each top-level table of ``model`` occurs in ``train`` (an ``(x, y)``
-    tuple of arrays or a ``tf.data.Dataset``): the input of rare-id pruning, counted once per
-    search.
+    """How often each id of each table of ``model`` (nested ones under their path, e.g.
+    ``"tower/emb_item"``) occurs in ``train`` (an ``(x, y)`` tuple of arrays or a
+    ``tf.data.Dataset``): the input of rare-id pruning, counted once per search.
 
     Raises:
         ValueError: no table reads a model input directly (``count_ids``'s message).
