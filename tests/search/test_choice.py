@@ -79,3 +79,13 @@ def test_sizes_within_one_percent_tie_and_a_candidate_must_beat_the_float_model(
     assert _result("size", [(grown, 1.0, 1.0)]).select() is None
     lost = _candidate(0.75, "int8", -0.01, 500)  # rejected: not accepted
     assert _result("size", [(lost, 1.0, 1.0)]).select() is None
+
+
+def test_quality_within_a_twentieth_of_max_loss_ties_and_the_smaller_file_wins():
+    # MovieLens: shrink0.88 float and its fused dynamic file ran alike at batch 1 and differed
+    # by ~1e-5 AUC at the CI's worst end; the 2.75x smaller file should win
+    large = _candidate(0.875, None, -0.00040, 3000)
+    small = _candidate(0.875, "dynamic", -0.00049, 1100)  # 0.00009 worse < 0.05 * 0.002
+    worse = _candidate(0.875, "int8", -0.00051, 900)  # 0.00011 worse: beyond the quality tie
+    result = _result("latency", [(large, 2.0, 2.02), (small, 2.01, 2.02), (worse, 2.0, 2.01)])
+    assert result.select() is small
