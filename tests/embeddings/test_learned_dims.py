@@ -122,3 +122,26 @@ def test_misuse_fails_when_fit_starts(trained):
     dense.compile("adam", "mse")
     with pytest.raises(ValueError, match="no top-level Embedding"):
         dense.fit(np.zeros((4, 3)), np.zeros(4), verbose=0, callbacks=[DimShrinkage(1e-3)])
+
+
+def test_zero_columns_removed_through_the_dcn_cross_exactly():
+    from tfcompress import data, models
+
+    keras.utils.set_random_seed(0)
+    task = data.load_task("ctr", n_samples=256, batch_size=64)
+    size = {"base": "student", "embedding_dim": 8, "mlp_units": (16,)}
+    model = models.dcn(task.schema, size=size)
+    for name, zero in (("emb_user_id", [1, 5, 6]), ("emb_item_brand", [0])):
+        table = model.get_layer(name).get_weights()[0]
+        table[:, zero] = 0.0
+        model.get_layer(name).set_weights([table])
+    small, report = remove_zero_dims(model)
+    assert small.get_layer("emb_user_id").output_dim == 5
+    assert small.get_layer("emb_item_brand").output_dim == 7
+    assert report.settings["tables"]["emb_user_id"]["kept"] == [0, 2, 3, 4, 7]
+    assert (
+        small.get_layer("cross_0").get_weights()[0].shape[0]
+        == model.get_layer("cross_0").get_weights()[0].shape[0] - 4
+    )
+    x, _ = task.info["arrays"]["test"]
+    np.testing.assert_allclose(small.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
