@@ -49,6 +49,7 @@ NAMESPACE_ALL = {
         "parse_budget",
     },
     "pruning": {
+        "DimShrinkage",
         "FitSizedSchedule",
         "PruningCallback",
         "SparsityReport",
@@ -56,7 +57,9 @@ NAMESPACE_ALL = {
         "enable_fit_pruning",
         "is_pruned",
         "is_two_four",
+        "learned_dim_pruning",
         "prune",
+        "remove_zero_dims",
         "shrink",
         "register_shrink_handler",
         "sparsity_report",

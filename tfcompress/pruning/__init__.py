@@ -22,9 +22,13 @@ _NAMES = {
     "FitSizedSchedule": "tfcompress.pruning.schedule",
     "shrink": "tfcompress.pruning.shrinking",
     "register_shrink_handler": "tfcompress.pruning._graph",
+    "DimShrinkage": "tfcompress.pruning.learned_dims",
+    "learned_dim_pruning": "tfcompress.pruning.learned_dims",
+    "remove_zero_dims": "tfcompress.pruning.learned_dims",
 }
 
 __all__ = [
+    "DimShrinkage",
     "FitSizedSchedule",
     "PruningCallback",
     "SparsityReport",
@@ -32,7 +36,9 @@ __all__ = [
     "enable_fit_pruning",
     "is_pruned",
     "is_two_four",
+    "learned_dim_pruning",
     "prune",
+    "remove_zero_dims",
     "shrink",
     "sparsity_report",
     "strip",
