@@ -10,11 +10,12 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from tfcompress._keras import keras
+from tfcompress._keras import keras, tf
 from tfcompress._text import markdown_table
 
 __all__ = [
     "CompressionReport",
+    "IdLookup",
     "LayerDecision",
     "LayerFilter",
     "iter_layers",
@@ -217,3 +218,30 @@ class CompressionReport:
 
     def __str__(self) -> str:
         return self.to_markdown()
+
+
+class IdLookup(keras.layers.Layer):
+    """Base of the layers that look ``output_dim``-wide rows up by id, like ``Embedding`` (the
+    quantized, compositional, mixed-dimension and stored tables): id 0 is padding, masked when
+    ``mask_zero``, and the output adds an ``output_dim`` axis. Subclasses set ``output_dim``
+    and ``mask_zero`` in ``__init__``.
+
+    Example:
+        >>> class Zeros(IdLookup):
+        ...     def __init__(self, **kw):
+        ...         super().__init__(**kw)
+        ...         self.output_dim, self.mask_zero = 3, True
+        ...     def call(self, ids):
+        ...         return tf.zeros(tf.concat([tf.shape(ids), [3]], 0))
+        >>> Zeros().compute_output_shape((2, 5))
+        TensorShape([2, 5, 3])
+    """
+
+    output_dim: int
+    mask_zero: bool
+
+    def compute_mask(self, inputs: tf.Tensor, mask: Any = None) -> tf.Tensor | None:
+        return tf.not_equal(inputs, 0) if self.mask_zero else None
+
+    def compute_output_shape(self, input_shape: Any) -> tf.TensorShape:
+        return tf.TensorShape(input_shape).concatenate([self.output_dim])

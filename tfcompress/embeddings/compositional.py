@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from tfcompress._keras import check_model, keras, tf
-from tfcompress._layers import CompressionReport, LayerDecision
+from tfcompress._layers import CompressionReport, IdLookup, LayerDecision
 from tfcompress._validation import check_choice, check_functional, check_int
 from tfcompress.embeddings._tables import (
     check_counts,
@@ -74,7 +74,7 @@ def _nonzero(ids: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
     return tf.expand_dims(tf.cast(tf.not_equal(ids, 0), dtype), -1)
 
 
-class _Table(keras.layers.Layer):
+class _Table(IdLookup):
     """Shared argument checks, masking and config of the two table layers."""
 
     def __init__(
@@ -87,12 +87,6 @@ class _Table(keras.layers.Layer):
         self.buckets = check_int(buckets, "buckets", minimum=1, where=where)
         self.mask_zero = bool(mask_zero)
         self.supports_masking = self.mask_zero
-
-    def compute_mask(self, inputs: tf.Tensor, mask: Any = None) -> tf.Tensor | None:
-        return tf.not_equal(inputs, 0) if self.mask_zero else None
-
-    def compute_output_shape(self, input_shape: Any) -> tf.TensorShape:
-        return tf.TensorShape(input_shape).concatenate([self.output_dim])
 
     def get_config(self) -> dict[str, Any]:
         return {

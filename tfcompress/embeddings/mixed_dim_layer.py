@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from tfcompress._keras import keras, tf
+from tfcompress._layers import IdLookup
 from tfcompress._validation import check_float, check_int, must_be
 
 __all__ = [
@@ -276,7 +277,7 @@ def svd_init(rows: Any, width: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @keras.saving.register_keras_serializable(package="tfcompress")
-class MixedDimEmbedding(keras.layers.Layer):
+class MixedDimEmbedding(IdLookup):
     """An ``Embedding`` whose ids are split into frequency blocks of their own widths.
 
     Weights: ``positions`` int32 ``(input_dim,)`` (not trainable): each id's rank; ``table_k``
@@ -459,14 +460,6 @@ class MixedDimEmbedding(keras.layers.Layer):
         if k < last:
             return tf.gather(tf.concat([zero, table, zero], 0), tf.minimum(local, n + 1))
         return tf.gather(tf.concat([zero, table], 0), local)
-
-    def compute_mask(self, inputs: tf.Tensor, mask: Any = None) -> tf.Tensor | None:
-        if not self.mask_zero:
-            return None
-        return tf.not_equal(inputs, 0)
-
-    def compute_output_shape(self, input_shape: Any) -> tf.TensorShape:
-        return tf.TensorShape(input_shape).concatenate([self.output_dim])
 
     def get_config(self) -> dict[str, Any]:
         return {

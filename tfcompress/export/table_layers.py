@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from tfcompress._keras import keras, tf
+from tfcompress._layers import IdLookup
 from tfcompress._validation import check_choice, check_int, must_be
 from tfcompress.embeddings.compositional import (
     COMBINES,
@@ -51,7 +52,7 @@ def _nonzero(ids: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
     return tf.expand_dims(tf.cast(tf.not_equal(ids, 0), dtype), -1)
 
 
-class _Stored(keras.layers.Layer):
+class _Stored(IdLookup):
     """Shared arguments, masking and config of the stored twins: ``storages`` (one per row
     table, in :attr:`tables` order) and ``integer_unpack``; the tables are not trainable."""
 
@@ -89,12 +90,6 @@ class _Stored(keras.layers.Layer):
             empty_table(rows, dim, s, name=n, integer_unpack=self.integer_unpack)
             for (rows, dim), s, n in zip(shapes, self.storages, names, strict=True)
         ]
-
-    def compute_mask(self, inputs: tf.Tensor, mask: Any = None) -> tf.Tensor | None:
-        return tf.not_equal(inputs, 0) if self.mask_zero else None
-
-    def compute_output_shape(self, input_shape: Any) -> tf.TensorShape:
-        return tf.TensorShape(input_shape).concatenate([self.output_dim])
 
     def get_config(self) -> dict[str, Any]:
         return {

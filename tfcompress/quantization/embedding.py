@@ -29,6 +29,7 @@ from tfcompress._compat import (
 from tfcompress._keras import check_model, keras, tf
 from tfcompress._layers import (
     CompressionReport,
+    IdLookup,
     LayerDecision,
     LayerFilter,
     iter_layers,
@@ -151,7 +152,7 @@ def fake_quantize_rows(table: tf.Tensor, granularity: str = "row") -> tf.Tensor:
 
 
 @keras.saving.register_keras_serializable(package="tfcompress")
-class QuantizedEmbedding(keras.layers.Layer):
+class QuantizedEmbedding(IdLookup):
     """An ``Embedding`` whose table is int8 with per-row (or per-table) scales.
 
     The lookup gathers int8 rows and their scales, then dequantizes: ``cast(q[ids]) *
@@ -294,14 +295,6 @@ class QuantizedEmbedding(keras.layers.Layer):
                 out, min=self.output_range[0], max=self.output_range[1], num_bits=8
             )
         return out
-
-    def compute_mask(self, inputs: tf.Tensor, mask: Any = None) -> tf.Tensor | None:
-        if not self.mask_zero:
-            return None
-        return tf.not_equal(inputs, 0)
-
-    def compute_output_shape(self, input_shape: Any) -> tf.TensorShape:
-        return tf.TensorShape(input_shape).concatenate([self.output_dim])
 
     def get_config(self) -> dict[str, Any]:
         return {

@@ -30,6 +30,7 @@ import numpy as np
 
 from tfcompress._compat import is_graph_network
 from tfcompress._keras import keras, tf
+from tfcompress._layers import IdLookup
 from tfcompress._validation import check_choice
 from tfcompress.quantization.embedding_int4_compact import (
     CODEBOOK_SIZE,
@@ -223,7 +224,7 @@ def check_built_embedding(layer: Any, owner: str) -> None:
 
 
 @keras.saving.register_keras_serializable(package="tfcompress")
-class QuantizedEmbedding4(keras.layers.Layer):
+class QuantizedEmbedding4(IdLookup):
     """An ``Embedding`` whose table is int4, two codes a byte, with a scale and offset per row.
 
     The lookup gathers packed rows and their ``[scale, offset]``, then unpacks and dequantizes
@@ -446,14 +447,6 @@ class QuantizedEmbedding4(keras.layers.Layer):
                 out, min=self.output_range[0], max=self.output_range[1], num_bits=8
             )
         return out
-
-    def compute_mask(self, inputs: tf.Tensor, mask: Any = None) -> tf.Tensor | None:
-        if not self.mask_zero:
-            return None
-        return tf.not_equal(inputs, 0)
-
-    def compute_output_shape(self, input_shape: Any) -> tf.TensorShape:
-        return tf.TensorShape(input_shape).concatenate([self.output_dim])
 
     def get_config(self) -> dict[str, Any]:
         return {
