@@ -42,7 +42,15 @@ def _grandchild_then(strategy, pid_dir: str, modes: tuple[str, ...]) -> int:
     if mode == "sleep":
         time.sleep(300)
     elif mode == "raise":
-        time.sleep(0.3)
+        # fail once every worker has started (written its pids): under a loaded suite a fixed
+        # 0.3 s was not always enough, and a worker killed before it started leaves no pids
+        deadline = time.monotonic() + 60
+        names = [f"grandchild-{i}" for i in range(len(modes))]
+        while time.monotonic() < deadline:
+            if all(os.path.exists(os.path.join(pid_dir, n)) for n in names):
+                break
+            time.sleep(0.05)
+        time.sleep(0.3)  # the workers that return have returned
         raise ValueError(f"worker {index} fails on purpose")
     return child.pid
 
