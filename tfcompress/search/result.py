@@ -41,7 +41,7 @@ LATENCY_TIE = 0.03
 # 248 bytes of 70,560) that runs 1.8x slower is not what a user asking for "size" wants:
 # within this fraction of the smallest, the tie goes to quality, then the smaller file
 EXACT_TIE = 0.01
-# among candidates tied on the objective, quality losses (at the CI's worst end) within this
+# among candidates tied on latency, quality losses (at the CI's worst end) within this
 # fraction of max_loss tie too, and the smaller file wins: on MovieLens `shrink0.88` float and
 # `shrink0.88+dynamic+fused` took 1.781 and 1.777 µs at batch 1 and their worst ends differed
 # by ~1e-5 AUC, yet the 2.75x larger file was chosen on that difference
@@ -189,9 +189,10 @@ class CompressionResult:
     def select(self) -> CandidateResult | None:
         """The candidate to choose: among those that keep quality and beat the float model
         itself on the objective, the best on the objective; candidates that tie with it within
-        its :meth:`objective_margin` (timing noise) go to the smallest quality loss at the CI's
-        worst end, losses within ``QUALITY_TIE * max_loss`` of it tie too, and among those the
-        smallest file wins. None when no candidate qualifies."""
+        its :meth:`objective_margin` go to the smallest quality loss at the CI's worst end,
+        then the smallest file; for the latency objectives losses within ``QUALITY_TIE *
+        max_loss`` of the smallest tie too, and among those the smallest file wins. None when
+        no candidate qualifies."""
         # a candidate must beat the float model itself on the objective (tiny models can grow
         # when quantized: the quantization parameters outweigh the weights they save)
         reference = self.objective_value(self.baseline)
@@ -205,6 +206,17 @@ class CompressionResult:
         best_value, best = min(scored, key=lambda vr: (vr[0], vr[1].difference.worst_loss()))
         band = best_value + self.objective_margin(best)
         tied = [r for value, r in scored if value <= band]
+        if self.settings.objective in ("size", "flops"):
+            # the 1% band is there so quality decides (a smaller file that loses more is not
+            # worth 1%): quality first, then size
+            return min(
+                tied,
+                key=lambda r: (
+                    r.difference.worst_loss(),
+                    float("inf") if r.bytes is None else r.bytes,
+                    self.objective_value(r),
+                ),
+            )
         least = min(r.difference.worst_loss() for r in tied)
         as_good = [
             r
