@@ -121,8 +121,33 @@ def test_bad_input_is_named(dense_relu_dense):
 
 
 def test_cli_bench_has_profile():
-    from tfcompress.cli._parser import build_parser
+    from tfcompress.cli._parser import PROFILE_GROUP_CHOICES, build_parser
+    from tfcompress.evaluation.profile import GROUPS
 
     args = build_parser().parse_args(["bench", "m.tflite", "--data", "ctr", "--profile"])
-    assert args.profile is True
+    assert args.profile is True and args.profile_group == "op"
     assert build_parser().parse_args(["bench", "m.tflite", "--data", "ctr"]).profile is False
+    argv = ["bench", "m.tflite", "--data", "ctr", "--profile", "--profile-group", "layer"]
+    assert build_parser().parse_args(argv).profile_group == "layer"
+    assert PROFILE_GROUP_CHOICES == GROUPS  # the parser's copy (it imports no TensorFlow)
+
+
+def test_benchmark_profiles_per_layer(dense_relu_dense):
+    _, path, feats = dense_relu_dense
+    report = benchmark(
+        {"m": path},
+        (feats["x"], np.zeros(BATCH)),
+        batch_sizes=(BATCH,),
+        repeats=3,
+        progress=False,
+        measure_memory=False,
+        profile=True,
+        peak=False,
+        profile_group="layer",
+    )
+    (profile,) = report.rows[0].profiles.values()  # OpProfile.to_dict()
+    assert profile["group"] == "layer"
+    names = " ".join(r["op"] for r in profile["rows"])
+    assert "d1" in names and "d2" in names  # the two Dense layers' rows
+    with pytest.raises(ValueError, match="`profile_group` must be one of"):
+        benchmark({"m": path}, (feats["x"], np.zeros(BATCH)), profile_group="ops")

@@ -160,6 +160,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         verify=not args.no_verify,
         profile=args.profile,
         timing=args.timing,
+        profile_group=args.profile_group,
     )
     print(report.to_markdown())
     if args.json:

@@ -21,6 +21,8 @@ __all__ = ["add_run_options", "build_parser", "demo_defaults"]
 #: ``bench --timing`` (``tfcompress.evaluation.TIMINGS``, pinned by a test: the parser
 #: imports no TensorFlow)
 TIMING_CHOICES = ("invoke", "call")
+#: ``bench --profile-group`` (``tfcompress.evaluation.profile.GROUPS``, pinned by a test)
+PROFILE_GROUP_CHOICES = ("op", "node", "layer")
 #: ``export --embeddings`` (``tfcompress.quantization.embedding.EMBEDDING_MODES``, pinned by a
 #: test: the parser imports no TensorFlow)
 EMBEDDING_CHOICES = ("float", "int8", "int8_row", "int8_tensor", "int4", "int4_compact")
@@ -261,6 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also profile each variant per op (LiteRT's profiler for .tflite, TensorFlow's "
         "otherwise) and report its share of this machine's measured GEMM peak",
+    )
+    bench.add_argument(
+        "--profile-group",
+        choices=PROFILE_GROUP_CHOICES,
+        default="op",
+        help="--profile rows: one per op type (default), per TFLite node, or per Keras layer",
     )
     bench.add_argument("--json", type=Path, help="also write the report as JSON here")
     add_data_options(bench, required=True)

@@ -28,7 +28,7 @@ from tfcompress._compat import interpreter_ops
 from tfcompress._keras import check_keras_file, check_model, keras, tf
 from tfcompress._validation import check_bool, check_choice, check_int
 from tfcompress.evaluation.peak import machine_peak, row_achieved
-from tfcompress.evaluation.profile import profile_variant
+from tfcompress.evaluation.profile import GROUPS, profile_variant
 from tfcompress.evaluation.report import BenchmarkReport, BenchmarkRow
 from tfcompress.evaluation.statistics import PairedDifference, paired_difference
 from tfcompress.export.manifest import library_versions
@@ -295,6 +295,7 @@ def benchmark(
     profile: bool = False,
     peak: bool | None = None,
     timing: str = "invoke",
+    profile_group: str = "op",
 ) -> BenchmarkReport:
     """Measure every variant on the same data with the same settings.
 
@@ -324,6 +325,10 @@ def benchmark(
             about 3 µs a call on this machine, the same for every model, so batch-1 ratios of
             small models shrink toward 1). Keras and SavedModel variants are timed by their
             call either way. Recorded in ``settings["timing"]``.
+        profile_group: the rows of the per-op profiles (``profile=True``): ``"op"`` (one row
+            per op type, the default), ``"node"`` (per TFLite node / TF op) or ``"layer"`` (per
+            Keras layer scope; XNNPACK's operators mapped to the nodes they run,
+            :func:`~tfcompress.evaluation.profile.profile_variant`).
         max_examples: examples taken from ``data`` for quality (default None: all of them, so
             the figures match :func:`tfcompress.export.metrics.evaluate_exact` on the same data).
         measure_memory: measure each variant's peak memory in a fresh process
@@ -372,6 +377,7 @@ def benchmark(
     check_bool(verify, "verify")
     check_bool(profile, "profile")
     check_choice(timing, "timing", TIMINGS, where="benchmark")
+    check_choice(profile_group, "profile_group", GROUPS, where="benchmark")
     peak = profile if peak is None else check_bool(peak, "peak")
     if max_examples is not None:
         check_int(max_examples, "max_examples", minimum=1)
@@ -410,7 +416,12 @@ def benchmark(
             latency = {b: _latency(variant, feats, b, warmup, repeats, timing) for b in batch_sizes}
             profiles = {
                 b: profile_variant(
-                    variant, feats, b, runs=min(repeats, 20), num_threads=num_threads
+                    variant,
+                    feats,
+                    b,
+                    runs=min(repeats, 20),
+                    num_threads=num_threads,
+                    group=profile_group,
                 )
                 for b in (batch_sizes if profile else ())
             }
