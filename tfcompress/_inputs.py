@@ -20,16 +20,26 @@ import numpy as np
 
 from tfcompress._compat import inbound_nodes, keras_layer_of
 from tfcompress._keras import check_model, keras, tf
+from tfcompress._validation import must_be
 
 __all__ = [
+    "FINE_TUNE_OPTIMIZERS",
     "RANDOM_BATCH_SIZE",
     "Batch",
     "InputSpec",
     "as_numpy",
     "collect_examples",
+    "fine_tune",
     "iter_batches",
     "random_batch",
 ]
+
+#: the optimizers a penalised fine-tune (learned row / dimension pruning) takes by name
+FINE_TUNE_OPTIMIZERS = {
+    "adam": keras.optimizers.Adam,
+    "sgd": keras.optimizers.SGD,
+    "adagrad": keras.optimizers.Adagrad,
+}
 
 RANDOM_BATCH_SIZE = 16
 
@@ -427,3 +437,35 @@ def _tensor_name(t: Any, model: keras.Model, i: int) -> str:
         return str(names[i])
     name = getattr(t, "name", None) or f"input_{i}"
     return str(name).split(":")[0]
+
+
+def fine_tune(
+    model: keras.Model,
+    data: Any,
+    *,
+    optimizer: str,
+    learning_rate: float,
+    loss: Any,
+    epochs: int,
+    batch_size: int,
+    verbose: Any,
+    callbacks: list,
+) -> keras.callbacks.History:
+    """Compile ``model`` with ``FINE_TUNE_OPTIMIZERS[optimizer](learning_rate)`` and ``loss``,
+    then fit it on ``data``: a ``tf.data.Dataset`` of ``(x, y)`` batches or an ``(x, y)``
+    tuple (batched by ``batch_size``).
+
+    Raises:
+        TypeError: ``data`` is neither.
+
+    Example:
+        >>> history = fine_tune(model, (x, y), optimizer="adam", learning_rate=1e-3,
+        ...     loss="mse", epochs=1, batch_size=32, verbose=0, callbacks=[])  # doctest: +SKIP
+    """
+    model.compile(optimizer=FINE_TUNE_OPTIMIZERS[optimizer](learning_rate), loss=loss)
+    fit_args: dict[str, Any] = {"epochs": epochs, "verbose": verbose, "callbacks": callbacks}
+    if isinstance(data, tf.data.Dataset):
+        return model.fit(data, **fit_args)
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return model.fit(data[0], data[1], batch_size=batch_size, **fit_args)
+    raise TypeError(must_be("data", "a tf.data.Dataset of (x, y) batches or an (x, y) tuple", data))

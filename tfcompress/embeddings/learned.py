@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from tfcompress._inputs import FINE_TUNE_OPTIMIZERS, fine_tune
 from tfcompress._keras import check_model, keras, tf
 from tfcompress._layers import CompressionReport, LayerDecision
 from tfcompress._validation import (
@@ -44,12 +45,6 @@ from tfcompress.embeddings._tables import check_counts, chosen_tables, clone_wit
 from tfcompress.embeddings.vocabulary import prune_vocabulary
 
 __all__ = ["RowShrinkage", "learned_row_pruning"]
-
-_OPTIMIZERS = {
-    "adam": keras.optimizers.Adam,
-    "sgd": keras.optimizers.SGD,
-    "adagrad": keras.optimizers.Adagrad,
-}
 
 
 class RowShrinkage(keras.callbacks.Callback):
@@ -195,7 +190,7 @@ def learned_row_pruning(
     if max_ids is not None:
         check_int(max_ids, "max_ids", minimum=1, where=where)
     check_int(batch_size, "batch_size", minimum=1, where=where)
-    check_choice(optimizer, "optimizer", tuple(_OPTIMIZERS), where=where)
+    check_choice(optimizer, "optimizer", tuple(FINE_TUNE_OPTIMIZERS), where=where)
     loss = loss if loss is not None else getattr(model, "loss", None)
     if loss is None:
         raise ValueError(
@@ -212,17 +207,17 @@ def learned_row_pruning(
         return model, CompressionReport("vocabulary", tuple(decisions), {"tables": {}})
 
     tuned = clone_with(model, {})
-    tuned.compile(optimizer=_OPTIMIZERS[optimizer](learning_rate), loss=loss)
-    shrink = RowShrinkage(names, strength)
-    fit_args: dict[str, Any] = {"epochs": epochs, "verbose": verbose, "callbacks": [shrink]}
-    if isinstance(data, tf.data.Dataset):
-        history = tuned.fit(data, **fit_args)
-    elif isinstance(data, (tuple, list)) and len(data) == 2:
-        history = tuned.fit(data[0], data[1], batch_size=batch_size, **fit_args)
-    else:
-        raise TypeError(
-            must_be("data", "a tf.data.Dataset of (x, y) batches or an (x, y) tuple", data)
-        )
+    history = fine_tune(
+        tuned,
+        data,
+        optimizer=optimizer,
+        learning_rate=learning_rate,
+        loss=loss,
+        epochs=epochs,
+        batch_size=batch_size,
+        verbose=verbose,
+        callbacks=[RowShrinkage(names, strength)],
+    )
 
     norms = {n: np.linalg.norm(tuned.get_layer(n).get_weights()[0], axis=1) for n in names}
     # a kept row's score is 1 + its norm, so min_count=1 keeps every nonzero row and max_ids

@@ -36,18 +36,13 @@ from typing import Any
 
 import numpy as np
 
+from tfcompress._inputs import FINE_TUNE_OPTIMIZERS, fine_tune
 from tfcompress._keras import check_model, keras, tf
 from tfcompress._layers import CompressionReport, LayerDecision
 from tfcompress._validation import check_choice, check_float, check_functional, check_int, must_be
 from tfcompress.pruning.shrinking import shrink
 
 __all__ = ["DimShrinkage", "learned_dim_pruning", "remove_zero_dims"]
-
-_OPTIMIZERS = {
-    "adam": keras.optimizers.Adam,
-    "sgd": keras.optimizers.SGD,
-    "adagrad": keras.optimizers.Adagrad,
-}
 
 
 _EMB = keras.layers.Embedding
@@ -168,14 +163,6 @@ class DimShrinkage(keras.callbacks.Callback):
         logs["zero_dims"] = zero / total if total else 0.0
 
 
-def _fit(model: keras.Model, data: Any, batch_size: int, fit_args: dict[str, Any]) -> Any:
-    if isinstance(data, tf.data.Dataset):
-        return model.fit(data, **fit_args)
-    if isinstance(data, (tuple, list)) and len(data) == 2:
-        return model.fit(data[0], data[1], batch_size=batch_size, **fit_args)
-    raise TypeError(must_be("data", "a tf.data.Dataset of (x, y) batches or an (x, y) tuple", data))
-
-
 def learned_dim_pruning(
     model: keras.Model,
     data: Any,
@@ -249,7 +236,7 @@ def learned_dim_pruning(
         learning_rate, "learning_rate", minimum=0.0, min_open=True, where=where
     )
     check_int(batch_size, "batch_size", minimum=1, where=where)
-    check_choice(optimizer, "optimizer", tuple(_OPTIMIZERS), where=where)
+    check_choice(optimizer, "optimizer", tuple(FINE_TUNE_OPTIMIZERS), where=where)
     wanted = _check_tables_arg(tables, where)
     if wanted is not None and not all(isinstance(t, str) for t in wanted):
         raise TypeError(must_be("tables", "a table name or a list of names", tables))
@@ -267,10 +254,16 @@ def learned_dim_pruning(
 
     tuned = keras.models.clone_model(model)
     tuned.set_weights(model.get_weights())
-    tuned.compile(optimizer=_OPTIMIZERS[optimizer](learning_rate), loss=loss)
-    callback = DimShrinkage(strength, tables=names)
-    history = _fit(
-        tuned, data, batch_size, {"epochs": epochs, "verbose": verbose, "callbacks": [callback]}
+    history = fine_tune(
+        tuned,
+        data,
+        optimizer=optimizer,
+        learning_rate=learning_rate,
+        loss=loss,
+        epochs=epochs,
+        batch_size=batch_size,
+        verbose=verbose,
+        callbacks=[DimShrinkage(strength, tables=names)],
     )
 
     pruned, report = remove_zero_dims(tuned, tables=names)
