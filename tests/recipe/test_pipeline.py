@@ -108,6 +108,16 @@ def test_rerun_reuses_stages_a_change_reruns_from_there_and_resumes_when_interru
     assert all(s.cached for s in same.stages)
     assert same.benchmark.to_dict() == first.benchmark.to_dict()  # measurements reused too
     assert sorted((out / "tiny" / "logs").rglob("events.*")) == events  # nothing logged twice
+    assert first.benchmark.settings["timing"] == "invoke"
+    # the timing is part of the benchmark's key: Python-call latencies are measured anew
+    call = dataclasses.replace(
+        _recipe(), benchmark=dataclasses.replace(_recipe().benchmark, timing="call")
+    )
+    timed = run(call, out_dir=out, verbose=0)
+    assert all(s.cached for s in timed.stages)
+    assert timed.benchmark.settings["timing"] == "call"
+    assert "the Python call, inputs and outputs copied" in timed.benchmark.to_markdown()
+    assert run(_recipe(), out_dir=out, verbose=0).benchmark.settings["timing"] == "invoke"
 
     # a changed prune stage, interrupted in its second epoch
     changed = _recipe(sparsity=0.6, prune_epochs=2)

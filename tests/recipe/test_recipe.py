@@ -195,6 +195,7 @@ def test_defaults_are_filled_in():
         "repeats": 30,
         "threads": 1,
         "max_examples": None,
+        "timing": "invoke",
     }
     assert (config["stages"], config["strategy"], config["seed"]) == ([], "default", 0)
     stages = loads_recipe(
@@ -727,6 +728,10 @@ def test_python_api_errors_name_the_argument():
         )
     assert (info.value.source, info.value.line) == ("api", None)
     assert info.value.key == "data.samples"
+    with pytest.raises(RecipeError, match=r'^timing: .*received "wall" .*e\.g\. timing = "invoke"'):
+        BenchmarkSpec(timing="wall")
+    assert BenchmarkSpec().get_config()["timing"] == "invoke"
+    assert BenchmarkSpec.from_config({"timing": "call"}).timing == "call"
     assert BenchmarkSpec(max_examples="all").max_examples is None
     assert BenchmarkSpec().max_examples is None  # one quality definition: the whole test split
     assert 'max_examples = "all"' in _rich_recipe().to_toml()

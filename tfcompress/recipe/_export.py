@@ -194,7 +194,8 @@ def benchmark_all(
     say(
         r.verbose,
         f"[benchmark] {len(variants)} variant(s), batch sizes "
-        f"{list(spec.batch_sizes)}; TFLite with {spec.threads} thread(s), SavedModels "
+        f"{list(spec.batch_sizes)}; TFLite with {spec.threads} thread(s) (timing "
+        f"{spec.timing}), SavedModels "
         f"with TensorFlow's pool as training left it ("
         f"{tf_threads or 'all'} intra-op thread(s))",
     )
@@ -206,6 +207,7 @@ def benchmark_all(
         repeats=spec.repeats,
         num_threads=spec.threads,
         max_examples=spec.max_examples,
+        timing=spec.timing,
         measure_memory=False,
         progress=bool(r.verbose) and interactive(),
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from tfcompress.evaluation.benchmarking import TIMINGS
 from tfcompress.recipe._files import RecipeError, check_bool, check_choice, check_int, fail, show
 from tfcompress.recipe._spec_base import _set, _SpecMixin
 
@@ -70,6 +71,10 @@ class BenchmarkSpec(_SpecMixin):
         max_examples: quality is measured on at most this many test examples; the default
             None (``"all"`` in a file, since TOML has no null) measures every test example,
             the same definition as the stage table's.
+        timing: what a ``.tflite`` latency measures (``benchmark(timing=...)``):
+            ``"invoke"`` (the file's own run, what a native server pays) or ``"call"`` (the
+            Python call, inputs copied in and out: ~3 µs more a call). Part of the benchmark's
+            cache key, so a run's table never mixes the two.
 
     Example:
         >>> BenchmarkSpec(batch_sizes=[1, 64]).batch_sizes
@@ -83,9 +88,11 @@ class BenchmarkSpec(_SpecMixin):
     repeats: int = 30
     threads: int = 1
     max_examples: int | None = None
+    timing: str = "invoke"
 
     def __post_init__(self) -> None:
         check_bool(self.enabled, "enabled", example="enabled = true")
+        check_choice(self.timing, "timing", TIMINGS, example='timing = "invoke"')
         sizes = self.batch_sizes
         example = "batch_sizes = [1, 256]"
         if isinstance(sizes, int) and not isinstance(sizes, bool):
