@@ -61,7 +61,7 @@ def test_frequency_blocks_rank_ids_and_the_layer_reads_block_and_row_exactly():
     assert positions.tolist() == [5, 2, 0, 4, 1, 3] and sizes == [2, 1, 3]
     assert frequency_blocks(counts, (0.34, 0.16, 0.5))[1] == [2, 1, 3]
     assert frequency_blocks(np.arange(1000), (0.01, 0.09, 0.9))[1] == [10, 90, 900]
-    layer = MixedDimEmbedding(6, 4, [2, 1, 3], [4, 2, 1])
+    layer = MixedDimEmbedding(6, 4, [2, 1, 3], [4, 2, 1], id_map="int32")  # any rank order
     layer.positions.assign(positions)
     tables = [np.arange(n * d, dtype="float32").reshape(n, d) + 10 * k
               for k, (n, d) in enumerate(zip([2, 1, 3], [4, 2, 1], strict=True))]  # fmt: skip
@@ -95,7 +95,7 @@ def test_popular_block_copies_rows_and_svd_error_falls_with_width():
             model, counts, blocks=(0.1, 0.9), dims=(DIM, width)
         )
         layer = new.get_layer("emb")
-        popular = np.argsort(-counts["emb"], kind="stable")[:20]
+        popular = np.sort(np.argsort(-counts["emb"], kind="stable")[:20])  # in id order
         np.testing.assert_array_equal(layer.tables[0].numpy(), table[popular])
         np.testing.assert_array_equal(layer.dense_table()[popular], table[popular])
         errors.append(report.settings["tables"]["emb"]["init_error"])
@@ -116,8 +116,9 @@ def test_shared_table_report_and_outputs_close_to_the_original():
     info = report.settings["tables"]["emb"]
     assert info["blocks"] == [[2, 8], [18, 3], [180, 3]]
     assert info["bytes_before"] == ROWS * DIM * 4
-    assert info["bytes_after"] == (2 * 8 + 198 * 3 + 2 * 3 * 8) * 4 + ROWS * 4
-    assert report["emb"].applied and "6400 -> 3432 bytes" in report["emb"].detail
+    # the id map: a uint8 code an id + 3 int32 bases per chunk of 85 ids (3 chunks)
+    assert info["bytes_after"] == (2 * 8 + 198 * 3 + 2 * 3 * 8) * 4 + ROWS + 3 * 3 * 4
+    assert report["emb"].applied and "6400 -> 2868 bytes" in report["emb"].detail
     # nothing shared with the original (a Distiller needs separate weights)
     assert not {id(v) for v in new.weights} & {id(v) for v in model.weights}
     x = _ids()
@@ -143,8 +144,10 @@ def test_tflite_parity_with_builtin_ops_and_keras_round_trip(tmp_path):
     interpreter.allocate_tensors()
     ops = [op["op_name"] for op in interpreter_ops(interpreter)]
     assert not [op for op in ops if "Flex" in op or "CUSTOM" in op.upper()]
-    # inference: zero-padded block tables (constants), clamped indices: no mask ops
-    assert "FULLY_CONNECTED" in ops and not {"SHAPE", "EQUAL", "CAST", "MUL"} & set(ops)
+    # inference: zero-padded block tables (constants), clamped indices: no mask ops; the
+    # id map's CAST (uint8 code) and MUL (its base slot) once per call (item, hist)
+    assert "FULLY_CONNECTED" in ops and not {"SHAPE", "EQUAL", "SELECT_V2"} & set(ops)
+    assert ops.count("CAST") == ops.count("MUL") == 2
     out = next(iter(export.load_variant(result.path).predict(x).values()))
     np.testing.assert_allclose(out, new.predict(x, verbose=0), atol=1e-5)
 
@@ -169,7 +172,7 @@ def test_dcn_padding_id_is_masked_and_distillation_closes_the_gap(dcn, tmp_path)
     item = student.get_layer("emb_item_id")  # shared: item_id and hist_item_ids (0 = padding)
     assert (x["hist_item_ids"].numpy() == 0).any() and (x["item_id"].numpy() > 0).all()
     before = student.predict(x, verbose=0)
-    rank = int(item.positions.numpy()[0])
+    rank = int(item.rank_map()[0])
     assert rank == 0  # padding is the most frequent id: the popular block, row 0
     item.tables[0].assign(tf.tensor_scatter_nd_update(item.tables[0], [[0]], [[50.0] * 8]))
     np.testing.assert_allclose(student.predict(x, verbose=0), before, atol=1e-6)
@@ -251,3 +254,38 @@ def test_mask_zero_and_sequential_models_keep_the_mask():
     x = np.array([[3, 7, 0, 0], [5, 0, 0, 0]], "int32")
     np.testing.assert_array_equal(layer.compute_mask(tf.constant(x)).numpy(), x != 0)
     np.testing.assert_allclose(new.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_blocked_id_map_stores_each_blocks_ids_in_id_order_in_a_byte_an_id():
+    from tfcompress.embeddings.remap import (
+        block_rank_bytes,
+        canonical_block_ranks,
+        decode_block_ranks,
+        encode_block_ranks,
+    )
+
+    rng = np.random.default_rng(0)
+    for sizes in ([1000], [10, 990], [10, 90, 900], [3, 7, 90, 400, 500]):
+        n = sum(sizes)
+        ranked = np.searchsorted(np.cumsum(sizes), rng.permutation(n), side="right")
+        positions = canonical_block_ranks(ranked, sizes)
+        codes, bases = encode_block_ranks(positions, sizes)
+        assert codes.dtype == np.uint8 and bases.dtype == np.int32
+        assert codes.nbytes + bases.nbytes == block_rank_bytes(n, len(sizes))
+        np.testing.assert_array_equal(decode_block_ranks(codes, bases, len(sizes)), positions)
+        layer = MixedDimEmbedding(n, 4, sizes, [4] + [1] * (len(sizes) - 1))
+        layer.set_rank_map(positions)
+        np.testing.assert_array_equal(layer.rank_map(), positions)
+        np.testing.assert_array_equal(  # the layer reads the rank it was given
+            layer(tf.constant(np.arange(n)[:, None])).numpy()[:, 0], layer.dense_table()
+        )
+    assert block_rank_bytes(100_000, 3) == 114_124  # 1.14 bytes an id against 4
+    layer = MixedDimEmbedding(6, 4, [2, 1, 3], [4, 2, 1], name="emb")
+    assert layer.table_bytes() == (2 * 4 + 1 * 2 + 3 * 1 + 2 * 4 + 1 * 4) * 4 + 6 + 3 * 4
+    # a rank order the blocked map cannot hold: the error names the layer and the fix
+    with pytest.raises(ValueError, match=r"MixedDimEmbedding 'emb'.*id order.*id_map='int32'"):
+        layer.set_rank_map([5, 2, 0, 4, 1, 3])
+    with pytest.raises(ValueError, match=r"'emb'.*must have shape \(6,\), received \(3,\)"):
+        layer.set_rank_map([0, 1, 2])
+    with pytest.raises(ValueError, match=r"`id_map` must be one of \['blocked', 'int32'\]"):
+        MixedDimEmbedding(6, 4, [2, 4], [4, 1], id_map="int16")

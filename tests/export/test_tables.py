@@ -110,7 +110,7 @@ def _reference(model: keras.Model, ids: np.ndarray, mode: str) -> np.ndarray:
     for table, projection in zip(mixed.tables, mixed.projections, strict=True):
         rows = deq(table.numpy())
         parts.append(rows if projection is None else rows @ projection.numpy())
-    out_mixed = np.concatenate(parts)[mixed.positions.numpy()][ids]
+    out_mixed = np.concatenate(parts)[mixed.rank_map()][ids]
     outs = [o.reshape(len(ids), -1) for o in (out_qr, out_tiny, out_hashed, out_mixed)]
     return np.concatenate(outs, axis=1)
 
@@ -340,3 +340,76 @@ def test_default_tables_of_the_quantized_modes_are_stored_too(model, tmp_path):
         stored, info = with_stored_tables(model, prepared, mode)
         assert stored.get_layer("hashed").tables[0].integer_unpack is exact
         assert sorted(info["embedding_tables"]) == ["hashed", "mixed", "qr"]
+
+
+def _strip_id_map(src, dst) -> None:
+    """A copy of the ``.keras`` file ``src`` whose config has no ``id_map`` key: what a file
+    saved before the compact id map existed holds."""
+    import json
+    import zipfile
+
+    def strip(node):
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in node.items() if k != "id_map"}
+        return [strip(v) for v in node] if isinstance(node, list) else node
+
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename == "config.json":
+                data = json.dumps(strip(json.loads(data))).encode()
+            zout.writestr(item, data)
+
+
+def test_mixed_id_map_takes_a_byte_an_id_in_the_file_and_old_int32_files_load(tmp_path):
+    """``id_map="blocked"`` (uint8 codes + int32 bases) against the int32 map: the same rows
+    through LiteRT, 4 * V - block_rank_bytes(V, 3) fewer bytes in the .tflite file; a .keras
+    file of the int32 layout without ``id_map`` in its config loads with that layout."""
+    from tfcompress.embeddings.remap import block_rank_bytes
+
+    rng = np.random.default_rng(3)
+    emb = keras.layers.Embedding(V, D)
+    emb.build((None,))
+    emb.set_weights([rng.normal(size=(V, D)).astype("f4")])
+    counts = rng.zipf(1.3, V).astype(float)
+    ids = _ids()
+    results, outs, models = {}, {}, {}
+    for id_map in ("int32", "blocked"):
+        layer = MixedDimEmbedding.from_embedding(
+            emb, counts, [50, 950, 4000], [16, 8, 4], name="mixed", id_map=id_map
+        )
+        inp = keras.Input((SEQ,), dtype="int32", name="ids")
+        models[id_map] = keras.Model(inp, layer(inp))
+        results[id_map] = export.export_tflite(
+            models[id_map], tmp_path / f"{id_map}.tflite", embeddings="float"
+        )
+        outs[id_map] = next(iter(export.load_variant(results[id_map].path)({"ids": ids}).values()))
+        np.testing.assert_allclose(outs[id_map], layer.dense_table()[ids], rtol=0, atol=1e-5)
+    # the same lookup (block rows in id order instead of frequency order: the same SVD rows)
+    np.testing.assert_allclose(outs["blocked"], outs["int32"], rtol=0, atol=1e-4)
+    saved = 4 * V - block_rank_bytes(V, 3)  # 20,000 -> 5,708 bytes
+    assert saved == 20_000 - 5_708
+    constants = _constant_bytes(results["int32"].path) - _constant_bytes(results["blocked"].path)
+    assert abs(constants - saved) <= 64, (constants, saved)
+    # the file: the same less the map's extra ops (measured 14,292 -> 12,920 bytes)
+    assert 0.85 * saved <= results["int32"].bytes - results["blocked"].bytes <= saved + 64
+    dtypes = {
+        (d["dtype"].__name__, tuple(d["shape"]))
+        for d in Interpreter(str(results["blocked"].path)).get_tensor_details()
+    }
+    assert ("uint8", (V,)) in dtypes and ("int32", (V,)) not in dtypes
+    # the stored twin keeps the layout, in .keras files too
+    stored, _ = store_tables(models["blocked"], "int8")
+    twin = stored.get_layer("mixed")
+    assert twin.id_map == "blocked" and twin.map_bytes() == block_rank_bytes(V, 3)
+    np.testing.assert_array_equal(twin.rank_map(), models["blocked"].get_layer("mixed").rank_map())
+    # an int32-map file saved before `id_map` existed (no key in its config) still loads
+    for name, model in (
+        ("float", models["int32"]),
+        ("stored", store_tables(models["int32"], "int8")[0]),
+    ):
+        model.save(tmp_path / f"{name}.keras")
+        _strip_id_map(tmp_path / f"{name}.keras", tmp_path / f"{name}_old.keras")
+        old = keras.models.load_model(tmp_path / f"{name}_old.keras", safe_mode=True)
+        assert old.get_layer("mixed").id_map == "int32"
+        np.testing.assert_array_equal(old(ids).numpy(), model(ids).numpy())

@@ -82,7 +82,7 @@ def mixed_dimension_embeddings(
         dims: width per block, non-increasing, at most the table width. Default (without
             ``budget``): ``d // 4**k`` (at least 1).
         budget: instead of ``dims``: the fraction of the float table's bytes to fit (tables,
-            projections and the int32 id map); widths follow Ginart's rule
+            projections and the id map, ~1.14 bytes an id); widths follow Ginart's rule
             ``d_k = d * (f_k / f_0) ** alpha`` (``f_k`` a block's mean count), ``alpha`` the
             smallest that fits.
         min_rows: tables with fewer rows are left alone.

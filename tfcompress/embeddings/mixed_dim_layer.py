@@ -5,7 +5,11 @@
 Ids are ranked by how often they occur (most frequent first, ties by id) and cut into blocks,
 e.g. the popular 1%, the next 9% and the rest. Block ``k`` has its own table of width ``d_k``
 (popular ids wide, rare ids narrow) and a projection ``d_k -> d`` to the common width (none for a
-full-width block). An int32 table maps each id to its rank (one ``GATHER``); each block gathers
+full-width block). Inside a block the rows are in id order, so the id -> rank map is one uint8
+code an id plus an int32 base per block per chunk of ``256 // blocks`` ids (~1.14 bytes an id
+for 3 blocks instead of an int32's 4; :func:`tfcompress.embeddings.remap.encode_block_ranks`);
+``id_map="int32"`` keeps the earlier int32 map of any rank order (and old ``.keras`` files load
+with it). Each block gathers
 its row at the local index clamped onto zero rows padding the block's table (ids outside the
 block read a zero row), the narrow blocks' rows are concatenated and projected by one matrix
 product, and the full-width rows added. In training the rows are gathered from the unpadded
@@ -28,10 +32,19 @@ import numpy as np
 from tfcompress._keras import keras, tf
 from tfcompress._layers import IdLookup
 from tfcompress._validation import check_float, check_int, must_be
+from tfcompress.embeddings.remap import (
+    ID_MAPS,
+    INT32_MAP_BYTES,
+    RankMapMixin,
+    block_rank_bytes,
+    canonical_block_ranks,
+)
 
 __all__ = [
     "DEFAULT_BLOCKS",
+    "ID_MAPS",
     "MixedDimEmbedding",
+    "RankMapMixin",
     "resolve_block_sizes",
     "check_dims",
     "dims_for_budget",
@@ -42,7 +55,6 @@ __all__ = [
 
 #: the default blocks: the most frequent 1% of the ids, the next 9%, the other 90%
 DEFAULT_BLOCKS = (0.01, 0.09, 0.90)
-_INDEX_BYTES = 4  # the int32 id -> rank table, per id
 
 
 # --------------------------------------------------------------------------- blocks and widths
@@ -168,16 +180,29 @@ def check_dims(dims: Any, n_blocks: int, width: int, where: str) -> list[int]:
     return out
 
 
-def layout_bytes(sizes: Sequence[int], dims: Sequence[int], width: int, itemsize: int) -> int:
-    """Bytes of a mixed layout: block rows, projections of the narrow blocks, int32 id map.
+def layout_bytes(
+    sizes: Sequence[int],
+    dims: Sequence[int],
+    width: int,
+    itemsize: int,
+    id_map: str = "blocked",
+) -> int:
+    """Bytes of a mixed layout: block rows, projections of the narrow blocks, the id map.
 
     Example:
-        >>> layout_bytes([10, 90], [8, 2], 8, 4)  # (80 + 180 + 16) * 4 + 100 * 4
+        >>> layout_bytes([10, 90], [8, 2], 8, 4, "int32")  # (80 + 180 + 16) * 4 + 100 * 4
         1504
+        >>> layout_bytes([10, 90], [8, 2], 8, 4)  # a uint8 code an id + 2 int32 bases
+        1212
     """
     rows = sum(n * d for n, d in zip(sizes, dims, strict=True))
     projections = sum(d * width for d in dims if d < width)
-    return (rows + projections) * itemsize + _INDEX_BYTES * sum(sizes)
+    index = (
+        INT32_MAP_BYTES * sum(sizes)
+        if id_map == "int32"
+        else block_rank_bytes(sum(sizes), len(sizes))
+    )
+    return (rows + projections) * itemsize + index
 
 
 def dims_for_budget(
@@ -207,7 +232,7 @@ def dims_for_budget(
 
     Example:
         >>> dims_for_budget(np.arange(1000)[::-1], [10, 90, 900], 16, 0.25, "demo")
-        [16, 13, 1]
+        [16, 14, 2]
     """
     ranked = np.sort(counts.astype(np.float64))[::-1]
     bounds = np.cumsum([0, *sizes])
@@ -277,10 +302,11 @@ def svd_init(rows: Any, width: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @keras.saving.register_keras_serializable(package="tfcompress")
-class MixedDimEmbedding(IdLookup):
+class MixedDimEmbedding(RankMapMixin, IdLookup):
     """An ``Embedding`` whose ids are split into frequency blocks of their own widths.
 
-    Weights: ``positions`` int32 ``(input_dim,)`` (not trainable): each id's rank; ``table_k``
+    Weights: the id -> rank map (not trainable; :class:`RankMapMixin`: ``rank_codes`` and
+    ``rank_bases``, or ``positions`` with ``id_map="int32"``); ``table_k``
     ``(block_sizes[k], block_dims[k])`` per block; ``projection_k`` ``(block_dims[k],
     output_dim)`` for each block narrower than ``output_dim``. Inference (and TFLite, built-in
     ops only: ``GATHER``, ``SUB``, ``MAXIMUM``, ``MINIMUM``, ``CONCATENATION``,
@@ -297,6 +323,9 @@ class MixedDimEmbedding(IdLookup):
         block_sizes: rows per block (most frequent first), summing to ``input_dim``.
         block_dims: width per block, non-increasing, each in ``[1, output_dim]``.
         mask_zero: like ``Embedding(mask_zero=True)``: id 0 is padding and masked.
+        id_map: ``"blocked"`` (default: ~1 byte an id, each block's rows in id order) or
+            ``"int32"`` (4 bytes an id, any order; the layout of files saved before
+            ``id_map`` existed, which load with it).
 
     Example:
         >>> layer = MixedDimEmbedding(10, 4, [2, 8], [4, 1])
@@ -311,6 +340,7 @@ class MixedDimEmbedding(IdLookup):
         block_sizes: Sequence[int],
         block_dims: Sequence[int],
         mask_zero: bool = False,
+        id_map: str = "blocked",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -321,13 +351,7 @@ class MixedDimEmbedding(IdLookup):
         self.block_dims = check_dims(list(block_dims), len(self.block_sizes), output_dim, where)
         self.mask_zero = bool(mask_zero)
         self.supports_masking = self.mask_zero
-        self.positions = self.add_weight(
-            name="positions",
-            shape=(self.input_dim,),
-            dtype="int32",
-            initializer=keras.initializers.Constant(np.arange(self.input_dim)),
-            trainable=False,
-        )
+        self._add_rank_map(id_map, where)
         self.tables: list[tf.Variable] = []
         self.projections: list[tf.Variable | None] = []
         for k, (n, d) in enumerate(zip(self.block_sizes, self.block_dims, strict=True)):
@@ -351,11 +375,13 @@ class MixedDimEmbedding(IdLookup):
         dims: Sequence[int],
         *,
         name: str | None = None,
+        id_map: str = "blocked",
     ) -> MixedDimEmbedding:
         """A ``MixedDimEmbedding`` initialised from ``layer``'s trained table.
 
         Full-width blocks copy their rows; a narrow block's rows and projection are the
-        truncated SVD of its trained rows (:func:`svd_init`).
+        truncated SVD of its trained rows (:func:`svd_init`). Rows inside a block are in id
+        order (``id_map="blocked"``) or in frequency order (``"int32"``).
 
         Args:
             layer: a built ``keras.layers.Embedding``.
@@ -363,6 +389,7 @@ class MixedDimEmbedding(IdLookup):
             blocks: see :func:`frequency_blocks`.
             dims: width per block.
             name: the new layer's name (default: ``layer.name``).
+            id_map: how the id -> rank map is stored (:data:`ID_MAPS`).
 
         Example:
             >>> emb = keras.layers.Embedding(8, 4)
@@ -384,12 +411,17 @@ class MixedDimEmbedding(IdLookup):
             sizes,
             dims,
             mask_zero=bool(layer.mask_zero),
+            id_map=id_map,
             name=name or layer.name,
         )
+        if new.id_map == "blocked":  # same blocks, each block's ids in id order
+            positions = canonical_block_ranks(
+                np.searchsorted(np.cumsum(sizes), positions, side="right"), sizes
+            )
         trained = np.asarray(layer.embeddings.numpy(), np.float32)
         ranked = np.empty_like(trained)
         ranked[positions] = trained  # row r: the id of rank r
-        new.positions.assign(positions)
+        new.set_rank_map(positions)
         start = 0
         for k, (n, d) in enumerate(zip(new.block_sizes, new.block_dims, strict=True)):
             rows = ranked[start : start + n]
@@ -403,9 +435,11 @@ class MixedDimEmbedding(IdLookup):
         return new
 
     def table_bytes(self) -> int:
-        """Bytes of the tables, projections and the int32 id -> rank table."""
+        """Bytes of the tables, projections and the id -> rank map."""
         itemsize = tf.as_dtype(self.dtype).size
-        return layout_bytes(self.block_sizes, self.block_dims, self.output_dim, itemsize)
+        return layout_bytes(
+            self.block_sizes, self.block_dims, self.output_dim, itemsize, self.id_map
+        )
 
     def dense_table(self) -> np.ndarray:
         """The ``(input_dim, output_dim)`` float table this layer represents (numpy)."""
@@ -413,11 +447,11 @@ class MixedDimEmbedding(IdLookup):
         for table, projection in zip(self.tables, self.projections, strict=True):
             rows = table.numpy()
             parts.append(rows if projection is None else rows @ projection.numpy())
-        return np.concatenate(parts)[self.positions.numpy()]
+        return np.concatenate(parts)[self.rank_map()]
 
     def call(self, inputs: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         ids = tf.cast(inputs, tf.int32) if inputs.dtype != tf.int32 else inputs
-        rank = tf.gather(self.positions, ids)
+        rank = self._ranks(ids)
         last = len(self.block_sizes) - 1
         rows = []
         start = 0
@@ -469,4 +503,10 @@ class MixedDimEmbedding(IdLookup):
             "block_sizes": list(self.block_sizes),
             "block_dims": list(self.block_dims),
             "mask_zero": self.mask_zero,
+            "id_map": self.id_map,
         }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> MixedDimEmbedding:
+        # files saved before `id_map` existed hold the int32 `positions` weight
+        return cls(**{"id_map": "int32", **config})

@@ -24,10 +24,29 @@ from typing import Any
 import numpy as np
 
 from tfcompress._keras import keras, tf
-from tfcompress._validation import check_int
+from tfcompress._validation import check_choice, check_int
 
-__all__ = ["BLOCK", "BlockedIdRemap", "blocked_map_bytes", "encode_blocked"]
+__all__ = [
+    "BLOCK",
+    "ID_MAPS",
+    "INT32_MAP_BYTES",
+    "BlockedIdRemap",
+    "RankMapMixin",
+    "block_rank_bytes",
+    "block_rank_chunk",
+    "block_rank_lookup",
+    "blocked_map_bytes",
+    "canonical_block_ranks",
+    "decode_block_ranks",
+    "encode_block_ranks",
+    "encode_blocked",
+]
 
+#: how a mixed-dimension table's id -> rank map is stored (:class:`RankMapMixin`): uint8 codes
+#: + int32 bases (rows in id order inside each block), or one int32 an id (any rank order; the
+#: layout before the compact map)
+ID_MAPS = ("blocked", "int32")
+INT32_MAP_BYTES = 4  # an int32 id map, per id
 #: ids per block: offsets 0..254 and 255 for "pruned" fit a uint8
 BLOCK = 255
 _PRUNED = 255
@@ -153,3 +172,228 @@ class BlockedIdRemap(keras.layers.Layer):
             "oov_row": self.oov_row,
             "oov_buckets": self.oov_buckets,
         }
+
+
+# --------------------------------------------------------------------------- block ranks
+
+
+def block_rank_chunk(n_blocks: int) -> int:
+    """Ids per chunk of a block-rank map of ``n_blocks`` blocks: ``256 // n_blocks``, so one
+    uint8 code holds the block and the id's offset inside its block's run in the chunk.
+
+    Example:
+        >>> block_rank_chunk(3)
+        85
+    """
+    return 256 // int(n_blocks)
+
+
+def block_rank_bytes(size: int, n_blocks: int) -> int:
+    """Bytes of a block-rank map (:func:`encode_block_ranks`) of ``size`` ids.
+
+    One uint8 code an id plus one int32 base per block per chunk of ``256 // n_blocks`` ids.
+
+    Example:
+        >>> block_rank_bytes(100_000, 3)  # against 400,000 for an int32 map
+        114124
+    """
+    chunks = -(-int(size) // block_rank_chunk(n_blocks))
+    return int(size) + 4 * int(n_blocks) * chunks
+
+
+def canonical_block_ranks(block_of: Any, sizes: Any) -> np.ndarray:
+    """Ranks of a frequency-block layout whose rows inside each block are in id order.
+
+    Args:
+        block_of: the block of each id (``0..len(sizes) - 1``).
+        sizes: ids per block.
+
+    Returns:
+        int32 ``ranks[id]``: ``sum(sizes[:k])`` plus the number of lower ids in the id's block
+        ``k``: the only rank order a block-rank map (:func:`encode_block_ranks`) stores.
+
+    Example:
+        >>> canonical_block_ranks(np.array([1, 0, 1, 0]), [2, 2]).tolist()
+        [2, 0, 3, 1]
+    """
+    block_of = np.asarray(block_of, np.int64)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    ranks = np.empty(block_of.size, np.int64)
+    for k, start in enumerate(starts):
+        members = np.flatnonzero(block_of == k)  # increasing ids
+        ranks[members] = start + np.arange(members.size)
+    return ranks.astype(np.int32)
+
+
+def encode_block_ranks(positions: Any, sizes: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(codes, bases)`` of an id -> rank map whose blocks hold their ids in id order.
+
+    The ids are cut into chunks of ``C = 256 // len(sizes)``. Inside a chunk the ids of block
+    ``k`` sit on consecutive ranks (a run), so an id's rank is its run's first rank (a base,
+    int32 per chunk and block) plus its offset in the run (< C). The uint8 code of an id is
+    ``k * C + offset``; ``bases[chunk * K + k]`` holds the run's first rank minus ``k * C``, so
+    ``rank = bases[(id // C) * K + code // C] + code`` (:func:`block_rank_lookup`).
+
+    Args:
+        positions: ``positions[id]`` the id's rank, a permutation in the layout
+            :func:`canonical_block_ranks` gives.
+        sizes: ids per block (most frequent first).
+
+    Returns:
+        uint8 codes (one an id) and int32 bases (``len(sizes)`` per chunk).
+
+    Raises:
+        ValueError: ``positions`` is not the canonical layout of ``sizes``.
+
+    Example:
+        >>> codes, bases = encode_block_ranks(np.array([2, 0, 3, 1]), [2, 2])
+        >>> codes.tolist(), bases.tolist()
+        ([128, 0, 129, 1], [0, -126])
+    """
+    positions = np.asarray(positions, np.int64)
+    sizes = [int(n) for n in sizes]
+    n_blocks = len(sizes)
+    chunk = block_rank_chunk(n_blocks)
+    ends = np.cumsum(sizes)
+    block_of = np.searchsorted(ends, positions, side="right")
+    if (
+        positions.ndim != 1
+        or positions.size != int(ends[-1])
+        or (positions < 0).any()
+        or (positions >= ends[-1]).any()
+        or not np.array_equal(positions, canonical_block_ranks(block_of, sizes))
+    ):
+        raise ValueError(
+            f"encode_block_ranks: the id -> rank map (shape {positions.shape}) is not a "
+            f"permutation of {int(ends[-1])} ranks holding each block's ids in id order; "
+            "reorder it with canonical_block_ranks (and the block rows with it), or keep an "
+            "int32 map (MixedDimEmbedding(..., id_map='int32'))."
+        )
+    ids = np.arange(positions.size)
+    n_chunks = -(-positions.size // chunk)
+    first_ids = np.minimum(np.arange(n_chunks) * chunk, positions.size - 1)
+    bases = np.empty((n_chunks, n_blocks), np.int64)
+    starts = ends - np.asarray(sizes)
+    for k in range(n_blocks):
+        before = np.cumsum(block_of == k) - (block_of == k)  # block-k ids below each id
+        bases[:, k] = starts[k] + before[first_ids] - k * chunk
+    offsets = positions - (bases[ids // chunk, block_of] + block_of * chunk)
+    codes = block_of * chunk + offsets
+    return codes.astype(np.uint8), bases.reshape(-1).astype(np.int32)
+
+
+def decode_block_ranks(codes: Any, bases: Any, n_blocks: int) -> np.ndarray:
+    """The int32 id -> rank map stored as :func:`encode_block_ranks`' ``(codes, bases)``.
+
+    Example:
+        >>> decode_block_ranks(np.array([128, 0, 129, 1]), np.array([0, -126]), 2).tolist()
+        [2, 0, 3, 1]
+    """
+    codes = np.asarray(codes, np.int64)
+    chunk = block_rank_chunk(n_blocks)
+    slots = np.arange(codes.size) // chunk * n_blocks + codes // chunk
+    return (np.asarray(bases, np.int64)[slots] + codes).astype(np.int32)
+
+
+def block_rank_lookup(ids: tf.Tensor, codes: Any, bases: Any, n_blocks: int) -> tf.Tensor:
+    """The ranks of int32 ``ids`` in a block-rank map: TFLite ``GATHER`` (code), ``CAST``,
+    two ``FLOOR_DIV``, ``MUL``, ``ADD``, ``GATHER`` (base), ``ADD``; built-ins only.
+
+    Example:
+        >>> block_rank_lookup(tf.constant([0, 2]), tf.constant([128, 0, 129, 1], tf.uint8),
+        ...                   tf.constant([0, -126]), 2).numpy().tolist()
+        [2, 3]
+    """
+    chunk = block_rank_chunk(n_blocks)
+    code = tf.cast(tf.gather(codes, ids), tf.int32)
+    slot = tf.math.floordiv(ids, chunk) * n_blocks + tf.math.floordiv(code, chunk)
+    return tf.gather(bases, slot) + code
+
+
+class RankMapMixin:
+    """The id -> rank map of the mixed-dimension layers (``MixedDimEmbedding`` and its stored
+    twin): ``id_map="blocked"`` holds ``rank_codes`` (uint8, one an id) and ``rank_bases``
+    (int32) and requires each block's ids on consecutive ranks in id order;
+    ``id_map="int32"`` holds ``positions`` (int32, one an id, any permutation).
+
+    Example:
+        >>> from tfcompress.embeddings.mixed_dim_layer import MixedDimEmbedding
+        >>> MixedDimEmbedding(10, 4, [2, 8], [4, 1]).rank_map().tolist()
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+    """
+
+    input_dim: int
+    block_sizes: list[int]
+    id_map: str
+    name: str
+
+    def _add_rank_map(self, id_map: str, where: str) -> None:
+        self.id_map = check_choice(id_map, "id_map", ID_MAPS, where=where)
+        identity = np.arange(self.input_dim)
+        if self.id_map == "int32":
+            self.positions = self.add_weight(  # type: ignore[attr-defined]
+                name="positions",
+                shape=(self.input_dim,),
+                dtype="int32",
+                initializer=keras.initializers.Constant(identity),
+                trainable=False,
+            )
+            return
+        codes, bases = encode_block_ranks(identity, self.block_sizes)
+        self.rank_codes = self.add_weight(  # type: ignore[attr-defined]
+            name="rank_codes",
+            shape=codes.shape,
+            dtype="uint8",
+            initializer=keras.initializers.Constant(codes),
+            trainable=False,
+        )
+        self.rank_bases = self.add_weight(  # type: ignore[attr-defined]
+            name="rank_bases",
+            shape=bases.shape,
+            dtype="int32",
+            initializer=keras.initializers.Constant(bases),
+            trainable=False,
+        )
+
+    def rank_map(self) -> np.ndarray:
+        """The int32 id -> rank map (``rank_map()[id]``: the id's row in the concatenated
+        blocks)."""
+        if self.id_map == "int32":
+            return self.positions.numpy()
+        return decode_block_ranks(
+            self.rank_codes.numpy(), self.rank_bases.numpy(), len(self.block_sizes)
+        )
+
+    def set_rank_map(self, positions: Any) -> None:
+        """Assign the id -> rank map (a permutation of ``input_dim`` ranks).
+
+        Raises:
+            ValueError: ``positions`` has the wrong shape, or (``id_map="blocked"``) does not
+                hold each block's ids in id order (:func:`canonical_block_ranks`).
+        """
+        positions = np.asarray(positions)
+        if positions.shape != (self.input_dim,):
+            raise ValueError(
+                f"{type(self).__name__} {self.name!r}: the id -> rank map must have shape "
+                f"({self.input_dim},), received {positions.shape}."
+            )
+        if self.id_map == "int32":
+            self.positions.assign(positions.astype(np.int32))
+            return
+        try:
+            codes, bases = encode_block_ranks(positions, self.block_sizes)
+        except ValueError as err:
+            raise ValueError(f"{type(self).__name__} {self.name!r}: {err}") from None
+        self.rank_codes.assign(codes)
+        self.rank_bases.assign(bases)
+
+    def map_bytes(self) -> int:
+        """Bytes of the stored id -> rank map."""
+        if self.id_map == "int32":
+            return INT32_MAP_BYTES * self.input_dim
+        return block_rank_bytes(self.input_dim, len(self.block_sizes))
+
+    def _ranks(self, ids: tf.Tensor) -> tf.Tensor:
+        if self.id_map == "int32":
+            return tf.gather(self.positions, ids)
+        return block_rank_lookup(ids, self.rank_codes, self.rank_bases, len(self.block_sizes))

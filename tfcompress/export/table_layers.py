@@ -27,7 +27,7 @@ from tfcompress.embeddings.compositional import (
     QREmbedding,
     hash_ids,
 )
-from tfcompress.embeddings.mixed_dim_layer import MixedDimEmbedding, check_dims
+from tfcompress.embeddings.mixed_dim_layer import MixedDimEmbedding, RankMapMixin, check_dims
 from tfcompress.quantization.table_storage import empty_table, fill_table, table_values
 
 __all__ = [
@@ -252,9 +252,10 @@ class StoredHashedEmbedding(_Stored):
 
 
 @keras.saving.register_keras_serializable(package="tfcompress")
-class StoredMixedDimEmbedding(_Stored):
+class StoredMixedDimEmbedding(RankMapMixin, _Stored):
     """``MixedDimEmbedding`` whose block tables (``tables[k]``) are gather layers in
-    ``storages``; the id -> rank map and the projections stay weights of this layer.
+    ``storages``; the id -> rank map (stored as the float layer's, ``id_map``) and the
+    projections stay weights of this layer.
 
     Block ``k``'s stored table holds its rows between zero rows (one before unless it is the
     first block, one after unless it is the last), as the inference path of
@@ -263,7 +264,8 @@ class StoredMixedDimEmbedding(_Stored):
     for the narrow blocks and an ``ADD_N``.
 
     Args:
-        input_dim, output_dim, block_sizes, block_dims, mask_zero: as ``MixedDimEmbedding``.
+        input_dim, output_dim, block_sizes, block_dims, mask_zero, id_map: as
+            ``MixedDimEmbedding``.
         storages: one storage per block.
         integer_unpack: int4 storages: unpack in int32 (the full-integer export modes).
 
@@ -282,6 +284,7 @@ class StoredMixedDimEmbedding(_Stored):
         mask_zero: bool = False,
         storages: Sequence[str] | None = None,
         integer_unpack: bool = False,
+        id_map: str = "blocked",
         **kwargs: Any,
     ) -> None:
         storages = ["float"] * len(block_sizes) if storages is None else storages
@@ -298,13 +301,7 @@ class StoredMixedDimEmbedding(_Stored):
         self.block_dims = check_dims(
             list(block_dims), len(self.block_sizes), self.output_dim, self.where
         )
-        self.positions = self.add_weight(
-            name="positions",
-            shape=(self.input_dim,),
-            dtype="int32",
-            initializer=keras.initializers.Constant(np.arange(self.input_dim)),
-            trainable=False,
-        )
+        self._add_rank_map(id_map, self.where)
         self.projections = [
             None
             if d == self.output_dim
@@ -338,9 +335,10 @@ class StoredMixedDimEmbedding(_Stored):
             layer.mask_zero,
             storages=storages,
             integer_unpack=integer_unpack,
+            id_map=layer.id_map,
             name=layer.name,
         )
-        new.positions.assign(layer.positions.numpy())
+        new.set_rank_map(layer.rank_map())
         for k, (table, (before, after)) in enumerate(zip(layer.tables, new._pads, strict=True)):
             rows = table.numpy()
             zero = np.zeros((1, rows.shape[1]), rows.dtype)
@@ -351,7 +349,7 @@ class StoredMixedDimEmbedding(_Stored):
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
         ids = tf.cast(inputs, tf.int32) if inputs.dtype != tf.int32 else inputs
-        rank = tf.gather(self.positions, ids)
+        rank = self._ranks(ids)
         wide, narrow, matrix = [], [], []
         start = 0
         for k, n in enumerate(self.block_sizes):
@@ -382,7 +380,7 @@ class StoredMixedDimEmbedding(_Stored):
             rows = rows[before : rows.shape[0] - after]
             projection = self.projections[k]
             parts.append(rows if projection is None else rows @ projection.numpy())
-        dense = np.concatenate(parts)[self.positions.numpy()]
+        dense = np.concatenate(parts)[self.rank_map()]
         return dense[np.asarray(ids, np.int64)]
 
     def get_config(self) -> dict[str, Any]:
@@ -390,4 +388,10 @@ class StoredMixedDimEmbedding(_Stored):
             **super().get_config(),
             "block_sizes": list(self.block_sizes),
             "block_dims": list(self.block_dims),
+            "id_map": self.id_map,
         }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> StoredMixedDimEmbedding:
+        # files saved before `id_map` existed hold the int32 `positions` weight
+        return cls(**{"id_map": "int32", **config})
