@@ -119,8 +119,9 @@ def test_a_recipe_with_an_auto_stage_runs_reports_benchmarks_and_resumes(tmp_pat
     model, auto = report.stages
     assert auto.kind == "auto" and auto.params == model.params  # it hands its input on
     summary = auto.auto
-    # steps=1: one global ratio (0.5), then one step of the embedding-table axis (0.75)
-    assert summary["chosen"] is not None and summary["trained"] == 2
+    # steps=1: one global ratio (0.5), then one step of the embedding-table axis (0.75), then
+    # the mixed-dimension layout of its tables (search/tables_axis.py), smaller and kept
+    assert summary["chosen"] is not None and summary["trained"] == 3
     assert summary["path"] == "01_auto/chosen.tflite" and (run_dir / summary["path"]).is_file()
     assert summary["ratios"]["size_x"] > 1.5
     assert summary["test"]["n"] == model.n_examples and summary["keeps_quality_on_test"]

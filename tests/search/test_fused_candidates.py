@@ -156,7 +156,10 @@ def test_a_size_search_from_an_old_cache_does_not_fuse(fused_search, tmp_path):
             path.write_text(json.dumps(data))
             stripped += 1
     assert stripped == 5  # float, the three PTQ modes and the int4 rows
-    again = _search(model, train, val, copy, objective="size")
+    with pytest.MonkeyPatch.context() as patch:
+        # a size search also tries table layouts (fine-tuned): tests/search/test_tables_axis.py
+        patch.setattr(SearchStrategy, "tables_axis", lambda self, base, rows: None)
+        again = _search(model, train, val, copy, objective="size")
     assert all(r.cached for r in again.candidates)
     unfused = [r.name for r in first.candidates if r.candidate.fuse is None]
     assert [r.name for r in again.candidates] == unfused

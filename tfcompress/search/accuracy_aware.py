@@ -237,6 +237,7 @@ def _finish(
                 "min_count": r.candidate.min_count,
                 "rows": r.candidate.rows or "default",
                 "fuse": {None: "auto", True: "on", False: "off"}[r.candidate.fuse],
+                "tables": r.candidate.tables or "plain",
                 "kept": r.accepted,
             }
             for r in [baseline, *kept, *[t for t in tried if t.path and not t.accepted]]

@@ -1,7 +1,8 @@
 """Build one `compress` candidate from the library's own verbs: ``shrink`` then a fine-tune
 distilled from the teacher, optionally ``quantize`` (QAT) and another distilled fine-tune, or
-``prune_vocabulary`` (rare ids share an OOV row), then ``export_tflite`` (with the candidate's
-table storage and fused front end) / ``export_saved_model``.
+``prune_vocabulary`` (rare ids share an OOV row), or a table layout (mixed-dimension or
+quotient-remainder tables, :func:`table_layout`) and another distilled fine-tune, then
+``export_tflite`` (with the candidate's table storage and fused front end) / ``export_saved_model``.
 
 Example:
     >>> from tfcompress.search.build import fit_loss
@@ -21,13 +22,17 @@ import numpy as np
 
 from tfcompress._keras import keras, tf
 from tfcompress.distillation import Distiller
+from tfcompress.embeddings.compositional import compositional_embeddings
 from tfcompress.embeddings.frequency import count_ids
+from tfcompress.embeddings.mixed_dim import MIN_ROWS, mixed_dimension_embeddings
 from tfcompress.embeddings.vocabulary import prune_vocabulary
 from tfcompress.export import ExportResult, export_saved_model, export_tflite, load_variant
 from tfcompress.export.converter import ConversionError
 from tfcompress.export.fuse import fusable_tables
 from tfcompress.pruning import shrink
 from tfcompress.quantization import quantize
+from tfcompress.quantization.embedding import EXPORT_MIN_ROWS
+from tfcompress.quantization.embedding_int4 import int4_row_bytes
 from tfcompress.search.space import Candidate, SearchSettings
 
 _log = logging.getLogger("tfcompress")
@@ -38,8 +43,12 @@ __all__ = [
     "export_candidate",
     "fit_loss",
     "id_counts",
+    "layout_tables",
+    "mixed_budget",
     "representative_features",
+    "row_bytes",
     "shrink_ratio",
+    "table_layout",
 ]
 
 
@@ -120,12 +129,14 @@ def build_model(
         batch_size: batch size for array data.
         strategy: a ``tf.distribute`` strategy to build and fit in (None: the default one).
         counts: ``{table: counts per id}`` on the training data (:func:`id_counts`); required
-            when ``candidate.min_count`` is set.
+            when ``candidate.min_count`` or ``candidate.tables`` is set.
 
     Returns:
         ``(model_to_export, shrunk_float_model)``; both are ``model`` for a PTQ-only candidate.
         A rare-id candidate's model is the shrunk float model with its tables pruned, not
-        fine-tuned (docs/compress.md, "The embedding axis", says why).
+        fine-tuned (docs/compress.md, "The embedding axis", says why). A table-layout
+        candidate's is the shrunk float model with its tables in the layout
+        (:func:`table_layout`), fine-tuned distilling from ``teacher``.
     """
     loss = fit_loss(model)
     base = model
@@ -145,6 +156,18 @@ def build_model(
                 strategy=strategy,
             )
         base = shrunk
+    if candidate.tables is not None:
+        if counts is None:
+            raise ValueError(
+                f"candidate {candidate.name}: `tables={candidate.tables!r}` needs the ids' counts "
+                "on the training data; pass counts=id_counts(model, train)."
+            )
+        with _scope(strategy):
+            layout = table_layout(base, candidate, counts)
+        distilled_fit(
+            layout, teacher, train, settings, loss=loss, batch_size=batch_size, strategy=strategy
+        )
+        return layout, base
     if candidate.min_count:
         if counts is None:
             raise ValueError(
@@ -166,6 +189,92 @@ def build_model(
         qat, teacher, train, settings, loss=loss, batch_size=batch_size, strategy=strategy
     )
     return qat, base
+
+
+def row_bytes(storage: str | None, mode: str | None, dim: int, rows: int) -> float:
+    """Bytes of one table row in a .tflite file: ``storage`` (``export_tflite(embeddings=)``)
+    in ``mode``; tables under ``EXPORT_MIN_ROWS`` rows are left to the converter.
+
+    Example:
+        >>> row_bytes("int4", "int8", 16, 1000), row_bytes(None, "int8", 16, 1000)
+        (12, 16)
+    """
+    if storage == "int4_compact" and rows >= EXPORT_MIN_ROWS:
+        # a scale code a row, and the table's 256-entry float32 codebook spread over its rows
+        return int4_row_bytes(dim, "codebook") + 1024 / rows
+    if storage == "int4" and rows >= EXPORT_MIN_ROWS:
+        return int4_row_bytes(dim)  # two codes a byte, a float16 scale and offset
+    if storage == "int8_row" and rows >= EXPORT_MIN_ROWS:
+        return dim + 2  # a float16 scale per row
+    if mode in ("dynamic", "int8", "int16x8"):  # int8, a row scale from 32 values on
+        return dim + 2 if dim >= 32 and rows >= EXPORT_MIN_ROWS else dim
+    return 2 * dim if mode == "float16" else 4 * dim
+
+
+def layout_tables(model: keras.Model, counts: Mapping[str, np.ndarray]) -> list[str]:
+    """The top-level ``Embedding`` tables of ``model`` a table layout replaces: those with
+    counts and at least ``max(EXPORT_MIN_ROWS, MIN_ROWS)`` (64) rows (smaller ones' bytes do
+    not matter, and the export leaves them to the converter)."""
+    least = max(EXPORT_MIN_ROWS, MIN_ROWS)
+    return [
+        name
+        for name in embedding_layers(model)
+        if name in counts and int(model.get_layer(name).input_dim) >= least
+    ]
+
+
+def mixed_budget(candidate: Candidate, rows: int, dim: int) -> float:
+    """The ``budget`` (a fraction of the float32 table's bytes) of a ``rows x dim`` table's
+    mixed-dimension layout in ``candidate``: the fraction the candidate's own storage
+    (``candidate.rows`` in ``candidate.quantization``, :func:`row_bytes`) takes of the plain
+    table.
+
+    The rule: the layout, counted in float32 (block rows, projections and its id map), spends
+    the bytes the storage already spends on the plain table (int4_compact rows of 32 values:
+    0.14 of float), as wide rows for frequent ids and narrow ones for rare ids; stored in the
+    same storage its blocks shrink again (its id map does not), so the exported tables come
+    out smaller than the storage alone (estimated before any fine-tune by
+    ``tables_axis.layout_bytes``; the search builds it only where that estimate beats the best
+    kept export). A budget no layout fits (``mixed_dimension_embeddings`` raises) leaves the
+    candidate unbuilt, with the reason.
+
+    Example:
+        >>> mixed_budget(Candidate(rows="int4_compact", quantization="int8", tables="mixed"),
+        ...     1000, 32)  # doctest: +ELLIPSIS
+        0.1407...
+    """
+    stored = row_bytes(candidate.rows, candidate.quantization, dim, rows)
+    return float(min(1.0, stored / (4.0 * dim)))
+
+
+def table_layout(
+    model: keras.Model, candidate: Candidate, counts: Mapping[str, np.ndarray]
+) -> keras.Model:
+    """A copy of ``model`` (a float model) with its tables of :func:`layout_tables` in
+    ``candidate.tables``' layout, initialised from the trained tables (not fine-tuned):
+    ``"qr"``, ``compositional_embeddings(mode="qr")`` (``ceil(sqrt(V))`` remainder rows,
+    combined by product, counts weighting the fit); ``"mixed"``,
+    ``mixed_dimension_embeddings`` per table at :func:`mixed_budget`.
+
+    Raises:
+        ValueError: no table of ``model`` has 64 rows or more and counts; a mixed budget no
+            layout fits (``mixed_dimension_embeddings``' message).
+    """
+    names = layout_tables(model, counts)
+    if not names:
+        raise ValueError(
+            f"candidate {candidate.name}: model {model.name!r} has no top-level Embedding table "
+            f"of >= {max(EXPORT_MIN_ROWS, MIN_ROWS)} rows with id counts to lay out; leave "
+            "`tables=None`."
+        )
+    if candidate.tables == "qr":
+        chosen = {name: counts[name] for name in names}
+        return compositional_embeddings(model, tables=names, mode="qr", counts=chosen)[0]
+    for name in names:
+        layer = model.get_layer(name)
+        budget = mixed_budget(candidate, int(layer.input_dim), int(layer.output_dim))
+        model = mixed_dimension_embeddings(model, counts, tables=[name], budget=budget)[0]
+    return model
 
 
 def embedding_layers(model: keras.Model) -> list[str]:

@@ -23,6 +23,7 @@ __all__ = [
     "RULES",
     "ROWS",
     "RUNTIMES",
+    "TABLES",
     "Candidate",
     "SearchSettings",
     "parse_budget",
@@ -43,6 +44,11 @@ _QUANTIZATIONS = (None, "dynamic", "int8", "float16", "int16x8")
 #: how a candidate's embedding tables are stored in its TFLite file (None: the mode's default;
 #: ``export_tflite(embeddings=...)``)
 ROWS = (None, "int8_row", "int4", "int4_compact")
+#: the tables' layout (None: the model's own ``Embedding`` tables): ``"mixed"``, mixed-dimension
+#: tables by id frequency (``mixed_dimension_embeddings``); ``"qr"``, quotient-remainder tables
+#: (``compositional_embeddings(mode="qr")``); both built from the float base model's tables of
+#: at least 64 rows and fine-tuned distilling from the teacher (search/build.py, ``table_layout``)
+TABLES = (None, "mixed", "qr")
 #: how candidates are exported, part of the cache key: bump it when an export of the same model
 #: changes (2: full int8 exports are latency-aware hybrids, ``float_ops="auto"``; 3: fused
 #: float16 front ends compute their rows in int32; 4: rare-id pruned tables map ids in ~1 byte
@@ -73,6 +79,11 @@ class Candidate:
             named ``"+fused"``) or False (never; ``"+unfused"``). Not with ``qat`` or
             ``min_count`` (their tables are wrapped or read an id map, which fusion cannot
             read).
+        tables: the tables' layout (``TABLES``): None (the model's own), ``"mixed"``
+            (mixed-dimension tables by id frequency; named ``"+mixed"``) or ``"qr"``
+            (quotient-remainder tables; ``"+qr"``), fine-tuned distilling from the teacher. Not
+            with ``qat``, ``min_count`` or ``fuse=True`` (QAT wraps plain tables only, rare-id
+            pruning and the fused front end read plain ``Embedding`` tables).
 
     Example:
         >>> Candidate(quantization="int8").name
@@ -88,6 +99,7 @@ class Candidate:
     min_count: int = 0
     rows: str | None = None
     fuse: bool | None = None
+    tables: str | None = None
 
     def __post_init__(self) -> None:
         if (
@@ -157,11 +169,36 @@ class Candidate:
                 "the model's id inputs, which QAT wraps and rare-id pruning feeds through an id "
                 "map; pass fuse=None."
             )
+        self._check_tables()
         for field in ("keep_float", "skip"):
             names = getattr(self, field)
             if isinstance(names, str) or not all(isinstance(n, str) for n in names):
                 raise TypeError(f"`{field}` must be a sequence of layer names, received {names!r}.")
             object.__setattr__(self, field, tuple(sorted(names)))
+
+    def _check_tables(self) -> None:
+        if self.tables not in TABLES:
+            raise ValueError(
+                f"`tables` must be one of {TABLES}, received {self.tables!r}; e.g. tables='qr' "
+                "replaces each table of >= 64 rows by a quotient and a remainder table."
+            )
+        if self.tables is None:
+            return
+        clash = [
+            what
+            for what, on in (
+                ("qat=True", self.qat),
+                (f"min_count={self.min_count}", self.min_count),
+                ("fuse=True", self.fuse),
+            )
+            if on
+        ]
+        if clash:
+            raise ValueError(
+                f"`tables={self.tables!r}` with `{clash[0]}`: QAT, rare-id pruning and the fused "
+                "front end read plain Embedding tables, which this layout replaces; pass "
+                f"tables=None or drop {clash[0]}."
+            )
 
     @property
     def name(self) -> str:
@@ -173,6 +210,8 @@ class Candidate:
             parts.append(f"emb{self.embeddings:.2f}")
         if self.min_count:
             parts.append(f"vocab{self.min_count}")
+        if self.tables:
+            parts.append(self.tables)
         if self.rows:
             parts.append(
                 {"int4_compact": "int4c"}.get(self.rows, self.rows.replace("_row", "")) + "rows"
@@ -196,12 +235,14 @@ class Candidate:
 
     @property
     def trains(self) -> bool:
-        """Whether building it fine-tunes (shrinking or QAT), the expensive part of a search."""
-        return self.shrinks is not None or self.qat
+        """Whether building it fine-tunes (shrinking, QAT or a table layout), the expensive part
+        of a search."""
+        return self.shrinks is not None or self.qat or self.tables is not None
 
     def get_config(self) -> dict[str, Any]:
-        """The fields as plain JSON types."""
-        return {
+        """The fields as plain JSON types (``tables`` only when set: a candidate without a
+        layout has the config, and the cache entry, it had before the field existed)."""
+        config = {
             "shrink": self.shrink,
             "quantization": self.quantization,
             "qat": self.qat,
@@ -212,6 +253,9 @@ class Candidate:
             "rows": self.rows,
             "fuse": self.fuse,
         }
+        if self.tables is not None:
+            config["tables"] = self.tables
+        return config
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Candidate:
@@ -228,6 +272,8 @@ class Candidate:
             rows=config.get("rows"),
             # caches written before fused candidates hold no "fuse": the export's auto rule
             fuse=config.get("fuse"),
+            # caches written before table layouts hold no "tables": the model's own
+            tables=config.get("tables"),
         )
 
 

@@ -1,8 +1,9 @@
 """What `compress` tries, in what order (docs/compress.md, "The search, and why"): every PTQ
 mode of a float model (QAT int8 when PTQ int8 loses), bisection on a global shrink ratio and on
-the tables' own ratio, then the embedding axis (table storage x rare-id pruning) of the best
-kept float model; for the latency objectives, the fused embedding front end of the exports
-that kept quality and that the export's auto rule leaves unfused. :class:`SearchStrategy` adds
+the tables' own ratio, then the embedding axis (table storage x rare-id pruning, then
+mixed-dimension and QR tables, :mod:`.tables_axis`) of the best kept float model; for the
+latency objectives, the fused embedding front end of the exports that kept quality and that
+the export's auto rule leaves unfused. :class:`SearchStrategy` adds
 these steps to :class:`~.runner.Search`, which builds, judges and caches each candidate.
 
 Example:
@@ -25,11 +26,11 @@ from tfcompress.export.fuse import fusable_tables, fuse_embeddings
 from tfcompress.export.manifest import MANIFEST_NAME, read_manifest
 from tfcompress.pruning import shrink
 from tfcompress.quantization.embedding import EXPORT_MIN_ROWS
-from tfcompress.quantization.embedding_int4 import int4_row_bytes
-from tfcompress.search.build import embedding_layers
+from tfcompress.search.build import embedding_layers, row_bytes
 from tfcompress.search.result import CandidateResult
 from tfcompress.search.runner import Search
 from tfcompress.search.space import Candidate
+from tfcompress.search.tables_axis import TablesAxis
 
 __all__ = ["FUSE_OBJECTIVES", "INT8_FALLBACK", "PTQ_ORDER", "ROWS_ORDER", "SearchStrategy"]
 
@@ -57,27 +58,7 @@ _OP_BYTES = 512
 FUSE_OBJECTIVES = ("latency", "latency_b1")
 
 
-def row_bytes(storage: str | None, mode: str | None, dim: int, rows: int) -> float:
-    """Bytes of one table row in a .tflite file: ``storage`` (``export_tflite(embeddings=)``)
-    in ``mode``; tables under ``EXPORT_MIN_ROWS`` rows are left to the converter.
-
-    Example:
-        >>> row_bytes("int4", "int8", 16, 1000), row_bytes(None, "int8", 16, 1000)
-        (12, 16)
-    """
-    if storage == "int4_compact" and rows >= EXPORT_MIN_ROWS:
-        # a scale code a row, and the table's 256-entry float32 codebook spread over its rows
-        return int4_row_bytes(dim, "codebook") + 1024 / rows
-    if storage == "int4" and rows >= EXPORT_MIN_ROWS:
-        return int4_row_bytes(dim)  # two codes a byte, a float16 scale and offset
-    if storage == "int8_row" and rows >= EXPORT_MIN_ROWS:
-        return dim + 2  # a float16 scale per row
-    if mode in ("dynamic", "int8", "int16x8"):  # int8, a row scale from 32 values on
-        return dim + 2 if dim >= 32 and rows >= EXPORT_MIN_ROWS else dim
-    return 2 * dim if mode == "float16" else 4 * dim
-
-
-class SearchStrategy(Search):
+class SearchStrategy(TablesAxis, Search):
     """A :class:`~.runner.Search` with the steps `compress` takes."""
 
     def quantized(self, base: Candidate) -> None:
@@ -201,7 +182,8 @@ class SearchStrategy(Search):
         remap; a threshold that would not counts as kept (a larger one prunes more). Skipped
         (with the reason in ``self.skipped["embeddings"]`` and a progress line) for a model
         without top-level ``Embedding`` tables; likewise ``"rows"`` and ``"vocabulary"`` for
-        the parts that do not apply.
+        the parts that do not apply. Last, the table layouts (mixed-dimension and QR tables,
+        fine-tuned: :meth:`~.tables_axis.TablesAxis.tables_axis`) in the storages that kept.
         """
         tables = embedding_layers(self.model)
         if not tables:
@@ -211,6 +193,10 @@ class SearchStrategy(Search):
         rows = self._rows_axis(base, tables)
         if rows and not self.over_budget():
             self._vocabulary_axis(base, rows)
+        if rows and not self.over_budget():
+            # mixed-dimension and QR tables last: they fine-tune, and are built only where
+            # smaller than the best kept export (pruned ones included)
+            self.tables_axis(base, rows)
 
     def _rows_axis(self, base: Candidate, tables: list[str]) -> tuple[str | None, ...]:
         """Export ``base`` with each table storage of ``ROWS_ORDER``; the storages that kept
@@ -321,6 +307,7 @@ class SearchStrategy(Search):
             and not r.candidate.min_count
             and r.candidate.rows is None
             and r.candidate.fuse is None
+            and r.candidate.tables is None
             and r.candidate.shrinks == base.shrinks
             and r.candidate.skip == base.skip
         ]
@@ -346,7 +333,7 @@ class SearchStrategy(Search):
             c = result.candidate
             if not (result.accepted and result.path and result.stage == "export"):
                 continue
-            if c.fuse is not None or c.qat or c.min_count:
+            if c.fuse is not None or c.qat or c.min_count or c.tables:
                 continue
             if (c.shrinks, c.skip) != (base.shrinks, base.skip) or _auto_fused(result.path):
                 continue
