@@ -241,7 +241,7 @@ def mixed_budget(candidate: Candidate, rows: int, dim: int) -> float:
     Example:
         >>> mixed_budget(Candidate(rows="int4_compact", quantization="int8", tables="mixed"),
         ...     1000, 32)  # doctest: +ELLIPSIS
-        0.1407...
+        0.1408...
     """
     stored = row_bytes(candidate.rows, candidate.quantization, dim, rows)
     return float(min(1.0, stored / (4.0 * dim)))
