@@ -84,6 +84,7 @@ from tfcompress.export.runtime import (
     serving_function,
 )
 from tfcompress.export.saved_model import export_saved_model
+from tfcompress.export.simplify import simplify_flatbuffer
 from tfcompress.export.tables import with_stored_tables
 from tfcompress.quantization.embedding import (
     check_embeddings_mode,
@@ -478,6 +479,7 @@ def export_tflite(
         flatbuffer = _convert_quietly(
             model, convert_model, concrete, config, make_converter, strict, keep_float, options
         )
+        flatbuffer, options["simplified"] = simplify_flatbuffer(flatbuffer)
         if auto_float:
             flatbuffer = apply_auto_float_ops(flatbuffer, examples, specs, options)
         parity = _write_artifact(
