@@ -123,6 +123,11 @@ def test_table_layout_replaces_the_large_tables_only():
         assert np.abs(built.predict(x, verbose=0) - reference).mean() < 0.1
     with pytest.raises(ValueError, match=r"no top-level Embedding table of >= 64 rows"):
         table_layout(model, Candidate(tables="qr"), {"small": counts["small"]})
+    # a table no layout changes (width 1: no narrower width): refused, not fine-tuned as is
+    ids = keras.Input((1,), dtype="int32", name="ids")
+    narrow = keras.Model(ids, keras.layers.Embedding(VOCAB, 1, name="table")(ids))
+    with pytest.raises(ValueError, match=r"no table of model .* changes in layout 'mixed'"):
+        table_layout(narrow, mixed, {"table": counts["table"]})
 
 
 # ----------------------------------------------------------------------------- the search

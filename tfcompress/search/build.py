@@ -257,8 +257,8 @@ def table_layout(
     ``mixed_dimension_embeddings`` per table at :func:`mixed_budget`.
 
     Raises:
-        ValueError: no table of ``model`` has 64 rows or more and counts; a mixed budget no
-            layout fits (``mixed_dimension_embeddings``' message).
+        ValueError: no table of ``model`` has 64 rows or more and counts; none changes in the
+            layout; a mixed budget no layout fits (``mixed_dimension_embeddings``' message).
     """
     names = layout_tables(model, counts)
     if not names:
@@ -267,13 +267,24 @@ def table_layout(
             f"of >= {max(EXPORT_MIN_ROWS, MIN_ROWS)} rows with id counts to lay out; leave "
             "`tables=None`."
         )
+    original = model
     if candidate.tables == "qr":
         chosen = {name: counts[name] for name in names}
-        return compositional_embeddings(model, tables=names, mode="qr", counts=chosen)[0]
-    for name in names:
-        layer = model.get_layer(name)
-        budget = mixed_budget(candidate, int(layer.input_dim), int(layer.output_dim))
-        model = mixed_dimension_embeddings(model, counts, tables=[name], budget=budget)[0]
+        model = compositional_embeddings(model, tables=names, mode="qr", counts=chosen)[0]
+    else:
+        for name in names:
+            layer = model.get_layer(name)
+            budget = mixed_budget(candidate, int(layer.input_dim), int(layer.output_dim))
+            model = mixed_dimension_embeddings(model, counts, tables=[name], budget=budget)[0]
+    if model is original or all(
+        isinstance(model.get_layer(name), keras.layers.Embedding) for name in names
+    ):
+        # e.g. QR tables no smaller than a small table: nothing to fine-tune (and a fine-tune
+        # of ``original`` itself would change the search's cached float model)
+        raise ValueError(
+            f"candidate {candidate.name}: no table of model {model.name!r} ({names}) changes "
+            f"in layout {candidate.tables!r}; leave `tables=None`."
+        )
     return model
 
 
