@@ -21,7 +21,7 @@ from tfcompress.embeddings.compositional import QREmbedding
 from tfcompress.embeddings.mixed_dim_layer import MixedDimEmbedding
 from tfcompress.search.accuracy_aware import compress
 from tfcompress.search.build import mixed_budget, table_layout
-from tfcompress.search.space import Candidate
+from tfcompress.search.space import Candidate, SearchSettings
 from tfcompress.search.strategy import SearchStrategy
 
 N_TRAIN, N_VAL, VOCAB, DIM = 4000, 4000, 1000, 32
@@ -211,3 +211,37 @@ def test_a_layout_that_cannot_beat_the_best_kept_export_is_skipped(layout_search
     )
     assert result.trained == 0  # the QR candidate (smaller, tried) came from the cache
     assert {r.name for r in result.candidates if r.candidate.tables} == {f"qr+int4crows+{mode}"}
+
+
+@pytest.mark.parametrize(
+    "settings, part, reason",
+    [
+        (
+            dict(objective="latency"),
+            "tables",
+            r"objective 'latency': .* tried for objective 'size'",
+        ),
+        (dict(objective="size", runtime="saved_model"), "tables", r"runtime 'saved_model'"),
+        # nothing exported yet: no kept export a layout could be smaller than
+        (dict(objective="size"), "qr", r"^qr: no kept export to be smaller than"),
+    ],
+)
+def test_the_axis_says_why_it_is_not_tried(tmp_path, settings, part, reason):
+    model, train, val = _table_model()
+    messages: list[str] = []
+    search = SearchStrategy(
+        model,
+        model,
+        train,
+        SearchSettings(**settings),
+        tmp_path,
+        val[0],
+        val[1],
+        batch_size=256,
+        strategy=None,
+        budget=None,
+        report=messages.append,
+    )
+    search.tables_axis(Candidate(), (None,))
+    assert re.search(reason, search.skipped[part]) and not search.results
+    assert any(f"{part} axis skipped" in m for m in messages)
