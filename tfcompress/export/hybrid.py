@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from tfcompress._validation import check_float, check_int, must_be
+from tfcompress.export.float_regions import merge_float_regions
 from tfcompress.export.ptq import keep_ops_in_float
 
 __all__ = ["OP_GROUPS", "HybridChoice", "apply_auto_float_ops", "choose_float_ops"]
@@ -276,9 +277,11 @@ def apply_auto_float_ops(
     choice = choose_float_ops(flatbuffer, feed)
     options["float_ops"] = list(dict.fromkeys([*options.get("float_ops", []), *choice.float_ops]))
     options["float_ops_auto"] = choice.to_dict()
+    # one float region per run of kept ops: no int8 round trip between them (closer to float)
+    flatbuffer, options["float_regions_merged"] = merge_float_regions(choice.flatbuffer)
     _log.info(
         "float_ops='auto': kept %s in float (%.2fx the full-integer file's speed)",
         ", ".join(choice.groups) or "nothing",
         choice.speedup,
     )
-    return choice.flatbuffer
+    return flatbuffer
