@@ -287,5 +287,9 @@ def test_blocked_id_map_stores_each_blocks_ids_in_id_order_in_a_byte_an_id():
         layer.set_rank_map([5, 2, 0, 4, 1, 3])
     with pytest.raises(ValueError, match=r"'emb'.*must have shape \(6,\), received \(3,\)"):
         layer.set_rank_map([0, 1, 2])
-    with pytest.raises(ValueError, match=r"`id_map` must be one of \['blocked', 'int32'\]"):
+    with pytest.raises(ValueError, match=r"`id_map` must be one of \['blocked', 'int32', 'none'\]"):
         MixedDimEmbedding(6, 4, [2, 4], [4, 1], id_map="int16")
+    ranks = MixedDimEmbedding(6, 4, [2, 4], [4, 1], id_map="none", name="ranks")
+    assert not ranks.map_bytes() and ranks.rank_map().tolist() == list(range(6))
+    with pytest.raises(ValueError, match=r"'ranks': with id_map='none' the layer reads ranks"):
+        ranks.set_rank_map([1, 0, 2, 3, 4, 5])

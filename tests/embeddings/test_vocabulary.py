@@ -197,7 +197,7 @@ def test_detached_model_reads_rows_and_drops_the_map_from_the_file(compact_map, 
 
 def test_detach_vocabulary_bad_inputs():
     model = _model()
-    with pytest.raises(ValueError, match="no remapped table.*no IdRemap"):
+    with pytest.raises(ValueError, match="no table whose id map can move out.*no IdRemap"):
         detach_vocabulary(model)
     with pytest.raises(TypeError, match="model"):
         detach_vocabulary("m.keras")

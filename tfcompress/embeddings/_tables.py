@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from tfcompress._compat import is_graph_network
+from tfcompress._compat import inbound_nodes, is_graph_network, keras_history
 from tfcompress._keras import keras
 from tfcompress._layers import LayerDecision, iter_layers
 
@@ -28,7 +28,9 @@ __all__ = [
     "is_remapped_table",
     "nested_tables",
     "NestedTable",
+    "input_readers",
     "select_tables",
+    "traced_inputs",
 ]
 
 
@@ -206,3 +208,110 @@ def chosen_tables(
                 )
             continue
         yield layer
+
+
+# --------------------------------------------------------------------------- where ids come from
+
+
+class _UntraceableError(Exception):
+    """Why a table's ids cannot be followed to model inputs (the message)."""
+
+
+def _input_index(container: Any, source: Any) -> int | None:
+    """Which input of ``container`` the layer ``source`` (an ``InputLayer``) feeds, if any."""
+    for j, tensor in enumerate(getattr(container, "inputs", None) or []):
+        if keras_history(tensor)[0] is source:
+            return j
+    return None
+
+
+def _flat_inputs(node: Any) -> list[Any]:
+    ins = node.keras_inputs
+    return list(ins) if isinstance(ins, (list, tuple)) else [ins]
+
+
+def _is_graph(layer: Any) -> bool:
+    return isinstance(layer, keras.Model) and (
+        isinstance(layer, keras.Sequential) or is_graph_network(layer)
+    )
+
+
+def traced_inputs(model: keras.Model, layer: Any, chain: Sequence[Any] = ()) -> list[str] | str:
+    """The names of the model inputs whose ids reach ``layer`` unchanged, one per read (a
+    tower called twice gives two), or why some read comes from elsewhere.
+
+    Args:
+        model: the functional model.
+        layer: a table of ``model`` (top-level) or of the sub-models ``chain`` (outermost first,
+            ``chain[-1]`` holds it: :class:`NestedTable`'s ``chain``).
+    """
+    containers = [model, *chain]
+    names: list[str] = []
+
+    def belongs(container: Any, source: Any) -> bool:
+        return any(lyr is source for lyr in container.layers) or (
+            _input_index(container, source) is not None
+        )
+
+    def up(level: int, j: int) -> None:
+        if level == 0:
+            names.append(keras_history(model.inputs[j])[0].name)
+            return
+        container, parent = containers[level], containers[level - 1]
+        found = False
+        for node in inbound_nodes(container):
+            ins = _flat_inputs(node)
+            source = keras_history(ins[j])[0] if j < len(ins) else None
+            if source is None or not belongs(parent, source):
+                continue  # a call in another model's graph
+            found = True
+            k = _input_index(parent, source)
+            if k is None:
+                raise _UntraceableError(
+                    f"'{container.name}' reads '{source.name}' ({type(source).__name__}), not "
+                    "an input: its ids cannot be mapped before the model"
+                )
+            up(level - 1, k)
+        if not found:
+            raise _UntraceableError(f"'{container.name}' is not called in '{parent.name}'")
+
+    try:
+        for node in inbound_nodes(layer):
+            ins = _flat_inputs(node)
+            source = keras_history(ins[0])[0] if len(ins) == 1 else None
+            if source is None:
+                raise _UntraceableError("it reads several tensors")
+            if not belongs(containers[-1], source):
+                continue
+            j = _input_index(containers[-1], source)
+            if j is None:
+                raise _UntraceableError(
+                    f"it reads '{source.name}' ({type(source).__name__}), not a model input: "
+                    "its ids cannot be mapped before the model"
+                )
+            up(len(containers) - 1, j)
+    except _UntraceableError as why:
+        return str(why)
+    return names or "it is not called on a model input"
+
+
+def input_readers(model: keras.Model, name: str) -> list[Any]:
+    """The layers that read model input ``name`` unchanged: followed into the functional and
+    Sequential sub-models it feeds (a remapped table counts as one reader), one entry a read."""
+    found: list[Any] = []
+
+    def walk(container: Any, source: Any) -> None:
+        for lyr in container.layers:
+            if isinstance(lyr, keras.layers.InputLayer):
+                continue
+            for node in inbound_nodes(lyr):
+                for j, tensor in enumerate(_flat_inputs(node)):
+                    if keras_history(tensor)[0] is not source:
+                        continue
+                    if _is_graph(lyr) and not is_remapped_table(lyr) and lyr.inputs:
+                        walk(lyr, keras_history(lyr.inputs[j])[0])
+                    else:
+                        found.append(lyr)
+
+    walk(model, next(keras_history(t)[0] for t in model.inputs if keras_history(t)[0].name == name))
+    return found

@@ -197,11 +197,9 @@ def layout_bytes(
     """
     rows = sum(n * d for n, d in zip(sizes, dims, strict=True))
     projections = sum(d * width for d in dims if d < width)
-    index = (
-        INT32_MAP_BYTES * sum(sizes)
-        if id_map == "int32"
-        else block_rank_bytes(sum(sizes), len(sizes))
-    )
+    index = INT32_MAP_BYTES * sum(sizes) if id_map == "int32" else 0  # "none": no map
+    if id_map == "blocked":
+        index = block_rank_bytes(sum(sizes), len(sizes))
     return (rows + projections) * itemsize + index
 
 
@@ -323,9 +321,10 @@ class MixedDimEmbedding(RankMapMixin, IdLookup):
         block_sizes: rows per block (most frequent first), summing to ``input_dim``.
         block_dims: width per block, non-increasing, each in ``[1, output_dim]``.
         mask_zero: like ``Embedding(mask_zero=True)``: id 0 is padding and masked.
-        id_map: ``"blocked"`` (default: ~1 byte an id, each block's rows in id order) or
+        id_map: ``"blocked"`` (default: ~1 byte an id, each block's rows in id order),
             ``"int32"`` (4 bytes an id, any order; the layout of files saved before
-            ``id_map`` existed, which load with it).
+            ``id_map`` existed, which load with it) or ``"none"`` (the layer takes ranks:
+            the map lives beside the model, ``detach_vocabulary``).
 
     Example:
         >>> layer = MixedDimEmbedding(10, 4, [2, 8], [4, 1])

@@ -43,9 +43,10 @@ __all__ = [
 ]
 
 #: how a mixed-dimension table's id -> rank map is stored (:class:`RankMapMixin`): uint8 codes
-#: + int32 bases (rows in id order inside each block), or one int32 an id (any rank order; the
-#: layout before the compact map)
-ID_MAPS = ("blocked", "int32")
+#: + int32 bases (rows in id order inside each block), one int32 an id (any rank order; the
+#: layout before the compact map), or not at all (``"none"``: the layer reads ranks, the map
+#: lives beside the model, ``detach_vocabulary``)
+ID_MAPS = ("blocked", "int32", "none")
 INT32_MAP_BYTES = 4  # an int32 id map, per id
 #: ids per block: offsets 0..254 and 255 for "pruned" fit a uint8
 BLOCK = 255
@@ -314,7 +315,8 @@ class RankMapMixin:
     """The id -> rank map of the mixed-dimension layers (``MixedDimEmbedding`` and its stored
     twin): ``id_map="blocked"`` holds ``rank_codes`` (uint8, one an id) and ``rank_bases``
     (int32) and requires each block's ids on consecutive ranks in id order;
-    ``id_map="int32"`` holds ``positions`` (int32, one an id, any permutation).
+    ``id_map="int32"`` holds ``positions`` (int32, one an id, any permutation);
+    ``id_map="none"`` holds nothing: the layer takes ranks (the identity map).
 
     Example:
         >>> from tfcompress.embeddings.mixed_dim_layer import MixedDimEmbedding
@@ -330,6 +332,8 @@ class RankMapMixin:
     def _add_rank_map(self, id_map: str, where: str) -> None:
         self.id_map = check_choice(id_map, "id_map", ID_MAPS, where=where)
         identity = np.arange(self.input_dim)
+        if self.id_map == "none":
+            return
         if self.id_map == "int32":
             self.positions = self.add_weight(  # type: ignore[attr-defined]
                 name="positions",
@@ -358,6 +362,8 @@ class RankMapMixin:
     def rank_map(self) -> np.ndarray:
         """The int32 id -> rank map (``rank_map()[id]``: the id's row in the concatenated
         blocks)."""
+        if self.id_map == "none":
+            return np.arange(self.input_dim, dtype=np.int32)
         if self.id_map == "int32":
             return self.positions.numpy()
         return decode_block_ranks(
@@ -377,6 +383,14 @@ class RankMapMixin:
                 f"{type(self).__name__} {self.name!r}: the id -> rank map must have shape "
                 f"({self.input_dim},), received {positions.shape}."
             )
+        if self.id_map == "none":
+            if not np.array_equal(positions, np.arange(self.input_dim)):
+                raise ValueError(
+                    f"{type(self).__name__} {self.name!r}: with id_map='none' the layer reads "
+                    "ranks (the identity map); map the ids beside the model, or pass "
+                    "id_map='blocked'."
+                )
+            return
         if self.id_map == "int32":
             self.positions.assign(positions.astype(np.int32))
             return
@@ -389,11 +403,15 @@ class RankMapMixin:
 
     def map_bytes(self) -> int:
         """Bytes of the stored id -> rank map."""
+        if self.id_map == "none":
+            return 0
         if self.id_map == "int32":
             return INT32_MAP_BYTES * self.input_dim
         return block_rank_bytes(self.input_dim, len(self.block_sizes))
 
     def _ranks(self, ids: tf.Tensor) -> tf.Tensor:
+        if self.id_map == "none":
+            return ids
         if self.id_map == "int32":
             return tf.gather(self.positions, ids)
         return block_rank_lookup(ids, self.rank_codes, self.rank_bases, len(self.block_sizes))

@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 
-from tfcompress._compat import inbound_nodes, keras_history
 from tfcompress._keras import check_model, keras, tf
 from tfcompress._layers import CompressionReport, LayerDecision, iter_layers
 from tfcompress._validation import check_bool, check_functional, check_int
@@ -40,6 +39,7 @@ from tfcompress.embeddings._tables import (
     nested_tables,
     select_tables,
 )
+from tfcompress.embeddings.detach import detach_vocabulary
 from tfcompress.embeddings.remap import BlockedIdRemap, blocked_map_bytes
 
 __all__ = [
@@ -465,89 +465,3 @@ def load_vocabulary(path: str | os.PathLike) -> dict[str, np.ndarray]:
             f"save_vocabulary ({err})."
         ) from err
     return out
-
-
-def _remapped_inputs(model: keras.Model, layer: Any) -> tuple[list[str], int] | str:
-    """The model inputs ``layer`` reads and their rank, or why it reads something else."""
-    names, ranks = [], set()
-    for node in inbound_nodes(layer):
-        ins = list(node.keras_inputs)
-        source = keras_history(ins[0])[0] if len(ins) == 1 else None
-        if not isinstance(source, keras.layers.InputLayer) or source.name not in model.input_names:
-            what = f"'{source.name}' ({type(source).__name__})" if source is not None else "several"
-            return f"it reads {what}, not a model input: its ids cannot be mapped before the model"
-        names.append(source.name)
-        ranks.add(ins[0].shape.rank)
-    if len(ranks) != 1 or None in ranks:
-        return f"it reads inputs of ranks {sorted(map(str, ranks))} (one known rank is needed)"
-    return names, ranks.pop()
-
-
-def detach_vocabulary(model: keras.Model) -> tuple[keras.Model, dict[str, np.ndarray]]:
-    """The pruned ``model`` without its id maps, and the maps its inputs now need.
-
-    :func:`prune_vocabulary` keeps each table's id -> row map inside the model (one or a few
-    ops a lookup, 4 or ~1 bytes an id). A serving stack that already maps raw keys to ids
-    (a vocabulary file, a ``StringLookup``) can fold the map into its own and send rows: the
-    model then reads its smaller tables directly, with no map in the file and no extra op.
-
-    Args:
-        model: a model :func:`prune_vocabulary` returned (functional), whose remapped tables
-            read model inputs directly.
-
-    Returns:
-        ``(detached, mappings)``: ``detached`` takes rows where ``model`` took ids (other
-        layers are copies with the same weights); ``mappings[input name]`` is the int32 array
-        with ``detached(mappings[name][ids]) == model(ids)``. A remapped table that reads a
-        computed tensor stays in ``detached`` with its map.
-
-    Raises:
-        TypeError: ``model`` is not a tf_keras model.
-        ValueError: ``model`` is not functional, or has no remapped table that reads a model
-            input.
-
-    Example:
-        >>> small, _ = prune_vocabulary(model, counts, min_count=2)  # doctest: +SKIP
-        >>> detached, maps = detach_vocabulary(small)  # doctest: +SKIP
-        >>> rows = {k: maps[k][v] if k in maps else v for k, v in x.items()}  # doctest: +SKIP
-        >>> detached.predict(rows)  # doctest: +SKIP
-    """
-    check_model(model, "model")
-    check_functional(model, "detach_vocabulary")
-    swaps: dict[int, Any] = {}
-    mappings: dict[str, np.ndarray] = {}
-    kept: dict[str, str] = {}
-    for layer in model.layers:
-        parts = layer.layers if isinstance(layer, keras.Sequential) else []
-        if not (
-            len(parts) == 2
-            and isinstance(parts[0], (IdRemap, BlockedIdRemap))
-            and isinstance(parts[1], keras.layers.Embedding)
-        ):
-            continue
-        read = _remapped_inputs(model, layer)
-        if isinstance(read, str):
-            kept[layer.name] = read
-            continue
-        inputs, rank = read
-        remap, table = parts
-        values = remap.mapping() if isinstance(remap, BlockedIdRemap) else remap.mapping
-        for name in inputs:
-            mappings[name] = np.asarray(values).astype(np.int32)
-        copy = keras.layers.Embedding.from_config(table.get_config())
-        copy.build((None,))
-        copy.set_weights(table.get_weights())
-        # a Sequential in place of a Sequential: clone_model numbers its calls like the one it
-        # replaces (a plain Embedding in its place never finishes the graph rebuild); the
-        # converter inlines it, so the file holds only the table
-        # int32 rows in: without it the Sequential's input is float32 (two CASTs a lookup,
-        # and ids past 2**24 would round)
-        ids = keras.layers.InputLayer(input_shape=(None,) * (rank - 1), dtype="int32")
-        swaps[id(layer)] = keras.Sequential([ids, copy], name=layer.name)
-    if not swaps:
-        why = "; ".join(f"'{k}': {v}" for k, v in kept.items())
-        raise ValueError(
-            f"detach_vocabulary: model {model.name!r} has no remapped table that reads a model "
-            f"input ({why or 'no IdRemap: pass what prune_vocabulary returned'})."
-        )
-    return clone_with(model, swaps), mappings
