@@ -26,15 +26,18 @@ parity <= 1e-5.
 Usage:
     python benchmarks/serving_speed.py [--models dcn_student,bst,bert,dcn_wide]
         [--samples 30000] [--epochs 2] [--repeats 50] [--out savedmodels/serving_speed]
+        [--before]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 
@@ -43,6 +46,13 @@ from tfcompress import data, models
 from tfcompress._keras import keras, tf
 from tfcompress.evaluation import delong_auc_difference
 from tfcompress.export.runtime import load_variant
+
+#: With ``--before``: the same exports without the graph rewrites of export/simplify.py and
+#: export/float_regions.py (patched out for those variants only), timed in the same run.
+BEFORE = {
+    "float (before)": {"quantization": None, "fuse_embeddings": False},
+    "int8 hybrid (before)": {"quantization": "int8", "float_ops": "auto", "fuse_embeddings": False},
+}
 
 VARIANTS = {
     "float": {"quantization": None, "fuse_embeddings": False},
@@ -132,6 +142,25 @@ def _dcn_wide(samples: int, epochs: int, seed: int):
     return model, train, test
 
 
+@contextlib.contextmanager
+def _without_rewrites(active: bool):
+    """Export without export/simplify.py's and export/float_regions.py's rewrites (``--before``)."""
+    if not active:
+        yield
+        return
+    from tfcompress.export import hybrid as hybrid_module
+    from tfcompress.export import tflite as tflite_module
+
+    def unchanged(flatbuffer):
+        return flatbuffer, {}
+
+    with (
+        mock.patch.object(tflite_module, "simplify_flatbuffer", unchanged),
+        mock.patch.object(hybrid_module, "merge_float_regions", unchanged),
+    ):
+        yield
+
+
 def _examples(dataset, n: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
     feats: dict[str, list[np.ndarray]] = {}
     labels = []
@@ -180,19 +209,21 @@ def run_model(name: str, args: argparse.Namespace) -> list[str]:
     feats, labels = _examples(test, args.eval_examples)
     out = Path(args.out) / name
     files, notes = {}, {}
-    for variant, kwargs in VARIANTS.items():
+    variants = {**(BEFORE if args.before else {}), **VARIANTS}
+    for variant, kwargs in variants.items():
         kwargs = dict(kwargs)
         mode = kwargs.pop("quantization")
         try:
-            result = tfcompress.export_tflite(
-                model,
-                out / f"{variant.replace(' ', '_')}.tflite",
-                mode,
-                representative_data=train if mode == "int8" else None,
-                parity_data=(feats, labels),
-                drift="ignore",
-                **kwargs,
-            )
+            with _without_rewrites(variant in BEFORE):
+                result = tfcompress.export_tflite(
+                    model,
+                    out / f"{variant.replace(' ', '_').replace('(', '').replace(')', '')}.tflite",
+                    mode,
+                    representative_data=train if mode == "int8" else None,
+                    parity_data=(feats, labels),
+                    drift="ignore",
+                    **kwargs,
+                )
         except ValueError as e:  # e.g. nothing to fuse in a model without tables
             logging.getLogger("tfcompress").warning("%s %s: %s", name, variant, e)
             continue
@@ -207,10 +238,11 @@ def run_model(name: str, args: argparse.Namespace) -> list[str]:
     lines = [
         f"\n### {name} (built and exported in {time.time() - start:.0f} s)\n",
         "| variant | b1 ms | b1 × float | b256 ms | b256 × float | max abs diff | test ΔAUC ± CI "
-        "| kept float |",
-        "|---|---|---|---|---|---|---|---|",
+        "| kept float |" + (" b1 / b256 × float (before) |" if "float (before)" in timed else ""),
+        "|---|---|---|---|---|---|---|---|" + ("---|" if "float (before)" in timed else ""),
     ]
     base = timed["float"]
+    before = timed.get("float (before)")
     for variant in files:
         t = timed[variant]
         delta = "—"
@@ -221,6 +253,7 @@ def run_model(name: str, args: argparse.Namespace) -> list[str]:
         lines.append(
             f"| {variant} | {t[1]:.3f} | {base[1] / t[1]:.2f} | {t[256]:.3f} | "
             f"{base[256] / t[256]:.2f} | {diff:.2g} | {delta} | {', '.join(ops or []) or '—'} |"
+            + (f" {before[1] / t[1]:.2f} / {before[256] / t[256]:.2f} |" if before else "")
         )
     return lines
 
@@ -234,12 +267,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="savedmodels/serving_speed")
+    parser.add_argument(
+        "--before",
+        action="store_true",
+        help="also time float and int8 hybrid files exported without the graph rewrites "
+        "(export/simplify.py, export/float_regions.py) in the same run",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     lines = ["## int8 vs float on 1 thread (LiteRT + XNNPACK), one run"]
     for name in args.models.split(","):
         lines += run_model(name.strip(), args)
-        print("\n".join(lines[-(len(VARIANTS) + 3) :]), flush=True)
+        print("\n".join(lines[-(len(VARIANTS) + len(BEFORE) * args.before + 3) :]), flush=True)
     print("\n".join(lines))
     return 0
 
