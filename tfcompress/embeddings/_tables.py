@@ -24,6 +24,7 @@ __all__ = [
     "check_counts",
     "chosen_tables",
     "clone_with",
+    "flat_inputs",
     "is_plain_embedding",
     "is_remapped_table",
     "nested_tables",
@@ -225,7 +226,8 @@ def _input_index(container: Any, source: Any) -> int | None:
     return None
 
 
-def _flat_inputs(node: Any) -> list[Any]:
+def flat_inputs(node: Any) -> list[Any]:
+    """The Keras tensors a node's call received, as a list."""
     ins = node.keras_inputs
     return list(ins) if isinstance(ins, (list, tuple)) else [ins]
 
@@ -260,7 +262,7 @@ def traced_inputs(model: keras.Model, layer: Any, chain: Sequence[Any] = ()) -> 
         container, parent = containers[level], containers[level - 1]
         found = False
         for node in inbound_nodes(container):
-            ins = _flat_inputs(node)
+            ins = flat_inputs(node)
             source = keras_history(ins[j])[0] if j < len(ins) else None
             if source is None or not belongs(parent, source):
                 continue  # a call in another model's graph
@@ -277,7 +279,7 @@ def traced_inputs(model: keras.Model, layer: Any, chain: Sequence[Any] = ()) -> 
 
     try:
         for node in inbound_nodes(layer):
-            ins = _flat_inputs(node)
+            ins = flat_inputs(node)
             source = keras_history(ins[0])[0] if len(ins) == 1 else None
             if source is None:
                 raise _UntraceableError("it reads several tensors")
@@ -305,7 +307,7 @@ def input_readers(model: keras.Model, name: str) -> list[Any]:
             if isinstance(lyr, keras.layers.InputLayer):
                 continue
             for node in inbound_nodes(lyr):
-                for j, tensor in enumerate(_flat_inputs(node)):
+                for j, tensor in enumerate(flat_inputs(node)):
                     if keras_history(tensor)[0] is not source:
                         continue
                     if _is_graph(lyr) and not is_remapped_table(lyr) and lyr.inputs:

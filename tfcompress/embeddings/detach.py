@@ -21,6 +21,7 @@ from tfcompress._layers import iter_layers
 from tfcompress._validation import check_functional
 from tfcompress.embeddings._tables import (
     clone_with,
+    flat_inputs,
     input_readers,
     is_remapped_table,
     traced_inputs,
@@ -61,15 +62,10 @@ def _id_map(layer: Any) -> np.ndarray:
 
 def _why_not(layer: Any, chain: tuple[Any, ...]) -> str:
     """Why ``layer``'s map cannot move out whatever reads it (empty when it can)."""
-    subclassed = [
-        c
-        for c in chain
-        if not isinstance(c, keras.Sequential | keras.Model)
-        or not (isinstance(c, keras.Sequential) or is_graph_network(c))
-    ]
+    subclassed = [c for c in chain if not (isinstance(c, keras.Sequential) or is_graph_network(c))]
     if subclassed:
         return f"inside subclassed model {subclassed[0].name!r}: its call cannot be rebuilt"
-    ranks = {_flat(node)[0].shape.rank for node in inbound_nodes(layer)}
+    ranks = {flat_inputs(node)[0].shape.rank for node in inbound_nodes(layer)}
     if len(ranks) != 1 or None in ranks:
         return f"it reads inputs of ranks {sorted(map(str, ranks))} (one known rank is needed)"
     if isinstance(layer, MixedDimEmbedding) and layer.mask_zero and layer.rank_map()[0] != 0:
@@ -78,11 +74,6 @@ def _why_not(layer: Any, chain: tuple[Any, ...]) -> str:
             "ranks; keep the map in the model"
         )
     return ""
-
-
-def _flat(node: Any) -> list[Any]:
-    ins = node.keras_inputs
-    return list(ins) if isinstance(ins, (list, tuple)) else [ins]
 
 
 def _twin(layer: Any) -> Any:
@@ -99,7 +90,7 @@ def _twin(layer: Any) -> Any:
     copy = keras.layers.Embedding.from_config(table.get_config())
     copy.build((None,))
     copy.set_weights(table.get_weights())
-    rank = _flat(inbound_nodes(layer)[0])[0].shape.rank
+    rank = flat_inputs(inbound_nodes(layer)[0])[0].shape.rank
     # a Sequential in place of a Sequential: clone_model numbers its calls like the one it
     # replaces (a plain Embedding in its place never finishes the graph rebuild); the
     # converter inlines it, so the file holds only the table
