@@ -16,6 +16,7 @@ from tfcompress.embeddings.detach import detach_vocabulary
 from tfcompress.embeddings.mixed_dim_layer import MixedDimEmbedding
 from tfcompress.embeddings.remap import BlockedIdRemap, block_rank_bytes
 from tfcompress.embeddings.vocabulary import IdRemap, prune_vocabulary
+from tfcompress.models.layers import MaskedMean
 
 ITEMS, USERS, DIM = 400, 6, 8
 
@@ -163,5 +164,12 @@ def test_tables_that_keep_their_map_say_why():
     out = keras.layers.GlobalAveragePooling1D()(mixed(hist))
     with pytest.raises(ValueError, match=r"'mixed': mask_zero and id 0 has rank \d+"):
         detach_vocabulary(keras.Model(hist, out))
+    # a masked mean reading the ids as its mask: fine only if the map keeps padding at 0
+    emb3 = keras.layers.Embedding(ITEMS, DIM)
+    emb3.build((None,))
+    plain = MixedDimEmbedding.from_embedding(emb3, counts, (0.1, 0.9), (8, 2), name="plain")
+    pooled = MaskedMean(name="pool")([plain(hist), hist])
+    with pytest.raises(ValueError, match=r"'plain': input 'hist' is also read by 'pool'"):
+        detach_vocabulary(keras.Model(hist, pooled))
     with pytest.raises(TypeError, match="model"):
         detach_vocabulary("model.keras")

@@ -293,3 +293,28 @@ def test_blocked_id_map_stores_each_blocks_ids_in_id_order_in_a_byte_an_id():
     assert not ranks.map_bytes() and ranks.rank_map().tolist() == list(range(6))
     with pytest.raises(ValueError, match=r"'ranks': with id_map='none' the layer reads ranks"):
         ranks.set_rank_map([1, 0, 2, 3, 4, 5])
+
+
+def test_dcn_mixed_tables_detach_with_the_masked_mean_reading_the_history(dcn, tmp_path):
+    from tfcompress.embeddings.detach import detach_vocabulary
+
+    task, teacher, counts = dcn
+    student, _ = mixed_dimension_embeddings(teacher, counts, dims=(8, 2, 1))
+    detached, maps = detach_vocabulary(student)
+    # the click history also feeds MaskedMean's mask: padding (the most frequent item id) has
+    # rank 0 and every other id a rank > 0, so the mask is unchanged and the map moves out
+    assert sorted(maps) == ["hist_item_ids", "item_brand", "item_id", "user_id"]
+    np.testing.assert_array_equal(maps["item_id"], student.get_layer("emb_item_id").rank_map())
+    assert detached.get_layer("emb_item_id").id_map == "none"
+    x, _ = next(iter(task.test))
+    x = {k: v.numpy() for k, v in x.items()}
+    ranks = {k: maps[k][v] if k in maps else v for k, v in x.items()}
+    expected = student.predict(x, verbose=0)
+    np.testing.assert_array_equal(detached.predict(ranks, verbose=0), expected)
+    # LiteRT: the same outputs, and the maps' bytes (~1.14 an id) out of the file
+    with_map = export.export_tflite(student, tmp_path / "map.tflite", "float", drift="ignore")
+    without = export.export_tflite(detached, tmp_path / "ranks.tflite", "float", drift="ignore")
+    out = next(iter(export.load_variant(without.path).predict(ranks).values()))
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+    ids = sum(student.get_layer(f"emb_{n}").input_dim for n in ("user_id", "item_id", "item_brand"))
+    assert with_map.bytes - without.bytes >= ids

@@ -297,10 +297,11 @@ def traced_inputs(model: keras.Model, layer: Any, chain: Sequence[Any] = ()) -> 
     return names or "it is not called on a model input"
 
 
-def input_readers(model: keras.Model, name: str) -> list[Any]:
-    """The layers that read model input ``name`` unchanged: followed into the functional and
-    Sequential sub-models it feeds (a remapped table counts as one reader), one entry a read."""
-    found: list[Any] = []
+def input_readers(model: keras.Model, name: str) -> list[tuple[Any, int]]:
+    """The layers that read model input ``name`` unchanged, with the index of that input among
+    their call's inputs: followed into the functional and Sequential sub-models it feeds (a
+    remapped table counts as one reader), one entry a read."""
+    found: list[tuple[Any, int]] = []
 
     def walk(container: Any, source: Any) -> None:
         for lyr in container.layers:
@@ -313,7 +314,7 @@ def input_readers(model: keras.Model, name: str) -> list[Any]:
                     if _is_graph(lyr) and not is_remapped_table(lyr) and lyr.inputs:
                         walk(lyr, keras_history(lyr.inputs[j])[0])
                     else:
-                        found.append(lyr)
+                        found.append((lyr, j))
 
     walk(model, next(keras_history(t)[0] for t in model.inputs if keras_history(t)[0].name == name))
     return found

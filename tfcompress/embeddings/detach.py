@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,24 @@ from tfcompress.embeddings._tables import (
 from tfcompress.embeddings.mixed_dim_layer import MixedDimEmbedding
 from tfcompress.embeddings.remap import BlockedIdRemap
 
-__all__ = ["detach_vocabulary"]
+__all__ = ["MASK_READERS", "detach_vocabulary"]
+
+logger = logging.getLogger("tfcompress")
+
+#: layers that read ids only as a padding mask (``id > 0``), with the input index they read
+#: them at: a map that keeps 0 at 0 and every other id above 0 leaves them unchanged
+MASK_READERS = {
+    ("tfcompress.models.layers", "MaskedMean"): 1,
+    ("tfcompress.models.layers", "PaddingMask"): 0,
+}
+
+
+def _reads_mask_only(layer: Any, index: int) -> bool:
+    return MASK_READERS.get((type(layer).__module__, type(layer).__name__)) == index
+
+
+def _keeps_padding(mapping: np.ndarray) -> bool:
+    return mapping.size > 0 and mapping[0] == 0 and bool((mapping[1:] > 0).all())
 
 
 def _chain(model: keras.Model, path: str) -> tuple[Any, ...]:
@@ -122,7 +140,10 @@ def detach_vocabulary(model: keras.Model) -> tuple[keras.Model, dict[str, np.nda
         ``MixedDimEmbedding(id_map="none")``); ``mappings[input name]`` is the int32 array
         with ``detached(mappings[name][ids]) == model(ids)``. A table whose ids do not come
         unchanged from model inputs read by nothing else (a computed tensor, an input also
-        read by another layer or by a table with another map) keeps its map.
+        read by another layer or by a table with another map) keeps its map, with a logged
+        warning that says why. A padding-mask reader (``MaskedMean``'s mask, ``PaddingMask``,
+        :data:`MASK_READERS`) does not count when every map keeps id 0 at 0 and the other
+        ids above 0.
 
     Raises:
         TypeError: ``model`` is not a tf_keras model.
@@ -152,15 +173,20 @@ def detach_vocabulary(model: keras.Model) -> tuple[keras.Model, dict[str, np.nda
         changed, mappings, bad = False, {}, {}
         for name in dict.fromkeys(n for _, _, names in alive.values() for n in names):
             readers = input_readers(model, name)
-            other = [r for r in readers if id(r) not in alive]
-            maps = [_id_map(r) for r in readers if id(r) in alive]
+            maps = [_id_map(r) for r, _ in readers if id(r) in alive]
+            masks_ok = all(_keeps_padding(m) for m in maps)
+            other = [
+                r
+                for r, j in readers
+                if id(r) not in alive and not (masks_ok and _reads_mask_only(r, j))
+            ]
             if other:
                 bad[name] = (
                     f"input '{name}' is also read by '{other[0].name}' "
                     f"({type(other[0]).__name__}), which its map would change"
                 )
             elif any(not np.array_equal(m, maps[0]) for m in maps[1:]):
-                tables = sorted(alive[id(r)][0] for r in readers)
+                tables = sorted(alive[id(r)][0] for r, _ in readers if id(r) in alive)
                 bad[name] = f"input '{name}' feeds tables {tables} with different id maps"
             else:
                 mappings[name] = maps[0]
@@ -177,5 +203,7 @@ def detach_vocabulary(model: keras.Model) -> tuple[keras.Model, dict[str, np.nda
             f"({why or 'no IdRemap nor MixedDimEmbedding: pass what prune_vocabulary or '}"
             f"{'' if why else 'mixed_dimension_embeddings returned'})."
         )
+    for path, why in kept.items():
+        logger.warning("detach_vocabulary: table %r keeps its id map: %s", path, why)
     swaps = {key: _twin(layer) for key, (_, layer, _) in alive.items()}
     return clone_with(model, swaps), mappings
