@@ -28,7 +28,7 @@ _NAMES = {
     "MixedDimEmbedding": "tfcompress.embeddings.mixed_dim",
     "mixed_dimension_embeddings": "tfcompress.embeddings.mixed_dim",
     "IdRemap": "tfcompress.embeddings.vocabulary",
-    "detach_vocabulary": "tfcompress.embeddings.vocabulary",
+    "detach_vocabulary": "tfcompress.embeddings.detach",
     "load_vocabulary": "tfcompress.embeddings.vocabulary",
     "prune_vocabulary": "tfcompress.embeddings.vocabulary",
     "save_vocabulary": "tfcompress.embeddings.vocabulary",

@@ -52,7 +52,8 @@ def layout_bytes(
     """Estimated .tflite bytes of the tables ``names`` of ``model`` (a :func:`table_layout`
     copy) stored as ``storage`` in ``mode`` (:func:`~tfcompress.search.build.row_bytes` per
     row table; blocks of a mixed table hold a zero row before and after; projections float32;
-    the mixed id map one uint8 an id (``id_map="blocked"``) or one int32), with their ops.
+    the mixed id map as its layout stores it: ``MixedDimEmbedding.map_bytes()``), with their
+    ops.
 
     Example:
         >>> layout_bytes(layout, ["emb"], "int4_compact", "int8")  # doctest: +SKIP
@@ -67,8 +68,7 @@ def layout_bytes(
                 total += rows * row_bytes(storage, mode, dim, rows) + _OP_BYTES
         elif isinstance(layer, MixedDimEmbedding):
             width, last = int(layer.output_dim), len(layer.block_sizes) - 1
-            blocked = getattr(layer, "id_map", "int32") == "blocked"
-            total += (1 if blocked else 4) * int(layer.input_dim)  # the id -> rank map
+            total += layer.map_bytes()  # the id -> rank map in its layout (~1.14 B an id)
             for k, (n, dim) in enumerate(zip(layer.block_sizes, layer.block_dims, strict=True)):
                 rows = int(n) + int(k > 0) + int(k < last)
                 total += rows * row_bytes(storage, mode, int(dim), rows) + _BLOCK_OP_BYTES
