@@ -30,6 +30,7 @@ from tfcompress.export import ExportResult, export_saved_model, export_tflite, l
 from tfcompress.export.converter import ConversionError
 from tfcompress.export.fuse import fusable_tables
 from tfcompress.pruning import shrink
+from tfcompress.pruning.depth import drop_blocks
 from tfcompress.quantization import quantize
 from tfcompress.quantization.embedding import EXPORT_MIN_ROWS
 from tfcompress.quantization.embedding_int4 import int4_row_bytes
@@ -143,9 +144,7 @@ def build_model(
     if candidate.shrinks is not None:
         if shrunk is None:
             with _scope(strategy):
-                shrunk = shrink(
-                    model, shrink_ratio(model, candidate), skip=list(candidate.skip) or None
-                )
+                shrunk = _dropped_and_shrunk(model, candidate)
             distilled_fit(
                 shrunk,
                 teacher,
@@ -189,6 +188,18 @@ def build_model(
         qat, teacher, train, settings, loss=loss, batch_size=batch_size, strategy=strategy
     )
     return qat, base
+
+
+def _dropped_and_shrunk(model: keras.Model, candidate: Candidate) -> keras.Model:
+    """``model`` with ``candidate.depth`` blocks dropped (``drop_blocks``), then shrunk by the
+    candidate's ratios (the layers of the dropped blocks leave its ``skip``)."""
+    if candidate.depth:
+        model, _ = drop_blocks(model, candidate.depth)
+    if not candidate.shrink and candidate.embeddings is None:
+        return model
+    names = {layer.name for layer in model.layers}
+    skip = [name for name in candidate.skip if name in names]
+    return shrink(model, shrink_ratio(model, candidate), skip=skip or None)
 
 
 def row_bytes(storage: str | None, mode: str | None, dim: int, rows: int) -> float:

@@ -84,6 +84,9 @@ class Candidate:
             (quotient-remainder tables; ``"+qr"``), fine-tuned distilling from the teacher. Not
             with ``qat``, ``min_count`` or ``fuse=True`` (QAT wraps plain tables only, rare-id
             pruning and the fused front end read plain ``Embedding`` tables).
+        depth: how many residual blocks ``drop_blocks`` drops (the last ones) before the
+            shrink (0: none; named ``"drop1+..."``), the float model then fine-tuned distilling
+            from the teacher (docs/compress.md, "The depth axis").
 
     Example:
         >>> Candidate(quantization="int8").name
@@ -100,6 +103,7 @@ class Candidate:
     rows: str | None = None
     fuse: bool | None = None
     tables: str | None = None
+    depth: int = 0
 
     def __post_init__(self) -> None:
         if (
@@ -170,6 +174,11 @@ class Candidate:
                 "map; pass fuse=None."
             )
         self._check_tables()
+        if isinstance(self.depth, bool) or not isinstance(self.depth, int) or self.depth < 0:
+            raise ValueError(
+                f"`depth` must be an int >= 0, received {self.depth!r}; e.g. depth=1 drops the "
+                "last residual block (drop_blocks) before the shrink (0: none)."
+            )
         for field in ("keep_float", "skip"):
             names = getattr(self, field)
             if isinstance(names, str) or not all(isinstance(n, str) for n in names):
@@ -203,7 +212,7 @@ class Candidate:
     @property
     def name(self) -> str:
         """A short unique display name, e.g. ``"shrink0.50+qat-int8"``."""
-        parts = []
+        parts = [f"drop{self.depth}"] if self.depth else []
         if self.shrink:
             parts.append(f"shrink{self.shrink:.2f}")
         if self.embeddings is not None:
@@ -229,8 +238,11 @@ class Candidate:
         return name
 
     @property
-    def shrinks(self) -> tuple[float, float | None] | None:
-        """The float model it starts from: ``(shrink, embeddings)``, None for the original."""
+    def shrinks(self) -> tuple[Any, ...] | None:
+        """The float model it starts from: ``(shrink, embeddings)`` (``(shrink, embeddings,
+        depth)`` with blocks dropped), None for the original."""
+        if self.depth:
+            return (self.shrink, self.embeddings, self.depth)
         return (self.shrink, self.embeddings) if self.shrink or self.embeddings else None
 
     @property
@@ -255,6 +267,8 @@ class Candidate:
         }
         if self.tables is not None:
             config["tables"] = self.tables
+        if self.depth:  # likewise: a candidate without dropped blocks keeps its old key
+            config["depth"] = self.depth
         return config
 
     @classmethod
@@ -274,6 +288,8 @@ class Candidate:
             fuse=config.get("fuse"),
             # caches written before table layouts hold no "tables": the model's own
             tables=config.get("tables"),
+            # caches written before the depth axis hold no "depth": no block dropped
+            depth=config.get("depth", 0),
         )
 
 

@@ -27,6 +27,7 @@ from tfcompress.export.manifest import MANIFEST_NAME, read_manifest
 from tfcompress.pruning import shrink
 from tfcompress.quantization.embedding import EXPORT_MIN_ROWS
 from tfcompress.search.build import embedding_layers, row_bytes
+from tfcompress.search.depth_axis import DepthAxis
 from tfcompress.search.result import CandidateResult
 from tfcompress.search.runner import Search
 from tfcompress.search.space import Candidate
@@ -58,7 +59,7 @@ _OP_BYTES = 512
 FUSE_OBJECTIVES = ("latency", "latency_b1")
 
 
-class SearchStrategy(TablesAxis, Search):
+class SearchStrategy(DepthAxis, TablesAxis, Search):
     """A :class:`~.runner.Search` with the steps `compress` takes."""
 
     def quantized(self, base: Candidate) -> None:
@@ -121,12 +122,17 @@ class SearchStrategy(TablesAxis, Search):
 
     def bisect(self) -> Candidate:
         """Bisection on the global shrink ratio: the largest ratio whose fine-tuned float model
-        keeps quality, then its PTQ/QAT exports; then the tables' own ratio beyond it.
+        keeps quality, then its PTQ/QAT exports; then the tables' own ratio beyond it; then,
+        for the latency objectives, whole blocks dropped at that ratio (:meth:`depth_axis`).
 
         Returns:
             The float model the embedding axis starts from: the largest shrink that kept
-            (with its tables' ratio), or ``Candidate()`` (the original) when none did.
+            (with its tables' ratio and the blocks dropped), or ``Candidate()`` (the original)
+            when none did.
         """
+        return self.depth_axis(self._bisect_shrink())
+
+    def _bisect_shrink(self) -> Candidate:
         try:
             skip = self.shrink_skip()
         except (TypeError, ValueError) as err:  # a model sensitivity cannot perturb
