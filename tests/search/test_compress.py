@@ -137,6 +137,7 @@ def test_every_measured_candidate_is_on_tensorboards_hparams_dashboard(searched)
     assert sessions[result.chosen.name]["kept"] is True
     assert sessions["ptq-int8"]["quantization"] == "int8"
     assert {session["fuse"] for session in sessions.values()} == {"auto"}  # a size search
+    assert {session["depth"] for session in sessions.values()} == {0}  # depth: latency only
 
 
 def test_a_repeated_call_resumes_from_the_cache(searched):

@@ -1,5 +1,5 @@
 """Pruning: magnitude and 2:4 pruning inside ``fit``, schedules, reports, and shrinking
-(structured removal of units, heads and embedding dimensions).
+(structured removal of units, heads and embedding dimensions) and dropping residual blocks.
 
 The names load on first use (PEP 562), so importing the namespace imports no TFMOT.
 """
@@ -25,15 +25,21 @@ _NAMES = {
     "DimShrinkage": "tfcompress.pruning.learned_dims",
     "learned_dim_pruning": "tfcompress.pruning.learned_dims",
     "remove_zero_dims": "tfcompress.pruning.learned_dims",
+    "Block": "tfcompress.pruning.depth",
+    "drop_blocks": "tfcompress.pruning.depth",
+    "find_blocks": "tfcompress.pruning.depth",
 }
 
 __all__ = [
+    "Block",
     "DimShrinkage",
     "FitSizedSchedule",
     "PruningCallback",
     "SparsityReport",
     "WeightSparsity",
+    "drop_blocks",
     "enable_fit_pruning",
+    "find_blocks",
     "is_pruned",
     "is_two_four",
     "learned_dim_pruning",

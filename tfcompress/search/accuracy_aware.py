@@ -74,9 +74,13 @@ def compress(
     ``model`` itself) and judged in float first (early rejection: a ratio whose float model
     already loses is never exported), then exported in every PTQ mode, and QAT int8 (layers
     whose int8 weights alone cost more than ``max_loss`` stay float) when PTQ int8 loses;
-    then the tables' dimensions bisected beyond the kept ratio; (4) the embedding axis of the
+    then the tables' dimensions bisected beyond the kept ratio; for the latency objectives,
+    residual blocks dropped (``drop_blocks``, 1, 2, ... while it keeps, one block always kept)
+    at the kept ratio, each fine-tuned the same way; (4) the embedding axis of the
     largest kept shrink (or the original): int4 and int8 row-wise tables, then rare-id pruning
-    (``min_count`` 2, growing while it keeps), no training; (5) for the latency objectives,
+    (``min_count`` 2, growing while it keeps), no training; for the size objective,
+    quotient-remainder and mixed-dimension tables, each fine-tuned, where their estimated file
+    beats the smallest kept one; (5) for the latency objectives,
     the fused embedding front end (``export_tflite(fuse_embeddings=True)``) of every kept
     export the auto rule left unfused (full int8, dynamic, int8/int4 row tables); (6) one
     benchmark run of the baseline and every export (size, latency at batch 1 and 256,
@@ -238,6 +242,7 @@ def _finish(
                 "rows": r.candidate.rows or "default",
                 "fuse": {None: "auto", True: "on", False: "off"}[r.candidate.fuse],
                 "tables": r.candidate.tables or "plain",
+                "depth": r.candidate.depth,
                 "kept": r.accepted,
             }
             for r in [baseline, *kept, *[t for t in tried if t.path and not t.accepted]]

@@ -52,8 +52,11 @@ TABLES = (None, "mixed", "qr")
 #: how candidates are exported, part of the cache key: bump it when an export of the same model
 #: changes (2: full int8 exports are latency-aware hybrids, ``float_ops="auto"``; 3: fused
 #: float16 front ends compute their rows in int32; 4: rare-id pruned tables map ids in ~1 byte
-#: an id, BlockedIdRemap)
-EXPORT_REVISION = 4
+#: an id, BlockedIdRemap; 5: every converted file is simplified (export/simplify.py: no
+#: BROADCAST_TO its consumers broadcast, no int8 ADD of a negligible constant), auto-float int8
+#: files run their float ops as merged regions (export/float_regions.py), mixed-dimension tables
+#: keep a blocked id map)
+EXPORT_REVISION = 5
 
 
 @dataclasses.dataclass(frozen=True)
