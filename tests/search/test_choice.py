@@ -89,3 +89,24 @@ def test_quality_within_a_twentieth_of_max_loss_ties_and_the_smaller_file_wins()
     worse = _candidate(0.875, "int8", -0.00051, 900)  # 0.00011 worse: beyond the quality tie
     result = _result("latency", [(large, 2.0, 2.02), (small, 2.01, 2.02), (worse, 2.0, 2.01)])
     assert result.select() is small
+
+
+def test_latency_ties_whose_worst_ends_gain_go_to_the_smaller_file():
+    # the BST with a block dropped: float16 and dynamic files 0.01 ms apart, both gaining at
+    # their CI's worst end (+0.0038 and +0.0036 AUC); neither loses, so the smaller file wins
+    def gaining(mode: str, low: float, size: int) -> CandidateResult:
+        delta = low + 0.0016
+        diff = PairedDifference(
+            "auc", 0.73, 0.73 + delta, delta, low, low + 0.0032, 0.95, "delong", 1000
+        )
+        candidate = Candidate(shrink=0.875, quantization=mode)
+        return CandidateResult(candidate, f"/{mode}", diff, accepted=True, bytes=size)
+
+    large = gaining("float16", 0.0038, 1986)
+    small = gaining("dynamic", 0.0036, 1326)
+    result = _result("latency", [(large, 2.177, 2.19), (small, 2.167, 2.19)])
+    assert result.select() is small
+    # one that loses at its worst end still ties only within QUALITY_TIE of the best (0)
+    losing = _candidate(0.875, "int8", -0.0002, 900)
+    again = _result("latency", [(large, 2.177, 2.19), (losing, 2.167, 2.19)])
+    assert again.select() is large

@@ -10,11 +10,11 @@ import shutil
 
 import numpy as np
 import pytest
+from search_helpers import small_compress
 
 import tfcompress
 from tfcompress._keras import keras
 from tfcompress._metrics import auc
-from tfcompress.search.accuracy_aware import compress
 from tfcompress.search.space import Candidate
 from tfcompress.search.strategy import SearchStrategy
 
@@ -48,22 +48,11 @@ def _table_model(seed: int = 0):
 
 
 def _search(model, train, val, out, **kwargs):
-    settings = dict(
-        max_loss=0.01,
-        objective="size",
-        epochs=1,
-        steps=1,
-        max_shrink=0.3,  # no shrink ratio tried: the axis starts from the original
-        repeats=2,
-        progress=False,
-        output_dir=out,
-    )
-    settings.update(kwargs)
     # the table layouts (fine-tuned; QR's 32 + 32 rows would win here) have their own search:
     # tests/search/test_tables_axis.py
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(SearchStrategy, "tables_axis", lambda self, base, rows: None)
-        return compress(model, train, validation_data=val, **settings)
+        return small_compress(model, train, val, out, **kwargs)
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from search_helpers import small_compress, strategy_for
 
 import tfcompress
 from tfcompress._keras import keras
 from tfcompress._metrics import auc
 from tfcompress.models.layers import MaskedMean
-from tfcompress.search.accuracy_aware import compress
-from tfcompress.search.space import Candidate, SearchSettings
+from tfcompress.search.space import Candidate
 from tfcompress.search.strategy import SearchStrategy
 
 pytestmark = pytest.mark.slow
@@ -61,18 +61,9 @@ def _model(pooled: bool = True, tables: int = 3) -> keras.Model:
 
 
 def _search(model, train, val, out, **kwargs):
-    settings = dict(
-        max_loss=0.02,
-        objective="latency_b1",
-        epochs=1,
-        steps=1,
-        max_shrink=0.3,  # no shrink ratio tried: no fine-tune
-        repeats=2,
-        progress=False,
-        output_dir=out,
-    )
+    settings = dict(max_loss=0.02, objective="latency_b1")
     settings.update(kwargs)
-    return compress(model, train, validation_data=val, **settings)
+    return small_compress(model, train, val, out, **settings)
 
 
 @pytest.fixture(scope="module")
@@ -169,21 +160,7 @@ def test_a_size_search_from_an_old_cache_does_not_fuse(fused_search, tmp_path):
 
 def _strategy(model, tmp_path, objective="latency"):
     train, val = _data()
-    messages: list[str] = []
-    search = SearchStrategy(
-        model,
-        model,
-        train,
-        SearchSettings(objective=objective),
-        tmp_path,
-        val[0],
-        val[1],
-        batch_size=256,
-        strategy=None,
-        budget=None,
-        report=messages.append,
-    )
-    return search, messages
+    return strategy_for(model, train, val, tmp_path, objective=objective)
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ import re
 
 import numpy as np
 import pytest
+from search_helpers import small_compress, strategy_for
 
 import tfcompress
 from tfcompress._keras import keras
@@ -19,9 +20,8 @@ from tfcompress._metrics import auc
 from tfcompress.callbacks import read_hparams
 from tfcompress.embeddings.compositional import QREmbedding
 from tfcompress.embeddings.mixed_dim_layer import MixedDimEmbedding
-from tfcompress.search.accuracy_aware import compress
 from tfcompress.search.build import mixed_budget, table_layout
-from tfcompress.search.space import Candidate, SearchSettings
+from tfcompress.search.space import Candidate
 from tfcompress.search.strategy import SearchStrategy
 
 N_TRAIN, N_VAL, VOCAB, DIM = 4000, 4000, 1000, 32
@@ -134,19 +134,7 @@ def test_table_layout_replaces_the_large_tables_only():
 
 
 def _search(model, train, val, out, **kwargs):
-    settings = dict(
-        validation_data=val,
-        max_loss=0.01,
-        objective="size",
-        epochs=1,
-        steps=1,
-        max_shrink=0.3,  # no shrink ratio tried: the axis starts from the original
-        repeats=2,
-        progress=False,
-        output_dir=out,
-    )
-    settings.update(kwargs)
-    return compress(model, train, **settings)
+    return small_compress(model, train, val, out, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -228,20 +216,7 @@ def test_a_layout_that_cannot_beat_the_best_kept_export_is_skipped(layout_search
 )
 def test_the_axis_says_why_it_is_not_tried(tmp_path, settings, part, reason):
     model, train, val = _table_model()
-    messages: list[str] = []
-    search = SearchStrategy(
-        model,
-        model,
-        train,
-        SearchSettings(**settings),
-        tmp_path,
-        val[0],
-        val[1],
-        batch_size=256,
-        strategy=None,
-        budget=None,
-        report=messages.append,
-    )
+    search, messages = strategy_for(model, train, val, tmp_path, **settings)
     search.tables_axis(Candidate(), (None,))
     assert re.search(reason, search.skipped[part]) and not search.results
     assert any(f"{part} axis skipped" in m for m in messages)
