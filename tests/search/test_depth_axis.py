@@ -1,7 +1,7 @@
 """compress's depth axis: ``Candidate(depth=n)`` drops the last n residual blocks
 (``drop_blocks``) before the shrink, fine-tunes distilling from the teacher, and is tried for the
-latency objectives after the bisection while it keeps quality. The tiny model: a 2-block BST
-(8 wide) on a small simulated ctr task."""
+latency and size objectives after the bisection while it keeps quality. The tiny model: a
+2-block BST (8 wide) on a small simulated ctr task."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import hashlib
 import json
 
 import pytest
+from search_helpers import strategy_for
 
 from tfcompress import data
 from tfcompress._compat import interpreter_ops
@@ -100,3 +101,30 @@ def test_a_dropped_block_candidate_is_trained_exported_and_judged(depth_search):
         assert _batch_matmuls(dropped.path) < _batch_matmuls(full.path)
         assert dropped.bytes < full.bytes
     assert "depth" not in result.skipped
+
+
+@pytest.mark.parametrize(
+    "objective, tried",
+    [("latency", True), ("latency_b1", True), ("size", True), ("flops", False)],
+)
+def test_the_objectives_that_try_dropping_blocks(tmp_path, monkeypatch, objective, tried):
+    """Latency: a block's per-row time no width shrink removes; size: the base the table
+    layouts start from (the BST reached 10.76x only with a block dropped). FLOPs: not tried."""
+    task = data.load_task("ctr", n_samples=300, seed=0, batch_size=64)
+    model = sequence_transformer(task.schema, size={**_SIZE, "num_blocks": 3})
+    x, y = next(iter(task.validation))
+    x = {k: v.numpy() for k, v in x.items()}
+    search, _ = strategy_for(model, task.train, (x, y.numpy()), tmp_path, objective=objective)
+    built: list[Candidate] = []
+
+    def run(self, candidate, export=True):
+        built.append(candidate)
+        return type("Kept", (), {"accepted": candidate.depth < 2})()
+
+    monkeypatch.setattr(SearchStrategy, "run", run)
+    monkeypatch.setattr(SearchStrategy, "quantized", lambda self, base: None)
+    chosen = search.depth_axis(Candidate(shrink=0.5))
+    if tried:  # depth 1 keeps, depth 2 loses: the deepest keeper is depth 1
+        assert [c.depth for c in built] == [1, 2] and chosen == Candidate(shrink=0.5, depth=1)
+    else:
+        assert built == [] and chosen == Candidate(shrink=0.5)

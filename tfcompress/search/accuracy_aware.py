@@ -74,7 +74,7 @@ def compress(
     ``model`` itself) and judged in float first (early rejection: a ratio whose float model
     already loses is never exported), then exported in every PTQ mode, and QAT int8 (layers
     whose int8 weights alone cost more than ``max_loss`` stay float) when PTQ int8 loses;
-    then the tables' dimensions bisected beyond the kept ratio; for the latency objectives,
+    then the tables' dimensions bisected beyond the kept ratio; for the latency and size objectives,
     residual blocks dropped (``drop_blocks``, 1, 2, ... while it keeps, one block always kept)
     at the kept ratio, each fine-tuned the same way; (4) the embedding axis of the
     largest kept shrink (or the original): int4 and int8 row-wise tables, then rare-id pruning

@@ -123,7 +123,8 @@ class SearchStrategy(DepthAxis, TablesAxis, Search):
     def bisect(self) -> Candidate:
         """Bisection on the global shrink ratio: the largest ratio whose fine-tuned float model
         keeps quality, then its PTQ/QAT exports; then the tables' own ratio beyond it; then,
-        for the latency objectives, whole blocks dropped at that ratio (:meth:`depth_axis`).
+        for the latency and size objectives, whole blocks dropped at that ratio
+        (:meth:`depth_axis`).
 
         Returns:
             The float model the embedding axis starts from: the largest shrink that kept
