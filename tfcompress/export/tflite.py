@@ -40,6 +40,7 @@ from tfcompress.export.converter import (
     convert,
     saved_model_for_conversion,
 )
+from tfcompress.export.float_regions import merge_float_regions
 from tfcompress.export.fuse import fuse_for_export
 from tfcompress.export.hybrid import apply_auto_float_ops
 from tfcompress.export.manifest import (
@@ -536,6 +537,8 @@ def _convert_quietly(
         with captured_output() as out, saved_model_for_conversion(convert_model, concrete) as d:
             flatbuffer = convert(lambda: make_converter(d, out.terminal), config, model)
             flatbuffer, kept = keep_ops_in_float(flatbuffer, keep_float)
+            if kept:  # one float region per run of kept ops, as float_ops="auto" files get
+                flatbuffer, options["float_regions_merged"] = merge_float_regions(flatbuffer)
     except ConversionError as e:  # the converter's: its summary, then what it printed
         output = (out.text if out is not None else "") or e.converter_output
         raise ConversionError(e.summary, output) from e.__cause__
