@@ -5,6 +5,9 @@ For each model, exports side by side:
 - ``float``: today's float file (``fuse_embeddings=False``), the baseline;
 - ``float fused``: the fused embedding front end (one gather per table width);
 - ``dynamic``: dynamic-range int8 weights;
+- ``dynamic, float weights``: the same int8 weights, the fully connected layers computed in
+  float (``float_ops=["FULLY_CONNECTED"]``: :func:`tfcompress.export.ptq.dequantize_weights`);
+- ``dynamic auto``: ``float_ops="auto"``, whichever of the two is measured faster;
 - ``int8``: full int8 as the converter makes it (``float_ops=None``);
 - ``int8 hybrid``: full int8 with the op types measured faster in float kept in float
   (``float_ops="auto"``: :func:`tfcompress.export.hybrid.choose_float_ops`);
@@ -58,6 +61,9 @@ VARIANTS = {
     "float": {"quantization": None, "fuse_embeddings": False},
     "float fused": {"quantization": None, "fuse_embeddings": True},
     "dynamic": {"quantization": "dynamic"},
+    # the same int8 weights computed in float (dequantized once at load: ptq.dequantize_weights)
+    "dynamic, float weights": {"quantization": "dynamic", "float_ops": ["FULLY_CONNECTED"]},
+    "dynamic auto": {"quantization": "dynamic", "float_ops": "auto"},
     "int8": {"quantization": "int8", "fuse_embeddings": False},
     "int8 hybrid": {"quantization": "int8", "float_ops": "auto", "fuse_embeddings": False},
     "int8 hybrid fused": {"quantization": "int8", "float_ops": "auto", "fuse_embeddings": True},
@@ -237,9 +243,10 @@ def run_model(name: str, args: argparse.Namespace) -> list[str]:
     scores = {v: _score(load_variant(p).predict(feats)) for v, p in files.items()}
     lines = [
         f"\n### {name} (built and exported in {time.time() - start:.0f} s)\n",
-        "| variant | b1 ms | b1 × float | b256 ms | b256 × float | max abs diff | test ΔAUC ± CI "
-        "| kept float |" + (" b1 / b256 × float (before) |" if "float (before)" in timed else ""),
-        "|---|---|---|---|---|---|---|---|" + ("---|" if "float (before)" in timed else ""),
+        "| variant | bytes | b1 ms | b1 × float | b256 ms | b256 × float | max abs diff "
+        "| test ΔAUC ± CI | kept float |"
+        + (" b1 / b256 × float (before) |" if "float (before)" in timed else ""),
+        "|---|---|---|---|---|---|---|---|---|" + ("---|" if "float (before)" in timed else ""),
     ]
     base = timed["float"]
     before = timed.get("float (before)")
@@ -251,7 +258,8 @@ def run_model(name: str, args: argparse.Namespace) -> list[str]:
             delta = f"{d.delta:+.4f} [{d.low:+.4f}, {d.high:+.4f}]"
         diff, ops = notes[variant]
         lines.append(
-            f"| {variant} | {t[1]:.3f} | {base[1] / t[1]:.2f} | {t[256]:.3f} | "
+            f"| {variant} | {files[variant].stat().st_size:,} | {t[1]:.3f} | {base[1] / t[1]:.2f} "
+            f"| {t[256]:.3f} | "
             f"{base[256] / t[256]:.2f} | {diff:.2g} | {delta} | {', '.join(ops or []) or '—'} |"
             + (f" {before[1] / t[1]:.2f} / {before[256] / t[256]:.2f} |" if before else "")
         )

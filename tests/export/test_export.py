@@ -703,7 +703,9 @@ def test_float_ops_validation(models, datasets, tmp_path):
         tflite_quant.check_float_ops(["DIVIDE"], int8)
     with pytest.raises(TypeError, match="list of TFLite op names"):
         tflite_quant.check_float_ops("DIV", int8)
-    with pytest.raises(ValueError, match="'int8' and 'int16x8' only.*'dynamic'"):
+    with pytest.raises(ValueError, match="'int8' and 'int16x8'.*'float16'"):
+        export.export_tflite(models["dense"], tmp_path / "m.tflite", "float16", float_ops=["DIV"])
+    with pytest.raises(ValueError, match=r"weight ops.*received \['DIV'\]"):
         export.export_tflite(models["dense"], tmp_path / "m.tflite", "dynamic", float_ops=["DIV"])
     inp = keras.Input((8,), name="x")
     biased = keras.Model(inp, keras.layers.Dense(2, bias_initializer="ones", name="d")(inp))

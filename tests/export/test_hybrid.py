@@ -93,5 +93,7 @@ def test_export_tflite_float_ops_auto_measures_and_records_the_choice(files, tmp
     assert set(auto["float_ops"]) <= set(result.options["float_ops"])
     assert all(g in OP_GROUPS for g in auto["groups"])
     assert result.parity["max_abs_diff"] < 0.5  # int8 error of an untrained model, not garbage
-    with pytest.raises(ValueError, match="full-integer"):
-        export_tflite(model, tmp_path / "d.tflite", "dynamic", float_ops="auto")
+    with pytest.raises(
+        ValueError, match="full-integer.*'dynamic'; received quantization='float16'"
+    ):
+        export_tflite(model, tmp_path / "d.tflite", "float16", float_ops="auto")

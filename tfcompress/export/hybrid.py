@@ -38,9 +38,15 @@ import numpy as np
 
 from tfcompress._validation import check_float, check_int, must_be
 from tfcompress.export.float_regions import merge_float_regions
-from tfcompress.export.ptq import keep_ops_in_float
+from tfcompress.export.ptq import WEIGHT_OPS, dequantize_weights, keep_ops_in_float
 
-__all__ = ["OP_GROUPS", "HybridChoice", "apply_auto_float_ops", "choose_float_ops"]
+__all__ = [
+    "DYNAMIC_GROUPS",
+    "OP_GROUPS",
+    "HybridChoice",
+    "apply_auto_float_ops",
+    "choose_float_ops",
+]
 
 _log = logging.getLogger("tfcompress")
 
@@ -54,6 +60,11 @@ OP_GROUPS: dict[str, tuple[str, ...]] = {
     "elementwise": ("ADD", "SUB", "MUL", "DIV", "MAXIMUM", "MINIMUM"),
     "layout": ("TRANSPOSE", "CONCATENATION", "SUM"),
 }
+#: The groups of a dynamic-range file (``choose_float_ops(..., dynamic=True)``): its weight ops
+#: computed in float on their int8 weights (:func:`tfcompress.export.ptq.dequantize_weights`).
+#: On this project's AMD EPYC (AVX2, no VNNI) the DCN student's dynamic file ran at 0.80x float
+#: at batch 256 and 0.98x with its weights computed in float (docs/export.md).
+DYNAMIC_GROUPS: dict[str, tuple[str, ...]] = {"weights": WEIGHT_OPS}
 
 
 @dataclass(frozen=True)
@@ -64,10 +75,11 @@ class HybridChoice:
         float_ops: the op types to keep in float (empty: full int8 was fastest).
         groups: the :data:`OP_GROUPS` names kept, in search order.
         flatbuffer: the chosen file's bytes (the input rewritten with ``float_ops``).
-        latency_ms: ``{candidate: {batch size: median ms}}``; candidates are ``"int8"``, then
-            ``"+group"`` per tried group (on top of those kept before it), and ``"float"`` when a
-            float file was given.
-        speedup: the chosen file's speed over the full-integer file (geometric mean over batch
+        latency_ms: ``{candidate: {batch size: median ms}}``; candidates are ``"int8"`` (the
+            converter's file; ``"dynamic"`` for a dynamic-range file), then ``"+group"`` per
+            tried group (on top of those kept before it), and ``"float"`` when a float file was
+            given.
+        speedup: the chosen file's speed over the converter's file (geometric mean over batch
             sizes; > 1 is faster).
         vs_float: the chosen file's speed over the float file, or None if none was given.
         skipped: ``{group: reason}`` for groups not tried.
@@ -173,8 +185,9 @@ def choose_float_ops(
     num_threads: int = 1,
     repeats: int = 20,
     margin: float = 0.03,
+    dynamic: bool = False,
 ) -> HybridChoice:
-    """Measure which op types of a full-integer TFLite model to keep in float.
+    """Measure which op types of a full-integer (or dynamic-range) TFLite model to keep in float.
 
     Args:
         flatbuffer: a full-integer (``"int8"`` / ``"int16x8"``) ``.tflite`` model's bytes.
@@ -187,6 +200,8 @@ def choose_float_ops(
         repeats: timed runs per candidate and batch size (interleaved; medians compared).
         margin: a group is kept only when it makes the file faster by more than this share
             (timing noise on a shared machine is a few percent).
+        dynamic: ``flatbuffer`` is a ``"dynamic"`` file: the groups are
+            :data:`DYNAMIC_GROUPS` (weight ops computed in float on their int8 weights).
 
     Returns:
         A :class:`HybridChoice`.
@@ -205,11 +220,16 @@ def choose_float_ops(
             must_be("float_flatbuffer", "None or the bytes of a .tflite model", float_flatbuffer)
         )
     data = _check_examples(examples)
-    names = list(OP_GROUPS) if groups is None else list(groups)
-    unknown = [g for g in names if g not in OP_GROUPS]
+    if not isinstance(dynamic, bool):
+        raise TypeError(must_be("dynamic", "True or False", dynamic))
+    available, rewrite = (
+        (DYNAMIC_GROUPS, dequantize_weights) if dynamic else (OP_GROUPS, keep_ops_in_float)
+    )
+    names = list(available) if groups is None else list(groups)
+    unknown = [g for g in names if g not in available]
     if unknown or isinstance(groups, str):
         raise ValueError(
-            f"`groups` must be a list of names from {list(OP_GROUPS)}, received {groups!r}."
+            f"`groups` must be a list of names from {list(available)}, received {groups!r}."
         )
     sizes = [check_int(b, "batch_sizes", minimum=1) for b in batch_sizes]
     if not sizes:
@@ -219,7 +239,8 @@ def choose_float_ops(
     check_float(margin, "margin", minimum=0.0)
 
     original = bytes(flatbuffer)
-    baselines = {"int8": original}
+    base = "dynamic" if dynamic else "int8"
+    baselines = {base: original}
     if float_flatbuffer is not None:
         baselines["float"] = bytes(float_flatbuffer)
     timer = _Timer(num_threads, sizes, repeats)
@@ -228,14 +249,14 @@ def choose_float_ops(
         table = timer.time(baselines, data)
         skipped: dict[str, str] = {}
         for group in names:
-            ops = tuple(dict.fromkeys(kept_ops + OP_GROUPS[group]))
+            ops = tuple(dict.fromkeys(kept_ops + available[group]))
             try:
-                candidate, done = keep_ops_in_float(original, ops)
+                candidate, done = rewrite(original, ops)
             except ValueError as e:
                 skipped[group] = f"cannot run in float: {e}"
                 continue
             if len(done) == rewritten:  # no op of this group is quantized
-                skipped[group] = "the model quantizes none of " + ", ".join(OP_GROUPS[group])
+                skipped[group] = "the model quantizes none of " + ", ".join(available[group])
                 continue
             # re-timed side by side: compare with the current file from the same round
             timed = timer.time({"current": current, f"+{group}": candidate}, data)
@@ -248,7 +269,7 @@ def choose_float_ops(
         final = timer.time({**baselines, "chosen": current}, data)
     finally:
         timer.close()
-    speedup = _speed(final["int8"], final["chosen"])
+    speedup = _speed(final[base], final["chosen"])
     vs_float = _speed(final["float"], final["chosen"]) if "float" in final else None
     return HybridChoice(kept_ops, tuple(kept_groups), current, table, speedup, vs_float, skipped)
 
@@ -261,9 +282,9 @@ def apply_auto_float_ops(
 ) -> bytes:
     """``export_tflite(float_ops="auto")``: the measured hybrid of a converted file.
 
-    ``examples`` are the calibration examples (None for a QAT model exported without data: a
-    deterministic random batch then). Records the choice in ``options["float_ops_auto"]`` and
-    adds the kept op types to ``options["float_ops"]``.
+    ``examples`` are the calibration examples (None for a QAT model exported without data, or
+    a ``"dynamic"`` file: a deterministic random batch then). Records the choice in
+    ``options["float_ops_auto"]`` and adds the kept op types to ``options["float_ops"]``.
 
     Example:
         >>> fb = apply_auto_float_ops(fb, examples, specs, options)  # doctest: +SKIP
@@ -274,13 +295,16 @@ def apply_auto_float_ops(
         from tfcompress._inputs import random_batch
 
         feed = random_batch(specs)
-    choice = choose_float_ops(flatbuffer, feed)
+    dynamic = options.get("mode") == "dynamic"
+    choice = choose_float_ops(flatbuffer, feed, dynamic=dynamic)
     options["float_ops"] = list(dict.fromkeys([*options.get("float_ops", []), *choice.float_ops]))
     options["float_ops_auto"] = choice.to_dict()
-    # one float region per run of kept ops: no int8 round trip between them (closer to float)
-    flatbuffer, options["float_regions_merged"] = merge_float_regions(choice.flatbuffer)
+    flatbuffer = choice.flatbuffer
+    if not dynamic:  # (a dynamic file's weight DEQUANTIZEs must stay: they keep the int8 bytes)
+        # one float region per run of kept ops: no int8 round trip between them (closer to float)
+        flatbuffer, options["float_regions_merged"] = merge_float_regions(flatbuffer)
     _log.info(
-        "float_ops='auto': kept %s in float (%.2fx the full-integer file's speed)",
+        "float_ops='auto': kept %s in float (%.2fx the converter's file's speed)",
         ", ".join(choice.groups) or "nothing",
         choice.speedup,
     )

@@ -1,5 +1,6 @@
 """TFLite quantization modes (:func:`resolve_quantization`) and selective quantization: op types
-kept in float (:func:`keep_ops_in_float`, ``export_tflite(float_ops=...)``).
+kept in float (:func:`keep_ops_in_float`, ``export_tflite(float_ops=...)``; in a dynamic-range
+file, :func:`dequantize_weights`: int8-stored weights computed in float).
 
 Example:
     >>> resolve_quantization("int16x8").default_float_ops
@@ -14,11 +15,17 @@ from dataclasses import dataclass
 
 __all__ = [
     "QUANTIZATION_MODES",
+    "WEIGHT_OPS",
     "QuantizationConfig",
     "check_float_ops",
+    "dequantize_weights",
     "keep_ops_in_float",
     "resolve_quantization",
 ]
+
+#: Op types whose int8 weights a ``"dynamic"`` file can compute in float
+#: (``export_tflite("dynamic", float_ops=[...])``, :func:`dequantize_weights`).
+WEIGHT_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "BATCH_MATMUL")
 
 
 @dataclass(frozen=True)
@@ -121,7 +128,8 @@ def check_float_ops(float_ops: Iterable[str] | None, config: QuantizationConfig)
 
     Raises:
         TypeError: not None or an iterable of strings.
-        ValueError: an unknown op name, or ops given for a mode that is not full-integer.
+        ValueError: an unknown op name, ops given for a float mode, or ops other than
+            :data:`WEIGHT_OPS` for ``"dynamic"``.
 
     Example:
         >>> check_float_ops(["div"], resolve_quantization("int8"))
@@ -135,10 +143,18 @@ def check_float_ops(float_ops: Iterable[str] | None, config: QuantizationConfig)
             f"{float_ops!r}."
         )
     names = tuple(dict.fromkeys(str(n).upper() for n in float_ops))
-    if names and not config.needs_representative_data:
+    if names and config.name == "dynamic":
+        other = [n for n in names if n not in WEIGHT_OPS]
+        if other:
+            raise ValueError(
+                f"`float_ops` of a 'dynamic' file names the weight ops computed in float, from "
+                f"{list(WEIGHT_OPS)}; received {other}. Pass e.g. ['FULLY_CONNECTED'] (or "
+                "'auto'), or export with 'int8' to keep other op types in float."
+            )
+    elif names and not config.needs_representative_data:
         raise ValueError(
-            f"`float_ops` applies to 'int8' and 'int16x8' only; received quantization="
-            f"{config.name!r} with float_ops={list(names)}."
+            f"`float_ops` applies to 'int8' and 'int16x8' (any op type) and 'dynamic' (weight "
+            f"ops) only; received quantization={config.name!r} with float_ops={list(names)}."
         )
     known = vars(_schema().BuiltinOperator)
     unknown = [n for n in names if n.startswith("_") or n not in known]
@@ -223,6 +239,74 @@ def keep_ops_in_float(flatbuffer: bytes, op_names: Iterable[str]) -> tuple[bytes
             done.append(name)
         graph.operators = ops
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), done
+
+
+def dequantize_weights(flatbuffer: bytes, op_names: Iterable[str]) -> tuple[bytes, list[str]]:
+    """Compute the given weight ops of a dynamic-range TFLite model in float, weights kept int8.
+
+    A dynamic-range op (float input, int8 constant weights) quantizes its input on every call
+    and runs an int8 kernel (XNNPACK's ``QD8`` GEMMs). Rewritten, its int8 weights feed a
+    ``DEQUANTIZE`` and the op reads the float result: the file stores the same int8 bytes, and
+    since the ``DEQUANTIZE`` reads a constant, LiteRT computes it once (XNNPACK unpacks it when it
+    builds its graph, so the op runs as a float GEMM). Only the weight rounding is left: no
+    activation is quantized. Faster where int8 GEMMs do not pay for the input's quantization
+    (small layers, CPUs without int8 dot-product instructions); slower where they do, so
+    ``float_ops="auto"`` measures it.
+
+    Args:
+        flatbuffer: a converted ``quantization="dynamic"`` ``.tflite`` model.
+        op_names: op types from :data:`WEIGHT_OPS`.
+
+    Returns:
+        ``(new flatbuffer, names of the ops rewritten, in graph order)``.
+
+    Example:
+        >>> fb, done = dequantize_weights(dynamic_bytes, ["FULLY_CONNECTED"])  # doctest: +SKIP
+    """
+    names = set(op_names)
+    if not names:
+        return flatbuffer, []
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    schema = _schema()
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(flatbuffer))
+    wanted = {getattr(schema.BuiltinOperator, n) for n in names}
+    dequantize = _opcode(model, schema, schema.BuiltinOperator.DEQUANTIZE)
+    done: list[str] = []
+    for graph in model.subgraphs:
+        ops = []
+        for op in graph.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            inputs = list(op.inputs)
+            weights = [
+                k
+                for k, i in enumerate(inputs[1:], start=1)
+                if i >= 0
+                and graph.tensors[i].type == schema.TensorType.INT8
+                and _is_constant(model.buffers[graph.tensors[i].buffer])
+            ]
+            if (
+                max(code.builtinCode, code.deprecatedBuiltinCode) not in wanted
+                or inputs[0] < 0
+                or graph.tensors[inputs[0]].type != schema.TensorType.FLOAT32
+                or not weights
+            ):
+                ops.append(op)
+                continue
+            for k in weights:
+                twin = _float_twin(graph, schema, inputs[k])
+                ops.append(_operator(schema, dequantize, inputs[k], twin))
+                inputs[k] = twin
+            op.inputs = inputs
+            ops.append(op)
+            done.append(flatbuffer_utils.opcode_to_name(model, op.opcodeIndex))
+        graph.operators = ops
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), done
+
+
+def _is_constant(buffer) -> bool:
+    data = getattr(buffer, "data", None)
+    return data is not None and len(data) > 0
 
 
 def _opcode(model, schema, builtin: int) -> int:

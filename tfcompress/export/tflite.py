@@ -71,6 +71,7 @@ from tfcompress.export.ptq import (
     QUANTIZATION_MODES,
     QuantizationConfig,
     check_float_ops,
+    dequantize_weights,
     keep_ops_in_float,
     resolve_quantization,
 )
@@ -324,15 +325,19 @@ def export_tflite(
             ``"int16x8"``); id inputs stay int32.
         strict: full-integer modes only: fail on ops without an integer kernel instead of
             falling back to float. (Drift beyond tolerance is ``drift="error"``.)
-        float_ops: full-integer modes only: TFLite op types (e.g. ``["DIV"]``) that run in float
+        float_ops: full-integer modes: TFLite op types (e.g. ``["DIV"]``) that run in float
             between a DEQUANTIZE and a QUANTIZE (selective quantization, see
             :func:`tfcompress.export.ptq.keep_ops_in_float`). None (default): the mode's
             default, ``["SQUARED_DIFFERENCE", "SUB"]`` for ``"int16x8"`` (LiteRT has no int16
             kernel for the variance of ``LayerNormalization``, and its int16 SUB of the
             centring aborts the process), none for ``"int8"``; ``[]`` keeps every op quantized.
-            ``"auto"``: measured on this machine, the op groups whose float run is faster
-            (latency-aware hybrid, :func:`tfcompress.export.hybrid.choose_float_ops`; a few
-            seconds on the calibration examples; the choice is in ``options["float_ops_auto"]``).
+            ``"dynamic"``: weight ops (:data:`tfcompress.export.ptq.WEIGHT_OPS`) computed in
+            float on their int8 weights, dequantized once at load
+            (:func:`tfcompress.export.ptq.dequantize_weights`; same bytes, no activation
+            quantized). ``"auto"``: measured on this machine, the op groups whose float run is
+            faster (latency-aware hybrid, :func:`tfcompress.export.hybrid.choose_float_ops`; a
+            few seconds on the calibration examples, or a random batch for ``"dynamic"``; the
+            choice is in ``options["float_ops_auto"]``).
         parity_data: data to compare the file with the Keras model on (up to
             ``parity_max_examples`` examples); default: a small deterministic random batch.
             With labels (``(features, label)`` elements or ``parity_labels``) the quality of
@@ -409,10 +414,10 @@ def export_tflite(
     _check_flags(config, quantization, integer_io, progress, strict)
     auto_float = isinstance(float_ops, str) and float_ops.lower() == "auto"
     keep_float = check_float_ops(None if auto_float else float_ops, config)
-    if auto_float and not config.needs_representative_data:
+    if auto_float and not (config.needs_representative_data or config.name == "dynamic"):
         raise ValueError(
-            f"`float_ops=\"auto\"` applies to the full-integer modes ('int8', 'int16x8'); "
-            f"received quantization={config.name!r}."
+            f"`float_ops=\"auto\"` applies to the full-integer modes ('int8', 'int16x8') and "
+            f"'dynamic'; received quantization={config.name!r}."
         )
     check_embeddings_mode(embeddings)
     if sparse is not None and not isinstance(sparse, bool):
@@ -536,8 +541,12 @@ def _convert_quietly(
     try:
         with captured_output() as out, saved_model_for_conversion(convert_model, concrete) as d:
             flatbuffer = convert(lambda: make_converter(d, out.terminal), config, model)
-            flatbuffer, kept = keep_ops_in_float(flatbuffer, keep_float)
-            if kept:  # one float region per run of kept ops, as float_ops="auto" files get
+            if config.name == "dynamic":  # int8 weights computed in float
+                flatbuffer, kept = dequantize_weights(flatbuffer, keep_float)
+            else:
+                flatbuffer, kept = keep_ops_in_float(flatbuffer, keep_float)
+            if kept and config.name != "dynamic":
+                # one float region per run of kept ops, as float_ops="auto" files get
                 flatbuffer, options["float_regions_merged"] = merge_float_regions(flatbuffer)
     except ConversionError as e:  # the converter's: its summary, then what it printed
         output = (out.text if out is not None else "") or e.converter_output
