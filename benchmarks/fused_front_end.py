@@ -6,12 +6,13 @@ pooled sequence) and fused (``fuse_embeddings=True``: one GATHER, a SUM per run 
 sequences), in float32, dynamic-range (converter tables) and float32 with int8 row tables
 (``embeddings="int8"``), plus the fused float file with ``pooling="matmul"`` (masked weights
 and a BATCH_MATMUL per run) for the choice of method, and the model after ``shrink(model,
-0.5)`` (a smaller tower: the front end's share grows). Each file runs in LiteRT (the
-``Interpreter`` that ``tfcompress.export.load_variant`` uses), 1 thread, at batch 1 and 256: the
-timed runs interleave (A, B, A, B, ...: ``--rounds`` rounds of ``--repeats`` invokes each) and
-the table gives the median times and the median of the rounds' speed-ups of each fused file
-over its unfused twin. Parity: max
-|diff| of each file against its Keras model on ``--parity`` test examples (through LiteRT).
+0.5)`` (a smaller tower: the front end's share grows) and the front end alone (the model cut
+at ``dcn_input``, where the towers start: what the fusion rewrites, without the towers). Each
+file runs in LiteRT (the ``Interpreter`` that ``tfcompress.export.load_variant`` uses), 1
+thread, at batch 1 and 256: the timed runs interleave (A, B, A, B, ...: ``--rounds`` rounds
+of ``--repeats`` invokes each) and the table gives the median times and the median of the
+rounds' speed-ups of each fused file over its unfused twin. Parity: max |diff| of each file
+against its Keras model on ``--parity`` test examples (through LiteRT).
 
 ``--int8`` also exports full-integer int8 and int16x8, fused (``fuse_embeddings=True``: the rows
 computed in int32) and not, calibrated on the training split, times them and compares their
@@ -36,6 +37,7 @@ from pathlib import Path
 import numpy as np
 from _common import trained_dcn_student
 
+from tfcompress._keras import keras
 from tfcompress.export import export_tflite
 from tfcompress.export.fuse import fuse_embeddings
 from tfcompress.export.metrics import auc
@@ -67,9 +69,12 @@ def _export_pairs(model, task, args) -> dict[str, tuple]:
     """Each variant exported today's way and fused: ``{name: (today, fused, keras model)}``."""
     other, _ = fuse_embeddings(model, pooling="matmul")
     small = shrink(model, 0.5)  # a smaller tower: the front end is a larger share
+    # the front end alone: the model cut where the towers start (the embedded features)
+    front = keras.Model(model.inputs, model.get_layer("dcn_input").output, name="front_end")
     pairs = {  # name: (unfused export kwargs, fused export kwargs, fused model)
         "float32": ({}, {}, model),
         "float32, shrink(0.5)": ({}, {}, small),
+        "float32, front end alone": ({}, {}, front),
         "dynamic": ({"quantization": "dynamic", "embeddings": "float"}, None, model),
         "float32 + int8 rows": ({"embeddings": "int8"}, None, model),
         "float32 (matmul pooling)": ({}, {}, other),
@@ -78,7 +83,7 @@ def _export_pairs(model, task, args) -> dict[str, tuple]:
     for name, (options, fused_options, fused_model) in pairs.items():
         stem = name.replace(" ", "_").replace("(", "").replace(")", "").replace("+", "")
         fused_options = options if fused_options is None else fused_options
-        source = small if fused_model is small else model
+        source = fused_model if fused_model is small or fused_model is front else model
         plain = export_tflite(source, args.out / f"{stem}.tflite", fuse_embeddings=False, **options)
         fused = export_tflite(
             fused_model,
