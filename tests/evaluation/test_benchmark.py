@@ -102,6 +102,10 @@ def test_benchmark_rows(setup):
     assert report.settings["num_threads"] == 1 and report.settings["repeats"] == 3
     assert report.settings["timing"] == "invoke"
     assert "invoke() with the inputs set" in report.to_markdown()
+    # the CPU the timings ran on, with its int8 features (they decide int8's speed-up)
+    cpu = report.settings["cpu"]
+    assert cpu["cores"] >= 1 and cpu["model"]
+    assert f"CPU: {cpu['model']} ({cpu['arch']}" in report.to_markdown()
     # the delegate the interpreter really applied, per TFLite row, and one word for the report
     runtime = report.settings["tflite_runtime"]
     assert sorted(runtime) == ["float", "int8"]

@@ -77,3 +77,26 @@ def test_tflite_flops_rejects_bad_batch(dense_model):
     with pytest.raises(ValueError, match="batch_size"):
         pk.tflite_flops(dense_model[1], 0)
     assert np.isfinite(pk.tflite_flops(dense_model[1], 3)[0])
+
+
+def test_machine_cpu_reads_the_model_and_the_int8_features(tmp_path):
+    from tfcompress.evaluation.peak import INT8_ISA, machine_cpu
+
+    x86 = tmp_path / "x86"
+    x86.write_text(
+        "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n"
+        "flags\t\t: fpu sse2 avx2 fma avx512f avx512bw avx512_vnni amx_tile amx_int8\n\n"
+        "processor\t: 1\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\nflags\t\t: fpu\n"
+    )
+    cpu = machine_cpu(x86)
+    assert cpu["model"] == "Intel(R) Xeon(R) Platinum 8480+"
+    assert cpu["int8_isa"] == ["avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "amx_int8"]
+    arm = tmp_path / "arm"
+    arm.write_text("processor\t: 0\nFeatures\t: fp asimd asimddp i8mm\nCPU part\t: 0xd0c\n")
+    assert machine_cpu(arm)["int8_isa"] == ["asimddp", "i8mm"]
+    # unreadable: the model from platform, the features unknown (not "none")
+    missing = machine_cpu(tmp_path / "absent")
+    assert missing["int8_isa"] is None and missing["model"] and missing["cores"] >= 1
+    assert set(machine_cpu()["int8_isa"] or []) <= set(INT8_ISA)
+    with pytest.raises(TypeError, match="cpuinfo"):
+        machine_cpu(3)

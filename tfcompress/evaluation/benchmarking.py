@@ -27,7 +27,7 @@ import numpy as np
 from tfcompress._compat import interpreter_ops
 from tfcompress._keras import check_keras_file, check_model, keras, tf
 from tfcompress._validation import check_bool, check_choice, check_int
-from tfcompress.evaluation.peak import machine_peak, row_achieved
+from tfcompress.evaluation.peak import machine_cpu, machine_peak, row_achieved
 from tfcompress.evaluation.profile import GROUPS, profile_variant
 from tfcompress.evaluation.report import BenchmarkReport, BenchmarkRow
 from tfcompress.evaluation.statistics import PairedDifference, paired_difference
@@ -492,6 +492,7 @@ def benchmark(
         "peak": peaks or None,
         "profiler": sorted({p["profiler"] for r in rows for p in r.profiles.values()}) or None,
         "versions": library_versions(),
+        "cpu": machine_cpu(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     return BenchmarkReport(tuple(rows), base_name, settings)

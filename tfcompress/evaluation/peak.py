@@ -16,6 +16,8 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
+import platform
 import tempfile
 import time
 from collections.abc import Sequence
@@ -28,13 +30,75 @@ from tfcompress._keras import keras
 from tfcompress._validation import check_int, must_be
 from tfcompress.evaluation.graph_flops import GEMM_OPS as _GEMM_TF_OPS
 
-__all__ = ["DTYPES", "achieved", "gemm_flops", "machine_peak", "tflite_flops"]
+__all__ = [
+    "DTYPES",
+    "INT8_ISA",
+    "achieved",
+    "gemm_flops",
+    "machine_cpu",
+    "machine_peak",
+    "tflite_flops",
+]
 
 _log = logging.getLogger("tfcompress")
 
 DTYPES = ("float32", "int8")
 DEFAULT_SHAPE = (512, 1024, 1024)  # m, k, n: about 1.07 GFLOP per run, compute-bound
 _CACHE: dict[tuple[int, str, tuple[int, int, int], int], dict[str, Any]] = {}
+
+
+#: CPU features that decide whether int8 GEMMs beat float ones (x86: AVX2 ``vpmaddubsw`` only,
+#: VNNI dot products, AMX tiles; ARM: the ``sdot`` dot product, ``i8mm`` matrix multiply). On
+#: an AVX2-only AMD EPYC, XNNPACK's int8 GEMM peak was 1.25x its float one at 512x1024x1024
+#: and 1.0x at 256x64x64 (docs/export.md); on an AMX machine ~20x.
+INT8_ISA = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8") + (
+    "asimddp",
+    "i8mm",
+    "sve",
+)
+
+
+def machine_cpu(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> dict[str, Any]:
+    """What CPU the timings ran on: its model name, cores and the features of :data:`INT8_ISA`.
+
+    int8 speed-ups depend on them more than on anything tfcompress does, so every benchmark
+    report records them (``settings["cpu"]``).
+
+    Args:
+        cpuinfo: Linux's ``/proc/cpuinfo`` (elsewhere, or when it cannot be read, the model
+            comes from :func:`platform.processor` and ``int8_isa`` is None: unknown).
+
+    Returns:
+        ``{"model": str, "arch": str, "cores": int, "int8_isa": [features present] | None}``.
+
+    Raises:
+        TypeError: ``cpuinfo`` is not a path.
+
+    Example:
+        >>> cpu = machine_cpu()
+        >>> cpu["cores"] >= 1 and isinstance(cpu["model"], str)
+        True
+    """
+    if not isinstance(cpuinfo, (str, os.PathLike)):
+        raise TypeError(must_be("cpuinfo", "a path (default '/proc/cpuinfo')", cpuinfo))
+    model, features = "", None
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key in ("model name", "hardware", "cpu model") and not model:
+            model = value.strip()
+        elif key in ("flags", "features") and features is None:
+            features = set(value.split())
+    return {
+        "model": model or platform.processor() or platform.machine() or "unknown",
+        "arch": platform.machine(),
+        "cores": os.cpu_count() or 1,
+        "int8_isa": None if features is None else [f for f in INT8_ISA if f in features],
+    }
 
 
 def gemm_flops(m: int, k: int, n: int) -> int:

@@ -307,6 +307,13 @@ class BenchmarkReport:
                 + f" (one-op {'x'.join(map(str, next(iter(peak.values()))['shape']))} "
                 "FULLY_CONNECTED on LiteRT/XNNPACK, same threads)."
             )
+        cpu = self.settings.get("cpu")
+        if cpu:  # int8 speed-ups depend on the CPU's int8 instructions more than on anything
+            isa = cpu.get("int8_isa")
+            lines.append(
+                f"CPU: {cpu.get('model')} ({cpu.get('arch')}, {cpu.get('cores')} cores); int8 "
+                "features: " + ("unknown" if isa is None else ", ".join(isa) or "none") + "."
+            )
         lines += [f"warning: {note}." for note in self.notes()]
         return lines
 
