@@ -48,6 +48,7 @@ import tfcompress
 from tfcompress import data, models
 from tfcompress._keras import keras, tf
 from tfcompress.evaluation import delong_auc_difference
+from tfcompress.evaluation.peak import machine_cpu
 from tfcompress.export.runtime import load_variant
 
 #: With ``--before``: the same exports without the graph rewrites of export/simplify.py and
@@ -283,7 +284,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    lines = ["## int8 vs float on 1 thread (LiteRT + XNNPACK), one run"]
+    cpu = machine_cpu()  # int8's speed-up depends on the CPU's int8 instructions
+    lines = [
+        "## int8 vs float on 1 thread (LiteRT + XNNPACK), one run",
+        f"CPU: {cpu['model']} ({cpu['arch']}, {cpu['cores']} cores); int8 features: "
+        + ", ".join(cpu["int8_isa"] or ["unknown"]),
+    ]
     for name in args.models.split(","):
         lines += run_model(name.strip(), args)
         print("\n".join(lines[-(len(VARIANTS) + len(BEFORE) * args.before + 3) :]), flush=True)
