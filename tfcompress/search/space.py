@@ -55,8 +55,9 @@ TABLES = (None, "mixed", "qr")
 #: an id, BlockedIdRemap; 5: every converted file is simplified (export/simplify.py: no
 #: BROADCAST_TO its consumers broadcast, no int8 ADD of a negligible constant), auto-float int8
 #: files run their float ops as merged regions (export/float_regions.py), mixed-dimension tables
-#: keep a blocked id map)
-EXPORT_REVISION = 5
+#: keep a blocked id map; 6: dynamic-range files compute their int8 weights in float where
+#: measured faster, ``float_ops="auto"``, ptq.dequantize_weights)
+EXPORT_REVISION = 6
 
 
 @dataclasses.dataclass(frozen=True)
