@@ -190,11 +190,7 @@ def keep_ops_in_float(flatbuffer: bytes, op_names: Iterable[str]) -> tuple[bytes
     names = set(op_names)
     if not names:
         return flatbuffer, []
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    schema = _schema()
-    model = flatbuffer_utils.read_model_from_bytearray(bytearray(flatbuffer))
-    wanted = {getattr(schema.BuiltinOperator, n) for n in names}
+    flatbuffer_utils, schema, model, wanted = _read(flatbuffer, names)
     quantized = (schema.TensorType.INT8, schema.TensorType.INT16)
     dequantize = _opcode(model, schema, schema.BuiltinOperator.DEQUANTIZE)
     quantize = _opcode(model, schema, schema.BuiltinOperator.QUANTIZE)
@@ -266,11 +262,7 @@ def dequantize_weights(flatbuffer: bytes, op_names: Iterable[str]) -> tuple[byte
     names = set(op_names)
     if not names:
         return flatbuffer, []
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    schema = _schema()
-    model = flatbuffer_utils.read_model_from_bytearray(bytearray(flatbuffer))
-    wanted = {getattr(schema.BuiltinOperator, n) for n in names}
+    flatbuffer_utils, schema, model, wanted = _read(flatbuffer, names)
     dequantize = _opcode(model, schema, schema.BuiltinOperator.DEQUANTIZE)
     done: list[str] = []
     for graph in model.subgraphs:
@@ -302,6 +294,15 @@ def dequantize_weights(flatbuffer: bytes, op_names: Iterable[str]) -> tuple[byte
             done.append(flatbuffer_utils.opcode_to_name(model, op.opcodeIndex))
         graph.operators = ops
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), done
+
+
+def _read(flatbuffer: bytes, names: set[str]):
+    """TF's flatbuffer tools, the schema, the model's object tree and the builtin codes wanted."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    schema = _schema()
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(flatbuffer))
+    return flatbuffer_utils, schema, model, {getattr(schema.BuiltinOperator, n) for n in names}
 
 
 def _is_constant(buffer) -> bool:
