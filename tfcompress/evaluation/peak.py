@@ -51,10 +51,9 @@ _CACHE: dict[tuple[int, str, tuple[int, int, int], int], dict[str, Any]] = {}
 #: VNNI dot products, AMX tiles; ARM: the ``sdot`` dot product, ``i8mm`` matrix multiply). On
 #: an AVX2-only AMD EPYC, XNNPACK's int8 GEMM peak was 1.25x its float one at 512x1024x1024
 #: and 1.0x at 256x64x64 (docs/export.md); on an AMX machine ~20x.
-INT8_ISA = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8") + (
-    "asimddp",
-    "i8mm",
-    "sve",
+INT8_ISA = (
+    *("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8"),  # x86
+    *("asimddp", "i8mm", "sve"),  # ARM
 )
 
 

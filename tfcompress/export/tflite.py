@@ -545,9 +545,8 @@ def _convert_quietly(
                 flatbuffer, kept = dequantize_weights(flatbuffer, keep_float)
             else:
                 flatbuffer, kept = keep_ops_in_float(flatbuffer, keep_float)
-            if kept and config.name != "dynamic":
-                # one float region per run of kept ops, as float_ops="auto" files get
-                flatbuffer, options["float_regions_merged"] = merge_float_regions(flatbuffer)
+                if kept:  # one float region per run of kept ops, as float_ops="auto" files get
+                    flatbuffer, options["float_regions_merged"] = merge_float_regions(flatbuffer)
     except ConversionError as e:  # the converter's: its summary, then what it printed
         output = (out.text if out is not None else "") or e.converter_output
         raise ConversionError(e.summary, output) from e.__cause__
